@@ -1,0 +1,506 @@
+//! TCP function blocks (whole TCP stacks), after FreeBSD's `struct tcp_function_block`
+//! (tcp_functions(9)), and the sans-IO interface through which a stack asks the host for
+//! things: transmit, socket-buffer bytes, timers, the clock, connection events.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use abi_stable::{
+    prefix_type::WithMetadata,
+    std_types::{RSlice, RSliceMut, RStr},
+    StableAbi,
+};
+
+use crate::cc::CcConn;
+use crate::errno::{guard, Errno, HookStatus};
+use crate::segment::{SegIn, SegOut};
+use crate::sockopt::SockOpt;
+use crate::tcpcb::{TcpState, Tcpcb};
+
+/// Function block flags (FreeBSD TCP_FUNC_*).
+pub mod tcp_func {
+    /// The block may be made the system default.
+    pub const DEFAULT_OK: u32 = 0x0001;
+    /// Set by the host while the block is being deregistered: no new users.
+    pub const BEING_REMOVED: u32 = 0x0002;
+    /// The block wants segments before the host's own checks (unused by the host today).
+    pub const OUTPUT_CANDROP: u32 = 0x0004;
+}
+
+/// Per-connection timers the host runs for a stack (FreeBSD TT_*), plus private ones.
+pub mod tt {
+    pub const REXMT: u32 = 0;
+    pub const PERSIST: u32 = 1;
+    pub const KEEP: u32 = 2;
+    pub const TWO_MSL: u32 = 3;
+    pub const DELACK: u32 = 4;
+    /// First timer a stack may use for its own purposes (RACK's TLP, pacing...).
+    pub const PRIV0: u32 = 5;
+    /// Number of timers per connection.
+    pub const COUNT: u32 = 8;
+}
+
+/// Events a stack reports to the host (socket wakeups and state changes).
+#[repr(u8)]
+#[derive(Copy, Clone, PartialEq, Eq, Debug, StableAbi)]
+pub enum ConnEvent {
+    /// The handshake completed (soisconnected).
+    Connected = 0,
+    /// New bytes are readable or the peer's FIN arrived (sorwakeup).
+    Readable = 1,
+    /// Send-buffer space was freed (sowwakeup).
+    Writable = 2,
+    /// The connection is closed and may be freed (tcp_close); `t_softerror` says why.
+    Closed = 3,
+    /// The connection entered TIME_WAIT (the host may keep a compact record).
+    TimeWait = 4,
+}
+
+/// What the host offers a stack. A prefix type so that later ABI versions can append ops.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = HostOpsRef)))]
+#[sabi(missing_field(panic))]
+pub struct HostOps {
+    /// Transmit one segment (the host adds IP and TCP headers and copies the payload).
+    pub output: extern "C" fn(host: *mut c_void, seg: &SegOut) -> HookStatus,
+    /// Bytes in the send buffer (from snd_una).
+    pub snd_len: extern "C" fn(host: *mut c_void) -> u32,
+    /// Copy send-buffer bytes at `off` into `dst`; returns the count copied.
+    pub snd_read: extern "C" fn(host: *mut c_void, off: u32, dst: RSliceMut<'_, u8>) -> u32,
+    /// Drop `n` acknowledged bytes from the front of the send buffer.
+    pub snd_drop: extern "C" fn(host: *mut c_void, n: u32),
+    /// Free space in the receive buffer.
+    pub rcv_space: extern "C" fn(host: *mut c_void) -> u32,
+    /// Store bytes `off` bytes past the readable end of the receive buffer (0 = in order);
+    /// returns the count stored.
+    pub rcv_write: extern "C" fn(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32,
+    /// Make `n` more stored bytes readable by the application.
+    pub rcv_commit: extern "C" fn(host: *mut c_void, n: u32),
+    /// Arm timer `which` (a `tt::*`) to fire `delay_ns` from now; re-arming replaces.
+    pub timer_start: extern "C" fn(host: *mut c_void, which: u32, delay_ns: u64),
+    pub timer_stop: extern "C" fn(host: *mut c_void, which: u32),
+    /// Nanoseconds until timer `which` fires, or u64::MAX when it is not armed.
+    pub timer_remaining: extern "C" fn(host: *mut c_void, which: u32) -> u64,
+    /// The host clock, in nanoseconds.
+    pub now: extern "C" fn(host: *mut c_void) -> u64,
+    #[sabi(last_prefix_field)]
+    pub event: extern "C" fn(host: *mut c_void, ev: ConnEvent),
+}
+
+/// The host side of one stack call: its ops and the opaque handle they take.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostIf {
+    pub ops: HostOpsRef,
+    pub host: *mut c_void,
+}
+
+impl HostIf {
+    #[inline]
+    pub fn output(&self, seg: &SegOut) -> Result<(), Errno> {
+        match (self.ops.output())(self.host, seg).into_result() {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.errno()),
+        }
+    }
+    #[inline]
+    pub fn snd_len(&self) -> u32 {
+        (self.ops.snd_len())(self.host)
+    }
+    #[inline]
+    pub fn snd_read(&self, off: u32, dst: &mut [u8]) -> u32 {
+        (self.ops.snd_read())(self.host, off, dst.into())
+    }
+    #[inline]
+    pub fn snd_drop(&self, n: u32) {
+        (self.ops.snd_drop())(self.host, n)
+    }
+    #[inline]
+    pub fn rcv_space(&self) -> u32 {
+        (self.ops.rcv_space())(self.host)
+    }
+    #[inline]
+    pub fn rcv_write(&self, off: u32, data: &[u8]) -> u32 {
+        (self.ops.rcv_write())(self.host, off, data.into())
+    }
+    #[inline]
+    pub fn rcv_commit(&self, n: u32) {
+        (self.ops.rcv_commit())(self.host, n)
+    }
+    #[inline]
+    pub fn timer_start(&self, which: u32, delay_ns: u64) {
+        (self.ops.timer_start())(self.host, which, delay_ns)
+    }
+    #[inline]
+    pub fn timer_stop(&self, which: u32) {
+        (self.ops.timer_stop())(self.host, which)
+    }
+    #[inline]
+    pub fn timer_remaining(&self, which: u32) -> Option<u64> {
+        match (self.ops.timer_remaining())(self.host, which) {
+            u64::MAX => None,
+            r => Some(r),
+        }
+    }
+    #[inline]
+    pub fn now(&self) -> u64 {
+        (self.ops.now())(self.host)
+    }
+    #[inline]
+    pub fn event(&self, ev: ConnEvent) {
+        (self.ops.event())(self.host, ev)
+    }
+}
+
+/// Everything a stack hook works on for one connection: the shared control block, the
+/// connection's CC, the host interface and the stack's counters. The host keeps it inline in
+/// the connection slot, so a stack switch hands it over untouched.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct StackCtx {
+    pub tp: Tcpcb,
+    pub cc: CcConn,
+    pub host: HostIf,
+    /// The stack's counters, in the order of [`TcpFunctionBlock::counters`]; host-owned.
+    pub counters: RSlice<'static, AtomicUsize>,
+}
+
+impl StackCtx {
+    #[inline]
+    pub fn count(&self, idx: usize, n: usize) {
+        if let Some(c) = self.counters.get(idx) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why `init` is called.
+#[repr(u8)]
+#[derive(Copy, Clone, PartialEq, Eq, Debug, StableAbi)]
+pub enum InitMode {
+    /// A new connection (or a listener) starts on this stack.
+    Fresh = 0,
+    /// A live connection is switched to this stack (make-before-break: the old stack still
+    /// exists and can be queried through [`OldStack`]).
+    Switch = 1,
+}
+
+/// Query kinds for `chg_query` (FreeBSD TCP_QUERY_*).
+pub mod query {
+    /// Describe the send-map entry that contains `seq` (or the first after it).
+    pub const SENDMAP: u32 = 1;
+    /// Which timers the old stack had running (bitmask of `1 << tt::*`).
+    pub const TIMERS_UP: u32 = 2;
+    /// RACK's reordering and time state.
+    pub const RACK_TIMES: u32 = 3;
+}
+
+/// A `chg_query` request and its answer (FreeBSD `struct tcp_query_resp`).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct ChgQuery {
+    pub req: u32,
+    pub req_param: u32,
+    /// Set by the answering stack: 1 if it answered.
+    pub answered: u32,
+    pub sendmap_start: u32,
+    pub sendmap_end: u32,
+    pub sendmap_send_cnt: u32,
+    pub sendmap_flags: u32,
+    pub sendmap_time_ns: u64,
+    pub timers_up: u32,
+    pub rack_reorder_ts: u64,
+    pub rack_num_dsacks: u32,
+    pub rack_rtt_us: u32,
+}
+
+/// Handle on the stack being switched away from, for `init` in switch mode.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct OldStack {
+    pub state: *mut c_void,
+    pub chg_query: Option<extern "C" fn(*mut c_void, &StackCtx, &mut ChgQuery) -> HookStatus>,
+}
+
+impl OldStack {
+    pub const NONE: OldStack = OldStack {
+        state: std::ptr::null_mut(),
+        chg_query: None,
+    };
+
+    /// Ask the old stack; `Ok(false)` when it has no answer (or no `chg_query` at all).
+    pub fn query(&self, cx: &StackCtx, q: &mut ChgQuery) -> Result<bool, Errno> {
+        let Some(h) = self.chg_query else { return Ok(false) };
+        h(self.state, cx, q).into_result().map_err(|e| e.errno())?;
+        Ok(q.answered != 0)
+    }
+}
+
+/// FreeBSD `struct tcp_info` (the fields plugtcp fills).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub tcpi_state: u8,
+    pub tcpi_options: u8,
+    pub tcpi_snd_wscale: u8,
+    pub tcpi_rcv_wscale: u8,
+    pub tcpi_rto: u32,
+    pub tcpi_snd_mss: u32,
+    pub tcpi_rcv_mss: u32,
+    pub tcpi_last_data_recv: u32,
+    pub tcpi_rtt: u32,
+    pub tcpi_rttvar: u32,
+    pub tcpi_snd_ssthresh: u32,
+    pub tcpi_snd_cwnd: u32,
+    pub tcpi_rcv_space: u32,
+    pub tcpi_snd_wnd: u32,
+    pub tcpi_snd_nxt: u32,
+    pub tcpi_snd_una: u32,
+    pub tcpi_snd_max: u32,
+    pub tcpi_rcv_nxt: u32,
+    pub tcpi_snd_rexmitpack: u32,
+    pub tcpi_rcv_ooopack: u32,
+    pub tcpi_snd_zerowin: u32,
+    pub tcpi_rxtshift: u32,
+    pub tcpi_dupacks: u32,
+    pub tcpi_flight: u32,
+    pub tcpi_snd_bytes: u64,
+    pub tcpi_rcv_bytes: u64,
+    pub tcpi_rexmit_bytes: u64,
+}
+
+/// TCP_INFO `tcpi_options` bits.
+pub mod tcpi_opt {
+    pub const TIMESTAMPS: u8 = 0x01;
+    pub const SACK: u8 = 0x02;
+    pub const WSCALE: u8 = 0x04;
+    pub const ECN: u8 = 0x08;
+}
+
+impl TcpInfo {
+    /// The fields every stack reports the same way, straight from the control block.
+    pub fn from_tcpcb(tp: &Tcpcb) -> Self {
+        use crate::tcpcb::{tf, tf2};
+        let mut o = 0;
+        if tp.t_flags & (tf::REQ_TSTMP | tf::RCVD_TSTMP) == tf::REQ_TSTMP | tf::RCVD_TSTMP {
+            o |= tcpi_opt::TIMESTAMPS;
+        }
+        if tp.t_flags & tf::SACK_PERMIT != 0 {
+            o |= tcpi_opt::SACK;
+        }
+        if tp.t_flags & (tf::REQ_SCALE | tf::RCVD_SCALE) == tf::REQ_SCALE | tf::RCVD_SCALE {
+            o |= tcpi_opt::WSCALE;
+        }
+        if tp.t_flags2 & tf2::ECN_PERMIT != 0 {
+            o |= tcpi_opt::ECN;
+        }
+        TcpInfo {
+            tcpi_state: tp.t_state as u8,
+            tcpi_options: o,
+            tcpi_snd_wscale: tp.snd_scale,
+            tcpi_rcv_wscale: tp.rcv_scale,
+            tcpi_rto: tp.t_rxtcur,
+            tcpi_snd_mss: tp.t_maxseg,
+            tcpi_rcv_mss: tp.t_maxseg,
+            tcpi_last_data_recv: 0,
+            tcpi_rtt: tp.t_srtt,
+            tcpi_rttvar: tp.t_rttvar,
+            tcpi_snd_ssthresh: tp.snd_ssthresh,
+            tcpi_snd_cwnd: tp.snd_cwnd,
+            tcpi_rcv_space: tp.rcv_wnd,
+            tcpi_snd_wnd: tp.snd_wnd,
+            tcpi_snd_nxt: tp.snd_nxt,
+            tcpi_snd_una: tp.snd_una,
+            tcpi_snd_max: tp.snd_max,
+            tcpi_rcv_nxt: tp.rcv_nxt,
+            tcpi_snd_rexmitpack: tp.t_sndrexmitpack as u32,
+            tcpi_rcv_ooopack: tp.t_rcvoopack as u32,
+            tcpi_snd_zerowin: tp.t_sndzerowin as u32,
+            tcpi_rxtshift: tp.t_rxtshift,
+            tcpi_dupacks: tp.t_dupacks,
+            tcpi_flight: tp.flight_size(),
+            tcpi_snd_bytes: tp.t_snd_bytes,
+            tcpi_rcv_bytes: tp.t_rcv_bytes,
+            tcpi_rexmit_bytes: tp.t_rexmit_bytes,
+        }
+    }
+}
+
+pub type InitHook = extern "C" fn(&mut StackCtx, InitMode, OldStack, &mut *mut c_void) -> HookStatus;
+pub type FiniHook = extern "C" fn(*mut c_void, &mut StackCtx, bool) -> HookStatus;
+pub type SegmentHook = extern "C" fn(*mut c_void, &mut StackCtx, &SegIn<'_>) -> HookStatus;
+pub type StateHook = extern "C" fn(*mut c_void, &mut StackCtx) -> HookStatus;
+pub type U32Hook = extern "C" fn(*mut c_void, &mut StackCtx, u32) -> HookStatus;
+pub type CtlHook = extern "C" fn(*mut c_void, &mut StackCtx, &mut SockOpt<'_>) -> HookStatus;
+pub type HandoffHook = extern "C" fn(&StackCtx) -> HookStatus;
+pub type ChgQueryHook = extern "C" fn(*mut c_void, &StackCtx, &mut ChgQuery) -> HookStatus;
+pub type InfoHook = extern "C" fn(*mut c_void, &StackCtx, &mut TcpInfo) -> HookStatus;
+pub type InheritHook = extern "C" fn(*mut c_void, &mut StackCtx, &Tcpcb) -> HookStatus;
+
+/// The function block descriptor (FreeBSD `struct tcp_function_block`). A prefix type.
+///
+/// Required hooks (FreeBSD's register_tcp_function_block checks the same): `output`,
+/// `do_segment`, `ctloutput`, `handoff_ok`; and a non-empty name. The host refuses a block
+/// without them with EINVAL.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = TcpFunctionBlockRef)))]
+#[sabi(missing_field(option))]
+pub struct TcpFunctionBlock {
+    pub name: RStr<'static>,
+    /// Further names the block registers under (at most 8 names in all, with `name`).
+    pub aliases: RSlice<'static, RStr<'static>>,
+    pub flags: u32,
+    pub counters: RSlice<'static, RStr<'static>>,
+    pub init: Option<extern "C" fn(&mut StackCtx, InitMode, OldStack, &mut *mut c_void) -> HookStatus>,
+    pub fini: Option<extern "C" fn(*mut c_void, &mut StackCtx, bool) -> HookStatus>,
+    pub do_segment: Option<extern "C" fn(*mut c_void, &mut StackCtx, &SegIn<'_>) -> HookStatus>,
+    pub output: Option<extern "C" fn(*mut c_void, &mut StackCtx) -> HookStatus>,
+    pub timer: Option<extern "C" fn(*mut c_void, &mut StackCtx, u32) -> HookStatus>,
+    pub ctloutput: Option<extern "C" fn(*mut c_void, &mut StackCtx, &mut SockOpt<'_>) -> HookStatus>,
+    pub handoff_ok: Option<extern "C" fn(&StackCtx) -> HookStatus>,
+    pub mtu_chg: Option<extern "C" fn(*mut c_void, &mut StackCtx, u32) -> HookStatus>,
+    pub switch_failed: Option<extern "C" fn(*mut c_void, &mut StackCtx) -> HookStatus>,
+    pub chg_query: Option<extern "C" fn(*mut c_void, &StackCtx, &mut ChgQuery) -> HookStatus>,
+    pub info: Option<extern "C" fn(*mut c_void, &StackCtx, &mut TcpInfo) -> HookStatus>,
+    #[sabi(last_prefix_field)]
+    pub inherit: Option<extern "C" fn(*mut c_void, &mut StackCtx, &Tcpcb) -> HookStatus>,
+}
+
+/// What a stack implements. [`crate::export_function_block!`] wraps it into the ABI.
+pub trait TcpStack: Sized + 'static {
+    const NAME: &'static str;
+    const ALIASES: &'static [RStr<'static>] = &[];
+    const FLAGS: u32 = tcp_func::DEFAULT_OK;
+    const COUNTERS: &'static [RStr<'static>] = &[];
+
+    /// Builds the stack's per-connection state (FreeBSD tfb_tcp_fb_init).
+    fn init(cx: &mut StackCtx, mode: InitMode, old: OldStack) -> Result<Self, Errno>;
+    /// Tears it down (tfb_tcp_fb_fini); `purged` when the connection is going away.
+    fn fini(self, _cx: &mut StackCtx, _purged: bool) {}
+    fn do_segment(&mut self, cx: &mut StackCtx, seg: &SegIn<'_>) -> Result<(), Errno>;
+    fn output(&mut self, cx: &mut StackCtx) -> Result<(), Errno>;
+    fn timer(&mut self, cx: &mut StackCtx, which: u32) -> Result<(), Errno>;
+    fn ctloutput(&mut self, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno>;
+    /// May a live connection in this state be handed to this stack? (tfb_tcp_handoff_ok)
+    fn handoff_ok(_cx: &StackCtx) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn mtu_chg(&mut self, _cx: &mut StackCtx, _mtu: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+    /// The switch away from this stack failed; it keeps the connection.
+    fn switch_failed(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn chg_query(&self, _cx: &StackCtx, _q: &mut ChgQuery) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn info(&self, cx: &StackCtx, out: &mut TcpInfo) -> Result<(), Errno> {
+        *out = TcpInfo::from_tcpcb(&cx.tp);
+        Ok(())
+    }
+    /// A connection accepted on a listener of this stack (tfb_inherit).
+    fn inherit(&mut self, _cx: &mut StackCtx, _listener: &Tcpcb) -> Result<(), Errno> {
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `st` is a `Box<T>` made by `stack_init::<T>`; the host passes each stack only its own.
+#[inline]
+unsafe fn stack_state<'a, T>(st: *mut c_void) -> Result<&'a mut T, Errno> {
+    // SAFETY: see the function's contract.
+    unsafe { (st as *mut T).as_mut() }.ok_or(Errno::EINVAL)
+}
+
+extern "C" fn stack_init<T: TcpStack>(cx: &mut StackCtx, mode: InitMode, old: OldStack, out: &mut *mut c_void) -> HookStatus {
+    guard(|| {
+        let st = T::init(cx, mode, old)?;
+        *out = Box::into_raw(Box::new(st)) as *mut c_void;
+        Ok(())
+    })
+}
+extern "C" fn stack_fini<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, purged: bool) -> HookStatus {
+    guard(|| {
+        if !st.is_null() {
+            // SAFETY: made by Box::into_raw in stack_init::<T>; the host calls fini once.
+            unsafe { Box::from_raw(st as *mut T) }.fini(cx, purged);
+        }
+        Ok(())
+    })
+}
+extern "C" fn stack_do_segment<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, seg: &SegIn<'_>) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.do_segment(cx, seg))
+}
+extern "C" fn stack_output<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.output(cx))
+}
+extern "C" fn stack_timer<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, which: u32) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.timer(cx, which))
+}
+extern "C" fn stack_ctloutput<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.ctloutput(cx, opt))
+}
+extern "C" fn stack_handoff_ok<T: TcpStack>(cx: &StackCtx) -> HookStatus {
+    guard(|| T::handoff_ok(cx))
+}
+extern "C" fn stack_mtu_chg<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, mtu: u32) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.mtu_chg(cx, mtu))
+}
+extern "C" fn stack_switch_failed<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.switch_failed(cx))
+}
+extern "C" fn stack_chg_query<T: TcpStack>(st: *mut c_void, cx: &StackCtx, q: &mut ChgQuery) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.chg_query(cx, q))
+}
+extern "C" fn stack_info<T: TcpStack>(st: *mut c_void, cx: &StackCtx, out: &mut TcpInfo) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.info(cx, out))
+}
+extern "C" fn stack_inherit<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, listener: &Tcpcb) -> HookStatus {
+    // SAFETY: as in `stack_state`.
+    guard(|| unsafe { stack_state::<T>(st) }?.inherit(cx, listener))
+}
+
+/// Builds the ABI descriptor of `T`. Used by [`crate::export_function_block!`].
+pub struct StackVtable<T>(PhantomData<T>);
+
+impl<T: TcpStack> StackVtable<T> {
+    abi_stable::staticref! {
+        const WM: WithMetadata<TcpFunctionBlock> = WithMetadata::new(TcpFunctionBlock {
+            name: RStr::from_str(T::NAME),
+            aliases: RSlice::from_slice(T::ALIASES),
+            flags: T::FLAGS,
+            counters: RSlice::from_slice(T::COUNTERS),
+            init: Some(stack_init::<T>),
+            fini: Some(stack_fini::<T>),
+            do_segment: Some(stack_do_segment::<T>),
+            output: Some(stack_output::<T>),
+            timer: Some(stack_timer::<T>),
+            ctloutput: Some(stack_ctloutput::<T>),
+            handoff_ok: Some(stack_handoff_ok::<T>),
+            mtu_chg: Some(stack_mtu_chg::<T>),
+            switch_failed: Some(stack_switch_failed::<T>),
+            chg_query: Some(stack_chg_query::<T>),
+            info: Some(stack_info::<T>),
+            inherit: Some(stack_inherit::<T>),
+        })
+    }
+
+    pub const BLOCK: TcpFunctionBlockRef = TcpFunctionBlockRef(Self::WM.as_prefix());
+}
+
+/// `true` in states where FreeBSD lets any stack take a connection over.
+pub fn state_is_quiet(s: TcpState) -> bool {
+    matches!(s, TcpState::Closed | TcpState::Listen)
+}

@@ -1,0 +1,175 @@
+//! The `plugtcp` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use plugtcp_host::registry::loader::SearchPath;
+use plugtcp_host::Host;
+
+#[derive(Parser)]
+#[command(name = "plugtcp", version, about = "A userspace TCP with pluggable stacks and congestion control")]
+struct Cli {
+    /// Directory to search for plugins (before PLUGTCP_PLUGIN_PATH and the executable's own
+    /// directory); may be repeated.
+    #[arg(long = "plugin-dir", global = true)]
+    plugin_dir: Vec<PathBuf>,
+    /// Do not load the plugins found on the search path at start-up.
+    #[arg(long, global = true)]
+    no_autoload: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load a plugin file (a path, or a name such as `newreno` looked up on the search path).
+    Kldload { what: String },
+    /// List loaded plugins: id, kind, name, aliases, version, PCB count, file.
+    Kldstat {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deregister a plugin (EBUSY while it is the default or in use; -f moves its users to
+    /// the default).
+    Kldunload {
+        name: String,
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Read or set sysctls: `sysctl net.inet.tcp.mssdflt`, `sysctl NAME=VALUE`, `sysctl -a`.
+    Sysctl {
+        #[arg(short = 'a')]
+        all: bool,
+        /// Print descriptions instead of values.
+        #[arg(short = 'd')]
+        describe: bool,
+        names: Vec<String>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// ns per CC hook call through the loaded .so against the same module linked statically.
+    Dispatch {
+        #[arg(long, default_value_t = 5_000_000)]
+        calls: u64,
+        #[arg(long, default_value_t = 9)]
+        samples: usize,
+        /// Print JSON (the default output is JSON too, pretty-printed).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn host(cli: &Cli) -> Host {
+    let sp = SearchPath::from_env(&cli.plugin_dir);
+    if cli.no_autoload {
+        let h = Host::empty(sp);
+        h.register_builtins();
+        return h;
+    }
+    let (h, errors) = Host::with_plugins(sp);
+    for e in errors {
+        eprintln!("plugtcp: warning: {e}");
+    }
+    h
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("plugtcp: {msg}");
+    ExitCode::FAILURE
+}
+
+fn print_kldstat(h: &Host, json: bool) {
+    let rows = h.kldstat();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return;
+    }
+    println!("{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} File", "Id", "Kind", "Name", "Aliases", "Version", "PCBs");
+    for r in rows {
+        let aliases = if r.aliases.is_empty() { "-".to_owned() } else { r.aliases.join(",") };
+        let name = if r.being_removed { format!("{} (removing)", r.name) } else { r.name };
+        println!("{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} {}", r.id, r.kind, name, aliases, r.version, r.pcbs, r.file);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.cmd {
+        Cmd::Kldload { what } => {
+            let mut h = host(&cli);
+            match h.kldload(what) {
+                Ok((kind, names)) => {
+                    println!("loaded {} {} from {}", kind.name(), names.join(","), h.search_path.resolve(what).display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("kldload: {e}")),
+            }
+        }
+        Cmd::Kldstat { json } => {
+            print_kldstat(&host(&cli), *json);
+            ExitCode::SUCCESS
+        }
+        Cmd::Kldunload { name, force } => {
+            let mut h = host(&cli);
+            match h.kldunload(name, *force) {
+                Ok(()) => {
+                    println!("unloaded {name}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("kldunload: {name}: {e}")),
+            }
+        }
+        Cmd::Sysctl { all, describe, names } => {
+            let h = host(&cli);
+            let mut code = ExitCode::SUCCESS;
+            let names: Vec<String> = if *all || names.is_empty() { vec!["net.inet.tcp".into()] } else { names.clone() };
+            for n in names {
+                if let Some((k, v)) = n.split_once('=') {
+                    match h.sysctl_set(k, v) {
+                        Ok(old) => println!("{k}: {old} -> {}", h.sysctl.get(k).map(|v| v.to_string()).unwrap_or_default()),
+                        Err(e) => code = fail(format!("sysctl: {k}: {e}")),
+                    }
+                } else if *describe {
+                    match h.sysctl.describe(&n) {
+                        Ok(d) => println!("{n}: {d}"),
+                        Err(e) => code = fail(format!("sysctl: {n}: {e}")),
+                    }
+                } else {
+                    match h.sysctl.get(&n) {
+                        Ok(v) => println!("{n}: {v}"),
+                        Err(plugtcp_framework::Errno::ENOENT) => {
+                            let rows = h.sysctl.list(&n);
+                            if rows.is_empty() {
+                                code = fail(format!("sysctl: unknown oid '{n}'"));
+                            }
+                            for (k, v) in rows {
+                                println!("{k}: {v}");
+                            }
+                        }
+                        Err(e) => code = fail(format!("sysctl: {n}: {e}")),
+                    }
+                }
+            }
+            code
+        }
+        Cmd::Bench { which: Bench::Dispatch { calls, samples, json } } => {
+            let sp = SearchPath::from_env(&cli.plugin_dir);
+            match plugtcp_host::bench::dispatch::run(&sp, *calls, *samples) {
+                Ok(r) => {
+                    let out = if *json { serde_json::to_string(&r) } else { serde_json::to_string_pretty(&r) };
+                    println!("{}", out.unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("bench dispatch: {e}")),
+            }
+        }
+    }
+}

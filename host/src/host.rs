@@ -1,0 +1,426 @@
+//! The host: one registry, one sysctl tree, the plugin search path, and the connections
+//! it owns. kldload/kldstat/kldunload and the registry's dynamic sysctls live here because
+//! they need all of these together.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use plugtcp_framework::cc::CcGlobals;
+use plugtcp_framework::stack::TcpFunctionBlockRef;
+use plugtcp_framework::{Errno, PluginKind};
+
+use crate::conn::{Conn, ConnFault, Culprit};
+use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
+use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
+use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
+
+/// One row of `plugtcp kldstat`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KldRow {
+    pub id: u64,
+    pub kind: &'static str,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub version: String,
+    pub pcbs: usize,
+    pub file: String,
+    pub being_removed: bool,
+}
+
+/// A host's plugin-facing core.
+pub struct Host {
+    pub registry: Arc<Registry>,
+    pub sysctl: Arc<SysctlTree>,
+    pub search_path: SearchPath,
+    /// Connections by slot (None = free slot).
+    pub conns: Vec<Option<Conn>>,
+    /// Plugin faults per plugin name (a panicking hook costs its connection, never the host).
+    pub plugin_faults: std::collections::BTreeMap<String, u64>,
+}
+
+/// Static plugins linked into the host binary, registered through the same ABI as files.
+pub fn builtin_cc_modules() -> Vec<plugtcp_framework::cc::CcAlgoRef> {
+    vec![plugtcp_cc_newreno::cc_algo()]
+}
+
+pub fn builtin_function_blocks() -> Vec<TcpFunctionBlockRef> {
+    Vec::new()
+}
+
+impl Host {
+    /// A host with an empty registry.
+    pub fn empty(search_path: SearchPath) -> Self {
+        let globals: &'static CcGlobals = Box::leak(Box::default());
+        let sysctl = Arc::new(SysctlTree::new());
+        let registry = Arc::new(Registry::new(globals));
+        let host = Host {
+            registry,
+            sysctl,
+            search_path,
+            conns: Vec::new(),
+            plugin_faults: Default::default(),
+        };
+        host.register_registry_sysctls();
+        host.refresh_cc_globals();
+        host
+    }
+
+    /// Copies the sysctls CC modules read into the shared `CcGlobals`.
+    fn refresh_cc_globals(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = self.sysctl.snapshot();
+        let g = self.registry.cc_globals;
+        g.abe.store(t.cc_abe as isize, Relaxed);
+        g.abe_frlossreduce.store(t.cc_abe_frlossreduce as isize, Relaxed);
+        g.abc_l_var.store(t.abc_l_var as isize, Relaxed);
+        g.initcwnd_segments.store(t.initcwnd_segments as isize, Relaxed);
+    }
+
+    /// `sysctl NAME=VALUE`: the tree's errno rules, and CC modules see the new value at once.
+    pub fn sysctl_set(&self, name: &str, value: &str) -> Result<SysctlValue, Errno> {
+        let old = self.sysctl.set(name, value)?;
+        self.refresh_cc_globals();
+        Ok(old)
+    }
+
+    /// A host that loads every plugin file found on the search path, then registers the
+    /// built-in plugins whose names no file took. Files that fail are reported, not fatal.
+    pub fn with_plugins(search_path: SearchPath) -> (Self, Vec<LoadError>) {
+        let mut host = Host::empty(search_path);
+        let mut errors = Vec::new();
+        for f in host.search_path.autoload_files() {
+            if let Err(e) = host.kldload_path(f) {
+                errors.push(e);
+            }
+        }
+        host.register_builtins();
+        (host, errors)
+    }
+
+    /// Registers built-ins whose names are still free.
+    pub fn register_builtins(&self) {
+        let info = || PluginInfo { origin: Origin::Builtin, version: env!("CARGO_PKG_VERSION").into() };
+        for b in builtin_function_blocks() {
+            if self.registry.kind_of(b.name().as_str()).is_none() {
+                let _ = self.registry.register_block(b, info());
+            }
+        }
+        for c in builtin_cc_modules() {
+            if self.registry.kind_of(c.name().as_str()).is_none() && self.register_cc(c, info()).is_err() {
+                // A built-in that fails to register is a bug in the build, not user input.
+                debug_assert!(false, "built-in CC module {} refused", c.name());
+            }
+        }
+    }
+
+    fn register_cc(&self, algo: plugtcp_framework::cc::CcAlgoRef, info: PluginInfo) -> Result<(), Errno> {
+        let entry = self.registry.register_cc(algo, info)?;
+        for d in &entry.param_descs {
+            let name = format!("net.inet.tcp.cc.{}.{}", entry.name, d.name);
+            let node = Arc::new(CcParamNode {
+                registry: self.registry.clone(),
+                module: entry.name.clone(),
+                param: d.name.to_string(),
+                description: d.description.to_string(),
+            });
+            let _ = self.sysctl.register_dynamic(&name, node);
+        }
+        Ok(())
+    }
+
+    /// `kldload`: a path, or a bare name looked up on the search path. Returns the names
+    /// registered.
+    pub fn kldload(&mut self, what: &str) -> Result<(PluginKind, Vec<String>), LoadError> {
+        let path = self.search_path.resolve(what);
+        self.kldload_path(path)
+    }
+
+    pub fn kldload_path(&mut self, path: PathBuf) -> Result<(PluginKind, Vec<String>), LoadError> {
+        let root = open_plugin(&path)?;
+        let refused = |e: Errno| LoadError { path: path.clone(), failure: LoadFailure::Refused(e) };
+        let info = PluginInfo { origin: Origin::File(path.clone()), version: root.version().to_string() };
+        let kind = root.kind();
+        match kind {
+            PluginKind::FunctionBlock => {
+                let get = root
+                    .function_block()
+                    
+                    .ok_or_else(|| LoadError {
+                        path: path.clone(),
+                        failure: LoadFailure::NotAPlugin("declares a function block but exports none".into()),
+                    })?;
+                let e = self.registry.register_block(get(), info).map_err(refused)?;
+                Ok((kind, e.names().map(str::to_owned).collect()))
+            }
+            PluginKind::CcModule => {
+                let get = root.cc_algo().ok_or_else(|| LoadError {
+                    path: path.clone(),
+                    failure: LoadFailure::NotAPlugin("declares a CC module but exports none".into()),
+                })?;
+                let algo = get();
+                self.register_cc(algo, info).map_err(refused)?;
+                Ok((kind, vec![algo.name().to_string()]))
+            }
+        }
+    }
+
+    /// `kldstat`: every registered plugin.
+    pub fn kldstat(&self) -> Vec<KldRow> {
+        let s = self.registry.snapshot();
+        let file = |o: &Origin| o.to_string();
+        let blocks = s.blocks.iter().map(|b| KldRow {
+            id: b.id,
+            kind: PluginKind::FunctionBlock.name(),
+            name: b.name.clone(),
+            aliases: b.aliases.clone(),
+            version: b.info.version.clone(),
+            pcbs: b.users(),
+            file: file(&b.info.origin),
+            being_removed: b.being_removed(),
+        });
+        let ccs = s.ccs.iter().map(|c| KldRow {
+            id: c.id,
+            kind: PluginKind::CcModule.name(),
+            name: c.name.clone(),
+            aliases: Vec::new(),
+            version: c.info.version.clone(),
+            pcbs: c.users(),
+            file: file(&c.info.origin),
+            being_removed: c.being_removed(),
+        });
+        let mut rows: Vec<KldRow> = blocks.chain(ccs).collect();
+        rows.sort_by_key(|r| r.id);
+        rows
+    }
+
+    /// `kldunload NAME [-f]`: deregisters with FreeBSD semantics; forced, the users move to
+    /// the default first.
+    pub fn kldunload(&mut self, name: &str, force: bool) -> Result<(), Errno> {
+        match self.registry.kind_of(name).ok_or(Errno::ENOENT)? {
+            PluginKind::FunctionBlock => {
+                let primary = self.registry.snapshot().block_any(name).map(|b| b.name.clone()).ok_or(Errno::ENOENT)?;
+                if let Deregistered::MoveUsers(_) = self.registry.deregister_block(&primary, force)? {
+                    self.move_stack_users(&primary)?;
+                    self.registry.finish_block_removal(&primary)?;
+                }
+            }
+            PluginKind::CcModule => {
+                if let Deregistered::MoveUsers(_) = self.registry.deregister_cc(name, force)? {
+                    self.move_cc_users(name)?;
+                    self.registry.finish_cc_removal(name)?;
+                }
+                for key in self.sysctl.list(&format!("net.inet.tcp.cc.{name}")) {
+                    let _ = self.sysctl.unregister_dynamic(&key.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn move_stack_users(&mut self, name: &str) -> Result<(), Errno> {
+        let default = self.registry.snapshot().default_block.clone().ok_or(Errno::EBUSY)?;
+        let mut faults = Vec::new();
+        for slot in self.conns.iter_mut() {
+            let Some(c) = slot else { continue };
+            if c.stack().is_some_and(|b| b.name == name) {
+                if let Err(f) = c.switch_stack(default.clone()) {
+                    // The default refused or failed: the connection cannot stay on a
+                    // departing stack, so it is dropped (FreeBSD drops it too).
+                    faults.push(f);
+                    *slot = None;
+                }
+            }
+        }
+        for f in faults {
+            self.note_fault(&f);
+        }
+        Ok(())
+    }
+
+    fn move_cc_users(&mut self, name: &str) -> Result<(), Errno> {
+        let default = self.registry.snapshot().default_cc.clone().ok_or(Errno::EBUSY)?;
+        let mut faults = Vec::new();
+        for slot in self.conns.iter_mut() {
+            let Some(c) = slot else { continue };
+            if c.cc().is_some_and(|m| m.name == name) {
+                if let Err(f) = c.set_cc(default.clone()) {
+                    faults.push(f);
+                    *slot = None;
+                }
+            }
+        }
+        for f in faults {
+            self.note_fault(&f);
+        }
+        Ok(())
+    }
+
+    /// Counts a plugin fault (only panics count; an errno is an answer, not a fault).
+    pub fn note_fault(&mut self, f: &ConnFault) {
+        if f.error == plugtcp_framework::HookError::Panicked {
+            let name = match &f.culprit {
+                Culprit::Stack(n) | Culprit::Cc(n) => n.clone(),
+            };
+            *self.plugin_faults.entry(name).or_default() += 1;
+        }
+    }
+
+    /// A new connection on the default stack and CC; returns its slot.
+    pub fn new_conn(&mut self) -> Result<usize, Errno> {
+        let snap = self.registry.load_full();
+        let mss = self.sysctl.snapshot().mssdflt as u32;
+        let mut c = Conn::new(mss, self.registry.cc_globals);
+        if let Some(cc) = &snap.default_cc {
+            c.attach_cc(cc.clone()).map_err(|f| f.errno())?;
+        }
+        if let Some(b) = &snap.default_block {
+            c.attach_stack(b.clone()).map_err(|f| f.errno())?;
+        }
+        let slot = self.conns.iter().position(Option::is_none).unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        self.conns[slot] = Some(c);
+        Ok(slot)
+    }
+
+    /// Runs `f` on connection `slot`; a plugin fault resets (drops) that connection only,
+    /// is counted, and comes back as ECONNABORTED.
+    pub fn with_conn<R>(&mut self, slot: usize, f: impl FnOnce(&mut Conn) -> Result<R, ConnFault>) -> Result<R, Errno> {
+        let c = self.conns.get_mut(slot).and_then(Option::as_mut).ok_or(Errno::ENOTCONN)?;
+        match f(c) {
+            Ok(r) => Ok(r),
+            Err(fault) => {
+                if fault.error == plugtcp_framework::HookError::Panicked {
+                    self.conns[slot] = None;
+                }
+                self.note_fault(&fault);
+                Err(fault.errno())
+            }
+        }
+    }
+
+    fn register_registry_sysctls(&self) {
+        let r = &self.registry;
+        let nodes: [(&str, Arc<dyn DynamicNode>); 4] = [
+            ("net.inet.tcp.functions_default", Arc::new(FunctionsDefault(r.clone()))),
+            ("net.inet.tcp.functions_available", Arc::new(FunctionsAvailable(r.clone()))),
+            ("net.inet.tcp.cc.algorithm", Arc::new(CcAlgorithm(r.clone()))),
+            ("net.inet.tcp.cc.available", Arc::new(CcAvailable(r.clone()))),
+        ];
+        for (name, node) in nodes {
+            // These names are reserved for the host in the sysctl table; registering twice
+            // would be a bug.
+            let ok = self.sysctl.register_dynamic(name, node).is_ok();
+            debug_assert!(ok, "{name} registered twice");
+        }
+    }
+}
+
+struct FunctionsDefault(Arc<Registry>);
+impl DynamicNode for FunctionsDefault {
+    fn get(&self) -> SysctlValue {
+        SysctlValue::Str(self.0.snapshot().default_block.as_ref().map_or_else(String::new, |b| b.name.clone()))
+    }
+    fn set(&self, v: &str) -> Result<(), Errno> {
+        self.0.set_default_block(v.trim())
+    }
+    fn description(&self) -> String {
+        "Set/get the default TCP functions".into()
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+}
+
+struct FunctionsAvailable(Arc<Registry>);
+impl DynamicNode for FunctionsAvailable {
+    /// As FreeBSD prints it: stack, default mark, alias, PCB count; one line per name.
+    fn get(&self) -> SysctlValue {
+        let s = self.0.snapshot();
+        let mut out = format!("\n{:<32} {} {:<32} {}", "Stack", "D", "Alias", "PCB count");
+        for b in &s.blocks {
+            let d = if s.default_block.as_ref().is_some_and(|d| Arc::ptr_eq(d, b)) { "*" } else { " " };
+            for n in b.names() {
+                out.push_str(&format!("\n{:<32} {} {:<32} {}", b.name, d, n, b.users()));
+            }
+        }
+        SysctlValue::Str(out)
+    }
+    fn set(&self, _v: &str) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+    fn description(&self) -> String {
+        "list available TCP Function sets".into()
+    }
+    fn read_only(&self) -> bool {
+        true
+    }
+}
+
+struct CcAlgorithm(Arc<Registry>);
+impl DynamicNode for CcAlgorithm {
+    fn get(&self) -> SysctlValue {
+        SysctlValue::Str(self.0.snapshot().default_cc.as_ref().map_or_else(String::new, |c| c.name.clone()))
+    }
+    fn set(&self, v: &str) -> Result<(), Errno> {
+        self.0.set_default_cc(v.trim())
+    }
+    fn description(&self) -> String {
+        "Default congestion control algorithm".into()
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+}
+
+struct CcAvailable(Arc<Registry>);
+impl DynamicNode for CcAvailable {
+    /// As FreeBSD 14 prints it: module, default mark, PCB count.
+    fn get(&self) -> SysctlValue {
+        let s = self.0.snapshot();
+        let mut out = format!("\n{:<16} {} {}", "CCmod", "D", "PCB count");
+        for c in &s.ccs {
+            let d = if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, c)) { "*" } else { " " };
+            out.push_str(&format!("\n{:<16} {} {}", c.name, d, c.users()));
+        }
+        SysctlValue::Str(out)
+    }
+    fn set(&self, _v: &str) -> Result<(), Errno> {
+        Err(Errno::EPERM)
+    }
+    fn description(&self) -> String {
+        "List available congestion control algorithms".into()
+    }
+    fn read_only(&self) -> bool {
+        true
+    }
+}
+
+/// `net.inet.tcp.cc.<module>.<param>`.
+struct CcParamNode {
+    registry: Arc<Registry>,
+    module: String,
+    param: String,
+    description: String,
+}
+impl DynamicNode for CcParamNode {
+    fn get(&self) -> SysctlValue {
+        let s = self.registry.snapshot();
+        let v = s
+            .cc_any(&self.module)
+            .and_then(|c| c.param_index(&self.param).map(|i| c.params[i].load(std::sync::atomic::Ordering::Relaxed)))
+            .unwrap_or(0);
+        SysctlValue::Int(v as i64)
+    }
+    fn set(&self, v: &str) -> Result<(), Errno> {
+        let v = crate::sysctl::parse_int(v)?;
+        self.registry.set_cc_param(&self.module, &self.param, v).map(|_| ())
+    }
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+    fn read_only(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,20 @@
+//! plugtcp-host: the process that owns packet I/O, the socket table, socket buffers and
+//! timers, loads TCP stacks and CC modules as plugins, and drives them sans-IO.
+//!
+//! - [`registry`]: loaded plugins, names, defaults, user counts ([`registry::loader`] opens files)
+//! - [`conn`]: one connection, its stack and CC, switching them live
+//! - [`host`]: the host core and the kld operations
+//! - [`socket`]: socket table (4-tuple demux), SYN cache and cookies
+//! - [`sysctl`]: the `net.inet.tcp.*` tree
+//! - [`io`]: packet I/O backends (`sim`) and pcap capture
+//! - [`bench`]: `plugtcp bench ...`
+
+pub mod bench;
+pub mod conn;
+pub mod host;
+pub mod io;
+pub mod registry;
+pub mod socket;
+pub mod sysctl;
+
+pub use host::Host;

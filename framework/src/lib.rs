@@ -25,9 +25,10 @@ pub use tcpcb::{TcpState, Tcpcb};
 /// `crate-type = ["cdylib", "rlib"]` and depend on `abi_stable`.
 ///
 /// It defines `pub fn cc_algo()` and `pub fn plugin_module()` (for static registration) and
-/// the library's root module. The root module export sits alone in its own module so that
-/// linking several plugins statically into one binary never pulls in two copies of the
-/// fixed-name loader symbol (the linker only takes that codegen unit for a `.so`).
+/// the library's root module. The root-module symbol has a fixed name, so a binary that
+/// links several plugins statically must let the linker keep one definition (the host's
+/// build script does: `-Wl,--allow-multiple-definition`); only `.so` files are ever asked
+/// for it.
 #[macro_export]
 macro_rules! export_cc_module {
     ($algo:ty) => {

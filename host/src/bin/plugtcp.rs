@@ -67,11 +67,15 @@ enum Bench {
     },
 }
 
+/// The in-process host a command works on. Built-in plugins fill the names no file took,
+/// after the command's own kldload (so `--no-autoload kldload newreno` loads the file).
 fn host(cli: &Cli) -> Host {
     let sp = SearchPath::from_env(&cli.plugin_dir);
     if cli.no_autoload {
         let h = Host::empty(sp);
-        h.register_builtins();
+        if !matches!(cli.cmd, Cmd::Kldload { .. }) {
+            h.register_builtins();
+        }
         return h;
     }
     let (h, errors) = Host::with_plugins(sp);

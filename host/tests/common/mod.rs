@@ -1,0 +1,148 @@
+//! Test fixtures shared by the host's integration tests: small function blocks, statically
+//! linked and registered through the same ABI as plugin files.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use abi_stable::std_types::RStr;
+use plugtcp_framework::cc::CC_ACK;
+use plugtcp_framework::segment::SegIn;
+use plugtcp_framework::sockopt::SockOpt;
+use plugtcp_framework::stack::{tcp_func, InitMode, OldStack, StackCtx, StackVtable, TcpFunctionBlockRef, TcpStack};
+use plugtcp_framework::{Errno, TcpState};
+use plugtcp_host::registry::loader::SearchPath;
+use plugtcp_host::Host;
+
+/// Where cargo put the binary, hence the plugin `.so` files of this build.
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_plugtcp")).parent().unwrap().to_path_buf()
+}
+
+/// A host whose search path is this build's target directory only.
+pub fn host() -> Host {
+    let (h, errors) = Host::with_plugins(SearchPath::new(&[target_dir()], None, None));
+    assert!(errors.is_empty(), "autoload errors: {errors:?}");
+    h
+}
+
+pub fn empty_host() -> Host {
+    Host::empty(SearchPath::new(&[target_dir()], None, None))
+}
+
+pub static FINIS: AtomicUsize = AtomicUsize::new(0);
+pub static SWITCH_FAILED: AtomicUsize = AtomicUsize::new(0);
+
+/// A test stack: counts segments, feeds each to the CC as an ACK, refuses handoff when
+/// `REFUSE` is set, and answers chg_query with its segment count.
+pub struct TestStack<const I: usize> {
+    pub segs: u32,
+}
+
+pub const NAMES: [&str; 4] = ["alpha", "beta", "gamma", "nodefault"];
+const ALIASES: [&[RStr<'static>]; 4] = [&[RStr::from_str("a")], &[], &[], &[]];
+
+impl<const I: usize> TcpStack for TestStack<I> {
+    const NAME: &'static str = NAMES[I];
+    const ALIASES: &'static [RStr<'static>] = ALIASES[I];
+    const FLAGS: u32 = if I == 3 { 0 } else { tcp_func::DEFAULT_OK };
+
+    fn init(cx: &mut StackCtx, mode: InitMode, old: OldStack) -> Result<Self, Errno> {
+        let mut segs = 0;
+        if mode == InitMode::Switch {
+            let mut q = plugtcp_framework::stack::ChgQuery { req: 99, ..Default::default() };
+            if old.query(cx, &mut q)? {
+                segs = q.req_param;
+            }
+        }
+        if cx.tp.t_state == TcpState::Closed {
+            cx.tp.t_state = TcpState::Established;
+        }
+        Ok(TestStack { segs })
+    }
+    fn fini(self, _cx: &mut StackCtx, _purged: bool) {
+        FINIS.fetch_add(1, Ordering::Relaxed);
+    }
+    fn do_segment(&mut self, cx: &mut StackCtx, seg: &SegIn<'_>) -> Result<(), Errno> {
+        self.segs += 1;
+        cx.cc.ccv.bytes_this_ack = seg.payload.len() as u32;
+        cx.cc.ack_received(&mut cx.tp, CC_ACK);
+        Ok(())
+    }
+    fn output(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn timer(&mut self, cx: &mut StackCtx, _which: u32) -> Result<(), Errno> {
+        cx.cc.cong_signal(&mut cx.tp, plugtcp_framework::cc::CC_RTO);
+        Ok(())
+    }
+    fn ctloutput(&mut self, _cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+        opt.reply_int(self.segs as i32)
+    }
+    fn handoff_ok(cx: &StackCtx) -> Result<(), Errno> {
+        // Like RACK: no handoff mid-handshake.
+        match cx.tp.t_state {
+            TcpState::SynSent | TcpState::SynReceived => Err(Errno::EAGAIN),
+            _ => Ok(()),
+        }
+    }
+    fn switch_failed(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
+        SWITCH_FAILED.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn chg_query(&self, _cx: &StackCtx, q: &mut plugtcp_framework::stack::ChgQuery) -> Result<(), Errno> {
+        if q.req == 99 {
+            q.req_param = self.segs;
+            q.answered = 1;
+        }
+        Ok(())
+    }
+}
+
+pub fn block<const I: usize>() -> TcpFunctionBlockRef {
+    <StackVtable<TestStack<I>>>::BLOCK
+}
+
+/// A stack whose init always panics (a switch to it must fail and leave the old one).
+pub struct PanicInit;
+impl TcpStack for PanicInit {
+    const NAME: &'static str = "paninit";
+    fn init(_cx: &mut StackCtx, _mode: InitMode, _old: OldStack) -> Result<Self, Errno> {
+        panic!("paninit: deliberate panic in init")
+    }
+    fn do_segment(&mut self, _cx: &mut StackCtx, _seg: &SegIn<'_>) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn output(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn timer(&mut self, _cx: &mut StackCtx, _which: u32) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn ctloutput(&mut self, _cx: &mut StackCtx, _opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+        Ok(())
+    }
+}
+
+pub fn info() -> plugtcp_host::registry::PluginInfo {
+    plugtcp_host::registry::PluginInfo { origin: plugtcp_host::registry::Origin::Builtin, version: "test".into() }
+}
+
+/// Quiet the default panic hook while a test provokes plugin panics on purpose.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+pub fn seg(payload: &[u8]) -> SegIn<'_> {
+    SegIn {
+        seq: 0,
+        ack: 0,
+        flags: plugtcp_framework::segment::th::ACK,
+        win: 0,
+        urp: 0,
+        ip_ecn: 0,
+        opts: Default::default(),
+        payload: payload.into(),
+    }
+}

@@ -83,7 +83,13 @@ pub struct CcParamDesc {
 }
 
 impl CcParamDesc {
-    pub const fn new(name: &'static str, description: &'static str, default: i64, min: i64, max: i64) -> Self {
+    pub const fn new(
+        name: &'static str,
+        description: &'static str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Self {
         CcParamDesc {
             name: RStr::from_str(name),
             description: RStr::from_str(description),
@@ -134,7 +140,9 @@ impl CcVar {
     /// Parameter `idx` (host sysctl value), or `default` when the module has none there.
     #[inline]
     pub fn param(&self, idx: usize, default: i64) -> i64 {
-        self.params.get(idx).map_or(default, |v| v.load(Ordering::Relaxed) as i64)
+        self.params
+            .get(idx)
+            .map_or(default, |v| v.load(Ordering::Relaxed) as i64)
     }
 
     /// Adds to counter `idx` of this module.
@@ -317,8 +325,21 @@ pub trait CcAlgorithm: Sized + 'static {
     fn after_idle(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb) {}
     fn ecnpkt_handler(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb) {}
     fn newround(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _round_cnt: u32) {}
-    fn rttsample(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _usec_rtt: u32, _rxtcnt: u32, _fas: u32) {}
-    fn ctl_output(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+    fn rttsample(
+        &mut self,
+        _ccv: &mut CcVar,
+        _tp: &mut Tcpcb,
+        _usec_rtt: u32,
+        _rxtcnt: u32,
+        _fas: u32,
+    ) {
+    }
+    fn ctl_output(
+        &mut self,
+        _ccv: &mut CcVar,
+        _tp: &mut Tcpcb,
+        _opt: &mut SockOpt<'_>,
+    ) -> Result<(), Errno> {
         Err(Errno::ENOENT)
     }
     /// Validates a new value for parameter `idx` beyond its declared range.
@@ -382,7 +403,11 @@ state_hook!(after_idle, after_idle);
 state_hook!(ecnpkt_handler, ecnpkt_handler);
 state_hook!(newround, newround, round_cnt: u32);
 state_hook!(rttsample, rttsample, usec_rtt: u32, rxtcnt: u32, fas: u32);
-extern "C" fn ctl_output<T: CcAlgorithm>(ccv: &mut CcVar, tp: &mut Tcpcb, opt: &mut SockOpt<'_>) -> HookStatus {
+extern "C" fn ctl_output<T: CcAlgorithm>(
+    ccv: &mut CcVar,
+    tp: &mut Tcpcb,
+    opt: &mut SockOpt<'_>,
+) -> HookStatus {
     guard(|| {
         // SAFETY: as in `state`.
         let st = unsafe { state::<T>(ccv) }.ok_or(Errno::EINVAL)?;

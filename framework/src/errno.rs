@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn guard_catches_panics() {
         assert_eq!(guard(|| Ok(())), HookStatus::OK);
-        assert_eq!(guard(|| Err(Errno::EBUSY)).into_result(), Err(HookError::Errno(Errno::EBUSY)));
+        assert_eq!(
+            guard(|| Err(Errno::EBUSY)).into_result(),
+            Err(HookError::Errno(Errno::EBUSY))
+        );
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let st = guard(|| panic!("boom"));

@@ -44,12 +44,15 @@ macro_rules! export_cc_module {
         /// The plugin root module (what the shared library exports).
         pub fn plugin_module() -> $crate::PluginModuleRef {
             use $crate::abi_stable::prefix_type::WithMetadata;
-            const ROOT: &WithMetadata<$crate::PluginModule> = &WithMetadata::new($crate::PluginModule {
+            const ROOT: &WithMetadata<$crate::PluginModule> =
+                &WithMetadata::new($crate::PluginModule {
                     kind: $crate::PluginKind::CcModule,
-                    version: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_VERSION")),
+                    version: $crate::abi_stable::std_types::RStr::from_str(env!(
+                        "CARGO_PKG_VERSION"
+                    )),
                     function_block: None,
                     cc_algo: Some(__plugtcp_cc_algo),
-            });
+                });
             $crate::PluginModuleRef(ROOT.static_as_prefix())
         }
 
@@ -80,12 +83,15 @@ macro_rules! export_function_block {
         /// The plugin root module (what the shared library exports).
         pub fn plugin_module() -> $crate::PluginModuleRef {
             use $crate::abi_stable::prefix_type::WithMetadata;
-            const ROOT: &WithMetadata<$crate::PluginModule> = &WithMetadata::new($crate::PluginModule {
+            const ROOT: &WithMetadata<$crate::PluginModule> =
+                &WithMetadata::new($crate::PluginModule {
                     kind: $crate::PluginKind::FunctionBlock,
-                    version: $crate::abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_VERSION")),
+                    version: $crate::abi_stable::std_types::RStr::from_str(env!(
+                        "CARGO_PKG_VERSION"
+                    )),
                     function_block: Some(__plugtcp_function_block),
                     cc_algo: None,
-            });
+                });
             $crate::PluginModuleRef(ROOT.static_as_prefix())
         }
 

@@ -1,10 +1,7 @@
 //! The root module every plugin library exports, and the ABI version checked at load.
 
 use abi_stable::{
-    library::RootModule,
-    package_version_strings,
-    sabi_types::VersionStrings,
-    std_types::RStr,
+    library::RootModule, package_version_strings, sabi_types::VersionStrings, std_types::RStr,
     StableAbi,
 };
 

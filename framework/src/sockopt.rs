@@ -81,7 +81,10 @@ impl<'a> SockOpt<'a> {
 
     /// Answer a get call with `bytes`; EINVAL when the caller's buffer is too small.
     pub fn reply(&mut self, bytes: &[u8]) -> Result<(), crate::Errno> {
-        let dst = self.val.get_mut(..bytes.len()).ok_or(crate::Errno::EINVAL)?;
+        let dst = self
+            .val
+            .get_mut(..bytes.len())
+            .ok_or(crate::Errno::EINVAL)?;
         dst.copy_from_slice(bytes);
         self.len = bytes.len() as u32;
         Ok(())

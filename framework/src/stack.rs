@@ -232,7 +232,9 @@ impl OldStack {
 
     /// Ask the old stack; `Ok(false)` when it has no answer (or no `chg_query` at all).
     pub fn query(&self, cx: &StackCtx, q: &mut ChgQuery) -> Result<bool, Errno> {
-        let Some(h) = self.chg_query else { return Ok(false) };
+        let Some(h) = self.chg_query else {
+            return Ok(false);
+        };
         h(self.state, cx, q).into_result().map_err(|e| e.errno())?;
         Ok(q.answered != 0)
     }
@@ -328,7 +330,8 @@ impl TcpInfo {
     }
 }
 
-pub type InitHook = extern "C" fn(&mut StackCtx, InitMode, OldStack, &mut *mut c_void) -> HookStatus;
+pub type InitHook =
+    extern "C" fn(&mut StackCtx, InitMode, OldStack, &mut *mut c_void) -> HookStatus;
 pub type FiniHook = extern "C" fn(*mut c_void, &mut StackCtx, bool) -> HookStatus;
 pub type SegmentHook = extern "C" fn(*mut c_void, &mut StackCtx, &SegIn<'_>) -> HookStatus;
 pub type StateHook = extern "C" fn(*mut c_void, &mut StackCtx) -> HookStatus;
@@ -354,12 +357,14 @@ pub struct TcpFunctionBlock {
     pub aliases: RSlice<'static, RStr<'static>>,
     pub flags: u32,
     pub counters: RSlice<'static, RStr<'static>>,
-    pub init: Option<extern "C" fn(&mut StackCtx, InitMode, OldStack, &mut *mut c_void) -> HookStatus>,
+    pub init:
+        Option<extern "C" fn(&mut StackCtx, InitMode, OldStack, &mut *mut c_void) -> HookStatus>,
     pub fini: Option<extern "C" fn(*mut c_void, &mut StackCtx, bool) -> HookStatus>,
     pub do_segment: Option<extern "C" fn(*mut c_void, &mut StackCtx, &SegIn<'_>) -> HookStatus>,
     pub output: Option<extern "C" fn(*mut c_void, &mut StackCtx) -> HookStatus>,
     pub timer: Option<extern "C" fn(*mut c_void, &mut StackCtx, u32) -> HookStatus>,
-    pub ctloutput: Option<extern "C" fn(*mut c_void, &mut StackCtx, &mut SockOpt<'_>) -> HookStatus>,
+    pub ctloutput:
+        Option<extern "C" fn(*mut c_void, &mut StackCtx, &mut SockOpt<'_>) -> HookStatus>,
     pub handoff_ok: Option<extern "C" fn(&StackCtx) -> HookStatus>,
     pub mtu_chg: Option<extern "C" fn(*mut c_void, &mut StackCtx, u32) -> HookStatus>,
     pub switch_failed: Option<extern "C" fn(*mut c_void, &mut StackCtx) -> HookStatus>,
@@ -416,14 +421,23 @@ unsafe fn stack_state<'a, T>(st: *mut c_void) -> Result<&'a mut T, Errno> {
     unsafe { (st as *mut T).as_mut() }.ok_or(Errno::EINVAL)
 }
 
-extern "C" fn stack_init<T: TcpStack>(cx: &mut StackCtx, mode: InitMode, old: OldStack, out: &mut *mut c_void) -> HookStatus {
+extern "C" fn stack_init<T: TcpStack>(
+    cx: &mut StackCtx,
+    mode: InitMode,
+    old: OldStack,
+    out: &mut *mut c_void,
+) -> HookStatus {
     guard(|| {
         let st = T::init(cx, mode, old)?;
         *out = Box::into_raw(Box::new(st)) as *mut c_void;
         Ok(())
     })
 }
-extern "C" fn stack_fini<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, purged: bool) -> HookStatus {
+extern "C" fn stack_fini<T: TcpStack>(
+    st: *mut c_void,
+    cx: &mut StackCtx,
+    purged: bool,
+) -> HookStatus {
     guard(|| {
         if !st.is_null() {
             // SAFETY: made by Box::into_raw in stack_init::<T>; the host calls fini once.
@@ -432,7 +446,11 @@ extern "C" fn stack_fini<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, purged
         Ok(())
     })
 }
-extern "C" fn stack_do_segment<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, seg: &SegIn<'_>) -> HookStatus {
+extern "C" fn stack_do_segment<T: TcpStack>(
+    st: *mut c_void,
+    cx: &mut StackCtx,
+    seg: &SegIn<'_>,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.do_segment(cx, seg))
 }
@@ -440,18 +458,30 @@ extern "C" fn stack_output<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx) -> H
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.output(cx))
 }
-extern "C" fn stack_timer<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, which: u32) -> HookStatus {
+extern "C" fn stack_timer<T: TcpStack>(
+    st: *mut c_void,
+    cx: &mut StackCtx,
+    which: u32,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.timer(cx, which))
 }
-extern "C" fn stack_ctloutput<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> HookStatus {
+extern "C" fn stack_ctloutput<T: TcpStack>(
+    st: *mut c_void,
+    cx: &mut StackCtx,
+    opt: &mut SockOpt<'_>,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.ctloutput(cx, opt))
 }
 extern "C" fn stack_handoff_ok<T: TcpStack>(cx: &StackCtx) -> HookStatus {
     guard(|| T::handoff_ok(cx))
 }
-extern "C" fn stack_mtu_chg<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, mtu: u32) -> HookStatus {
+extern "C" fn stack_mtu_chg<T: TcpStack>(
+    st: *mut c_void,
+    cx: &mut StackCtx,
+    mtu: u32,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.mtu_chg(cx, mtu))
 }
@@ -459,15 +489,27 @@ extern "C" fn stack_switch_failed<T: TcpStack>(st: *mut c_void, cx: &mut StackCt
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.switch_failed(cx))
 }
-extern "C" fn stack_chg_query<T: TcpStack>(st: *mut c_void, cx: &StackCtx, q: &mut ChgQuery) -> HookStatus {
+extern "C" fn stack_chg_query<T: TcpStack>(
+    st: *mut c_void,
+    cx: &StackCtx,
+    q: &mut ChgQuery,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.chg_query(cx, q))
 }
-extern "C" fn stack_info<T: TcpStack>(st: *mut c_void, cx: &StackCtx, out: &mut TcpInfo) -> HookStatus {
+extern "C" fn stack_info<T: TcpStack>(
+    st: *mut c_void,
+    cx: &StackCtx,
+    out: &mut TcpInfo,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.info(cx, out))
 }
-extern "C" fn stack_inherit<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx, listener: &Tcpcb) -> HookStatus {
+extern "C" fn stack_inherit<T: TcpStack>(
+    st: *mut c_void,
+    cx: &mut StackCtx,
+    listener: &Tcpcb,
+) -> HookStatus {
     // SAFETY: as in `stack_state`.
     guard(|| unsafe { stack_state::<T>(st) }?.inherit(cx, listener))
 }

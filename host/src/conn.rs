@@ -139,17 +139,17 @@ extern "C" fn op_event(host: *mut c_void, ev: ConnEvent) {
 }
 
 const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
-        output: op_output,
-        snd_len: op_snd_len,
-        snd_read: op_snd_read,
-        snd_drop: op_snd_drop,
-        rcv_space: op_rcv_space,
-        rcv_write: op_rcv_write,
-        rcv_commit: op_rcv_commit,
-        timer_start: op_timer_start,
-        timer_stop: op_timer_stop,
-        timer_remaining: op_timer_remaining,
-        now: op_now,
+    output: op_output,
+    snd_len: op_snd_len,
+    snd_read: op_snd_read,
+    snd_drop: op_snd_drop,
+    rcv_space: op_rcv_space,
+    rcv_write: op_rcv_write,
+    rcv_commit: op_rcv_commit,
+    timer_start: op_timer_start,
+    timer_stop: op_timer_stop,
+    timer_remaining: op_timer_remaining,
+    now: op_now,
     event: op_event,
 });
 
@@ -180,7 +180,10 @@ impl Conn {
             ctx: StackCtx {
                 tp: Tcpcb::new(maxseg),
                 cc: CcConn::new(globals),
-                host: HostIf { ops: HOST_OPS, host: std::ptr::null_mut() },
+                host: HostIf {
+                    ops: HOST_OPS,
+                    host: std::ptr::null_mut(),
+                },
                 counters: RSlice::from_slice(&[]),
             },
             side: Box::new(HostSide::new()),
@@ -202,16 +205,27 @@ impl Conn {
     }
 
     fn stack_name(&self) -> String {
-        self.stack.as_ref().map_or_else(String::new, |s| s.entry.name.clone())
+        self.stack
+            .as_ref()
+            .map_or_else(String::new, |s| s.entry.name.clone())
     }
 
     /// Blames a failed stack call on the CC when a CC hook panicked inside it.
     fn check(&mut self, st: HookStatus) -> Result<(), ConnFault> {
         if std::mem::take(&mut self.ctx.cc.faulted) {
-            let name = self.cc.as_ref().map_or_else(String::new, |c| c.name.clone());
-            return Err(ConnFault { culprit: Culprit::Cc(name), error: HookError::Panicked });
+            let name = self
+                .cc
+                .as_ref()
+                .map_or_else(String::new, |c| c.name.clone());
+            return Err(ConnFault {
+                culprit: Culprit::Cc(name),
+                error: HookError::Panicked,
+            });
         }
-        hook(st).map_err(|error| ConnFault { culprit: Culprit::Stack(self.stack_name()), error })
+        hook(st).map_err(|error| ConnFault {
+            culprit: Culprit::Stack(self.stack_name()),
+            error,
+        })
     }
 
     /// Attaches the first CC module (FreeBSD cc_attach + cb_init).
@@ -223,7 +237,10 @@ impl Conn {
     /// cb_init runs on a fresh cc_var first; only if it succeeds does the old module's
     /// cb_destroy run. cwnd and ssthresh stay in the tcpcb. conn_init runs if established.
     pub fn set_cc(&mut self, entry: Arc<CcEntry>) -> Result<(), ConnFault> {
-        let fault = |error| ConnFault { culprit: Culprit::Cc(entry.name.clone()), error };
+        let fault = |error| ConnFault {
+            culprit: Culprit::Cc(entry.name.clone()),
+            error,
+        };
         entry.acquire().map_err(|e| fault(HookError::Errno(e)))?;
         let mut ccv = CcVar::new(self.ctx.cc.ccv.globals);
         ccv.params = entry.params.into();
@@ -260,12 +277,20 @@ impl Conn {
 
     /// Attaches the first stack (fresh connection or listener).
     pub fn attach_stack(&mut self, entry: Arc<BlockEntry>) -> Result<(), ConnFault> {
-        let fault = |error| ConnFault { culprit: Culprit::Stack(entry.name.clone()), error };
+        let fault = |error| ConnFault {
+            culprit: Culprit::Stack(entry.name.clone()),
+            error,
+        };
         entry.acquire().map_err(|e| fault(HookError::Errno(e)))?;
         self.bind_host();
         let mut state = std::ptr::null_mut();
         if let Some(init) = entry.hooks.init {
-            if let Err(e) = hook(init(&mut self.ctx, InitMode::Fresh, OldStack::NONE, &mut state)) {
+            if let Err(e) = hook(init(
+                &mut self.ctx,
+                InitMode::Fresh,
+                OldStack::NONE,
+                &mut state,
+            )) {
                 entry.release();
                 return Err(fault(e));
             }
@@ -280,8 +305,13 @@ impl Conn {
     /// timers stopped, the new stack's init in switch mode with a query handle on the old
     /// one; on failure the old stack's switch_failed and its timers back; else its fini.
     pub fn switch_stack(&mut self, entry: Arc<BlockEntry>) -> Result<(), ConnFault> {
-        let fault = |error| ConnFault { culprit: Culprit::Stack(entry.name.clone()), error };
-        let Some(old) = self.stack.take() else { return self.attach_stack(entry) };
+        let fault = |error| ConnFault {
+            culprit: Culprit::Stack(entry.name.clone()),
+            error,
+        };
+        let Some(old) = self.stack.take() else {
+            return self.attach_stack(entry);
+        };
         if Arc::ptr_eq(&old.entry, &entry) {
             self.stack = Some(old);
             return Ok(());
@@ -299,7 +329,10 @@ impl Conn {
         let saved_timers = self.side.timers;
         self.side.timers = [u64::MAX; tt::COUNT as usize];
         let mut state = std::ptr::null_mut();
-        let oldq = OldStack { state: old.state, chg_query: old.entry.hooks.chg_query };
+        let oldq = OldStack {
+            state: old.state,
+            chg_query: old.entry.hooks.chg_query,
+        };
         let r = match entry.hooks.init {
             Some(init) => hook(init(&mut self.ctx, InitMode::Switch, oldq, &mut state)),
             None => Ok(()),
@@ -340,7 +373,10 @@ impl Conn {
     ) -> Result<(), ConnFault> {
         self.bind_host();
         let Some(s) = self.stack.as_ref() else {
-            return Err(ConnFault { culprit: Culprit::Stack(String::new()), error: HookError::Errno(Errno::ENOTCONN) });
+            return Err(ConnFault {
+                culprit: Culprit::Stack(String::new()),
+                error: HookError::Errno(Errno::ENOTCONN),
+            });
         };
         let st = f(s, &mut self.ctx);
         self.check(st)
@@ -377,9 +413,20 @@ impl Conn {
 
     /// TCP_CCALGOOPT to the CC module: ENOENT when it has no ctl_output.
     pub fn cc_ctl(&mut self, opt: &mut SockOpt<'_>) -> Result<(), ConnFault> {
-        let name = self.cc.as_ref().map_or_else(String::new, |c| c.name.clone());
-        let fault = |error| ConnFault { culprit: Culprit::Cc(name.clone()), error };
-        let ctl = self.ctx.cc.hooks.ctl_output.ok_or(fault(HookError::Errno(Errno::ENOENT)))?;
+        let name = self
+            .cc
+            .as_ref()
+            .map_or_else(String::new, |c| c.name.clone());
+        let fault = |error| ConnFault {
+            culprit: Culprit::Cc(name.clone()),
+            error,
+        };
+        let ctl = self
+            .ctx
+            .cc
+            .hooks
+            .ctl_output
+            .ok_or(fault(HookError::Errno(Errno::ENOENT)))?;
         hook(ctl(&mut self.ctx.cc.ccv, &mut self.ctx.tp, opt)).map_err(fault)
     }
 

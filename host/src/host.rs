@@ -71,9 +71,11 @@ impl Host {
         let t = self.sysctl.snapshot();
         let g = self.registry.cc_globals;
         g.abe.store(t.cc_abe as isize, Relaxed);
-        g.abe_frlossreduce.store(t.cc_abe_frlossreduce as isize, Relaxed);
+        g.abe_frlossreduce
+            .store(t.cc_abe_frlossreduce as isize, Relaxed);
         g.abc_l_var.store(t.abc_l_var as isize, Relaxed);
-        g.initcwnd_segments.store(t.initcwnd_segments as isize, Relaxed);
+        g.initcwnd_segments
+            .store(t.initcwnd_segments as isize, Relaxed);
     }
 
     /// `sysctl NAME=VALUE`: the tree's errno rules, and CC modules see the new value at once.
@@ -99,21 +101,30 @@ impl Host {
 
     /// Registers built-ins whose names are still free.
     pub fn register_builtins(&self) {
-        let info = || PluginInfo { origin: Origin::Builtin, version: env!("CARGO_PKG_VERSION").into() };
+        let info = || PluginInfo {
+            origin: Origin::Builtin,
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
         for b in builtin_function_blocks() {
             if self.registry.kind_of(b.name().as_str()).is_none() {
                 let _ = self.registry.register_block(b, info());
             }
         }
         for c in builtin_cc_modules() {
-            if self.registry.kind_of(c.name().as_str()).is_none() && self.register_cc(c, info()).is_err() {
+            if self.registry.kind_of(c.name().as_str()).is_none()
+                && self.register_cc(c, info()).is_err()
+            {
                 // A built-in that fails to register is a bug in the build, not user input.
                 debug_assert!(false, "built-in CC module {} refused", c.name());
             }
         }
     }
 
-    fn register_cc(&self, algo: plugtcp_framework::cc::CcAlgoRef, info: PluginInfo) -> Result<(), Errno> {
+    fn register_cc(
+        &self,
+        algo: plugtcp_framework::cc::CcAlgoRef,
+        info: PluginInfo,
+    ) -> Result<(), Errno> {
         let entry = self.registry.register_cc(algo, info)?;
         for d in &entry.param_descs {
             let name = format!("net.inet.tcp.cc.{}.{}", entry.name, d.name);
@@ -137,25 +148,32 @@ impl Host {
 
     pub fn kldload_path(&mut self, path: PathBuf) -> Result<(PluginKind, Vec<String>), LoadError> {
         let root = open_plugin(&path)?;
-        let refused = |e: Errno| LoadError { path: path.clone(), failure: LoadFailure::Refused(e) };
-        let info = PluginInfo { origin: Origin::File(path.clone()), version: root.version().to_string() };
+        let refused = |e: Errno| LoadError {
+            path: path.clone(),
+            failure: LoadFailure::Refused(e),
+        };
+        let info = PluginInfo {
+            origin: Origin::File(path.clone()),
+            version: root.version().to_string(),
+        };
         let kind = root.kind();
         match kind {
             PluginKind::FunctionBlock => {
-                let get = root
-                    .function_block()
-                    
-                    .ok_or_else(|| LoadError {
-                        path: path.clone(),
-                        failure: LoadFailure::NotAPlugin("declares a function block but exports none".into()),
-                    })?;
+                let get = root.function_block().ok_or_else(|| LoadError {
+                    path: path.clone(),
+                    failure: LoadFailure::NotAPlugin(
+                        "declares a function block but exports none".into(),
+                    ),
+                })?;
                 let e = self.registry.register_block(get(), info).map_err(refused)?;
                 Ok((kind, e.names().map(str::to_owned).collect()))
             }
             PluginKind::CcModule => {
                 let get = root.cc_algo().ok_or_else(|| LoadError {
                     path: path.clone(),
-                    failure: LoadFailure::NotAPlugin("declares a CC module but exports none".into()),
+                    failure: LoadFailure::NotAPlugin(
+                        "declares a CC module but exports none".into(),
+                    ),
                 })?;
                 let algo = get();
                 self.register_cc(algo, info).map_err(refused)?;
@@ -198,8 +216,15 @@ impl Host {
     pub fn kldunload(&mut self, name: &str, force: bool) -> Result<(), Errno> {
         match self.registry.kind_of(name).ok_or(Errno::ENOENT)? {
             PluginKind::FunctionBlock => {
-                let primary = self.registry.snapshot().block_any(name).map(|b| b.name.clone()).ok_or(Errno::ENOENT)?;
-                if let Deregistered::MoveUsers(_) = self.registry.deregister_block(&primary, force)? {
+                let primary = self
+                    .registry
+                    .snapshot()
+                    .block_any(name)
+                    .map(|b| b.name.clone())
+                    .ok_or(Errno::ENOENT)?;
+                if let Deregistered::MoveUsers(_) =
+                    self.registry.deregister_block(&primary, force)?
+                {
                     self.move_stack_users(&primary)?;
                     self.registry.finish_block_removal(&primary)?;
                 }
@@ -218,7 +243,12 @@ impl Host {
     }
 
     fn move_stack_users(&mut self, name: &str) -> Result<(), Errno> {
-        let default = self.registry.snapshot().default_block.clone().ok_or(Errno::EBUSY)?;
+        let default = self
+            .registry
+            .snapshot()
+            .default_block
+            .clone()
+            .ok_or(Errno::EBUSY)?;
         let mut faults = Vec::new();
         for slot in self.conns.iter_mut() {
             let Some(c) = slot else { continue };
@@ -238,7 +268,12 @@ impl Host {
     }
 
     fn move_cc_users(&mut self, name: &str) -> Result<(), Errno> {
-        let default = self.registry.snapshot().default_cc.clone().ok_or(Errno::EBUSY)?;
+        let default = self
+            .registry
+            .snapshot()
+            .default_cc
+            .clone()
+            .ok_or(Errno::EBUSY)?;
         let mut faults = Vec::new();
         for slot in self.conns.iter_mut() {
             let Some(c) = slot else { continue };
@@ -276,18 +311,30 @@ impl Host {
         if let Some(b) = &snap.default_block {
             c.attach_stack(b.clone()).map_err(|f| f.errno())?;
         }
-        let slot = self.conns.iter().position(Option::is_none).unwrap_or_else(|| {
-            self.conns.push(None);
-            self.conns.len() - 1
-        });
+        let slot = self
+            .conns
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
         self.conns[slot] = Some(c);
         Ok(slot)
     }
 
     /// Runs `f` on connection `slot`; a plugin fault resets (drops) that connection only,
     /// is counted, and comes back as ECONNABORTED.
-    pub fn with_conn<R>(&mut self, slot: usize, f: impl FnOnce(&mut Conn) -> Result<R, ConnFault>) -> Result<R, Errno> {
-        let c = self.conns.get_mut(slot).and_then(Option::as_mut).ok_or(Errno::ENOTCONN)?;
+    pub fn with_conn<R>(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut Conn) -> Result<R, ConnFault>,
+    ) -> Result<R, Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::ENOTCONN)?;
         match f(c) {
             Ok(r) => Ok(r),
             Err(fault) => {
@@ -303,10 +350,22 @@ impl Host {
     fn register_registry_sysctls(&self) {
         let r = &self.registry;
         let nodes: [(&str, Arc<dyn DynamicNode>); 4] = [
-            ("net.inet.tcp.functions_default", Arc::new(FunctionsDefault(r.clone()))),
-            ("net.inet.tcp.functions_available", Arc::new(FunctionsAvailable(r.clone()))),
-            ("net.inet.tcp.cc.algorithm", Arc::new(CcAlgorithm(r.clone()))),
-            ("net.inet.tcp.cc.available", Arc::new(CcAvailable(r.clone()))),
+            (
+                "net.inet.tcp.functions_default",
+                Arc::new(FunctionsDefault(r.clone())),
+            ),
+            (
+                "net.inet.tcp.functions_available",
+                Arc::new(FunctionsAvailable(r.clone())),
+            ),
+            (
+                "net.inet.tcp.cc.algorithm",
+                Arc::new(CcAlgorithm(r.clone())),
+            ),
+            (
+                "net.inet.tcp.cc.available",
+                Arc::new(CcAvailable(r.clone())),
+            ),
         ];
         for (name, node) in nodes {
             // These names are reserved for the host in the sysctl table; registering twice
@@ -320,7 +379,13 @@ impl Host {
 struct FunctionsDefault(Arc<Registry>);
 impl DynamicNode for FunctionsDefault {
     fn get(&self) -> SysctlValue {
-        SysctlValue::Str(self.0.snapshot().default_block.as_ref().map_or_else(String::new, |b| b.name.clone()))
+        SysctlValue::Str(
+            self.0
+                .snapshot()
+                .default_block
+                .as_ref()
+                .map_or_else(String::new, |b| b.name.clone()),
+        )
     }
     fn set(&self, v: &str) -> Result<(), Errno> {
         self.0.set_default_block(v.trim())
@@ -340,7 +405,11 @@ impl DynamicNode for FunctionsAvailable {
         let s = self.0.snapshot();
         let mut out = format!("\n{:<32} {} {:<32} {}", "Stack", "D", "Alias", "PCB count");
         for b in &s.blocks {
-            let d = if s.default_block.as_ref().is_some_and(|d| Arc::ptr_eq(d, b)) { "*" } else { " " };
+            let d = if s.default_block.as_ref().is_some_and(|d| Arc::ptr_eq(d, b)) {
+                "*"
+            } else {
+                " "
+            };
             for n in b.names() {
                 out.push_str(&format!("\n{:<32} {} {:<32} {}", b.name, d, n, b.users()));
             }
@@ -361,7 +430,13 @@ impl DynamicNode for FunctionsAvailable {
 struct CcAlgorithm(Arc<Registry>);
 impl DynamicNode for CcAlgorithm {
     fn get(&self) -> SysctlValue {
-        SysctlValue::Str(self.0.snapshot().default_cc.as_ref().map_or_else(String::new, |c| c.name.clone()))
+        SysctlValue::Str(
+            self.0
+                .snapshot()
+                .default_cc
+                .as_ref()
+                .map_or_else(String::new, |c| c.name.clone()),
+        )
     }
     fn set(&self, v: &str) -> Result<(), Errno> {
         self.0.set_default_cc(v.trim())
@@ -381,7 +456,11 @@ impl DynamicNode for CcAvailable {
         let s = self.0.snapshot();
         let mut out = format!("\n{:<16} {} {}", "CCmod", "D", "PCB count");
         for c in &s.ccs {
-            let d = if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, c)) { "*" } else { " " };
+            let d = if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, c)) {
+                "*"
+            } else {
+                " "
+            };
             out.push_str(&format!("\n{:<16} {} {}", c.name, d, c.users()));
         }
         SysctlValue::Str(out)
@@ -409,13 +488,18 @@ impl DynamicNode for CcParamNode {
         let s = self.registry.snapshot();
         let v = s
             .cc_any(&self.module)
-            .and_then(|c| c.param_index(&self.param).map(|i| c.params[i].load(std::sync::atomic::Ordering::Relaxed)))
+            .and_then(|c| {
+                c.param_index(&self.param)
+                    .map(|i| c.params[i].load(std::sync::atomic::Ordering::Relaxed))
+            })
             .unwrap_or(0);
         SysctlValue::Int(v as i64)
     }
     fn set(&self, v: &str) -> Result<(), Errno> {
         let v = crate::sysctl::parse_int(v)?;
-        self.registry.set_cc_param(&self.module, &self.param, v).map(|_| ())
+        self.registry
+            .set_cc_param(&self.module, &self.param, v)
+            .map(|_| ())
     }
     fn description(&self) -> String {
         self.description.clone()

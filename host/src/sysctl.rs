@@ -1580,7 +1580,7 @@ mod tests {
         assert_eq!(tree.set(&name("nosuch"), "1"), Err(Errno::ENOENT));
         assert_eq!(tree.describe(&name("nosuch")), Err(Errno::ENOENT));
         assert_eq!(tree.get("net.inet.tcp"), Err(Errno::ENOENT)); // a node, not a variable
-        // Host entries do not exist until registered.
+                                                                  // Host entries do not exist until registered.
         assert_eq!(tree.get(&name("pcbcount")), Err(Errno::ENOENT));
         assert_eq!(
             tree.describe(&name("mssdflt")).unwrap(),
@@ -1627,11 +1627,10 @@ mod tests {
         );
         assert_eq!(tree.get(&name("sack.revised")), Ok(SysctlValue::Int(0)));
         assert_eq!(tree.snapshot().sack_revised, 0);
-        assert!(
-            tree.describe(&name("rfc6675_pipe"))
-                .unwrap()
-                .contains("deprecated")
-        );
+        assert!(tree
+            .describe(&name("rfc6675_pipe"))
+            .unwrap()
+            .contains("deprecated"));
     }
 
     #[test]
@@ -1709,11 +1708,10 @@ mod tests {
                 "net.inet.tcp.cc.newreno.beta_ecn"
             ]
         );
-        assert!(
-            tree.list("")
-                .iter()
-                .any(|(n, v)| n == "net.inet.tcp.pcbcount" && *v == SysctlValue::Int(3))
-        );
+        assert!(tree
+            .list("")
+            .iter()
+            .any(|(n, v)| n == "net.inet.tcp.pcbcount" && *v == SysctlValue::Int(3)));
 
         tree.unregister_dynamic(&beta).unwrap();
         assert_eq!(tree.unregister_dynamic(&beta), Err(Errno::ENOENT));

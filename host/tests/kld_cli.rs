@@ -27,13 +27,24 @@ fn kldstat_lists_newreno_from_its_so() {
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
     let so = target_dir().join("libplugtcp_cc_newreno.so");
-    let line = out.lines().find(|l| l.contains(" newreno ")).unwrap_or_else(|| panic!("no newreno in:\n{out}"));
+    let line = out
+        .lines()
+        .find(|l| l.contains(" newreno "))
+        .unwrap_or_else(|| panic!("no newreno in:\n{out}"));
     assert!(line.contains(" cc "), "{line}");
-    assert!(line.ends_with(so.to_str().unwrap()), "loaded from the .so, not the builtin: {line}");
+    assert!(
+        line.ends_with(so.to_str().unwrap()),
+        "loaded from the .so, not the builtin: {line}"
+    );
     // The JSON form says the same.
     let o = plugtcp(&["kldstat", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let nr = rows.as_array().unwrap().iter().find(|r| r["name"] == "newreno").unwrap();
+    let nr = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "newreno")
+        .unwrap();
     assert_eq!(nr["kind"], "cc");
     assert_eq!(nr["pcbs"], 0);
     assert_eq!(nr["file"], so.to_str().unwrap());
@@ -44,7 +55,10 @@ fn kldload_missing_file() {
     let o = plugtcp(&["kldload", "/nonexistent/libplugtcp_cc_nothing.so"]);
     assert!(!o.status.success());
     let line = stderr_line(&o);
-    assert!(line.contains("/nonexistent/libplugtcp_cc_nothing.so") && line.contains("no such file"), "{line}");
+    assert!(
+        line.contains("/nonexistent/libplugtcp_cc_nothing.so") && line.contains("no such file"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -58,31 +72,47 @@ fn kldload_file_that_is_not_a_library() {
     assert!(!o.status.success());
     let line = stderr_line(&o);
     assert!(line.contains(f.to_str().unwrap()), "{line}");
-    assert!(line.contains("not a plugtcp plugin") && line.contains("not a loadable shared library"), "{line}");
+    assert!(
+        line.contains("not a plugtcp plugin") && line.contains("not a loadable shared library"),
+        "{line}"
+    );
 }
 
 #[test]
 fn kldload_shared_library_that_is_not_a_plugin() {
     // A real shared library without our root module: the C math library.
-    let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("libm on this machine");
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("libm on this machine");
     let o = plugtcp(&["--no-autoload", "kldload", libm]);
     assert!(!o.status.success());
     let line = stderr_line(&o);
-    assert!(line.contains(libm) && line.contains("exports no plugtcp root module"), "{line}");
+    assert!(
+        line.contains(libm) && line.contains("exports no plugtcp root module"),
+        "{line}"
+    );
 }
 
 #[test]
 fn kldload_plugin_built_against_another_abi_version() {
     let so = target_dir().join("libplugtcp_testplugin_old_abi_cc.so");
-    assert!(so.exists(), "fixture not built: run `cargo build --workspace` first");
+    assert!(
+        so.exists(),
+        "fixture not built: run `cargo build --workspace` first"
+    );
     let o = plugtcp(&["kldload", so.to_str().unwrap()]);
     assert!(!o.status.success());
     let line = stderr_line(&o);
     assert!(line.contains(so.to_str().unwrap()), "{line}");
-    assert!(line.contains("incompatible plugin ABI") && line.contains("0.0.7"), "{line}");
+    assert!(
+        line.contains("incompatible plugin ABI") && line.contains("0.0.7"),
+        "{line}"
+    );
     assert!(line.contains(plugtcp_framework::ABI_VERSION), "{line}");
 }
 
@@ -92,12 +122,18 @@ fn kldload_by_name_and_duplicate() {
     let o = plugtcp(&["kldload", "newreno"]);
     assert!(!o.status.success());
     let line = stderr_line(&o);
-    assert!(line.contains("libplugtcp_cc_newreno.so") && line.contains("EEXIST"), "{line}");
+    assert!(
+        line.contains("libplugtcp_cc_newreno.so") && line.contains("EEXIST"),
+        "{line}"
+    );
     // Without autoload the bare name resolves on the search path and loads from the file.
     let o = plugtcp(&["--no-autoload", "kldload", "newreno"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("loaded cc newreno from") && out.contains("libplugtcp_cc_newreno.so"), "{out}");
+    assert!(
+        out.contains("loaded cc newreno from") && out.contains("libplugtcp_cc_newreno.so"),
+        "{out}"
+    );
     let so = target_dir().join("libplugtcp_testplugin_panic_cc.so");
     let o = plugtcp(&["kldload", so.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -108,7 +144,10 @@ fn kldload_by_name_and_duplicate() {
 fn kldunload_rules_from_the_cli() {
     let o = plugtcp(&["kldunload", "newreno"]);
     assert!(!o.status.success());
-    assert!(stderr_line(&o).contains("EBUSY"), "the default CC cannot be unloaded");
+    assert!(
+        stderr_line(&o).contains("EBUSY"),
+        "the default CC cannot be unloaded"
+    );
     let o = plugtcp(&["kldunload", "nosuch"]);
     assert!(!o.status.success());
     assert!(stderr_line(&o).contains("ENOENT"));
@@ -123,5 +162,9 @@ fn plugin_dir_and_env_path_are_searched() {
         .unwrap();
     assert!(o.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(rows.as_array().unwrap().iter().any(|r| r["name"] == "newreno"));
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "newreno"));
 }

@@ -13,7 +13,10 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
     let so = target_dir().join("libplugtcp_testplugin_panic_cc.so");
     h.kldload(so.to_str().unwrap()).unwrap();
     let panicky = h.registry.snapshot().cc("panicky").unwrap().clone();
-    assert!(matches!(panicky.info.origin, plugtcp_host::registry::Origin::File(_)), "loaded from the .so");
+    assert!(
+        matches!(panicky.info.origin, plugtcp_host::registry::Origin::File(_)),
+        "loaded from the .so"
+    );
 
     let victim = h.new_conn().unwrap();
     let bystander = h.new_conn().unwrap();
@@ -22,22 +25,30 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
     // The first acks work; the one where the module panics returns an error instead of
     // unwinding into the host, and the connection is reset.
     for _ in 0..plugtcp_testplugin_panic_cc::PANIC_AFTER {
-        h.with_conn(victim, |c| c.do_segment(0, &seg(b"data"))).unwrap();
+        h.with_conn(victim, |c| c.do_segment(0, &seg(b"data")))
+            .unwrap();
     }
-    assert_eq!(h.with_conn(victim, |c| c.do_segment(0, &seg(b"data"))), Err(Errno::ECONNABORTED));
+    assert_eq!(
+        h.with_conn(victim, |c| c.do_segment(0, &seg(b"data"))),
+        Err(Errno::ECONNABORTED)
+    );
     assert!(h.conns[victim].is_none(), "the faulting connection is gone");
     assert_eq!(h.plugin_faults.get("panicky"), Some(&1));
     assert_eq!(panicky.users(), 0, "its PCB count was released");
 
     // The host and the other connection carry on.
     let before = h.conns[bystander].as_ref().unwrap().ctx.tp.snd_cwnd;
-    h.with_conn(bystander, |c| c.do_segment(0, &seg(&[0u8; 1000]))).unwrap();
+    h.with_conn(bystander, |c| c.do_segment(0, &seg(&[0u8; 1000])))
+        .unwrap();
     assert!(h.conns[bystander].as_ref().unwrap().ctx.tp.snd_cwnd >= before);
     assert!(h.kldstat().iter().any(|r| r.name == "panicky"));
     let again = h.new_conn().unwrap();
     h.with_conn(again, |c| c.set_cc(panicky.clone())).unwrap();
     // cong_signal always panics: a timer on that connection resets it too.
-    assert_eq!(h.with_conn(again, |c| c.timer(0, 0)), Err(Errno::ECONNABORTED));
+    assert_eq!(
+        h.with_conn(again, |c| c.timer(0, 0)),
+        Err(Errno::ECONNABORTED)
+    );
     assert_eq!(h.plugin_faults.get("panicky"), Some(&2));
 }
 
@@ -60,5 +71,8 @@ fn several_plugins_link_statically_into_one_binary() {
     // fixed-name root-module symbol in their cdylibs. That it links at all is the check;
     // the descriptors must also be distinct.
     assert_eq!(plugtcp_cc_newreno::cc_algo().name().as_str(), "newreno");
-    assert_eq!(plugtcp_testplugin_panic_cc::cc_algo().name().as_str(), "panicky");
+    assert_eq!(
+        plugtcp_testplugin_panic_cc::cc_algo().name().as_str(),
+        "panicky"
+    );
 }

@@ -56,11 +56,23 @@ fn block_registration_rules() {
             2 => d.ctloutput = None,
             _ => d.handoff_ok = None,
         });
-        assert_eq!(r.register_block(b, info()).err(), Some(Errno::EINVAL), "hook {strip}");
+        assert_eq!(
+            r.register_block(b, info()).err(),
+            Some(Errno::EINVAL),
+            "hook {strip}"
+        );
     }
-    assert_eq!(r.register_block(variant(|d| d.name = RStr::from_str("")), info()).err(), Some(Errno::EINVAL));
+    assert_eq!(
+        r.register_block(variant(|d| d.name = RStr::from_str("")), info())
+            .err(),
+        Some(Errno::EINVAL)
+    );
     let long = "x".repeat(40).leak();
-    assert_eq!(r.register_block(variant(|d| d.name = RStr::from_str(long)), info()).err(), Some(Errno::ENAMETOOLONG));
+    assert_eq!(
+        r.register_block(variant(|d| d.name = RStr::from_str(long)), info())
+            .err(),
+        Some(Errno::ENAMETOOLONG)
+    );
     // Eight names are fine, nine are E2BIG.
     let eight = variant(|d| d.aliases = names(&["v1", "v2", "v3", "v4", "v5", "v6", "v7"]));
     assert!(r.register_block(eight, info()).is_ok());
@@ -71,22 +83,35 @@ fn block_registration_rules() {
     assert_eq!(r.register_block(nine, info()).err(), Some(Errno::E2BIG));
     // Taken names: primary, alias of another, and a block repeating its own name.
     assert!(r.register_block(block::<0>(), info()).is_ok());
-    assert_eq!(r.register_block(block::<0>(), info()).err(), Some(Errno::EALREADY));
+    assert_eq!(
+        r.register_block(block::<0>(), info()).err(),
+        Some(Errno::EALREADY)
+    );
     let steals_alias = variant(|d| {
         d.name = RStr::from_str("thief");
         d.aliases = names(&["a"]);
     });
-    assert_eq!(r.register_block(steals_alias, info()).err(), Some(Errno::EALREADY));
+    assert_eq!(
+        r.register_block(steals_alias, info()).err(),
+        Some(Errno::EALREADY)
+    );
     let self_dup = variant(|d| {
         d.name = RStr::from_str("twice");
         d.aliases = names(&["twice"]);
     });
-    assert_eq!(r.register_block(self_dup, info()).err(), Some(Errno::EALREADY));
+    assert_eq!(
+        r.register_block(self_dup, info()).err(),
+        Some(Errno::EALREADY)
+    );
     // Failed registrations left nothing behind.
     let s = r.snapshot();
     assert_eq!(s.blocks.len(), 2);
     assert!(s.block("thief").is_err() && s.block("nine").is_err());
-    assert_eq!(s.block("a").unwrap().name, "alpha", "alias resolves to its block");
+    assert_eq!(
+        s.block("a").unwrap().name,
+        "alpha",
+        "alias resolves to its block"
+    );
 }
 
 #[test]
@@ -94,18 +119,43 @@ fn default_block_rules() {
     let h = empty_host();
     let r = &h.registry;
     r.register_block(block::<3>(), info()).unwrap(); // no DEFAULT_OK
-    assert!(r.snapshot().default_block.is_none(), "a block without DEFAULT_OK never becomes the default");
+    assert!(
+        r.snapshot().default_block.is_none(),
+        "a block without DEFAULT_OK never becomes the default"
+    );
     r.register_block(block::<0>(), info()).unwrap();
     r.register_block(block::<1>(), info()).unwrap();
-    assert_eq!(r.snapshot().default_block.as_ref().unwrap().name, "alpha", "first DEFAULT_OK block");
+    assert_eq!(
+        r.snapshot().default_block.as_ref().unwrap().name,
+        "alpha",
+        "first DEFAULT_OK block"
+    );
     assert_eq!(r.set_default_block("nosuch"), Err(Errno::ENOENT));
     assert_eq!(r.set_default_block("nodefault"), Err(Errno::EINVAL));
     assert_eq!(r.set_default_block("beta"), Ok(()));
-    assert_eq!(h.sysctl.get("net.inet.tcp.functions_default").unwrap().to_string(), "beta");
-    assert_eq!(h.sysctl.set("net.inet.tcp.functions_default", "nodefault").err(), Some(Errno::EINVAL));
-    assert_eq!(h.sysctl.set("net.inet.tcp.functions_default", "zzz").err(), Some(Errno::ENOENT));
+    assert_eq!(
+        h.sysctl
+            .get("net.inet.tcp.functions_default")
+            .unwrap()
+            .to_string(),
+        "beta"
+    );
+    assert_eq!(
+        h.sysctl
+            .set("net.inet.tcp.functions_default", "nodefault")
+            .err(),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        h.sysctl.set("net.inet.tcp.functions_default", "zzz").err(),
+        Some(Errno::ENOENT)
+    );
     h.sysctl.set("net.inet.tcp.functions_default", "a").unwrap();
-    assert_eq!(r.snapshot().default_block.as_ref().unwrap().name, "alpha", "set by alias");
+    assert_eq!(
+        r.snapshot().default_block.as_ref().unwrap().name,
+        "alpha",
+        "set by alias"
+    );
     // A departing block cannot become the default.
     r.deregister_block("beta", false).unwrap();
     assert_eq!(r.set_default_block("beta"), Err(Errno::ENOENT));
@@ -136,11 +186,20 @@ fn deregistration_freebsd_semantics() {
     // In use: EBUSY, and from now on BEING_REMOVED: no new users, invisible to lookups.
     assert_eq!(h.kldunload("beta", false), Err(Errno::EBUSY));
     assert!(beta.being_removed());
-    assert_eq!(h.registry.snapshot().block("beta").err(), Some(Errno::ENOENT));
+    assert_eq!(
+        h.registry.snapshot().block("beta").err(),
+        Some(Errno::ENOENT)
+    );
     assert_eq!(beta.acquire(), Err(Errno::ENOENT));
     let c3 = h.new_conn().unwrap();
-    assert_eq!(h.with_conn(c3, |c| c.switch_stack(beta.clone())), Err(Errno::ENOENT));
-    assert!(h.kldstat().iter().any(|r| r.name == "beta" && r.being_removed && r.pcbs == 2));
+    assert_eq!(
+        h.with_conn(c3, |c| c.switch_stack(beta.clone())),
+        Err(Errno::ENOENT)
+    );
+    assert!(h
+        .kldstat()
+        .iter()
+        .any(|r| r.name == "beta" && r.being_removed && r.pcbs == 2));
 
     // Forced: the users move to the default (make-before-break: alpha's init read beta's
     // state through chg_query), then the block is gone.
@@ -160,7 +219,11 @@ fn deregistration_freebsd_semantics() {
             len: 0,
         };
         h.with_conn(c, |c| c.ctloutput(&mut opt)).unwrap();
-        assert_eq!(i32::from_ne_bytes(buf), 1, "segment count carried over by chg_query");
+        assert_eq!(
+            i32::from_ne_bytes(buf),
+            1,
+            "segment count carried over by chg_query"
+        );
     }
     assert_eq!(h.kldunload("beta", false), Err(Errno::ENOENT));
 }
@@ -171,24 +234,38 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
     h.registry.register_block(block::<0>(), info()).unwrap();
     h.registry.register_block(block::<1>(), info()).unwrap();
     h.registry
-        .register_block(<plugtcp_framework::stack::StackVtable<PanicInit>>::BLOCK, info())
+        .register_block(
+            <plugtcp_framework::stack::StackVtable<PanicInit>>::BLOCK,
+            info(),
+        )
         .unwrap();
     quiet_panics();
     let snap = h.registry.load_full();
-    let (alpha, beta, pan) = (snap.block("alpha").unwrap(), snap.block("beta").unwrap(), snap.block("paninit").unwrap());
+    let (alpha, beta, pan) = (
+        snap.block("alpha").unwrap(),
+        snap.block("beta").unwrap(),
+        snap.block("paninit").unwrap(),
+    );
     let c = h.new_conn().unwrap();
     h.conns[c].as_mut().unwrap().side.timers[0] = 12345;
 
     // handoff_ok's errno comes back as is; nothing changes.
     h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_framework::TcpState::SynSent;
-    assert_eq!(h.with_conn(c, |c| c.switch_stack(beta.clone())), Err(Errno::EAGAIN));
+    assert_eq!(
+        h.with_conn(c, |c| c.switch_stack(beta.clone())),
+        Err(Errno::EAGAIN)
+    );
     assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
     h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_framework::TcpState::Established;
 
     // The new stack's init panics: switch_failed on the old one, its timers back, it keeps
     // the connection, and the fault is counted against the new stack.
     let failed_before = SWITCH_FAILED.load(Ordering::Relaxed);
-    let err = h.conns[c].as_mut().unwrap().switch_stack(pan.clone()).unwrap_err();
+    let err = h.conns[c]
+        .as_mut()
+        .unwrap()
+        .switch_stack(pan.clone())
+        .unwrap_err();
     assert_eq!(err.error, plugtcp_framework::HookError::Panicked);
     assert_eq!(SWITCH_FAILED.load(Ordering::Relaxed), failed_before + 1);
     let conn = h.conns[c].as_ref().unwrap();
@@ -214,7 +291,10 @@ fn cc_registration_defaults_and_params() {
     let nr = snap.cc("newreno").unwrap();
     assert_eq!(snap.default_cc.as_ref().unwrap().name, "newreno");
     // The same module again: EEXIST (FreeBSD cc_register_algo).
-    assert_eq!(r.register_cc(plugtcp_cc_newreno::cc_algo(), info()).err(), Some(Errno::EEXIST));
+    assert_eq!(
+        r.register_cc(plugtcp_cc_newreno::cc_algo(), info()).err(),
+        Some(Errno::EEXIST)
+    );
     // A module without ack_received: EINVAL.
     let a = plugtcp_testplugin_panic_cc::cc_algo();
     let broken = CcAlgo {
@@ -238,41 +318,99 @@ fn cc_registration_defaults_and_params() {
     };
     let wm: &'static WithMetadata<CcAlgo> = Box::leak(Box::new(WithMetadata::new(broken)));
     assert_eq!(
-        r.register_cc(plugtcp_framework::cc::CcAlgoRef(wm.static_as_prefix()), info()).err(),
+        r.register_cc(
+            plugtcp_framework::cc::CcAlgoRef(wm.static_as_prefix()),
+            info()
+        )
+        .err(),
         Some(Errno::EINVAL)
     );
     // cc.algorithm: ESRCH for an unknown module.
-    assert_eq!(h.sysctl.set("net.inet.tcp.cc.algorithm", "nosuch").err(), Some(Errno::ESRCH));
+    assert_eq!(
+        h.sysctl.set("net.inet.tcp.cc.algorithm", "nosuch").err(),
+        Some(Errno::ESRCH)
+    );
     // Module parameters as sysctls, with range checks and newreno's EACCES rule.
-    assert_eq!(h.sysctl.get("net.inet.tcp.cc.newreno.beta").unwrap().to_string(), "50");
-    assert_eq!(h.sysctl_set("net.inet.tcp.cc.newreno.beta", "0").err(), Some(Errno::EINVAL));
-    assert_eq!(h.sysctl_set("net.inet.tcp.cc.newreno.beta", "101").err(), Some(Errno::EINVAL));
+    assert_eq!(
+        h.sysctl
+            .get("net.inet.tcp.cc.newreno.beta")
+            .unwrap()
+            .to_string(),
+        "50"
+    );
+    assert_eq!(
+        h.sysctl_set("net.inet.tcp.cc.newreno.beta", "0").err(),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        h.sysctl_set("net.inet.tcp.cc.newreno.beta", "101").err(),
+        Some(Errno::EINVAL)
+    );
     h.sysctl_set("net.inet.tcp.cc.newreno.beta", "70").unwrap();
     assert_eq!(nr.params[0].load(Ordering::Relaxed), 70);
-    assert_eq!(h.sysctl_set("net.inet.tcp.cc.newreno.beta_ecn", "60").err(), Some(Errno::EACCES));
+    assert_eq!(
+        h.sysctl_set("net.inet.tcp.cc.newreno.beta_ecn", "60").err(),
+        Some(Errno::EACCES)
+    );
     h.sysctl_set("net.inet.tcp.cc.abe", "1").unwrap();
-    h.sysctl_set("net.inet.tcp.cc.newreno.beta_ecn", "60").unwrap();
-    assert_eq!(h.sysctl.get("net.inet.tcp.cc.newreno.beta_ecn").unwrap().to_string(), "60");
+    h.sysctl_set("net.inet.tcp.cc.newreno.beta_ecn", "60")
+        .unwrap();
+    assert_eq!(
+        h.sysctl
+            .get("net.inet.tcp.cc.newreno.beta_ecn")
+            .unwrap()
+            .to_string(),
+        "60"
+    );
 }
 
 #[test]
 fn cc_deregistration_and_forced_move() {
     let mut h = host();
     h.registry.register_block(block::<0>(), info()).unwrap();
-    h.kldload(common::target_dir().join("libplugtcp_testplugin_panic_cc.so").to_str().unwrap()).unwrap();
+    h.kldload(
+        common::target_dir()
+            .join("libplugtcp_testplugin_panic_cc.so")
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
     let snap = h.registry.load_full();
-    let (nr, pk) = (snap.cc("newreno").unwrap().clone(), snap.cc("panicky").unwrap().clone());
+    let (nr, pk) = (
+        snap.cc("newreno").unwrap().clone(),
+        snap.cc("panicky").unwrap().clone(),
+    );
     let c = h.new_conn().unwrap();
     assert_eq!(nr.users(), 1);
     h.with_conn(c, |c| c.set_cc(pk.clone())).unwrap();
     assert_eq!((nr.users(), pk.users()), (0, 1));
-    let avail = h.sysctl.get("net.inet.tcp.cc.available").unwrap().to_string();
-    let rows: Vec<Vec<&str>> = avail.lines().map(|l| l.split_whitespace().collect()).filter(|r: &Vec<&str>| !r.is_empty()).collect();
-    assert_eq!(rows, [vec!["CCmod", "D", "PCB", "count"], vec!["newreno", "*", "0"], vec!["panicky", "1"]], "{avail}");
+    let avail = h
+        .sysctl
+        .get("net.inet.tcp.cc.available")
+        .unwrap()
+        .to_string();
+    let rows: Vec<Vec<&str>> = avail
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|r: &Vec<&str>| !r.is_empty())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["CCmod", "D", "PCB", "count"],
+            vec!["newreno", "*", "0"],
+            vec!["panicky", "1"]
+        ],
+        "{avail}"
+    );
 
     assert_eq!(h.kldunload("newreno", false), Err(Errno::EBUSY), "default");
     assert_eq!(h.kldunload("panicky", false), Err(Errno::EBUSY), "in use");
-    assert_eq!(h.sysctl.set("net.inet.tcp.cc.algorithm", "panicky").err(), Some(Errno::ESRCH), "departing");
+    assert_eq!(
+        h.sysctl.set("net.inet.tcp.cc.algorithm", "panicky").err(),
+        Some(Errno::ESRCH),
+        "departing"
+    );
     h.kldunload("panicky", true).unwrap();
     assert_eq!((nr.users(), pk.users()), (1, 0));
     assert_eq!(h.conns[c].as_ref().unwrap().cc().unwrap().name, "newreno");
@@ -284,7 +422,10 @@ fn snapshots_are_immutable_views() {
     let h = empty_host();
     let before = h.registry.load_full();
     h.registry.register_block(block::<0>(), info()).unwrap();
-    assert!(before.blocks.is_empty(), "an old snapshot does not change under its reader");
+    assert!(
+        before.blocks.is_empty(),
+        "an old snapshot does not change under its reader"
+    );
     assert_eq!(h.registry.snapshot().blocks.len(), 1);
     assert!(!Arc::ptr_eq(&before, &h.registry.load_full()));
 }
@@ -294,12 +435,31 @@ fn functions_available_format() {
     let h = empty_host();
     h.registry.register_block(block::<0>(), info()).unwrap();
     h.registry.register_block(block::<1>(), info()).unwrap();
-    let text = h.sysctl.get("net.inet.tcp.functions_available").unwrap().to_string();
+    let text = h
+        .sysctl
+        .get("net.inet.tcp.functions_available")
+        .unwrap()
+        .to_string();
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["Stack", "D", "Alias", "PCB", "count"]);
-    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["alpha", "*", "alpha", "0"]);
-    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["alpha", "*", "a", "0"]);
-    assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["beta", "beta", "0"]);
-    assert_eq!(h.sysctl.set("net.inet.tcp.functions_available", "x").err(), Some(Errno::EPERM));
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["Stack", "D", "Alias", "PCB", "count"]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["alpha", "*", "alpha", "0"]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["alpha", "*", "a", "0"]
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["beta", "beta", "0"]
+    );
+    assert_eq!(
+        h.sysctl.set("net.inet.tcp.functions_available", "x").err(),
+        Some(Errno::EPERM)
+    );
     let _ = Deregistered::Done;
 }

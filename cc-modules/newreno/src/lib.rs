@@ -77,8 +77,20 @@ impl NewReno {
 impl CcAlgorithm for NewReno {
     const NAME: &'static str = "newreno";
     const PARAMS: &'static [CcParamDesc] = &[
-        CcParamDesc::new("beta", "New Reno beta, in percent of cwnd kept on loss", 50, 1, 100),
-        CcParamDesc::new("beta_ecn", "New Reno beta for ECN (ABE, RFC 8511); needs cc.abe=1", 80, 1, 100),
+        CcParamDesc::new(
+            "beta",
+            "New Reno beta, in percent of cwnd kept on loss",
+            50,
+            1,
+            100,
+        ),
+        CcParamDesc::new(
+            "beta_ecn",
+            "New Reno beta for ECN (ABE, RFC 8511); needs cc.abe=1",
+            80,
+            1,
+            100,
+        ),
     ];
     const HAS_CTL_OUTPUT: bool = true;
 
@@ -130,28 +142,25 @@ impl CcAlgorithm for NewReno {
         let factor = self.factor(ccv, sig) as u64;
         let cwin = ((tp.snd_cwnd as u64 * factor / (100 * mss as u64)).max(2) * mss as u64) as u32;
         match sig {
-            CC_NDUPACK => {
-                if !tp.in_fastrecovery() {
-                    let abe = CcGlobals::get(&ccv.globals.abe) != 0;
-                    let frloss = CcGlobals::get(&ccv.globals.abe_frlossreduce) != 0;
-                    if tp.in_congrecovery() && abe && frloss {
-                        // ABE: a loss during ECN recovery takes ssthresh down to the loss
-                        // backoff instead of the gentler ECN one.
-                        tp.snd_ssthresh =
-                            (tp.snd_ssthresh as u64 * self.beta as u64 / self.beta_ecn.max(1) as u64) as u32;
-                    }
-                    if !tp.in_congrecovery() {
-                        tp.snd_ssthresh = cwin;
-                    }
-                    tp.t_flags |= tf::FASTRECOVERY | tf::CONGRECOVERY;
+            // A second signal within the same recovery changes nothing.
+            CC_NDUPACK if !tp.in_fastrecovery() => {
+                let abe = CcGlobals::get(&ccv.globals.abe) != 0;
+                let frloss = CcGlobals::get(&ccv.globals.abe_frlossreduce) != 0;
+                if tp.in_congrecovery() && abe && frloss {
+                    // ABE: a loss during ECN recovery takes ssthresh down to the loss
+                    // backoff instead of the gentler ECN one.
+                    let beta_ecn = self.beta_ecn.max(1) as u64;
+                    tp.snd_ssthresh = (tp.snd_ssthresh as u64 * self.beta as u64 / beta_ecn) as u32;
                 }
-            }
-            CC_ECN => {
                 if !tp.in_congrecovery() {
                     tp.snd_ssthresh = cwin;
-                    tp.snd_cwnd = cwin;
-                    tp.t_flags |= tf::CONGRECOVERY;
                 }
+                tp.t_flags |= tf::FASTRECOVERY | tf::CONGRECOVERY;
+            }
+            CC_ECN if !tp.in_congrecovery() => {
+                tp.snd_ssthresh = cwin;
+                tp.snd_cwnd = cwin;
+                tp.t_flags |= tf::CONGRECOVERY;
             }
             CC_RTO => {
                 // RFC 5681 (4): ssthresh = max(FlightSize / 2, 2 * SMSS), cwnd = 1 SMSS.
@@ -188,7 +197,12 @@ impl CcAlgorithm for NewReno {
         tp.snd_cwnd = rw.min(tp.snd_cwnd);
     }
 
-    fn ctl_output(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+    fn ctl_output(
+        &mut self,
+        _ccv: &mut CcVar,
+        _tp: &mut Tcpcb,
+        opt: &mut SockOpt<'_>,
+    ) -> Result<(), Errno> {
         let req = CcNewrenoOpts::from_bytes(opt.value()).ok_or(Errno::EINVAL)?;
         match opt.dir {
             SockOptDir::Set => {
@@ -211,7 +225,13 @@ impl CcAlgorithm for NewReno {
                     CC_NEWRENO_BETA_ECN => self.beta_ecn,
                     _ => return Err(Errno::ENOPROTOOPT),
                 };
-                opt.reply(&CcNewrenoOpts { name: req.name, val }.to_bytes())
+                opt.reply(
+                    &CcNewrenoOpts {
+                        name: req.name,
+                        val,
+                    }
+                    .to_bytes(),
+                )
             }
         }
     }

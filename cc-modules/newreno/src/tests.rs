@@ -16,7 +16,8 @@ fn globals() -> &'static CcGlobals {
 
 /// A connection on newreno through its ABI descriptor, as a host would drive it.
 fn conn(g: &'static CcGlobals) -> (CcConn, Tcpcb) {
-    let params: &'static [AtomicIsize] = Box::leak(Box::new([AtomicIsize::new(50), AtomicIsize::new(80)]));
+    let params: &'static [AtomicIsize] =
+        Box::leak(Box::new([AtomicIsize::new(50), AtomicIsize::new(80)]));
     let mut cc = CcConn::new(g);
     cc.hooks = CcHooks::of(cc_algo());
     cc.ccv.params = params.into();
@@ -70,7 +71,11 @@ fn congestion_avoidance_one_mss_per_window() {
     let (mut cc, mut tp) = conn(globals());
     tp.snd_ssthresh = 5 * MSS;
     ack(&mut cc, &mut tp, MSS);
-    assert_eq!(tp.snd_cwnd, 10 * MSS, "no growth until a cwnd's worth is acked");
+    assert_eq!(
+        tp.snd_cwnd,
+        10 * MSS,
+        "no growth until a cwnd's worth is acked"
+    );
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack(&mut cc, &mut tp, MSS);
     assert_eq!(tp.snd_cwnd, 11 * MSS);
@@ -160,14 +165,30 @@ fn after_idle_restart_window() {
 #[test]
 fn initial_window_rfc6928() {
     assert_eq!(initial_window(1460, 10), 14600);
-    assert_eq!(initial_window(9000, 10), 18000, "2 * SMSS floor, 14600-byte cap otherwise");
+    assert_eq!(
+        initial_window(9000, 10),
+        18000,
+        "2 * SMSS floor, 14600-byte cap otherwise"
+    );
     assert_eq!(initial_window(536, 10), 5360);
     assert_eq!(initial_window(1460, 0), 4380);
 }
 
-fn ctl(cc: &mut CcConn, tp: &mut Tcpcb, dir: SockOptDir, name: u32, val: u32) -> (HookStatus, CcNewrenoOpts) {
+fn ctl(
+    cc: &mut CcConn,
+    tp: &mut Tcpcb,
+    dir: SockOptDir,
+    name: u32,
+    val: u32,
+) -> (HookStatus, CcNewrenoOpts) {
     let mut buf = CcNewrenoOpts { name, val }.to_bytes();
-    let mut opt = SockOpt { level: IPPROTO_TCP, name: TCP_CCALGOOPT, dir, val: (&mut buf[..]).into(), len: 8 };
+    let mut opt = SockOpt {
+        level: IPPROTO_TCP,
+        name: TCP_CCALGOOPT,
+        dir,
+        val: (&mut buf[..]).into(),
+        len: 8,
+    };
     let st = (cc.hooks.ctl_output.unwrap())(&mut cc.ccv, tp, &mut opt);
     (st, CcNewrenoOpts::from_bytes(&buf).unwrap())
 }
@@ -177,7 +198,9 @@ use plugtcp_framework::HookStatus;
 #[test]
 fn ccalgoopt_beta_and_beta_ecn() {
     let (mut cc, mut tp) = conn(globals());
-    assert!(ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA, 70).0.is_ok());
+    assert!(ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA, 70)
+        .0
+        .is_ok());
     let (st, got) = ctl(&mut cc, &mut tp, SockOptDir::Get, CC_NEWRENO_BETA, 0);
     assert!(st.is_ok());
     assert_eq!(got.val, 70);
@@ -187,21 +210,37 @@ fn ccalgoopt_beta_and_beta_ecn() {
 
     // A per-connection beta_ecn is used even with cc.abe off.
     let (mut cc, mut tp) = conn(globals());
-    assert!(ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA_ECN, 90).0.is_ok());
+    assert!(
+        ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA_ECN, 90)
+            .0
+            .is_ok()
+    );
     tp.snd_cwnd = 20 * MSS;
     cc.cong_signal(&mut tp, CC_ECN);
     assert_eq!(tp.snd_cwnd, 18 * MSS);
 
-    assert_eq!(ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA, 0).0, HookStatus(Errno::EINVAL.0));
-    assert_eq!(ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA, 101).0, HookStatus(Errno::EINVAL.0));
-    assert_eq!(ctl(&mut cc, &mut tp, SockOptDir::Set, 9, 50).0, HookStatus(Errno::ENOPROTOOPT.0));
+    assert_eq!(
+        ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA, 0).0,
+        HookStatus(Errno::EINVAL.0)
+    );
+    assert_eq!(
+        ctl(&mut cc, &mut tp, SockOptDir::Set, CC_NEWRENO_BETA, 101).0,
+        HookStatus(Errno::EINVAL.0)
+    );
+    assert_eq!(
+        ctl(&mut cc, &mut tp, SockOptDir::Set, 9, 50).0,
+        HookStatus(Errno::ENOPROTOOPT.0)
+    );
 }
 
 #[test]
 fn beta_ecn_sysctl_needs_abe() {
     let g = globals();
     let check = cc_algo().param_check().unwrap();
-    assert_eq!(check(PARAM_BETA_ECN as u32, 70, g), HookStatus(Errno::EACCES.0));
+    assert_eq!(
+        check(PARAM_BETA_ECN as u32, 70, g),
+        HookStatus(Errno::EACCES.0)
+    );
     assert!(check(PARAM_BETA as u32, 70, g).is_ok());
     g.abe.store(1, Ordering::Relaxed);
     assert!(check(PARAM_BETA_ECN as u32, 70, g).is_ok());

@@ -71,11 +71,12 @@ pub fn run(search_path: &SearchPath, calls: u64, samples: usize) -> Result<Dispa
     let root = open_plugin(&path).map_err(|e| e.to_string())?;
     let dyn_algo = root
         .cc_algo()
-        
         .ok_or_else(|| format!("{}: not a CC module", path.display()))?();
     let static_algo = plugtcp_cc_newreno::cc_algo();
     let globals: &'static CcGlobals = Box::leak(Box::default());
-    globals.abc_l_var.store(2, std::sync::atomic::Ordering::Relaxed);
+    globals
+        .abc_l_var
+        .store(2, std::sync::atomic::Ordering::Relaxed);
 
     let (mut dyn_cc, mut dyn_tp) = conn_on(CcHooks::of(dyn_algo), globals);
     let (mut st_cc, mut st_tp) = conn_on(CcHooks::of(static_algo), globals);
@@ -90,7 +91,12 @@ pub fn run(search_path: &SearchPath, calls: u64, samples: usize) -> Result<Dispa
     for _ in 0..samples {
         d.push(time_hooks(&mut dyn_cc, &mut dyn_tp, calls));
         s.push(time_hooks(&mut st_cc, &mut st_tp, calls));
-        x.push(time_direct(&mut direct, &mut direct_ccv, &mut direct_tp, calls));
+        x.push(time_direct(
+            &mut direct,
+            &mut direct_ccv,
+            &mut direct_tp,
+            calls,
+        ));
     }
     // Same arithmetic through all three paths: they must agree, or the comparison is void.
     if dyn_tp.snd_cwnd != st_tp.snd_cwnd || st_tp.snd_cwnd != direct_tp.snd_cwnd {

@@ -8,7 +8,11 @@ use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 
 #[derive(Parser)]
-#[command(name = "plugtcp", version, about = "A userspace TCP with pluggable stacks and congestion control")]
+#[command(
+    name = "plugtcp",
+    version,
+    about = "A userspace TCP with pluggable stacks and congestion control"
+)]
 struct Cli {
     /// Directory to search for plugins (before PLUGTCP_PLUGIN_PATH and the executable's own
     /// directory); may be repeated.
@@ -93,14 +97,31 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn print_kldstat(h: &Host, json: bool) {
     let rows = h.kldstat();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
         return;
     }
-    println!("{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} File", "Id", "Kind", "Name", "Aliases", "Version", "PCBs");
+    println!(
+        "{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} File",
+        "Id", "Kind", "Name", "Aliases", "Version", "PCBs"
+    );
     for r in rows {
-        let aliases = if r.aliases.is_empty() { "-".to_owned() } else { r.aliases.join(",") };
-        let name = if r.being_removed { format!("{} (removing)", r.name) } else { r.name };
-        println!("{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} {}", r.id, r.kind, name, aliases, r.version, r.pcbs, r.file);
+        let aliases = if r.aliases.is_empty() {
+            "-".to_owned()
+        } else {
+            r.aliases.join(",")
+        };
+        let name = if r.being_removed {
+            format!("{} (removing)", r.name)
+        } else {
+            r.name
+        };
+        println!(
+            "{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} {}",
+            r.id, r.kind, name, aliases, r.version, r.pcbs, r.file
+        );
     }
 }
 
@@ -111,7 +132,12 @@ fn main() -> ExitCode {
             let mut h = host(&cli);
             match h.kldload(what) {
                 Ok((kind, names)) => {
-                    println!("loaded {} {} from {}", kind.name(), names.join(","), h.search_path.resolve(what).display());
+                    println!(
+                        "loaded {} {} from {}",
+                        kind.name(),
+                        names.join(","),
+                        h.search_path.resolve(what).display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(format!("kldload: {e}")),
@@ -131,14 +157,25 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("kldunload: {name}: {e}")),
             }
         }
-        Cmd::Sysctl { all, describe, names } => {
+        Cmd::Sysctl {
+            all,
+            describe,
+            names,
+        } => {
             let h = host(&cli);
             let mut code = ExitCode::SUCCESS;
-            let names: Vec<String> = if *all || names.is_empty() { vec!["net.inet.tcp".into()] } else { names.clone() };
+            let names: Vec<String> = if *all || names.is_empty() {
+                vec!["net.inet.tcp".into()]
+            } else {
+                names.clone()
+            };
             for n in names {
                 if let Some((k, v)) = n.split_once('=') {
                     match h.sysctl_set(k, v) {
-                        Ok(old) => println!("{k}: {old} -> {}", h.sysctl.get(k).map(|v| v.to_string()).unwrap_or_default()),
+                        Ok(old) => println!(
+                            "{k}: {old} -> {}",
+                            h.sysctl.get(k).map(|v| v.to_string()).unwrap_or_default()
+                        ),
                         Err(e) => code = fail(format!("sysctl: {k}: {e}")),
                     }
                 } else if *describe {
@@ -164,11 +201,22 @@ fn main() -> ExitCode {
             }
             code
         }
-        Cmd::Bench { which: Bench::Dispatch { calls, samples, json } } => {
+        Cmd::Bench {
+            which:
+                Bench::Dispatch {
+                    calls,
+                    samples,
+                    json,
+                },
+        } => {
             let sp = SearchPath::from_env(&cli.plugin_dir);
             match plugtcp_host::bench::dispatch::run(&sp, *calls, *samples) {
                 Ok(r) => {
-                    let out = if *json { serde_json::to_string(&r) } else { serde_json::to_string_pretty(&r) };
+                    let out = if *json {
+                        serde_json::to_string(&r)
+                    } else {
+                        serde_json::to_string_pretty(&r)
+                    };
                     println!("{}", out.unwrap_or_default());
                     ExitCode::SUCCESS
                 }

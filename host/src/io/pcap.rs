@@ -28,7 +28,7 @@ impl<W: Write> PcapWriter<W> {
         hdr[0..4].copy_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
         hdr[4..6].copy_from_slice(&2u16.to_le_bytes()); // version major
         hdr[6..8].copy_from_slice(&4u16.to_le_bytes()); // version minor
-        // thiszone and sigfigs (bytes 8..16) stay 0.
+                                                        // thiszone and sigfigs (bytes 8..16) stay 0.
         hdr[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
         hdr[20..24].copy_from_slice(&LINKTYPE_RAW.to_le_bytes());
         w.write_all(&hdr)?;

@@ -598,11 +598,9 @@ mod tests {
             .map(|i| pipe.send(0, &ipv4_pkt(1250, i, 0)))
             .collect();
         assert!(outcomes[..4].iter().all(|o| *o == SendOutcome::Queued));
-        assert!(
-            outcomes[4..]
-                .iter()
-                .all(|o| *o == SendOutcome::DroppedQueueFull)
-        );
+        assert!(outcomes[4..]
+            .iter()
+            .all(|o| *o == SendOutcome::DroppedQueueFull));
         assert_eq!(pipe.stats().dropped_queue, 6);
         assert_eq!(pipe.stats().max_queue_bytes, 5000);
         // At 1 ms the first packet has finished serialization: exactly one slot frees up.

@@ -49,14 +49,21 @@ impl LoadError {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_owned()
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Opens `path` and checks its root module against this framework's ABI (version and
 /// layout). The library stays loaded for the life of the process (see DESIGN.md: Rust cdylibs
 /// are never unloaded).
 pub fn open_plugin(path: &Path) -> Result<PluginModuleRef, LoadError> {
-    let fail = |failure| LoadError { path: path.to_owned(), failure };
+    let fail = |failure| LoadError {
+        path: path.to_owned(),
+        failure,
+    };
     if !path.exists() {
         return Err(fail(LoadFailure::Missing));
     }
@@ -69,7 +76,10 @@ pub fn open_plugin(path: &Path) -> Result<PluginModuleRef, LoadError> {
                 let msg = err.to_string();
                 // dlerror repeats the path; keep only the part after it.
                 let why = msg.rsplit_once(": ").map_or(msg.as_str(), |(_, w)| w);
-                LoadFailure::NotAPlugin(format!("not a loadable shared library ({})", first_line(why)))
+                LoadFailure::NotAPlugin(format!(
+                    "not a loadable shared library ({})",
+                    first_line(why)
+                ))
             }
             LibraryError::GetSymbolError { .. } => {
                 LoadFailure::NotAPlugin("the library exports no plugtcp root module".into())
@@ -119,7 +129,9 @@ impl SearchPath {
     /// The standard path for this process (reads `PLUGTCP_PLUGIN_PATH` and the executable).
     pub fn from_env(plugin_dirs: &[PathBuf]) -> Self {
         let env = std::env::var("PLUGTCP_PLUGIN_PATH").ok();
-        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
         Self::new(plugin_dirs, env.as_deref(), exe_dir)
     }
 
@@ -130,7 +142,10 @@ impl SearchPath {
         if what.contains('/') || what.ends_with(".so") {
             return PathBuf::from(what);
         }
-        let candidates = [format!("libplugtcp_cc_{what}.so"), format!("libplugtcp_stack_{what}.so")];
+        let candidates = [
+            format!("libplugtcp_cc_{what}.so"),
+            format!("libplugtcp_stack_{what}.so"),
+        ];
         for d in &self.dirs {
             for c in &candidates {
                 let p = d.join(c);
@@ -148,7 +163,9 @@ impl SearchPath {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for d in &self.dirs {
-            let Ok(rd) = std::fs::read_dir(d) else { continue };
+            let Ok(rd) = std::fs::read_dir(d) else {
+                continue;
+            };
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {

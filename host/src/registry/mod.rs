@@ -137,7 +137,9 @@ impl BlockEntry {
 impl CcEntry {
     /// Index of parameter `name`.
     pub fn param_index(&self, name: &str) -> Option<usize> {
-        self.param_descs.iter().position(|d| d.name.as_str() == name)
+        self.param_descs
+            .iter()
+            .position(|d| d.name.as_str() == name)
     }
 }
 
@@ -157,7 +159,11 @@ pub struct RegistrySnapshot {
 impl RegistrySnapshot {
     /// The block registered under `name` (primary or alias), if not being removed.
     pub fn block(&self, name: &str) -> Result<&Arc<BlockEntry>, Errno> {
-        let b = self.block_names.get(name).map(|&i| &self.blocks[i]).ok_or(Errno::ENOENT)?;
+        let b = self
+            .block_names
+            .get(name)
+            .map(|&i| &self.blocks[i])
+            .ok_or(Errno::ENOENT)?;
         if b.being_removed() {
             return Err(Errno::ENOENT);
         }
@@ -186,9 +192,18 @@ impl RegistrySnapshot {
             .blocks
             .iter()
             .enumerate()
-            .flat_map(|(i, b)| b.names().map(move |n| (n.to_owned(), i)).collect::<Vec<_>>())
+            .flat_map(|(i, b)| {
+                b.names()
+                    .map(move |n| (n.to_owned(), i))
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        self.cc_names = self.ccs.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        self.cc_names = self
+            .ccs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
     }
 }
 
@@ -228,7 +243,12 @@ fn check_name(name: &str, max: usize) -> Result<(), Errno> {
 /// Counters and parameters live as long as the process: plugins are never unloaded (see
 /// DESIGN.md) and connections keep `'static` slices into them in their cc_var/StackCtx.
 fn leak_counters(n: usize) -> &'static [AtomicUsize] {
-    Box::leak((0..n).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>().into_boxed_slice())
+    Box::leak(
+        (0..n)
+            .map(|_| AtomicUsize::new(0))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    )
 }
 
 impl Registry {
@@ -253,7 +273,10 @@ impl Registry {
         self.snapshot.load_full()
     }
 
-    fn update<R>(&self, f: impl FnOnce(&mut RegistrySnapshot) -> Result<R, Errno>) -> Result<R, Errno> {
+    fn update<R>(
+        &self,
+        f: impl FnOnce(&mut RegistrySnapshot) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
         let _g = self.control.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = RegistrySnapshot::clone(&self.snapshot.load());
         let r = f(&mut next)?;
@@ -269,14 +292,25 @@ impl Registry {
     /// Registers a function block under its name and aliases (FreeBSD
     /// register_tcp_function_block_alias): EINVAL without the required hooks or with a bad
     /// name, E2BIG past 8 names, EALREADY when a name is taken, ENAMETOOLONG for long names.
-    pub fn register_block(&self, block: TcpFunctionBlockRef, info: PluginInfo) -> Result<Arc<BlockEntry>, Errno> {
-        let (Some(do_segment), Some(output), Some(ctloutput), Some(handoff_ok)) =
-            (block.do_segment(), block.output(), block.ctloutput(), block.handoff_ok())
-        else {
+    pub fn register_block(
+        &self,
+        block: TcpFunctionBlockRef,
+        info: PluginInfo,
+    ) -> Result<Arc<BlockEntry>, Errno> {
+        let (Some(do_segment), Some(output), Some(ctloutput), Some(handoff_ok)) = (
+            block.do_segment(),
+            block.output(),
+            block.ctloutput(),
+            block.handoff_ok(),
+        ) else {
             return Err(Errno::EINVAL);
         };
         let name = block.name().as_str().to_owned();
-        let aliases: Vec<String> = block.aliases().iter().map(|a| a.as_str().to_owned()).collect();
+        let aliases: Vec<String> = block
+            .aliases()
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect();
         if 1 + aliases.len() > TCP_FUNCTION_NAME_NUM_MAX {
             return Err(Errno::E2BIG);
         }
@@ -288,7 +322,11 @@ impl Registry {
         if all.windows(2).any(|w| w[0] == w[1]) {
             return Err(Errno::EALREADY);
         }
-        let counter_names: Vec<String> = block.counters().iter().map(|c| c.as_str().to_owned()).collect();
+        let counter_names: Vec<String> = block
+            .counters()
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
         let entry = Arc::new(BlockEntry {
             id: self.id(),
             name,
@@ -357,9 +395,17 @@ impl Registry {
             init().into_result().map_err(|e| e.errno())?;
         }
         let params: &'static [AtomicIsize] = Box::leak(
-            param_descs.iter().map(|d| AtomicIsize::new(d.default as isize)).collect::<Vec<_>>().into_boxed_slice(),
+            param_descs
+                .iter()
+                .map(|d| AtomicIsize::new(d.default as isize))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
         );
-        let counter_names: Vec<String> = algo.counters().iter().map(|c| c.as_str().to_owned()).collect();
+        let counter_names: Vec<String> = algo
+            .counters()
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
         let entry = Arc::new(CcEntry {
             id: self.id(),
             name,
@@ -383,7 +429,11 @@ impl Registry {
             let rank = |n: &str| preferred.iter().position(|p| p == n).unwrap_or(usize::MAX);
             let replace = match &s.default_cc {
                 None => true,
-                Some(cur) => rank(&entry.name) < rank(&cur.name) && cur.users() == 0 && !self.default_cc_pinned(),
+                Some(cur) => {
+                    rank(&entry.name) < rank(&cur.name)
+                        && cur.users() == 0
+                        && !self.default_cc_pinned()
+                }
             };
             if replace {
                 s.default_cc = Some(entry.clone());
@@ -515,7 +565,9 @@ impl Registry {
             return Err(Errno::EINVAL);
         }
         if let Some(check) = c.algo.param_check() {
-            check(i as u32, value, self.cc_globals).into_result().map_err(|e| e.errno())?;
+            check(i as u32, value, self.cc_globals)
+                .into_result()
+                .map_err(|e| e.errno())?;
         }
         Ok(c.params[i].swap(value as isize, Ordering::Relaxed) as i64)
     }

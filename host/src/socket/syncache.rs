@@ -17,7 +17,7 @@ use std::hash::Hasher;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::table::{ConnKey, ListenerId, hash_ip, sip};
+use super::table::{hash_ip, sip, ConnKey, ListenerId};
 
 const SEC: u64 = 1_000_000_000;
 /// Base retransmit timeout (FreeBSD TCPTV_RTOBASE).
@@ -670,10 +670,9 @@ mod tests {
         let mut out = Vec::new();
         c.expire(SEC + 2, &mut out);
         assert_eq!(out.len(), 100);
-        assert!(
-            out.iter()
-                .all(|e| matches!(e, SynCacheEvent::Retransmit(_)))
-        );
+        assert!(out
+            .iter()
+            .all(|e| matches!(e, SynCacheEvent::Retransmit(_))));
         out.clear();
         c.expire(100 * SEC, &mut out);
         // One more retransmit is due (its time passed), none expire yet: the timer runs once.

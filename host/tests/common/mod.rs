@@ -10,14 +10,19 @@ use abi_stable::std_types::RStr;
 use plugtcp_framework::cc::CC_ACK;
 use plugtcp_framework::segment::SegIn;
 use plugtcp_framework::sockopt::SockOpt;
-use plugtcp_framework::stack::{tcp_func, InitMode, OldStack, StackCtx, StackVtable, TcpFunctionBlockRef, TcpStack};
+use plugtcp_framework::stack::{
+    tcp_func, InitMode, OldStack, StackCtx, StackVtable, TcpFunctionBlockRef, TcpStack,
+};
 use plugtcp_framework::{Errno, TcpState};
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 
 /// Where cargo put the binary, hence the plugin `.so` files of this build.
 pub fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_plugtcp")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_BIN_EXE_plugtcp"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A host whose search path is this build's target directory only.
@@ -51,7 +56,10 @@ impl<const I: usize> TcpStack for TestStack<I> {
     fn init(cx: &mut StackCtx, mode: InitMode, old: OldStack) -> Result<Self, Errno> {
         let mut segs = 0;
         if mode == InitMode::Switch {
-            let mut q = plugtcp_framework::stack::ChgQuery { req: 99, ..Default::default() };
+            let mut q = plugtcp_framework::stack::ChgQuery {
+                req: 99,
+                ..Default::default()
+            };
             if old.query(cx, &mut q)? {
                 segs = q.req_param;
             }
@@ -91,7 +99,11 @@ impl<const I: usize> TcpStack for TestStack<I> {
         SWITCH_FAILED.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-    fn chg_query(&self, _cx: &StackCtx, q: &mut plugtcp_framework::stack::ChgQuery) -> Result<(), Errno> {
+    fn chg_query(
+        &self,
+        _cx: &StackCtx,
+        q: &mut plugtcp_framework::stack::ChgQuery,
+    ) -> Result<(), Errno> {
         if q.req == 99 {
             q.req_param = self.segs;
             q.answered = 1;
@@ -126,7 +138,10 @@ impl TcpStack for PanicInit {
 }
 
 pub fn info() -> plugtcp_host::registry::PluginInfo {
-    plugtcp_host::registry::PluginInfo { origin: plugtcp_host::registry::Origin::Builtin, version: "test".into() }
+    plugtcp_host::registry::PluginInfo {
+        origin: plugtcp_host::registry::Origin::Builtin,
+        version: "test".into(),
+    }
 }
 
 /// Quiet the default panic hook while a test provokes plugin panics on purpose.

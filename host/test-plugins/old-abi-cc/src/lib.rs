@@ -3,12 +3,8 @@
 //! host must refuse it with a message naming the version mismatch.
 
 use abi_stable::{
-    export_root_module,
-    library::RootModule,
-    prefix_type::PrefixTypeTrait,
-    sabi_types::VersionStrings,
-    std_types::RStr,
-    StableAbi,
+    export_root_module, library::RootModule, prefix_type::PrefixTypeTrait,
+    sabi_types::VersionStrings, std_types::RStr, StableAbi,
 };
 
 #[repr(C)]
@@ -28,5 +24,8 @@ impl RootModule for PluginModuleRef {
 
 #[export_root_module]
 pub fn root() -> PluginModuleRef {
-    PluginModule { name: RStr::from_str("oldabi") }.leak_into_prefix()
+    PluginModule {
+        name: RStr::from_str("oldabi"),
+    }
+    .leak_into_prefix()
 }

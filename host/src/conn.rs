@@ -17,6 +17,8 @@ use plugtcp_framework::stack::{
 use plugtcp_framework::{Errno, HookError, HookStatus, TcpState, Tcpcb};
 
 use crate::registry::{BlockEntry, CcEntry};
+use crate::socket::buffer::{ChunkPool, RecvBuf, SendBuf};
+use crate::timer::{TimerId, TimerWheel};
 
 /// Which plugin a failed call is blamed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,104 +40,170 @@ impl ConnFault {
     }
 }
 
-/// What the host keeps for a connection besides the shared context: for now the output
-/// queue, connection events and timer deadlines that the stack asks for. (Socket buffers
-/// and the timer wheel join when the packet path lands.)
-#[derive(Default)]
-pub struct HostSide {
+/// State one worker shares among its connections: the clock, the timer wheel and the pool
+/// that socket-buffer chunks come from. Stack calls reach it through [`HostOps`].
+pub struct Worker {
     pub now: u64,
+    pub wheel: TimerWheel,
+    pub pool: ChunkPool,
+}
+
+/// Timer wheel granularity: 10 µs (RACK wants microsecond timers; ticks finer than this
+/// only cost wheel work).
+pub const TIMER_TICK_NS: u64 = 10_000;
+
+impl Worker {
+    pub fn new(now: u64) -> Self {
+        Worker {
+            now,
+            // The tick is a non-zero constant, so the wheel cannot refuse it.
+            wheel: TimerWheel::new(now, TIMER_TICK_NS).unwrap_or_else(|_| unreachable!()),
+            pool: ChunkPool::new(),
+        }
+    }
+}
+
+/// A timer token in the wheel: the connection's slot and which of its timers.
+#[inline]
+pub fn timer_token(slot: usize, which: u32) -> u64 {
+    ((slot as u64) << 8) | which as u64
+}
+
+#[inline]
+pub fn timer_token_parts(token: u64) -> (usize, u32) {
+    ((token >> 8) as usize, (token & 0xff) as u32)
+}
+
+/// What the host keeps for a connection besides the shared context: its socket buffers, its
+/// timers in the worker's wheel, and what the stack asked for in the current call (segments
+/// to send, events). The vectors are reused, so steady state does not allocate.
+pub struct HostSide {
+    pub slot: usize,
+    pub snd: SendBuf,
+    pub rcv: RecvBuf,
+    pub timers: [Option<TimerId>; tt::COUNT as usize],
     pub out: Vec<SegOut>,
     pub events: Vec<ConnEvent>,
-    /// Absolute deadline per timer (`u64::MAX` = stopped).
-    pub timers: [u64; tt::COUNT as usize],
-    pub snd: Vec<u8>,
-    pub rcv: Vec<u8>,
-    pub rcv_ooo: Vec<(u32, Vec<u8>)>,
-    pub rcv_hiwat: u32,
 }
 
 impl HostSide {
-    pub fn new() -> Self {
+    pub fn new(slot: usize, sndbuf: usize, rcvbuf: usize) -> Self {
         HostSide {
-            timers: [u64::MAX; tt::COUNT as usize],
-            rcv_hiwat: 65536,
-            ..Default::default()
+            slot,
+            snd: SendBuf::new(sndbuf),
+            rcv: RecvBuf::new(rcvbuf),
+            timers: [None; tt::COUNT as usize],
+            out: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Cancels every timer of the connection; returns their deadlines so that a failed stack
+    /// switch can put them back.
+    pub fn stop_timers(&mut self, w: &mut Worker) -> [Option<u64>; tt::COUNT as usize] {
+        let mut saved = [None; tt::COUNT as usize];
+        for (i, t) in self.timers.iter_mut().enumerate() {
+            if let Some(id) = t.take() {
+                saved[i] = w.wheel.get(id).map(|(deadline, _)| deadline);
+                w.wheel.cancel(id);
+            }
+        }
+        saved
+    }
+
+    pub fn restore_timers(&mut self, w: &mut Worker, saved: [Option<u64>; tt::COUNT as usize]) {
+        for (i, d) in saved.into_iter().enumerate() {
+            if let Some(d) = d {
+                self.timers[i] = Some(w.wheel.schedule(d, timer_token(self.slot, i as u32)));
+            }
+        }
+    }
+
+    /// Releases buffer chunks and timers (the connection is being freed).
+    pub fn release(&mut self, w: &mut Worker) {
+        self.stop_timers(w);
+        self.snd.clear(&mut w.pool);
+        self.rcv.clear(&mut w.pool);
     }
 }
 
-fn side<'a>(host: *mut c_void) -> &'a mut HostSide {
-    // SAFETY: the host sets `ctx.host.host` to the connection's own HostSide right before
-    // every stack call (`Conn::call`), and HostSide is a separate field from the StackCtx the
-    // stack borrows, so this is the only live reference to it.
-    unsafe { &mut *(host as *mut HostSide) }
+/// What `StackCtx.host.host` points at during one stack call.
+struct HostCall<'a> {
+    side: &'a mut HostSide,
+    worker: &'a mut Worker,
+}
+
+fn call<'a>(host: *mut c_void) -> &'a mut HostCall<'a> {
+    // SAFETY: the host points `ctx.host.host` at a HostCall on its own stack frame for the
+    // duration of each stack call (`Conn::with_call`) and clears it after; HostCall borrows
+    // the HostSide and the Worker, which are disjoint from the StackCtx the stack borrows.
+    unsafe { &mut *(host as *mut HostCall<'a>) }
 }
 
 extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
-    side(host).out.push(*seg);
+    call(host).side.out.push(*seg);
     HookStatus::OK
 }
 extern "C" fn op_snd_len(host: *mut c_void) -> u32 {
-    side(host).snd.len() as u32
+    call(host).side.snd.len() as u32
 }
 extern "C" fn op_snd_read(host: *mut c_void, off: u32, mut dst: RSliceMut<'_, u8>) -> u32 {
-    let s = side(host);
-    let src = s.snd.get(off as usize..).unwrap_or(&[]);
-    let n = src.len().min(dst.len());
-    dst[..n].copy_from_slice(&src[..n]);
-    n as u32
+    call(host).side.snd.read_at(off as usize, &mut dst) as u32
 }
 extern "C" fn op_snd_drop(host: *mut c_void, n: u32) {
-    let s = side(host);
-    let n = (n as usize).min(s.snd.len());
-    s.snd.drain(..n);
+    let c = call(host);
+    c.side.snd.drop_front(&mut c.worker.pool, n as usize);
 }
 extern "C" fn op_rcv_space(host: *mut c_void) -> u32 {
-    let s = side(host);
-    s.rcv_hiwat.saturating_sub(s.rcv.len() as u32)
+    call(host).side.rcv.space() as u32
 }
 extern "C" fn op_rcv_write(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32 {
-    let s = side(host);
-    let room = op_rcv_space(host).saturating_sub(off) as usize;
-    let n = data.len().min(room);
-    s.rcv_ooo.push((off, data[..n].to_vec()));
-    n as u32
+    let c = call(host);
+    c.side.rcv.write_at(&mut c.worker.pool, off as usize, &data) as u32
 }
 extern "C" fn op_rcv_commit(host: *mut c_void, n: u32) {
-    let s = side(host);
-    let mut staged = vec![0u8; n as usize];
-    for (off, bytes) in s.rcv_ooo.drain(..) {
-        let off = off as usize;
-        if off < staged.len() {
-            let end = (off + bytes.len()).min(staged.len());
-            staged[off..end].copy_from_slice(&bytes[..end - off]);
-        }
-    }
-    s.rcv.extend_from_slice(&staged);
+    call(host).side.rcv.commit(n as usize);
 }
 extern "C" fn op_timer_start(host: *mut c_void, which: u32, delay_ns: u64) {
-    let s = side(host);
-    if let Some(t) = s.timers.get_mut(which as usize) {
-        *t = s.now.saturating_add(delay_ns);
+    let c = call(host);
+    let Some(t) = c.side.timers.get_mut(which as usize) else {
+        return;
+    };
+    let deadline = c.worker.now.saturating_add(delay_ns);
+    match t {
+        Some(id) if c.worker.wheel.reschedule(*id, deadline) => {}
+        _ => {
+            *t = Some(
+                c.worker
+                    .wheel
+                    .schedule(deadline, timer_token(c.side.slot, which)),
+            )
+        }
     }
 }
 extern "C" fn op_timer_stop(host: *mut c_void, which: u32) {
-    if let Some(t) = side(host).timers.get_mut(which as usize) {
-        *t = u64::MAX;
+    let c = call(host);
+    if let Some(id) = c.side.timers.get_mut(which as usize).and_then(Option::take) {
+        c.worker.wheel.cancel(id);
     }
 }
 extern "C" fn op_timer_remaining(host: *mut c_void, which: u32) -> u64 {
-    let s = side(host);
-    match s.timers.get(which as usize) {
-        Some(&d) if d != u64::MAX => d.saturating_sub(s.now),
-        _ => u64::MAX,
-    }
+    let c = call(host);
+    c.side
+        .timers
+        .get(which as usize)
+        .copied()
+        .flatten()
+        .and_then(|id| c.worker.wheel.get(id))
+        .map_or(u64::MAX, |(deadline, _)| {
+            deadline.saturating_sub(c.worker.now)
+        })
 }
 extern "C" fn op_now(host: *mut c_void) -> u64 {
-    side(host).now
+    call(host).worker.now
 }
 extern "C" fn op_event(host: *mut c_void, ev: ConnEvent) {
-    side(host).events.push(ev);
+    call(host).side.events.push(ev);
 }
 
 const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
@@ -164,7 +232,7 @@ struct AttachedStack {
 /// A connection.
 pub struct Conn {
     pub ctx: StackCtx,
-    pub side: Box<HostSide>,
+    pub side: HostSide,
     stack: Option<AttachedStack>,
     cc: Option<Arc<CcEntry>>,
 }
@@ -174,8 +242,14 @@ fn hook(st: HookStatus) -> Result<(), HookError> {
 }
 
 impl Conn {
-    /// A connection with no stack or CC attached yet.
-    pub fn new(maxseg: u32, globals: &'static CcGlobals) -> Self {
+    /// A connection in `slot` with no stack or CC attached yet.
+    pub fn new(
+        slot: usize,
+        maxseg: u32,
+        sndbuf: usize,
+        rcvbuf: usize,
+        globals: &'static CcGlobals,
+    ) -> Self {
         Conn {
             ctx: StackCtx {
                 tp: Tcpcb::new(maxseg),
@@ -186,7 +260,7 @@ impl Conn {
                 },
                 counters: RSlice::from_slice(&[]),
             },
-            side: Box::new(HostSide::new()),
+            side: HostSide::new(slot, sndbuf, rcvbuf),
             stack: None,
             cc: None,
         }
@@ -200,8 +274,21 @@ impl Conn {
         self.cc.as_ref()
     }
 
-    fn bind_host(&mut self) {
-        self.ctx.host.host = &mut *self.side as *mut HostSide as *mut c_void;
+    /// Runs `f` (a call into the stack) with the host interface pointed at this connection's
+    /// host side and the worker, and unpointed afterwards.
+    fn with_call<R>(
+        &mut self,
+        w: &mut Worker,
+        f: impl FnOnce(&Option<AttachedStack>, &mut StackCtx) -> R,
+    ) -> R {
+        let mut hc = HostCall {
+            side: &mut self.side,
+            worker: w,
+        };
+        self.ctx.host.host = &mut hc as *mut HostCall as *mut c_void;
+        let r = f(&self.stack, &mut self.ctx);
+        self.ctx.host.host = std::ptr::null_mut();
+        r
     }
 
     fn stack_name(&self) -> String {
@@ -228,14 +315,10 @@ impl Conn {
         })
     }
 
-    /// Attaches the first CC module (FreeBSD cc_attach + cb_init).
-    pub fn attach_cc(&mut self, entry: Arc<CcEntry>) -> Result<(), ConnFault> {
-        self.set_cc(entry)
-    }
-
-    /// Switches the connection's CC (TCP_CONGESTION), make-before-break: the new module's
-    /// cb_init runs on a fresh cc_var first; only if it succeeds does the old module's
-    /// cb_destroy run. cwnd and ssthresh stay in the tcpcb. conn_init runs if established.
+    /// Switches (or first attaches) the connection's CC: TCP_CONGESTION, make-before-break.
+    /// The new module's cb_init runs on a fresh cc_var first; only if it succeeds does the
+    /// old module's cb_destroy run. cwnd and ssthresh stay in the tcpcb. conn_init runs if
+    /// the connection is established.
     pub fn set_cc(&mut self, entry: Arc<CcEntry>) -> Result<(), ConnFault> {
         let fault = |error| ConnFault {
             culprit: Culprit::Cc(entry.name.clone()),
@@ -275,140 +358,131 @@ impl Conn {
         }
     }
 
-    /// Attaches the first stack (fresh connection or listener).
-    pub fn attach_stack(&mut self, entry: Arc<BlockEntry>) -> Result<(), ConnFault> {
+    /// Switches a live connection to another stack (TCP_FUNCTION_BLK), or attaches the first
+    /// one. Make-before-break as FreeBSD does: the target's handoff_ok (its errno returned as
+    /// is), the old stack's timers stopped, the new stack's init in switch mode with a query
+    /// handle on the old one; on failure the old stack's timers come back and its
+    /// switch_failed runs, and it keeps the connection; on success the old stack's fini.
+    pub fn switch_stack(
+        &mut self,
+        w: &mut Worker,
+        entry: Arc<BlockEntry>,
+    ) -> Result<(), ConnFault> {
         let fault = |error| ConnFault {
             culprit: Culprit::Stack(entry.name.clone()),
             error,
         };
+        if self
+            .stack
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.entry, &entry))
+        {
+            return Ok(());
+        }
         entry.acquire().map_err(|e| fault(HookError::Errno(e)))?;
-        self.bind_host();
-        let mut state = std::ptr::null_mut();
-        if let Some(init) = entry.hooks.init {
-            if let Err(e) = hook(init(
-                &mut self.ctx,
-                InitMode::Fresh,
-                OldStack::NONE,
-                &mut state,
-            )) {
+        let mode = if self.stack.is_some() {
+            InitMode::Switch
+        } else {
+            InitMode::Fresh
+        };
+        let handoff = self.with_call(w, |_, cx| (entry.hooks.handoff_ok)(cx));
+        if mode == InitMode::Switch {
+            if let Err(e) = hook(handoff) {
                 entry.release();
                 return Err(fault(e));
             }
         }
-        self.ctx.counters = entry.counters.into();
-        self.stack = Some(AttachedStack { entry, state });
-        Ok(())
-    }
-
-    /// Switches a live connection to another stack (TCP_FUNCTION_BLK), make-before-break as
-    /// FreeBSD does: the target's handoff_ok (its errno returned as is), the old stack's
-    /// timers stopped, the new stack's init in switch mode with a query handle on the old
-    /// one; on failure the old stack's switch_failed and its timers back; else its fini.
-    pub fn switch_stack(&mut self, entry: Arc<BlockEntry>) -> Result<(), ConnFault> {
-        let fault = |error| ConnFault {
-            culprit: Culprit::Stack(entry.name.clone()),
-            error,
-        };
-        let Some(old) = self.stack.take() else {
-            return self.attach_stack(entry);
-        };
-        if Arc::ptr_eq(&old.entry, &entry) {
-            self.stack = Some(old);
-            return Ok(());
-        }
-        if let Err(e) = entry.acquire() {
-            self.stack = Some(old);
-            return Err(fault(HookError::Errno(e)));
-        }
-        self.bind_host();
-        if let Err(e) = hook((entry.hooks.handoff_ok)(&self.ctx)) {
-            entry.release();
-            self.stack = Some(old);
-            return Err(fault(e));
-        }
-        let saved_timers = self.side.timers;
-        self.side.timers = [u64::MAX; tt::COUNT as usize];
+        let saved = self.side.stop_timers(w);
         let mut state = std::ptr::null_mut();
-        let oldq = OldStack {
-            state: old.state,
-            chg_query: old.entry.hooks.chg_query,
-        };
-        let r = match entry.hooks.init {
-            Some(init) => hook(init(&mut self.ctx, InitMode::Switch, oldq, &mut state)),
-            None => Ok(()),
-        };
+        let r = self.with_call(w, |old, cx| {
+            let oldq = old.as_ref().map_or(OldStack::NONE, |o| OldStack {
+                state: o.state,
+                chg_query: o.entry.hooks.chg_query,
+            });
+            match entry.hooks.init {
+                Some(init) => hook(init(cx, mode, oldq, &mut state)),
+                None => Ok(()),
+            }
+        });
         if let Err(e) = r {
             entry.release();
-            self.side.timers = saved_timers;
-            if let Some(sf) = old.entry.hooks.switch_failed {
-                let _ = sf(old.state, &mut self.ctx);
-            }
-            self.stack = Some(old);
+            self.side.restore_timers(w, saved);
+            self.with_call(w, |old, cx| {
+                if let Some(o) = old {
+                    if let Some(sf) = o.entry.hooks.switch_failed {
+                        let _ = sf(o.state, cx);
+                    }
+                }
+            });
             return Err(fault(e));
         }
-        if let Some(fini) = old.entry.hooks.fini {
-            let _ = fini(old.state, &mut self.ctx, false);
+        if let Some(old) = self.stack.take() {
+            self.with_call(w, |_, cx| {
+                if let Some(fini) = old.entry.hooks.fini {
+                    let _ = fini(old.state, cx, false);
+                }
+            });
+            old.entry.release();
         }
-        old.entry.release();
         self.ctx.counters = entry.counters.into();
         self.stack = Some(AttachedStack { entry, state });
         Ok(())
     }
 
-    /// Detaches stack and CC (the connection is being freed): fini(purged), cb_destroy.
-    pub fn detach(&mut self) {
+    /// Detaches stack and CC and frees the host side (the connection is going away):
+    /// fini(purged), cb_destroy, timers cancelled, buffer chunks back to the pool.
+    pub fn close(&mut self, w: &mut Worker) {
         if let Some(s) = self.stack.take() {
-            self.bind_host();
-            if let Some(fini) = s.entry.hooks.fini {
-                let _ = fini(s.state, &mut self.ctx, true);
-            }
+            self.with_call(w, |_, cx| {
+                if let Some(fini) = s.entry.hooks.fini {
+                    let _ = fini(s.state, cx, true);
+                }
+            });
             s.entry.release();
         }
         self.detach_cc();
+        self.side.release(w);
     }
 
-    fn with_stack(
+    fn call_stack(
         &mut self,
+        w: &mut Worker,
         f: impl FnOnce(&AttachedStack, &mut StackCtx) -> HookStatus,
     ) -> Result<(), ConnFault> {
-        self.bind_host();
-        let Some(s) = self.stack.as_ref() else {
-            return Err(ConnFault {
+        let st = self.with_call(w, |s, cx| s.as_ref().map(|s| f(s, cx)));
+        match st {
+            Some(st) => self.check(st),
+            None => Err(ConnFault {
                 culprit: Culprit::Stack(String::new()),
                 error: HookError::Errno(Errno::ENOTCONN),
-            });
-        };
-        let st = f(s, &mut self.ctx);
-        self.check(st)
+            }),
+        }
     }
 
     /// Hands an incoming segment to the stack.
-    pub fn do_segment(&mut self, now: u64, seg: &SegIn<'_>) -> Result<(), ConnFault> {
-        self.side.now = now;
-        self.with_stack(|s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg))
+    pub fn do_segment(&mut self, w: &mut Worker, seg: &SegIn<'_>) -> Result<(), ConnFault> {
+        self.call_stack(w, |s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg))
     }
 
     /// Lets the stack send what it can (tcp_output).
-    pub fn output(&mut self, now: u64) -> Result<(), ConnFault> {
-        self.side.now = now;
-        self.with_stack(|s, cx| (s.entry.hooks.output)(s.state, cx))
+    pub fn output(&mut self, w: &mut Worker) -> Result<(), ConnFault> {
+        self.call_stack(w, |s, cx| (s.entry.hooks.output)(s.state, cx))
     }
 
-    /// Fires timer `which`.
-    pub fn timer(&mut self, now: u64, which: u32) -> Result<(), ConnFault> {
-        self.side.now = now;
+    /// Timer `which` fired.
+    pub fn timer(&mut self, w: &mut Worker, which: u32) -> Result<(), ConnFault> {
         if let Some(t) = self.side.timers.get_mut(which as usize) {
-            *t = u64::MAX;
+            *t = None;
         }
-        self.with_stack(|s, cx| match s.entry.hooks.timer {
+        self.call_stack(w, |s, cx| match s.entry.hooks.timer {
             Some(t) => t(s.state, cx, which),
             None => HookStatus::OK,
         })
     }
 
     /// A socket option for the stack (get or set).
-    pub fn ctloutput(&mut self, opt: &mut SockOpt<'_>) -> Result<(), ConnFault> {
-        self.with_stack(|s, cx| (s.entry.hooks.ctloutput)(s.state, cx, opt))
+    pub fn ctloutput(&mut self, w: &mut Worker, opt: &mut SockOpt<'_>) -> Result<(), ConnFault> {
+        self.call_stack(w, |s, cx| (s.entry.hooks.ctloutput)(s.state, cx, opt))
     }
 
     /// TCP_CCALGOOPT to the CC module: ENOENT when it has no ctl_output.
@@ -431,9 +505,9 @@ impl Conn {
     }
 
     /// TCP_INFO from the stack (or from the tcpcb when the stack has no info hook).
-    pub fn info(&mut self) -> Result<TcpInfo, ConnFault> {
+    pub fn info(&mut self, w: &mut Worker) -> Result<TcpInfo, ConnFault> {
         let mut out = TcpInfo::from_tcpcb(&self.ctx.tp);
-        self.with_stack(|s, cx| match s.entry.hooks.info {
+        self.call_stack(w, |s, cx| match s.entry.hooks.info {
             Some(i) => i(s.state, cx, &mut out),
             None => HookStatus::OK,
         })?;
@@ -446,7 +520,13 @@ impl Conn {
 }
 
 impl Drop for Conn {
+    /// The host frees connections with [`Conn::close`] on its worker. A connection dropped
+    /// without it still gets its fini and cb_destroy and releases its user counts, against a
+    /// throwaway worker (its timers were in no wheel the host still runs).
     fn drop(&mut self) {
-        self.detach();
+        if self.stack.is_some() || self.cc.is_some() {
+            let mut w = Worker::new(0);
+            self.close(&mut w);
+        }
     }
 }

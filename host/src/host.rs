@@ -9,7 +9,7 @@ use plugtcp_framework::cc::CcGlobals;
 use plugtcp_framework::stack::TcpFunctionBlockRef;
 use plugtcp_framework::{Errno, PluginKind};
 
-use crate::conn::{Conn, ConnFault, Culprit};
+use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
 use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
 use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
@@ -34,6 +34,9 @@ pub struct Host {
     pub search_path: SearchPath,
     /// Connections by slot (None = free slot).
     pub conns: Vec<Option<Conn>>,
+    /// Clock, timer wheel and buffer pool shared by the connections.
+    pub worker: Worker,
+    fired: Vec<(u64, u64)>,
     /// Plugin faults per plugin name (a panicking hook costs its connection, never the host).
     pub plugin_faults: std::collections::BTreeMap<String, u64>,
 }
@@ -58,6 +61,8 @@ impl Host {
             sysctl,
             search_path,
             conns: Vec::new(),
+            worker: Worker::new(0),
+            fired: Vec::new(),
             plugin_faults: Default::default(),
         };
         host.register_registry_sysctls();
@@ -253,10 +258,11 @@ impl Host {
         for slot in self.conns.iter_mut() {
             let Some(c) = slot else { continue };
             if c.stack().is_some_and(|b| b.name == name) {
-                if let Err(f) = c.switch_stack(default.clone()) {
+                if let Err(f) = c.switch_stack(&mut self.worker, default.clone()) {
                     // The default refused or failed: the connection cannot stay on a
                     // departing stack, so it is dropped (FreeBSD drops it too).
                     faults.push(f);
+                    c.close(&mut self.worker);
                     *slot = None;
                 }
             }
@@ -280,6 +286,7 @@ impl Host {
             if c.cc().is_some_and(|m| m.name == name) {
                 if let Err(f) = c.set_cc(default.clone()) {
                     faults.push(f);
+                    c.close(&mut self.worker);
                     *slot = None;
                 }
             }
@@ -303,14 +310,7 @@ impl Host {
     /// A new connection on the default stack and CC; returns its slot.
     pub fn new_conn(&mut self) -> Result<usize, Errno> {
         let snap = self.registry.load_full();
-        let mss = self.sysctl.snapshot().mssdflt as u32;
-        let mut c = Conn::new(mss, self.registry.cc_globals);
-        if let Some(cc) = &snap.default_cc {
-            c.attach_cc(cc.clone()).map_err(|f| f.errno())?;
-        }
-        if let Some(b) = &snap.default_block {
-            c.attach_stack(b.clone()).map_err(|f| f.errno())?;
-        }
+        let t = self.sysctl.load_full();
         let slot = self
             .conns
             .iter()
@@ -319,32 +319,71 @@ impl Host {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
+        let mut c = Conn::new(
+            slot,
+            t.mssdflt as u32,
+            t.sendspace as usize,
+            t.recvspace as usize,
+            self.registry.cc_globals,
+        );
+        if let Some(cc) = &snap.default_cc {
+            c.set_cc(cc.clone()).map_err(|f| f.errno())?;
+        }
+        if let Some(b) = &snap.default_block {
+            if let Err(f) = c.switch_stack(&mut self.worker, b.clone()) {
+                c.close(&mut self.worker);
+                self.note_fault(&f);
+                return Err(f.errno());
+            }
+        }
         self.conns[slot] = Some(c);
         Ok(slot)
     }
 
-    /// Runs `f` on connection `slot`; a plugin fault resets (drops) that connection only,
-    /// is counted, and comes back as ECONNABORTED.
+    /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.
+    pub fn close_conn(&mut self, slot: usize) {
+        if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
+            c.close(&mut self.worker);
+        }
+    }
+
+    /// Runs `f` on connection `slot`; a plugin panic resets (frees) that connection only,
+    /// is counted, and comes back as ECONNABORTED. An errno is just returned.
     pub fn with_conn<R>(
         &mut self,
         slot: usize,
-        f: impl FnOnce(&mut Conn) -> Result<R, ConnFault>,
+        f: impl FnOnce(&mut Conn, &mut Worker) -> Result<R, ConnFault>,
     ) -> Result<R, Errno> {
         let c = self
             .conns
             .get_mut(slot)
             .and_then(Option::as_mut)
             .ok_or(Errno::ENOTCONN)?;
-        match f(c) {
+        match f(c, &mut self.worker) {
             Ok(r) => Ok(r),
             Err(fault) => {
                 if fault.error == plugtcp_framework::HookError::Panicked {
-                    self.conns[slot] = None;
+                    self.close_conn(slot);
                 }
                 self.note_fault(&fault);
                 Err(fault.errno())
             }
         }
+    }
+
+    /// Moves the clock to `now` and runs every connection timer that is due.
+    pub fn advance(&mut self, now: u64) {
+        self.worker.now = now;
+        let mut fired = std::mem::take(&mut self.fired);
+        self.worker.wheel.expire(now, &mut fired);
+        for &(token, _) in &fired {
+            let (slot, which) = timer_token_parts(token);
+            // A connection in the slot is the one that armed the timer: closing a connection
+            // cancels its timers.
+            let _ = self.with_conn(slot, |c, w| c.timer(w, which));
+        }
+        fired.clear();
+        self.fired = fired;
     }
 
     fn register_registry_sysctls(&self) {

@@ -4,8 +4,8 @@
 //! - [`registry`]: loaded plugins, names, defaults, user counts ([`registry::loader`] opens files)
 //! - [`conn`]: one connection, its stack and CC, switching them live
 //! - [`host`]: the host core and the kld operations
-//! - [`socket`]: socket table (4-tuple demux), SYN cache and cookies
-//! - [`sysctl`]: the `net.inet.tcp.*` tree
+//! - [`socket`]: socket table (4-tuple demux), SYN cache and cookies, socket buffers
+//! - [`sysctl`]: the `net.inet.tcp.*` tree; [`timer`]: the timer wheel
 //! - [`io`]: packet I/O backends (`sim`) and pcap capture
 //! - [`bench`]: `plugtcp bench ...`
 
@@ -16,5 +16,6 @@ pub mod io;
 pub mod registry;
 pub mod socket;
 pub mod sysctl;
+pub mod timer;
 
 pub use host::Host;

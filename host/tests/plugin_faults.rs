@@ -20,16 +20,17 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
 
     let victim = h.new_conn().unwrap();
     let bystander = h.new_conn().unwrap();
-    h.with_conn(victim, |c| c.set_cc(panicky.clone())).unwrap();
+    h.with_conn(victim, |c, _| c.set_cc(panicky.clone()))
+        .unwrap();
 
     // The first acks work; the one where the module panics returns an error instead of
     // unwinding into the host, and the connection is reset.
     for _ in 0..plugtcp_testplugin_panic_cc::PANIC_AFTER {
-        h.with_conn(victim, |c| c.do_segment(0, &seg(b"data")))
+        h.with_conn(victim, |c, w| c.do_segment(w, &seg(b"data")))
             .unwrap();
     }
     assert_eq!(
-        h.with_conn(victim, |c| c.do_segment(0, &seg(b"data"))),
+        h.with_conn(victim, |c, w| c.do_segment(w, &seg(b"data"))),
         Err(Errno::ECONNABORTED)
     );
     assert!(h.conns[victim].is_none(), "the faulting connection is gone");
@@ -38,15 +39,16 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
 
     // The host and the other connection carry on.
     let before = h.conns[bystander].as_ref().unwrap().ctx.tp.snd_cwnd;
-    h.with_conn(bystander, |c| c.do_segment(0, &seg(&[0u8; 1000])))
+    h.with_conn(bystander, |c, w| c.do_segment(w, &seg(&[0u8; 1000])))
         .unwrap();
     assert!(h.conns[bystander].as_ref().unwrap().ctx.tp.snd_cwnd >= before);
     assert!(h.kldstat().iter().any(|r| r.name == "panicky"));
     let again = h.new_conn().unwrap();
-    h.with_conn(again, |c| c.set_cc(panicky.clone())).unwrap();
+    h.with_conn(again, |c, _| c.set_cc(panicky.clone()))
+        .unwrap();
     // cong_signal always panics: a timer on that connection resets it too.
     assert_eq!(
-        h.with_conn(again, |c| c.timer(0, 0)),
+        h.with_conn(again, |c, w| c.timer(w, 0)),
         Err(Errno::ECONNABORTED)
     );
     assert_eq!(h.plugin_faults.get("panicky"), Some(&2));

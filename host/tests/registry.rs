@@ -176,8 +176,10 @@ fn deregistration_freebsd_semantics() {
     let c1 = h.new_conn().unwrap();
     let c2 = h.new_conn().unwrap();
     for c in [c1, c2] {
-        h.with_conn(c, |c| c.switch_stack(beta.clone())).unwrap();
-        h.with_conn(c, |c| c.do_segment(0, &seg(b"xyz"))).unwrap();
+        h.with_conn(c, |c, w| c.switch_stack(w, beta.clone()))
+            .unwrap();
+        h.with_conn(c, |c, w| c.do_segment(w, &seg(b"xyz")))
+            .unwrap();
     }
     assert_eq!(beta.users(), 2);
     let alpha = h.registry.snapshot().block("alpha").unwrap().clone();
@@ -193,7 +195,7 @@ fn deregistration_freebsd_semantics() {
     assert_eq!(beta.acquire(), Err(Errno::ENOENT));
     let c3 = h.new_conn().unwrap();
     assert_eq!(
-        h.with_conn(c3, |c| c.switch_stack(beta.clone())),
+        h.with_conn(c3, |c, w| c.switch_stack(w, beta.clone())),
         Err(Errno::ENOENT)
     );
     assert!(h
@@ -218,7 +220,7 @@ fn deregistration_freebsd_semantics() {
             val: (&mut buf[..]).into(),
             len: 0,
         };
-        h.with_conn(c, |c| c.ctloutput(&mut opt)).unwrap();
+        h.with_conn(c, |c, w| c.ctloutput(w, &mut opt)).unwrap();
         assert_eq!(
             i32::from_ne_bytes(buf),
             1,
@@ -247,12 +249,16 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
         snap.block("paninit").unwrap(),
     );
     let c = h.new_conn().unwrap();
-    h.conns[c].as_mut().unwrap().side.timers[0] = 12345;
+    let armed = |h: &plugtcp_host::Host| {
+        let id = h.conns[c].as_ref().unwrap().side.timers[0].expect("rexmt armed");
+        h.worker.wheel.get(id).map(|(deadline, _)| deadline)
+    };
+    assert_eq!(armed(&h), Some(REXMT_NS), "alpha armed its timer in init");
 
     // handoff_ok's errno comes back as is; nothing changes.
     h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_framework::TcpState::SynSent;
     assert_eq!(
-        h.with_conn(c, |c| c.switch_stack(beta.clone())),
+        h.with_conn(c, |c, w| c.switch_stack(w, beta.clone())),
         Err(Errno::EAGAIN)
     );
     assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
@@ -261,25 +267,32 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
     // The new stack's init panics: switch_failed on the old one, its timers back, it keeps
     // the connection, and the fault is counted against the new stack.
     let failed_before = SWITCH_FAILED.load(Ordering::Relaxed);
-    let err = h.conns[c]
-        .as_mut()
-        .unwrap()
-        .switch_stack(pan.clone())
-        .unwrap_err();
+    let conn = h.conns[c].as_mut().unwrap();
+    let err = conn.switch_stack(&mut h.worker, pan.clone()).unwrap_err();
     assert_eq!(err.error, plugtcp_framework::HookError::Panicked);
     assert_eq!(SWITCH_FAILED.load(Ordering::Relaxed), failed_before + 1);
-    let conn = h.conns[c].as_ref().unwrap();
-    assert_eq!(conn.stack().unwrap().name, "alpha");
-    assert_eq!(conn.side.timers[0], 12345, "old stack's timers restored");
+    assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
+    assert_eq!(armed(&h), Some(REXMT_NS), "old stack's timer restored");
     assert_eq!((alpha.users(), pan.users()), (1, 0));
 
     // A good switch: old fini runs, counts move.
     let finis = FINIS.load(Ordering::Relaxed);
-    h.with_conn(c, |c| c.switch_stack(beta.clone())).unwrap();
+    h.with_conn(c, |c, w| c.switch_stack(w, beta.clone()))
+        .unwrap();
     assert!(FINIS.load(Ordering::Relaxed) > finis);
     assert_eq!((alpha.users(), beta.users()), (0, 1));
+    assert!(
+        h.conns[c]
+            .as_ref()
+            .unwrap()
+            .side
+            .timers
+            .iter()
+            .all(Option::is_none),
+        "old stack's timers stopped"
+    );
     // Freeing the connection releases its stack and CC.
-    h.conns[c] = None;
+    h.close_conn(c);
     assert_eq!(beta.users(), 0);
 }
 
@@ -382,7 +395,7 @@ fn cc_deregistration_and_forced_move() {
     );
     let c = h.new_conn().unwrap();
     assert_eq!(nr.users(), 1);
-    h.with_conn(c, |c| c.set_cc(pk.clone())).unwrap();
+    h.with_conn(c, |c, _| c.set_cc(pk.clone())).unwrap();
     assert_eq!((nr.users(), pk.users()), (0, 1));
     let avail = h
         .sysctl
@@ -462,4 +475,43 @@ fn functions_available_format() {
         Some(Errno::EPERM)
     );
     let _ = Deregistered::Done;
+}
+
+#[test]
+fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
+    let mut h = host();
+    h.registry.register_block(block::<0>(), info()).unwrap();
+    let c = h.new_conn().unwrap();
+    let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    for part in data.chunks(1460) {
+        h.with_conn(c, |c, w| c.do_segment(w, &seg(part))).unwrap();
+    }
+    let conn = h.conns[c].as_ref().unwrap();
+    assert_eq!(conn.side.rcv.readable(), data.len());
+    let mut got = vec![0u8; data.len()];
+    assert_eq!(conn.side.rcv.peek(0, &mut got), data.len());
+    assert_eq!(
+        got, data,
+        "bytes intact through the host's chunked receive buffer"
+    );
+    assert!(
+        h.worker.pool.in_use() >= 3,
+        "40 kB spans three 16 KiB chunks"
+    );
+
+    // Nothing fires early; at the deadline the stack's timer runs (it signals CC_RTO, and
+    // newreno collapses cwnd to one segment).
+    let cwnd = h.conns[c].as_ref().unwrap().ctx.tp.snd_cwnd;
+    assert!(cwnd > 1460);
+    h.advance(REXMT_NS - 1);
+    assert_eq!(h.conns[c].as_ref().unwrap().ctx.tp.snd_cwnd, cwnd);
+    h.advance(REXMT_NS);
+    let tp = &h.conns[c].as_ref().unwrap().ctx.tp;
+    assert_eq!(tp.snd_cwnd, tp.t_maxseg);
+    assert!(h.conns[c].as_ref().unwrap().side.timers[0].is_none());
+
+    // Closing returns every chunk and cancels every timer.
+    h.close_conn(c);
+    assert_eq!(h.worker.pool.in_use(), 0);
+    assert!(h.worker.wheel.is_empty());
 }

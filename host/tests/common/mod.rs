@@ -11,7 +11,7 @@ use plugtcp_framework::cc::CC_ACK;
 use plugtcp_framework::segment::SegIn;
 use plugtcp_framework::sockopt::SockOpt;
 use plugtcp_framework::stack::{
-    tcp_func, InitMode, OldStack, StackCtx, StackVtable, TcpFunctionBlockRef, TcpStack,
+    tcp_func, tt, InitMode, OldStack, StackCtx, StackVtable, TcpFunctionBlockRef, TcpStack,
 };
 use plugtcp_framework::{Errno, TcpState};
 use plugtcp_host::registry::loader::SearchPath;
@@ -35,6 +35,9 @@ pub fn host() -> Host {
 pub fn empty_host() -> Host {
     Host::empty(SearchPath::new(&[target_dir()], None, None))
 }
+
+/// The retransmit timer every fresh TestStack connection arms.
+pub const REXMT_NS: u64 = 5_000_000;
 
 pub static FINIS: AtomicUsize = AtomicUsize::new(0);
 pub static SWITCH_FAILED: AtomicUsize = AtomicUsize::new(0);
@@ -67,6 +70,9 @@ impl<const I: usize> TcpStack for TestStack<I> {
         if cx.tp.t_state == TcpState::Closed {
             cx.tp.t_state = TcpState::Established;
         }
+        if mode == InitMode::Fresh {
+            cx.host.timer_start(tt::REXMT, REXMT_NS);
+        }
         Ok(TestStack { segs })
     }
     fn fini(self, _cx: &mut StackCtx, _purged: bool) {
@@ -74,6 +80,9 @@ impl<const I: usize> TcpStack for TestStack<I> {
     }
     fn do_segment(&mut self, cx: &mut StackCtx, seg: &SegIn<'_>) -> Result<(), Errno> {
         self.segs += 1;
+        // Payload goes to the host's receive buffer, in order.
+        let n = cx.host.rcv_write(0, &seg.payload);
+        cx.host.rcv_commit(n);
         cx.cc.ccv.bytes_this_ack = seg.payload.len() as u32;
         cx.cc.ack_received(&mut cx.tp, CC_ACK);
         Ok(())

@@ -1,0 +1,724 @@
+//! Host-owned socket buffers in fixed-size chunks.
+//!
+//! The host owns every connection's send and receive bytes; the TCP stack
+//! reads send bytes at an offset from `snd_una` and writes received bytes at
+//! an offset from `rcv_nxt`. Storage comes in [`CHUNK`]-byte chunks from a
+//! per-worker [`ChunkPool`], so an idle connection holds no chunk and steady
+//! state recycles chunks without touching the allocator.
+//!
+//! Chunks are returned to the pool only through methods taking the pool.
+//! Dropping a buffer that still holds chunks frees them to the allocator and
+//! leaves [`ChunkPool::allocated`] overstating; call `clear` first.
+//!
+//! Each buffer keeps a `VecDeque` of chunk pointers whose capacity (8 bytes
+//! per chunk at the peak fill) survives draining, to avoid a malloc on every
+//! refill; `shrink` releases it for long-idle connections.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Bytes per chunk.
+pub const CHUNK: usize = 16 * 1024;
+
+/// One unit of buffer storage.
+pub type Chunk = Box<[u8; CHUNK]>;
+
+/// Free list of chunks shared by all buffers of one worker.
+#[derive(Default)]
+pub struct ChunkPool {
+    free: Vec<Chunk>,
+    allocated: usize,
+}
+
+impl fmt::Debug for ChunkPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChunkPool")
+            .field("allocated", &self.allocated)
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl ChunkPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chunks created by this pool and not destroyed by `shrink_to`
+    /// (free + lent to buffers).
+    pub fn allocated(&self) -> usize {
+        self.allocated
+    }
+
+    /// Chunks sitting in the free list.
+    pub fn free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Chunks currently held by buffers.
+    pub fn in_use(&self) -> usize {
+        self.allocated - self.free.len()
+    }
+
+    /// Allocate `n` more free chunks up front.
+    pub fn reserve(&mut self, n: usize) {
+        self.free.reserve(n);
+        for _ in 0..n {
+            self.free.push(Box::new([0; CHUNK]));
+            self.allocated += 1;
+        }
+    }
+
+    /// Give free chunks back to the allocator until at most `keep` are free.
+    pub fn shrink_to(&mut self, keep: usize) {
+        while self.free.len() > keep {
+            self.free.pop();
+            self.allocated -= 1;
+        }
+    }
+
+    /// A chunk with unspecified contents (possibly another connection's
+    /// old bytes: callers only expose bytes they wrote).
+    fn take(&mut self) -> Chunk {
+        match self.free.pop() {
+            Some(c) => c,
+            None => {
+                self.allocated += 1;
+                Box::new([0; CHUNK])
+            }
+        }
+    }
+
+    fn give(&mut self, c: Chunk) {
+        self.free.push(c);
+    }
+}
+
+/// Send buffer: the byte stream from `snd_una` onwards (sent-unacked, then
+/// unsent). Offsets are relative to the front (`snd_una`).
+pub struct SendBuf {
+    /// Invariant: empty iff `len == 0`; otherwise exactly the chunks covering
+    /// `[head, head + len)`.
+    chunks: VecDeque<Chunk>,
+    /// Offset of the first byte inside `chunks[0]`; `< CHUNK`.
+    head: usize,
+    len: usize,
+    hiwat: usize,
+}
+
+impl fmt::Debug for SendBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBuf")
+            .field("len", &self.len)
+            .field("hiwat", &self.hiwat)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+impl SendBuf {
+    /// An empty buffer accepting up to `hiwat` bytes (`SO_SNDBUF`).
+    pub fn new(hiwat: usize) -> Self {
+        SendBuf {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+            hiwat,
+        }
+    }
+
+    /// Bytes held (unacked + unsent).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes `append` would accept now (0 if `hiwat` was lowered below `len`).
+    pub fn space(&self) -> usize {
+        self.hiwat.saturating_sub(self.len)
+    }
+
+    pub fn hiwat(&self) -> usize {
+        self.hiwat
+    }
+
+    /// Change the limit; bytes already held are kept even above it.
+    pub fn set_hiwat(&mut self, hiwat: usize) {
+        self.hiwat = hiwat;
+    }
+
+    /// Chunks this buffer holds.
+    pub fn chunks_held(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Append up to `space()` bytes of `data`; returns the bytes taken.
+    pub fn append(&mut self, pool: &mut ChunkPool, data: &[u8]) -> usize {
+        let n = data.len().min(self.space());
+        let mut src = &data[..n];
+        while !src.is_empty() {
+            let pos = self.head + self.len;
+            let (ci, co) = (pos / CHUNK, pos % CHUNK);
+            if ci == self.chunks.len() {
+                self.chunks.push_back(pool.take());
+            }
+            let k = (CHUNK - co).min(src.len());
+            self.chunks[ci][co..co + k].copy_from_slice(&src[..k]);
+            self.len += k;
+            src = &src[k..];
+        }
+        n
+    }
+
+    /// Copy bytes starting `off` bytes after the front into `dst`; returns
+    /// the bytes copied (0 if `off >= len`).
+    pub fn read_at(&self, off: usize, dst: &mut [u8]) -> usize {
+        let mut done = 0;
+        for s in self.slices_at(off, dst.len()) {
+            dst[done..done + s.len()].copy_from_slice(s);
+            done += s.len();
+        }
+        done
+    }
+
+    /// The bytes `[off, off + len)` (clamped to what is held) as borrowed
+    /// slices, at most `len / CHUNK + 2` of them, so the host can copy
+    /// payload straight into a packet buffer.
+    pub fn slices_at(&self, off: usize, len: usize) -> Slices<'_> {
+        let len = if off >= self.len {
+            0
+        } else {
+            len.min(self.len - off)
+        };
+        Slices {
+            chunks: &self.chunks,
+            pos: self.head + off.min(self.len),
+            remaining: len,
+        }
+    }
+
+    /// Discard `n` bytes from the front (acked); chunks wholly consumed go
+    /// back to the pool, and all of them once the buffer is empty. Returns
+    /// the bytes dropped (`n` clamped to `len`).
+    pub fn drop_front(&mut self, pool: &mut ChunkPool, n: usize) -> usize {
+        let n = n.min(self.len);
+        if n == self.len {
+            self.clear(pool);
+            return n;
+        }
+        self.len -= n;
+        self.head += n;
+        while self.head >= CHUNK {
+            if let Some(c) = self.chunks.pop_front() {
+                pool.give(c);
+            }
+            self.head -= CHUNK;
+        }
+        n
+    }
+
+    /// Drop all bytes, returning every chunk to the pool.
+    pub fn clear(&mut self, pool: &mut ChunkPool) {
+        for c in self.chunks.drain(..) {
+            pool.give(c);
+        }
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Free the chunk-pointer array if the buffer is empty (long-idle
+    /// connections); the next append allocates it again.
+    pub fn shrink(&mut self) {
+        if self.len == 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
+/// Iterator over borrowed slices of a [`SendBuf`]; see
+/// [`SendBuf::slices_at`].
+pub struct Slices<'a> {
+    chunks: &'a VecDeque<Chunk>,
+    /// Position from the start of `chunks[0]`.
+    pos: usize,
+    remaining: usize,
+}
+
+impl<'a> Iterator for Slices<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let (ci, co) = (self.pos / CHUNK, self.pos % CHUNK);
+        let k = (CHUNK - co).min(self.remaining);
+        let chunk = self.chunks.get(ci)?;
+        self.pos += k;
+        self.remaining -= k;
+        Some(&chunk[co..co + k])
+    }
+}
+
+/// Receive buffer: bytes from the application's read position onwards.
+/// `[0, readable)` is in-order data the application may read; above it the
+/// stack may place out-of-order data with `write_at`, and tracks itself which
+/// ranges are filled. Out-of-order bytes do not reduce [`RecvBuf::space`]:
+/// they sit inside the window `[readable, hiwat)` that `space()` describes
+/// (the stack advertises `rcv_wnd = space()` from `rcv_nxt`), and `write_at`
+/// refuses anything past `hiwat`.
+pub struct RecvBuf {
+    /// Chunk slots covering `[head, head + written_end)`; `None` for a slot
+    /// no byte was written into (a hole in out-of-order data). Empty iff
+    /// `written_end == 0`.
+    chunks: VecDeque<Option<Chunk>>,
+    /// Offset of the first readable byte inside slot 0; `< CHUNK`.
+    head: usize,
+    readable: usize,
+    /// End of the furthest byte written (relative to the read position);
+    /// `>= readable`. Lets us release everything once it reaches 0.
+    written_end: usize,
+    hiwat: usize,
+}
+
+impl fmt::Debug for RecvBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBuf")
+            .field("readable", &self.readable)
+            .field("written_end", &self.written_end)
+            .field("hiwat", &self.hiwat)
+            .field("slots", &self.chunks.len())
+            .finish()
+    }
+}
+
+impl RecvBuf {
+    /// An empty buffer with window limit `hiwat` (`SO_RCVBUF`).
+    pub fn new(hiwat: usize) -> Self {
+        RecvBuf {
+            chunks: VecDeque::new(),
+            head: 0,
+            readable: 0,
+            written_end: 0,
+            hiwat,
+        }
+    }
+
+    /// In-order bytes the application can read.
+    pub fn readable(&self) -> usize {
+        self.readable
+    }
+
+    /// Receive window: `hiwat - readable` (0 if `hiwat` was lowered below
+    /// it). Out-of-order bytes are not subtracted; see the type docs.
+    pub fn space(&self) -> usize {
+        self.hiwat.saturating_sub(self.readable)
+    }
+
+    pub fn hiwat(&self) -> usize {
+        self.hiwat
+    }
+
+    /// Change the limit. Bytes already written are kept (and may still be
+    /// committed) even above a lowered limit.
+    pub fn set_hiwat(&mut self, hiwat: usize) {
+        self.hiwat = hiwat;
+    }
+
+    /// Chunks this buffer holds.
+    pub fn chunks_held(&self) -> usize {
+        self.chunks.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Store `data` at `off` bytes past the end of the readable region
+    /// (0 = next in-order byte). Bytes that would land at or past `hiwat`
+    /// (measured from the read position) are refused; returns the number of
+    /// leading bytes of `data` stored.
+    pub fn write_at(&mut self, pool: &mut ChunkPool, off: usize, data: &[u8]) -> usize {
+        let Some(start) = self.readable.checked_add(off) else {
+            return 0;
+        };
+        if start >= self.hiwat {
+            return 0;
+        }
+        let n = data.len().min(self.hiwat - start);
+        let mut done = 0;
+        while done < n {
+            let pos = self.head + start + done;
+            let (ci, co) = (pos / CHUNK, pos % CHUNK);
+            while self.chunks.len() <= ci {
+                self.chunks.push_back(None);
+            }
+            let chunk = self.chunks[ci].get_or_insert_with(|| pool.take());
+            let k = (CHUNK - co).min(n - done);
+            chunk[co..co + k].copy_from_slice(&data[done..done + k]);
+            done += k;
+        }
+        if n > 0 {
+            self.written_end = self.written_end.max(start + n);
+        }
+        n
+    }
+
+    /// Make `n` more bytes readable (the stack has them in order at offsets
+    /// `0..n`). Clamped to the bytes written so far; returns bytes committed.
+    /// The stack must only commit bytes it wrote: a byte inside a written
+    /// chunk but never written has unspecified contents.
+    pub fn commit(&mut self, n: usize) -> usize {
+        let n = n.min(self.written_end - self.readable);
+        self.readable += n;
+        n
+    }
+
+    /// Copy readable bytes from `off` into `dst` without consuming them.
+    pub fn peek(&self, off: usize, dst: &mut [u8]) -> usize {
+        if off >= self.readable {
+            return 0;
+        }
+        let n = dst.len().min(self.readable - off);
+        let mut done = 0;
+        while done < n {
+            let pos = self.head + off + done;
+            let (ci, co) = (pos / CHUNK, pos % CHUNK);
+            let k = (CHUNK - co).min(n - done);
+            match self.chunks.get(ci) {
+                Some(Some(c)) => dst[done..done + k].copy_from_slice(&c[co..co + k]),
+                // Committed but never written (a stack bug): zeros, not
+                // stale bytes.
+                _ => dst[done..done + k].fill(0),
+            }
+            done += k;
+        }
+        n
+    }
+
+    /// Read and consume readable bytes into `dst`; fully read chunks go back
+    /// to the pool, and all chunks once nothing is buffered.
+    pub fn read(&mut self, pool: &mut ChunkPool, dst: &mut [u8]) -> usize {
+        let n = self.peek(0, dst);
+        self.consume(pool, n);
+        n
+    }
+
+    /// Discard `n` readable bytes (clamped); returns bytes discarded.
+    pub fn consume(&mut self, pool: &mut ChunkPool, n: usize) -> usize {
+        let n = n.min(self.readable);
+        self.readable -= n;
+        self.written_end -= n;
+        if self.written_end == 0 {
+            self.release_all(pool);
+            return n;
+        }
+        self.head += n;
+        while self.head >= CHUNK {
+            if let Some(Some(c)) = self.chunks.pop_front() {
+                pool.give(c);
+            }
+            self.head -= CHUNK;
+        }
+        n
+    }
+
+    /// Drop all out-of-order bytes (e.g. the stack flushed its reassembly
+    /// queue), releasing chunks that held only those.
+    pub fn discard_ooo(&mut self, pool: &mut ChunkPool) {
+        self.written_end = self.readable;
+        if self.readable == 0 {
+            self.release_all(pool);
+            return;
+        }
+        let keep = (self.head + self.readable).div_ceil(CHUNK);
+        while self.chunks.len() > keep {
+            if let Some(Some(c)) = self.chunks.pop_back() {
+                pool.give(c);
+            }
+        }
+    }
+
+    /// Drop everything, returning every chunk to the pool.
+    pub fn clear(&mut self, pool: &mut ChunkPool) {
+        self.readable = 0;
+        self.written_end = 0;
+        self.release_all(pool);
+    }
+
+    /// Free the chunk-pointer array if nothing is buffered.
+    pub fn shrink(&mut self) {
+        if self.written_end == 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    fn release_all(&mut self, pool: &mut ChunkPool) {
+        for c in self.chunks.drain(..).flatten() {
+            pool.give(c);
+        }
+        self.head = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pattern(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| seed.wrapping_add((i * 31 + i / 251) as u8))
+            .collect()
+    }
+
+    #[test]
+    fn sizes_are_small() {
+        let (s, r) = (
+            std::mem::size_of::<SendBuf>(),
+            std::mem::size_of::<RecvBuf>(),
+        );
+        println!("size_of SendBuf = {s}, RecvBuf = {r}");
+        assert!(s <= 64 && r <= 64, "SendBuf {s} RecvBuf {r}");
+    }
+
+    #[test]
+    fn send_hiwat_slices_and_release() {
+        let mut pool = ChunkPool::new();
+        let mut sb = SendBuf::new(40_000);
+        let data = pattern(1, 50_000);
+        assert_eq!(sb.append(&mut pool, &data), 40_000);
+        assert_eq!(sb.space(), 0);
+        assert_eq!(sb.append(&mut pool, &data), 0);
+        assert_eq!(sb.chunks_held(), 3);
+        assert_eq!(pool.in_use(), 3);
+        // Straddles the first chunk boundary: two slices.
+        let sl: Vec<&[u8]> = sb.slices_at(CHUNK - 10, 1460).collect();
+        assert_eq!(sl.iter().map(|s| s.len()).collect::<Vec<_>>(), [10, 1450]);
+        assert_eq!(sl.concat(), &data[CHUNK - 10..CHUNK + 1450]);
+        assert_eq!(sb.slices_at(40_000, 10).count(), 0);
+        assert_eq!(sb.drop_front(&mut pool, CHUNK + 1), CHUNK + 1);
+        assert_eq!(sb.chunks_held(), 2);
+        assert_eq!(pool.free(), 1);
+        let mut buf = [0u8; 100];
+        assert_eq!(sb.read_at(0, &mut buf), 100);
+        assert_eq!(&buf[..], &data[CHUNK + 1..CHUNK + 101]);
+        sb.set_hiwat(10);
+        assert_eq!(sb.space(), 0);
+        assert_eq!(sb.drop_front(&mut pool, usize::MAX), 40_000 - CHUNK - 1);
+        assert_eq!(sb.chunks_held(), 0);
+        assert_eq!((pool.allocated(), pool.free(), pool.in_use()), (3, 3, 0));
+        // Refill reuses pooled chunks: no new allocation.
+        sb.set_hiwat(3 * CHUNK);
+        assert_eq!(sb.append(&mut pool, &pattern(2, 3 * CHUNK)), 3 * CHUNK);
+        assert_eq!(pool.allocated(), 3);
+        sb.clear(&mut pool);
+        sb.shrink();
+        pool.shrink_to(1);
+        assert_eq!((pool.allocated(), pool.free()), (1, 1));
+    }
+
+    #[test]
+    fn recv_out_of_order_hiwat_and_release() {
+        let mut pool = ChunkPool::new();
+        let mut rb = RecvBuf::new(64 * 1024);
+        let data = pattern(9, 64 * 1024);
+        // Segment 2 arrives before segment 1, into a later chunk.
+        assert_eq!(rb.write_at(&mut pool, 40_000, &data[40_000..41_000]), 1000);
+        assert_eq!(rb.chunks_held(), 1);
+        assert_eq!(rb.commit(10), 10); // stack bug: hole committed
+        let mut z = [1u8; 10];
+        assert_eq!(rb.peek(0, &mut z), 10);
+        assert_eq!(z, [0; 10]);
+        rb.clear(&mut pool);
+        assert_eq!(rb.write_at(&mut pool, 40_000, &data[40_000..41_000]), 1000);
+        assert_eq!(rb.write_at(&mut pool, 0, &data[..40_000]), 40_000);
+        assert_eq!(rb.space(), 64 * 1024);
+        assert_eq!(rb.commit(41_000), 41_000);
+        assert_eq!(rb.commit(1), 0);
+        assert_eq!(rb.space(), 64 * 1024 - 41_000);
+        // Past hiwat: refused, or cut short.
+        assert_eq!(rb.write_at(&mut pool, rb.space(), b"x"), 0);
+        assert_eq!(rb.write_at(&mut pool, usize::MAX, b"x"), 0);
+        let tail = 64 * 1024 - 41_000;
+        assert_eq!(rb.write_at(&mut pool, 0, &data[41_000..]), tail);
+        assert_eq!(rb.commit(usize::MAX), tail);
+        assert_eq!(rb.space(), 0);
+        let mut out = vec![0u8; 70_000];
+        assert_eq!(rb.read(&mut pool, &mut out), 64 * 1024);
+        assert_eq!(&out[..64 * 1024], &data[..]);
+        assert_eq!(rb.chunks_held(), 0);
+        assert_eq!(pool.in_use(), 0);
+        assert_eq!(pool.free(), pool.allocated());
+        // Out-of-order data alone is kept until discarded.
+        rb.write_at(&mut pool, 20_000, b"late");
+        assert_eq!(rb.readable(), 0);
+        assert_eq!(rb.chunks_held(), 1);
+        rb.discard_ooo(&mut pool);
+        assert_eq!(rb.chunks_held(), 0);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum SOp {
+        Append(usize, u8),
+        ReadAt(usize, usize),
+        Slices(usize, usize),
+        Drop(usize),
+        Hiwat(usize),
+    }
+
+    fn sop() -> impl Strategy<Value = SOp> {
+        let sz = prop_oneof![0usize..100, 0usize..3 * CHUNK, CHUNK - 5..CHUNK + 5];
+        prop_oneof![
+            3 => (sz.clone(), any::<u8>()).prop_map(|(n, s)| SOp::Append(n, s)),
+            2 => (sz.clone(), sz.clone()).prop_map(|(o, n)| SOp::ReadAt(o, n)),
+            1 => (sz.clone(), sz.clone()).prop_map(|(o, n)| SOp::Slices(o, n)),
+            2 => sz.prop_map(SOp::Drop),
+            1 => (0usize..6 * CHUNK).prop_map(SOp::Hiwat),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn sendbuf_matches_vecdeque(ops in proptest::collection::vec(sop(), 1..60)) {
+            let mut pool = ChunkPool::new();
+            let mut sb = SendBuf::new(4 * CHUNK);
+            let mut model: std::collections::VecDeque<u8> = Default::default();
+            let mut hiwat = 4 * CHUNK;
+            for op in ops {
+                match op {
+                    SOp::Append(n, seed) => {
+                        let data = pattern(seed, n);
+                        let took = sb.append(&mut pool, &data);
+                        prop_assert_eq!(took, n.min(hiwat.saturating_sub(model.len())));
+                        model.extend(&data[..took]);
+                    }
+                    SOp::ReadAt(off, n) => {
+                        let mut dst = vec![0u8; n];
+                        let got = sb.read_at(off, &mut dst);
+                        let want: Vec<u8> = model.iter().skip(off).take(n).copied().collect();
+                        prop_assert_eq!(&dst[..got], &want[..]);
+                    }
+                    SOp::Slices(off, n) => {
+                        let sl: Vec<&[u8]> = sb.slices_at(off, n).collect();
+                        prop_assert!(sl.len() <= n / CHUNK + 2);
+                        prop_assert!(sl.iter().all(|s| !s.is_empty()));
+                        let want: Vec<u8> = model.iter().skip(off).take(n).copied().collect();
+                        prop_assert_eq!(sl.concat(), want);
+                    }
+                    SOp::Drop(n) => {
+                        let d = sb.drop_front(&mut pool, n);
+                        prop_assert_eq!(d, n.min(model.len()));
+                        model.drain(..d);
+                    }
+                    SOp::Hiwat(h) => {
+                        hiwat = h;
+                        sb.set_hiwat(h);
+                    }
+                }
+                prop_assert_eq!(sb.len(), model.len());
+                prop_assert_eq!(sb.space(), hiwat.saturating_sub(model.len()));
+                // Chunks held: only those covering the bytes (at most one
+                // partially consumed at each end), none when empty.
+                prop_assert!(sb.chunks_held() <= model.len().div_ceil(CHUNK) + 1);
+                prop_assert_eq!(model.is_empty(), sb.chunks_held() == 0);
+                prop_assert_eq!(pool.in_use(), sb.chunks_held());
+            }
+            sb.clear(&mut pool);
+            prop_assert_eq!(pool.free(), pool.allocated());
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum ROp {
+        Write(usize, usize, u8),
+        Commit(usize),
+        Read(usize),
+        Peek(usize, usize),
+        Hiwat(usize),
+        DiscardOoo,
+    }
+
+    fn rop() -> impl Strategy<Value = ROp> {
+        let sz = prop_oneof![0usize..100, 0usize..3 * CHUNK, CHUNK - 5..CHUNK + 5];
+        prop_oneof![
+            4 => (sz.clone(), sz.clone(), any::<u8>()).prop_map(|(o, n, s)| ROp::Write(o, n, s)),
+            2 => sz.clone().prop_map(ROp::Commit),
+            2 => sz.clone().prop_map(ROp::Read),
+            1 => (sz.clone(), sz).prop_map(|(o, n)| ROp::Peek(o, n)),
+            1 => (0usize..6 * CHUNK).prop_map(ROp::Hiwat),
+            1 => Just(ROp::DiscardOoo),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn recvbuf_matches_model(ops in proptest::collection::vec(rop(), 1..60)) {
+            let mut pool = ChunkPool::new();
+            let mut rb = RecvBuf::new(4 * CHUNK);
+            let mut hiwat = 4 * CHUNK;
+            // Readable bytes, and out-of-order bytes by offset past them.
+            let mut readable: std::collections::VecDeque<u8> = Default::default();
+            let mut ooo: Vec<Option<u8>> = Vec::new();
+            for op in ops {
+                match op {
+                    ROp::Write(off, n, seed) => {
+                        let data = pattern(seed, n);
+                        let room = hiwat.saturating_sub(readable.len()).saturating_sub(off);
+                        let stored = rb.write_at(&mut pool, off, &data);
+                        prop_assert_eq!(stored, n.min(room));
+                        if ooo.len() < off + stored {
+                            ooo.resize(off + stored, None);
+                        }
+                        for (i, &b) in data[..stored].iter().enumerate() {
+                            ooo[off + i] = Some(b);
+                        }
+                    }
+                    ROp::Commit(n) => {
+                        // Like a stack: commit only the in-order filled prefix.
+                        let filled = ooo.iter().take_while(|b| b.is_some()).count();
+                        let n = n.min(filled);
+                        prop_assert_eq!(rb.commit(n), n);
+                        readable.extend(ooo.drain(..n).flatten());
+                    }
+                    ROp::Read(n) => {
+                        let mut dst = vec![0u8; n];
+                        let got = rb.read(&mut pool, &mut dst);
+                        let want: Vec<u8> = readable.drain(..n.min(readable.len())).collect();
+                        prop_assert_eq!(&dst[..got], &want[..]);
+                    }
+                    ROp::Peek(off, n) => {
+                        let mut dst = vec![0u8; n];
+                        let got = rb.peek(off, &mut dst);
+                        let want: Vec<u8> = readable.iter().skip(off).take(n).copied().collect();
+                        prop_assert_eq!(&dst[..got], &want[..]);
+                    }
+                    ROp::Hiwat(h) => {
+                        hiwat = h;
+                        rb.set_hiwat(h);
+                    }
+                    ROp::DiscardOoo => {
+                        rb.discard_ooo(&mut pool);
+                        ooo.clear();
+                    }
+                }
+                while ooo.last() == Some(&None) {
+                    ooo.pop();
+                }
+                prop_assert_eq!(rb.readable(), readable.len());
+                prop_assert_eq!(rb.space(), hiwat.saturating_sub(readable.len()));
+                prop_assert_eq!(pool.in_use(), rb.chunks_held());
+                // Chunks only for the span holding bytes; none when empty.
+                let span = readable.len() + ooo.len();
+                prop_assert!(rb.chunks_held() <= span.div_ceil(CHUNK) + 1);
+                prop_assert_eq!(span == 0, rb.chunks_held() == 0);
+            }
+            rb.clear(&mut pool);
+            prop_assert_eq!(pool.free(), pool.allocated());
+        }
+    }
+}

@@ -183,3 +183,38 @@ impl SearchPath {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(p: &Path) {
+        std::fs::write(p, b"").unwrap();
+    }
+
+    #[test]
+    fn search_order_resolution_and_autoload() {
+        let root = std::env::temp_dir().join(format!("plugtcp-sp-{}", std::process::id()));
+        let (a, b, exe) = (root.join("a"), root.join("b"), root.join("exe"));
+        for d in [&a, &b, &exe] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        touch(&b.join("libplugtcp_cc_x.so"));
+        touch(&exe.join("libplugtcp_cc_x.so"));
+        touch(&exe.join("libplugtcp_stack_y.so"));
+        touch(&exe.join("libplugtcp_testplugin_z.so"));
+        touch(&a.join("notes.txt"));
+        let env = format!("{}::{}", b.display(), a.display());
+        let sp = SearchPath::new(std::slice::from_ref(&a), Some(&env), Some(exe.clone()));
+        // --plugin-dir first, then PLUGTCP_PLUGIN_PATH (empty entries skipped, repeats
+        // dropped), then the executable's directory.
+        assert_eq!(sp.dirs, [a.clone(), b.clone(), exe.clone()]);
+        assert_eq!(sp.resolve("x"), b.join("libplugtcp_cc_x.so"), "first directory wins");
+        assert_eq!(sp.resolve("y"), exe.join("libplugtcp_stack_y.so"));
+        assert_eq!(sp.resolve("./x.so"), PathBuf::from("./x.so"), "paths are taken as given");
+        assert_eq!(sp.resolve("nosuch"), PathBuf::from("nosuch"));
+        // Autoload: only the two plugin prefixes, each file name once, earliest directory.
+        assert_eq!(sp.autoload_files(), [b.join("libplugtcp_cc_x.so"), exe.join("libplugtcp_stack_y.so")]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

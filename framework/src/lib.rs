@@ -41,28 +41,7 @@ macro_rules! export_cc_module {
             cc_algo()
         }
 
-        /// The plugin root module (what the shared library exports).
-        pub fn plugin_module() -> $crate::PluginModuleRef {
-            use $crate::abi_stable::prefix_type::WithMetadata;
-            const ROOT: &WithMetadata<$crate::PluginModule> =
-                &WithMetadata::new($crate::PluginModule {
-                    kind: $crate::PluginKind::CcModule,
-                    version: $crate::abi_stable::std_types::RStr::from_str(env!(
-                        "CARGO_PKG_VERSION"
-                    )),
-                    function_block: None,
-                    cc_algo: Some(__plugtcp_cc_algo),
-                });
-            $crate::PluginModuleRef(ROOT.static_as_prefix())
-        }
-
-        #[doc(hidden)]
-        pub mod __plugtcp_export {
-            #[::abi_stable::export_root_module]
-            pub fn __plugtcp_root() -> $crate::PluginModuleRef {
-                super::plugin_module()
-            }
-        }
+        $crate::__plugtcp_root_module!(CcModule, None, Some(__plugtcp_cc_algo));
     };
 }
 
@@ -80,17 +59,26 @@ macro_rules! export_function_block {
             function_block()
         }
 
+        $crate::__plugtcp_root_module!(FunctionBlock, Some(__plugtcp_function_block), None);
+    };
+}
+
+/// The root module and its export, shared by the two export macros.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugtcp_root_module {
+    ($kind:ident, $function_block:expr, $cc_algo:expr) => {
         /// The plugin root module (what the shared library exports).
         pub fn plugin_module() -> $crate::PluginModuleRef {
             use $crate::abi_stable::prefix_type::WithMetadata;
             const ROOT: &WithMetadata<$crate::PluginModule> =
                 &WithMetadata::new($crate::PluginModule {
-                    kind: $crate::PluginKind::FunctionBlock,
+                    kind: $crate::PluginKind::$kind,
                     version: $crate::abi_stable::std_types::RStr::from_str(env!(
                         "CARGO_PKG_VERSION"
                     )),
-                    function_block: Some(__plugtcp_function_block),
-                    cc_algo: None,
+                    function_block: $function_block,
+                    cc_algo: $cc_algo,
                 });
             $crate::PluginModuleRef(ROOT.static_as_prefix())
         }

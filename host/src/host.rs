@@ -387,132 +387,121 @@ impl Host {
     }
 
     fn register_registry_sysctls(&self) {
-        let r = &self.registry;
-        let nodes: [(&str, Arc<dyn DynamicNode>); 4] = [
+        let r = || self.registry.clone();
+        let (r1, r2, r3, r4, r5, r6) = (r(), r(), r(), r(), r(), r());
+        let nodes = [
             (
                 "net.inet.tcp.functions_default",
-                Arc::new(FunctionsDefault(r.clone())),
+                HostNode {
+                    get: Box::new(move || {
+                        let s = r1.snapshot();
+                        SysctlValue::Str(
+                            s.default_block
+                                .as_ref()
+                                .map_or_else(String::new, |b| b.name.clone()),
+                        )
+                    }),
+                    set: Some(Box::new(move |v| r2.set_default_block(v))),
+                    description: "Set/get the default TCP functions",
+                },
             ),
             (
                 "net.inet.tcp.functions_available",
-                Arc::new(FunctionsAvailable(r.clone())),
+                HostNode {
+                    get: Box::new(move || SysctlValue::Str(functions_available(&r3))),
+                    set: None,
+                    description: "list available TCP Function sets",
+                },
             ),
             (
                 "net.inet.tcp.cc.algorithm",
-                Arc::new(CcAlgorithm(r.clone())),
+                HostNode {
+                    get: Box::new(move || {
+                        let s = r4.snapshot();
+                        SysctlValue::Str(
+                            s.default_cc
+                                .as_ref()
+                                .map_or_else(String::new, |c| c.name.clone()),
+                        )
+                    }),
+                    set: Some(Box::new(move |v| r5.set_default_cc(v))),
+                    description: "Default congestion control algorithm",
+                },
             ),
             (
                 "net.inet.tcp.cc.available",
-                Arc::new(CcAvailable(r.clone())),
+                HostNode {
+                    get: Box::new(move || SysctlValue::Str(cc_available(&r6))),
+                    set: None,
+                    description: "List available congestion control algorithms",
+                },
             ),
         ];
         for (name, node) in nodes {
             // These names are reserved for the host in the sysctl table; registering twice
             // would be a bug.
-            let ok = self.sysctl.register_dynamic(name, node).is_ok();
+            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
             debug_assert!(ok, "{name} registered twice");
         }
     }
 }
 
-struct FunctionsDefault(Arc<Registry>);
-impl DynamicNode for FunctionsDefault {
+type NodeSetter = Box<dyn Fn(&str) -> Result<(), Errno> + Send + Sync>;
+
+/// A host-computed sysctl: a getter, an optional setter (read-only without one), and a
+/// description.
+struct HostNode {
+    get: Box<dyn Fn() -> SysctlValue + Send + Sync>,
+    set: Option<NodeSetter>,
+    description: &'static str,
+}
+
+impl DynamicNode for HostNode {
     fn get(&self) -> SysctlValue {
-        SysctlValue::Str(
-            self.0
-                .snapshot()
-                .default_block
-                .as_ref()
-                .map_or_else(String::new, |b| b.name.clone()),
-        )
+        (self.get)()
     }
     fn set(&self, v: &str) -> Result<(), Errno> {
-        self.0.set_default_block(v.trim())
+        self.set.as_ref().ok_or(Errno::EPERM)?(v.trim())
     }
     fn description(&self) -> String {
-        "Set/get the default TCP functions".into()
+        self.description.into()
     }
     fn read_only(&self) -> bool {
-        false
+        self.set.is_none()
     }
 }
 
-struct FunctionsAvailable(Arc<Registry>);
-impl DynamicNode for FunctionsAvailable {
-    /// As FreeBSD prints it: stack, default mark, alias, PCB count; one line per name.
-    fn get(&self) -> SysctlValue {
-        let s = self.0.snapshot();
-        let mut out = format!("\n{:<32} {} {:<32} {}", "Stack", "D", "Alias", "PCB count");
-        for b in &s.blocks {
-            let d = if s.default_block.as_ref().is_some_and(|d| Arc::ptr_eq(d, b)) {
-                "*"
-            } else {
-                " "
-            };
-            for n in b.names() {
-                out.push_str(&format!("\n{:<32} {} {:<32} {}", b.name, d, n, b.users()));
-            }
+/// `functions_available` as FreeBSD prints it: stack, default mark, alias, PCB count; one
+/// line per name.
+fn functions_available(r: &Registry) -> String {
+    let s = r.snapshot();
+    let mut out = format!("\n{:<32} {} {:<32} {}", "Stack", "D", "Alias", "PCB count");
+    for b in &s.blocks {
+        let d = if s.default_block.as_ref().is_some_and(|d| Arc::ptr_eq(d, b)) {
+            "*"
+        } else {
+            " "
+        };
+        for n in b.names() {
+            out.push_str(&format!("\n{:<32} {} {:<32} {}", b.name, d, n, b.users()));
         }
-        SysctlValue::Str(out)
     }
-    fn set(&self, _v: &str) -> Result<(), Errno> {
-        Err(Errno::EPERM)
-    }
-    fn description(&self) -> String {
-        "list available TCP Function sets".into()
-    }
-    fn read_only(&self) -> bool {
-        true
-    }
+    out
 }
 
-struct CcAlgorithm(Arc<Registry>);
-impl DynamicNode for CcAlgorithm {
-    fn get(&self) -> SysctlValue {
-        SysctlValue::Str(
-            self.0
-                .snapshot()
-                .default_cc
-                .as_ref()
-                .map_or_else(String::new, |c| c.name.clone()),
-        )
+/// `cc.available` as FreeBSD 14 prints it: module, default mark, PCB count.
+fn cc_available(r: &Registry) -> String {
+    let s = r.snapshot();
+    let mut out = format!("\n{:<16} {} {}", "CCmod", "D", "PCB count");
+    for c in &s.ccs {
+        let d = if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, c)) {
+            "*"
+        } else {
+            " "
+        };
+        out.push_str(&format!("\n{:<16} {} {}", c.name, d, c.users()));
     }
-    fn set(&self, v: &str) -> Result<(), Errno> {
-        self.0.set_default_cc(v.trim())
-    }
-    fn description(&self) -> String {
-        "Default congestion control algorithm".into()
-    }
-    fn read_only(&self) -> bool {
-        false
-    }
-}
-
-struct CcAvailable(Arc<Registry>);
-impl DynamicNode for CcAvailable {
-    /// As FreeBSD 14 prints it: module, default mark, PCB count.
-    fn get(&self) -> SysctlValue {
-        let s = self.0.snapshot();
-        let mut out = format!("\n{:<16} {} {}", "CCmod", "D", "PCB count");
-        for c in &s.ccs {
-            let d = if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, c)) {
-                "*"
-            } else {
-                " "
-            };
-            out.push_str(&format!("\n{:<16} {} {}", c.name, d, c.users()));
-        }
-        SysctlValue::Str(out)
-    }
-    fn set(&self, _v: &str) -> Result<(), Errno> {
-        Err(Errno::EPERM)
-    }
-    fn description(&self) -> String {
-        "List available congestion control algorithms".into()
-    }
-    fn read_only(&self) -> bool {
-        true
-    }
+    out
 }
 
 /// `net.inet.tcp.cc.<module>.<param>`.

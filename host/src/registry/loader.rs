@@ -209,12 +209,26 @@ mod tests {
         // --plugin-dir first, then PLUGTCP_PLUGIN_PATH (empty entries skipped, repeats
         // dropped), then the executable's directory.
         assert_eq!(sp.dirs, [a.clone(), b.clone(), exe.clone()]);
-        assert_eq!(sp.resolve("x"), b.join("libplugtcp_cc_x.so"), "first directory wins");
+        assert_eq!(
+            sp.resolve("x"),
+            b.join("libplugtcp_cc_x.so"),
+            "first directory wins"
+        );
         assert_eq!(sp.resolve("y"), exe.join("libplugtcp_stack_y.so"));
-        assert_eq!(sp.resolve("./x.so"), PathBuf::from("./x.so"), "paths are taken as given");
+        assert_eq!(
+            sp.resolve("./x.so"),
+            PathBuf::from("./x.so"),
+            "paths are taken as given"
+        );
         assert_eq!(sp.resolve("nosuch"), PathBuf::from("nosuch"));
         // Autoload: only the two plugin prefixes, each file name once, earliest directory.
-        assert_eq!(sp.autoload_files(), [b.join("libplugtcp_cc_x.so"), exe.join("libplugtcp_stack_y.so")]);
+        assert_eq!(
+            sp.autoload_files(),
+            [
+                b.join("libplugtcp_cc_x.so"),
+                exe.join("libplugtcp_stack_y.so")
+            ]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -385,8 +385,8 @@ impl Conn {
         } else {
             InitMode::Fresh
         };
-        let handoff = self.with_call(w, |_, cx| (entry.hooks.handoff_ok)(cx));
         if mode == InitMode::Switch {
+            let handoff = self.with_call(w, |_, cx| (entry.hooks.handoff_ok)(cx));
             if let Err(e) = hook(handoff) {
                 entry.release();
                 return Err(fault(e));

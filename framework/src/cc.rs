@@ -446,3 +446,97 @@ impl<T: CcAlgorithm> CcVtable<T> {
 
     pub const ALGO: CcAlgoRef = CcAlgoRef(Self::WM.as_prefix());
 }
+
+/// The stack side of mod_cc that FreeBSD keeps in tcp_input.c (cc_ack_received,
+/// cc_cong_signal, cc_post_recovery, cc_conn_init): bookkeeping every stack does around the
+/// module's hooks, shared here so that each stack does it the same way.
+impl CcConn {
+    /// FreeBSD cc_ack_received(): marks whether we are cwnd-limited, runs RFC 3465 byte
+    /// counting in congestion avoidance, then calls the module.
+    pub fn on_ack(
+        &mut self,
+        tp: &mut Tcpcb,
+        ack_type: u32,
+        bytes_acked: u32,
+        nsegs: u16,
+        abc_l_var: u32,
+    ) {
+        let ccv = &mut self.ccv;
+        ccv.nsegs = nsegs.max(1);
+        ccv.bytes_this_ack = bytes_acked;
+        ccv.curack = tp.snd_una;
+        if tp.snd_cwnd <= tp.snd_wnd {
+            ccv.flags |= ccf::CWND_LIMITED;
+        } else {
+            ccv.flags &= !ccf::CWND_LIMITED;
+        }
+        if ack_type == CC_ACK {
+            if tp.snd_cwnd > tp.snd_ssthresh {
+                let limit = (ccv.nsegs as u32)
+                    .saturating_mul(abc_l_var)
+                    .saturating_mul(tp.t_maxseg);
+                tp.t_bytes_acked = tp.t_bytes_acked.saturating_add(bytes_acked.min(limit));
+                if tp.t_bytes_acked >= tp.snd_cwnd {
+                    tp.t_bytes_acked -= tp.snd_cwnd;
+                    ccv.flags |= ccf::ABC_SENTAWND;
+                }
+            } else {
+                ccv.flags &= !ccf::ABC_SENTAWND;
+                tp.t_bytes_acked = 0;
+            }
+        }
+        self.ack_received(tp, ack_type);
+    }
+
+    /// FreeBSD cc_cong_signal(): the stack's part of entering recovery or an RTO, then the
+    /// module's.
+    pub fn on_cong_signal(&mut self, tp: &mut Tcpcb, sig: u32) {
+        match sig {
+            CC_NDUPACK if !tp.in_fastrecovery() => {
+                tp.snd_recover = tp.snd_max;
+            }
+            CC_ECN if !tp.in_congrecovery() => {
+                tp.snd_recover = tp.snd_max;
+            }
+            CC_RTO => {
+                tp.t_dupacks = 0;
+                tp.t_bytes_acked = 0;
+                tp.t_flags &= !crate::tcpcb::tf::INRECOVERY;
+            }
+            _ => {}
+        }
+        self.cong_signal(tp, sig);
+    }
+
+    /// FreeBSD cc_post_recovery(): the module deflates cwnd, then recovery ends.
+    pub fn on_post_recovery(&mut self, tp: &mut Tcpcb) {
+        self.ccv.curack = tp.snd_una;
+        self.post_recovery(tp);
+        tp.t_bytes_acked = 0;
+        tp.t_flags &= !crate::tcpcb::tf::INRECOVERY;
+    }
+
+    /// FreeBSD cc_conn_init(): the initial window (RFC 6928) once the handshake is done, and
+    /// the module's conn_init.
+    pub fn on_conn_init(&mut self, tp: &mut Tcpcb, initcwnd_segments: u32) {
+        let maxseg = tp.t_maxseg.max(1);
+        if tp.t_rxtshift > 0 || tp.snd_cwnd == u32::MAX || tp.snd_cwnd == 0 {
+            // RFC 5681: a lost SYN or SYN-ACK means a 1-segment initial window.
+            tp.snd_cwnd = if tp.t_rxtshift > 0 {
+                maxseg
+            } else {
+                initial_window(maxseg, initcwnd_segments)
+            };
+        }
+        self.conn_init(tp);
+    }
+}
+
+/// RFC 6928 initial window as FreeBSD's tcp_compute_initwnd().
+pub fn initial_window(maxseg: u32, initcwnd_segments: u32) -> u32 {
+    if initcwnd_segments > 0 {
+        (initcwnd_segments * maxseg).min((2 * maxseg).max(initcwnd_segments * 1460))
+    } else {
+        (4 * maxseg).min((2 * maxseg).max(4380))
+    }
+}

@@ -5,10 +5,15 @@
 //! - [`cc`]: congestion control modules (`struct cc_algo`, `struct cc_var`).
 //! - [`tcpcb`]: the shared control block; [`segment`]: segment descriptors;
 //!   [`sockopt`]: socket options; [`errno`]: errors; [`seq`]: sequence arithmetic.
+//! - Sans-IO building blocks stacks share: [`rtt`] (RFC 6298), [`reass`] (out-of-order
+//!   tracking, SACK blocks), [`sack`] (RFC 6675 scoreboard).
 
 pub mod cc;
 pub mod errno;
 pub mod plugin;
+pub mod reass;
+pub mod rtt;
+pub mod sack;
 pub mod segment;
 pub mod seq;
 pub mod sockopt;

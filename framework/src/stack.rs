@@ -154,6 +154,101 @@ impl HostIf {
     }
 }
 
+/// The `net.inet.tcp.*` values a stack reads, copied by the host from its sysctl tree. Times
+/// in milliseconds as the sysctls give them.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct StackTunables {
+    pub mssdflt: u32,
+    pub v6mssdflt: u32,
+    pub minmss: u32,
+    pub rfc1323: u32,
+    pub sack_enable: u32,
+    pub sack_maxholes: u32,
+    pub delayed_ack: u32,
+    pub delacktime: u32,
+    pub rexmit_initial: u32,
+    pub rexmit_min: u32,
+    pub rexmit_slop: u32,
+    pub persmin: u32,
+    pub persmax: u32,
+    pub keepinit: u32,
+    pub keepidle: u32,
+    pub keepintvl: u32,
+    pub keepcnt: u32,
+    pub always_keepalive: u32,
+    pub msl: u32,
+    pub nolocaltimewait: u32,
+    pub initcwnd_segments: u32,
+    pub ecn_enable: u32,
+    pub ecn_maxretries: u32,
+    pub do_prr: u32,
+    pub do_prr_conservative: u32,
+    pub do_lrd: u32,
+    pub insecure_rst: u32,
+    pub insecure_syn: u32,
+    pub drop_synfin: u32,
+    pub tolerate_missing_ts: u32,
+    pub abc_l_var: u32,
+    pub recvbuf_auto: u32,
+    pub recvbuf_max: u32,
+    pub sendbuf_auto: u32,
+    pub sendbuf_inc: u32,
+    pub sendbuf_max: u32,
+    pub ack_war_timewindow: u32,
+    pub ack_war_cnt: u32,
+}
+
+impl Default for StackTunables {
+    fn default() -> Self {
+        StackTunables::FREEBSD
+    }
+}
+
+impl StackTunables {
+    /// FreeBSD's defaults (tcp(4)).
+    pub const FREEBSD: StackTunables = StackTunables {
+        mssdflt: 536,
+        v6mssdflt: 1220,
+        minmss: 216,
+        rfc1323: 1,
+        sack_enable: 1,
+        sack_maxholes: 128,
+        delayed_ack: 1,
+        delacktime: 40,
+        rexmit_initial: 1000,
+        rexmit_min: 30,
+        rexmit_slop: 200,
+        persmin: 5000,
+        persmax: 60000,
+        keepinit: 75000,
+        keepidle: 7_200_000,
+        keepintvl: 75000,
+        keepcnt: 8,
+        always_keepalive: 1,
+        msl: 30000,
+        nolocaltimewait: 1,
+        initcwnd_segments: 10,
+        ecn_enable: 2,
+        ecn_maxretries: 1,
+        do_prr: 1,
+        do_prr_conservative: 0,
+        do_lrd: 0,
+        insecure_rst: 0,
+        insecure_syn: 0,
+        drop_synfin: 1,
+        tolerate_missing_ts: 1,
+        abc_l_var: 2,
+        recvbuf_auto: 1,
+        recvbuf_max: 2 * 1024 * 1024,
+        sendbuf_auto: 1,
+        sendbuf_inc: 8192,
+        sendbuf_max: 2 * 1024 * 1024,
+        ack_war_timewindow: 1000,
+        ack_war_cnt: 5,
+    };
+}
+
 /// Everything a stack hook works on for one connection: the shared control block, the
 /// connection's CC, the host interface and the stack's counters. The host keeps it inline in
 /// the connection slot, so a stack switch hands it over untouched.
@@ -165,9 +260,19 @@ pub struct StackCtx {
     pub host: HostIf,
     /// The stack's counters, in the order of [`TcpFunctionBlock::counters`]; host-owned.
     pub counters: RSlice<'static, AtomicUsize>,
+    /// The host's current tunables; valid for the duration of a hook call (see [`Self::tun`]).
+    pub tunables: *const StackTunables,
 }
 
 impl StackCtx {
+    /// The tunables in force for this call (FreeBSD defaults if the host gave none).
+    #[inline]
+    pub fn tun(&self) -> &StackTunables {
+        // SAFETY: the host points `tunables` at a StackTunables it keeps alive for the whole
+        // hook call, or leaves it null.
+        unsafe { self.tunables.as_ref() }.unwrap_or(&StackTunables::FREEBSD)
+    }
+
     #[inline]
     pub fn count(&self, idx: usize, n: usize) {
         if let Some(c) = self.counters.get(idx) {

@@ -106,6 +106,9 @@ pub mod tf2 {
     pub const FBYTES_COMPLETE: u32 = 0x0000_1000;
     pub const KEEPALIVE: u32 = 0x0001_0000;
     pub const OOBINLINE: u32 = 0x0002_0000;
+    /// The peer's FIN has been received (the socket layer's "can't receive more"; plugtcp
+    /// keeps it here because the host owns the socket).
+    pub const FIN_RCVD: u32 = 0x0100_0000;
 }
 
 /// The shared TCP control block. The host owns it (inline in its connection slot); stacks

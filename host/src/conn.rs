@@ -4,6 +4,7 @@
 //! happen here, with the user counts kept in the registry entries.
 
 use std::ffi::c_void;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use abi_stable::prefix_type::WithMetadata;
@@ -12,13 +13,15 @@ use plugtcp_framework::cc::{CcConn, CcGlobals, CcVar};
 use plugtcp_framework::segment::{SegIn, SegOut};
 use plugtcp_framework::sockopt::SockOpt;
 use plugtcp_framework::stack::{
-    tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, StackCtx, TcpInfo,
+    tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, StackCtx, StackTunables,
+    TcpInfo,
 };
 use plugtcp_framework::{Errno, HookError, HookStatus, TcpState, Tcpcb};
 
 use crate::registry::{BlockEntry, CcEntry};
 use crate::socket::buffer::{ChunkPool, RecvBuf, SendBuf};
 use crate::timer::{TimerId, TimerWheel};
+use crate::wire;
 
 /// Which plugin a failed call is blamed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +47,15 @@ impl ConnFault {
 /// that socket-buffer chunks come from. Stack calls reach it through [`HostOps`].
 pub struct Worker {
     pub now: u64,
+    /// Packets built for transmission, in order; the I/O backend drains them.
+    pub tx: TxQueue,
+    /// IP TTL / hop limit for what we send.
+    pub ttl: u8,
     pub wheel: TimerWheel,
     pub pool: ChunkPool,
+    /// What stacks see as `StackCtx::tun()`; the host replaces it when sysctls change. An
+    /// Arc so that the pointer stacks read stays valid while host ops hold `&mut Worker`.
+    pub tunables: Arc<StackTunables>,
 }
 
 /// Timer wheel granularity: 10 µs (RACK wants microsecond timers; ticks finer than this
@@ -56,10 +66,61 @@ impl Worker {
     pub fn new(now: u64) -> Self {
         Worker {
             now,
+            tx: TxQueue::default(),
+            ttl: 64,
             // The tick is a non-zero constant, so the wheel cannot refuse it.
             wheel: TimerWheel::new(now, TIMER_TICK_NS).unwrap_or_else(|_| unreachable!()),
             pool: ChunkPool::new(),
+            tunables: Arc::default(),
         }
+    }
+}
+
+/// Packets waiting for the I/O backend. Buffers are recycled, so steady state does not
+/// allocate; each keeps the largest size it was ever given.
+#[derive(Default)]
+pub struct TxQueue {
+    pkts: Vec<(Vec<u8>, usize)>,
+    free: Vec<Vec<u8>>,
+}
+
+impl TxQueue {
+    /// Builds one packet of at most `cap` bytes with `f`, which returns the length written.
+    pub fn push_with<E>(
+        &mut self,
+        cap: usize,
+        f: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<(), E> {
+        let mut b = self.free.pop().unwrap_or_default();
+        if b.len() < cap {
+            b.resize(cap, 0);
+        }
+        match f(&mut b[..cap]) {
+            Ok(n) => {
+                self.pkts.push((b, n));
+                Ok(())
+            }
+            Err(e) => {
+                self.free.push(b);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands every queued packet to `f`, oldest first.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) {
+        for (b, n) in self.pkts.drain(..) {
+            f(&b[..n]);
+            self.free.push(b);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
     }
 }
 
@@ -74,27 +135,41 @@ pub fn timer_token_parts(token: u64) -> (usize, u32) {
     ((token >> 8) as usize, (token & 0xff) as u32)
 }
 
-/// What the host keeps for a connection besides the shared context: its socket buffers, its
-/// timers in the worker's wheel, and what the stack asked for in the current call (segments
-/// to send, events). The vectors are reused, so steady state does not allocate.
+/// What the host keeps for a connection besides the shared context: its addresses, socket
+/// buffers, timers in the worker's wheel, and the events of the current call.
 pub struct HostSide {
     pub slot: usize,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
     pub snd: SendBuf,
     pub rcv: RecvBuf,
     pub timers: [Option<TimerId>; tt::COUNT as usize],
-    pub out: Vec<SegOut>,
+    /// Events the stack reported during the current call; the host handles and clears them.
     pub events: Vec<ConnEvent>,
+    /// The listener that accepted it (passive opens).
+    pub listener: Option<u32>,
+    /// The application closed it: free it once the stack is done.
+    pub user_closed: bool,
+    /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
+    pub wr_shut: bool,
+    pub rd_shut: bool,
 }
 
 impl HostSide {
     pub fn new(slot: usize, sndbuf: usize, rcvbuf: usize) -> Self {
+        let unspec = SocketAddr::from(([0, 0, 0, 0], 0));
         HostSide {
             slot,
+            local: unspec,
+            remote: unspec,
             snd: SendBuf::new(sndbuf),
             rcv: RecvBuf::new(rcvbuf),
             timers: [None; tt::COUNT as usize],
-            out: Vec::new(),
             events: Vec::new(),
+            listener: None,
+            user_closed: false,
+            wr_shut: false,
+            rd_shut: false,
         }
     }
 
@@ -140,9 +215,38 @@ fn call<'a>(host: *mut c_void) -> &'a mut HostCall<'a> {
     unsafe { &mut *(host as *mut HostCall<'a>) }
 }
 
+/// Most chunks one segment's payload can span (64 KiB over 16 KiB chunks, plus the ends).
+const MAX_SLICES: usize = 8;
+
 extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
-    call(host).side.out.push(*seg);
-    HookStatus::OK
+    let c = call(host);
+    let mut slices: [&[u8]; MAX_SLICES] = [&[]; MAX_SLICES];
+    let mut n = 0;
+    let mut got = 0usize;
+    for s in c
+        .side
+        .snd
+        .slices_at(seg.data_off as usize, seg.data_len as usize)
+    {
+        if n == MAX_SLICES {
+            return HookStatus(Errno::EINVAL.0);
+        }
+        slices[n] = s;
+        got += s.len();
+        n += 1;
+    }
+    if got != seg.data_len as usize {
+        // The stack asked for bytes the send buffer does not hold.
+        return HookStatus(Errno::EINVAL.0);
+    }
+    let (local, remote, ttl) = (c.side.local, c.side.remote, c.worker.ttl);
+    let cap = wire::MAX_HEADER + got;
+    match c.worker.tx.push_with(cap, |buf| {
+        wire::build(buf, local, remote, seg, &slices[..n], ttl)
+    }) {
+        Ok(()) => HookStatus::OK,
+        Err(e) => HookStatus(e.errno().0),
+    }
 }
 extern "C" fn op_snd_len(host: *mut c_void) -> u32 {
     call(host).side.snd.len() as u32
@@ -259,6 +363,7 @@ impl Conn {
                     host: std::ptr::null_mut(),
                 },
                 counters: RSlice::from_slice(&[]),
+                tunables: std::ptr::null(),
             },
             side: HostSide::new(slot, sndbuf, rcvbuf),
             stack: None,
@@ -483,6 +588,14 @@ impl Conn {
     /// A socket option for the stack (get or set).
     pub fn ctloutput(&mut self, w: &mut Worker, opt: &mut SockOpt<'_>) -> Result<(), ConnFault> {
         self.call_stack(w, |s, cx| (s.entry.hooks.ctloutput)(s.state, cx, opt))
+    }
+
+    /// A connection accepted from a listener: the stack's inherit hook.
+    pub fn inherit(&mut self, w: &mut Worker, listener: &Tcpcb) -> Result<(), ConnFault> {
+        self.call_stack(w, |s, cx| match s.entry.hooks.inherit {
+            Some(i) => i(s.state, cx, listener),
+            None => HookStatus::OK,
+        })
     }
 
     /// TCP_CCALGOOPT to the CC module: ENOENT when it has no ctl_output.

@@ -12,7 +12,17 @@ use plugtcp_framework::{Errno, PluginKind};
 use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
 use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
+use crate::socket::syncache::{SynCache, SynCacheConfig, SynCacheEvent, SynCookies};
+use crate::socket::table::{ConnKey, SockTable};
+use crate::sysctl::TcpTunables;
 use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
+use crate::usrreq::Listener;
+use plugtcp_framework::stack::StackTunables;
+use rand::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use siphasher::sip::SipHasher24;
+use std::hash::Hasher;
+use std::net::{IpAddr, SocketAddr};
 
 /// One row of `plugtcp kldstat`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +49,42 @@ pub struct Host {
     fired: Vec<(u64, u64)>,
     /// Plugin faults per plugin name (a panicking hook costs its connection, never the host).
     pub plugin_faults: std::collections::BTreeMap<String, u64>,
+    /// 4-tuple demux, listeners, ports.
+    pub table: SockTable,
+    pub syncache: SynCache,
+    pub cookies: SynCookies,
+    pub listeners: Vec<Option<Listener>>,
+    pub stats: TcpStats,
+    /// This host's addresses.
+    pub addrs: Vec<IpAddr>,
+    /// Link MTU (the MSS we offer is derived from it).
+    pub mtu: u32,
+    /// The sysctl values in force (refreshed when the tree changes).
+    pub tunables: Arc<TcpTunables>,
+    pub(crate) rng: Xoshiro256PlusPlus,
+    isn_key: (u64, u64),
+    ts_key: (u64, u64),
+    pub(crate) sc_events: Vec<SynCacheEvent>,
+}
+
+/// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct TcpStats {
+    /// TcpActiveOpens
+    pub active_opens: u64,
+    /// TcpPassiveOpens
+    pub passive_opens: u64,
+    /// TcpInSegs
+    pub in_segs: u64,
+    /// TcpInErrs, by wire::DropReason.
+    pub in_errs: [u64; 9],
+    /// TcpOutRsts
+    pub out_rsts: u64,
+    /// TcpExtListenOverflows
+    pub listen_overflows: u64,
+    /// TcpExtSyncookiesSent / Recv
+    pub syncookies_sent: u64,
+    pub syncookies_recvd: u64,
 }
 
 /// Static plugins linked into the host binary, registered through the same ABI as files.
@@ -47,16 +93,30 @@ pub fn builtin_cc_modules() -> Vec<plugtcp_framework::cc::CcAlgoRef> {
 }
 
 pub fn builtin_function_blocks() -> Vec<TcpFunctionBlockRef> {
-    Vec::new()
+    vec![plugtcp_stack_base::function_block()]
 }
 
 impl Host {
     /// A host with an empty registry.
     pub fn empty(search_path: SearchPath) -> Self {
+        Self::with_seed(search_path, 1)
+    }
+
+    /// A host with an empty registry whose randomness (ISNs, ports, cookies, timestamp
+    /// offsets) comes from `seed`, so simulated runs are reproducible.
+    pub fn with_seed(search_path: SearchPath, seed: u64) -> Self {
         let globals: &'static CcGlobals = Box::leak(Box::default());
         let sysctl = Arc::new(SysctlTree::new());
         let registry = Arc::new(Registry::new(globals));
-        let host = Host {
+        let tunables = sysctl.load_full();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let sc_cfg = SynCacheConfig {
+            hashsize: tunables.syncache_hashsize as usize,
+            bucketlimit: tunables.syncache_bucketlimit as usize,
+            cachelimit: tunables.syncache_cachelimit as usize,
+            rexmtlimit: tunables.syncache_rexmtlimit as u8,
+        };
+        let mut host = Host {
             registry,
             sysctl,
             search_path,
@@ -64,7 +124,20 @@ impl Host {
             worker: Worker::new(0),
             fired: Vec::new(),
             plugin_faults: Default::default(),
+            table: SockTable::new(rng.next_u64()),
+            syncache: SynCache::new(sc_cfg, rng.next_u64()),
+            cookies: SynCookies::new(0, &mut rng),
+            listeners: Vec::new(),
+            stats: TcpStats::default(),
+            addrs: Vec::new(),
+            mtu: 1500,
+            tunables,
+            isn_key: (rng.next_u64(), rng.next_u64()),
+            ts_key: (rng.next_u64(), rng.next_u64()),
+            rng,
+            sc_events: Vec::new(),
         };
+        host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.register_registry_sysctls();
         host.refresh_cc_globals();
         host
@@ -84,8 +157,9 @@ impl Host {
     }
 
     /// `sysctl NAME=VALUE`: the tree's errno rules, and CC modules see the new value at once.
-    pub fn sysctl_set(&self, name: &str, value: &str) -> Result<SysctlValue, Errno> {
+    pub fn sysctl_set(&mut self, name: &str, value: &str) -> Result<SysctlValue, Errno> {
         let old = self.sysctl.set(name, value)?;
+        self.refresh_tunables();
         self.refresh_cc_globals();
         Ok(old)
     }
@@ -371,9 +445,65 @@ impl Host {
         }
     }
 
+    /// Adds an address this host owns.
+    pub fn add_addr(&mut self, ip: IpAddr) {
+        if !self.addrs.contains(&ip) {
+            self.addrs.push(ip);
+            self.table.add_local_addr(ip);
+        }
+    }
+
+    /// The MSS we offer on `local`: the MTU less IP and TCP headers.
+    pub fn mss_for(&self, local: SocketAddr) -> u32 {
+        let hdr = if local.is_ipv4() { 40 } else { 60 };
+        self.mtu
+            .saturating_sub(hdr)
+            .max(self.tunables.minmss as u32)
+    }
+
+    /// RFC 6528 initial sequence number: a 4 µs clock plus SipHash of the 4-tuple under a
+    /// secret key.
+    pub(crate) fn isn(&self, key: &ConnKey) -> u32 {
+        let h = keyed_hash(self.isn_key, key);
+        ((self.worker.now / 4000) as u32).wrapping_add(h as u32)
+    }
+
+    /// RFC 7323 5.4: a per-connection random timestamp offset.
+    pub(crate) fn ts_offset(&self, key: &ConnKey) -> u32 {
+        if self.tunables.ts_offset_per_conn != 0 {
+            keyed_hash(self.ts_key, key) as u32
+        } else {
+            0
+        }
+    }
+
+    /// Picks up sysctl changes (a pointer compare when nothing changed).
+    pub(crate) fn refresh_tunables(&mut self) {
+        let cur = self.sysctl.snapshot();
+        if !Arc::ptr_eq(&cur, &self.tunables) {
+            self.tunables = Arc::clone(&cur);
+            drop(cur);
+            self.worker.tunables = Arc::new(stack_tunables(&self.tunables));
+            self.refresh_cc_globals();
+        }
+    }
+
+    /// The earliest time something is due (a timer or a SYN cache event).
+    pub fn next_timeout(&self) -> Option<u64> {
+        match (
+            self.worker.wheel.next_deadline(),
+            self.syncache.next_timeout(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Moves the clock to `now` and runs every connection timer that is due.
     pub fn advance(&mut self, now: u64) {
+        self.refresh_tunables();
         self.worker.now = now;
+        self.syncache_timers(now);
         let mut fired = std::mem::take(&mut self.fired);
         self.worker.wheel.expire(now, &mut fired);
         for &(token, _) in &fired {
@@ -381,6 +511,7 @@ impl Host {
             // A connection in the slot is the one that armed the timer: closing a connection
             // cancels its timers.
             let _ = self.with_conn(slot, |c, w| c.timer(w, which));
+            self.after_call(slot);
         }
         fired.clear();
         self.fired = fired;
@@ -534,5 +665,62 @@ impl DynamicNode for CcParamNode {
     }
     fn read_only(&self) -> bool {
         false
+    }
+}
+
+fn keyed_hash(key: (u64, u64), k: &ConnKey) -> u64 {
+    let mut h = SipHasher24::new_with_keys(key.0, key.1);
+    for a in [k.local, k.remote] {
+        match a.ip() {
+            IpAddr::V4(ip) => h.write(&ip.octets()),
+            IpAddr::V6(ip) => h.write(&ip.octets()),
+        }
+        h.write_u16(a.port());
+    }
+    h.finish()
+}
+
+/// What stacks read, from the sysctl values.
+fn stack_tunables(t: &TcpTunables) -> StackTunables {
+    let u = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+    StackTunables {
+        mssdflt: u(t.mssdflt),
+        v6mssdflt: u(t.v6mssdflt),
+        minmss: u(t.minmss),
+        rfc1323: u(t.rfc1323),
+        sack_enable: u(t.sack_enable),
+        sack_maxholes: u(t.sack_maxholes),
+        delayed_ack: u(t.delayed_ack),
+        delacktime: u(t.delacktime),
+        rexmit_initial: u(t.rexmit_initial),
+        rexmit_min: u(t.rexmit_min),
+        rexmit_slop: u(t.rexmit_slop),
+        persmin: u(t.persmin),
+        persmax: u(t.persmax),
+        keepinit: u(t.keepinit),
+        keepidle: u(t.keepidle),
+        keepintvl: u(t.keepintvl),
+        keepcnt: u(t.keepcnt),
+        always_keepalive: u(t.always_keepalive),
+        msl: u(t.msl),
+        nolocaltimewait: u(t.nolocaltimewait),
+        initcwnd_segments: u(t.initcwnd_segments),
+        ecn_enable: u(t.ecn_enable),
+        ecn_maxretries: u(t.ecn_maxretries),
+        do_prr: u(t.do_prr),
+        do_prr_conservative: u(t.do_prr_conservative),
+        do_lrd: u(t.do_lrd),
+        insecure_rst: u(t.insecure_rst),
+        insecure_syn: u(t.insecure_syn),
+        drop_synfin: u(t.drop_synfin),
+        tolerate_missing_ts: u(t.tolerate_missing_ts),
+        abc_l_var: u(t.abc_l_var),
+        recvbuf_auto: u(t.recvbuf_auto),
+        recvbuf_max: u(t.recvbuf_max),
+        sendbuf_auto: u(t.sendbuf_auto),
+        sendbuf_inc: u(t.sendbuf_inc),
+        sendbuf_max: u(t.sendbuf_max),
+        ack_war_timewindow: u(t.ack_war_timewindow),
+        ack_war_cnt: u(t.ack_war_cnt),
     }
 }

@@ -11,11 +11,15 @@
 
 pub mod bench;
 pub mod conn;
+pub mod demo;
 pub mod host;
+pub mod input;
 pub mod io;
 pub mod registry;
 pub mod socket;
 pub mod sysctl;
 pub mod timer;
+pub mod usrreq;
+pub mod wire;
 
 pub use host::Host;

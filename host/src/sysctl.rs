@@ -436,6 +436,17 @@ mib_table! {
     "icmp_may_rst", Bool, ReadWrite, acts: false, legacy: false,
     "Certain ICMP unreachable messages may abort connections in SYN_SENT";
 
+    /// FreeBSD default 1000 ms: the window in which challenge ACKs are counted (RFC 5961
+    /// section 7 throttling, tcp_send_challenge_ack).
+    ack_war_timewindow: i64 = 1000;
+    "ack_war_timewindow", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "Time interval in ms used to limit the number (ack_war_cnt) of challenge ACKs sent per TCP connection";
+
+    /// FreeBSD default 5: challenge ACKs per ack_war_timewindow (0 = unlimited).
+    ack_war_cnt: i64 = 5;
+    "ack_war_cnt", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "Maximum number of challenge ACKs sent per TCP connection during the time interval (ack_war_timewindow)";
+
     /// FreeBSD default 2 (tcp_input.c V_tcp_abc_l_var): RFC 3465's L, segments per ACK in
     /// slow start.
     abc_l_var: i64 = 2;

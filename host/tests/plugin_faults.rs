@@ -10,6 +10,7 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
     quiet_panics();
     let mut h = host();
     h.registry.register_block(block::<0>(), info()).unwrap();
+    h.registry.set_default_block("alpha").unwrap();
     let so = target_dir().join("libplugtcp_testplugin_panic_cc.so");
     h.kldload(so.to_str().unwrap()).unwrap();
     let panicky = h.registry.snapshot().cc("panicky").unwrap().clone();

@@ -298,7 +298,7 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
 
 #[test]
 fn cc_registration_defaults_and_params() {
-    let h = host();
+    let mut h = host();
     let r = &h.registry;
     let snap = r.snapshot();
     let nr = snap.cc("newreno").unwrap();
@@ -381,6 +381,7 @@ fn cc_registration_defaults_and_params() {
 fn cc_deregistration_and_forced_move() {
     let mut h = host();
     h.registry.register_block(block::<0>(), info()).unwrap();
+    h.registry.set_default_block("alpha").unwrap();
     h.kldload(
         common::target_dir()
             .join("libplugtcp_testplugin_panic_cc.so")
@@ -481,6 +482,7 @@ fn functions_available_format() {
 fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
     let mut h = host();
     h.registry.register_block(block::<0>(), info()).unwrap();
+    h.registry.set_default_block("alpha").unwrap();
     let c = h.new_conn().unwrap();
     let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
     for part in data.chunks(1460) {

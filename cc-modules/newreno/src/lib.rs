@@ -54,14 +54,7 @@ pub struct NewReno {
     pub beta_ecn_enabled: bool,
 }
 
-/// RFC 6928 initial window as FreeBSD's tcp_compute_initwnd().
-pub fn initial_window(maxseg: u32, initcwnd_segments: u32) -> u32 {
-    if initcwnd_segments > 0 {
-        (initcwnd_segments * maxseg).min((2 * maxseg).max(initcwnd_segments * 1460))
-    } else {
-        (4 * maxseg).min((2 * maxseg).max(4380))
-    }
-}
+pub use plugtcp_framework::cc::initial_window;
 
 impl NewReno {
     fn factor(&self, ccv: &CcVar, sig: u32) -> u32 {

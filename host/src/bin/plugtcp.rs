@@ -50,6 +50,37 @@ enum Cmd {
         describe: bool,
         names: Vec<String>,
     },
+    /// Two hosts over the simulated link: a bulk transfer checked by SHA-256, and a summary.
+    Demo {
+        #[arg(long)]
+        json: bool,
+        /// Bytes to move (suffixes K, M, G as powers of 1024).
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        size: u64,
+        /// Link bandwidth in bit/s (suffixes k, m, g as powers of 1000).
+        #[arg(long, default_value = "1g", value_parser = parse_rate)]
+        bandwidth: u64,
+        /// Round-trip time in milliseconds.
+        #[arg(long, default_value_t = 20.0)]
+        rtt_ms: f64,
+        /// Packet loss probability per direction.
+        #[arg(long, default_value_t = 0.001)]
+        loss: f64,
+        /// Bottleneck queue, in bandwidth-delay products.
+        #[arg(long, default_value_t = 1.0)]
+        queue_bdp: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Function block for both hosts (default: net.inet.tcp.functions_default).
+        #[arg(long)]
+        stack: Option<String>,
+        /// CC module for both hosts (default: net.inet.tcp.cc.algorithm).
+        #[arg(long)]
+        cc: Option<String>,
+        /// Write every packet on the link to this pcap file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -73,6 +104,29 @@ enum Bench {
 
 /// The in-process host a command works on. Built-in plugins fill the names no file took,
 /// after the command's own kldload (so `--no-autoload kldload newreno` loads the file).
+fn parse_scaled(s: &str, unit: u64) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&s[..s.len() - 1], unit),
+        Some('m') => (&s[..s.len() - 1], unit * unit),
+        Some('g') => (&s[..s.len() - 1], unit * unit * unit),
+        _ => (s, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("not a number: {s}"))?;
+    if v.is_nan() || v < 0.0 {
+        return Err(format!("must not be negative: {s}"));
+    }
+    Ok((v * mul as f64) as u64)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    parse_scaled(s, 1024)
+}
+
+fn parse_rate(s: &str) -> Result<u64, String> {
+    parse_scaled(s, 1000)
+}
+
 fn host(cli: &Cli) -> Host {
     let sp = SearchPath::from_env(&cli.plugin_dir);
     if cli.no_autoload {
@@ -162,7 +216,7 @@ fn main() -> ExitCode {
             describe,
             names,
         } => {
-            let h = host(&cli);
+            let mut h = host(&cli);
             let mut code = ExitCode::SUCCESS;
             let names: Vec<String> = if *all || names.is_empty() {
                 vec!["net.inet.tcp".into()]
@@ -200,6 +254,46 @@ fn main() -> ExitCode {
                 }
             }
             code
+        }
+        Cmd::Demo {
+            json,
+            size,
+            bandwidth,
+            rtt_ms,
+            loss,
+            queue_bdp,
+            seed,
+            stack,
+            cc,
+            pcap,
+        } => {
+            let opts = plugtcp_host::demo::DemoOptions {
+                bytes: *size,
+                bandwidth_bps: *bandwidth,
+                rtt_ns: (rtt_ms * 1e6) as u64,
+                loss: *loss,
+                queue_bdp: *queue_bdp,
+                seed: *seed,
+                stack: stack.clone(),
+                cc: cc.clone(),
+                pcap: pcap.clone(),
+                ..Default::default()
+            };
+            match plugtcp_host::demo::run(&opts, SearchPath::from_env(&cli.plugin_dir)) {
+                Ok(r) => {
+                    if *json {
+                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    } else {
+                        print!("{}", r.render());
+                    }
+                    if r.intact {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => fail(format!("demo: {e}")),
+            }
         }
         Cmd::Bench {
             which:

@@ -3,3 +3,4 @@
 
 pub mod pcap;
 pub mod sim;
+pub mod simnet;

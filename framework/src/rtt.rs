@@ -1,0 +1,344 @@
+//! Retransmission timer (RFC 6298) with FreeBSD's knobs, Karn's rule, and RTTM (RFC 7323).
+//!
+//! All times are passed in by the caller: RTT samples and RTOs in microseconds (`u32`, so at
+//! most ~71 minutes, far above the 64 s RTO ceiling), the segment clock in `u64` nanoseconds.
+
+use crate::seq::seq_gt;
+
+/// FreeBSD `TCP_MAXRXTSHIFT`: the largest meaningful `t_rxtshift`.
+pub const TCP_MAXRXTSHIFT: u32 = 12;
+/// FreeBSD `tcp_backoff[]`: RTO multiplier indexed by `t_rxtshift`.
+pub const TCP_BACKOFF: [u32; TCP_MAXRXTSHIFT as usize + 1] =
+    [1, 2, 4, 8, 16, 32, 64, 64, 64, 64, 64, 64, 64];
+
+/// Initial RTO before any sample (RFC 6298 section 2.1; FreeBSD `TCPTV_RTOBASE`).
+pub const TCPTV_RTOBASE_US: u32 = 1_000_000;
+/// FreeBSD `net.inet.tcp.rexmit_min` default (30 ms).
+pub const TCPTV_MIN_US: u32 = 30_000;
+/// FreeBSD `net.inet.tcp.rexmit_slop` default (200 ms, `TCPTV_CPU_VAR`).
+pub const TCPTV_CPU_VAR_US: u32 = 200_000;
+/// FreeBSD `TCPTV_REXMTMAX` (64 s).
+pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
+
+/// Smoothed RTT estimator (FreeBSD `t_srtt`, `t_rttvar`, `t_rxtcur`), unscaled, in µs.
+///
+/// After each sample R (RFC 6298 section 2.2/2.3, integer arithmetic, truncating):
+/// - first sample: `t_srtt = R`, `t_rttvar = R / 2`;
+/// - later: `t_rttvar = (3 * t_rttvar + |t_srtt - R|) / 4`, then `t_srtt = (7 * t_srtt + R) / 8`;
+/// - `rto = min(rexmit_max, max(rexmit_min, t_srtt + max(rexmit_slop, 4 * t_rttvar)))`.
+///
+/// `rexmit_slop` plays RFC 6298's clock-granularity term G: it keeps the RTO from collapsing
+/// onto the RTT when the variance is tiny (delayed ACKs, scheduling jitter at the peer). FreeBSD
+/// instead adds the slop unconditionally (`TCPT_RANGESET`: `srtt + 4*rttvar + slop`); we use the
+/// RFC's `max` form so that a high-variance path does not pay the slop twice. `rexmit_min` is
+/// the RFC's lower bound (RFC: 1 s; FreeBSD: 30 ms), `rexmit_max` its upper bound (60 s or more).
+/// If `rexmit_min > rexmit_max`, `rexmit_max` wins (no panic).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RttEstimator {
+    t_srtt: u32,
+    t_rttvar: u32,
+    rto: u32,
+    has_sample: bool,
+    rexmit_min: u32,
+    rexmit_slop: u32,
+    rexmit_max: u32,
+}
+
+impl Default for RttEstimator {
+    /// FreeBSD defaults: 1 s initial, 30 ms min, 200 ms slop, 64 s max.
+    fn default() -> Self {
+        Self::new(
+            TCPTV_RTOBASE_US,
+            TCPTV_MIN_US,
+            TCPTV_CPU_VAR_US,
+            TCPTV_REXMTMAX_US,
+        )
+    }
+}
+
+impl RttEstimator {
+    /// An estimator with no sample; `rto_us()` is `rexmit_initial_us` (capped at the max).
+    pub fn new(
+        rexmit_initial_us: u32,
+        rexmit_min_us: u32,
+        rexmit_slop_us: u32,
+        rexmit_max_us: u32,
+    ) -> Self {
+        Self {
+            t_srtt: 0,
+            t_rttvar: 0,
+            rto: rexmit_initial_us.min(rexmit_max_us),
+            has_sample: false,
+            rexmit_min: rexmit_min_us,
+            rexmit_slop: rexmit_slop_us,
+            rexmit_max: rexmit_max_us,
+        }
+    }
+
+    /// Feeds one RTT measurement (µs) and recomputes the RTO.
+    pub fn sample(&mut self, rtt_us: u32) {
+        if self.has_sample {
+            let delta = self.t_srtt.abs_diff(rtt_us) as u64;
+            // u64 intermediates: 7 * srtt overflows u32 for srtt above ~10 minutes.
+            self.t_rttvar = ((3 * self.t_rttvar as u64 + delta) / 4) as u32;
+            self.t_srtt = ((7 * self.t_srtt as u64 + rtt_us as u64) / 8) as u32;
+        } else {
+            self.t_srtt = rtt_us;
+            self.t_rttvar = rtt_us / 2;
+            self.has_sample = true;
+        }
+        self.sample_rto();
+    }
+
+    fn sample_rto(&mut self) {
+        let var = (4 * self.t_rttvar as u64).max(self.rexmit_slop as u64);
+        let rto = (self.t_srtt as u64 + var).max(self.rexmit_min as u64);
+        self.rto = rto.min(self.rexmit_max as u64) as u32;
+    }
+
+    /// Starts from an estimate another stack made (a stack switch hands over t_srtt and
+    /// t_rttvar in the tcpcb).
+    pub fn seed(&mut self, srtt_us: u32, rttvar_us: u32) {
+        self.sample(srtt_us);
+        self.t_rttvar = rttvar_us;
+        self.sample_rto();
+    }
+
+    /// Current RTO (FreeBSD `t_rxtcur` at `t_rxtshift == 0`), µs.
+    pub fn rto_us(&self) -> u32 {
+        self.rto
+    }
+
+    /// RTO after `shift` consecutive timeouts (`t_rxtshift`): `rto * TCP_BACKOFF[min(shift, 12)]`,
+    /// capped at `rexmit_max`.
+    pub fn backoff(&self, shift: u32) -> u32 {
+        let mult = TCP_BACKOFF[shift.min(TCP_MAXRXTSHIFT) as usize] as u64;
+        (self.rto as u64 * mult).min(self.rexmit_max as u64) as u32
+    }
+
+    /// Smoothed RTT (µs); 0 before the first sample.
+    pub fn srtt(&self) -> u32 {
+        self.t_srtt
+    }
+
+    /// RTT variation (µs); 0 before the first sample.
+    pub fn rttvar(&self) -> u32 {
+        self.t_rttvar
+    }
+
+    /// Whether at least one sample has been taken.
+    pub fn has_sample(&self) -> bool {
+        self.has_sample
+    }
+}
+
+/// Times one segment at a time (FreeBSD `t_rtseq`/`t_rtttime`), applying Karn's rule: a
+/// retransmission invalidates the measurement because the ACK is ambiguous.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RttTimer {
+    t_rtseq: u32,
+    /// Send time in ns; `None` when not timing (FreeBSD uses `t_rtttime == 0`).
+    t_rtttime: Option<u64>,
+}
+
+impl RttTimer {
+    pub const fn new() -> Self {
+        Self {
+            t_rtseq: 0,
+            t_rtttime: None,
+        }
+    }
+
+    /// Starts timing the segment beginning at `seq`, sent at `now` (ns), unless a segment is
+    /// already being timed (as FreeBSD's `tcp_output`). Call it only for new data, never for a
+    /// retransmission. Returns whether timing started.
+    pub fn start(&mut self, seq: u32, now: u64) -> bool {
+        if self.t_rtttime.is_some() {
+            return false;
+        }
+        self.t_rtseq = seq;
+        self.t_rtttime = Some(now);
+        true
+    }
+
+    /// On an ACK: if it covers the timed segment's first byte (`ack > t_rtseq`), stops timing
+    /// and returns the sample in µs (saturating at `u32::MAX`; 0 if `now` precedes the start).
+    pub fn on_ack(&mut self, ack: u32, now: u64) -> Option<u32> {
+        let sent = self.t_rtttime?;
+        if !seq_gt(ack, self.t_rtseq) {
+            return None;
+        }
+        self.t_rtttime = None;
+        let us = now.saturating_sub(sent) / 1_000;
+        Some(us.min(u32::MAX as u64) as u32)
+    }
+
+    /// Drops the measurement in progress (call on any retransmission: Karn's rule).
+    pub fn invalidate(&mut self) {
+        self.t_rtttime = None;
+    }
+
+    /// Whether a segment is being timed.
+    pub fn is_running(&self) -> bool {
+        self.t_rtttime.is_some()
+    }
+
+    /// The timed sequence number, if timing.
+    pub fn t_rtseq(&self) -> Option<u32> {
+        self.t_rtttime.map(|_| self.t_rtseq)
+    }
+}
+
+/// RTT sample from the timestamp option (RFC 7323 RTTM): `now_ts - tsecr`, in the units of
+/// the local TS clock (FreeBSD uses 1 ms ticks; multiply by 1000 for µs). Returns `None` when
+/// `tsecr` is 0 (FreeBSD treats it as "no echo") or lies in the future (a bogus echo).
+/// Unlike [`RttTimer`], valid for retransmitted segments too; the caller should use it only on
+/// ACKs that advance `snd_una` (RFC 7323 section 4.2). No +1 tick is added, unlike FreeBSD:
+/// callers with a coarse TS clock may add one unit themselves.
+pub fn ts_sample(now_ts: u32, tsecr: u32) -> Option<u32> {
+    if tsecr == 0 {
+        return None;
+    }
+    let d = now_ts.wrapping_sub(tsecr);
+    if (d as i32) < 0 {
+        None
+    } else {
+        Some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn freebsd() -> RttEstimator {
+        RttEstimator::new(1_000_000, 30_000, 200_000, 64_000_000)
+    }
+
+    #[test]
+    fn initial_rto_before_sample() {
+        let e = freebsd();
+        assert!(!e.has_sample());
+        assert_eq!(e.rto_us(), 1_000_000);
+        assert_eq!((e.srtt(), e.rttvar()), (0, 0));
+        // Initial above the ceiling is capped.
+        assert_eq!(
+            RttEstimator::new(90_000_000, 0, 0, 64_000_000).rto_us(),
+            64_000_000
+        );
+    }
+
+    #[test]
+    fn rfc6298_sequence_by_hand() {
+        let mut e = freebsd();
+        // First: srtt = R = 100 ms, rttvar = 50 ms, rto = 100 + max(200, 200) ms.
+        e.sample(100_000);
+        assert!(e.has_sample());
+        assert_eq!(
+            (e.srtt(), e.rttvar(), e.rto_us()),
+            (100_000, 50_000, 300_000)
+        );
+        // R = 200 ms: rttvar = (3*50 + 100)/4 = 62.5 ms; srtt = (7*100 + 200)/8 = 112.5 ms;
+        // rto = 112.5 + max(200, 250) = 362.5 ms.
+        e.sample(200_000);
+        assert_eq!(
+            (e.srtt(), e.rttvar(), e.rto_us()),
+            (112_500, 62_500, 362_500)
+        );
+        // R = 100 ms: rttvar = (187.5 + 12.5)/4 = 50 ms; srtt = (787.5 + 100)/8 = 110.9375 ms
+        // truncated to 110937 µs; rto = 110937 + max(200000, 200000).
+        e.sample(100_000);
+        assert_eq!(
+            (e.srtt(), e.rttvar(), e.rto_us()),
+            (110_937, 50_000, 310_937)
+        );
+    }
+
+    #[test]
+    fn variance_term_dominates_slop() {
+        // RFC-pure parameters (G = 0, min 1 s): R = 3 s gives 3 + 4*1.5 = 9 s.
+        let mut e = RttEstimator::new(1_000_000, 1_000_000, 0, 60_000_000);
+        e.sample(3_000_000);
+        assert_eq!(e.rto_us(), 9_000_000);
+    }
+
+    #[test]
+    fn floor_and_ceiling() {
+        let mut e = RttEstimator::new(1_000_000, 30_000, 0, 64_000_000);
+        e.sample(1_000); // 1 ms + 4*0.5 ms = 3 ms < 30 ms floor
+        assert_eq!(e.rto_us(), 30_000);
+        let mut e = freebsd();
+        e.sample(40_000_000); // 40 s + 80 s, capped
+        assert_eq!(e.rto_us(), 64_000_000);
+        // Huge samples do not overflow.
+        let mut e = freebsd();
+        e.sample(u32::MAX);
+        e.sample(u32::MAX);
+        assert_eq!(e.rto_us(), 64_000_000);
+        // min > max: max wins.
+        let mut e = RttEstimator::new(1_000_000, 10_000_000, 0, 5_000_000);
+        e.sample(1);
+        assert_eq!(e.rto_us(), 5_000_000);
+    }
+
+    #[test]
+    fn backoff_table_and_clamp() {
+        let mut e = freebsd();
+        e.sample(100_000); // rto 300 ms
+        let want = [1u32, 2, 4, 8, 16, 32, 64, 64, 64, 64, 64, 64, 64];
+        for (shift, m) in want.iter().enumerate() {
+            assert_eq!(e.backoff(shift as u32), 300_000 * m);
+        }
+        assert_eq!(e.backoff(13), 300_000 * 64);
+        assert_eq!(e.backoff(u32::MAX), 300_000 * 64);
+        // 1 s initial: 64 s at shift 6 exactly; 2 s would be 128 s, capped at 64 s.
+        assert_eq!(freebsd().backoff(6), 64_000_000);
+        let e2 = RttEstimator::new(2_000_000, 30_000, 200_000, 64_000_000);
+        assert_eq!(e2.backoff(5), 64_000_000);
+        assert_eq!(e2.backoff(6), 64_000_000);
+        assert_eq!(e2.backoff(4), 32_000_000);
+    }
+
+    #[test]
+    fn karn_rule() {
+        let mut t = RttTimer::new();
+        assert_eq!(t.on_ack(100, 0), None);
+        assert!(t.start(1000, 1_000_000));
+        // Already timing: a later segment does not restart the clock.
+        assert!(!t.start(2000, 2_000_000));
+        assert_eq!(t.t_rtseq(), Some(1000));
+        // Retransmission: the ACK would be ambiguous.
+        t.invalidate();
+        assert!(!t.is_running());
+        assert_eq!(t.on_ack(3000, 9_000_000), None);
+
+        assert!(t.start(5000, 10_000_000));
+        // ack == t_rtseq does not cover the timed segment.
+        assert_eq!(t.on_ack(5000, 12_000_000), None);
+        assert!(t.is_running());
+        assert_eq!(t.on_ack(5001, 15_000_000), Some(5_000));
+        // One sample per timed segment.
+        assert_eq!(t.on_ack(6000, 16_000_000), None);
+    }
+
+    #[test]
+    fn timer_wraps_and_saturates() {
+        let mut t = RttTimer::new();
+        t.start(u32::MAX - 10, 0);
+        assert_eq!(t.on_ack(u32::MAX - 20, 1_000), None); // old ack
+        assert_eq!(t.on_ack(5, 7_000), Some(7));
+        t.start(1, 5_000);
+        assert_eq!(t.on_ack(2, 1_000), Some(0)); // clock went backwards: 0, no panic
+        t.start(1, 0);
+        assert_eq!(t.on_ack(2, u64::MAX), Some(u32::MAX));
+    }
+
+    #[test]
+    fn timestamp_samples() {
+        assert_eq!(ts_sample(1000, 900), Some(100));
+        assert_eq!(ts_sample(5, u32::MAX - 4), Some(10)); // TS clock wrapped
+        assert_eq!(ts_sample(1000, 0), None);
+        assert_eq!(ts_sample(1000, 1001), None); // echo from the future
+        assert_eq!(ts_sample(1000, 1000), Some(0));
+    }
+}

@@ -1,0 +1,447 @@
+//! The receive path: parse and check a packet, find its connection (O(1) on the 4-tuple) or
+//! listener, run the SYN cache and SYN cookies for listeners (FreeBSD tcp_syncache.c), and
+//! answer segments for no socket with a RST (RFC 9293 3.10.7.1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_framework::stack::ConnEvent;
+use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::{Errno, TcpState};
+
+use crate::conn::Conn;
+use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
+use crate::socket::table::{ConnId, ConnKey, ListenerId};
+use crate::wire::{self, Parsed};
+use crate::Host;
+
+impl Host {
+    /// One received IP packet.
+    pub fn input(&mut self, pkt: &[u8]) {
+        self.refresh_tunables();
+        let p = match wire::parse(pkt) {
+            Ok(p) => p,
+            Err(reason) => {
+                self.stats.in_errs[reason as usize] += 1;
+                return;
+            }
+        };
+        self.stats.in_segs += 1;
+        let key = ConnKey::new(
+            SocketAddr::new(p.dst, p.dst_port),
+            SocketAddr::new(p.src, p.src_port),
+        );
+        if let Some(ConnId(slot)) = self.table.lookup_conn(&key) {
+            let slot = slot as usize;
+            let seg = p.seg();
+            let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
+            self.after_call(slot);
+            return;
+        }
+        if let Some(lid) = self.table.lookup_listener(key.local) {
+            self.listener_input(lid, key, &p);
+            return;
+        }
+        self.respond_rst(&key, &p);
+    }
+
+    /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless it is one.
+    fn respond_rst(&mut self, key: &ConnKey, p: &Parsed<'_>) {
+        if p.flags & th::RST != 0 {
+            return;
+        }
+        let seg = if p.flags & th::ACK != 0 {
+            SegOut {
+                seq: p.ack,
+                flags: th::RST,
+                ..Default::default()
+            }
+        } else {
+            let len = p.payload.len() as u32
+                + (p.flags & th::SYN != 0) as u32
+                + (p.flags & th::FIN != 0) as u32;
+            SegOut {
+                seq: 0,
+                ack: p.seq.wrapping_add(len),
+                flags: th::RST | th::ACK,
+                ..Default::default()
+            }
+        };
+        self.stats.out_rsts += 1;
+        self.send_raw(key, &seg);
+    }
+
+    /// Sends a host-made segment with no payload (RSTs, SYN-ACKs from the SYN cache).
+    fn send_raw(&mut self, key: &ConnKey, seg: &SegOut) {
+        let (local, remote, ttl) = (key.local, key.remote, self.worker.ttl);
+        let _ = self.worker.tx.push_with(wire::MAX_HEADER, |buf| {
+            wire::build(buf, local, remote, seg, &[], ttl)
+        });
+    }
+
+    fn listener_input(&mut self, lid: ListenerId, key: ConnKey, p: &Parsed<'_>) {
+        let now = self.worker.now;
+        let f = p.flags;
+        if f & th::RST != 0 {
+            // A RST for a pending handshake removes it (syncache_chkrst; exact seq only).
+            if let Some(e) = self.syncache.get(&key) {
+                if p.seq == e.irs.wrapping_add(1) {
+                    self.syncache.remove(&key);
+                    self.syncache.stats_mut().reset += 1;
+                }
+            }
+            return;
+        }
+        if f & th::SYN != 0 && f & th::ACK == 0 {
+            if f & th::FIN != 0 && self.tunables.drop_synfin != 0 {
+                return;
+            }
+            self.syn_received(lid, key, p, now);
+            return;
+        }
+        if f & th::ACK == 0 || f & th::SYN != 0 {
+            return;
+        }
+        // The third segment of the handshake.
+        let entry = match self.syncache.get(&key).copied() {
+            Some(e) if p.ack == e.iss.wrapping_add(1) => {
+                self.syncache.take(&key);
+                Some(e)
+            }
+            Some(_) => None,
+            None if self.tunables.syncookies != 0 => {
+                self.cookies.maybe_rotate(now, &mut self.rng);
+                let irs = p.seq.wrapping_sub(1);
+                let iss = p.ack.wrapping_sub(1);
+                self.cookies.check(&key, irs, iss).map(|info| {
+                    self.stats.syncookies_recvd += 1;
+                    let mut e = SynCacheEntry::new(key, irs, iss, lid);
+                    e.peer_mss = info.mss;
+                    e.snd_wscale = info.wscale;
+                    e.rcv_wscale = self.rcv_wscale();
+                    e.sack_ok = info.sack_ok;
+                    // Timestamps are not encoded in our cookies: the connection goes on
+                    // without them unless the ACK carries one (RFC 7323 allows that only if
+                    // both sides sent it in the SYNs, so it does not).
+                    e
+                })
+            }
+            None => None,
+        };
+        let Some(entry) = entry else {
+            self.stats.out_rsts += 1;
+            let seg = SegOut {
+                seq: p.ack,
+                flags: th::RST,
+                ..Default::default()
+            };
+            self.send_raw(&key, &seg);
+            return;
+        };
+        let Some(l) = self.listeners.get(lid.0 as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        if l.accept_q.len() >= l.backlog {
+            self.stats.listen_overflows += 1;
+            self.stats.out_rsts += 1;
+            let seg = SegOut {
+                seq: p.ack,
+                flags: th::RST,
+                ..Default::default()
+            };
+            self.send_raw(&key, &seg);
+            return;
+        }
+        match self.conn_from_syncache(&entry) {
+            Ok(slot) => {
+                let seg = p.seg();
+                let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
+                self.after_call(slot);
+            }
+            Err(_) => {
+                self.stats.out_rsts += 1;
+                let seg = SegOut {
+                    seq: p.ack,
+                    flags: th::RST,
+                    ..Default::default()
+                };
+                self.send_raw(&key, &seg);
+            }
+        }
+    }
+
+    /// Our window-scale shift: enough for the largest receive buffer we may grow to
+    /// (FreeBSD: TCP_MAXWIN << scale covers sb_max).
+    pub(crate) fn rcv_wscale(&self) -> u8 {
+        let t = &self.tunables;
+        let max = (t.recvbuf_max as u64).max(t.recvspace as u64);
+        let mut s = 0u8;
+        while s < 14 && (65535u64 << s) < max {
+            s += 1;
+        }
+        s
+    }
+
+    fn syn_received(&mut self, lid: ListenerId, key: ConnKey, p: &Parsed<'_>, now: u64) {
+        let rfc1323 = self.tunables.rfc1323 != 0;
+        let mut e = SynCacheEntry::new(key, p.seq, self.isn(&key), lid);
+        e.peer_mss = if p.opts.has(to::MSS) {
+            p.opts.mss
+        } else {
+            self.tunables.mssdflt as u16
+        };
+        if rfc1323 && p.opts.has(to::WSCALE) {
+            e.snd_wscale = Some(p.opts.wscale.min(14));
+            e.rcv_wscale = self.rcv_wscale();
+        }
+        if rfc1323 && p.opts.has(to::TSTAMP) {
+            e.ts_recent = Some(p.opts.tsval);
+            e.ts_offset = self.ts_offset(&key);
+        }
+        e.sack_ok = self.tunables.sack_enable != 0 && p.opts.has(to::SACKPERM);
+        let use_cookie = self.tunables.syncookies_only != 0
+            || match self.syncache.insert(now, e) {
+                InsertOutcome::Inserted | InsertOutcome::BucketOverflow { .. } => false,
+                InsertOutcome::ReplacedDuplicate => {
+                    // A retransmitted SYN: answer with the same ISS.
+                    if let Some(old) = self.syncache.get(&key) {
+                        e = *old;
+                    }
+                    false
+                }
+                InsertOutcome::CacheFull => self.tunables.syncookies != 0,
+            };
+        if use_cookie {
+            self.cookies.maybe_rotate(now, &mut self.rng);
+            e.iss = self.cookies.generate(
+                &key,
+                e.irs,
+                e.peer_mss,
+                e.snd_wscale.map(|_| e.rcv_wscale),
+                e.sack_ok,
+            );
+            e.ts_recent = None;
+            self.stats.syncookies_sent += 1;
+        } else if self.syncache.get(&key).is_none() {
+            return; // cache full and no cookies: drop the SYN
+        }
+        self.send_synack(&e);
+    }
+
+    fn send_synack(&mut self, e: &SynCacheEntry) {
+        let mut o = TcpOpts {
+            flags: to::MSS,
+            mss: self.mss_for(e.key.local) as u16,
+            ..Default::default()
+        };
+        if e.snd_wscale.is_some() {
+            o.flags |= to::WSCALE;
+            o.wscale = e.rcv_wscale;
+        }
+        if e.sack_ok {
+            o.flags |= to::SACKPERM;
+        }
+        if let Some(tsecr) = e.ts_recent {
+            o.flags |= to::TSTAMP;
+            o.tsval = ((self.worker.now / 1_000_000) as u32).wrapping_add(e.ts_offset);
+            o.tsecr = tsecr;
+        }
+        let seg = SegOut {
+            seq: e.iss,
+            ack: e.irs.wrapping_add(1),
+            flags: th::SYN | th::ACK,
+            win: (self.tunables.recvspace as u32).min(65535) as u16,
+            opts: o,
+            ..Default::default()
+        };
+        self.send_raw(&e.key, &seg);
+    }
+
+    /// The connection a completed handshake makes (syncache_socket): SYN_RECEIVED with the
+    /// negotiated options, on the listener's stack and CC; its stack then processes the ACK.
+    fn conn_from_syncache(&mut self, e: &SynCacheEntry) -> Result<usize, Errno> {
+        let l = self.listeners[e.listener.0 as usize]
+            .as_ref()
+            .ok_or(Errno::ECONNABORTED)?;
+        let (stack, cc, listener_tp) = (l.stack.clone(), l.cc.clone(), l.tcpcb.clone());
+        let slot = self.alloc_conn(e.key)?;
+        let mss = self.mss_for(e.key.local);
+        let c = self.conns[slot].as_mut().ok_or(Errno::ENOMEM)?;
+        c.side.listener = Some(e.listener.0);
+        let tp = &mut c.ctx.tp;
+        tp.t_state = TcpState::SynReceived;
+        tp.iss = e.iss;
+        tp.irs = e.irs;
+        tp.snd_una = e.iss;
+        tp.snd_nxt = e.iss.wrapping_add(1);
+        tp.snd_max = tp.snd_nxt;
+        tp.rcv_nxt = e.irs.wrapping_add(1);
+        tp.rcv_adv = tp
+            .rcv_nxt
+            .wrapping_add((self.tunables.recvspace as u32).min(65535));
+        tp.snd_wl1 = e.irs;
+        tp.t_peer_mss = e.peer_mss as u32;
+        tp.t_maxseg = mss.min(e.peer_mss as u32).max(64);
+        if let Some(ws) = e.snd_wscale {
+            tp.t_flags |= tf::REQ_SCALE | tf::RCVD_SCALE;
+            tp.snd_scale = ws;
+            tp.rcv_scale = e.rcv_wscale;
+            tp.request_r_scale = e.rcv_wscale;
+        }
+        if let Some(ts) = e.ts_recent {
+            tp.t_flags |= tf::REQ_TSTMP | tf::RCVD_TSTMP;
+            tp.ts_recent = ts;
+            tp.ts_recent_age = self.worker.now;
+            tp.ts_offset = e.ts_offset;
+        }
+        if e.sack_ok {
+            tp.t_flags |= tf::SACK_PERMIT;
+        }
+        // Socket options set on the listener carry over (keepalive, nodelay, ...).
+        tp.t_flags |= listener_tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);
+        tp.t_flags2 |= listener_tp.t_flags2 & plugtcp_framework::tcpcb::tf2::KEEPALIVE;
+        tp.t_keepinit = listener_tp.t_keepinit;
+        tp.t_keepidle = listener_tp.t_keepidle;
+        tp.t_keepintvl = listener_tp.t_keepintvl;
+        tp.t_keepcnt = listener_tp.t_keepcnt;
+        self.attach_plugins(slot, stack, cc, Some(&listener_tp))?;
+        self.stats.passive_opens += 1;
+        Ok(slot)
+    }
+
+    /// Puts a new connection in the table and a slot.
+    pub(crate) fn alloc_conn(&mut self, key: ConnKey) -> Result<usize, Errno> {
+        let slot = self
+            .conns
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+        self.table.insert_conn(key, ConnId(slot as u32))?;
+        let t = &self.tunables;
+        let mut c = Conn::new(
+            slot,
+            self.mss_for(key.local),
+            t.sendspace as usize,
+            t.recvspace as usize,
+            self.registry.cc_globals,
+        );
+        c.side.local = key.local;
+        c.side.remote = key.remote;
+        self.conns[slot] = Some(c);
+        Ok(slot)
+    }
+
+    /// Attaches CC and stack to a new connection (the stack's `inherit` runs for accepted
+    /// connections).
+    pub(crate) fn attach_plugins(
+        &mut self,
+        slot: usize,
+        stack: Option<Arc<crate::registry::BlockEntry>>,
+        cc: Option<Arc<crate::registry::CcEntry>>,
+        listener: Option<&plugtcp_framework::Tcpcb>,
+    ) -> Result<(), Errno> {
+        let snap = self.registry.load_full();
+        let stack = stack
+            .filter(|s| !s.being_removed())
+            .or_else(|| snap.default_block.clone())
+            .ok_or(Errno::ENOENT)?;
+        let cc = cc
+            .filter(|c| !c.being_removed())
+            .or_else(|| snap.default_cc.clone());
+        let r = self.with_conn(slot, |c, w| {
+            if let Some(cc) = cc {
+                c.set_cc(cc)?;
+            }
+            c.switch_stack(w, stack)?;
+            if let Some(ltp) = listener {
+                c.inherit(w, ltp)?;
+            }
+            Ok(())
+        });
+        if r.is_err() {
+            self.free_conn(slot);
+        }
+        r
+    }
+
+    /// Handles what the stack reported during a call, and frees connections that are done.
+    pub(crate) fn after_call(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut closed = false;
+        let mut connected = false;
+        for ev in c.side.events.drain(..) {
+            match ev {
+                ConnEvent::Closed => closed = true,
+                ConnEvent::Connected => connected = true,
+                _ => {}
+            }
+        }
+        if connected {
+            if let Some(lid) = c.side.listener {
+                if let Some(l) = self
+                    .listeners
+                    .get_mut(lid as usize)
+                    .and_then(Option::as_mut)
+                {
+                    l.accept_q.push_back(slot);
+                }
+            } else {
+                self.stats.active_opens += 1;
+            }
+        }
+        let c = self.conns[slot]
+            .as_ref()
+            .map(|c| (c.side.user_closed, c.side.listener, c.state()));
+        if let Some((user_closed, listener, state)) = c {
+            // Gone, and nobody will read its status: free it. An accepted connection that
+            // dies in the accept queue is freed and taken out of the queue.
+            let queued = listener.is_some_and(|lid| {
+                self.listeners
+                    .get(lid as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|l| l.accept_q.contains(&slot))
+            });
+            if (closed || state == TcpState::Closed) && (user_closed || queued) {
+                if let Some(lid) = listener {
+                    if let Some(l) = self
+                        .listeners
+                        .get_mut(lid as usize)
+                        .and_then(Option::as_mut)
+                    {
+                        l.accept_q.retain(|&s| s != slot);
+                    }
+                }
+                self.free_conn(slot);
+            }
+        }
+    }
+
+    /// Takes a connection out of the table and frees it.
+    pub(crate) fn free_conn(&mut self, slot: usize) {
+        if let Some(c) = self.conns.get(slot).and_then(Option::as_ref) {
+            let key = ConnKey::new(c.side.local, c.side.remote);
+            self.table.remove_conn(&key);
+        }
+        self.close_conn(slot);
+    }
+
+    /// SYN cache timers: retransmit SYN-ACKs, expire stale entries.
+    pub(crate) fn syncache_timers(&mut self, now: u64) {
+        let mut evs = std::mem::take(&mut self.sc_events);
+        self.syncache.expire(now, &mut evs);
+        for ev in evs.drain(..) {
+            if let SynCacheEvent::Retransmit(key) = ev {
+                if let Some(e) = self.syncache.get(&key).copied() {
+                    self.send_synack(&e);
+                }
+            }
+        }
+        self.sc_events = evs;
+    }
+}

@@ -1,0 +1,450 @@
+//! The application side of a connection (FreeBSD tcp_usrreq.c): listen, connect, accept,
+//! send, receive, shutdown, close, abort, socket options. Sans-IO: these queue work and let
+//! the stack send; the caller's driver moves packets and time.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use plugtcp_framework::sockopt::{self, SockOpt, SockOptDir};
+use plugtcp_framework::stack::TcpInfo;
+use plugtcp_framework::tcpcb::{tf, tf2};
+use plugtcp_framework::{Errno, TcpState, Tcpcb};
+
+use crate::registry::{BlockEntry, CcEntry};
+use crate::socket::table::ConnKey;
+use crate::Host;
+
+/// A listening socket.
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub backlog: usize,
+    /// Established connections waiting for accept (so_comp).
+    pub accept_q: VecDeque<usize>,
+    /// The stack and CC new connections get (the listener's, FreeBSD
+    /// functions_inherit_listen_socket_stack).
+    pub stack: Option<Arc<BlockEntry>>,
+    pub cc: Option<Arc<CcEntry>>,
+    /// Socket options set on the listener, inherited by its connections.
+    pub tcpcb: Tcpcb,
+}
+
+/// Which directions `shutdown` closes.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Shutdown {
+    Read,
+    Write,
+    Both,
+}
+
+impl Host {
+    /// Listens on `addr` (port 0 picks one); `backlog` bounds the accept queue.
+    pub fn listen(&mut self, addr: SocketAddr, backlog: usize) -> Result<usize, Errno> {
+        let lid = self.table.bind_listener(addr, false)?;
+        let idx = lid.0 as usize;
+        if self.listeners.len() <= idx {
+            self.listeners.resize_with(idx + 1, || None);
+        }
+        let snap = self.registry.load_full();
+        let inherit = self.tunables.functions_inherit_listen_socket_stack != 0;
+        let bound = self.table.listener_addr(lid).unwrap_or(addr);
+        let mut tp = Tcpcb::new(self.mss_for(bound));
+        tp.t_state = TcpState::Listen;
+        self.listeners[idx] = Some(Listener {
+            addr: bound,
+            backlog: backlog.max(1),
+            accept_q: VecDeque::new(),
+            stack: if inherit {
+                snap.default_block.clone()
+            } else {
+                None
+            },
+            cc: snap.default_cc.clone(),
+            tcpcb: tp,
+        });
+        Ok(idx)
+    }
+
+    /// The address a listener is bound to (with the port chosen for port 0).
+    pub fn listener_addr(&self, lid: usize) -> Option<SocketAddr> {
+        self.listeners.get(lid)?.as_ref().map(|l| l.addr)
+    }
+
+    /// Sets the stack new connections of this listener get (TCP_FUNCTION_BLK on a listener).
+    pub fn set_listener_stack(&mut self, lid: usize, name: &str) -> Result<(), Errno> {
+        let b = self.registry.snapshot().block(name)?.clone();
+        self.listeners
+            .get_mut(lid)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?
+            .stack = Some(b);
+        Ok(())
+    }
+
+    /// Sets the CC module new connections of this listener get (TCP_CONGESTION).
+    pub fn set_listener_cc(&mut self, lid: usize, name: &str) -> Result<(), Errno> {
+        let c = self.registry.snapshot().cc(name)?.clone();
+        self.listeners
+            .get_mut(lid)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?
+            .cc = Some(c);
+        Ok(())
+    }
+
+    /// The next established connection of a listener; EAGAIN when none is waiting.
+    pub fn accept(&mut self, lid: usize) -> Result<usize, Errno> {
+        let l = self
+            .listeners
+            .get_mut(lid)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        l.accept_q.pop_front().ok_or(Errno::EAGAIN)
+    }
+
+    /// Closes a listener: pending connections in its queue are reset.
+    pub fn close_listener(&mut self, lid: usize) {
+        if let Some(l) = self.listeners.get_mut(lid).and_then(Option::take) {
+            self.table
+                .remove_listener(crate::socket::table::ListenerId(lid as u32));
+            for slot in l.accept_q {
+                self.abort(slot);
+            }
+        }
+    }
+
+    /// Active open to `remote` from `local` (or this host's first address of the family,
+    /// with an ephemeral port): SYN_SENT, and the stack sends the SYN.
+    pub fn connect(
+        &mut self,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Result<usize, Errno> {
+        let local = match local {
+            Some(l) if l.port() != 0 => l,
+            Some(l) => SocketAddr::new(l.ip(), self.table.connect_port(l.ip(), remote)?),
+            None => {
+                let ip = self
+                    .local_addr_for(remote.ip())
+                    .ok_or(Errno::EADDRNOTAVAIL)?;
+                SocketAddr::new(ip, self.table.connect_port(ip, remote)?)
+            }
+        };
+        let key = ConnKey::new(local, remote);
+        let slot = self.alloc_conn(key)?;
+        let iss = self.isn(&key);
+        let ts_offset = self.ts_offset(&key);
+        let wscale = self.rcv_wscale();
+        let t = self.tunables.clone();
+        let c = self.conns[slot].as_mut().ok_or(Errno::ENOMEM)?;
+        let tp = &mut c.ctx.tp;
+        tp.t_state = TcpState::SynSent;
+        tp.iss = iss;
+        tp.snd_una = iss;
+        tp.snd_nxt = iss;
+        tp.snd_max = iss;
+        tp.snd_recover = iss;
+        tp.t_starttime = self.worker.now;
+        if t.rfc1323 != 0 {
+            tp.t_flags |= tf::REQ_SCALE | tf::REQ_TSTMP;
+            tp.request_r_scale = wscale;
+            tp.ts_offset = ts_offset;
+        }
+        self.attach_plugins(slot, None, None, None)?;
+        let _ = self.with_conn(slot, |c, w| c.output(w));
+        self.after_call(slot);
+        Ok(slot)
+    }
+
+    /// Queues `data` for sending; returns how much fit in the send buffer (EAGAIN when none
+    /// did). EPIPE after shutdown, the connection's error once it failed, ENOTCONN when it
+    /// never connected.
+    pub fn send(&mut self, slot: usize, data: &[u8]) -> Result<usize, Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        if c.ctx.tp.t_softerror != 0 {
+            return Err(Errno(c.ctx.tp.t_softerror));
+        }
+        let tp = &c.ctx.tp;
+        if c.side.wr_shut
+            || matches!(
+                tp.t_state,
+                TcpState::FinWait1
+                    | TcpState::FinWait2
+                    | TcpState::Closing
+                    | TcpState::LastAck
+                    | TcpState::TimeWait
+            )
+        {
+            return Err(Errno::EPIPE);
+        }
+        if tp.t_state == TcpState::Closed {
+            return Err(Errno::ENOTCONN);
+        }
+        let n = c.side.snd.append(&mut self.worker.pool, data);
+        if n == 0 && !data.is_empty() {
+            return Err(Errno::EAGAIN);
+        }
+        let _ = self.with_conn(slot, |c, w| c.output(w));
+        self.after_call(slot);
+        Ok(n)
+    }
+
+    /// Reads received bytes. Ok(0) at end of stream (the peer's FIN); EAGAIN when nothing is
+    /// there yet; the connection's error (ECONNRESET, ETIMEDOUT, ...) once it failed.
+    pub fn recv(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        let n = c.side.rcv.read(&mut self.worker.pool, buf);
+        if n > 0 {
+            // tcp_usr_rcvd: the window may have opened enough to tell the peer.
+            let _ = self.with_conn(slot, |c, w| c.output(w));
+            self.after_call(slot);
+            return Ok(n);
+        }
+        let tp = &c.ctx.tp;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if tp.t_softerror != 0 {
+            return Err(Errno(tp.t_softerror));
+        }
+        if tp.t_flags2 & tf2::FIN_RCVD != 0 || c.side.rd_shut {
+            return Ok(0);
+        }
+        if tp.t_state == TcpState::Closed {
+            return Err(Errno::ENOTCONN);
+        }
+        Err(Errno::EAGAIN)
+    }
+
+    /// Bytes waiting to be read (SIOCINQ / FIONREAD).
+    pub fn readable(&self, slot: usize) -> usize {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map_or(0, |c| c.side.rcv.readable())
+    }
+
+    /// Bytes not yet acknowledged by the peer (SIOCOUTQ).
+    pub fn unacked(&self, slot: usize) -> usize {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map_or(0, |c| c.side.snd.len())
+    }
+
+    /// tcp_usrclosed: closing our direction moves the state machine and the stack sends
+    /// the FIN after the data.
+    pub fn shutdown(&mut self, slot: usize, how: Shutdown) -> Result<(), Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            c.side.rd_shut = true;
+            let pool = &mut self.worker.pool;
+            c.side.rcv.clear(pool);
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !c.side.wr_shut {
+            c.side.wr_shut = true;
+            let tp = &mut c.ctx.tp;
+            match tp.t_state {
+                TcpState::Closed | TcpState::Listen => return Err(Errno::ENOTCONN),
+                TcpState::SynSent => {
+                    // Nothing was established: just go away (FreeBSD tcp_close).
+                    tp.t_state = TcpState::Closed;
+                    c.side.user_closed = true;
+                    self.free_conn(slot);
+                    return Ok(());
+                }
+                TcpState::SynReceived | TcpState::Established => tp.t_state = TcpState::FinWait1,
+                TcpState::CloseWait => tp.t_state = TcpState::LastAck,
+                _ => {}
+            }
+            let _ = self.with_conn(slot, |c, w| c.output(w));
+            self.after_call(slot);
+        }
+        Ok(())
+    }
+
+    /// close(2): shutdown both ways; the connection lingers until the FIN handshake ends and
+    /// is freed then. Unread data makes it an abort with RST (FreeBSD soclose/tcp_disconnect).
+    pub fn close(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        c.side.user_closed = true;
+        c.ctx.tp.t_flags |= tf::CLOSED;
+        if c.side.rcv.readable() > 0 && c.ctx.tp.t_state.have_established() {
+            self.abort(slot);
+            return;
+        }
+        let state = c.ctx.tp.t_state;
+        if state == TcpState::Closed {
+            self.free_conn(slot);
+            return;
+        }
+        let _ = self.shutdown(slot, Shutdown::Write);
+        self.after_call(slot);
+    }
+
+    /// Drops the connection with a RST (tcp_drop), and frees it.
+    pub fn abort(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let tp = &c.ctx.tp;
+        if tp.t_state.have_established() || tp.t_state == TcpState::SynReceived {
+            let seg = plugtcp_framework::segment::SegOut {
+                seq: tp.snd_nxt,
+                ack: tp.rcv_nxt,
+                flags: plugtcp_framework::segment::th::RST | plugtcp_framework::segment::th::ACK,
+                ..Default::default()
+            };
+            let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
+            let _ = self.worker.tx.push_with(crate::wire::MAX_HEADER, |buf| {
+                crate::wire::build(buf, local, remote, &seg, &[], ttl)
+            });
+            self.stats.out_rsts += 1;
+        }
+        self.free_conn(slot);
+    }
+
+    pub fn state(&self, slot: usize) -> Option<TcpState> {
+        self.conns.get(slot)?.as_ref().map(|c| c.state())
+    }
+
+    pub fn tcpcb(&self, slot: usize) -> Option<&Tcpcb> {
+        self.conns.get(slot)?.as_ref().map(|c| &c.ctx.tp)
+    }
+
+    /// TCP_INFO.
+    pub fn tcp_info(&mut self, slot: usize) -> Result<TcpInfo, Errno> {
+        self.with_conn(slot, |c, w| c.info(w))
+    }
+
+    /// setsockopt: the host's own options (keepalive, timeouts, buffers, stack and CC
+    /// choice), the rest to the stack.
+    pub fn setsockopt(
+        &mut self,
+        slot: usize,
+        level: i32,
+        name: i32,
+        val: &[u8],
+    ) -> Result<(), Errno> {
+        let mut buf = val.to_vec();
+        let len = buf.len() as u32;
+        let mut opt = SockOpt {
+            level,
+            name,
+            dir: SockOptDir::Set,
+            val: (&mut buf[..]).into(),
+            len,
+        };
+        match (level, name) {
+            (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
+                let name = std::str::from_utf8(val)
+                    .map_err(|_| Errno::EINVAL)?
+                    .trim_end_matches('\0');
+                let cc = self.registry.snapshot().cc(name)?.clone();
+                self.with_conn(slot, |c, _| c.set_cc(cc))
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
+                let name = std::str::from_utf8(val)
+                    .map_err(|_| Errno::EINVAL)?
+                    .trim_end_matches('\0');
+                let b = self.registry.snapshot().block(name)?.clone();
+                self.with_conn(slot, |c, w| c.switch_stack(w, b))
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_CCALGOOPT) => {
+                if val.len() > sockopt::TCP_CCALGOOPT_MAX {
+                    return Err(Errno::EINVAL);
+                }
+                self.with_conn(slot, |c, _| c.cc_ctl(&mut opt))
+            }
+            (
+                sockopt::IPPROTO_TCP,
+                sockopt::TCP_KEEPINIT
+                | sockopt::TCP_KEEPIDLE
+                | sockopt::TCP_KEEPINTVL
+                | sockopt::TCP_KEEPCNT
+                | sockopt::TCP_USER_TIMEOUT,
+            ) => {
+                let v = opt.int()?;
+                if v < 0 || (name != sockopt::TCP_USER_TIMEOUT && v == 0) {
+                    return Err(Errno::EINVAL);
+                }
+                let c = self
+                    .conns
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                let tp = &mut c.ctx.tp;
+                // Seconds, as tcp(4) takes them, except TCP_KEEPCNT (a count) and
+                // TCP_USER_TIMEOUT (milliseconds, Linux).
+                let ms = (v as u32).saturating_mul(1000);
+                match name {
+                    sockopt::TCP_KEEPINIT => tp.t_keepinit = ms,
+                    sockopt::TCP_KEEPIDLE => tp.t_keepidle = ms,
+                    sockopt::TCP_KEEPINTVL => tp.t_keepintvl = ms,
+                    sockopt::TCP_KEEPCNT => tp.t_keepcnt = v as u32,
+                    _ => tp.t_user_timeout = v as u32,
+                }
+                Ok(())
+            }
+            (sockopt::SOL_SOCKET, SO_KEEPALIVE) => {
+                let on = opt.int()? != 0;
+                let c = self
+                    .conns
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                if on {
+                    c.ctx.tp.t_flags2 |= tf2::KEEPALIVE;
+                } else {
+                    c.ctx.tp.t_flags2 &= !tf2::KEEPALIVE;
+                }
+                Ok(())
+            }
+            (sockopt::SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => {
+                let v = opt.int()?;
+                if v <= 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let c = self
+                    .conns
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                if name == SO_SNDBUF {
+                    c.side.snd.set_hiwat(v as usize);
+                } else {
+                    c.side.rcv.set_hiwat(v as usize);
+                }
+                Ok(())
+            }
+            _ => self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt)),
+        }
+    }
+
+    /// This host's first address of `remote`'s family.
+    pub(crate) fn local_addr_for(&self, remote: IpAddr) -> Option<IpAddr> {
+        self.addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+    }
+}
+
+/// SOL_SOCKET option names (FreeBSD values).
+pub const SO_KEEPALIVE: i32 = 0x0008;
+pub const SO_SNDBUF: i32 = 0x1001;
+pub const SO_RCVBUF: i32 = 0x1002;

@@ -1,0 +1,568 @@
+//! tcp_input: one incoming segment for a connection the host has demultiplexed (RFC 9293
+//! section 3.10.7, with RFC 7323, RFC 2018/6675 and RFC 5961).
+
+use plugtcp_framework::cc::{CC_ACK, CC_DUPACK, CC_NDUPACK};
+use plugtcp_framework::segment::{th, to, SegIn};
+use plugtcp_framework::seq::{seq_geq, seq_gt, seq_leq, seq_lt};
+use plugtcp_framework::stack::{tt, ConnEvent, StackCtx};
+use plugtcp_framework::tcpcb::{tf, tf2};
+use plugtcp_framework::{Errno, TcpState};
+
+use crate::output::{self, data_start, send_ack, send_rst, send_seg, syn_unacked, ts_on};
+use crate::{ctr, tcp_close, Base};
+
+/// Duplicate ACKs that start fast retransmit (RFC 5681 DupThresh).
+const DUPTHRESH: u32 = 3;
+
+pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
+    let now = cx.host.now();
+    cx.tp.t_rcvtime = now;
+    cx.tp.t_rcv_segs += 1;
+    base.keep_probes = 0;
+    match cx.tp.t_state {
+        TcpState::Closed | TcpState::Listen => return,
+        TcpState::SynSent => return syn_sent(base, cx, seg),
+        _ => {}
+    }
+    if cx.tp.t_state.have_established() && keepalive_on(cx) {
+        let idle = keepidle_ns(cx);
+        cx.host.timer_start(tt::KEEP, idle);
+    }
+    let flags = seg.flags;
+    let mut seq = seg.seq;
+    let mut data: &[u8] = &seg.payload;
+    let mut fin = flags & th::FIN != 0;
+
+    // RFC 7323 PAWS: an old timestamp means an old duplicate.
+    let has_ts = seg.opts.has(to::TSTAMP) && ts_on(&cx.tp);
+    if has_ts
+        && flags & th::RST == 0
+        && cx.tp.ts_recent != 0
+        && seq_lt(seg.opts.tsval, cx.tp.ts_recent)
+    {
+        cx.count(ctr::PAWSDROP, 1);
+        cx.tp.t_flags |= tf::ACKNOW;
+        output::tcp_output(base, cx);
+        return;
+    }
+
+    // Acceptability (RFC 9293 3.10.7.4, first check).
+    let tp = &cx.tp;
+    let wnd = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
+        tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
+    } else {
+        0
+    }
+    .max(cx.host.rcv_space());
+    let seg_len = data.len() as u32 + (flags & th::SYN != 0) as u32 + fin as u32;
+    let in_wnd = |s: u32| seq_geq(s, tp.rcv_nxt) && seq_lt(s, tp.rcv_nxt.wrapping_add(wnd));
+    let acceptable = match (seg_len, wnd) {
+        (0, 0) => seq == tp.rcv_nxt,
+        (0, _) => in_wnd(seq),
+        (_, 0) => false,
+        (l, _) => in_wnd(seq) || in_wnd(seq.wrapping_add(l - 1)),
+    };
+    // RFC 5961 3.2: a RST is honoured only at exactly rcv_nxt; in the window it earns a
+    // challenge ACK.
+    if flags & th::RST != 0 {
+        let exact = seq == cx.tp.rcv_nxt || (cx.tun().insecure_rst != 0 && acceptable);
+        if exact {
+            let err = match cx.tp.t_state {
+                TcpState::SynReceived => Errno::ECONNREFUSED,
+                TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => Errno(0),
+                _ => Errno::ECONNRESET,
+            };
+            cx.tp.t_softerror = err.0;
+            tcp_close(cx);
+        } else if acceptable {
+            challenge_ack(base, cx);
+        }
+        return;
+    }
+    if !acceptable {
+        // Old duplicate or beyond the window: re-ACK (RFC 9293), which also answers a
+        // retransmitted FIN in TIME_WAIT.
+        if data.len() as u32 > 0 && seq_geq(seq, cx.tp.rcv_nxt) {
+            cx.count(ctr::RCVAFTERWIN, 1);
+        }
+        if cx.tp.t_state == TcpState::TimeWait && fin {
+            restart_2msl(cx);
+        }
+        cx.tp.t_flags |= tf::ACKNOW;
+        output::tcp_output(base, cx);
+        return;
+    }
+    // RFC 5961 4.2: a SYN on a synchronized connection earns a challenge ACK.
+    if flags & th::SYN != 0 {
+        if cx.tun().insecure_syn != 0 && cx.tp.t_state != TcpState::SynReceived {
+            cx.tp.t_softerror = Errno::ECONNRESET.0;
+            crate::tcp_drop(cx, Errno::ECONNRESET);
+        } else if cx.tp.t_state != TcpState::SynReceived {
+            challenge_ack(base, cx);
+        }
+        return;
+    }
+    if flags & th::ACK == 0 {
+        return;
+    }
+
+    // Trim what we already have at the front.
+    let rcv_nxt = cx.tp.rcv_nxt;
+    if seq_lt(seq, rcv_nxt) {
+        let dup = rcv_nxt.wrapping_sub(seq);
+        if dup as usize >= data.len() {
+            // All old data: a FIN in it is old too unless it sits exactly at rcv_nxt.
+            if fin && seq.wrapping_add(data.len() as u32) != rcv_nxt {
+                fin = false;
+            }
+            data = &[];
+            cx.tp.t_flags |= tf::ACKNOW;
+        } else {
+            data = &data[dup as usize..];
+        }
+        seq = rcv_nxt;
+    }
+    // Trim what lies beyond the window.
+    if data.len() as u32 > wnd {
+        data = &data[..wnd as usize];
+        fin = false;
+        cx.count(ctr::RCVAFTERWIN, 1);
+    }
+
+    if !ack_processing(base, cx, seg, data.len() as u32) {
+        return;
+    }
+
+    // RFC 7323 4.3: remember the peer's timestamp from a segment covering Last.ACK.sent.
+    if has_ts && seq_leq(seg.seq, base.last_ack_sent) {
+        cx.tp.ts_recent = seg.opts.tsval;
+        cx.tp.ts_recent_age = now;
+    }
+
+    if !data.is_empty() || fin {
+        receive_data(base, cx, seq, data, fin);
+    }
+    output::tcp_output(base, cx);
+}
+
+/// RFC 5961 challenge ACK, throttled (FreeBSD ack_war_timewindow / ack_war_cnt).
+fn challenge_ack(base: &mut Base, cx: &mut StackCtx) {
+    let now = cx.host.now();
+    let t = cx.tun();
+    let window = t.ack_war_timewindow as u64 * 1_000_000;
+    if now.saturating_sub(base.ack_war_start) >= window {
+        base.ack_war_start = now;
+        base.ack_war_count = 0;
+    }
+    if t.ack_war_cnt == 0 || base.ack_war_count < t.ack_war_cnt {
+        base.ack_war_count += 1;
+        cx.count(ctr::CHALLENGE_ACK, 1);
+        send_ack(base, cx);
+    }
+}
+
+/// ACK field processing; false when the segment must go no further.
+fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32) -> bool {
+    let ack = seg.ack;
+    let now = cx.host.now();
+    if cx.tp.t_state == TcpState::SynReceived {
+        if seq_gt(ack, cx.tp.snd_una) && seq_leq(ack, cx.tp.snd_max) {
+            established(base, cx);
+            cx.tp.snd_wnd = (seg.win as u32) << cx.tp.snd_scale;
+            cx.tp.snd_wl1 = seg.seq;
+            cx.tp.snd_wl2 = ack;
+            cx.tp.max_sndwnd = cx.tp.max_sndwnd.max(cx.tp.snd_wnd);
+        } else {
+            send_rst(cx, ack, 0, false);
+            return false;
+        }
+    }
+    let tp = &cx.tp;
+    if seq_gt(ack, tp.snd_max) {
+        // ACK of data never sent.
+        cx.tp.t_flags |= tf::ACKNOW;
+        output::tcp_output(base, cx);
+        return false;
+    }
+    // SACK blocks (RFC 2018, D-SACK RFC 2883) update the scoreboard before loss detection.
+    let mut sack_news = 0;
+    if tp.t_flags & tf::SACK_PERMIT != 0 && seg.opts.has(to::SACK) {
+        let r = base
+            .sack
+            .update(tp.snd_una, tp.snd_max, seg.opts.sack_blocks());
+        sack_news = r.new_sacked_bytes;
+        if let Some(d) = r.dsack {
+            cx.tp.t_dsack_bytes += d.end.wrapping_sub(d.start) as u64;
+        }
+    }
+    let tp = &cx.tp;
+    let new_wnd = (seg.win as u32) << tp.snd_scale;
+    if seq_leq(ack, tp.snd_una) {
+        let dupack = ack == tp.snd_una
+            && tlen == 0
+            && seg.flags & th::FIN == 0
+            && new_wnd == tp.snd_wnd
+            && tp.snd_max != tp.snd_una;
+        if dupack {
+            on_dupack(base, cx, sack_news > 0);
+        } else {
+            cx.tp.t_dupacks = 0;
+        }
+    } else {
+        on_new_ack(base, cx, ack, now);
+        if cx.tp.t_state == TcpState::Closed {
+            return false;
+        }
+    }
+    // Window update (RFC 9293 3.10.7.4, SND.WL1/WL2).
+    let tp = &mut cx.tp;
+    if seq_lt(tp.snd_wl1, seg.seq) || (tp.snd_wl1 == seg.seq && seq_leq(tp.snd_wl2, ack)) {
+        let opened = tp.snd_wnd == 0 && new_wnd > 0;
+        tp.snd_wnd = new_wnd;
+        tp.snd_wl1 = seg.seq;
+        tp.snd_wl2 = ack;
+        tp.max_sndwnd = tp.max_sndwnd.max(new_wnd);
+        if new_wnd == 0 {
+            tp.t_sndzerowin += 1;
+        }
+        if opened {
+            base.persist_shift = 0;
+            cx.host.timer_stop(tt::PERSIST);
+            // Resume from the first unacknowledged byte: the probe byte may sit beyond it.
+            if seq_lt(cx.tp.snd_una, cx.tp.snd_nxt) && cx.host.timer_remaining(tt::REXMT).is_none()
+            {
+                cx.tp.snd_nxt = cx.tp.snd_una;
+            }
+        }
+    }
+    true
+}
+
+fn on_dupack(base: &mut Base, cx: &mut StackCtx, sacked_something: bool) {
+    let tp = &mut cx.tp;
+    tp.t_dupacks += 1;
+    cx.count(ctr::RCVDUPACK, 1);
+    let tp = &cx.tp;
+    let sack = tp.t_flags & tf::SACK_PERMIT != 0;
+    let mss = output::max_payload(tp);
+    if tp.in_fastrecovery() {
+        if !sack {
+            // NewReno: inflate by one segment per dupack (RFC 6582).
+            cx.tp.snd_cwnd = cx.tp.snd_cwnd.saturating_add(mss);
+        }
+        let abc = cx.tun().abc_l_var;
+        cx.cc.on_ack(&mut cx.tp, CC_DUPACK, 0, 1, abc);
+        output::tcp_output(base, cx);
+        return;
+    }
+    let lost = tp.t_dupacks >= DUPTHRESH
+        || (sack && sacked_something && base.sack.is_lost(tp.snd_una, DUPTHRESH, mss));
+    if lost {
+        enter_recovery(base, cx);
+    } else {
+        let abc = cx.tun().abc_l_var;
+        cx.cc.on_ack(&mut cx.tp, CC_DUPACK, 0, 1, abc);
+        // RFC 3042 limited transmit: up to two new segments beyond cwnd.
+        let tp = &mut cx.tp;
+        let saved = tp.snd_cwnd;
+        tp.snd_cwnd = saved.saturating_add(tp.t_dupacks.min(2) * mss);
+        output::tcp_output(base, cx);
+        cx.tp.snd_cwnd = saved;
+    }
+}
+
+fn enter_recovery(base: &mut Base, cx: &mut StackCtx) {
+    let sack = cx.tp.t_flags & tf::SACK_PERMIT != 0;
+    let mss = output::max_payload(&cx.tp);
+    cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
+    base.rtt_timer.invalidate();
+    base.high_rxt = cx.tp.snd_una;
+    cx.count(ctr::SACK_RECOVERY, 1);
+    let tp = &mut cx.tp;
+    if sack {
+        // RFC 6675: cwnd = ssthresh; then retransmit the first lost segment at once.
+        tp.snd_cwnd = tp.snd_ssthresh;
+    } else {
+        tp.snd_cwnd = tp.snd_ssthresh.saturating_add(DUPTHRESH * mss);
+    }
+    retransmit_first(base, cx);
+    output::tcp_output(base, cx);
+}
+
+/// Fast retransmit: the segment at snd_una.
+fn retransmit_first(base: &mut Base, cx: &mut StackCtx) {
+    let tp = &cx.tp;
+    let mss = output::max_payload(tp);
+    let una = tp.snd_una;
+    let dstart = data_start(tp);
+    let data_end = dstart.wrapping_add(cx.host.snd_len());
+    let len = data_end.wrapping_sub(una).min(mss);
+    let fin = output::fin_wanted(tp)
+        && tp.t_flags & tf::SENTFIN != 0
+        && una.wrapping_add(len) == data_end;
+    if len > 0 || fin {
+        base.high_rxt = una.wrapping_add(len);
+        send_seg(base, cx, una, if fin { th::FIN } else { 0 }, len);
+    }
+}
+
+fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
+    let tp = &mut cx.tp;
+    let acked = ack.wrapping_sub(tp.snd_una);
+    let mut data_acked = acked;
+    if syn_unacked(tp) {
+        data_acked -= 1;
+    }
+    let fin_acked = tp.t_flags & tf::SENTFIN != 0 && ack == tp.snd_max && output::fin_wanted(tp);
+    if fin_acked {
+        data_acked = data_acked.saturating_sub(1);
+    }
+    data_acked = data_acked.min(cx.host.snd_len());
+    cx.host.snd_drop(data_acked);
+    if data_acked > 0 {
+        cx.host.event(ConnEvent::Writable);
+    }
+    if let Some(sample_us) = base.rtt_timer.on_ack(ack, now) {
+        base.rtt.sample(sample_us);
+        let (shift, flight) = (cx.tp.t_rxtshift, cx.tp.flight_size());
+        cx.cc.rttsample(&mut cx.tp, sample_us, shift, flight);
+    }
+    let tp = &mut cx.tp;
+    tp.t_rxtshift = 0;
+    let in_fr = tp.in_fastrecovery();
+    if in_fr && seq_geq(ack, tp.snd_recover) {
+        tp.snd_una = ack;
+        cx.cc.on_post_recovery(&mut cx.tp);
+    } else if in_fr {
+        // Partial ACK (RFC 6582 / RFC 6675): more holes to fill.
+        tp.snd_una = ack;
+        if tp.t_flags & tf::SACK_PERMIT == 0 {
+            let mss = output::max_payload(tp);
+            tp.snd_cwnd = tp.snd_cwnd.saturating_sub(acked).saturating_add(mss);
+            retransmit_first(base, cx);
+        }
+    } else {
+        if tp.in_congrecovery() && seq_geq(ack, tp.snd_recover) {
+            tp.t_flags &= !tf::CONGRECOVERY;
+        }
+        tp.snd_una = ack;
+        let abc = cx.tun().abc_l_var;
+        cx.cc.on_ack(&mut cx.tp, CC_ACK, acked, 1, abc);
+    }
+    let tp = &mut cx.tp;
+    tp.t_dupacks = 0;
+    if seq_lt(tp.snd_nxt, tp.snd_una) {
+        tp.snd_nxt = tp.snd_una;
+    }
+    if seq_lt(base.high_rxt, tp.snd_una) {
+        base.high_rxt = tp.snd_una;
+    }
+    base.sack.on_cumack(tp.snd_una);
+    base.publish_rtt(tp);
+    if tp.snd_una == tp.snd_max {
+        cx.host.timer_stop(tt::REXMT);
+    } else {
+        cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+    }
+    if fin_acked {
+        match cx.tp.t_state {
+            TcpState::FinWait1 => {
+                cx.tp.t_state = TcpState::FinWait2;
+            }
+            TcpState::Closing => enter_time_wait(cx),
+            TcpState::LastAck => tcp_close(cx),
+            _ => {}
+        }
+    }
+}
+
+/// Incoming data and FIN for a synchronized connection.
+fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
+    let accepts_data = matches!(
+        cx.tp.t_state,
+        TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived
+    );
+    let mut fin_in_order = false;
+    if accepts_data && !data.is_empty() {
+        let tp = &cx.tp;
+        if seq == tp.rcv_nxt {
+            let n = cx.host.rcv_write(0, data);
+            let more = base.reass.take_contiguous(tp.rcv_nxt.wrapping_add(n));
+            cx.host.rcv_commit(n + more);
+            let tp = &mut cx.tp;
+            tp.rcv_nxt = tp.rcv_nxt.wrapping_add(n + more);
+            tp.t_rcv_bytes += (n + more) as u64;
+            cx.host.event(ConnEvent::Readable);
+            fin_in_order = fin && n as usize == data.len() && more == 0;
+            if more > 0 || !base.reass.is_empty() {
+                // Filling a hole: ACK at once (RFC 5681 4.2).
+                cx.tp.t_flags |= tf::ACKNOW;
+            } else {
+                delay_ack(base, cx);
+            }
+        } else {
+            let off = seq.wrapping_sub(tp.rcv_nxt);
+            let n = cx.host.rcv_write(off, data);
+            if n > 0 {
+                base.reass.insert(tp.rcv_nxt, seq, n);
+            }
+            cx.tp.t_rcvoopack += 1;
+            cx.count(ctr::RCVOOPACK, 1);
+            cx.tp.t_flags |= tf::ACKNOW;
+        }
+    } else if fin && seq == cx.tp.rcv_nxt {
+        fin_in_order = true;
+    }
+    if fin_in_order && cx.tp.t_flags2 & tf2::FIN_RCVD == 0 {
+        let tp = &mut cx.tp;
+        tp.rcv_nxt = tp.rcv_nxt.wrapping_add(1);
+        tp.t_flags2 |= tf2::FIN_RCVD;
+        tp.t_flags |= tf::ACKNOW;
+        base.rcvd_fin = true;
+        cx.host.event(ConnEvent::Readable);
+        match cx.tp.t_state {
+            TcpState::SynReceived | TcpState::Established => cx.tp.t_state = TcpState::CloseWait,
+            TcpState::FinWait1 => cx.tp.t_state = TcpState::Closing,
+            TcpState::FinWait2 => enter_time_wait(cx),
+            _ => {}
+        }
+    } else if fin && cx.tp.t_state == TcpState::TimeWait {
+        restart_2msl(cx);
+        cx.tp.t_flags |= tf::ACKNOW;
+    }
+}
+
+/// Delayed ACK (RFC 9293 3.8.6.3, FreeBSD: every second full segment at once).
+fn delay_ack(base: &mut Base, cx: &mut StackCtx) {
+    base.unacked_segs += 1;
+    let (delayed_ack, delacktime) = (cx.tun().delayed_ack, cx.tun().delacktime);
+    if delayed_ack == 0 || base.unacked_segs >= 2 {
+        cx.tp.t_flags |= tf::ACKNOW;
+        return;
+    }
+    if cx.tp.t_flags & tf::DELACK == 0 {
+        cx.tp.t_flags |= tf::DELACK;
+        cx.host
+            .timer_start(tt::DELACK, delacktime as u64 * 1_000_000);
+    }
+}
+
+/// The handshake completed.
+fn established(base: &mut Base, cx: &mut StackCtx) {
+    cx.tp.t_state = TcpState::Established;
+    cx.host.timer_stop(tt::KEEP);
+    let iw = cx.tun().initcwnd_segments;
+    cx.cc.on_conn_init(&mut cx.tp, iw);
+    cx.host.event(ConnEvent::Connected);
+    if keepalive_on(cx) {
+        let idle = keepidle_ns(cx);
+        cx.host.timer_start(tt::KEEP, idle);
+    }
+    base.publish_rtt(&mut cx.tp);
+}
+
+pub(crate) fn enter_time_wait(cx: &mut StackCtx) {
+    cx.tp.t_state = TcpState::TimeWait;
+    for t in [tt::REXMT, tt::PERSIST, tt::KEEP, tt::DELACK] {
+        cx.host.timer_stop(t);
+    }
+    cx.host.event(ConnEvent::TimeWait);
+    restart_2msl(cx);
+}
+
+fn restart_2msl(cx: &mut StackCtx) {
+    let msl = cx.tun().msl as u64 * 1_000_000;
+    cx.host.timer_start(tt::TWO_MSL, 2 * msl);
+}
+
+pub(crate) fn keepalive_on(cx: &StackCtx) -> bool {
+    cx.tp.t_flags2 & tf2::KEEPALIVE != 0
+}
+
+pub(crate) fn keepidle_ns(cx: &StackCtx) -> u64 {
+    let ms = if cx.tp.t_keepidle > 0 {
+        cx.tp.t_keepidle
+    } else {
+        cx.tun().keepidle
+    };
+    ms as u64 * 1_000_000
+}
+
+/// SYN_SENT (RFC 9293 3.10.7.3).
+fn syn_sent(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
+    let f = seg.flags;
+    let tp = &cx.tp;
+    if f & th::ACK != 0 && (seq_leq(seg.ack, tp.iss) || seq_gt(seg.ack, tp.snd_max)) {
+        if f & th::RST == 0 {
+            send_rst(cx, seg.ack, 0, false);
+        }
+        return;
+    }
+    if f & th::RST != 0 {
+        if f & th::ACK != 0 {
+            cx.tp.t_softerror = Errno::ECONNREFUSED.0;
+            tcp_close(cx);
+        }
+        return;
+    }
+    if f & th::SYN == 0 {
+        return;
+    }
+    let now = cx.host.now();
+    let tun_sack = cx.tun().sack_enable != 0;
+    let mssdflt = cx.tun().mssdflt;
+    let tp = &mut cx.tp;
+    tp.irs = seg.seq;
+    tp.rcv_nxt = seg.seq.wrapping_add(1);
+    tp.rcv_adv = tp.rcv_nxt;
+    tp.t_peer_mss = if seg.opts.has(to::MSS) {
+        seg.opts.mss as u32
+    } else {
+        mssdflt
+    };
+    tp.t_maxseg = tp.t_maxseg.min(tp.t_peer_mss).max(64);
+    if seg.opts.has(to::WSCALE) && tp.t_flags & tf::REQ_SCALE != 0 {
+        tp.t_flags |= tf::RCVD_SCALE;
+        tp.snd_scale = seg.opts.wscale.min(14);
+        tp.rcv_scale = tp.request_r_scale;
+    } else {
+        tp.t_flags &= !tf::REQ_SCALE;
+        tp.snd_scale = 0;
+        tp.rcv_scale = 0;
+    }
+    if seg.opts.has(to::SACKPERM) && tun_sack {
+        tp.t_flags |= tf::SACK_PERMIT;
+    }
+    if seg.opts.has(to::TSTAMP) && tp.t_flags & tf::REQ_TSTMP != 0 {
+        tp.t_flags |= tf::RCVD_TSTMP;
+        tp.ts_recent = seg.opts.tsval;
+        tp.ts_recent_age = now;
+    } else {
+        tp.t_flags &= !tf::REQ_TSTMP;
+    }
+    if f & th::ACK != 0 {
+        tp.snd_una = seg.ack;
+        if seq_lt(tp.snd_nxt, tp.snd_una) {
+            tp.snd_nxt = tp.snd_una;
+        }
+        // The window in a SYN is never scaled (RFC 7323 2.2).
+        tp.snd_wnd = seg.win as u32;
+        tp.max_sndwnd = tp.snd_wnd;
+        tp.snd_wl1 = seg.seq;
+        tp.snd_wl2 = seg.ack;
+        if let Some(sample_us) = base.rtt_timer.on_ack(seg.ack, now) {
+            base.rtt.sample(sample_us);
+        }
+        cx.host.timer_stop(tt::REXMT);
+        established(base, cx);
+        cx.tp.t_rxtshift = 0;
+        cx.tp.t_flags |= tf::ACKNOW;
+        output::tcp_output(base, cx);
+    } else {
+        // Simultaneous open: answer with SYN-ACK from SYN_RECEIVED.
+        tp.t_state = TcpState::SynReceived;
+        tp.snd_nxt = tp.iss;
+        cx.host.timer_stop(tt::REXMT);
+        output::tcp_output(base, cx);
+    }
+}

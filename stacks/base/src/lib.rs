@@ -1,0 +1,258 @@
+//! `base`: plugtcp's default TCP function block (alias `default`).
+//!
+//! RFC 9293 with RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK, RFC 6675 loss
+//! recovery, RFC 6298 retransmission timing, RFC 5961 blind-attack mitigation, delayed ACKs and
+//! Nagle, calling the connection's CC module where FreeBSD's tcp_input/tcp_output call mod_cc.
+//! Sans-IO: everything it does to the world goes through `StackCtx::host`.
+//!
+//! - `input.rs`: tcp_input (do_segment)
+//! - `output.rs`: tcp_output (what to send next, and building segment descriptors)
+//! - `timer.rs`: retransmit, delayed ACK, persist, keepalive, 2MSL
+
+mod input;
+mod output;
+mod timer;
+
+use abi_stable::std_types::RStr;
+use plugtcp_framework::reass::ReassQueue;
+use plugtcp_framework::rtt::{RttEstimator, RttTimer};
+use plugtcp_framework::sack::SackScoreboard;
+use plugtcp_framework::sockopt::{self, SockOpt, SockOptDir};
+use plugtcp_framework::stack::{tcp_func, InitMode, OldStack, StackCtx, TcpStack};
+use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::{Errno, TcpState, Tcpcb};
+
+/// Counter indices (names in [`Base::COUNTERS`]).
+pub mod ctr {
+    pub const RCVDUPACK: usize = 0;
+    pub const SNDREXMITPACK: usize = 1;
+    pub const RCVOOPACK: usize = 2;
+    pub const CHALLENGE_ACK: usize = 3;
+    pub const PAWSDROP: usize = 4;
+    pub const RCVBADSACK: usize = 5;
+    pub const SACK_RECOVERY: usize = 6;
+    pub const RTO: usize = 7;
+    pub const KEEPPROBE: usize = 8;
+    pub const PERSISTTIMEO: usize = 9;
+    pub const RCVAFTERWIN: usize = 10;
+}
+
+/// Most retransmissions of one segment before the connection is dropped (FreeBSD
+/// TCP_MAXRXTSHIFT).
+pub const TCP_MAXRXTSHIFT: u32 = 12;
+/// Out-of-order ranges the receiver tracks (and can SACK). FreeBSD bounds its reassembly
+/// queue at 100 segments because it holds the data there; here the bytes sit in the host's
+/// window-bounded receive buffer, so only the range list costs memory, and a lossy window
+/// can hold hundreds of holes.
+pub const REASS_MAXRANGES: usize = 1024;
+/// Longest RTO (FreeBSD TCPTV_REXMTMAX, 64 s).
+pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
+
+/// Per-connection state of the base stack (what FreeBSD keeps in struct tcpcb beyond the
+/// shared part).
+pub struct Base {
+    rtt: RttEstimator,
+    rtt_timer: RttTimer,
+    reass: ReassQueue,
+    sack: SackScoreboard,
+    /// Highest sequence retransmitted during this recovery (RFC 6675 HighRxt).
+    high_rxt: u32,
+    /// The last ACK field we sent (for timestamps, RFC 7323 section 4.3).
+    last_ack_sent: u32,
+    /// Segments received since the last ACK we sent (delayed-ACK counting).
+    unacked_segs: u32,
+    /// Keepalive probes sent without an answer.
+    keep_probes: u32,
+    /// Persist timer backoff shift.
+    persist_shift: u32,
+    /// RFC 5961 challenge ACK throttling: window start (ns) and count in it.
+    ack_war_start: u64,
+    ack_war_count: u32,
+    /// The FIN we received (its sequence number is rcv_nxt - 1 once processed).
+    rcvd_fin: bool,
+}
+
+impl Base {
+    fn new(cx: &StackCtx) -> Self {
+        let t = cx.tun();
+        let mut rtt = RttEstimator::new(
+            t.rexmit_initial * 1000,
+            t.rexmit_min * 1000,
+            t.rexmit_slop * 1000,
+            TCPTV_REXMTMAX_US,
+        );
+        if cx.tp.t_srtt > 0 {
+            // Switched to from another stack: keep its RTT estimate.
+            rtt.seed(cx.tp.t_srtt, cx.tp.t_rttvar);
+        }
+        Base {
+            rtt,
+            rtt_timer: RttTimer::default(),
+            reass: ReassQueue::new(REASS_MAXRANGES),
+            sack: SackScoreboard::new(t.sack_maxholes.max(1) as usize),
+            high_rxt: cx.tp.snd_una,
+            last_ack_sent: cx.tp.rcv_nxt,
+            unacked_segs: 0,
+            keep_probes: 0,
+            persist_shift: 0,
+            ack_war_start: 0,
+            ack_war_count: 0,
+            rcvd_fin: false,
+        }
+    }
+
+    /// The current retransmission timeout in ns, with the exponential backoff applied.
+    fn rxt_ns(&self, tp: &Tcpcb) -> u64 {
+        self.rtt.backoff(tp.t_rxtshift) as u64 * 1000
+    }
+
+    /// Copies the estimator into the shared tcpcb (TCP_INFO, stack switches).
+    fn publish_rtt(&self, tp: &mut Tcpcb) {
+        tp.t_srtt = self.rtt.srtt();
+        tp.t_rttvar = self.rtt.rttvar();
+        tp.t_rxtcur = self.rtt.backoff(tp.t_rxtshift);
+    }
+}
+
+/// The connection is done: mark it closed and tell the host (tcp_close).
+pub(crate) fn tcp_close(cx: &mut StackCtx) {
+    cx.tp.t_state = TcpState::Closed;
+    for t in 0..plugtcp_framework::stack::tt::COUNT {
+        cx.host.timer_stop(t);
+    }
+    cx.host.event(plugtcp_framework::stack::ConnEvent::Closed);
+}
+
+/// Drops the connection with an error (tcp_drop): a RST if synchronized, then close.
+pub(crate) fn tcp_drop(cx: &mut StackCtx, err: Errno) {
+    if cx.tp.t_state.have_established() || cx.tp.t_state == TcpState::SynReceived {
+        output::send_rst(cx, cx.tp.snd_nxt, cx.tp.rcv_nxt, true);
+    }
+    cx.tp.t_softerror = err.0;
+    tcp_close(cx);
+}
+
+impl TcpStack for Base {
+    const NAME: &'static str = "base";
+    const ALIASES: &'static [RStr<'static>] = &[RStr::from_str("default")];
+    const FLAGS: u32 = tcp_func::DEFAULT_OK;
+    const COUNTERS: &'static [RStr<'static>] = &[
+        RStr::from_str("rcvdupack"),
+        RStr::from_str("sndrexmitpack"),
+        RStr::from_str("rcvoopack"),
+        RStr::from_str("challenge_ack"),
+        RStr::from_str("pawsdrop"),
+        RStr::from_str("rcvbadsack"),
+        RStr::from_str("sack_recovery_episode"),
+        RStr::from_str("rexmttimeo"),
+        RStr::from_str("keepprobe"),
+        RStr::from_str("persisttimeo"),
+        RStr::from_str("rcvpackafterwin"),
+    ];
+
+    fn init(cx: &mut StackCtx, mode: InitMode, _old: OldStack) -> Result<Self, Errno> {
+        let base = Base::new(cx);
+        if mode == InitMode::Switch && cx.tp.t_state.have_established() {
+            // Whatever was in flight is ours now: re-arm the retransmit timer, and the delayed
+            // ACK if one was pending.
+            if cx.tp.snd_una != cx.tp.snd_max {
+                cx.host
+                    .timer_start(plugtcp_framework::stack::tt::REXMT, base.rxt_ns(&cx.tp));
+            }
+            if cx.tp.t_flags & tf::DELACK != 0 {
+                cx.host.timer_start(
+                    plugtcp_framework::stack::tt::DELACK,
+                    cx.tun().delacktime as u64 * 1_000_000,
+                );
+            }
+        }
+        Ok(base)
+    }
+
+    fn do_segment(
+        &mut self,
+        cx: &mut StackCtx,
+        seg: &plugtcp_framework::segment::SegIn<'_>,
+    ) -> Result<(), Errno> {
+        input::do_segment(self, cx, seg);
+        Ok(())
+    }
+
+    fn output(&mut self, cx: &mut StackCtx) -> Result<(), Errno> {
+        output::tcp_output(self, cx);
+        Ok(())
+    }
+
+    fn timer(&mut self, cx: &mut StackCtx, which: u32) -> Result<(), Errno> {
+        timer::fire(self, cx, which);
+        Ok(())
+    }
+
+    fn ctloutput(&mut self, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+        if opt.level != sockopt::IPPROTO_TCP {
+            return Err(Errno::ENOPROTOOPT);
+        }
+        let minmss = cx.tun().minmss as i32;
+        let tp = &mut cx.tp;
+        let flag_opt = |tp: &mut Tcpcb, opt: &mut SockOpt<'_>, bit: u32| -> Result<(), Errno> {
+            match opt.dir {
+                SockOptDir::Set => {
+                    if opt.int()? != 0 {
+                        tp.t_flags |= bit;
+                    } else {
+                        tp.t_flags &= !bit;
+                    }
+                    Ok(())
+                }
+                SockOptDir::Get => opt.reply_int((tp.t_flags & bit != 0) as i32),
+            }
+        };
+        match opt.name {
+            sockopt::TCP_NODELAY => flag_opt(tp, opt, tf::NODELAY)?,
+            sockopt::TCP_NOPUSH | sockopt::TCP_CORK => {
+                let was = tp.t_flags & tf::NOPUSH != 0;
+                flag_opt(tp, opt, tf::NOPUSH)?;
+                // Un-corking pushes out what was held back.
+                if was && tp.t_flags & tf::NOPUSH == 0 {
+                    output::tcp_output(self, cx);
+                }
+            }
+            sockopt::TCP_NOOPT => flag_opt(tp, opt, tf::NOOPT)?,
+            sockopt::TCP_MAXSEG => match opt.dir {
+                SockOptDir::Get => opt.reply_int(tp.t_maxseg as i32)?,
+                SockOptDir::Set => {
+                    let v = opt.int()?;
+                    if v < minmss || v > 65535 - 40 {
+                        return Err(Errno::EINVAL);
+                    }
+                    // Only lowers the MSS once established (FreeBSD: "can only be reduced").
+                    if !tp.t_state.have_established() || (v as u32) < tp.t_maxseg {
+                        tp.t_maxseg = v as u32;
+                    }
+                }
+            },
+            _ => return Err(Errno::ENOPROTOOPT),
+        }
+        Ok(())
+    }
+
+    fn handoff_ok(_cx: &StackCtx) -> Result<(), Errno> {
+        // base takes a connection in any state (FreeBSD's default stack never refuses).
+        Ok(())
+    }
+
+    fn info(
+        &self,
+        cx: &StackCtx,
+        out: &mut plugtcp_framework::stack::TcpInfo,
+    ) -> Result<(), Errno> {
+        *out = plugtcp_framework::stack::TcpInfo::from_tcpcb(&cx.tp);
+        out.tcpi_rtt = self.rtt.srtt();
+        out.tcpi_rttvar = self.rtt.rttvar();
+        out.tcpi_rto = self.rtt.backoff(cx.tp.t_rxtshift);
+        out.tcpi_rcv_space = cx.host.rcv_space();
+        Ok(())
+    }
+}
+
+plugtcp_framework::export_function_block!(Base);

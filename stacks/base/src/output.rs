@@ -1,0 +1,407 @@
+//! tcp_output: decides what to send next and turns it into segment descriptors for the host.
+
+use plugtcp_framework::segment::{ecn, th, to, SackBlock, SegOut, TcpOpts};
+use plugtcp_framework::seq::{seq_geq, seq_gt, seq_lt, seq_max};
+use plugtcp_framework::stack::{tt, StackCtx};
+use plugtcp_framework::tcpcb::{tf, tf2};
+use plugtcp_framework::{TcpState, Tcpcb};
+
+use crate::{ctr, Base};
+
+/// Largest unscaled window (TCP_MAXWIN).
+pub(crate) const TCP_MAXWIN: u32 = 65535;
+/// Bytes of the timestamp option as we send it (NOP, NOP, kind 8 len 10).
+const TS_OPT_LEN: u32 = 12;
+
+/// Our timestamp clock: milliseconds, as FreeBSD's tcp_ts_getticks() at hz=1000, plus the
+/// connection's random offset (RFC 7323 section 5.4).
+pub(crate) fn ts_now(cx: &StackCtx) -> u32 {
+    ((cx.host.now() / 1_000_000) as u32).wrapping_add(cx.tp.ts_offset)
+}
+
+/// Our SYN has not been acknowledged yet, so it occupies sequence space before the data.
+pub(crate) fn syn_unacked(tp: &Tcpcb) -> bool {
+    matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) && tp.snd_una == tp.iss
+}
+
+/// Sequence number of the first byte in the send buffer.
+pub(crate) fn data_start(tp: &Tcpcb) -> u32 {
+    tp.snd_una.wrapping_add(syn_unacked(tp) as u32)
+}
+
+/// The user has closed: a FIN follows the last data byte.
+pub(crate) fn fin_wanted(tp: &Tcpcb) -> bool {
+    matches!(
+        tp.t_state,
+        TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
+    )
+}
+
+/// Timestamps are in use on this connection.
+pub(crate) fn ts_on(tp: &Tcpcb) -> bool {
+    tp.t_flags & (tf::REQ_TSTMP | tf::RCVD_TSTMP) == tf::REQ_TSTMP | tf::RCVD_TSTMP
+}
+
+/// Payload bytes a data segment may carry: t_maxseg less the options every segment carries.
+pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
+    let opt = if ts_on(tp) { TS_OPT_LEN } else { 0 };
+    tp.t_maxseg.saturating_sub(opt).max(1)
+}
+
+/// The receive window to advertise, in bytes (never shrinking what we already offered, and
+/// avoiding silly-window advertisements: RFC 9293 3.8.6.2.2).
+fn rcv_window(cx: &StackCtx) -> u32 {
+    let tp = &cx.tp;
+    let space = cx.host.rcv_space();
+    let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
+        tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
+    } else {
+        0
+    };
+    let mut win = space;
+    if win < tp.t_maxseg && win < space / 4 {
+        win = 0;
+    }
+    win.max(offered).min(TCP_MAXWIN << tp.rcv_scale)
+}
+
+fn options(base: &Base, cx: &StackCtx, flags: u16) -> TcpOpts {
+    let tp = &cx.tp;
+    let mut o = TcpOpts::default();
+    if tp.t_flags & tf::NOOPT != 0 {
+        return o;
+    }
+    if flags & th::SYN != 0 {
+        o.flags |= to::MSS;
+        o.mss = tp.t_maxseg.min(65535) as u16;
+        if tp.t_flags & tf::REQ_SCALE != 0 {
+            o.flags |= to::WSCALE;
+            o.wscale = tp.request_r_scale;
+        }
+        if cx.tun().sack_enable != 0
+            && (tp.t_state == TcpState::SynSent || tp.t_flags & tf::SACK_PERMIT != 0)
+        {
+            o.flags |= to::SACKPERM;
+        }
+        if tp.t_flags & tf::REQ_TSTMP != 0 {
+            o.flags |= to::TSTAMP;
+            o.tsval = ts_now(cx);
+            o.tsecr = if flags & th::ACK != 0 {
+                tp.ts_recent
+            } else {
+                0
+            };
+        }
+        return o;
+    }
+    let mut room = 4;
+    if ts_on(tp) {
+        o.flags |= to::TSTAMP;
+        o.tsval = ts_now(cx);
+        o.tsecr = tp.ts_recent;
+        room = 3;
+    }
+    if tp.t_flags & tf::SACK_PERMIT != 0 && !base.reass.is_empty() {
+        let mut blocks = [SackBlock::default(); 4];
+        let n = base.reass.sack_blocks(&mut blocks[..room]);
+        if n > 0 {
+            o.flags |= to::SACK;
+            o.nsacks = n as u8;
+            o.sacks = blocks;
+        }
+    }
+    o
+}
+
+/// Sends one segment: `len` data bytes at `seq` (which must lie in the send buffer), with
+/// `flags`; does the bookkeeping every transmission needs (snd_nxt/snd_max, the RTT timer,
+/// the retransmit timer, delayed-ACK state, statistics).
+pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
+    let now = cx.host.now();
+    let win = rcv_window(cx);
+    if cx.tp.t_state != TcpState::SynSent {
+        flags |= th::ACK;
+    }
+    let opts = options(base, cx, flags);
+    let tp = &mut cx.tp;
+    let wire_win = if flags & th::SYN != 0 {
+        win.min(TCP_MAXWIN)
+    } else {
+        (win >> tp.rcv_scale).min(TCP_MAXWIN)
+    };
+    let data_off = if len > 0 {
+        seq.wrapping_sub(data_start(tp))
+    } else {
+        0
+    };
+    let ect = tp.t_flags2 & tf2::ECN_PERMIT != 0 && len > 0;
+    let seg = SegOut {
+        seq,
+        ack: if flags & th::ACK != 0 { tp.rcv_nxt } else { 0 },
+        flags,
+        win: wire_win as u16,
+        urp: 0,
+        ip_ecn: if ect { ecn::ECT0 } else { ecn::NOT_ECT },
+        opts,
+        data_off,
+        data_len: len,
+    };
+    if cx.host.output(&seg).is_err() {
+        // The host could not queue it (no buffer): the retransmit timer recovers, as in
+        // FreeBSD when ip_output fails with ENOBUFS.
+        if cx.host.timer_remaining(tt::REXMT).is_none() {
+            cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+        }
+        return;
+    }
+    let tp = &mut cx.tp;
+    let scaled_adv = tp.rcv_nxt.wrapping_add(if flags & th::SYN != 0 {
+        wire_win
+    } else {
+        wire_win << tp.rcv_scale
+    });
+    if seq_gt(scaled_adv, tp.rcv_adv) {
+        tp.rcv_adv = scaled_adv;
+    }
+    if wire_win == 0 {
+        tp.t_flags |= tf::RXWIN0SENT;
+    } else {
+        tp.t_flags &= !tf::RXWIN0SENT;
+    }
+    base.last_ack_sent = tp.rcv_nxt;
+    base.unacked_segs = 0;
+    if tp.t_flags & tf::DELACK != 0 {
+        tp.t_flags &= !tf::DELACK;
+        cx.host.timer_stop(tt::DELACK);
+    }
+    let tp = &mut cx.tp;
+    tp.t_flags &= !(tf::ACKNOW | tf::FORCEDATA);
+    tp.t_snd_segs += 1;
+    tp.t_sndtime = now;
+
+    let seq_len = len + (flags & th::SYN != 0) as u32 + (flags & th::FIN != 0) as u32;
+    if seq_len == 0 {
+        return;
+    }
+    if flags & th::FIN != 0 {
+        tp.t_flags |= tf::SENTFIN;
+    }
+    if flags & th::SYN != 0 {
+        tp.t_flags |= tf::SENTSYN;
+    }
+    let end = seq.wrapping_add(seq_len);
+    let retransmit = seq_lt(seq, tp.snd_max);
+    if retransmit {
+        tp.t_sndrexmitpack += 1;
+        tp.t_rexmit_bytes += len as u64;
+        cx.count(ctr::SNDREXMITPACK, 1);
+    } else {
+        tp.t_snd_bytes += len as u64;
+    }
+    let tp = &mut cx.tp;
+    if seq_gt(end, tp.snd_nxt) {
+        tp.snd_nxt = end;
+    }
+    if seq_gt(end, tp.snd_max) {
+        // Time a new segment (Karn: never a retransmitted one).
+        if !retransmit && !base.rtt_timer.is_running() {
+            base.rtt_timer.start(seq, now);
+        }
+        tp.snd_max = end;
+    }
+    if cx.host.timer_remaining(tt::REXMT).is_none() {
+        cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+        cx.host.timer_stop(tt::PERSIST);
+    }
+}
+
+/// Sends a RST (tcp_respond): `seq`, and `ack` when `with_ack`.
+pub(crate) fn send_rst(cx: &mut StackCtx, seq: u32, ack: u32, with_ack: bool) {
+    let seg = SegOut {
+        seq,
+        ack: if with_ack { ack } else { 0 },
+        flags: th::RST | if with_ack { th::ACK } else { 0 },
+        ..Default::default()
+    };
+    let _ = cx.host.output(&seg);
+}
+
+/// A pure ACK right now (challenge ACKs, duplicate ACKs, window updates).
+pub(crate) fn send_ack(base: &mut Base, cx: &mut StackCtx) {
+    let seq = cx.tp.snd_nxt;
+    send_seg(base, cx, seq, th::ACK, 0);
+}
+
+/// tcp_output: sends whatever the windows, the CC and the rules allow, then stops.
+pub(crate) fn tcp_output(base: &mut Base, cx: &mut StackCtx) {
+    match cx.tp.t_state {
+        TcpState::Closed | TcpState::Listen => return,
+        TcpState::TimeWait => {
+            if cx.tp.t_flags & tf::ACKNOW != 0 {
+                send_ack(base, cx);
+            }
+            return;
+        }
+        TcpState::SynSent | TcpState::SynReceived => {
+            // (Re)send our SYN (a SYN-ACK in a simultaneous open) when snd_nxt is at it.
+            if cx.tp.snd_nxt == cx.tp.iss {
+                let flags = if cx.tp.t_state == TcpState::SynSent {
+                    th::SYN
+                } else {
+                    th::SYN | th::ACK
+                };
+                let iss = cx.tp.iss;
+                send_seg(base, cx, iss, flags, 0);
+                if cx.host.timer_remaining(tt::KEEP).is_none() {
+                    cx.host.timer_start(tt::KEEP, keepinit_ns(cx));
+                }
+            } else if cx.tp.t_flags & tf::ACKNOW != 0 && cx.tp.t_state == TcpState::SynReceived {
+                send_ack(base, cx);
+            }
+            return;
+        }
+        _ => {}
+    }
+    // Each pass sends at most one segment; the bound only guards against a logic error
+    // turning into an endless loop.
+    for _ in 0..100_000 {
+        if !output_one(base, cx) {
+            break;
+        }
+    }
+    arm_persist(base, cx);
+}
+
+pub(crate) fn keepinit_ns(cx: &StackCtx) -> u64 {
+    let ms = if cx.tp.t_keepinit > 0 {
+        cx.tp.t_keepinit
+    } else {
+        cx.tun().keepinit
+    };
+    ms as u64 * 1_000_000
+}
+
+/// Sends one segment if one is due; false when there is nothing (more) to send.
+fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
+    let tp = &cx.tp;
+    let snd_len = cx.host.snd_len();
+    let dstart = data_start(tp);
+    let data_end = dstart.wrapping_add(snd_len);
+    let mss = max_payload(tp);
+    let sack_recovery = tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0;
+
+    // RFC 6675: in recovery, the pipe decides, and holes go first.
+    let mut usable = if sack_recovery {
+        let pipe = base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss);
+        let room = tp.snd_cwnd.saturating_sub(pipe);
+        if room < mss && !(pipe == 0 && room > 0) {
+            return maybe_pure_ack(base, cx);
+        }
+        if let Some((seq, len, false)) =
+            base.sack
+                .next_seg(tp.snd_una, tp.snd_max, base.high_rxt, mss)
+        {
+            let len = len.min(mss).min(data_end.wrapping_sub(seq));
+            if len > 0 {
+                let end = seq.wrapping_add(len);
+                base.high_rxt = seq_max(base.high_rxt, end);
+                let fin = tp.t_flags & tf::SENTFIN != 0 && end == data_end && fin_wanted(tp);
+                send_seg(base, cx, seq, if fin { th::FIN } else { 0 }, len);
+                return true;
+            }
+        }
+        room
+    } else {
+        let win = tp.snd_wnd.min(tp.snd_cwnd);
+        let inflight = tp.snd_nxt.wrapping_sub(tp.snd_una);
+        win.saturating_sub(inflight)
+    };
+    let tp = &cx.tp;
+    // Sending at snd_nxt: new data, or go-back-N after an RTO rewound snd_nxt.
+    let nxt = tp.snd_nxt;
+    let unsent = if seq_geq(nxt, dstart) && seq_lt(nxt, data_end) {
+        data_end.wrapping_sub(nxt)
+    } else {
+        0
+    };
+    if tp.t_flags & tf::FORCEDATA != 0 && usable == 0 && unsent > 0 {
+        usable = 1; // a window probe
+    }
+    let len = unsent.min(usable).min(mss);
+    let retransmitting = seq_lt(nxt, tp.snd_max);
+    let fin_pending = fin_wanted(tp) && (tp.t_flags & tf::SENTFIN == 0 || retransmitting);
+    let fin = fin_pending && nxt.wrapping_add(len) == data_end;
+    let inflight = nxt.wrapping_sub(tp.snd_una);
+    if len > 0 {
+        let all = len == unsent;
+        let nodelay = tp.t_flags & tf::NODELAY != 0;
+        let nopush = tp.t_flags & tf::NOPUSH != 0;
+        let send = len == mss
+            || retransmitting
+            || fin
+            || tp.t_flags & tf::FORCEDATA != 0
+            || (all && !nopush && (nodelay || inflight == 0))
+            || (tp.max_sndwnd > 0 && len >= tp.max_sndwnd / 2);
+        if send {
+            let flags = if all { th::PUSH } else { 0 } | if fin { th::FIN } else { 0 };
+            send_seg(base, cx, nxt, flags, len);
+            return true;
+        }
+    } else if fin
+        && (usable > 0 || retransmitting || snd_len == 0 || tp.snd_wnd > 0 || inflight == 0)
+    {
+        send_seg(base, cx, nxt, th::FIN, 0);
+        return true;
+    }
+    maybe_pure_ack(base, cx)
+}
+
+/// An ACK with no data: when one is owed (ACKNOW) or when the window opened enough to be
+/// worth telling (FreeBSD: two segments, or half the buffer).
+fn maybe_pure_ack(base: &mut Base, cx: &mut StackCtx) -> bool {
+    let tp = &cx.tp;
+    let mut due = tp.t_flags & tf::ACKNOW != 0;
+    if !due && tp.t_state.have_established() {
+        let win = rcv_window(cx);
+        let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
+            tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
+        } else {
+            0
+        };
+        let grow = win.saturating_sub(offered);
+        let hiwat = cx.host.rcv_space().saturating_add(offered);
+        due = grow >= 2 * tp.t_maxseg
+            || (hiwat > 0 && grow >= hiwat / 2 && grow > 0)
+            || (offered == 0 && win > 0 && tp.t_flags & tf::RXWIN0SENT != 0);
+    }
+    if due {
+        send_ack(base, cx);
+    }
+    false
+}
+
+/// Zero window with data waiting and nothing in flight: the persist timer probes it.
+fn arm_persist(base: &mut Base, cx: &mut StackCtx) {
+    let tp = &cx.tp;
+    if !tp.t_state.have_established() || tp.snd_wnd != 0 {
+        return;
+    }
+    let unsent = data_start(tp)
+        .wrapping_add(cx.host.snd_len())
+        .wrapping_sub(tp.snd_nxt);
+    if unsent as i32 > 0
+        && cx.host.timer_remaining(tt::REXMT).is_none()
+        && cx.host.timer_remaining(tt::PERSIST).is_none()
+    {
+        let ns = persist_ns(base, cx);
+        cx.host.timer_start(tt::PERSIST, ns);
+    }
+}
+
+/// FreeBSD tcp_setpersist(): the RTO with backoff, clamped to [persmin, persmax].
+pub(crate) fn persist_ns(base: &Base, cx: &StackCtx) -> u64 {
+    let t = cx.tun();
+    let rto = base.rtt.rto_us() as u64 * 1000;
+    let backoff = rto << base.persist_shift.min(6);
+    backoff.clamp(t.persmin as u64 * 1_000_000, t.persmax as u64 * 1_000_000)
+}

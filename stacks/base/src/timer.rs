@@ -1,0 +1,133 @@
+//! Timer expiry (FreeBSD tcp_timer.c): retransmit, delayed ACK, persist, keepalive, 2MSL.
+
+use plugtcp_framework::cc::CC_RTO;
+use plugtcp_framework::stack::{tt, StackCtx};
+use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::{Errno, TcpState};
+
+use crate::input::{keepalive_on, keepidle_ns};
+use crate::output::{self, persist_ns, send_seg};
+use crate::{ctr, tcp_close, tcp_drop, Base, TCP_MAXRXTSHIFT};
+
+pub(crate) fn fire(base: &mut Base, cx: &mut StackCtx, which: u32) {
+    match which {
+        tt::REXMT => rexmt(base, cx),
+        tt::DELACK => {
+            cx.tp.t_flags |= tf::ACKNOW;
+            output::tcp_output(base, cx);
+        }
+        tt::PERSIST => persist(base, cx),
+        tt::KEEP => keep(base, cx),
+        tt::TWO_MSL => {
+            if matches!(cx.tp.t_state, TcpState::TimeWait | TcpState::FinWait2) {
+                tcp_close(cx);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Retransmission timeout (RFC 6298 5.4-5.7): back off, collapse cwnd through the CC, and
+/// resend from snd_una.
+fn rexmt(base: &mut Base, cx: &mut StackCtx) {
+    if matches!(
+        cx.tp.t_state,
+        TcpState::Closed | TcpState::Listen | TcpState::TimeWait
+    ) {
+        return;
+    }
+    if cx.tp.snd_una == cx.tp.snd_max && cx.tp.t_state.have_established() {
+        return;
+    }
+    cx.tp.t_rxtshift += 1;
+    if cx.tp.t_rxtshift > TCP_MAXRXTSHIFT {
+        tcp_drop(cx, Errno::ETIMEDOUT);
+        return;
+    }
+    if cx.tp.t_user_timeout > 0 {
+        let since = cx.host.now().saturating_sub(cx.tp.t_rcvtime);
+        if since >= cx.tp.t_user_timeout as u64 * 1_000_000 {
+            tcp_drop(cx, Errno::ETIMEDOUT);
+            return;
+        }
+    }
+    cx.count(ctr::RTO, 1);
+    if cx.tp.t_state.have_established() {
+        cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
+    }
+    base.rtt_timer.invalidate();
+    base.sack.clear();
+    let tp = &mut cx.tp;
+    tp.snd_nxt = if matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) {
+        tp.iss
+    } else {
+        tp.snd_una
+    };
+    base.high_rxt = tp.snd_una;
+    base.publish_rtt(tp);
+    output::tcp_output(base, cx);
+}
+
+/// Zero-window probe (RFC 9293 3.8.6.1): one byte past the window, backing off.
+fn persist(base: &mut Base, cx: &mut StackCtx) {
+    if !cx.tp.t_state.have_established() {
+        return;
+    }
+    cx.count(ctr::PERSISTTIMEO, 1);
+    cx.tp.t_flags |= tf::FORCEDATA;
+    output::tcp_output(base, cx);
+    cx.tp.t_flags &= !tf::FORCEDATA;
+    base.persist_shift = (base.persist_shift + 1).min(TCP_MAXRXTSHIFT);
+    if cx.tp.snd_wnd == 0 {
+        let ns = persist_ns(base, cx);
+        cx.host.timer_stop(tt::REXMT);
+        cx.host.timer_start(tt::PERSIST, ns);
+    }
+}
+
+/// Connection-establishment timeout, and keepalive probes (tcp_timer_keep).
+fn keep(base: &mut Base, cx: &mut StackCtx) {
+    let tp = &cx.tp;
+    if !tp.t_state.have_established() {
+        tcp_drop(cx, Errno::ETIMEDOUT);
+        return;
+    }
+    if !keepalive_on(cx) || tp.t_state > TcpState::CloseWait {
+        return;
+    }
+    let t = cx.tun();
+    let now = cx.host.now();
+    let idle = now.saturating_sub(tp.t_rcvtime);
+    let idle_limit = keepidle_ns(cx);
+    let intvl = if tp.t_keepintvl > 0 {
+        tp.t_keepintvl
+    } else {
+        t.keepintvl
+    } as u64
+        * 1_000_000;
+    let cnt = if tp.t_keepcnt > 0 {
+        tp.t_keepcnt
+    } else {
+        t.keepcnt
+    };
+    if idle < idle_limit {
+        cx.host.timer_start(tt::KEEP, idle_limit - idle);
+        return;
+    }
+    if base.keep_probes >= cnt {
+        tcp_drop(cx, Errno::ETIMEDOUT);
+        return;
+    }
+    // The probe: one byte before snd_una (no data), which the peer must ACK.
+    base.keep_probes += 1;
+    cx.count(ctr::KEEPPROBE, 1);
+    let seq = cx.tp.snd_una.wrapping_sub(1);
+    send_probe(base, cx, seq);
+    cx.host.timer_start(tt::KEEP, intvl);
+}
+
+fn send_probe(base: &mut Base, cx: &mut StackCtx, seq: u32) {
+    // send_seg treats a segment at or below snd_max with no payload and no SYN/FIN as a pure
+    // ACK, which is what a keepalive probe is.
+    send_seg(base, cx, seq, 0, 0);
+}

@@ -73,6 +73,8 @@ pub struct HostOps {
     pub snd_drop: extern "C" fn(host: *mut c_void, n: u32),
     /// Free space in the receive buffer.
     pub rcv_space: extern "C" fn(host: *mut c_void) -> u32,
+    /// The receive buffer's size (so_rcv.sb_hiwat).
+    pub rcv_hiwat: extern "C" fn(host: *mut c_void) -> u32,
     /// Store bytes `off` bytes past the readable end of the receive buffer (0 = in order);
     /// returns the count stored.
     pub rcv_write: extern "C" fn(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32,
@@ -120,6 +122,10 @@ impl HostIf {
     #[inline]
     pub fn rcv_space(&self) -> u32 {
         (self.ops.rcv_space())(self.host)
+    }
+    #[inline]
+    pub fn rcv_hiwat(&self) -> u32 {
+        (self.ops.rcv_hiwat())(self.host)
     }
     #[inline]
     pub fn rcv_write(&self, off: u32, data: &[u8]) -> u32 {

@@ -261,6 +261,9 @@ extern "C" fn op_snd_drop(host: *mut c_void, n: u32) {
 extern "C" fn op_rcv_space(host: *mut c_void) -> u32 {
     call(host).side.rcv.space() as u32
 }
+extern "C" fn op_rcv_hiwat(host: *mut c_void) -> u32 {
+    call(host).side.rcv.hiwat() as u32
+}
 extern "C" fn op_rcv_write(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32 {
     let c = call(host);
     c.side.rcv.write_at(&mut c.worker.pool, off as usize, &data) as u32
@@ -316,6 +319,7 @@ const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     snd_read: op_snd_read,
     snd_drop: op_snd_drop,
     rcv_space: op_rcv_space,
+    rcv_hiwat: op_rcv_hiwat,
     rcv_write: op_rcv_write,
     rcv_commit: op_rcv_commit,
     timer_start: op_timer_start,
@@ -386,6 +390,7 @@ impl Conn {
         w: &mut Worker,
         f: impl FnOnce(&Option<AttachedStack>, &mut StackCtx) -> R,
     ) -> R {
+        self.ctx.tunables = Arc::as_ptr(&w.tunables);
         let mut hc = HostCall {
             side: &mut self.side,
             worker: w,
@@ -393,6 +398,7 @@ impl Conn {
         self.ctx.host.host = &mut hc as *mut HostCall as *mut c_void;
         let r = f(&self.stack, &mut self.ctx);
         self.ctx.host.host = std::ptr::null_mut();
+        self.ctx.tunables = std::ptr::null();
         r
     }
 

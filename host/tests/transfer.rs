@@ -98,3 +98,39 @@ fn gigabit_20ms_with_loss() {
     let mut net = SimNet::builtin(cfg, 3);
     check(&mut net, 16 << 20, 11, 60 * SEC);
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the network does (loss up to 10%, reordering, duplication, ECN marking,
+        /// any seed), the bytes B reads are exactly the bytes A wrote.
+        #[test]
+        fn delivered_equals_sent(
+            seed in any::<u64>(),
+            loss in 0.0f64..0.10,
+            reorder in 0.0f64..0.05,
+            duplicate in 0.0f64..0.05,
+            ecn in any::<bool>(),
+            len in 1usize..300_000,
+        ) {
+            let mut cfg = SimLinkConfig::bdp_queue(50_000_000, 10_000_000);
+            cfg.loss = loss;
+            cfg.reorder = reorder;
+            cfg.reorder_min_ns = 1_000_000;
+            cfg.reorder_max_ns = 4_000_000;
+            cfg.duplicate = duplicate;
+            cfg.jitter_ns = 500_000;
+            cfg.ecn_threshold_bytes = ecn.then_some(cfg.queue_limit_bytes / 4);
+            cfg.seed = seed;
+            let mut net = SimNet::builtin(cfg, seed);
+            let data = payload(len, seed);
+            let got = transfer(&mut net, &data, 3_600 * SEC);
+            prop_assert_eq!(got.len(), data.len());
+            prop_assert!(Sha256::digest(&got) == Sha256::digest(&data), "delivered bytes differ");
+        }
+    }
+}

@@ -21,6 +21,17 @@ pub struct SimNet {
     pub pcap: Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
     /// Packets moved from the hosts onto the link so far.
     pub packets: u64,
+    /// When set, every packet that enters the link is kept here (tests inspect segments).
+    pub record: Option<Vec<Captured>>,
+}
+
+/// A packet as it entered the link.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub time: u64,
+    /// true: from A to B.
+    pub a_to_b: bool,
+    pub bytes: Vec<u8>,
 }
 
 impl SimNet {
@@ -43,6 +54,7 @@ impl SimNet {
             now: 0,
             pcap: None,
             packets: 0,
+            record: None,
         }
     }
 
@@ -61,21 +73,32 @@ impl SimNet {
     /// Moves what the hosts queued onto the link.
     fn flush_tx(&mut self) {
         let now = self.now;
-        let (link, pcap, packets) = (&mut self.link, &mut self.pcap, &mut self.packets);
-        self.a.worker.tx.drain(|pkt| {
+        let (link, pcap, packets, record) = (
+            &mut self.link,
+            &mut self.pcap,
+            &mut self.packets,
+            &mut self.record,
+        );
+        let mut take = |a_to_b: bool, pkt: &[u8]| {
             if let Some(w) = pcap.as_mut() {
                 let _ = w.write_packet(now, pkt);
             }
-            *packets += 1;
-            link.a_to_b.send(now, pkt);
-        });
-        self.b.worker.tx.drain(|pkt| {
-            if let Some(w) = pcap.as_mut() {
-                let _ = w.write_packet(now, pkt);
+            if let Some(r) = record.as_mut() {
+                r.push(Captured {
+                    time: now,
+                    a_to_b,
+                    bytes: pkt.to_vec(),
+                });
             }
             *packets += 1;
-            link.b_to_a.send(now, pkt);
-        });
+            if a_to_b {
+                link.a_to_b.send(now, pkt);
+            } else {
+                link.b_to_a.send(now, pkt);
+            }
+        };
+        self.a.worker.tx.drain(|pkt| take(true, pkt));
+        self.b.worker.tx.drain(|pkt| take(false, pkt));
     }
 
     /// When the next thing happens: a delivery or a timer on either host.
@@ -93,10 +116,20 @@ impl SimNet {
     /// Runs one step: flushes what the hosts sent, jumps the clock to the next event, and
     /// delivers packets and fires timers due then. False when nothing is left to happen.
     pub fn step(&mut self) -> bool {
+        self.step_until(u64::MAX)
+    }
+
+    /// As [`SimNet::step`], but never moves the clock past `deadline`: if the next event is
+    /// later, the clock stops at `deadline` and this returns false.
+    pub fn step_until(&mut self, deadline: u64) -> bool {
         self.flush_tx();
         let Some(t) = self.next_event() else {
             return false;
         };
+        if t > deadline {
+            self.now = self.now.max(deadline);
+            return false;
+        }
         self.now = self.now.max(t);
         let now = self.now;
         self.a.worker.now = now;
@@ -110,14 +143,14 @@ impl SimNet {
         true
     }
 
-    /// Steps until `done` holds (true) or the clock passes `deadline` or nothing is left to
-    /// happen (false).
+    /// Steps until `done` holds (true), or until the clock would pass `deadline` or nothing is
+    /// left to happen (false; the clock then rests at `deadline`).
     pub fn run_until(&mut self, deadline: u64, mut done: impl FnMut(&mut SimNet) -> bool) -> bool {
         loop {
             if done(self) {
                 return true;
             }
-            if self.now > deadline || !self.step() {
+            if !self.step_until(deadline) {
                 return done(self);
             }
         }

@@ -198,11 +198,14 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
     let tp = &cx.tp;
     let new_wnd = (seg.win as u32) << tp.snd_scale;
     if seq_leq(ack, tp.snd_una) {
+        // RFC 5681's duplicate ACK; not while only a window probe is outstanding (FreeBSD:
+        // no retransmit timer running means we are probing a zero window).
         let dupack = ack == tp.snd_una
             && tlen == 0
             && seg.flags & th::FIN == 0
             && new_wnd == tp.snd_wnd
-            && tp.snd_max != tp.snd_una;
+            && tp.snd_max != tp.snd_una
+            && cx.host.timer_remaining(tt::REXMT).is_some();
         if dupack {
             on_dupack(base, cx, sack_news > 0);
         } else {

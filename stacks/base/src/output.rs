@@ -59,7 +59,8 @@ fn rcv_window(cx: &StackCtx) -> u32 {
         0
     };
     let mut win = space;
-    if win < tp.t_maxseg && win < space / 4 {
+    // FreeBSD: no window smaller than a segment and a quarter of the buffer.
+    if win < tp.t_maxseg && win < cx.host.rcv_hiwat() / 4 {
         win = 0;
     }
     win.max(offered).min(TCP_MAXWIN << tp.rcv_scale)
@@ -310,7 +311,9 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
                 return true;
             }
         }
-        room
+        // New data still has to fit the peer's window.
+        let wnd_left = tp.snd_una.wrapping_add(tp.snd_wnd).wrapping_sub(tp.snd_nxt);
+        room.min(if (wnd_left as i32) < 0 { 0 } else { wnd_left })
     } else {
         let win = tp.snd_wnd.min(tp.snd_cwnd);
         let inflight = tp.snd_nxt.wrapping_sub(tp.snd_una);
@@ -380,10 +383,12 @@ fn maybe_pure_ack(base: &mut Base, cx: &mut StackCtx) -> bool {
     false
 }
 
-/// Zero window with data waiting and nothing in flight: the persist timer probes it.
+/// Data waiting and nothing in flight (a zero window, or one too small to send into without
+/// silly-window syndrome): the persist timer forces a probe (FreeBSD tcp_output's
+/// tcp_setpersist when it sends nothing).
 fn arm_persist(base: &mut Base, cx: &mut StackCtx) {
     let tp = &cx.tp;
-    if !tp.t_state.have_established() || tp.snd_wnd != 0 {
+    if !tp.t_state.have_established() {
         return;
     }
     let unsent = data_start(tp)

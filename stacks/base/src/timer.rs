@@ -74,6 +74,11 @@ fn persist(base: &mut Base, cx: &mut StackCtx) {
         return;
     }
     cx.count(ctr::PERSISTTIMEO, 1);
+    // The probe is the first unacknowledged byte, the same one each time until the window
+    // opens (RFC 9293 3.8.6.1).
+    if cx.tp.snd_wnd == 0 {
+        cx.tp.snd_nxt = cx.tp.snd_una;
+    }
     cx.tp.t_flags |= tf::FORCEDATA;
     output::tcp_output(base, cx);
     cx.tp.t_flags &= !tf::FORCEDATA;

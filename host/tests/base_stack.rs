@@ -1,0 +1,368 @@
+//! The base stack on the simulated link: exact segments where the RFCs are exact, state
+//! transitions, errors, and intact data.
+
+use std::net::SocketAddr;
+
+use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_framework::{Errno, TcpState};
+use plugtcp_host::io::sim::SimLinkConfig;
+use plugtcp_host::io::simnet::{Captured, SimNet, ADDR_A, ADDR_B};
+use plugtcp_host::usrreq::Shutdown;
+use plugtcp_host::wire::{self, Parsed};
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+
+fn link_10ms() -> SimLinkConfig {
+    SimLinkConfig {
+        delay_ns: 5 * MS,
+        bandwidth_bps: 100_000_000,
+        seed: 9,
+        ..Default::default()
+    }
+}
+
+/// B listens on :80, A connects; returns (A's slot, B's accepted slot).
+fn established(net: &mut SimNet) -> (usize, usize) {
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(5 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some() && n.a.state(c) == Some(TcpState::Established)
+    }));
+    (c, s.unwrap())
+}
+
+fn segments(rec: &[Captured], a_to_b: bool) -> Vec<(u64, Parsed<'_>)> {
+    rec.iter()
+        .filter(|c| c.a_to_b == a_to_b)
+        .map(|c| (c.time, wire::parse(&c.bytes).unwrap()))
+        .collect()
+}
+
+/// The raw TCP option bytes of an IPv4 packet.
+fn raw_options(pkt: &[u8]) -> &[u8] {
+    let ihl = (pkt[0] & 0x0f) as usize * 4;
+    let doff = (pkt[ihl + 12] >> 4) as usize * 4;
+    &pkt[ihl + 20..ihl + doff]
+}
+
+#[test]
+fn handshake_segments_exact() {
+    let mut net = SimNet::builtin(link_10ms(), 1);
+    net.record = Some(Vec::new());
+    established(&mut net);
+    let rec = net.record.take().unwrap();
+    let (syn_raw, synack_raw) = (&rec[0], &rec[1]);
+    assert!(syn_raw.a_to_b && !synack_raw.a_to_b);
+    let syn = wire::parse(&syn_raw.bytes).unwrap();
+    let synack = wire::parse(&synack_raw.bytes).unwrap();
+    let ack = wire::parse(&rec[2].bytes).unwrap();
+
+    assert_eq!(syn.flags, th::SYN);
+    assert_eq!(syn.ack, 0);
+    // FreeBSD's order: mss, nop, wscale, sackOK, TS (20 bytes, no padding).
+    let o = raw_options(&syn_raw.bytes);
+    assert_eq!(o.len(), 20);
+    assert_eq!(&o[..4], &[2, 4, 0x05, 0xb4], "mss 1460");
+    // FreeBSD: the smallest shift with 65535 << shift >= 2 MiB (recvbuf_max) is 6.
+    assert_eq!(&o[4..8], &[1, 3, 3, 6], "nop, wscale 6");
+    assert_eq!(&o[8..10], &[4, 2], "sackOK");
+    assert_eq!(&o[10..12], &[8, 10], "TS");
+    assert_eq!(&o[16..20], &[0, 0, 0, 0], "TS ecr 0 on a SYN");
+    assert_eq!(syn.win, 65535, "SYN window unscaled, recvspace 64 KiB");
+
+    assert_eq!(synack.flags, th::SYN | th::ACK);
+    assert_eq!(synack.ack, syn.seq.wrapping_add(1));
+    let o = raw_options(&synack_raw.bytes);
+    assert_eq!(o.len(), 20);
+    assert_eq!(
+        (o[0], o[4], o[5], o[8], o[10]),
+        (2, 1, 3, 4, 8),
+        "same order on the SYN-ACK"
+    );
+    assert_eq!(synack.opts.tsecr, syn.opts.tsval, "echoes the SYN's TSval");
+
+    assert_eq!(ack.flags, th::ACK);
+    assert_eq!(
+        (ack.seq, ack.ack),
+        (syn.seq.wrapping_add(1), synack.seq.wrapping_add(1))
+    );
+    assert!(ack.payload.is_empty());
+    let o = raw_options(&rec[2].bytes);
+    assert_eq!(&o[..4], &[1, 1, 8, 10], "nop, nop, TS");
+    assert_eq!(ack.opts.tsecr, synack.opts.tsval);
+    // The window is now scaled by our shift (6): 64 KiB >> 6.
+    assert_eq!(ack.win as u32, 65536 >> 6);
+}
+
+/// A crafted segment from B's side of A's connection `c`.
+fn from_b(net: &SimNet, c: usize, seq: u32, ack: u32, flags: u16) -> Vec<u8> {
+    let side = &net.a.conns[c].as_ref().unwrap().side;
+    let seg = SegOut {
+        seq,
+        ack,
+        flags,
+        win: 1000,
+        opts: TcpOpts::default(),
+        ..Default::default()
+    };
+    let mut buf = vec![0u8; wire::MAX_HEADER];
+    let n = wire::build(&mut buf, side.remote, side.local, &seg, &[], 64).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn a_output(net: &mut SimNet) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    net.a.worker.tx.drain(|p| out.push(p.to_vec()));
+    out
+}
+
+#[test]
+fn rfc5961_challenge_acks_and_exact_rst() {
+    let mut net = SimNet::builtin(link_10ms(), 2);
+    let (c, _) = established(&mut net);
+    net.run_until(net.now + SEC, |_| false);
+    let (rcv_nxt, snd_nxt) = {
+        let tp = net.a.tcpcb(c).unwrap();
+        (tp.rcv_nxt, tp.snd_nxt)
+    };
+    // A RST inside the window but not at rcv_nxt: a challenge ACK, connection kept.
+    let rst = from_b(&net, c, rcv_nxt.wrapping_add(100), 0, th::RST);
+    net.a.input(&rst);
+    let out = a_output(&mut net);
+    assert_eq!(out.len(), 1);
+    let ch = wire::parse(&out[0]).unwrap();
+    assert_eq!(ch.flags, th::ACK);
+    assert_eq!(
+        (ch.seq, ch.ack),
+        (snd_nxt, rcv_nxt),
+        "challenge ACK: SND.NXT, RCV.NXT"
+    );
+    assert!(ch.payload.is_empty());
+    assert_eq!(net.a.state(c), Some(TcpState::Established));
+
+    // A SYN on the established connection: a challenge ACK too.
+    let syn = from_b(&net, c, rcv_nxt.wrapping_add(5), 0, th::SYN);
+    net.a.input(&syn);
+    let out = a_output(&mut net);
+    assert_eq!(out.len(), 1);
+    assert_eq!(wire::parse(&out[0]).unwrap().flags, th::ACK);
+    assert_eq!(net.a.state(c), Some(TcpState::Established));
+
+    // Throttled: at most ack_war_cnt (5) per ack_war_timewindow (1 s); 2 were sent already.
+    for i in 0..10 {
+        let rst = from_b(&net, c, rcv_nxt.wrapping_add(200 + i), 0, th::RST);
+        net.a.input(&rst);
+    }
+    assert_eq!(a_output(&mut net).len(), 3);
+
+    // A RST outside the window: silently dropped.
+    let far = from_b(&net, c, rcv_nxt.wrapping_add(10_000_000), 0, th::RST);
+    net.a.input(&far);
+    assert!(a_output(&mut net).is_empty());
+
+    // A RST exactly at rcv_nxt resets the connection: ECONNRESET to the application.
+    let rst = from_b(&net, c, rcv_nxt, 0, th::RST);
+    net.a.input(&rst);
+    assert_eq!(net.a.state(c), Some(TcpState::Closed));
+    assert_eq!(net.a.recv(c, &mut [0u8; 16]), Err(Errno::ECONNRESET));
+    assert_eq!(net.a.send(c, b"x"), Err(Errno::ECONNRESET));
+}
+
+#[test]
+fn connect_to_closed_port_is_refused_with_exact_rst() {
+    let mut net = SimNet::builtin(link_10ms(), 3);
+    net.record = Some(Vec::new());
+    let c = net.a.connect((ADDR_B, 81).into(), None).unwrap();
+    net.run_until(2 * SEC, |n| n.a.state(c) == Some(TcpState::Closed));
+    assert_eq!(net.a.recv(c, &mut [0u8; 4]), Err(Errno::ECONNREFUSED));
+    let rec = net.record.take().unwrap();
+    let syn = wire::parse(&rec[0].bytes).unwrap();
+    let rst = wire::parse(&rec[1].bytes).unwrap();
+    // RFC 9293 3.10.7.1: no ACK on the SYN, so RST|ACK with SEQ 0 and ACK = SEG.SEQ + 1.
+    assert_eq!(rst.flags, th::RST | th::ACK);
+    assert_eq!((rst.seq, rst.ack), (0, syn.seq.wrapping_add(1)));
+    assert_eq!(net.b.stats.out_rsts, 1);
+}
+
+#[test]
+fn zero_window_probes_then_recovery() {
+    let mut net = SimNet::builtin(link_10ms(), 4);
+    net.b.sysctl_set("net.inet.tcp.recvspace", "16384").unwrap();
+    // Without window scaling, B's zero window is exactly zero (a scaled window rounds up to
+    // 63 free bytes down to zero, and the peer may then place probe bytes in them).
+    net.b.sysctl_set("net.inet.tcp.rfc1323", "0").unwrap();
+    let (c, s) = established(&mut net);
+    net.record = Some(Vec::new());
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let mut sent = net.a.send(c, &data).unwrap();
+    // B reads nothing: the window closes; A probes.
+    net.run_until(net.now + 40 * SEC, |n| {
+        if let Ok(k) = n.a.send(c, &data[sent..]) {
+            sent += k;
+        }
+        false
+    });
+    let rec = net.record.take().unwrap();
+    let a_segs = segments(&rec, true);
+    let zero_at = segments(&rec, false)
+        .iter()
+        .find(|(_, p)| p.win == 0 && p.flags & th::ACK != 0)
+        .map(|(t, _)| *t)
+        .expect("B advertised a zero window");
+    // Segments A sent before B's zero window reached it (one-way delay 5 ms) are not probes.
+    let probes: Vec<&(u64, Parsed<'_>)> = a_segs
+        .iter()
+        .filter(|(t, p)| *t > zero_at + 6 * MS && !p.payload.is_empty())
+        .collect();
+    assert!(
+        probes.len() >= 4,
+        "expected window probes, got {}",
+        probes.len()
+    );
+    let una = net.a.tcpcb(c).unwrap().snd_una;
+    for (_, p) in &probes {
+        assert_eq!(p.payload.len(), 1, "a probe carries one byte");
+    }
+    // Each probe is the first unacknowledged byte: the same byte again, or the next one when
+    // the receiver had room for the previous (window scaling rounds its last few free bytes
+    // down to a zero on the wire).
+    for w in probes.windows(2) {
+        let step = w[1].1.seq.wrapping_sub(w[0].1.seq);
+        assert!(step <= 1, "probe sequence jumped by {step}");
+    }
+    for (_, p) in &probes[probes.len() - 3..] {
+        assert_eq!(
+            p.seq, una,
+            "once the buffer is full, the same byte every time"
+        );
+    }
+    // Persist timing: persmin 5 s while the backed-off RTO is below it.
+    let gaps: Vec<u64> = probes.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    // Persist timing (FreeBSD tcp_setpersist): the backed-off RTO clamped to
+    // [persmin 5 s, persmax 60 s], so 5 s while the backoff is below persmin, then growing.
+    assert_eq!(&gaps[..3], &[5 * SEC; 3], "probe intervals {gaps:?}");
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= w[0] && w[1] <= 60 * SEC),
+        "probe intervals {gaps:?}"
+    );
+    assert!(
+        gaps.last().unwrap() > &(5 * SEC),
+        "backoff past persmin {gaps:?}"
+    );
+    // Now B reads: the window opens and everything arrives intact.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    assert!(net.run_until(net.now + 60 * SEC, |n| {
+        if sent < data.len() {
+            if let Ok(k) = n.a.send(c, &data[sent..]) {
+                sent += k;
+            }
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == data.len()
+    }));
+    assert_eq!(got, data);
+}
+
+#[test]
+fn close_handshake_time_wait_and_half_close() {
+    let mut net = SimNet::builtin(link_10ms(), 5);
+    let (c, s) = established(&mut net);
+    // A sends, then half-closes: B reads to EOF while it can still send back.
+    net.a.send(c, b"request").unwrap();
+    net.a.shutdown(c, Shutdown::Write).unwrap();
+    assert_eq!(net.a.state(c), Some(TcpState::FinWait1));
+    let mut buf = [0u8; 64];
+    let mut req = Vec::new();
+    assert!(net.run_until(net.now + SEC, |n| {
+        match n.b.recv(s, &mut buf) {
+            Ok(0) => true,
+            Ok(k) => {
+                req.extend_from_slice(&buf[..k]);
+                false
+            }
+            Err(_) => false,
+        }
+    }));
+    assert_eq!(req, b"request");
+    assert_eq!(net.b.state(s), Some(TcpState::CloseWait));
+    // B's ACK of the FIN needs a one-way delay to reach A.
+    assert!(net.run_until(net.now + SEC, |n| n.a.state(c) == Some(TcpState::FinWait2)));
+    assert_eq!(net.a.send(c, b"more"), Err(Errno::EPIPE));
+    net.b.send(s, b"response").unwrap();
+    net.b.close(s);
+    assert_eq!(net.b.state(s), Some(TcpState::LastAck));
+    let mut resp = Vec::new();
+    assert!(net.run_until(net.now + SEC, |n| {
+        match n.a.recv(c, &mut buf) {
+            Ok(0) => true,
+            Ok(k) => {
+                resp.extend_from_slice(&buf[..k]);
+                false
+            }
+            Err(_) => false,
+        }
+    }));
+    assert_eq!(resp, b"response");
+    // A, the active closer, holds TIME_WAIT for 2*MSL (msl 30 s); B is gone once its FIN
+    // is acknowledged.
+    let tw_from = net.now;
+    net.run_until(net.now + SEC, |_| false);
+    assert_eq!(net.a.state(c), Some(TcpState::TimeWait));
+    assert_eq!(net.b.state(s), None, "B freed after LAST_ACK");
+    net.a.close(c);
+    net.run_until(tw_from + 59 * SEC, |_| false);
+    assert_eq!(net.a.state(c), Some(TcpState::TimeWait));
+    net.run_until(tw_from + 61 * SEC, |_| false);
+    assert_eq!(net.a.state(c), None, "freed after 2*MSL");
+    assert_eq!(net.a.table.len(), 0);
+}
+
+#[test]
+fn simultaneous_open() {
+    let mut net = SimNet::builtin(link_10ms(), 6);
+    let pa: SocketAddr = (ADDR_A, 6000).into();
+    let pb: SocketAddr = (ADDR_B, 7000).into();
+    let a = net.a.connect(pb, Some(pa)).unwrap();
+    let b = net.b.connect(pa, Some(pb)).unwrap();
+    assert!(net.run_until(5 * SEC, |n| {
+        n.a.state(a) == Some(TcpState::Established) && n.b.state(b) == Some(TcpState::Established)
+    }));
+    net.a.send(a, b"ping").unwrap();
+    let mut buf = [0u8; 8];
+    let mut n_read = 0;
+    assert!(net.run_until(net.now + SEC, |n| {
+        if let Ok(k) = n.b.recv(b, &mut buf[n_read..]) {
+            n_read += k;
+        }
+        n_read == 4
+    }));
+    assert_eq!(&buf[..4], b"ping");
+}
+
+#[test]
+fn syn_options_follow_sysctls() {
+    let mut net = SimNet::builtin(link_10ms(), 7);
+    net.a.sysctl_set("net.inet.tcp.rfc1323", "0").unwrap();
+    net.a.sysctl_set("net.inet.tcp.sack.enable", "0").unwrap();
+    net.record = Some(Vec::new());
+    established(&mut net);
+    let rec = net.record.take().unwrap();
+    let syn = wire::parse(&rec[0].bytes).unwrap();
+    assert_eq!(
+        syn.opts.flags,
+        to::MSS,
+        "only the MSS without rfc1323 and SACK"
+    );
+    let synack = wire::parse(&rec[1].bytes).unwrap();
+    assert_eq!(synack.opts.flags, to::MSS, "B answers only what A offered");
+}

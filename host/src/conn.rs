@@ -144,10 +144,13 @@ pub struct HostSide {
     pub snd: SendBuf,
     pub rcv: RecvBuf,
     pub timers: [Option<TimerId>; tt::COUNT as usize],
-    /// Events the stack reported during the current call; the host handles and clears them.
-    pub events: Vec<ConnEvent>,
+    /// Events the stack reported during the current call (bit `1 << ConnEvent`); the host
+    /// handles and clears them.
+    pub events: u8,
     /// The listener that accepted it (passive opens).
     pub listener: Option<u32>,
+    /// Waiting in its listener's accept queue.
+    pub queued: bool,
     /// The application closed it: free it once the stack is done.
     pub user_closed: bool,
     /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
@@ -165,8 +168,9 @@ impl HostSide {
             snd: SendBuf::new(sndbuf),
             rcv: RecvBuf::new(rcvbuf),
             timers: [None; tt::COUNT as usize],
-            events: Vec::new(),
+            events: 0,
             listener: None,
+            queued: false,
             user_closed: false,
             wr_shut: false,
             rd_shut: false,
@@ -208,18 +212,21 @@ struct HostCall<'a> {
     worker: &'a mut Worker,
 }
 
-fn call<'a>(host: *mut c_void) -> &'a mut HostCall<'a> {
+fn call<'a>(host: *mut c_void) -> Option<&'a mut HostCall<'a>> {
     // SAFETY: the host points `ctx.host.host` at a HostCall on its own stack frame for the
-    // duration of each stack call (`Conn::with_call`) and clears it after; HostCall borrows
+    // duration of each stack call (`Conn::with_call`) and nulls it after; HostCall borrows
     // the HostSide and the Worker, which are disjoint from the StackCtx the stack borrows.
-    unsafe { &mut *(host as *mut HostCall<'a>) }
+    // Null means a detached call (a connection dropped without `close`): ops do nothing.
+    unsafe { (host as *mut HostCall<'a>).as_mut() }
 }
 
 /// Most chunks one segment's payload can span (64 KiB over 16 KiB chunks, plus the ends).
 const MAX_SLICES: usize = 8;
 
 extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
-    let c = call(host);
+    let Some(c) = call(host) else {
+        return HookStatus(Errno::ENOTCONN.0);
+    };
     let mut slices: [&[u8]; MAX_SLICES] = [&[]; MAX_SLICES];
     let mut n = 0;
     let mut got = 0usize;
@@ -249,30 +256,34 @@ extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
     }
 }
 extern "C" fn op_snd_len(host: *mut c_void) -> u32 {
-    call(host).side.snd.len() as u32
+    call(host).map_or(0, |c| c.side.snd.len() as u32)
 }
 extern "C" fn op_snd_read(host: *mut c_void, off: u32, mut dst: RSliceMut<'_, u8>) -> u32 {
-    call(host).side.snd.read_at(off as usize, &mut dst) as u32
+    call(host).map_or(0, |c| c.side.snd.read_at(off as usize, &mut dst) as u32)
 }
 extern "C" fn op_snd_drop(host: *mut c_void, n: u32) {
-    let c = call(host);
-    c.side.snd.drop_front(&mut c.worker.pool, n as usize);
+    if let Some(c) = call(host) {
+        c.side.snd.drop_front(&mut c.worker.pool, n as usize);
+    }
 }
 extern "C" fn op_rcv_space(host: *mut c_void) -> u32 {
-    call(host).side.rcv.space() as u32
+    call(host).map_or(0, |c| c.side.rcv.space() as u32)
 }
 extern "C" fn op_rcv_hiwat(host: *mut c_void) -> u32 {
-    call(host).side.rcv.hiwat() as u32
+    call(host).map_or(0, |c| c.side.rcv.hiwat() as u32)
 }
 extern "C" fn op_rcv_write(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32 {
-    let c = call(host);
-    c.side.rcv.write_at(&mut c.worker.pool, off as usize, &data) as u32
+    call(host).map_or(0, |c| {
+        c.side.rcv.write_at(&mut c.worker.pool, off as usize, &data) as u32
+    })
 }
 extern "C" fn op_rcv_commit(host: *mut c_void, n: u32) {
-    call(host).side.rcv.commit(n as usize);
+    if let Some(c) = call(host) {
+        c.side.rcv.commit(n as usize);
+    }
 }
 extern "C" fn op_timer_start(host: *mut c_void, which: u32, delay_ns: u64) {
-    let c = call(host);
+    let Some(c) = call(host) else { return };
     let Some(t) = c.side.timers.get_mut(which as usize) else {
         return;
     };
@@ -289,13 +300,13 @@ extern "C" fn op_timer_start(host: *mut c_void, which: u32, delay_ns: u64) {
     }
 }
 extern "C" fn op_timer_stop(host: *mut c_void, which: u32) {
-    let c = call(host);
+    let Some(c) = call(host) else { return };
     if let Some(id) = c.side.timers.get_mut(which as usize).and_then(Option::take) {
         c.worker.wheel.cancel(id);
     }
 }
 extern "C" fn op_timer_remaining(host: *mut c_void, which: u32) -> u64 {
-    let c = call(host);
+    let Some(c) = call(host) else { return u64::MAX };
     c.side
         .timers
         .get(which as usize)
@@ -307,10 +318,12 @@ extern "C" fn op_timer_remaining(host: *mut c_void, which: u32) -> u64 {
         })
 }
 extern "C" fn op_now(host: *mut c_void) -> u64 {
-    call(host).worker.now
+    call(host).map_or(0, |c| c.worker.now)
 }
 extern "C" fn op_event(host: *mut c_void, ev: ConnEvent) {
-    call(host).side.events.push(ev);
+    if let Some(c) = call(host) {
+        c.side.events |= 1 << ev as u8;
+    }
 }
 
 const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
@@ -640,12 +653,15 @@ impl Conn {
 
 impl Drop for Conn {
     /// The host frees connections with [`Conn::close`] on its worker. A connection dropped
-    /// without it still gets its fini and cb_destroy and releases its user counts, against a
-    /// throwaway worker (its timers were in no wheel the host still runs).
+    /// without it (a host being torn down) still gets its fini and cb_destroy and releases
+    /// its user counts; the stack's host ops are detached (null host) and do nothing.
     fn drop(&mut self) {
-        if self.stack.is_some() || self.cc.is_some() {
-            let mut w = Worker::new(0);
-            self.close(&mut w);
+        if let Some(s) = self.stack.take() {
+            if let Some(fini) = s.entry.hooks.fini {
+                let _ = fini(s.state, &mut self.ctx, true);
+            }
+            s.entry.release();
         }
+        self.detach_cc();
     }
 }

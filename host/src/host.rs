@@ -44,6 +44,7 @@ pub struct Host {
     pub search_path: SearchPath,
     /// Connections by slot (None = free slot).
     pub conns: Vec<Option<Conn>>,
+    free_slots: Vec<usize>,
     /// Clock, timer wheel and buffer pool shared by the connections.
     pub worker: Worker,
     fired: Vec<(u64, u64)>,
@@ -121,6 +122,7 @@ impl Host {
             sysctl,
             search_path,
             conns: Vec::new(),
+            free_slots: Vec::new(),
             worker: Worker::new(0),
             fired: Vec::new(),
             plugin_faults: Default::default(),
@@ -385,14 +387,7 @@ impl Host {
     pub fn new_conn(&mut self) -> Result<usize, Errno> {
         let snap = self.registry.load_full();
         let t = self.sysctl.load_full();
-        let slot = self
-            .conns
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
+        let slot = self.take_slot();
         let mut c = Conn::new(
             slot,
             t.mssdflt as u32,
@@ -418,7 +413,19 @@ impl Host {
     pub fn close_conn(&mut self, slot: usize) {
         if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
             c.close(&mut self.worker);
+            self.free_slots.push(slot);
         }
+    }
+
+    /// A free connection slot (O(1): freed slots are reused first).
+    pub(crate) fn take_slot(&mut self) -> usize {
+        while let Some(s) = self.free_slots.pop() {
+            if self.conns.get(s).is_some_and(Option::is_none) {
+                return s;
+            }
+        }
+        self.conns.push(None);
+        self.conns.len() - 1
     }
 
     /// Runs `f` on connection `slot`; a plugin panic resets (frees) that connection only,

@@ -200,31 +200,37 @@ impl Host {
             e.ts_offset = self.ts_offset(&key);
         }
         e.sack_ok = self.tunables.sack_enable != 0 && p.opts.has(to::SACKPERM);
-        let use_cookie = self.tunables.syncookies_only != 0
-            || match self.syncache.insert(now, e) {
-                InsertOutcome::Inserted | InsertOutcome::BucketOverflow { .. } => false,
+        let cookies = self.tunables.syncookies != 0;
+        if cookies {
+            // As FreeBSD: with cookies on, every SYN-ACK's ISS is a cookie, so a handshake
+            // whose cache entry was evicted (bucket overflow) still completes on the ACK.
+            self.cookies.maybe_rotate(now, &mut self.rng);
+            e.iss = self
+                .cookies
+                .generate(&key, e.irs, e.peer_mss, e.snd_wscale, e.sack_ok);
+        }
+        let cached = if cookies && self.tunables.syncookies_only != 0 {
+            false
+        } else {
+            match self.syncache.insert(now, e) {
+                InsertOutcome::Inserted | InsertOutcome::BucketOverflow { .. } => true,
                 InsertOutcome::ReplacedDuplicate => {
-                    // A retransmitted SYN: answer with the same ISS.
+                    // A retransmitted SYN: answer as before.
                     if let Some(old) = self.syncache.get(&key) {
                         e = *old;
                     }
-                    false
+                    true
                 }
-                InsertOutcome::CacheFull => self.tunables.syncookies != 0,
-            };
-        if use_cookie {
-            self.cookies.maybe_rotate(now, &mut self.rng);
-            e.iss = self.cookies.generate(
-                &key,
-                e.irs,
-                e.peer_mss,
-                e.snd_wscale.map(|_| e.rcv_wscale),
-                e.sack_ok,
-            );
+                InsertOutcome::CacheFull => false,
+            }
+        };
+        if !cached {
+            if !cookies {
+                return; // cache full and no cookies: drop the SYN
+            }
+            // Stateless: nothing remembers the peer's timestamp, so none is offered.
             e.ts_recent = None;
             self.stats.syncookies_sent += 1;
-        } else if self.syncache.get(&key).is_none() {
-            return; // cache full and no cookies: drop the SYN
         }
         self.send_synack(&e);
     }
@@ -312,14 +318,7 @@ impl Host {
 
     /// Puts a new connection in the table and a slot.
     pub(crate) fn alloc_conn(&mut self, key: ConnKey) -> Result<usize, Errno> {
-        let slot = self
-            .conns
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
+        let slot = self.take_slot();
         self.table.insert_conn(key, ConnId(slot as u32))?;
         let t = &self.tunables;
         let mut c = Conn::new(
@@ -373,15 +372,9 @@ impl Host {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let mut closed = false;
-        let mut connected = false;
-        for ev in c.side.events.drain(..) {
-            match ev {
-                ConnEvent::Closed => closed = true,
-                ConnEvent::Connected => connected = true,
-                _ => {}
-            }
-        }
+        let events = std::mem::take(&mut c.side.events);
+        let closed = events & (1 << ConnEvent::Closed as u8) != 0;
+        let connected = events & (1 << ConnEvent::Connected as u8) != 0;
         if connected {
             if let Some(lid) = c.side.listener {
                 if let Some(l) = self
@@ -390,6 +383,7 @@ impl Host {
                     .and_then(Option::as_mut)
                 {
                     l.accept_q.push_back(slot);
+                    c.side.queued = true;
                 }
             } else {
                 self.stats.active_opens += 1;
@@ -401,12 +395,7 @@ impl Host {
         if let Some((user_closed, listener, state)) = c {
             // Gone, and nobody will read its status: free it. An accepted connection that
             // dies in the accept queue is freed and taken out of the queue.
-            let queued = listener.is_some_and(|lid| {
-                self.listeners
-                    .get(lid as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|l| l.accept_q.contains(&slot))
-            });
+            let queued = self.conns[slot].as_ref().is_some_and(|c| c.side.queued);
             if (closed || state == TcpState::Closed) && (user_closed || queued) {
                 if let Some(lid) = listener {
                     if let Some(l) = self

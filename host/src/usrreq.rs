@@ -99,7 +99,11 @@ impl Host {
             .get_mut(lid)
             .and_then(Option::as_mut)
             .ok_or(Errno::EBADF)?;
-        l.accept_q.pop_front().ok_or(Errno::EAGAIN)
+        let slot = l.accept_q.pop_front().ok_or(Errno::EAGAIN)?;
+        if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            c.side.queued = false;
+        }
+        Ok(slot)
     }
 
     /// Closes a listener: pending connections in its queue are reset.

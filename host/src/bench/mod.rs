@@ -1,6 +1,8 @@
 //! Benchmarks behind `plugtcp bench ...`. Each compares variants side by side in one run, so
 //! that the ratio stays meaningful on a shared, noisy machine.
 
+pub mod bulk;
+pub mod conns;
 pub mod dispatch;
 
 /// Median of a few samples.

@@ -90,6 +90,29 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Many concurrent connections: handshakes/s, resident bytes per idle connection, and
+    /// bulk throughput with them open against without.
+    Conns {
+        #[arg(long, default_value_t = 100_000)]
+        connections: usize,
+        /// Bytes of the bulk transfers (suffixes K, M, G).
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        bulk: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bulk throughput between two hosts in one thread over a zero-delay in-memory link, at
+    /// MTU 1500 and 65535 with 64 KiB and 4 MiB buffers, against smoltcp in the same run.
+    Bulk {
+        /// Bytes per transfer (suffixes K, M, G as powers of 1024).
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        bytes: u64,
+        #[arg(long)]
+        json: bool,
+        /// Skip the smoltcp comparison.
+        #[arg(long)]
+        no_smoltcp: bool,
+    },
     /// ns per CC hook call through the loaded .so against the same module linked statically.
     Dispatch {
         #[arg(long, default_value_t = 5_000_000)]
@@ -293,6 +316,67 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => fail(format!("demo: {e}")),
+            }
+        }
+        Cmd::Bench {
+            which:
+                Bench::Conns {
+                    connections,
+                    bulk,
+                    json,
+                },
+        } => match plugtcp_host::bench::conns::run(*connections, *bulk) {
+            Ok(r) => {
+                if *json {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("bench conns: {e}")),
+        },
+        Cmd::Bench {
+            which:
+                Bench::Bulk {
+                    bytes,
+                    json,
+                    no_smoltcp,
+                },
+        } => {
+            let exe_dir = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+            let dir = if *no_smoltcp {
+                None
+            } else {
+                exe_dir.as_deref()
+            };
+            match plugtcp_host::bench::bulk::run(*bytes, &[1500, 65535], &[64 * 1024, 4 << 20], dir)
+            {
+                Ok(cases) => {
+                    if *json {
+                        println!("{}", serde_json::to_string(&cases).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{:>6} {:>9} {:>14} {:>14} {:>7}",
+                            "MTU", "buffer", "plugtcp Gb/s", "smoltcp Gb/s", "ratio"
+                        );
+                        for c in &cases {
+                            let sm = c
+                                .smoltcp
+                                .as_ref()
+                                .map_or("-".to_string(), |s| format!("{:.2}", s.gbit_per_s));
+                            let r = c.ratio.map_or("-".to_string(), |r| format!("{r:.2}x"));
+                            println!(
+                                "{:>6} {:>9} {:>14.2} {:>14} {:>7}",
+                                c.mtu, c.buffer, c.plugtcp.gbit_per_s, sm, r
+                            );
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("bench bulk: {e}")),
             }
         }
         Cmd::Bench {

@@ -44,10 +44,35 @@ pub struct ListenerId(pub u32);
 ///
 /// Build it with [`ConnKey::new`] so that IPv6 flow labels, which vary per packet, never split a
 /// connection; the IPv6 scope id is kept (link-local addresses on different links differ).
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub struct ConnKey {
     pub local: SocketAddr,
     pub remote: SocketAddr,
+}
+
+/// Hashes the 4-tuple in as few writes as possible (one for IPv4): demux hashes it for every
+/// segment, and the derived impl made a dozen small SipHash writes. Equal keys still hash
+/// equal (flow info is cleared by `ConnKey::new`; the scope id is included).
+impl std::hash::Hash for ConnKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let ports = (self.local.port() as u128) << 16 | self.remote.port() as u128;
+        match (self.local, self.remote) {
+            (SocketAddr::V4(l), SocketAddr::V4(r)) => {
+                let ips = (u32::from(*l.ip()) as u128) << 32 | u32::from(*r.ip()) as u128;
+                h.write_u128(ips << 32 | ports);
+            }
+            (l, r) => {
+                let v6 = |a: SocketAddr| match a {
+                    SocketAddr::V6(a) => (u128::from(*a.ip()), a.scope_id()),
+                    SocketAddr::V4(a) => (u32::from(*a.ip()) as u128, u32::MAX),
+                };
+                let ((lip, lscope), (rip, rscope)) = (v6(l), v6(r));
+                h.write_u128(lip);
+                h.write_u128(rip);
+                h.write_u128(ports << 64 | (lscope as u128) << 32 | rscope as u128);
+            }
+        }
+    }
 }
 
 impl ConnKey {

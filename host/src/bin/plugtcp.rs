@@ -112,6 +112,12 @@ enum Bench {
         /// Skip the smoltcp comparison.
         #[arg(long)]
         no_smoltcp: bool,
+        /// Only this MTU (default: 1500 and 65535).
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Only this buffer size (default: 64K and 4M).
+        #[arg(long, value_parser = parse_size)]
+        buffer: Option<u64>,
     },
     /// ns per CC hook call through the loaded .so against the same module linked statically.
     Dispatch {
@@ -342,6 +348,8 @@ fn main() -> ExitCode {
                     bytes,
                     json,
                     no_smoltcp,
+                    mtu,
+                    buffer,
                 },
         } => {
             let exe_dir = std::env::current_exe()
@@ -352,8 +360,9 @@ fn main() -> ExitCode {
             } else {
                 exe_dir.as_deref()
             };
-            match plugtcp_host::bench::bulk::run(*bytes, &[1500, 65535], &[64 * 1024, 4 << 20], dir)
-            {
+            let mtus = mtu.map_or(vec![1500, 65535], |m| vec![m]);
+            let buffers = buffer.map_or(vec![64 * 1024, 4 << 20], |b| vec![b]);
+            match plugtcp_host::bench::bulk::run(*bytes, &mtus, &buffers, dir) {
                 Ok(cases) => {
                     if *json {
                         println!("{}", serde_json::to_string(&cases).unwrap_or_default());

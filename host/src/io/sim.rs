@@ -87,6 +87,21 @@ pub fn bdp_bytes(bandwidth_bps: u64, rtt_ns: u64) -> usize {
 }
 
 impl SimLinkConfig {
+    /// A link that delivers every packet at once, unchanged and in order: no bandwidth
+    /// limit, delay, jitter, loss, duplication, corruption, reordering, queue or marking.
+    pub fn is_perfect(&self) -> bool {
+        self.bandwidth_bps == 0
+            && self.delay_ns == 0
+            && self.jitter_ns == 0
+            && self.loss <= 0.0
+            && self.duplicate <= 0.0
+            && self.corrupt <= 0.0
+            && self.reorder <= 0.0
+            && self.ecn_threshold_bytes.is_none()
+    }
+}
+
+impl SimLinkConfig {
     /// A classic bottleneck: rate `bandwidth_bps`, one-way delay `rtt_ns / 2` (so a link used
     /// in both directions has base RTT `rtt_ns`), and a tail-drop queue of one bandwidth-delay
     /// product ([`bdp_bytes`]). Everything else is as in [`Default`]. With `bandwidth_bps == 0`

@@ -25,6 +25,28 @@ pub struct SimNet {
     pub record: Option<Vec<Captured>>,
 }
 
+/// Capture and counting for a packet entering the link.
+fn observe(
+    pcap: &mut Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
+    record: &mut Option<Vec<Captured>>,
+    packets: &mut u64,
+    now: u64,
+    a_to_b: bool,
+    pkt: &[u8],
+) {
+    if let Some(w) = pcap.as_mut() {
+        let _ = w.write_packet(now, pkt);
+    }
+    if let Some(r) = record.as_mut() {
+        r.push(Captured {
+            time: now,
+            a_to_b,
+            bytes: pkt.to_vec(),
+        });
+    }
+    *packets += 1;
+}
+
 /// A packet as it entered the link.
 #[derive(Clone, Debug)]
 pub struct Captured {
@@ -70,8 +92,16 @@ impl SimNet {
         Ok(())
     }
 
-    /// Moves what the hosts queued onto the link.
-    fn flush_tx(&mut self) {
+    /// Moves what the hosts queued onto the link. On a perfect link (zero delay, nothing
+    /// lost or changed) packets go straight from one host's transmit queue to the other's
+    /// input, with no copy into the link and no delivery queue, until both are quiet.
+    /// Returns whether any packet moved.
+    fn flush_tx(&mut self) -> bool {
+        let before = self.packets;
+        if self.link.a_to_b.config().is_perfect() && self.link.b_to_a.config().is_perfect() {
+            self.hand_over();
+            return self.packets != before;
+        }
         let now = self.now;
         let (link, pcap, packets, record) = (
             &mut self.link,
@@ -80,17 +110,7 @@ impl SimNet {
             &mut self.record,
         );
         let mut take = |a_to_b: bool, pkt: &[u8]| {
-            if let Some(w) = pcap.as_mut() {
-                let _ = w.write_packet(now, pkt);
-            }
-            if let Some(r) = record.as_mut() {
-                r.push(Captured {
-                    time: now,
-                    a_to_b,
-                    bytes: pkt.to_vec(),
-                });
-            }
-            *packets += 1;
+            observe(pcap, record, packets, now, a_to_b, pkt);
             if a_to_b {
                 link.a_to_b.send(now, pkt);
             } else {
@@ -99,6 +119,26 @@ impl SimNet {
         };
         self.a.worker.tx.drain(|pkt| take(true, pkt));
         self.b.worker.tx.drain(|pkt| take(false, pkt));
+        self.packets != before
+    }
+
+    fn hand_over(&mut self) {
+        let now = self.now;
+        let (pcap, packets, record) = (&mut self.pcap, &mut self.packets, &mut self.record);
+        let mut deliver = |from: &mut Host, to: &mut Host, a_to_b: bool| {
+            // Take the queue out while its packets go to the other host (whose replies land in
+            // its own queue), then put it back to keep its recycled buffers.
+            let mut tx = std::mem::take(&mut from.worker.tx);
+            tx.drain(|pkt| {
+                observe(pcap, record, packets, now, a_to_b, pkt);
+                to.input(pkt);
+            });
+            from.worker.tx = tx;
+        };
+        while !self.a.worker.tx.is_empty() || !self.b.worker.tx.is_empty() {
+            deliver(&mut self.a, &mut self.b, true);
+            deliver(&mut self.b, &mut self.a, false);
+        }
     }
 
     /// When the next thing happens: a delivery or a timer on either host.
@@ -122,13 +162,13 @@ impl SimNet {
     /// As [`SimNet::step`], but never moves the clock past `deadline`: if the next event is
     /// later, the clock stops at `deadline` and this returns false.
     pub fn step_until(&mut self, deadline: u64) -> bool {
-        self.flush_tx();
+        let moved = self.flush_tx();
         let Some(t) = self.next_event() else {
-            return false;
+            return moved;
         };
         if t > deadline {
             self.now = self.now.max(deadline);
-            return false;
+            return moved;
         }
         self.now = self.now.max(t);
         let now = self.now;

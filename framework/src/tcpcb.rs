@@ -109,6 +109,10 @@ pub mod tf2 {
     /// The peer's FIN has been received (the socket layer's "can't receive more"; plugtcp
     /// keeps it here because the host owns the socket).
     pub const FIN_RCVD: u32 = 0x0100_0000;
+    /// Set by the host while it hands a connection several segments received together (a
+    /// batch, as LRO/GRO give one): the stack may leave output (the ACK) to the end of the
+    /// batch, when the host calls `output` once. plugtcp's own flag.
+    pub const INPUT_BATCH: u32 = 0x0200_0000;
 }
 
 /// The shared TCP control block. The host owns it (inline in its connection slot); stacks

@@ -66,6 +66,9 @@ pub struct Host {
     isn_key: (u64, u64),
     ts_key: (u64, u64),
     pub(crate) sc_events: Vec<SynCacheEvent>,
+    /// Inside `batch_begin`/`batch_end`: connections that got segments, for one output each.
+    pub(crate) batch: Option<Vec<usize>>,
+    batch_spare: Vec<usize>,
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -138,6 +141,8 @@ impl Host {
             ts_key: (rng.next_u64(), rng.next_u64()),
             rng,
             sc_events: Vec::new(),
+            batch: None,
+            batch_spare: Vec::new(),
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.register_registry_sysctls();
@@ -493,6 +498,36 @@ impl Host {
             self.worker.tunables = Arc::new(stack_tunables(&self.tunables));
             self.refresh_cc_globals();
         }
+    }
+
+    /// Starts a receive batch: packets given to `input` until `batch_end` arrived together
+    /// (one link poll, one recvmmsg). Each connection's output, and so its ACK, waits for the
+    /// end of the batch (as FreeBSD's LRO and Linux's GRO give a stack one coalesced segment).
+    pub fn batch_begin(&mut self) {
+        if self.batch.is_none() {
+            self.batch = Some(std::mem::take(&mut self.batch_spare));
+        }
+    }
+
+    /// Ends a receive batch: one output per connection that got segments in it.
+    pub fn batch_end(&mut self) {
+        let Some(mut slots) = self.batch.take() else {
+            return;
+        };
+        for &slot in &slots {
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.ctx.tp.t_flags2 & plugtcp_framework::tcpcb::tf2::INPUT_BATCH == 0 {
+                continue;
+            }
+            c.ctx.tp.t_flags2 &= !plugtcp_framework::tcpcb::tf2::INPUT_BATCH;
+            let _ = self.with_conn(slot, |c, w| c.output(w));
+            self.after_call(slot);
+        }
+        slots.clear();
+        // Keep the allocation for the next batch.
+        self.batch_spare = slots;
     }
 
     /// The earliest time something is due (a timer or a SYN cache event).

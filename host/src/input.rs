@@ -34,6 +34,15 @@ impl Host {
         );
         if let Some(ConnId(slot)) = self.table.lookup_conn(&key) {
             let slot = slot as usize;
+            if let Some(batch) = self.batch.as_mut() {
+                if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                    let tp = &mut c.ctx.tp;
+                    if tp.t_flags2 & plugtcp_framework::tcpcb::tf2::INPUT_BATCH == 0 {
+                        tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::INPUT_BATCH;
+                        batch.push(slot);
+                    }
+                }
+            }
             let seg = p.seg();
             let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
             self.after_call(slot);

@@ -18,17 +18,63 @@ use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};
 use plugtcp_framework::segment::{th, to, SackBlock, SegIn, SegOut, TcpOpts};
 use plugtcp_framework::Errno;
 
-/// RFC 1071 sums over byte slices. internet-checksum (Fuchsia netstack3's) sums with a u128
-/// accumulator; the 16-bit-word loop used before took about 40% of `plugtcp bench bulk`.
-struct Sum(internet_checksum::Checksum);
+/// RFC 1071 sums over byte slices. Hand-written because `plugtcp bench bulk` spent most of
+/// its time in checksums: 16-bit words are added into sixteen 32-bit lanes (blocks of at most
+/// 64 KiB, so no lane can overflow), which the compiler vectorises: 37-44 GB/s on the
+/// development machine against 22 GB/s for the internet-checksum crate and less for
+/// etherparse's 16-bit loop. A byte left over from an odd-length slice pairs with the next
+/// slice's first byte.
+struct Sum {
+    acc: u64,
+    odd: Option<u8>,
+}
+
+/// Sum of `bytes` (even length) as 16-bit native-endian words, not yet folded.
+#[inline]
+fn sum_words(bytes: &[u8]) -> u64 {
+    let mut total = 0u64;
+    for block in bytes.chunks(65536) {
+        let mut lanes = [0u32; 16];
+        let mut rows = block.chunks_exact(32);
+        for row in &mut rows {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                *lane += u16::from_ne_bytes([row[2 * i], row[2 * i + 1]]) as u32;
+            }
+        }
+        total += lanes.iter().map(|&l| l as u64).sum::<u64>();
+        let mut tail = rows.remainder().chunks_exact(2);
+        total += (&mut tail)
+            .map(|w| u16::from_ne_bytes([w[0], w[1]]) as u64)
+            .sum::<u64>();
+    }
+    total
+}
 
 impl Sum {
     fn new() -> Self {
-        Sum(internet_checksum::Checksum::new())
+        Sum { acc: 0, odd: None }
+    }
+
+    /// Pairs a pending odd byte with the first of `bytes`; returns the rest, even-length,
+    /// leaving its own last byte pending when it is odd.
+    #[inline]
+    fn align<'a>(&mut self, mut bytes: &'a [u8]) -> &'a [u8] {
+        if let (Some(o), Some((&first, rest))) = (self.odd, bytes.split_first()) {
+            self.acc += u16::from_ne_bytes([o, first]) as u64;
+            self.odd = None;
+            bytes = rest;
+        }
+        if bytes.len() % 2 == 1 {
+            let (body, last) = bytes.split_at(bytes.len() - 1);
+            self.odd = Some(last[0]);
+            bytes = body;
+        }
+        bytes
     }
 
     fn add(mut self, bytes: &[u8]) -> Self {
-        self.0.add_bytes(bytes);
+        let body = self.align(bytes);
+        self.acc += sum_words(body);
         self
     }
 
@@ -36,10 +82,22 @@ impl Sum {
         self.add(&bytes)
     }
 
+    /// Copies `src` into `dst` (same length) and adds it (summing the copy while it is hot
+    /// in cache is as fast as a fused loop, and simpler).
+    fn copy_add(&mut self, dst: &mut [u8], src: &[u8]) {
+        dst.copy_from_slice(src);
+        let body = self.align(dst);
+        self.acc += sum_words(body);
+    }
+
     /// The complement of the sum as a native-endian word (the sum runs over native-endian
     /// words, so `to_ne_bytes` gives the field in wire order); 0 when verifying a good packet.
     fn ones_complement(&self) -> u16 {
-        u16::from_ne_bytes(self.0.checksum())
+        let mut s = self.acc + self.odd.map_or(0, |o| u16::from_ne_bytes([o, 0]) as u64);
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
     }
 }
 
@@ -626,12 +684,14 @@ pub fn build(
     hdr[16..18].copy_from_slice(&[0, 0]);
     hdr[18..20].copy_from_slice(&seg.urp.to_be_bytes());
     hdr[TCP_HLEN..].copy_from_slice(&optbuf[..olen]);
+    // The payload is summed as it is copied in: one pass over it instead of two.
+    let mut sum = pseudo.add(hdr);
     let mut at = 0;
     for p in payload {
-        data[at..at + p.len()].copy_from_slice(p);
+        sum.copy_add(&mut data[at..at + p.len()], p);
         at += p.len();
     }
-    let c = pseudo.add(tcp).ones_complement();
+    let c = sum.ones_complement();
     tcp[16..18].copy_from_slice(&c.to_ne_bytes());
     Ok(total)
 }

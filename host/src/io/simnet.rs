@@ -129,10 +129,12 @@ impl SimNet {
             // Take the queue out while its packets go to the other host (whose replies land in
             // its own queue), then put it back to keep its recycled buffers.
             let mut tx = std::mem::take(&mut from.worker.tx);
+            to.batch_begin();
             tx.drain(|pkt| {
                 observe(pcap, record, packets, now, a_to_b, pkt);
                 to.input(pkt);
             });
+            to.batch_end();
             from.worker.tx = tx;
         };
         while !self.a.worker.tx.is_empty() || !self.b.worker.tx.is_empty() {
@@ -175,8 +177,13 @@ impl SimNet {
         self.a.worker.now = now;
         self.b.worker.now = now;
         let (a, b) = (&mut self.a, &mut self.b);
+        // What one poll delivers arrived together: a receive batch.
+        b.batch_begin();
         self.link.a_to_b.poll(now, |pkt| b.input(pkt));
+        b.batch_end();
+        a.batch_begin();
         self.link.b_to_a.poll(now, |pkt| a.input(pkt));
+        a.batch_end();
         self.a.advance(now);
         self.b.advance(now);
         self.flush_tx();

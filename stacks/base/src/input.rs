@@ -142,7 +142,10 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     if !data.is_empty() || fin {
         receive_data(base, cx, seq, data, fin);
     }
-    output::tcp_output(base, cx);
+    // In a receive batch the host calls output once at its end: one ACK for the batch.
+    if cx.tp.t_flags2 & tf2::INPUT_BATCH == 0 {
+        output::tcp_output(base, cx);
+    }
 }
 
 /// RFC 5961 challenge ACK, throttled (FreeBSD ack_war_timewindow / ack_war_cnt).
@@ -350,7 +353,12 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
         }
         tp.snd_una = ack;
         let abc = cx.tun().abc_l_var;
-        cx.cc.on_ack(&mut cx.tp, CC_ACK, acked, 1, abc);
+        // A stretch ACK (a receiver coalescing segments, as LRO/GRO do) counts as the
+        // segments it covers, so ABC's per-ACK cap does not slow slow start down.
+        let nsegs = acked
+            .div_ceil(output::max_payload(&cx.tp))
+            .clamp(1, u16::MAX as u32) as u16;
+        cx.cc.on_ack(&mut cx.tp, CC_ACK, acked, nsegs, abc);
     }
     let tp = &mut cx.tp;
     tp.t_dupacks = 0;

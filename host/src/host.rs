@@ -69,6 +69,8 @@ pub struct Host {
     /// Inside `batch_begin`/`batch_end`: connections that got segments, for one output each.
     pub(crate) batch: Option<Vec<usize>>,
     batch_spare: Vec<usize>,
+    /// The connection the last segment went to (see `input`).
+    pub(crate) last_demux: Option<(ConnKey, usize)>,
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -143,6 +145,7 @@ impl Host {
             sc_events: Vec::new(),
             batch: None,
             batch_spare: Vec::new(),
+            last_demux: None,
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.register_registry_sysctls();
@@ -416,6 +419,7 @@ impl Host {
 
     /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.
     pub fn close_conn(&mut self, slot: usize) {
+        self.last_demux = None;
         if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
             c.close(&mut self.worker);
             self.free_slots.push(slot);
@@ -505,6 +509,7 @@ impl Host {
     /// end of the batch (as FreeBSD's LRO and Linux's GRO give a stack one coalesced segment).
     pub fn batch_begin(&mut self) {
         if self.batch.is_none() {
+            self.refresh_tunables();
             self.batch = Some(std::mem::take(&mut self.batch_spare));
         }
     }

@@ -19,7 +19,10 @@ use crate::Host;
 impl Host {
     /// One received IP packet.
     pub fn input(&mut self, pkt: &[u8]) {
-        self.refresh_tunables();
+        // Inside a batch the tunables were refreshed once at its start.
+        if self.batch.is_none() {
+            self.refresh_tunables();
+        }
         let p = match wire::parse(pkt) {
             Ok(p) => p,
             Err(reason) => {
@@ -32,8 +35,16 @@ impl Host {
             SocketAddr::new(p.dst, p.dst_port),
             SocketAddr::new(p.src, p.src_port),
         );
-        if let Some(ConnId(slot)) = self.table.lookup_conn(&key) {
-            let slot = slot as usize;
+        // One-entry demux cache: a bulk flow hits the same connection segment after segment,
+        // and this skips the keyed hash. Freeing a connection clears it.
+        let found = match self.last_demux {
+            Some((k, slot)) if k == key => Some(slot),
+            _ => self.table.lookup_conn(&key).map(|ConnId(s)| {
+                self.last_demux = Some((key, s as usize));
+                s as usize
+            }),
+        };
+        if let Some(slot) = found {
             if let Some(batch) = self.batch.as_mut() {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
                     let tp = &mut c.ctx.tp;
@@ -422,6 +433,7 @@ impl Host {
 
     /// Takes a connection out of the table and frees it.
     pub(crate) fn free_conn(&mut self, slot: usize) {
+        self.last_demux = None;
         if let Some(c) = self.conns.get(slot).and_then(Option::as_ref) {
             let key = ConnKey::new(c.side.local, c.side.remote);
             self.table.remove_conn(&key);

@@ -303,7 +303,7 @@ impl CcConn {
 /// What a CC module implements. Hooks that a module does not need keep the default, and the
 /// `HAS_*` constants say which optional hooks the module really has (FreeBSD leaves those
 /// NULL: the host then answers ENOENT for TCP_CCALGOOPT, for instance).
-pub trait CcAlgorithm: Sized + 'static {
+pub trait CcAlgorithm: Sized + Send + 'static {
     const NAME: &'static str;
     const PARAMS: &'static [CcParamDesc] = &[];
     const COUNTERS: &'static [RStr<'static>] = &[];

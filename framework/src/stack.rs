@@ -486,7 +486,7 @@ pub struct TcpFunctionBlock {
 }
 
 /// What a stack implements. [`crate::export_function_block!`] wraps it into the ABI.
-pub trait TcpStack: Sized + 'static {
+pub trait TcpStack: Sized + Send + 'static {
     const NAME: &'static str;
     const ALIASES: &'static [RStr<'static>] = &[];
     const FLAGS: u32 = tcp_func::DEFAULT_OK;

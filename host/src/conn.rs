@@ -651,6 +651,12 @@ impl Conn {
     }
 }
 
+// SAFETY: a connection moves between threads as a whole (a host runs on one driver thread
+// at a time). Its raw pointers are the plugins' private states, boxes whose types the
+// framework's traits require to be Send and which nothing outside this connection holds, and
+// the host and tunables pointers of `StackCtx`, which are null outside a stack call.
+unsafe impl Send for Conn {}
+
 impl Drop for Conn {
     /// The host frees connections with [`Conn::close`] on its worker. A connection dropped
     /// without it (a host being torn down) still gets its fini and cb_destroy and releases

@@ -16,6 +16,7 @@ pub mod host;
 pub mod input;
 pub mod io;
 pub mod registry;
+pub mod runtime;
 pub mod socket;
 pub mod sysctl;
 pub mod timer;

@@ -220,6 +220,9 @@ impl Host {
             e.ts_offset = self.ts_offset(&key);
         }
         e.sack_ok = self.tunables.sack_enable != 0 && p.opts.has(to::SACKPERM);
+        // RFC 3168 6.1.1: an ECN-setup SYN (ECE and CWR) gets an ECN-setup SYN-ACK (ECE) when
+        // ecn.enable is 1 or 2.
+        e.ecn = self.tunables.ecn_enable != 0 && p.flags & (th::ECE | th::CWR) == th::ECE | th::CWR;
         let cookies = self.tunables.syncookies != 0;
         if cookies {
             // As FreeBSD: with cookies on, every SYN-ACK's ISS is a cookie, so a handshake
@@ -276,7 +279,7 @@ impl Host {
         let seg = SegOut {
             seq: e.iss,
             ack: e.irs.wrapping_add(1),
-            flags: th::SYN | th::ACK,
+            flags: th::SYN | th::ACK | if e.ecn { th::ECE } else { 0 },
             win: (self.tunables.recvspace as u32).min(65535) as u16,
             opts: o,
             ..Default::default()
@@ -323,6 +326,9 @@ impl Host {
         }
         if e.sack_ok {
             tp.t_flags |= tf::SACK_PERMIT;
+        }
+        if e.ecn {
+            tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::ECN_PERMIT;
         }
         // Socket options set on the listener carry over (keepalive, nodelay, ...).
         tp.t_flags |= listener_tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);

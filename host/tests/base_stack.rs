@@ -366,3 +366,80 @@ fn syn_options_follow_sysctls() {
     let synack = wire::parse(&rec[1].bytes).unwrap();
     assert_eq!(synack.opts.flags, to::MSS, "B answers only what A offered");
 }
+
+#[test]
+fn ecn_negotiation_marking_and_reaction() {
+    let mut cfg = SimLinkConfig::bdp_queue(100_000_000, 20_000_000);
+    cfg.ecn_threshold_bytes = Some(cfg.queue_limit_bytes / 5);
+    cfg.seed = 8;
+    let mut net = SimNet::builtin(cfg, 8);
+    net.a.sysctl_set("net.inet.tcp.ecn.enable", "1").unwrap();
+    for h in [&mut net.a, &mut net.b] {
+        h.sysctl_set("net.inet.tcp.sendspace", "2097152").unwrap();
+        h.sysctl_set("net.inet.tcp.recvspace", "2097152").unwrap();
+    }
+    net.record = Some(Vec::new());
+    let (c, s) = established(&mut net);
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i ^ (i >> 8)) as u8).collect();
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    assert!(net.run_until(net.now + 30 * SEC, |n| {
+        if let Ok(k) = n.a.send(c, &data[sent..]) {
+            sent += k;
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == data.len()
+    }));
+    assert_eq!(got, data);
+    let rec = net.record.take().unwrap();
+    let syn = wire::parse(&rec[0].bytes).unwrap();
+    let synack = wire::parse(&rec[1].bytes).unwrap();
+    assert_eq!(syn.flags, th::SYN | th::ECE | th::CWR, "ECN-setup SYN");
+    assert_eq!(
+        synack.flags,
+        th::SYN | th::ACK | th::ECE,
+        "ECN-setup SYN-ACK"
+    );
+    let a_segs = segments(&rec, true);
+    let b_segs = segments(&rec, false);
+    // Segments are recorded as sent (before the link marks them): every data segment is
+    // ECT(0) (none was retransmitted: nothing was dropped, see below), pure ACKs are not ECT.
+    use plugtcp_framework::segment::ecn;
+    assert!(a_segs
+        .iter()
+        .filter(|(_, p)| !p.payload.is_empty())
+        .all(|(_, p)| p.ecn == ecn::ECT0));
+    assert!(b_segs.iter().all(|(_, p)| p.ecn == ecn::NOT_ECT));
+    let marked = net.link.a_to_b.stats().ce_marked;
+    assert!(marked > 0, "the link marked CE");
+    assert!(
+        b_segs.iter().any(|(_, p)| p.flags & th::ECE != 0),
+        "B echoed ECE"
+    );
+    assert!(
+        a_segs
+            .iter()
+            .any(|(_, p)| p.flags & th::CWR != 0 && !p.payload.is_empty()),
+        "A sent CWR on new data"
+    );
+    // A reduced its window on ECN, and the queue never overflowed.
+    let snap = net.a.registry.snapshot();
+    let base = snap.block("base").unwrap();
+    let i = base
+        .counter_names
+        .iter()
+        .position(|n| n == "ecn_reductions")
+        .unwrap();
+    assert!(base.counters[i].load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(
+        net.link.a_to_b.stats().dropped_queue,
+        0,
+        "ECN kept the queue from overflowing"
+    );
+}

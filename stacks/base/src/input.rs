@@ -1,8 +1,8 @@
 //! tcp_input: one incoming segment for a connection the host has demultiplexed (RFC 9293
 //! section 3.10.7, with RFC 7323, RFC 2018/6675 and RFC 5961).
 
-use plugtcp_framework::cc::{CC_ACK, CC_DUPACK, CC_NDUPACK};
-use plugtcp_framework::segment::{th, to, SegIn};
+use plugtcp_framework::cc::{ccf, CC_ACK, CC_DUPACK, CC_ECN, CC_NDUPACK};
+use plugtcp_framework::segment::{ecn, th, to, SegIn};
 use plugtcp_framework::seq::{seq_geq, seq_gt, seq_leq, seq_lt};
 use plugtcp_framework::stack::{tt, ConnEvent, StackCtx};
 use plugtcp_framework::tcpcb::{tf, tf2};
@@ -105,6 +105,9 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     if flags & th::ACK == 0 {
         return;
     }
+    if cx.tp.t_flags2 & tf2::ECN_PERMIT != 0 {
+        ecn_input(base, cx, seg);
+    }
 
     // Trim what we already have at the front.
     let rcv_nxt = cx.tp.rcv_nxt;
@@ -145,6 +148,35 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     // In a receive batch the host calls output once at its end: one ACK for the batch.
     if cx.tp.t_flags2 & tf2::INPUT_BATCH == 0 {
         output::tcp_output(base, cx);
+    }
+}
+
+/// RFC 3168 on an ECN connection: a CE mark makes us echo ECE until the sender's CWR; an ECE
+/// from the peer is a congestion signal, taken once per window (the CC's CC_ECN) and answered
+/// with CWR. DCTCP-style modules also see every packet's marks through ecnpkt_handler.
+fn ecn_input(_base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
+    let ce = seg.ip_ecn == ecn::CE;
+    let cwr = seg.flags & th::CWR != 0;
+    let tp = &mut cx.tp;
+    if cwr {
+        tp.t_flags2 &= !tf2::ECN_SND_ECE;
+    }
+    if ce {
+        tp.t_flags2 |= tf2::ECN_SND_ECE;
+        tp.t_flags |= tf::ACKNOW;
+    }
+    if cx.cc.hooks.ecnpkt_handler.is_some() {
+        let ccv = &mut cx.cc.ccv;
+        ccv.flags = (ccv.flags & !(ccf::IPHDR_CE | ccf::TCPHDR_CWR))
+            | if ce { ccf::IPHDR_CE } else { 0 }
+            | if cwr { ccf::TCPHDR_CWR } else { 0 };
+        cx.cc.ecnpkt_handler(&mut cx.tp);
+    }
+    let tp = &mut cx.tp;
+    if seg.flags & th::ECE != 0 && !tp.in_congrecovery() {
+        cx.cc.on_cong_signal(&mut cx.tp, CC_ECN);
+        cx.tp.t_flags2 |= tf2::ECN_SND_CWR;
+        cx.count(ctr::ECN_REDUCTIONS, 1);
     }
 }
 
@@ -522,6 +554,7 @@ fn syn_sent(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let now = cx.host.now();
     let tun_sack = cx.tun().sack_enable != 0;
     let mssdflt = cx.tun().mssdflt;
+    let (ecn_enable, ecn_maxretries) = (cx.tun().ecn_enable, cx.tun().ecn_maxretries);
     let tp = &mut cx.tp;
     tp.irs = seg.seq;
     tp.rcv_nxt = seg.seq.wrapping_add(1);
@@ -543,6 +576,14 @@ fn syn_sent(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     }
     if seg.opts.has(to::SACKPERM) && tun_sack {
         tp.t_flags |= tf::SACK_PERMIT;
+    }
+    // RFC 3168 6.1.1: our ECN SYN answered by a SYN-ACK with ECE and without CWR.
+    let ecn_syn = tp.t_rxtshift <= ecn_maxretries && ecn_enable == 1;
+    if f & (th::ECE | th::CWR) == th::ECE && f & th::ACK != 0 && ecn_syn {
+        tp.t_flags2 |= tf2::ECN_PERMIT;
+    } else if f & (th::ECE | th::CWR) == th::ECE | th::CWR && f & th::ACK == 0 && ecn_enable != 0 {
+        // A simultaneous open whose SYN asked for ECN.
+        tp.t_flags2 |= tf2::ECN_PERMIT;
     }
     if seg.opts.has(to::TSTAMP) && tp.t_flags & tf::REQ_TSTMP != 0 {
         tp.t_flags |= tf::RCVD_TSTMP;

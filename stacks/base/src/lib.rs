@@ -35,6 +35,7 @@ pub mod ctr {
     pub const KEEPPROBE: usize = 8;
     pub const PERSISTTIMEO: usize = 9;
     pub const RCVAFTERWIN: usize = 10;
+    pub const ECN_REDUCTIONS: usize = 11;
 }
 
 /// Most retransmissions of one segment before the connection is dropped (FreeBSD
@@ -148,6 +149,7 @@ impl TcpStack for Base {
         RStr::from_str("keepprobe"),
         RStr::from_str("persisttimeo"),
         RStr::from_str("rcvpackafterwin"),
+        RStr::from_str("ecn_reductions"),
     ];
 
     fn init(cx: &mut StackCtx, mode: InitMode, _old: OldStack) -> Result<Self, Errno> {

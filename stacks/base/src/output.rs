@@ -124,7 +124,11 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
         flags |= th::ACK;
     }
     let opts = options(base, cx, flags);
+    let (ecn_enable, ecn_maxretries) = (cx.tun().ecn_enable, cx.tun().ecn_maxretries);
     let tp = &mut cx.tp;
+    if flags & th::SYN != 0 {
+        flags |= syn_ecn_flags(tp, ecn_enable, ecn_maxretries);
+    }
     let wire_win = if flags & th::SYN != 0 {
         win.min(TCP_MAXWIN)
     } else {
@@ -135,7 +139,19 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     } else {
         0
     };
-    let ect = tp.t_flags2 & tf2::ECN_PERMIT != 0 && len > 0;
+    // RFC 3168: ECT(0) on new data only (6.1.5: never on retransmissions or pure ACKs).
+    let ecn_on = tp.t_flags2 & tf2::ECN_PERMIT != 0;
+    let ect = ecn_on && len > 0 && !seq_lt(seq, tp.snd_max);
+    if ecn_on && flags & th::SYN == 0 {
+        if tp.t_flags2 & tf2::ECN_SND_ECE != 0 {
+            flags |= th::ECE;
+        }
+        // CWR once, on the first new data after a reduction (6.1.2).
+        if ect && tp.t_flags2 & tf2::ECN_SND_CWR != 0 {
+            flags |= th::CWR;
+            tp.t_flags2 &= !tf2::ECN_SND_CWR;
+        }
+    }
     let seg = SegOut {
         seq,
         ack: if flags & th::ACK != 0 { tp.rcv_nxt } else { 0 },
@@ -213,6 +229,17 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     if cx.host.timer_remaining(tt::REXMT).is_none() {
         cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
         cx.host.timer_stop(tt::PERSIST);
+    }
+}
+
+/// ECN negotiation on our SYN (RFC 3168 6.1.1): ECE|CWR when `ecn.enable` is 1, until the
+/// SYN has been retransmitted `ecn.maxretries` times (a path that drops ECN SYNs); on a
+/// SYN-ACK of a simultaneous open, ECE if the peer's SYN asked for ECN.
+fn syn_ecn_flags(tp: &Tcpcb, ecn_enable: u32, maxretries: u32) -> u16 {
+    match tp.t_state {
+        TcpState::SynSent if ecn_enable == 1 && tp.t_rxtshift <= maxretries => th::ECE | th::CWR,
+        TcpState::SynReceived if tp.t_flags2 & tf2::ECN_PERMIT != 0 => th::ECE,
+        _ => 0,
     }
 }
 

@@ -443,3 +443,157 @@ fn ecn_negotiation_marking_and_reaction() {
         "ECN kept the queue from overflowing"
     );
 }
+
+/// Drops A's data segment that starts `offset` bytes into the stream, the first time only.
+fn drop_once(net: &mut SimNet, c: usize, offset: u32) {
+    let iss = net.a.tcpcb(c).unwrap().iss;
+    let target = iss.wrapping_add(1).wrapping_add(offset);
+    let mut done = false;
+    net.drop_if = Some(Box::new(move |a_to_b, pkt| {
+        let p = wire::parse(pkt).unwrap();
+        if a_to_b && !done && p.seq == target && !p.payload.is_empty() {
+            done = true;
+            return true;
+        }
+        false
+    }));
+}
+
+#[test]
+fn dsack_reports_a_duplicate_first() {
+    let mut net = SimNet::builtin(link_10ms(), 11);
+    let (c, s) = established(&mut net);
+    net.a.send(c, b"hello world").unwrap();
+    let mut buf = [0u8; 32];
+    assert!(net.run_until(net.now + SEC, |n| n.b.recv(s, &mut buf).is_ok()));
+    // The same 11 bytes again, as a retransmission that was not needed.
+    let (una, rcv) = {
+        let tp = net.a.tcpcb(c).unwrap();
+        (tp.snd_una, tp.rcv_nxt)
+    };
+    let side = &net.a.conns[c].as_ref().unwrap().side;
+    let seg = SegOut {
+        seq: una.wrapping_sub(11),
+        ack: rcv,
+        flags: th::ACK,
+        win: 1000,
+        data_len: 11,
+        ..Default::default()
+    };
+    let mut pkt = vec![0u8; wire::MAX_HEADER + 11];
+    let n = wire::build(
+        &mut pkt,
+        side.local,
+        side.remote,
+        &seg,
+        &[b"hello world"],
+        64,
+    )
+    .unwrap();
+    net.b.input(&pkt[..n]);
+    let mut out = Vec::new();
+    net.b.worker.tx.drain(|p| out.push(p.to_vec()));
+    let ack = wire::parse(&out[0]).unwrap();
+    assert!(ack.opts.has(to::SACK));
+    assert_eq!(
+        ack.opts.sack_blocks()[0],
+        plugtcp_framework::segment::SackBlock {
+            start: una.wrapping_sub(11),
+            end: una
+        }
+    );
+}
+
+/// One lost segment deep in slow start; returns (retransmissions, RTOs, when new data first
+/// went out after the fast retransmit as a fraction of the recovery episode).
+fn one_loss_recovery(do_prr: &str) -> (u64, usize, f64) {
+    let mut cfg = SimLinkConfig::bdp_queue(100_000_000, 20_000_000);
+    cfg.queue_limit_bytes *= 4;
+    cfg.seed = 12;
+    let mut net = SimNet::builtin(cfg, 12);
+    for h in [&mut net.a, &mut net.b] {
+        h.sysctl_set("net.inet.tcp.sendspace", "4194304").unwrap();
+        h.sysctl_set("net.inet.tcp.recvspace", "4194304").unwrap();
+        h.sysctl_set("net.inet.tcp.do_prr", do_prr).unwrap();
+    }
+    let (c, s) = established(&mut net);
+    drop_once(&mut net, c, 300 * 1448);
+    net.record = Some(Vec::new());
+    let data = vec![0x5a; 4 << 20];
+    let (mut sent, mut got) = (0, 0);
+    let mut buf = vec![0u8; 1 << 20];
+    assert!(net.run_until(net.now + 30 * SEC, |n| {
+        if let Ok(k) = n.a.send(c, &data[sent..]) {
+            sent += k;
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got += k;
+        }
+        got == data.len()
+    }));
+    let rec = net.record.take().unwrap();
+    let a = segments(&rec, true);
+    let b = segments(&rec, false);
+    let tp = net.a.tcpcb(c).unwrap();
+    let lost = tp.iss.wrapping_add(1).wrapping_add(300 * 1448);
+    // The fast retransmit is the second time the lost segment was sent.
+    let (t_fr, _) = *a
+        .iter()
+        .filter(|(_, p)| p.seq == lost && !p.payload.is_empty())
+        .nth(1)
+        .expect("fast retransmit");
+    // Recovery ends with the ACK covering everything sent before the fast retransmit.
+    // (Offsets from the ISS: no wraparound within a 4 MiB transfer.)
+    let off = |seq: u32| seq.wrapping_sub(tp.iss);
+    let recover = a
+        .iter()
+        .filter(|(t, _)| *t < t_fr)
+        .map(|(_, p)| off(p.seq) + p.payload.len() as u32)
+        .max()
+        .unwrap();
+    let (t_end, _) = *b
+        .iter()
+        .find(|(t, p)| *t > t_fr && off(p.ack) >= recover)
+        .expect("recovery end");
+    let (t_new, _) = *a
+        .iter()
+        .find(|(t, p)| *t > t_fr && !p.payload.is_empty() && off(p.seq) >= recover)
+        .expect("new data in recovery");
+    let snap = net.a.registry.snapshot();
+    let base = snap.block("base").unwrap();
+    let rto = base
+        .counter_names
+        .iter()
+        .position(|n| n == "rexmttimeo")
+        .unwrap();
+    (
+        tp.t_sndrexmitpack,
+        base.counters[rto].load(std::sync::atomic::Ordering::Relaxed),
+        (t_new - t_fr) as f64 / (t_end - t_fr) as f64,
+    )
+}
+
+#[test]
+fn prr_paces_recovery_and_one_loss_costs_one_retransmission() {
+    let (rexmits, rtos, first_new) = one_loss_recovery("1");
+    assert_eq!(
+        (rexmits, rtos),
+        (1, 0),
+        "one loss: one retransmission, no timeout"
+    );
+    // PRR (RFC 6937) sends new data in proportion to delivery from the first ACKs on.
+    assert!(
+        first_new < 0.25,
+        "with PRR new data starts {first_new:.2} into recovery"
+    );
+    // RFC 6675 alone holds back until the pipe falls below ssthresh, about halfway.
+    let (rexmits, _, first_new) = one_loss_recovery("0");
+    assert_eq!(rexmits, 1);
+    assert!(
+        first_new > 0.35,
+        "without PRR new data starts {first_new:.2} into recovery"
+    );
+}

@@ -23,7 +23,13 @@ pub struct SimNet {
     pub packets: u64,
     /// When set, every packet that enters the link is kept here (tests inspect segments).
     pub record: Option<Vec<Captured>>,
+    /// Fault injection: packets for which this returns true (given the direction, true for
+    /// A to B) are lost on the link. Recorded and captured as sent.
+    pub drop_if: Option<DropFilter>,
 }
+
+/// See [`SimNet::drop_if`].
+pub type DropFilter = Box<dyn FnMut(bool, &[u8]) -> bool + Send>;
 
 /// Capture and counting for a packet entering the link.
 fn observe(
@@ -77,6 +83,7 @@ impl SimNet {
             pcap: None,
             packets: 0,
             record: None,
+            drop_if: None,
         }
     }
 
@@ -103,14 +110,18 @@ impl SimNet {
             return self.packets != before;
         }
         let now = self.now;
-        let (link, pcap, packets, record) = (
+        let (link, pcap, packets, record, drop_if) = (
             &mut self.link,
             &mut self.pcap,
             &mut self.packets,
             &mut self.record,
+            &mut self.drop_if,
         );
         let mut take = |a_to_b: bool, pkt: &[u8]| {
             observe(pcap, record, packets, now, a_to_b, pkt);
+            if drop_if.as_mut().is_some_and(|f| f(a_to_b, pkt)) {
+                return;
+            }
             if a_to_b {
                 link.a_to_b.send(now, pkt);
             } else {
@@ -124,7 +135,12 @@ impl SimNet {
 
     fn hand_over(&mut self) {
         let now = self.now;
-        let (pcap, packets, record) = (&mut self.pcap, &mut self.packets, &mut self.record);
+        let (pcap, packets, record, drop_if) = (
+            &mut self.pcap,
+            &mut self.packets,
+            &mut self.record,
+            &mut self.drop_if,
+        );
         let mut deliver = |from: &mut Host, to: &mut Host, a_to_b: bool| {
             // Take the queue out while its packets go to the other host (whose replies land in
             // its own queue), then put it back to keep its recycled buffers.
@@ -132,7 +148,9 @@ impl SimNet {
             to.batch_begin();
             tx.drain(|pkt| {
                 observe(pcap, record, packets, now, a_to_b, pkt);
-                to.input(pkt);
+                if !drop_if.as_mut().is_some_and(|f| f(a_to_b, pkt)) {
+                    to.input(pkt);
+                }
             });
             to.batch_end();
             from.worker.tx = tx;

@@ -2,7 +2,8 @@
 //! section 3.10.7, with RFC 7323, RFC 2018/6675 and RFC 5961).
 
 use plugtcp_framework::cc::{ccf, CC_ACK, CC_DUPACK, CC_ECN, CC_NDUPACK};
-use plugtcp_framework::segment::{ecn, th, to, SegIn};
+use plugtcp_framework::reass::Insert;
+use plugtcp_framework::segment::{ecn, th, to, SackBlock, SegIn};
 use plugtcp_framework::seq::{seq_geq, seq_gt, seq_leq, seq_lt};
 use plugtcp_framework::stack::{tt, ConnEvent, StackCtx};
 use plugtcp_framework::tcpcb::{tf, tf2};
@@ -81,7 +82,11 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     }
     if !acceptable {
         // Old duplicate or beyond the window: re-ACK (RFC 9293), which also answers a
-        // retransmitted FIN in TIME_WAIT.
+        // retransmitted FIN in TIME_WAIT. Old data is reported as a D-SACK (RFC 2883).
+        let end = seq.wrapping_add(data.len() as u32);
+        if !data.is_empty() && seq_leq(end, cx.tp.rcv_nxt) {
+            base.dsack = Some(SackBlock { start: seq, end });
+        }
         if data.len() as u32 > 0 && seq_geq(seq, cx.tp.rcv_nxt) {
             cx.count(ctr::RCVAFTERWIN, 1);
         }
@@ -123,6 +128,10 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
         } else {
             data = &data[dup as usize..];
         }
+        base.dsack = Some(SackBlock {
+            start: seq,
+            end: rcv_nxt,
+        });
         seq = rcv_nxt;
     }
     // Trim what lies beyond the window.
@@ -221,6 +230,7 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
     }
     // SACK blocks (RFC 2018, D-SACK RFC 2883) update the scoreboard before loss detection.
     let mut sack_news = 0;
+    base.sacked_before = base.sack.sacked_bytes();
     if tp.t_flags & tf::SACK_PERMIT != 0 && seg.opts.has(to::SACK) {
         let r = base
             .sack
@@ -233,12 +243,13 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
     let tp = &cx.tp;
     let new_wnd = (seg.win as u32) << tp.snd_scale;
     if seq_leq(ack, tp.snd_una) {
-        // RFC 5681's duplicate ACK; not while only a window probe is outstanding (FreeBSD:
-        // no retransmit timer running means we are probing a zero window).
+        // RFC 5681's duplicate ACK, with FreeBSD's allowance for a changed window when SACK
+        // says what the ACK delivered; not while only a window probe is outstanding (no
+        // retransmit timer running means we are probing a zero window).
         let dupack = ack == tp.snd_una
             && tlen == 0
             && seg.flags & th::FIN == 0
-            && new_wnd == tp.snd_wnd
+            && (new_wnd == tp.snd_wnd || tp.t_flags & tf::SACK_PERMIT != 0)
             && tp.snd_max != tp.snd_una
             && cx.host.timer_remaining(tt::REXMT).is_some();
         if dupack {
@@ -284,12 +295,15 @@ fn on_dupack(base: &mut Base, cx: &mut StackCtx, sacked_something: bool) {
     let sack = tp.t_flags & tf::SACK_PERMIT != 0;
     let mss = output::max_payload(tp);
     if tp.in_fastrecovery() {
-        if !sack {
+        let abc = cx.tun().abc_l_var;
+        cx.cc.on_ack(&mut cx.tp, CC_DUPACK, 0, 1, abc);
+        if sack {
+            let delivered = base.sack.sacked_bytes().saturating_sub(base.sacked_before);
+            prr_apply(base, cx, delivered);
+        } else {
             // NewReno: inflate by one segment per dupack (RFC 6582).
             cx.tp.snd_cwnd = cx.tp.snd_cwnd.saturating_add(mss);
         }
-        let abc = cx.tun().abc_l_var;
-        cx.cc.on_ack(&mut cx.tp, CC_DUPACK, 0, 1, abc);
         output::tcp_output(base, cx);
         return;
     }
@@ -318,13 +332,49 @@ fn enter_recovery(base: &mut Base, cx: &mut StackCtx) {
     cx.count(ctr::SACK_RECOVERY, 1);
     let tp = &mut cx.tp;
     if sack {
-        // RFC 6675: cwnd = ssthresh; then retransmit the first lost segment at once.
+        // RFC 6675: cwnd = ssthresh; the first lost segment goes out at once; then PRR
+        // (RFC 6937) paces the rest of recovery by the data the receiver gets.
         tp.snd_cwnd = tp.snd_ssthresh;
+        base.prr_delivered = 0;
+        base.prr_out = 0;
+        base.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
+        retransmit_first(base, cx);
+        let delivered = base.sack.sacked_bytes().saturating_sub(base.sacked_before);
+        prr_apply(base, cx, delivered);
     } else {
         tp.snd_cwnd = tp.snd_ssthresh.saturating_add(DUPTHRESH * mss);
+        retransmit_first(base, cx);
     }
-    retransmit_first(base, cx);
     output::tcp_output(base, cx);
+}
+
+/// RFC 6937 proportional rate reduction: cwnd from the data this ACK delivered. While the
+/// pipe is above ssthresh, sending follows delivery at ssthresh/RecoverFS; below it, the
+/// slow-start reduction bound (or, with `do_prr_conservative`, strict packet conservation).
+fn prr_apply(base: &mut Base, cx: &mut StackCtx, delivered: u32) {
+    let (do_prr, conservative) = (cx.tun().do_prr != 0, cx.tun().do_prr_conservative != 0);
+    if !do_prr {
+        return;
+    }
+    let tp = &mut cx.tp;
+    let mss = output::max_payload(tp);
+    base.prr_delivered = base.prr_delivered.saturating_add(delivered);
+    let pipe = base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss);
+    let ssthresh = tp.snd_ssthresh;
+    let owed = base.prr_delivered as i64 - base.prr_out as i64;
+    let sndcnt = if pipe > ssthresh {
+        let share =
+            (base.prr_delivered as u64 * ssthresh as u64).div_ceil(base.recover_fs.max(1) as u64);
+        share as i64 - base.prr_out as i64
+    } else {
+        let limit = if conservative {
+            owed
+        } else {
+            owed.max(delivered as i64) + mss as i64
+        };
+        (ssthresh as i64 - pipe as i64).min(limit)
+    };
+    tp.snd_cwnd = pipe.saturating_add(sndcnt.max(0) as u32);
 }
 
 /// Fast retransmit: the segment at snd_una.
@@ -401,6 +451,13 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
         base.high_rxt = tp.snd_una;
     }
     base.sack.on_cumack(tp.snd_una);
+    if tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0 {
+        let delivered = acked
+            .saturating_add(base.sack.sacked_bytes())
+            .saturating_sub(base.sacked_before);
+        prr_apply(base, cx, delivered);
+    }
+    let tp = &mut cx.tp;
     base.publish_rtt(tp);
     if tp.snd_una == tp.snd_max {
         cx.host.timer_stop(tt::REXMT);
@@ -446,8 +503,11 @@ fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: 
         } else {
             let off = seq.wrapping_sub(tp.rcv_nxt);
             let n = cx.host.rcv_write(off, data);
-            if n > 0 {
-                base.reass.insert(tp.rcv_nxt, seq, n);
+            if n > 0 && base.reass.insert(tp.rcv_nxt, seq, n) == Insert::Duplicate {
+                base.dsack = Some(SackBlock {
+                    start: seq,
+                    end: seq.wrapping_add(n),
+                });
             }
             cx.tp.t_rcvoopack += 1;
             cx.count(ctr::RCVOOPACK, 1);

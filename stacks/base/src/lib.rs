@@ -71,6 +71,15 @@ pub struct Base {
     ack_war_count: u32,
     /// The FIN we received (its sequence number is rcv_nxt - 1 once processed).
     rcvd_fin: bool,
+    /// A duplicate segment to report in the next ACK (RFC 2883 D-SACK).
+    dsack: Option<plugtcp_framework::segment::SackBlock>,
+    /// RFC 6937 PRR: data delivered to the receiver and sent by us since recovery began, and
+    /// the flight size when it began.
+    prr_delivered: u32,
+    prr_out: u32,
+    recover_fs: u32,
+    /// SACKed bytes before the ACK being processed (for PRR's DeliveredData).
+    sacked_before: u32,
 }
 
 impl Base {
@@ -99,6 +108,11 @@ impl Base {
             ack_war_start: 0,
             ack_war_count: 0,
             rcvd_fin: false,
+            dsack: None,
+            prr_delivered: 0,
+            prr_out: 0,
+            recover_fs: 0,
+            sacked_before: 0,
         }
     }
 

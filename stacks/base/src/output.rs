@@ -102,9 +102,14 @@ fn options(base: &Base, cx: &StackCtx, flags: u16) -> TcpOpts {
         o.tsecr = tp.ts_recent;
         room = 3;
     }
-    if tp.t_flags & tf::SACK_PERMIT != 0 && !base.reass.is_empty() {
+    if tp.t_flags & tf::SACK_PERMIT != 0 && (base.dsack.is_some() || !base.reass.is_empty()) {
         let mut blocks = [SackBlock::default(); 4];
-        let n = base.reass.sack_blocks(&mut blocks[..room]);
+        // RFC 2883: a duplicate we received goes first, as a D-SACK block.
+        let d = usize::from(base.dsack.is_some());
+        if let Some(dsack) = base.dsack {
+            blocks[0] = dsack;
+        }
+        let n = d + base.reass.sack_blocks(&mut blocks[d..room]);
         if n > 0 {
             o.flags |= to::SACK;
             o.nsacks = n as u8;
@@ -187,6 +192,9 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     }
     base.last_ack_sent = tp.rcv_nxt;
     base.unacked_segs = 0;
+    if opts.has(to::SACK) {
+        base.dsack = None;
+    }
     if tp.t_flags & tf::DELACK != 0 {
         tp.t_flags &= !tf::DELACK;
         cx.host.timer_stop(tt::DELACK);
@@ -208,6 +216,9 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     }
     let end = seq.wrapping_add(seq_len);
     let retransmit = seq_lt(seq, tp.snd_max);
+    if tp.in_fastrecovery() {
+        base.prr_out = base.prr_out.saturating_add(len);
+    }
     if retransmit {
         tp.t_sndrexmitpack += 1;
         tp.t_rexmit_bytes += len as u64;

@@ -203,6 +203,8 @@ pub struct StackTunables {
     pub sendbuf_max: u32,
     pub ack_war_timewindow: u32,
     pub ack_war_cnt: u32,
+    pub finwait2_timeout: u32,
+    pub fast_finwait2_recycle: u32,
 }
 
 impl Default for StackTunables {
@@ -252,6 +254,8 @@ impl StackTunables {
         sendbuf_max: 2 * 1024 * 1024,
         ack_war_timewindow: 1000,
         ack_war_cnt: 5,
+        finwait2_timeout: 60000,
+        fast_finwait2_recycle: 0,
     };
 }
 

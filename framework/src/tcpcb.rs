@@ -113,6 +113,8 @@ pub mod tf2 {
     /// batch, as LRO/GRO give one): the stack may leave output (the ACK) to the end of the
     /// batch, when the host calls `output` once. plugtcp's own flag.
     pub const INPUT_BATCH: u32 = 0x0200_0000;
+    /// The peer is one of this host's own addresses (for `nolocaltimewait`). plugtcp's own.
+    pub const LOCAL_PEER: u32 = 0x0400_0000;
 }
 
 /// The shared TCP control block. The host owns it (inline in its connection slot); stacks

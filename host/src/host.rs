@@ -64,6 +64,7 @@ pub struct Host {
     pub tunables: Arc<TcpTunables>,
     pub(crate) rng: Xoshiro256PlusPlus,
     isn_key: (u64, u64),
+    isn_reseeded: u64,
     ts_key: (u64, u64),
     pub(crate) sc_events: Vec<SynCacheEvent>,
     /// Inside `batch_begin`/`batch_end`: connections that got segments, for one output each.
@@ -140,6 +141,7 @@ impl Host {
             mtu: 1500,
             tunables,
             isn_key: (rng.next_u64(), rng.next_u64()),
+            isn_reseeded: 0,
             ts_key: (rng.next_u64(), rng.next_u64()),
             rng,
             sc_events: Vec::new(),
@@ -479,7 +481,13 @@ impl Host {
 
     /// RFC 6528 initial sequence number: a 4 µs clock plus SipHash of the 4-tuple under a
     /// secret key.
-    pub(crate) fn isn(&self, key: &ConnKey) -> u32 {
+    pub(crate) fn isn(&mut self, key: &ConnKey) -> u32 {
+        // isn_reseed_interval (seconds, 0 = never): a fresh secret now and then, as FreeBSD.
+        let every = self.tunables.isn_reseed_interval as u64 * 1_000_000_000;
+        if every > 0 && self.worker.now.saturating_sub(self.isn_reseeded) >= every {
+            self.isn_key = (self.rng.next_u64(), self.rng.next_u64());
+            self.isn_reseeded = self.worker.now;
+        }
         let h = keyed_hash(self.isn_key, key);
         ((self.worker.now / 4000) as u32).wrapping_add(h as u32)
     }
@@ -769,5 +777,7 @@ fn stack_tunables(t: &TcpTunables) -> StackTunables {
         sendbuf_max: u(t.sendbuf_max),
         ack_war_timewindow: u(t.ack_war_timewindow),
         ack_war_cnt: u(t.ack_war_cnt),
+        finwait2_timeout: u(t.finwait2_timeout),
+        fast_finwait2_recycle: u(t.fast_finwait2_recycle),
     }
 }

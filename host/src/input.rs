@@ -356,6 +356,9 @@ impl Host {
         );
         c.side.local = key.local;
         c.side.remote = key.remote;
+        if self.addrs.contains(&key.remote.ip()) {
+            c.ctx.tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::LOCAL_PEER;
+        }
         self.conns[slot] = Some(c);
         Ok(slot)
     }

@@ -297,6 +297,10 @@ impl Host {
             return;
         }
         let _ = self.shutdown(slot, Shutdown::Write);
+        // Let the stack see TF_CLOSED (an orphaned FIN_WAIT_2 gets its timeout).
+        if self.conns.get(slot).is_some_and(Option::is_some) {
+            let _ = self.with_conn(slot, |c, w| c.output(w));
+        }
         self.after_call(slot);
     }
 

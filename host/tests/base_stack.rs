@@ -597,3 +597,182 @@ fn prr_paces_recovery_and_one_loss_costs_one_retransmission() {
         "without PRR new data starts {first_new:.2} into recovery"
     );
 }
+
+fn setopt(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(), Errno> {
+    h.setsockopt(
+        slot,
+        plugtcp_framework::sockopt::IPPROTO_TCP,
+        name,
+        &v.to_ne_bytes(),
+    )
+}
+
+#[test]
+fn tcp_quickack_acks_at_once() {
+    use plugtcp_framework::sockopt::TCP_QUICKACK;
+    for quick in [false, true] {
+        let mut net = SimNet::builtin(link_10ms(), 13);
+        let (c, s) = established(&mut net);
+        if quick {
+            setopt(&mut net.b, s, TCP_QUICKACK, 1).unwrap();
+        }
+        net.record = Some(Vec::new());
+        net.a.send(c, b"one small segment").unwrap();
+        net.run_until(net.now + SEC, |_| false);
+        let rec = net.record.take().unwrap();
+        let sent = segments(&rec, true)[0].0;
+        let acked = segments(&rec, false)[0].0;
+        // 5 ms one way (plus serialization); a delayed ACK waits delacktime (40 ms) more.
+        let delay = acked - sent;
+        if quick {
+            assert!(delay < 6 * MS, "quick ACK after {delay} ns");
+        } else {
+            assert!(
+                (45 * MS..46 * MS).contains(&delay),
+                "delayed ACK after {delay} ns"
+            );
+        }
+    }
+}
+
+#[test]
+fn tcp_window_clamp_limits_the_advertised_window() {
+    use plugtcp_framework::sockopt::TCP_WINDOW_CLAMP;
+    let mut net = SimNet::builtin(link_10ms(), 14);
+    let (c, s) = established(&mut net);
+    assert_eq!(
+        setopt(&mut net.b, s, TCP_WINDOW_CLAMP, -1),
+        Err(Errno::EINVAL)
+    );
+    setopt(&mut net.b, s, TCP_WINDOW_CLAMP, 8192).unwrap();
+    net.record = Some(Vec::new());
+    let data = vec![1u8; 200_000];
+    let mut sent = 0;
+    let mut buf = vec![0u8; 65536];
+    net.run_until(net.now + 5 * SEC, |n| {
+        if let Ok(k) = n.a.send(c, &data[sent..]) {
+            sent += k;
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+        }
+        false
+    });
+    let scale = net.b.tcpcb(s).unwrap().rcv_scale;
+    let rec = net.record.take().unwrap();
+    let wins: Vec<u32> = segments(&rec, false)
+        .iter()
+        .map(|(_, p)| (p.win as u32) << scale)
+        .collect();
+    // A window already offered is never taken back (RFC 9293): B's window shrinks toward the
+    // clamp as the data it offered room for arrives, and stays within it from then on.
+    let first_clamped = wins
+        .iter()
+        .position(|&w| w <= 8192)
+        .expect("reaches the clamp");
+    assert!(
+        wins[..first_clamped].windows(2).all(|w| w[1] <= w[0]),
+        "windows {wins:?}"
+    );
+    assert!(
+        wins[first_clamped..].iter().all(|&w| w <= 8192),
+        "windows {wins:?}"
+    );
+    // The sender never has more than the clamp in flight.
+    assert!(segments(&rec, true)
+        .iter()
+        .all(|(_, p)| p.payload.len() <= 8192));
+}
+
+#[test]
+fn tcp_syncnt_bounds_syn_retransmissions() {
+    use plugtcp_framework::sockopt::TCP_SYNCNT;
+    let mut net = SimNet::builtin(link_10ms(), 15);
+    net.drop_if = Some(Box::new(|a_to_b, _| a_to_b)); // B never hears anything
+    net.record = Some(Vec::new());
+    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    assert_eq!(setopt(&mut net.a, c, TCP_SYNCNT, 0), Err(Errno::EINVAL));
+    assert_eq!(setopt(&mut net.a, c, TCP_SYNCNT, 128), Err(Errno::EINVAL));
+    setopt(&mut net.a, c, TCP_SYNCNT, 2).unwrap();
+    assert!(net.run_until(60 * SEC, |n| n.a.state(c) == Some(TcpState::Closed)));
+    assert_eq!(net.a.recv(c, &mut [0u8; 1]), Err(Errno::ETIMEDOUT));
+    let rec = net.record.take().unwrap();
+    let syns = segments(&rec, true);
+    assert_eq!(syns.len(), 3, "the SYN and two retransmissions");
+    // RTO 1 s, then doubled: SYNs at 0, 1 and 3 s, given up at 7 s.
+    assert_eq!(
+        syns.iter().map(|(t, _)| *t / MS).collect::<Vec<_>>(),
+        [0, 1000, 3000]
+    );
+    assert_eq!(net.now / MS, 7000);
+}
+
+#[test]
+fn orphaned_fin_wait_2_times_out() {
+    use plugtcp_framework::sockopt::TCP_LINGER2;
+    for (linger2, expect_s) in [(5, 5), (0, 60)] {
+        let mut net = SimNet::builtin(link_10ms(), 16);
+        let (c, _s) = established(&mut net);
+        if linger2 > 0 {
+            setopt(&mut net.a, c, TCP_LINGER2, linger2).unwrap();
+        }
+        // A closes; B never does: A sits in FIN_WAIT_2 until the orphan timeout.
+        net.a.close(c);
+        assert!(net.run_until(net.now + SEC, |n| n.a.state(c) == Some(TcpState::FinWait2)));
+        let t0 = net.now;
+        assert!(net.run_until(net.now + 120 * SEC, |n| n.a.state(c).is_none()));
+        let waited = (net.now - t0) as f64 / SEC as f64;
+        assert!(
+            (waited - expect_s as f64).abs() < 0.1,
+            "freed after {waited} s, expected {expect_s}"
+        );
+    }
+}
+
+/// One host talking to itself (loopback): what it sends it receives.
+fn loopback_run(
+    h: &mut plugtcp_host::Host,
+    until: u64,
+    mut done: impl FnMut(&mut plugtcp_host::Host) -> bool,
+) {
+    let mut now = h.worker.now;
+    loop {
+        while !h.worker.tx.is_empty() {
+            let mut pkts = Vec::new();
+            h.worker.tx.drain(|p| pkts.push(p.to_vec()));
+            for p in pkts {
+                h.input(&p);
+            }
+        }
+        if done(h) {
+            return;
+        }
+        match h.next_timeout() {
+            Some(t) if t <= until => now = now.max(t),
+            _ => return,
+        }
+        h.advance(now);
+    }
+}
+
+#[test]
+fn nolocaltimewait_skips_time_wait_for_local_peers() {
+    for (nolocal, expect) in [("1", None), ("0", Some(TcpState::TimeWait))] {
+        let mut h = plugtcp_host::Host::with_seed(Default::default(), 17);
+        h.register_builtins();
+        h.add_addr(ADDR_A);
+        h.sysctl_set("net.inet.tcp.nolocaltimewait", nolocal)
+            .unwrap();
+        let lid = h.listen((ADDR_A, 80).into(), 4).unwrap();
+        let c = h.connect((ADDR_A, 80).into(), None).unwrap();
+        loopback_run(&mut h, SEC, |h| h.state(c) == Some(TcpState::Established));
+        let s = h.accept(lid).unwrap();
+        h.close(c);
+        h.close(s);
+        let now = h.worker.now;
+        loopback_run(&mut h, now + SEC, |_| false);
+        assert_eq!(h.state(c), expect, "nolocaltimewait={nolocal}");
+    }
+}

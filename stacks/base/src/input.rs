@@ -468,6 +468,7 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
         match cx.tp.t_state {
             TcpState::FinWait1 => {
                 cx.tp.t_state = TcpState::FinWait2;
+                finwait2_timer(base, cx);
             }
             TcpState::Closing => enter_time_wait(cx),
             TcpState::LastAck => tcp_close(cx),
@@ -539,7 +540,7 @@ fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: 
 fn delay_ack(base: &mut Base, cx: &mut StackCtx) {
     base.unacked_segs += 1;
     let (delayed_ack, delacktime) = (cx.tun().delayed_ack, cx.tun().delacktime);
-    if delayed_ack == 0 || base.unacked_segs >= 2 {
+    if delayed_ack == 0 || base.quickack || base.unacked_segs >= 2 {
         cx.tp.t_flags |= tf::ACKNOW;
         return;
     }
@@ -565,12 +566,34 @@ fn established(base: &mut Base, cx: &mut StackCtx) {
 }
 
 pub(crate) fn enter_time_wait(cx: &mut StackCtx) {
+    // FreeBSD nolocaltimewait: no TIME_WAIT when the peer is this host itself.
+    if cx.tun().nolocaltimewait != 0 && cx.tp.t_flags2 & tf2::LOCAL_PEER != 0 {
+        tcp_close(cx);
+        return;
+    }
     cx.tp.t_state = TcpState::TimeWait;
     for t in [tt::REXMT, tt::PERSIST, tt::KEEP, tt::DELACK] {
         cx.host.timer_stop(t);
     }
     cx.host.event(ConnEvent::TimeWait);
     restart_2msl(cx);
+}
+
+/// An orphaned connection (the application closed it) does not wait in FIN_WAIT_2 for
+/// ever: TCP_LINGER2, else the finwait2_timeout sysctl (or 2*MSL with
+/// fast_finwait2_recycle off, as FreeBSD's tcp_timer_2msl).
+pub(crate) fn finwait2_timer(base: &Base, cx: &mut StackCtx) {
+    if cx.tp.t_flags & tf::CLOSED == 0 {
+        return;
+    }
+    let t = cx.tun();
+    let ms = match base.linger2 {
+        l if l < 0 => 0,
+        0 if t.fast_finwait2_recycle != 0 => t.finwait2_timeout as u64,
+        0 => t.finwait2_timeout.max(2 * t.msl) as u64,
+        l => l as u64 * 1000,
+    };
+    cx.host.timer_start(tt::TWO_MSL, ms * 1_000_000);
 }
 
 fn restart_2msl(cx: &mut StackCtx) {

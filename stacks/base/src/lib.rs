@@ -80,6 +80,15 @@ pub struct Base {
     recover_fs: u32,
     /// SACKed bytes before the ACK being processed (for PRR's DeliveredData).
     sacked_before: u32,
+    /// TCP_QUICKACK: acknowledge every segment at once.
+    quickack: bool,
+    /// TCP_WINDOW_CLAMP: the largest window we advertise (0: no clamp).
+    window_clamp: u32,
+    /// TCP_SYNCNT: SYN retransmissions before giving up (0: the usual limits).
+    syncnt: u32,
+    /// TCP_LINGER2: seconds an orphaned connection may stay in FIN_WAIT_2 (0: the
+    /// finwait2_timeout sysctl; negative: straight to closed, as Linux).
+    linger2: i32,
 }
 
 impl Base {
@@ -113,6 +122,10 @@ impl Base {
             prr_out: 0,
             recover_fs: 0,
             sacked_before: 0,
+            quickack: false,
+            window_clamp: 0,
+            syncnt: 0,
+            linger2: 0,
         }
     }
 
@@ -234,6 +247,42 @@ impl TcpStack for Base {
                 }
             }
             sockopt::TCP_NOOPT => flag_opt(tp, opt, tf::NOOPT)?,
+            sockopt::TCP_QUICKACK => match opt.dir {
+                SockOptDir::Get => opt.reply_int(self.quickack as i32)?,
+                SockOptDir::Set => {
+                    self.quickack = opt.int()? != 0;
+                    if self.quickack && tp.t_flags & tf::DELACK != 0 {
+                        // An ACK we were delaying goes now.
+                        tp.t_flags |= tf::ACKNOW;
+                        output::tcp_output(self, cx);
+                    }
+                }
+            },
+            sockopt::TCP_WINDOW_CLAMP => match opt.dir {
+                SockOptDir::Get => opt.reply_int(self.window_clamp as i32)?,
+                SockOptDir::Set => {
+                    let v = opt.int()?;
+                    if v < 0 {
+                        return Err(Errno::EINVAL);
+                    }
+                    // Linux: a clamp below half the minimum buffer is raised to it.
+                    self.window_clamp = if v == 0 { 0 } else { (v as u32).max(1152) };
+                }
+            },
+            sockopt::TCP_SYNCNT => match opt.dir {
+                SockOptDir::Get => opt.reply_int(self.syncnt as i32)?,
+                SockOptDir::Set => {
+                    let v = opt.int()?;
+                    if !(1..=127).contains(&v) {
+                        return Err(Errno::EINVAL);
+                    }
+                    self.syncnt = v as u32;
+                }
+            },
+            sockopt::TCP_LINGER2 => match opt.dir {
+                SockOptDir::Get => opt.reply_int(self.linger2)?,
+                SockOptDir::Set => self.linger2 = opt.int()?,
+            },
             sockopt::TCP_MAXSEG => match opt.dir {
                 SockOptDir::Get => opt.reply_int(tp.t_maxseg as i32)?,
                 SockOptDir::Set => {

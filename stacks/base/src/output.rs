@@ -50,7 +50,7 @@ pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
 
 /// The receive window to advertise, in bytes (never shrinking what we already offered, and
 /// avoiding silly-window advertisements: RFC 9293 3.8.6.2.2).
-fn rcv_window(cx: &StackCtx) -> u32 {
+fn rcv_window(base: &Base, cx: &StackCtx) -> u32 {
     let tp = &cx.tp;
     let space = cx.host.rcv_space();
     let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
@@ -63,7 +63,11 @@ fn rcv_window(cx: &StackCtx) -> u32 {
     if win < tp.t_maxseg && win < cx.host.rcv_hiwat() / 4 {
         win = 0;
     }
-    win.max(offered).min(TCP_MAXWIN << tp.rcv_scale)
+    let mut win = win.max(offered).min(TCP_MAXWIN << tp.rcv_scale);
+    if base.window_clamp > 0 {
+        win = win.min(base.window_clamp.max(offered));
+    }
+    win
 }
 
 fn options(base: &Base, cx: &StackCtx, flags: u16) -> TcpOpts {
@@ -124,7 +128,7 @@ fn options(base: &Base, cx: &StackCtx, flags: u16) -> TcpOpts {
 /// the retransmit timer, delayed-ACK state, statistics).
 pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
     let now = cx.host.now();
-    let win = rcv_window(cx);
+    let win = rcv_window(base, cx);
     if cx.tp.t_state != TcpState::SynSent {
         flags |= th::ACK;
     }
@@ -273,6 +277,13 @@ pub(crate) fn send_ack(base: &mut Base, cx: &mut StackCtx) {
 
 /// tcp_output: sends whatever the windows, the CC and the rules allow, then stops.
 pub(crate) fn tcp_output(base: &mut Base, cx: &mut StackCtx) {
+    // Closed by the application while already in FIN_WAIT_2: its lifetime starts now.
+    if cx.tp.t_state == TcpState::FinWait2
+        && cx.tp.t_flags & tf::CLOSED != 0
+        && cx.host.timer_remaining(tt::TWO_MSL).is_none()
+    {
+        crate::input::finwait2_timer(base, cx);
+    }
     match cx.tp.t_state {
         TcpState::Closed | TcpState::Listen => return,
         TcpState::TimeWait => {
@@ -403,7 +414,7 @@ fn maybe_pure_ack(base: &mut Base, cx: &mut StackCtx) -> bool {
     let tp = &cx.tp;
     let mut due = tp.t_flags & tf::ACKNOW != 0;
     if !due && tp.t_state.have_established() {
-        let win = rcv_window(cx);
+        let win = rcv_window(base, cx);
         let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
             tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
         } else {

@@ -40,7 +40,9 @@ fn rexmt(base: &mut Base, cx: &mut StackCtx) {
         return;
     }
     cx.tp.t_rxtshift += 1;
-    if cx.tp.t_rxtshift > TCP_MAXRXTSHIFT {
+    let syn_limit =
+        cx.tp.t_state == TcpState::SynSent && base.syncnt > 0 && cx.tp.t_rxtshift > base.syncnt;
+    if cx.tp.t_rxtshift > TCP_MAXRXTSHIFT || syn_limit {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }

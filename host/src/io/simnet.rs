@@ -184,10 +184,19 @@ impl SimNet {
     pub fn step_until(&mut self, deadline: u64) -> bool {
         let moved = self.flush_tx();
         let Some(t) = self.next_event() else {
+            if deadline != u64::MAX && deadline > self.now {
+                self.now = deadline;
+                self.a.advance(self.now);
+                self.b.advance(self.now);
+            }
             return moved;
         };
         if t > deadline {
+            // The hosts' clocks come along: a timer an application call arms next must count
+            // from the time the caller sees.
             self.now = self.now.max(deadline);
+            self.a.advance(self.now);
+            self.b.advance(self.now);
             return moved;
         }
         self.now = self.now.max(t);

@@ -82,6 +82,8 @@ pub struct Base {
     sacked_before: u32,
     /// TCP_QUICKACK: acknowledge every segment at once.
     quickack: bool,
+    /// Send a short final segment now whatever Nagle says (TCP_CORK cleared).
+    push_once: bool,
     /// TCP_WINDOW_CLAMP: the largest window we advertise (0: no clamp).
     window_clamp: u32,
     /// TCP_SYNCNT: SYN retransmissions before giving up (0: the usual limits).
@@ -123,6 +125,7 @@ impl Base {
             recover_fs: 0,
             sacked_before: 0,
             quickack: false,
+            push_once: false,
             window_clamp: 0,
             syncnt: 0,
             linger2: 0,
@@ -241,9 +244,12 @@ impl TcpStack for Base {
             sockopt::TCP_NOPUSH | sockopt::TCP_CORK => {
                 let was = tp.t_flags & tf::NOPUSH != 0;
                 flag_opt(tp, opt, tf::NOPUSH)?;
-                // Un-corking pushes out what was held back.
                 if was && tp.t_flags & tf::NOPUSH == 0 {
+                    // Un-corking sends what was held back: FreeBSD's TCP_NOPUSH still
+                    // under Nagle's rule, Linux's TCP_CORK at once, short segment included.
+                    self.push_once = opt.name == sockopt::TCP_CORK;
                     output::tcp_output(self, cx);
+                    self.push_once = false;
                 }
             }
             sockopt::TCP_NOOPT => flag_opt(tp, opt, tf::NOOPT)?,

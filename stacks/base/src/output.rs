@@ -392,7 +392,7 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
             || retransmitting
             || fin
             || tp.t_flags & tf::FORCEDATA != 0
-            || (all && !nopush && (nodelay || inflight == 0))
+            || (all && !nopush && (nodelay || inflight == 0 || base.push_once))
             || (tp.max_sndwnd > 0 && len >= tp.max_sndwnd / 2);
         if send {
             let flags = if all { th::PUSH } else { 0 } | if fin { th::FIN } else { 0 };

@@ -1,0 +1,330 @@
+//! Socket options and timers of the base stack, on the simulated link.
+
+use plugtcp_framework::segment::{th, SegOut, TcpOpts};
+use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
+use plugtcp_framework::{Errno, TcpState};
+use plugtcp_host::io::sim::SimLinkConfig;
+use plugtcp_host::io::simnet::{Captured, SimNet, ADDR_B};
+use plugtcp_host::usrreq::SO_KEEPALIVE;
+use plugtcp_host::wire::{self, Parsed};
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+
+fn net(seed: u64) -> SimNet {
+    SimNet::builtin(
+        SimLinkConfig {
+            delay_ns: 5 * MS,
+            bandwidth_bps: 100_000_000,
+            seed,
+            ..Default::default()
+        },
+        seed,
+    )
+}
+
+fn established(net: &mut SimNet) -> (usize, usize) {
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(5 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some() && n.a.state(c) == Some(TcpState::Established)
+    }));
+    (c, s.unwrap())
+}
+
+fn segments(rec: &[Captured], a_to_b: bool) -> Vec<(u64, Parsed<'_>)> {
+    rec.iter()
+        .filter(|c| c.a_to_b == a_to_b)
+        .map(|c| (c.time, wire::parse(&c.bytes).unwrap()))
+        .collect()
+}
+
+/// Moves what the hosts queued onto the link (and into the recording) without advancing time.
+fn flush(net: &mut SimNet) {
+    let now = net.now;
+    net.run_until(now, |_| false);
+}
+
+fn set(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(), Errno> {
+    h.setsockopt(slot, IPPROTO_TCP, name, &v.to_ne_bytes())
+}
+
+#[test]
+fn nagle_holds_small_segments_and_nodelay_does_not() {
+    for nodelay in [false, true] {
+        let mut net = net(21);
+        let (c, _s) = established(&mut net);
+        if nodelay {
+            set(&mut net.a, c, sockopt::TCP_NODELAY, 1).unwrap();
+        }
+        net.record = Some(Vec::new());
+        // Three small writes back to back, with the first still unacknowledged.
+        for _ in 0..3 {
+            net.a.send(c, b"tiny").unwrap();
+        }
+        flush(&mut net);
+        let rec = net.record.take().unwrap();
+        let a = segments(&rec, true);
+        if nodelay {
+            assert_eq!(
+                a.iter().map(|(_, p)| p.payload.len()).collect::<Vec<_>>(),
+                [4, 4, 4]
+            );
+        } else {
+            // Nagle: the first goes; the rest wait for its ACK, then go together.
+            assert_eq!(
+                a.iter().map(|(_, p)| p.payload.len()).collect::<Vec<_>>(),
+                [4]
+            );
+            net.record = Some(Vec::new());
+            net.run_until(net.now + SEC, |_| false);
+            let rec = net.record.take().unwrap();
+            let a = segments(&rec, true);
+            assert_eq!(
+                a.iter()
+                    .filter(|(_, p)| !p.payload.is_empty())
+                    .map(|(_, p)| p.payload.len())
+                    .collect::<Vec<_>>(),
+                [8]
+            );
+        }
+    }
+}
+
+#[test]
+fn cork_holds_until_a_full_segment_or_uncork() {
+    // TCP_NOPUSH (FreeBSD): after uncorking, a short tail still obeys Nagle. TCP_CORK (Linux):
+    // uncorking pushes it at once.
+    for (opt, tail_at_once) in [(sockopt::TCP_NOPUSH, false), (sockopt::TCP_CORK, true)] {
+        let mut net = net(22);
+        let (c, _s) = established(&mut net);
+        set(&mut net.a, c, opt, 1).unwrap();
+        net.record = Some(Vec::new());
+        net.a.send(c, &[7u8; 1000]).unwrap();
+        net.run_until(net.now + SEC, |_| false);
+        assert!(
+            segments(net.record.as_ref().unwrap(), true).is_empty(),
+            "corked: nothing sent"
+        );
+        net.a.send(c, &[7u8; 1000]).unwrap();
+        flush(&mut net);
+        let sent: Vec<usize> = segments(net.record.as_ref().unwrap(), true)
+            .iter()
+            .map(|(_, p)| p.payload.len())
+            .collect();
+        assert_eq!(sent, [1448], "a full segment goes even when corked");
+        set(&mut net.a, c, opt, 0).unwrap();
+        flush(&mut net);
+        let sent: Vec<usize> = segments(net.record.as_ref().unwrap(), true)
+            .iter()
+            .map(|(_, p)| p.payload.len())
+            .collect();
+        if tail_at_once {
+            assert_eq!(sent, [1448, 552], "TCP_CORK off pushes the rest");
+        } else {
+            assert_eq!(
+                sent,
+                [1448],
+                "TCP_NOPUSH off: the tail waits for the ACK (Nagle)"
+            );
+            net.run_until(net.now + SEC, |_| false);
+            let sent: Vec<usize> = segments(net.record.as_ref().unwrap(), true)
+                .iter()
+                .map(|(_, p)| p.payload.len())
+                .filter(|&l| l > 0)
+                .collect();
+            assert_eq!(sent, [1448, 552]);
+        }
+    }
+}
+
+#[test]
+fn tcp_maxseg_limits_segment_size() {
+    let mut net = net(23);
+    let (c, _s) = established(&mut net);
+    assert_eq!(
+        set(&mut net.a, c, sockopt::TCP_MAXSEG, 100),
+        Err(Errno::EINVAL),
+        "below minmss 216"
+    );
+    set(&mut net.a, c, sockopt::TCP_MAXSEG, 512).unwrap();
+    let mut buf = [0u8; 4];
+    let mut opt = plugtcp_framework::sockopt::SockOpt {
+        level: IPPROTO_TCP,
+        name: sockopt::TCP_MAXSEG,
+        dir: plugtcp_framework::sockopt::SockOptDir::Get,
+        val: (&mut buf[..]).into(),
+        len: 0,
+    };
+    net.a.with_conn(c, |c, w| c.ctloutput(w, &mut opt)).unwrap();
+    assert_eq!(i32::from_ne_bytes(buf), 512);
+    net.record = Some(Vec::new());
+    net.a.send(c, &[1u8; 5000]).unwrap();
+    net.run_until(net.now + SEC, |_| false);
+    let sizes: Vec<usize> = segments(net.record.as_ref().unwrap(), true)
+        .iter()
+        .map(|(_, p)| p.payload.len())
+        .filter(|&l| l > 0)
+        .collect();
+    // 512 less the 12 bytes of timestamps every segment carries.
+    assert!(
+        sizes.iter().all(|&l| l <= 500) && sizes.contains(&500),
+        "{sizes:?}"
+    );
+}
+
+#[test]
+fn rto_backoff_exact_and_user_timeout() {
+    let mut net = net(24);
+    let (c, _s) = established(&mut net);
+    set(&mut net.a, c, sockopt::TCP_USER_TIMEOUT, 20_000).unwrap();
+    // From now on B hears nothing.
+    net.drop_if = Some(Box::new(|a_to_b, _| a_to_b));
+    net.record = Some(Vec::new());
+    let t0 = net.now;
+    net.a.send(c, b"lost").unwrap();
+    assert!(net.run_until(net.now + 120 * SEC, |n| n.a.state(c)
+        == Some(TcpState::Closed)));
+    assert_eq!(net.a.recv(c, &mut [0u8; 4]), Err(Errno::ETIMEDOUT));
+    let rec = net.record.take().unwrap();
+    let times: Vec<u64> = segments(&rec, true)
+        .iter()
+        .map(|(t, _)| (t - t0) / MS)
+        .collect();
+    // RTO from srtt 10 ms: max(rexmit_min 30 ms, srtt + max(rexmit_slop 200 ms, 4*rttvar))
+    // = 210 ms, doubled each time; TCP_USER_TIMEOUT (20 s of silence) ends it.
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for w in gaps.windows(2) {
+        assert!(
+            w[1].abs_diff(2 * w[0]) <= 1,
+            "exponential backoff: {gaps:?}"
+        );
+    }
+    assert!((200..=220).contains(&gaps[0]), "first RTO {gaps:?}");
+    let gone = (net.now - t0) / SEC;
+    assert!((20..=30).contains(&gone), "user timeout after {gone} s");
+}
+
+#[test]
+fn keepalive_probes_then_drops_a_dead_peer() {
+    let mut net = net(25);
+    let (c, s) = established(&mut net);
+    net.a
+        .setsockopt(
+            c,
+            plugtcp_framework::sockopt::SOL_SOCKET,
+            SO_KEEPALIVE,
+            &1i32.to_ne_bytes(),
+        )
+        .unwrap();
+    set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 10).unwrap();
+    set(&mut net.a, c, sockopt::TCP_KEEPINTVL, 2).unwrap();
+    set(&mut net.a, c, sockopt::TCP_KEEPCNT, 3).unwrap();
+    assert_eq!(
+        set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 0),
+        Err(Errno::EINVAL)
+    );
+    // Any segment arms the keepalive timer; the peer answers probes while it lives.
+    net.a.send(c, b"x").unwrap();
+    net.record = Some(Vec::new());
+    net.run_until(net.now + 25 * SEC, |_| false);
+    let rec = net.record.take().unwrap();
+    let probes: Vec<(u64, Parsed<'_>)> = segments(&rec, true)
+        .into_iter()
+        .filter(|(_, p)| p.payload.is_empty() && p.flags == th::ACK)
+        .collect();
+    assert!(probes.len() >= 2, "probes while the peer answers");
+    let una = net.a.tcpcb(c).unwrap().snd_una;
+    assert!(
+        probes.iter().all(|(_, p)| p.seq == una.wrapping_sub(1)),
+        "a probe is SND.UNA - 1"
+    );
+    assert_eq!(
+        net.a.state(c),
+        Some(TcpState::Established),
+        "answered probes keep it alive"
+    );
+    // Now the peer goes silent: three unanswered probes 2 s apart, then ETIMEDOUT.
+    net.drop_if = Some(Box::new(|a_to_b, _| a_to_b));
+    assert!(net.run_until(net.now + 30 * SEC, |n| n.a.state(c)
+        == Some(TcpState::Closed)));
+    assert_eq!(net.a.recv(c, &mut [0u8; 1]), Err(Errno::ETIMEDOUT));
+    let _ = s;
+}
+
+#[test]
+fn paws_drops_an_old_timestamp() {
+    let mut net = net(26);
+    let (c, s) = established(&mut net);
+    net.a.send(c, b"fresh").unwrap();
+    net.run_until(net.now + SEC, |_| false);
+    let (ts_recent, rcv_nxt, snd_nxt) = {
+        let tp = net.b.tcpcb(s).unwrap();
+        (tp.ts_recent, tp.rcv_nxt, tp.snd_nxt)
+    };
+    // A segment in the window whose TSval is older than TS.Recent: dropped (and ACKed).
+    let side = &net.b.conns[s].as_ref().unwrap().side;
+    let mut opts = TcpOpts {
+        flags: plugtcp_framework::segment::to::TSTAMP,
+        ..Default::default()
+    };
+    opts.tsval = ts_recent.wrapping_sub(1000);
+    let seg = SegOut {
+        seq: rcv_nxt,
+        ack: snd_nxt,
+        flags: th::ACK,
+        win: 1000,
+        opts,
+        data_len: 3,
+        ..Default::default()
+    };
+    let mut pkt = vec![0u8; wire::MAX_HEADER + 3];
+    let n = wire::build(&mut pkt, side.remote, side.local, &seg, &[b"old"], 64).unwrap();
+    net.b.input(&pkt[..n]);
+    assert_eq!(
+        net.b.readable(s),
+        5,
+        "the old segment's bytes were not taken"
+    );
+    let snap = net.b.registry.snapshot();
+    let base = snap.block("base").unwrap();
+    let i = base
+        .counter_names
+        .iter()
+        .position(|n| n == "pawsdrop")
+        .unwrap();
+    assert_eq!(
+        base.counters[i].load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn tcp_info_and_queue_sizes() {
+    let mut net = net(27);
+    let (c, s) = established(&mut net);
+    // Two full segments, so B acknowledges at once (a delayed ACK would add 40 ms to the
+    // RTT sample, as it does on any TCP).
+    net.a.send(c, &[3u8; 2896]).unwrap();
+    assert_eq!(net.a.unacked(c), 2896, "SIOCOUTQ before the ACK");
+    net.run_until(net.now + SEC, |_| false);
+    assert_eq!(net.a.unacked(c), 0);
+    assert_eq!(net.b.readable(s), 2896, "SIOCINQ");
+    let info = net.a.tcp_info(c).unwrap();
+    assert_eq!(info.tcpi_state, TcpState::Established as u8);
+    assert_eq!(info.tcpi_snd_mss, 1460);
+    assert_eq!(
+        info.tcpi_options & 0x07,
+        0x07,
+        "timestamps, SACK, window scaling"
+    );
+    assert!(
+        (10_000..11_000).contains(&info.tcpi_rtt),
+        "rtt {} us",
+        info.tcpi_rtt
+    );
+    assert_eq!(info.tcpi_snd_bytes, 2896);
+    assert_eq!(net.b.tcp_info(s).unwrap().tcpi_rcv_bytes, 2896);
+}

@@ -151,6 +151,10 @@ pub struct HostSide {
     pub listener: Option<u32>,
     /// Waiting in its listener's accept queue.
     pub queued: bool,
+    /// TCP_DEFER_ACCEPT: not acceptable before this time unless data arrives.
+    pub deferred_until: Option<u64>,
+    /// SO_LINGER seconds, when set.
+    pub linger: Option<u32>,
     /// The application closed it: free it once the stack is done.
     pub user_closed: bool,
     /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
@@ -171,6 +175,8 @@ impl HostSide {
             events: 0,
             listener: None,
             queued: false,
+            deferred_until: None,
+            linger: None,
             user_closed: false,
             wr_shut: false,
             rd_shut: false,

@@ -72,6 +72,8 @@ pub struct Host {
     batch_spare: Vec<usize>,
     /// The connection the last segment went to (see `input`).
     pub(crate) last_demux: Option<(ConnKey, usize)>,
+    /// Connections held back by TCP_DEFER_ACCEPT.
+    pub(crate) deferred: Vec<usize>,
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -148,6 +150,7 @@ impl Host {
             batch: None,
             batch_spare: Vec::new(),
             last_demux: None,
+            deferred: Vec::new(),
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.register_registry_sysctls();
@@ -545,13 +548,19 @@ impl Host {
 
     /// The earliest time something is due (a timer or a SYN cache event).
     pub fn next_timeout(&self) -> Option<u64> {
-        match (
+        let deferred = self
+            .deferred
+            .iter()
+            .filter_map(|&s| self.conns.get(s)?.as_ref()?.side.deferred_until)
+            .min();
+        [
             self.worker.wheel.next_deadline(),
             self.syncache.next_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            deferred,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Moves the clock to `now` and runs every connection timer that is due.
@@ -559,6 +568,7 @@ impl Host {
         self.refresh_tunables();
         self.worker.now = now;
         self.syncache_timers(now);
+        self.defer_timers(now);
         let mut fired = std::mem::take(&mut self.fired);
         self.worker.wheel.expire(now, &mut fired);
         for &(token, _) in &fired {

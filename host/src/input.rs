@@ -403,7 +403,25 @@ impl Host {
         };
         let events = std::mem::take(&mut c.side.events);
         let closed = events & (1 << ConnEvent::Closed as u8) != 0;
-        let connected = events & (1 << ConnEvent::Connected as u8) != 0;
+        let mut connected = events & (1 << ConnEvent::Connected as u8) != 0;
+        let readable = events & (1 << ConnEvent::Readable as u8) != 0;
+        // TCP_DEFER_ACCEPT: a deferred connection becomes acceptable when data (or a FIN)
+        // arrives, or when the deferral runs out (see `defer_timers`).
+        if c.side.deferred_until.is_some() && (readable || closed) {
+            c.side.deferred_until = None;
+            connected = true;
+        } else if connected {
+            let defer = c
+                .side
+                .listener
+                .and_then(|lid| self.listeners.get(lid as usize)?.as_ref())
+                .map_or(0, |l| l.defer_accept);
+            if defer > 0 && c.side.rcv.readable() == 0 && !readable {
+                c.side.deferred_until = Some(self.worker.now + defer as u64 * 1_000_000_000);
+                self.deferred.push(slot);
+                connected = false;
+            }
+        }
         if connected {
             if let Some(lid) = c.side.listener {
                 if let Some(l) = self
@@ -448,6 +466,44 @@ impl Host {
             self.table.remove_conn(&key);
         }
         self.close_conn(slot);
+    }
+
+    /// TCP_DEFER_ACCEPT deadlines: a connection that sent no data in time is queued for
+    /// accept anyway.
+    pub(crate) fn defer_timers(&mut self, now: u64) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.deferred.retain(|&slot| {
+            let d = self
+                .conns
+                .get(slot)
+                .and_then(Option::as_ref)
+                .and_then(|c| c.side.deferred_until);
+            match d {
+                Some(t) if t <= now => {
+                    due.push(slot);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
+        for slot in due {
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            c.side.deferred_until = None;
+            if let Some(l) = c
+                .side
+                .listener
+                .and_then(|lid| self.listeners.get_mut(lid as usize)?.as_mut())
+            {
+                l.accept_q.push_back(slot);
+                c.side.queued = true;
+            }
+        }
     }
 
     /// SYN cache timers: retransmit SYN-ACKs, expire stale entries.

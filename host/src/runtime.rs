@@ -286,9 +286,28 @@ impl Drop for TcpStream {
     /// close(2): the connection finishes its FIN handshake in the background.
     fn drop(&mut self) {
         let mut net = lock(&self.shared);
+        let linger = host(&mut net, self.side)
+            .conns
+            .get(self.slot)
+            .and_then(Option::as_ref)
+            .and_then(|c| c.side.linger);
         host(&mut net, self.side).close(self.slot);
         drop(net);
         self.shared.changed.notify_all();
+        // SO_LINGER > 0: block until our data and FIN are acknowledged, or the time is up.
+        if let Some(secs) = linger.filter(|&s| s > 0) {
+            let deadline = lock(&self.shared).now + secs as u64 * 1_000_000_000;
+            let _ = self.wait(|h, slot| {
+                let done = match h.state(slot) {
+                    None
+                    | Some(TcpState::Closed)
+                    | Some(TcpState::TimeWait)
+                    | Some(TcpState::FinWait2) => true,
+                    Some(_) => h.worker.now >= deadline,
+                };
+                done.then_some(Ok(()))
+            });
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Listener {
     pub cc: Option<Arc<CcEntry>>,
     /// Socket options set on the listener, inherited by its connections.
     pub tcpcb: Tcpcb,
+    /// TCP_DEFER_ACCEPT seconds (0: off).
+    pub defer_accept: u32,
 }
 
 /// Which directions `shutdown` closes.
@@ -61,6 +63,7 @@ impl Host {
             },
             cc: snap.default_cc.clone(),
             tcpcb: tp,
+            defer_accept: 0,
         });
         Ok(idx)
     }
@@ -89,6 +92,87 @@ impl Host {
             .and_then(Option::as_mut)
             .ok_or(Errno::EBADF)?
             .cc = Some(c);
+        Ok(())
+    }
+
+    /// setsockopt on a listener: what its connections inherit (SO_KEEPALIVE, TCP_NODELAY,
+    /// TCP_NOPUSH, TCP_KEEP*, TCP_FUNCTION_BLK, TCP_CONGESTION) and TCP_DEFER_ACCEPT.
+    pub fn listener_setsockopt(
+        &mut self,
+        lid: usize,
+        level: i32,
+        name: i32,
+        val: &[u8],
+    ) -> Result<(), Errno> {
+        let int = || -> Result<i32, Errno> {
+            let b: [u8; 4] = val.try_into().map_err(|_| Errno::EINVAL)?;
+            Ok(i32::from_ne_bytes(b))
+        };
+        let text = || {
+            std::str::from_utf8(val)
+                .map(|s| s.trim_end_matches('\0'))
+                .map_err(|_| Errno::EINVAL)
+        };
+        match (level, name) {
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
+                return self.set_listener_stack(lid, text()?)
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
+                return self.set_listener_cc(lid, text()?)
+            }
+            _ => {}
+        }
+        let l = self
+            .listeners
+            .get_mut(lid)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        let tp = &mut l.tcpcb;
+        let flag = |tp: &mut Tcpcb, bit: u32, on: bool| {
+            if on {
+                tp.t_flags |= bit;
+            } else {
+                tp.t_flags &= !bit;
+            }
+        };
+        match (level, name) {
+            (sockopt::IPPROTO_TCP, sockopt::TCP_DEFER_ACCEPT) => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(Errno::EINVAL);
+                }
+                l.defer_accept = v as u32;
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_NODELAY) => flag(tp, tf::NODELAY, int()? != 0),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_NOPUSH) => flag(tp, tf::NOPUSH, int()? != 0),
+            (
+                sockopt::IPPROTO_TCP,
+                sockopt::TCP_KEEPINIT
+                | sockopt::TCP_KEEPIDLE
+                | sockopt::TCP_KEEPINTVL
+                | sockopt::TCP_KEEPCNT,
+            ) => {
+                let v = int()?;
+                if v <= 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let ms = (v as u32).saturating_mul(1000);
+                match name {
+                    sockopt::TCP_KEEPINIT => tp.t_keepinit = ms,
+                    sockopt::TCP_KEEPIDLE => tp.t_keepidle = ms,
+                    sockopt::TCP_KEEPINTVL => tp.t_keepintvl = ms,
+                    _ => tp.t_keepcnt = v as u32,
+                }
+            }
+            (sockopt::SOL_SOCKET, SO_KEEPALIVE) => {
+                if int()? != 0 {
+                    tp.t_flags2 |= tf2::KEEPALIVE;
+                } else {
+                    tp.t_flags2 &= !tf2::KEEPALIVE;
+                }
+            }
+            _ => return Err(Errno::ENOPROTOOPT),
+        }
         Ok(())
     }
 
@@ -287,7 +371,10 @@ impl Host {
         };
         c.side.user_closed = true;
         c.ctx.tp.t_flags |= tf::CLOSED;
-        if c.side.rcv.readable() > 0 && c.ctx.tp.t_state.have_established() {
+        // SO_LINGER with a zero timeout makes close an abort (RST), as BSD does; so does
+        // closing with unread data.
+        let hard = c.side.linger == Some(0);
+        if (hard || c.side.rcv.readable() > 0) && c.ctx.tp.t_state.have_established() {
             self.abort(slot);
             return;
         }
@@ -422,6 +509,22 @@ impl Host {
                 }
                 Ok(())
             }
+            (sockopt::SOL_SOCKET, SO_LINGER) => {
+                // struct linger { int l_onoff; int l_linger; }
+                let b: [u8; 8] = val.try_into().map_err(|_| Errno::EINVAL)?;
+                let on = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) != 0;
+                let secs = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+                if on && secs < 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let c = self
+                    .conns
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                c.side.linger = on.then_some(secs as u32);
+                Ok(())
+            }
             (sockopt::SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => {
                 let v = opt.int()?;
                 if v <= 0 {
@@ -454,5 +557,6 @@ impl Host {
 
 /// SOL_SOCKET option names (FreeBSD values).
 pub const SO_KEEPALIVE: i32 = 0x0008;
+pub const SO_LINGER: i32 = 0x0080;
 pub const SO_SNDBUF: i32 = 0x1001;
 pub const SO_RCVBUF: i32 = 0x1002;

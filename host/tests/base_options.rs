@@ -328,3 +328,131 @@ fn tcp_info_and_queue_sizes() {
     assert_eq!(info.tcpi_snd_bytes, 2896);
     assert_eq!(net.b.tcp_info(s).unwrap().tcpi_rcv_bytes, 2896);
 }
+
+#[test]
+fn accepted_connections_inherit_listener_options() {
+    use plugtcp_framework::tcpcb::{tf, tf2};
+    let mut net = net(28);
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let l = |n: &mut SimNet, level, name, v: i32| {
+        n.b.listener_setsockopt(lid, level, name, &v.to_ne_bytes())
+    };
+    l(
+        &mut net,
+        plugtcp_framework::sockopt::SOL_SOCKET,
+        SO_KEEPALIVE,
+        1,
+    )
+    .unwrap();
+    l(&mut net, IPPROTO_TCP, sockopt::TCP_KEEPIDLE, 10).unwrap();
+    l(&mut net, IPPROTO_TCP, sockopt::TCP_NODELAY, 1).unwrap();
+    assert_eq!(
+        l(&mut net, IPPROTO_TCP, sockopt::TCP_KEEPCNT, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        net.b
+            .listener_setsockopt(lid, IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK, b"nosuch"),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        net.b
+            .listener_setsockopt(lid, IPPROTO_TCP, sockopt::TCP_CONGESTION, b"nosuch"),
+        Err(Errno::ENOENT)
+    );
+    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(2 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some()
+    }));
+    let tp = net.b.tcpcb(s.unwrap()).unwrap();
+    assert!(tp.t_flags2 & tf2::KEEPALIVE != 0 && tp.t_flags & tf::NODELAY != 0);
+    assert_eq!(tp.t_keepidle, 10_000);
+    let _ = c;
+}
+
+#[test]
+fn tcp_defer_accept_waits_for_data_or_the_deadline() {
+    let mut net = net(29);
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    net.b
+        .listener_setsockopt(
+            lid,
+            IPPROTO_TCP,
+            sockopt::TCP_DEFER_ACCEPT,
+            &3i32.to_ne_bytes(),
+        )
+        .unwrap();
+    let talker = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let silent = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    net.run_until(net.now + SEC, |_| false);
+    assert_eq!(
+        net.a.state(talker),
+        Some(TcpState::Established),
+        "the handshake itself is not held back"
+    );
+    assert_eq!(
+        net.b.accept(lid),
+        Err(Errno::EAGAIN),
+        "no data yet: nothing to accept"
+    );
+    net.a.send(talker, b"GET /").unwrap();
+    let mut first = None;
+    assert!(net.run_until(net.now + SEC, |n| {
+        first = first.or_else(|| n.b.accept(lid).ok());
+        first.is_some()
+    }));
+    assert_eq!(net.b.readable(first.unwrap()), 5, "accepted with its data");
+    // The silent one becomes acceptable when the deferral (3 s from its handshake) runs out.
+    let t0 = net.now;
+    let mut second = None;
+    assert!(net.run_until(net.now + 5 * SEC, |n| {
+        second = second.or_else(|| n.b.accept(lid).ok());
+        second.is_some()
+    }));
+    assert!(
+        net.now - t0 < 3 * SEC && net.now >= 3 * SEC,
+        "accepted at {} ms",
+        net.now / MS
+    );
+    let _ = silent;
+}
+
+#[test]
+fn so_linger_zero_resets() {
+    let mut net = net(30);
+    let (c, s) = established(&mut net);
+    let linger = |on: i32, secs: i32| {
+        let mut v = on.to_ne_bytes().to_vec();
+        v.extend_from_slice(&secs.to_ne_bytes());
+        v
+    };
+    assert_eq!(
+        net.a.setsockopt(
+            c,
+            plugtcp_framework::sockopt::SOL_SOCKET,
+            plugtcp_host::usrreq::SO_LINGER,
+            &[0u8; 4]
+        ),
+        Err(Errno::EINVAL)
+    );
+    net.a
+        .setsockopt(
+            c,
+            plugtcp_framework::sockopt::SOL_SOCKET,
+            plugtcp_host::usrreq::SO_LINGER,
+            &linger(1, 0),
+        )
+        .unwrap();
+    net.record = Some(Vec::new());
+    net.a.close(c);
+    net.run_until(net.now + SEC, |_| false);
+    let rec = net.record.take().unwrap();
+    let a = segments(&rec, true);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].1.flags, th::RST | th::ACK, "abortive close");
+    assert_eq!(net.a.state(c), None, "freed at once");
+    assert_eq!(net.b.recv(s, &mut [0u8; 1]), Err(Errno::ECONNRESET));
+    let _ = (SegOut::default(), TcpOpts::default());
+}

@@ -75,6 +75,12 @@ pub struct HostOps {
     pub rcv_space: extern "C" fn(host: *mut c_void) -> u32,
     /// The receive buffer's size (so_rcv.sb_hiwat).
     pub rcv_hiwat: extern "C" fn(host: *mut c_void) -> u32,
+    /// Grow (auto-size) a buffer: 0 receive, 1 send. The host caps the size at
+    /// recvbuf_max/sendbuf_max and ignores the request when the application fixed the size
+    /// (SO_RCVBUF/SO_SNDBUF); it returns the size in force.
+    pub autosize: extern "C" fn(host: *mut c_void, which: u32, size: u32) -> u32,
+    /// The send buffer's size (so_snd.sb_hiwat).
+    pub snd_hiwat: extern "C" fn(host: *mut c_void) -> u32,
     /// Store bytes `off` bytes past the readable end of the receive buffer (0 = in order);
     /// returns the count stored.
     pub rcv_write: extern "C" fn(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32,
@@ -126,6 +132,14 @@ impl HostIf {
     #[inline]
     pub fn rcv_hiwat(&self) -> u32 {
         (self.ops.rcv_hiwat())(self.host)
+    }
+    #[inline]
+    pub fn autosize(&self, which: u32, size: u32) -> u32 {
+        (self.ops.autosize())(self.host, which, size)
+    }
+    #[inline]
+    pub fn snd_hiwat(&self) -> u32 {
+        (self.ops.snd_hiwat())(self.host)
     }
     #[inline]
     pub fn rcv_write(&self, off: u32, data: &[u8]) -> u32 {

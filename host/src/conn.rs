@@ -155,6 +155,9 @@ pub struct HostSide {
     pub deferred_until: Option<u64>,
     /// SO_LINGER seconds, when set.
     pub linger: Option<u32>,
+    /// The buffers may be auto-sized (cleared by SO_RCVBUF / SO_SNDBUF).
+    pub rcv_auto: bool,
+    pub snd_auto: bool,
     /// The application closed it: free it once the stack is done.
     pub user_closed: bool,
     /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
@@ -177,6 +180,8 @@ impl HostSide {
             queued: false,
             deferred_until: None,
             linger: None,
+            rcv_auto: true,
+            snd_auto: true,
             user_closed: false,
             wr_shut: false,
             rd_shut: false,
@@ -278,6 +283,34 @@ extern "C" fn op_rcv_space(host: *mut c_void) -> u32 {
 extern "C" fn op_rcv_hiwat(host: *mut c_void) -> u32 {
     call(host).map_or(0, |c| c.side.rcv.hiwat() as u32)
 }
+extern "C" fn op_autosize(host: *mut c_void, which: u32, size: u32) -> u32 {
+    let Some(c) = call(host) else { return 0 };
+    let t = &c.worker.tunables;
+    let side = &mut c.side;
+    match which {
+        0 => {
+            if side.rcv_auto && t.recvbuf_auto != 0 {
+                let size = (size as usize)
+                    .min(t.recvbuf_max as usize)
+                    .max(side.rcv.hiwat());
+                side.rcv.set_hiwat(size);
+            }
+            side.rcv.hiwat() as u32
+        }
+        _ => {
+            if side.snd_auto && t.sendbuf_auto != 0 {
+                let size = (size as usize)
+                    .min(t.sendbuf_max as usize)
+                    .max(side.snd.hiwat());
+                side.snd.set_hiwat(size);
+            }
+            side.snd.hiwat() as u32
+        }
+    }
+}
+extern "C" fn op_snd_hiwat(host: *mut c_void) -> u32 {
+    call(host).map_or(0, |c| c.side.snd.hiwat() as u32)
+}
 extern "C" fn op_rcv_write(host: *mut c_void, off: u32, data: RSlice<'_, u8>) -> u32 {
     call(host).map_or(0, |c| {
         c.side.rcv.write_at(&mut c.worker.pool, off as usize, &data) as u32
@@ -339,6 +372,8 @@ const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     snd_drop: op_snd_drop,
     rcv_space: op_rcv_space,
     rcv_hiwat: op_rcv_hiwat,
+    autosize: op_autosize,
+    snd_hiwat: op_snd_hiwat,
     rcv_write: op_rcv_write,
     rcv_commit: op_rcv_commit,
     timer_start: op_timer_start,

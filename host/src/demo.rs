@@ -110,15 +110,13 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
             h.sysctl_set("net.inet.tcp.cc.algorithm", c)
                 .map_err(|e| format!("cc {c}: {e}"))?;
         }
-        // Buffers big enough for the path's bandwidth-delay product, as autosizing would
-        // reach (autosizing itself lands with the socket-buffer work).
+        // Let auto-sizing grow the buffers as far as the path needs (twice its
+        // bandwidth-delay product), past FreeBSD's 2 MiB default ceiling on fast paths.
         let bdp = (opts.bandwidth_bps as u128 * opts.rtt_ns as u128 / 8 / 1_000_000_000) as u64;
-        let buf = (2 * bdp).clamp(64 * 1024, 64 << 20).to_string();
-        h.sysctl_set("net.inet.tcp.recvbuf_max", &buf)
+        let max = (2 * bdp).clamp(2 << 20, 256 << 20).to_string();
+        h.sysctl_set("net.inet.tcp.recvbuf_max", &max)
             .map_err(|e| e.to_string())?;
-        h.sysctl_set("net.inet.tcp.recvspace", &buf)
-            .map_err(|e| e.to_string())?;
-        h.sysctl_set("net.inet.tcp.sendspace", &buf)
+        h.sysctl_set("net.inet.tcp.sendbuf_max", &max)
             .map_err(|e| e.to_string())?;
     }
     let server: SocketAddr = (ADDR_B, 5001).into();

@@ -127,7 +127,7 @@ impl Host {
         let entry = match self.syncache.get(&key).copied() {
             Some(e) if p.ack == e.iss.wrapping_add(1) => {
                 self.syncache.take(&key);
-                Some(e)
+                Some((e, true))
             }
             Some(_) => None,
             None if self.tunables.syncookies != 0 => {
@@ -144,12 +144,12 @@ impl Host {
                     // Timestamps are not encoded in our cookies: the connection goes on
                     // without them unless the ACK carries one (RFC 7323 allows that only if
                     // both sides sent it in the SYNs, so it does not).
-                    e
+                    (e, false)
                 })
             }
             None => None,
         };
-        let Some(entry) = entry else {
+        let Some((entry, from_cache)) = entry else {
             self.stats.out_rsts += 1;
             let seg = SegOut {
                 seq: p.ack,
@@ -173,7 +173,7 @@ impl Host {
             self.send_raw(&key, &seg);
             return;
         }
-        match self.conn_from_syncache(&entry) {
+        match self.conn_from_syncache(&entry, from_cache) {
             Ok(slot) => {
                 let seg = p.seg();
                 let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
@@ -289,7 +289,7 @@ impl Host {
 
     /// The connection a completed handshake makes (syncache_socket): SYN_RECEIVED with the
     /// negotiated options, on the listener's stack and CC; its stack then processes the ACK.
-    fn conn_from_syncache(&mut self, e: &SynCacheEntry) -> Result<usize, Errno> {
+    fn conn_from_syncache(&mut self, e: &SynCacheEntry, from_cache: bool) -> Result<usize, Errno> {
         let l = self.listeners[e.listener.0 as usize]
             .as_ref()
             .ok_or(Errno::ECONNABORTED)?;
@@ -326,6 +326,13 @@ impl Host {
         }
         if e.sack_ok {
             tp.t_flags |= tf::SACK_PERMIT;
+        }
+        // The handshake's round trip (SYN-ACK out, ACK in) is the first RTT sample, unless
+        // the SYN-ACK was retransmitted (Karn). Cookies remember no send time.
+        if from_cache && e.rexmits == 0 {
+            let rtt_us = (self.worker.now.saturating_sub(e.created) / 1000).max(1);
+            tp.t_srtt = rtt_us.min(u32::MAX as u64) as u32;
+            tp.t_rttvar = tp.t_srtt / 2;
         }
         if e.ecn {
             tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::ECN_PERMIT;

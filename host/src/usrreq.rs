@@ -535,10 +535,13 @@ impl Host {
                     .get_mut(slot)
                     .and_then(Option::as_mut)
                     .ok_or(Errno::EBADF)?;
+                // A size the application chose is kept: no auto-sizing (FreeBSD SB_AUTOSIZE).
                 if name == SO_SNDBUF {
                     c.side.snd.set_hiwat(v as usize);
+                    c.side.snd_auto = false;
                 } else {
                     c.side.rcv.set_hiwat(v as usize);
+                    c.side.rcv_auto = false;
                 }
                 Ok(())
             }

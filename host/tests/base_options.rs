@@ -456,3 +456,59 @@ fn so_linger_zero_resets() {
     assert_eq!(net.b.recv(s, &mut [0u8; 1]), Err(Errno::ECONNRESET));
     let _ = (SegOut::default(), TcpOpts::default());
 }
+
+/// Seconds (simulated) to move `len` bytes over 100 Mbit/s, 40 ms RTT with the default
+/// buffer sizes; and the buffer sizes at the end.
+fn autosize_run(auto: &str, len: usize) -> (f64, usize, usize) {
+    let mut cfg = SimLinkConfig::bdp_queue(100_000_000, 40_000_000);
+    cfg.seed = 31;
+    let mut net = SimNet::builtin(cfg, 31);
+    for h in [&mut net.a, &mut net.b] {
+        h.sysctl_set("net.inet.tcp.recvbuf_auto", auto).unwrap();
+        h.sysctl_set("net.inet.tcp.sendbuf_auto", auto).unwrap();
+    }
+    let (c, s) = established(&mut net);
+    let data = vec![9u8; len];
+    let (mut sent, mut got) = (0, 0);
+    let mut buf = vec![0u8; 1 << 20];
+    let t0 = net.now;
+    assert!(net.run_until(net.now + 600 * SEC, |n| {
+        if let Ok(k) = n.a.send(c, &data[sent..]) {
+            sent += k;
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got += k;
+        }
+        got == len
+    }));
+    let snd = net.a.conns[c].as_ref().unwrap().side.snd.hiwat();
+    let rcv = net.b.conns[s].as_ref().unwrap().side.rcv.hiwat();
+    ((net.now - t0) as f64 / SEC as f64, snd, rcv)
+}
+
+#[test]
+fn buffers_grow_to_fill_the_path() {
+    let (fixed, snd0, rcv0) = autosize_run("0", 16 << 20);
+    assert_eq!(
+        (snd0, rcv0),
+        (32768, 65536),
+        "sendspace and recvspace, unchanged"
+    );
+    let (auto, snd, rcv) = autosize_run("1", 16 << 20);
+    assert!(
+        snd > 32768 && rcv > 65536,
+        "grew: send {snd}, receive {rcv}"
+    );
+    assert!(
+        snd <= 2 << 20 && rcv <= 2 << 20,
+        "within sendbuf_max and recvbuf_max"
+    );
+    // 64 KiB per 40 ms RTT is about 13 Mbit/s; the path carries 100.
+    assert!(
+        fixed / auto > 4.0,
+        "auto-sized {auto:.2} s against fixed {fixed:.2} s"
+    );
+}

@@ -493,6 +493,7 @@ fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: 
             let tp = &mut cx.tp;
             tp.rcv_nxt = tp.rcv_nxt.wrapping_add(n + more);
             tp.t_rcv_bytes += (n + more) as u64;
+            autorcvbuf(base, cx, n + more);
             cx.host.event(ConnEvent::Readable);
             fin_in_order = fin && n as usize == data.len() && more == 0;
             if more > 0 || !base.reass.is_empty() {
@@ -534,6 +535,33 @@ fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: 
         restart_2msl(cx);
         cx.tp.t_flags |= tf::ACKNOW;
     }
+}
+
+/// Receive-buffer auto-sizing (FreeBSD tcp_autorcvbuf): when more than 7/8 of the buffer
+/// arrives within one smoothed RTT, the buffer doubles (up to recvbuf_max), so the window
+/// keeps ahead of the sender.
+fn autorcvbuf(base: &mut Base, cx: &mut StackCtx, bytes: u32) {
+    if cx.tun().recvbuf_auto == 0 {
+        return;
+    }
+    let now = cx.host.now();
+    let srtt_ns = base.rtt.srtt() as u64 * 1000;
+    if srtt_ns == 0 {
+        return;
+    }
+    if base.rfbuf_ts == 0 {
+        base.rfbuf_ts = now;
+    }
+    base.rfbuf_cnt = base.rfbuf_cnt.saturating_add(bytes);
+    if now.saturating_sub(base.rfbuf_ts) < srtt_ns {
+        return;
+    }
+    let hiwat = cx.host.rcv_hiwat();
+    if base.rfbuf_cnt > hiwat / 8 * 7 {
+        cx.host.autosize(0, hiwat.saturating_mul(2));
+    }
+    base.rfbuf_ts = now;
+    base.rfbuf_cnt = 0;
 }
 
 /// Delayed ACK (RFC 9293 3.8.6.3, FreeBSD: every second full segment at once).

@@ -88,6 +88,9 @@ pub struct Base {
     window_clamp: u32,
     /// TCP_SYNCNT: SYN retransmissions before giving up (0: the usual limits).
     syncnt: u32,
+    /// Receive auto-sizing (FreeBSD tcp_autorcvbuf): bytes received since `rfbuf_ts`.
+    rfbuf_ts: u64,
+    rfbuf_cnt: u32,
     /// TCP_LINGER2: seconds an orphaned connection may stay in FIN_WAIT_2 (0: the
     /// finwait2_timeout sysctl; negative: straight to closed, as Linux).
     linger2: i32,
@@ -128,6 +131,8 @@ impl Base {
             push_once: false,
             window_clamp: 0,
             syncnt: 0,
+            rfbuf_ts: 0,
+            rfbuf_cnt: 0,
             linger2: 0,
         }
     }

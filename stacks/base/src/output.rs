@@ -312,6 +312,7 @@ pub(crate) fn tcp_output(base: &mut Base, cx: &mut StackCtx) {
         }
         _ => {}
     }
+    autosndbuf(cx);
     // Each pass sends at most one segment; the bound only guards against a logic error
     // turning into an endless loop.
     for _ in 0..100_000 {
@@ -320,6 +321,27 @@ pub(crate) fn tcp_output(base: &mut Base, cx: &mut StackCtx) {
         }
     }
     arm_persist(base, cx);
+}
+
+/// Send-buffer auto-sizing (FreeBSD tcp_output): when the buffer is 7/8 full, the peer's
+/// window could take 5/4 of it and the window has room for what is unsent, grow it by
+/// sendbuf_inc (up to sendbuf_max), so the application can keep the pipe full.
+fn autosndbuf(cx: &mut StackCtx) {
+    let t = cx.tun();
+    if t.sendbuf_auto == 0 {
+        return;
+    }
+    let inc = t.sendbuf_inc;
+    let hiwat = cx.host.snd_hiwat();
+    let used = cx.host.snd_len();
+    let tp = &cx.tp;
+    let in_flight = tp.snd_nxt.wrapping_sub(tp.snd_una);
+    if tp.snd_wnd / 4 * 5 >= hiwat
+        && used >= hiwat / 8 * 7
+        && tp.snd_wnd >= used.saturating_sub(in_flight)
+    {
+        cx.host.autosize(1, hiwat.saturating_add(inc.max(1)));
+    }
 }
 
 pub(crate) fn keepinit_ns(cx: &StackCtx) -> u64 {

@@ -55,6 +55,8 @@ pub enum ConnEvent {
     Closed = 3,
     /// The connection entered TIME_WAIT (the host may keep a compact record).
     TimeWait = 4,
+    /// The peer's urgent pointer moved (`tp.rcv_up`): out-of-band data (SIGURG).
+    Urgent = 5,
 }
 
 /// What the host offers a stack. A prefix type so that later ABI versions can append ops.

@@ -155,6 +155,12 @@ pub struct HostSide {
     pub deferred_until: Option<u64>,
     /// SO_LINGER seconds, when set.
     pub linger: Option<u32>,
+    /// Bytes the application has read so far (stream offset of the read head).
+    pub read_pos: u64,
+    /// Out-of-band data received (BSD urgent byte).
+    pub urg: Option<UrgentMark>,
+    /// SO_OOBINLINE: the urgent byte stays in the stream.
+    pub oobinline: bool,
     /// The buffers may be auto-sized (cleared by SO_RCVBUF / SO_SNDBUF).
     pub rcv_auto: bool,
     pub snd_auto: bool,
@@ -180,6 +186,9 @@ impl HostSide {
             queued: false,
             deferred_until: None,
             linger: None,
+            read_pos: 0,
+            urg: None,
+            oobinline: false,
             rcv_auto: true,
             snd_auto: true,
             user_closed: false,
@@ -215,6 +224,17 @@ impl HostSide {
         self.snd.clear(&mut w.pool);
         self.rcv.clear(&mut w.pool);
     }
+}
+
+/// Where the peer's urgent byte sits in the stream, and whether the application took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UrgentMark {
+    /// Stream offset of the urgent byte.
+    pub off: u64,
+    /// The byte, once the read head has passed it (it is kept out of the stream).
+    pub byte: Option<u8>,
+    /// recv(MSG_OOB) returned it.
+    pub taken: bool,
 }
 
 /// What `StackCtx.host.host` points at during one stack call.

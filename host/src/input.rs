@@ -306,6 +306,8 @@ impl Host {
         tp.snd_nxt = e.iss.wrapping_add(1);
         tp.snd_max = tp.snd_nxt;
         tp.rcv_nxt = e.irs.wrapping_add(1);
+        tp.rcv_up = tp.rcv_nxt;
+        tp.snd_up = e.iss.wrapping_add(1);
         tp.rcv_adv = tp
             .rcv_nxt
             .wrapping_add((self.tunables.recvspace as u32).min(65535));
@@ -409,6 +411,23 @@ impl Host {
             return;
         };
         let events = std::mem::take(&mut c.side.events);
+        if events & (1 << ConnEvent::Urgent as u8) != 0 {
+            // The urgent byte is the one before rcv_up; place it in the stream relative to
+            // what is readable now (a pointer may run ahead of the data).
+            let tp = &c.ctx.tp;
+            let data_end = tp
+                .rcv_nxt
+                .wrapping_sub((tp.t_flags2 & plugtcp_framework::tcpcb::tf2::FIN_RCVD != 0) as u32);
+            let behind = data_end.wrapping_sub(tp.rcv_up.wrapping_sub(1)) as i32 as i64;
+            let off = (c.side.read_pos + c.side.rcv.readable() as u64) as i64 - behind;
+            if off >= c.side.read_pos as i64 {
+                c.side.urg = Some(crate::conn::UrgentMark {
+                    off: off as u64,
+                    byte: None,
+                    taken: false,
+                });
+            }
+        }
         let closed = events & (1 << ConnEvent::Closed as u8) != 0;
         let mut connected = events & (1 << ConnEvent::Connected as u8) != 0;
         let readable = events & (1 << ConnEvent::Readable as u8) != 0;

@@ -231,6 +231,7 @@ impl Host {
         tp.snd_una = iss;
         tp.snd_nxt = iss;
         tp.snd_max = iss;
+        tp.snd_up = iss;
         tp.snd_recover = iss;
         tp.t_starttime = self.worker.now;
         if t.rfc1323 != 0 {
@@ -289,7 +290,37 @@ impl Host {
             .get_mut(slot)
             .and_then(Option::as_mut)
             .ok_or(Errno::EBADF)?;
-        let n = c.side.rcv.read(&mut self.worker.pool, buf);
+        let side = &mut c.side;
+        let mut limit = buf.len();
+        if let Some(u) = side.urg {
+            if side.oobinline {
+                // Inline: the byte stays in the stream; reads still stop at the mark.
+                if side.read_pos < u.off {
+                    limit = limit.min((u.off - side.read_pos) as usize);
+                }
+            } else if side.read_pos == u.off && side.rcv.readable() > 0 {
+                // At the mark: the urgent byte leaves the stream (kept for recv(MSG_OOB)).
+                let mut b = [0u8; 1];
+                side.rcv.read(&mut self.worker.pool, &mut b);
+                side.read_pos += 1;
+                side.urg = if u.taken {
+                    None
+                } else {
+                    Some(crate::conn::UrgentMark {
+                        byte: Some(b[0]),
+                        ..u
+                    })
+                };
+            } else if side.read_pos < u.off {
+                // A read stops at the mark (SIOCATMARK then says so).
+                limit = limit.min((u.off - side.read_pos) as usize);
+            }
+        }
+        let n = side.rcv.read(&mut self.worker.pool, &mut buf[..limit]);
+        side.read_pos += n as u64;
+        if side.oobinline && side.urg.is_some_and(|u| side.read_pos > u.off) {
+            side.urg = None;
+        }
         if n > 0 {
             // tcp_usr_rcvd: the window may have opened enough to tell the peer.
             let _ = self.with_conn(slot, |c, w| c.output(w));
@@ -310,6 +341,85 @@ impl Host {
             return Err(Errno::ENOTCONN);
         }
         Err(Errno::EAGAIN)
+    }
+
+    /// send(MSG_OOB): `data` goes into the stream and its last byte is urgent; the urgent
+    /// pointer (BSD: past that byte) rides on every segment until it is acknowledged.
+    pub fn send_oob(&mut self, slot: usize, data: &[u8]) -> Result<usize, Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        if data.is_empty() || c.side.snd.space() < data.len() {
+            // All or nothing: the pointer must land on the byte written.
+            return Err(if data.is_empty() {
+                Errno::EINVAL
+            } else {
+                Errno::EAGAIN
+            });
+        }
+        let tp = &c.ctx.tp;
+        let syn =
+            matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) && tp.snd_una == tp.iss;
+        let end = tp
+            .snd_una
+            .wrapping_add(syn as u32)
+            .wrapping_add((c.side.snd.len() + data.len()) as u32);
+        // The pointer first, so that the segments `send` puts out already carry it.
+        let old = std::mem::replace(&mut c.ctx.tp.snd_up, end);
+        match self.send(slot, data) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                    c.ctx.tp.snd_up = old;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// recv(MSG_OOB): the urgent byte. EINVAL when there is none (or SO_OOBINLINE is on, or
+    /// it was taken already), EAGAIN when it has not arrived yet (BSD).
+    pub fn recv_oob(&mut self, slot: usize) -> Result<u8, Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        let side = &mut c.side;
+        let Some(mut u) = side.urg.filter(|u| !u.taken && !side.oobinline) else {
+            return Err(Errno::EINVAL);
+        };
+        let byte = match u.byte {
+            Some(b) => b,
+            None => {
+                let at = (u.off - side.read_pos) as usize;
+                let mut b = [0u8; 1];
+                if side.rcv.peek(at, &mut b) == 0 {
+                    return Err(Errno::EAGAIN);
+                }
+                b[0]
+            }
+        };
+        u.taken = true;
+        // Passed by the reader already: forget it; else the reader still skips it.
+        side.urg = if u.byte.is_some() { None } else { Some(u) };
+        Ok(byte)
+    }
+
+    /// SIOCATMARK: the read head is at the urgent mark.
+    pub fn at_mark(&self, slot: usize) -> bool {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .and_then(|c| {
+                c.side
+                    .urg
+                    .map(|u| u.off == c.side.read_pos && u.byte.is_none())
+            })
+            // (inline or not: the read head is at the urgent byte's place)
+            .unwrap_or(false)
     }
 
     /// Bytes waiting to be read (SIOCINQ / FIONREAD).
@@ -509,6 +619,16 @@ impl Host {
                 }
                 Ok(())
             }
+            (sockopt::SOL_SOCKET, SO_OOBINLINE) => {
+                let on = opt.int()? != 0;
+                let c = self
+                    .conns
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                c.side.oobinline = on;
+                Ok(())
+            }
             (sockopt::SOL_SOCKET, SO_LINGER) => {
                 // struct linger { int l_onoff; int l_linger; }
                 let b: [u8; 8] = val.try_into().map_err(|_| Errno::EINVAL)?;
@@ -561,5 +681,6 @@ impl Host {
 /// SOL_SOCKET option names (FreeBSD values).
 pub const SO_KEEPALIVE: i32 = 0x0008;
 pub const SO_LINGER: i32 = 0x0080;
+pub const SO_OOBINLINE: i32 = 0x0100;
 pub const SO_SNDBUF: i32 = 0x1001;
 pub const SO_RCVBUF: i32 = 0x1002;

@@ -512,3 +512,64 @@ fn buffers_grow_to_fill_the_path() {
         "auto-sized {auto:.2} s against fixed {fixed:.2} s"
     );
 }
+
+#[test]
+fn urgent_data_out_of_band_and_inline() {
+    use plugtcp_host::usrreq::SO_OOBINLINE;
+    for inline in [false, true] {
+        let mut net = net(32);
+        let (c, s) = established(&mut net);
+        set(&mut net.a, c, sockopt::TCP_NODELAY, 1).unwrap();
+        if inline {
+            net.b
+                .setsockopt(
+                    s,
+                    plugtcp_framework::sockopt::SOL_SOCKET,
+                    SO_OOBINLINE,
+                    &1i32.to_ne_bytes(),
+                )
+                .unwrap();
+        }
+        net.record = Some(Vec::new());
+        net.a.send(c, b"abc").unwrap();
+        net.a.send_oob(c, b"!").unwrap();
+        net.a.send(c, b"def").unwrap();
+        net.run_until(net.now + SEC, |_| false);
+        // On the wire: URG with the pointer just past the urgent byte (BSD, RFC 6093).
+        let rec = net.record.take().unwrap();
+        let urg = segments(&rec, true)
+            .into_iter()
+            .find(|(_, p)| p.flags & th::URG != 0)
+            .expect("URG sent")
+            .1;
+        let iss = net.a.tcpcb(c).unwrap().iss;
+        assert_eq!(
+            urg.seq.wrapping_add(urg.urp as u32),
+            iss.wrapping_add(1 + 4),
+            "points past '!'"
+        );
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            net.b.recv(s, &mut buf).unwrap(),
+            3,
+            "a read stops at the mark"
+        );
+        assert_eq!(&buf[..3], b"abc");
+        assert!(net.b.at_mark(s), "SIOCATMARK");
+        if inline {
+            assert_eq!(
+                net.b.recv_oob(s),
+                Err(Errno::EINVAL),
+                "inline: no separate byte"
+            );
+            let n = net.b.recv(s, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"!def");
+        } else {
+            assert_eq!(net.b.recv_oob(s), Ok(b'!'));
+            assert_eq!(net.b.recv_oob(s), Err(Errno::EINVAL), "taken");
+            let n = net.b.recv(s, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"def", "the urgent byte is out of the stream");
+        }
+        assert!(!net.b.at_mark(s));
+    }
+}

@@ -151,6 +151,7 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
         cx.tp.ts_recent_age = now;
     }
 
+    urgent_input(cx, seg);
     if !data.is_empty() || fin {
         receive_data(base, cx, seq, data, fin);
     }
@@ -186,6 +187,28 @@ fn ecn_input(_base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
         cx.cc.on_cong_signal(&mut cx.tp, CC_ECN);
         cx.tp.t_flags2 |= tf2::ECN_SND_CWR;
         cx.count(ctr::ECN_REDUCTIONS, 1);
+    }
+}
+
+/// The peer's urgent pointer (RFC 9293 3.10.7.4, seventh step; BSD: it points past the
+/// urgent byte). A new, later pointer is reported to the host, which owns the stream.
+fn urgent_input(cx: &mut StackCtx, seg: &SegIn<'_>) {
+    let tp = &mut cx.tp;
+    if !matches!(
+        tp.t_state,
+        TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2
+    ) {
+        return;
+    }
+    if seg.flags & th::URG != 0 && seg.urp > 0 {
+        let up = seg.seq.wrapping_add(seg.urp as u32);
+        if seq_gt(up, tp.rcv_up) {
+            tp.rcv_up = up;
+            cx.host.event(ConnEvent::Urgent);
+        }
+    } else if seq_gt(tp.rcv_nxt, tp.rcv_up) {
+        // Drag the pointer along so an old one is not mistaken for new data.
+        tp.rcv_up = tp.rcv_nxt;
     }
 }
 
@@ -670,6 +693,7 @@ fn syn_sent(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
     tp.irs = seg.seq;
     tp.rcv_nxt = seg.seq.wrapping_add(1);
     tp.rcv_adv = tp.rcv_nxt;
+    tp.rcv_up = tp.rcv_nxt;
     tp.t_peer_mss = if seg.opts.has(to::MSS) {
         seg.opts.mss as u32
     } else {

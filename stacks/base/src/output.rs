@@ -138,6 +138,19 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     if flags & th::SYN != 0 {
         flags |= syn_ecn_flags(tp, ecn_enable, ecn_maxretries);
     }
+    // RFC 9293 3.8.5 (BSD semantics, RFC 6093): while urgent data is unacknowledged, every
+    // segment before it carries URG and the offset to the byte after it; once acked, the
+    // pointer is dragged along with snd_una.
+    let mut urp = 0u16;
+    if seq_gt(tp.snd_up, tp.snd_una) && seq_gt(tp.snd_up, seq) && flags & th::SYN == 0 {
+        let off = tp.snd_up.wrapping_sub(seq);
+        if off <= 0xffff {
+            flags |= th::URG;
+            urp = off as u16;
+        }
+    } else if seq_lt(tp.snd_up, tp.snd_una) {
+        tp.snd_up = tp.snd_una;
+    }
     let wire_win = if flags & th::SYN != 0 {
         win.min(TCP_MAXWIN)
     } else {
@@ -166,7 +179,7 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
         ack: if flags & th::ACK != 0 { tp.rcv_nxt } else { 0 },
         flags,
         win: wire_win as u16,
-        urp: 0,
+        urp,
         ip_ecn: if ect { ecn::ECT0 } else { ecn::NOT_ECT },
         opts,
         data_off,
@@ -415,6 +428,7 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
             || fin
             || tp.t_flags & tf::FORCEDATA != 0
             || (all && !nopush && (nodelay || inflight == 0 || base.push_once))
+            || seq_gt(tp.snd_up, nxt)
             || (tp.max_sndwnd > 0 && len >= tp.max_sndwnd / 2);
         if send {
             let flags = if all { th::PUSH } else { 0 } | if fin { th::FIN } else { 0 };

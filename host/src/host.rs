@@ -43,7 +43,7 @@ pub struct Host {
     pub sysctl: Arc<SysctlTree>,
     pub search_path: SearchPath,
     /// Connections by slot (None = free slot).
-    pub conns: Vec<Option<Conn>>,
+    pub conns: Vec<Option<Box<Conn>>>,
     free_slots: Vec<usize>,
     /// Clock, timer wheel and buffer pool shared by the connections.
     pub worker: Worker,
@@ -418,7 +418,7 @@ impl Host {
                 return Err(f.errno());
             }
         }
-        self.conns[slot] = Some(c);
+        self.conns[slot] = Some(Box::new(c));
         Ok(slot)
     }
 
@@ -464,6 +464,14 @@ impl Host {
                 Err(fault.errno())
             }
         }
+    }
+
+    /// Capacity hint: room for `n` more connections in the slot vector and the socket table
+    /// (as a server sizes its socket limits up front), so growth neither copies nor rehashes.
+    pub fn reserve(&mut self, n: usize) {
+        self.conns.reserve(n);
+        self.free_slots.reserve(n);
+        self.table.reserve(n);
     }
 
     /// Adds an address this host owns.

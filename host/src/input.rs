@@ -368,7 +368,7 @@ impl Host {
         if self.addrs.contains(&key.remote.ip()) {
             c.ctx.tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::LOCAL_PEER;
         }
-        self.conns[slot] = Some(c);
+        self.conns[slot] = Some(Box::new(c));
         Ok(slot)
     }
 

@@ -143,10 +143,6 @@ fn count_of<K: std::hash::Hash + Eq>(m: &HashMap<K, u32>, k: &K) -> u32 {
 /// reproducible from the seed.
 pub struct SockTable {
     conns: HashMap<ConnKey, ConnId>,
-    /// Connections per local (IP, port): what a specific bind without SO_REUSEADDR conflicts with.
-    conn_locals: HashMap<(IpAddr, u16), u32>,
-    /// Connections per (is IPv6, local port) on any address: what a wildcard bind conflicts with.
-    conn_ports: HashMap<(bool, u16), u32>,
     /// Listeners keyed by local (IP or the family's unspecified address, port).
     listeners: HashMap<(IpAddr, u16), ListenerId>,
     listener_addrs: HashMap<ListenerId, SocketAddr>,
@@ -165,14 +161,17 @@ pub struct SockTable {
 
 impl SockTable {
     /// An empty table; `seed` drives the port-selection secrets and bind(port 0) choices.
+    /// Room for `n` connections without rehashing (a capacity hint).
+    pub fn reserve(&mut self, n: usize) {
+        self.conns.reserve(n);
+    }
+
     pub fn new(seed: u64) -> Self {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let port_key_f = (rng.random(), rng.random());
         let port_key_g = (rng.random(), rng.random());
         SockTable {
             conns: HashMap::new(),
-            conn_locals: HashMap::new(),
-            conn_ports: HashMap::new(),
             listeners: HashMap::new(),
             listener_addrs: HashMap::new(),
             listener_ports: HashMap::new(),
@@ -294,22 +293,11 @@ impl SockTable {
                 v.insert(id);
             }
         }
-        count_up(&mut self.conn_locals, (key.local.ip(), key.local.port()));
-        count_up(
-            &mut self.conn_ports,
-            (key.local.is_ipv6(), key.local.port()),
-        );
         Ok(())
     }
 
     pub fn remove_conn(&mut self, key: &ConnKey) -> Option<ConnId> {
-        let id = self.conns.remove(key)?;
-        count_down(&mut self.conn_locals, (key.local.ip(), key.local.port()));
-        count_down(
-            &mut self.conn_ports,
-            (key.local.is_ipv6(), key.local.port()),
-        );
-        Some(id)
+        self.conns.remove(key)
     }
 
     /// Ephemeral port for an active open from `local_ip` to `remote`, by RFC 6056 algorithm 4
@@ -373,12 +361,21 @@ impl SockTable {
             return Ok(());
         }
         let v6 = ip.is_ipv6();
+        // Connections are checked by a scan: binds are rare, and keeping per-port counts cost
+        // two hash updates on every connection opened and closed.
+        let conn_holds = |k: &ConnKey| {
+            k.local.port() == port
+                && if ip.is_unspecified() {
+                    k.local.is_ipv6() == v6
+                } else {
+                    k.local.ip() == ip
+                }
+        };
         let overlap = if ip.is_unspecified() {
-            count_of(&self.listener_ports, &(v6, port)) > 0
-                || count_of(&self.conn_ports, &(v6, port)) > 0
+            count_of(&self.listener_ports, &(v6, port)) > 0 || self.conns.keys().any(conn_holds)
         } else {
             self.listeners.contains_key(&(wildcard_of(ip), port))
-                || count_of(&self.conn_locals, &(ip, port)) > 0
+                || self.conns.keys().any(conn_holds)
         };
         if overlap {
             Err(Errno::EADDRINUSE)
@@ -484,7 +481,6 @@ mod tests {
             assert_eq!(t.remove_conn(k), Some(*id));
         }
         assert!(t.is_empty());
-        assert!(t.conn_locals.is_empty() && t.conn_ports.is_empty());
     }
 
     #[test]

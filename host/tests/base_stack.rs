@@ -776,3 +776,78 @@ fn nolocaltimewait_skips_time_wait_for_local_peers() {
         assert_eq!(h.state(c), expect, "nolocaltimewait={nolocal}");
     }
 }
+
+/// The segment `offset` bytes into the stream is lost `times` times; returns (retransmissions
+/// of it, RTOs).
+fn lose_repeatedly(do_lrd: &str, times: u32) -> (usize, u64) {
+    let mut cfg = SimLinkConfig::bdp_queue(100_000_000, 20_000_000);
+    cfg.queue_limit_bytes *= 4;
+    cfg.seed = 33;
+    let mut net = SimNet::builtin(cfg, 33);
+    for h in [&mut net.a, &mut net.b] {
+        h.sysctl_set("net.inet.tcp.do_lrd", do_lrd).unwrap();
+        // A window larger than the flight, so new data can follow the retransmission (the
+        // evidence LRD needs).
+        h.sysctl_set("net.inet.tcp.recvspace", "1048576").unwrap();
+        h.sysctl_set("net.inet.tcp.sendspace", "1048576").unwrap();
+    }
+    let (c, s) = established(&mut net);
+    let iss = net.a.tcpcb(c).unwrap().iss;
+    let target = iss.wrapping_add(1).wrapping_add(100 * 1448);
+    let mut left = times;
+    net.drop_if = Some(Box::new(move |a_to_b, pkt| {
+        let p = wire::parse(pkt).unwrap();
+        if a_to_b && left > 0 && p.seq == target && !p.payload.is_empty() {
+            left -= 1;
+            return true;
+        }
+        false
+    }));
+    net.record = Some(Vec::new());
+    let data = vec![0x77; 2 << 20];
+    let (mut sent, mut got) = (0, 0);
+    let mut buf = vec![0u8; 1 << 20];
+    assert!(net.run_until(net.now + 60 * SEC, |n| {
+        if let Ok(k) = n.a.send(c, &data[sent..]) {
+            sent += k;
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got += k;
+        }
+        got == data.len()
+    }));
+    let rec = net.record.take().unwrap();
+    let copies = segments(&rec, true)
+        .iter()
+        .filter(|(_, p)| p.seq == target && !p.payload.is_empty())
+        .count();
+    let snap = net.a.registry.snapshot();
+    let base = snap.block("base").unwrap();
+    let i = base
+        .counter_names
+        .iter()
+        .position(|n| n == "rexmttimeo")
+        .unwrap();
+    (
+        copies - 1,
+        base.counters[i].load(std::sync::atomic::Ordering::Relaxed) as u64,
+    )
+}
+
+#[test]
+fn lost_retransmission_detection() {
+    // The segment and its fast retransmission are both lost. With do_lrd, data sent after
+    // the retransmission being SACKed proves it lost, and it goes again at once.
+    let (rexmits, rtos) = lose_repeatedly("1", 2);
+    assert_eq!(
+        (rexmits, rtos),
+        (2, 0),
+        "LRD: retransmitted twice, no timeout"
+    );
+    // Without LRD only the retransmission timer finds out.
+    let (_, rtos) = lose_repeatedly("0", 2);
+    assert!(rtos >= 1, "without LRD a timeout");
+}

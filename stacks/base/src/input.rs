@@ -276,6 +276,7 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
             && tp.snd_max != tp.snd_una
             && cx.host.timer_remaining(tt::REXMT).is_some();
         if dupack {
+            lost_retransmission(base, cx);
             on_dupack(base, cx, sack_news > 0);
         } else {
             cx.tp.t_dupacks = 0;
@@ -413,7 +414,33 @@ fn retransmit_first(base: &mut Base, cx: &mut StackCtx) {
         && una.wrapping_add(len) == data_end;
     if len > 0 || fin {
         base.high_rxt = una.wrapping_add(len);
+        // LRD: anything sent after this retransmission that the peer SACKs proves it lost.
+        base.lrd_mark = Some((una, cx.tp.snd_max));
         send_seg(base, cx, una, if fin { th::FIN } else { 0 }, len);
+    }
+}
+
+/// Lost retransmission detection (FreeBSD `do_lrd`): in SACK recovery, when data sent after
+/// our retransmission of the hole at snd_una is SACKed while the hole is still missing, that
+/// retransmission was lost as well; send it again now rather than wait for the RTO.
+fn lost_retransmission(base: &mut Base, cx: &mut StackCtx) {
+    if cx.tun().do_lrd == 0 || !cx.tp.in_fastrecovery() || cx.tp.t_flags & tf::SACK_PERMIT == 0 {
+        return;
+    }
+    let Some((hole, sent_before)) = base.lrd_mark else {
+        return;
+    };
+    if cx.tp.snd_una != hole {
+        base.lrd_mark = None;
+        return;
+    }
+    if base
+        .sack
+        .highest_sack()
+        .is_some_and(|h| seq_gt(h, sent_before))
+    {
+        cx.count(ctr::LOST_REXMIT, 1);
+        retransmit_first(base, cx);
     }
 }
 

@@ -36,6 +36,7 @@ pub mod ctr {
     pub const PERSISTTIMEO: usize = 9;
     pub const RCVAFTERWIN: usize = 10;
     pub const ECN_REDUCTIONS: usize = 11;
+    pub const LOST_REXMIT: usize = 12;
 }
 
 /// Most retransmissions of one segment before the connection is dropped (FreeBSD
@@ -80,6 +81,8 @@ pub struct Base {
     recover_fs: u32,
     /// SACKed bytes before the ACK being processed (for PRR's DeliveredData).
     sacked_before: u32,
+    /// LRD: the hole at snd_una we retransmitted, and snd_max when we did.
+    lrd_mark: Option<(u32, u32)>,
     /// TCP_QUICKACK: acknowledge every segment at once.
     quickack: bool,
     /// Send a short final segment now whatever Nagle says (TCP_CORK cleared).
@@ -127,6 +130,7 @@ impl Base {
             prr_out: 0,
             recover_fs: 0,
             sacked_before: 0,
+            lrd_mark: None,
             quickack: false,
             push_once: false,
             window_clamp: 0,
@@ -185,6 +189,7 @@ impl TcpStack for Base {
         RStr::from_str("persisttimeo"),
         RStr::from_str("rcvpackafterwin"),
         RStr::from_str("ecn_reductions"),
+        RStr::from_str("lost_rexmit"),
     ];
 
     fn init(cx: &mut StackCtx, mode: InitMode, _old: OldStack) -> Result<Self, Errno> {

@@ -390,6 +390,9 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
             if len > 0 {
                 let end = seq.wrapping_add(len);
                 base.high_rxt = seq_max(base.high_rxt, end);
+                if seq == tp.snd_una {
+                    base.lrd_mark = Some((seq, tp.snd_max));
+                }
                 let fin = tp.t_flags & tf::SENTFIN != 0 && end == data_end && fin_wanted(tp);
                 send_seg(base, cx, seq, if fin { th::FIN } else { 0 }, len);
                 return true;

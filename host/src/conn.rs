@@ -218,6 +218,42 @@ impl HostSide {
         }
     }
 
+    /// How many bytes the next read may take: reads stop at the urgent mark (SIOCATMARK
+    /// then says so). A read at the mark first takes the urgent byte out of the stream
+    /// (kept for recv(MSG_OOB)) unless SO_OOBINLINE.
+    pub fn read_limit(&mut self, pool: &mut ChunkPool) -> usize {
+        let Some(u) = self.urg else {
+            return usize::MAX;
+        };
+        if !self.oobinline && self.read_pos == u.off && self.rcv.readable() > 0 {
+            let mut b = [0u8; 1];
+            self.rcv.read(pool, &mut b);
+            self.read_pos += 1;
+            self.urg = if u.taken {
+                None
+            } else {
+                Some(UrgentMark {
+                    byte: Some(b[0]),
+                    ..u
+                })
+            };
+            return usize::MAX;
+        }
+        if self.read_pos < u.off {
+            (u.off - self.read_pos) as usize
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// The application consumed `n` bytes.
+    pub fn advance_read(&mut self, n: usize) {
+        self.read_pos += n as u64;
+        if self.oobinline && self.urg.is_some_and(|u| self.read_pos > u.off) {
+            self.urg = None;
+        }
+    }
+
     /// Releases buffer chunks and timers (the connection is being freed).
     pub fn release(&mut self, w: &mut Worker) {
         self.stop_timers(w);

@@ -285,50 +285,62 @@ impl Host {
     /// Reads received bytes. Ok(0) at end of stream (the peer's FIN); EAGAIN when nothing is
     /// there yet; the connection's error (ECONNRESET, ETIMEDOUT, ...) once it failed.
     pub fn recv(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
-        let c = self
+        let pool = &mut self.worker.pool;
+        let side = &mut self
             .conns
             .get_mut(slot)
             .and_then(Option::as_mut)
-            .ok_or(Errno::EBADF)?;
-        let side = &mut c.side;
-        let mut limit = buf.len();
-        if let Some(u) = side.urg {
-            if side.oobinline {
-                // Inline: the byte stays in the stream; reads still stop at the mark.
-                if side.read_pos < u.off {
-                    limit = limit.min((u.off - side.read_pos) as usize);
-                }
-            } else if side.read_pos == u.off && side.rcv.readable() > 0 {
-                // At the mark: the urgent byte leaves the stream (kept for recv(MSG_OOB)).
-                let mut b = [0u8; 1];
-                side.rcv.read(&mut self.worker.pool, &mut b);
-                side.read_pos += 1;
-                side.urg = if u.taken {
-                    None
-                } else {
-                    Some(crate::conn::UrgentMark {
-                        byte: Some(b[0]),
-                        ..u
-                    })
-                };
-            } else if side.read_pos < u.off {
-                // A read stops at the mark (SIOCATMARK then says so).
-                limit = limit.min((u.off - side.read_pos) as usize);
-            }
-        }
-        let n = side.rcv.read(&mut self.worker.pool, &mut buf[..limit]);
-        side.read_pos += n as u64;
-        if side.oobinline && side.urg.is_some_and(|u| side.read_pos > u.off) {
-            side.urg = None;
-        }
+            .ok_or(Errno::EBADF)?
+            .side;
+        let limit = side.read_limit(pool).min(buf.len());
+        let n = side.rcv.read(pool, &mut buf[..limit]);
+        side.advance_read(n);
+        self.after_read(slot, n, buf.is_empty())
+    }
+
+    /// Zero-copy read (like `BufRead::fill_buf` + `consume`): calls `f` with received bytes
+    /// still in the socket buffer (a contiguous run: there may be more after it) and
+    /// consumes as many as `f` returns (clamped to the run). Without bytes to offer, `f`
+    /// is not called and the result is `recv`'s: Ok(0) at end of stream, EAGAIN, or the
+    /// connection's error.
+    pub fn recv_with(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, Errno> {
+        let pool = &mut self.worker.pool;
+        let side = &mut self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?
+            .side;
+        let limit = side.read_limit(pool);
+        let run = side.rcv.front();
+        let run = &run[..run.len().min(limit)];
+        let n = if run.is_empty() {
+            0
+        } else {
+            f(run).min(run.len())
+        };
+        side.rcv.consume(pool, n);
+        side.advance_read(n);
+        self.after_read(slot, n, false)
+    }
+
+    /// After a read consumed `n` bytes: window update, or the end-of-stream/error answer.
+    fn after_read(&mut self, slot: usize, n: usize, empty_buf: bool) -> Result<usize, Errno> {
         if n > 0 {
             // tcp_usr_rcvd: the window may have opened enough to tell the peer.
             let _ = self.with_conn(slot, |c, w| c.output(w));
             self.after_call(slot);
             return Ok(n);
         }
+        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return Err(Errno::EBADF);
+        };
         let tp = &c.ctx.tp;
-        if buf.is_empty() {
+        if empty_buf {
             return Ok(0);
         }
         if tp.t_softerror != 0 {

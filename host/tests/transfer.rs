@@ -23,8 +23,9 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A sends `data` to B and closes; returns what B read until end of stream.
-fn transfer(net: &mut SimNet, data: &[u8], deadline: u64) -> Vec<u8> {
+/// A sends `data` to B and closes; returns what B read until end of stream, with `recv`
+/// or, if `zero_copy`, with `recv_with`.
+fn transfer(net: &mut SimNet, data: &[u8], deadline: u64, zero_copy: bool) -> Vec<u8> {
     let server: SocketAddr = (ADDR_B, 5001).into();
     let lid = net.b.listen(server, 128).unwrap();
     let c = net.a.connect(server, None).unwrap();
@@ -49,12 +50,24 @@ fn transfer(net: &mut SimNet, data: &[u8], deadline: u64) -> Vec<u8> {
         }
         if let Some(s) = accepted {
             loop {
-                match n.b.recv(s, &mut buf) {
+                let r = if zero_copy {
+                    n.b.recv_with(s, |run| {
+                        assert!(!run.is_empty(), "called without bytes");
+                        // Take a part only, to exercise partial consumption.
+                        let k = run.len().div_ceil(2);
+                        got.extend_from_slice(&run[..k]);
+                        k
+                    })
+                } else {
+                    n.b.recv(s, &mut buf)
+                        .inspect(|&k| got.extend_from_slice(&buf[..k]))
+                };
+                match r {
                     Ok(0) => {
                         eof = true;
                         break;
                     }
-                    Ok(k) => got.extend_from_slice(&buf[..k]),
+                    Ok(_) => {}
                     Err(_) => break,
                 }
             }
@@ -74,8 +87,12 @@ fn transfer(net: &mut SimNet, data: &[u8], deadline: u64) -> Vec<u8> {
 }
 
 fn check(net: &mut SimNet, len: usize, seed: u64, deadline: u64) {
+    check_with(net, len, seed, deadline, false)
+}
+
+fn check_with(net: &mut SimNet, len: usize, seed: u64, deadline: u64, zero_copy: bool) {
     let data = payload(len, seed);
-    let got = transfer(net, &data, deadline);
+    let got = transfer(net, &data, deadline, zero_copy);
     assert_eq!(got.len(), data.len());
     assert_eq!(
         Sha256::digest(&got),
@@ -88,6 +105,16 @@ fn check(net: &mut SimNet, len: usize, seed: u64, deadline: u64) {
 fn perfect_link_one_megabyte() {
     let mut net = SimNet::builtin(SimLinkConfig::default(), 1);
     check(&mut net, 1 << 20, 7, 10 * SEC);
+}
+
+/// `recv_with` hands out the bytes in place; consuming part of each run loses nothing.
+#[test]
+fn zero_copy_reads_with_loss() {
+    let mut cfg = SimLinkConfig::bdp_queue(100_000_000, 10_000_000);
+    cfg.loss = 0.01;
+    cfg.seed = 5;
+    let mut net = SimNet::builtin(cfg, 5);
+    check_with(&mut net, 2 << 20, 13, 60 * SEC, true);
 }
 
 #[test]
@@ -128,7 +155,8 @@ mod property {
             cfg.seed = seed;
             let mut net = SimNet::builtin(cfg, seed);
             let data = payload(len, seed);
-            let got = transfer(&mut net, &data, 3_600 * SEC);
+            // Either reader: copying, or zero-copy with partial consumption.
+            let got = transfer(&mut net, &data, 3_600 * SEC, seed & 1 == 1);
             prop_assert_eq!(got.len(), data.len());
             prop_assert!(Sha256::digest(&got) == Sha256::digest(&data), "delivered bytes differ");
         }

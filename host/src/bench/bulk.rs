@@ -76,7 +76,6 @@ pub fn transfer(net: &mut SimNet, port: u16, bytes: u64) -> Result<BulkResult, S
     let pat = pattern();
     // Sender and receiver walk the pattern independently: the receiver checks each chunk.
     let (mut sent, mut got) = (0u64, 0u64);
-    let mut rbuf = vec![0u8; 1 << 20];
     let mut bad = false;
     let t0 = Instant::now();
     let done = net.run_until(u64::MAX / 2, |n| {
@@ -88,16 +87,19 @@ pub fn transfer(net: &mut SimNet, port: u16, bytes: u64) -> Result<BulkResult, S
                 Err(_) => break,
             }
         }
-        while let Ok(k) = n.b.recv(s, &mut rbuf) {
+        // Zero-copy reads, checked in place (smoltcp's side reads the same way).
+        while let Ok(k) = n.b.recv_with(s, |run| {
+            let mut checked = 0;
+            while checked < run.len() {
+                let off = ((got + checked as u64) % PATTERN_LEN as u64) as usize;
+                let k = (run.len() - checked).min(PATTERN_LEN - off);
+                bad |= run[checked..checked + k] != pat[off..off + k];
+                checked += k;
+            }
+            run.len()
+        }) {
             if k == 0 {
                 break;
-            }
-            let mut checked = 0;
-            while checked < k {
-                let off = ((got + checked as u64) % PATTERN_LEN as u64) as usize;
-                let run = (k - checked).min(PATTERN_LEN - off);
-                bad |= rbuf[checked..checked + run] != pat[off..off + run];
-                checked += run;
             }
             got += k as u64;
         }

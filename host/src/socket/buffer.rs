@@ -20,6 +20,9 @@ use std::fmt;
 /// Bytes per chunk.
 pub const CHUNK: usize = 16 * 1024;
 
+/// What a read sees of bytes committed but never written (see [`RecvBuf::front`]).
+static ZEROS: [u8; CHUNK] = [0; CHUNK];
+
 /// One unit of buffer storage.
 pub type Chunk = Box<[u8; CHUNK]>;
 
@@ -393,6 +396,17 @@ impl RecvBuf {
             done += k;
         }
         n
+    }
+
+    /// The first contiguous run of readable bytes (at most up to the end of a chunk),
+    /// borrowed: zero-copy reads hand this to the application, then `consume`.
+    pub fn front(&self) -> &[u8] {
+        let k = (CHUNK - self.head).min(self.readable);
+        match self.chunks.front() {
+            Some(Some(c)) => &c[self.head..self.head + k],
+            // Committed but never written (a stack bug): zeros, as `peek` gives.
+            _ => &ZEROS[..k],
+        }
     }
 
     /// Read and consume readable bytes into `dst`; fully read chunks go back

@@ -89,6 +89,12 @@ pub struct SegIn<'a> {
 
 /// A segment the stack asks the host to send. Payload is `data_len` bytes of the send buffer
 /// starting `data_off` bytes after its front (the front is snd_una).
+///
+/// TSO (FreeBSD `m_pkthdr.tso_segsz`): when `tso_segsz` is non-zero and `data_len` exceeds
+/// it, the host cuts the segment into packets of `tso_segsz` payload bytes (the last one
+/// shorter), each with the same header and options but its own sequence number, PSH and
+/// FIN only on the last. Stacks may do this only while `Tcpcb::t_tsomax_segs > 1`, for at
+/// most that many packets, and never with SYN, URG or CWR.
 #[repr(C)]
 #[derive(Copy, Clone, Default, PartialEq, Eq, Debug, StableAbi)]
 pub struct SegOut {
@@ -103,4 +109,6 @@ pub struct SegOut {
     pub opts: TcpOpts,
     pub data_off: u32,
     pub data_len: u32,
+    /// Payload bytes per packet when the host segments this one (0: one packet).
+    pub tso_segsz: u32,
 }

@@ -201,7 +201,8 @@ pub struct Tcpcb {
 
     /// so_error: set by the stack when a connection fails (ECONNRESET, ETIMEDOUT, ...).
     pub t_softerror: i32,
-    /// Segments the host may coalesce per transmit call (1 = no TSO).
+    /// TSO: how many packets one `SegOut` may become (1 = no TSO). The host sets it before
+    /// each call from its `net.inet.tcp.tso` sysctl (FreeBSD: TF_TSO and t_tsomaxsegcount).
     pub t_tsomax_segs: u32,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RSlice, RSliceMut};
 use plugtcp_framework::cc::{CcConn, CcGlobals, CcVar};
-use plugtcp_framework::segment::{SegIn, SegOut};
+use plugtcp_framework::segment::{th, SegIn, SegOut};
 use plugtcp_framework::sockopt::SockOpt;
 use plugtcp_framework::stack::{
     tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, StackCtx, StackTunables,
@@ -56,7 +56,23 @@ pub struct Worker {
     /// What stacks see as `StackCtx::tun()`; the host replaces it when sysctls change. An
     /// Arc so that the pointer stacks read stays valid while host ops hold `&mut Worker`.
     pub tunables: Arc<StackTunables>,
+    /// Packets one segment descriptor may become (`Tcpcb::t_tsomax_segs`): [`TSO_MAX_SEGS`]
+    /// with `net.inet.tcp.tso` on, else 1.
+    pub tso_segs: u32,
+    pub offload: OffloadStats,
 }
+
+/// What segmentation offload (TSO) and receive coalescing (LRO) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffloadStats {
+    /// TSO descriptors the host cut into packets, and the packets they became.
+    pub tso_sends: u64,
+    pub tso_packets: u64,
+}
+
+/// Packets per TSO descriptor: as many as a 64 KiB IP packet holds at MSS 1460 (FreeBSD's
+/// default if_hw_tsomaxsegcount is 35 mbufs; here the limit is the 64 KiB one).
+pub const TSO_MAX_SEGS: u32 = 45;
 
 /// Timer wheel granularity: 10 µs (RACK wants microsecond timers; ticks finer than this
 /// only cost wheel work).
@@ -72,6 +88,8 @@ impl Worker {
             wheel: TimerWheel::new(now, TIMER_TICK_NS).unwrap_or_else(|_| unreachable!()),
             pool: ChunkPool::new(),
             tunables: Arc::default(),
+            tso_segs: TSO_MAX_SEGS,
+            offload: OffloadStats::default(),
         }
     }
 }
@@ -294,6 +312,42 @@ extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
     let Some(c) = call(host) else {
         return HookStatus(Errno::ENOTCONN.0);
     };
+    let (segsz, len) = (seg.tso_segsz, seg.data_len);
+    if segsz == 0 || len <= segsz {
+        return transmit(c, seg);
+    }
+    // TSO: the host is the NIC, and cuts the segment into packets (see `SegOut`).
+    if seg.flags & (th::SYN | th::URG | th::CWR) != 0 || len.div_ceil(segsz) > c.worker.tso_segs {
+        return HookStatus(Errno::EINVAL.0);
+    }
+    let mut pkt = SegOut {
+        tso_segsz: 0,
+        ..*seg
+    };
+    let mut off = 0;
+    while off < len {
+        let k = segsz.min(len - off);
+        pkt.seq = seg.seq.wrapping_add(off);
+        pkt.data_off = seg.data_off + off;
+        pkt.data_len = k;
+        if off + k < len {
+            pkt.flags = seg.flags & !(th::PUSH | th::FIN);
+        } else {
+            pkt.flags = seg.flags;
+        }
+        let st = transmit(c, &pkt);
+        if st != HookStatus::OK {
+            return st;
+        }
+        off += k;
+        c.worker.offload.tso_packets += 1;
+    }
+    c.worker.offload.tso_sends += 1;
+    HookStatus::OK
+}
+
+/// Builds one packet from the send buffer into the transmit queue.
+fn transmit(c: &mut HostCall<'_>, seg: &SegOut) -> HookStatus {
     let mut slices: [&[u8]; MAX_SLICES] = [&[]; MAX_SLICES];
     let mut n = 0;
     let mut got = 0usize;
@@ -501,6 +555,7 @@ impl Conn {
         f: impl FnOnce(&Option<AttachedStack>, &mut StackCtx) -> R,
     ) -> R {
         self.ctx.tunables = Arc::as_ptr(&w.tunables);
+        self.ctx.tp.t_tsomax_segs = w.tso_segs;
         let mut hc = HostCall {
             side: &mut self.side,
             worker: w,

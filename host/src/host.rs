@@ -153,6 +153,7 @@ impl Host {
             deferred: Vec::new(),
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
+        host.worker.tso_segs = tso_segs(&host.tunables);
         host.register_registry_sysctls();
         host.refresh_cc_globals();
         host
@@ -519,6 +520,7 @@ impl Host {
             self.tunables = Arc::clone(&cur);
             drop(cur);
             self.worker.tunables = Arc::new(stack_tunables(&self.tunables));
+            self.worker.tso_segs = tso_segs(&self.tunables);
             self.refresh_cc_globals();
         }
     }
@@ -754,6 +756,16 @@ fn keyed_hash(key: (u64, u64), k: &ConnKey) -> u64 {
 }
 
 /// What stacks read, from the sysctl values.
+/// `Tcpcb::t_tsomax_segs` for every connection: the host segments in software, so TSO is
+/// there whenever the sysctl allows it.
+fn tso_segs(t: &TcpTunables) -> u32 {
+    if t.tso != 0 {
+        crate::conn::TSO_MAX_SEGS
+    } else {
+        1
+    }
+}
+
 fn stack_tunables(t: &TcpTunables) -> StackTunables {
     let u = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
     StackTunables {

@@ -739,9 +739,9 @@ mib_table! {
     "ts_offset_per_conn", Bool, ReadWrite, acts: true, legacy: false,
     "Initialize TCP timestamps per connection instead of per host pair";
 
-    /// 002. FreeBSD default 1; no offload in a userspace stack, hence acts false.
+    /// 002. FreeBSD default 1. The host is the NIC: it cuts TSO segments into packets.
     tso: i64 = 1;
-    "tso", Bool, ReadWrite, acts: false, legacy: false,
+    "tso", Bool, ReadWrite, acts: true, legacy: false,
     "Enable TCP Segmentation Offload";
 
     /// 002 "Supported values are between 8 and 1024. The default is 8."

@@ -1394,6 +1394,7 @@ mod tests {
                 seq, ack, flags, win, urp, ip_ecn, opts,
                 data_off: 0,
                 data_len: payload.len() as u32,
+                tso_segsz: 0,
             };
             let mut buf = [0u8; MAX_HEADER + 2000];
             let n = build(&mut buf, src, dst, &seg, &parts, ttl).unwrap();

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
 use plugtcp_framework::{Errno, TcpState};
+use plugtcp_host::conn::OffloadStats;
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{Captured, SimNet, ADDR_A, ADDR_B};
 use plugtcp_host::usrreq::Shutdown;
@@ -850,4 +851,76 @@ fn lost_retransmission_detection() {
     // Without LRD only the retransmission timer finds out.
     let (_, rtos) = lose_repeatedly("0", 2);
     assert!(rtos >= 1, "without LRD a timeout");
+}
+
+/// Moves `len` bytes A to B in writes of `write` bytes with TCP_NODELAY (so each write's
+/// last segment goes at once) and the `tso` sysctl as given on both hosts; returns every
+/// packet on the wire and A's offload counters.
+fn bulk_trace(tso: &str, len: usize, write: usize) -> (Vec<Captured>, OffloadStats) {
+    let mut net = SimNet::builtin(link_10ms(), 1);
+    for h in [&mut net.a, &mut net.b] {
+        h.sysctl_set("net.inet.tcp.tso", tso).unwrap();
+    }
+    let (c, s) = established(&mut net);
+    setopt(&mut net.a, c, plugtcp_framework::sockopt::TCP_NODELAY, 1).unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 1000) as u8).collect();
+    net.record = Some(Vec::new());
+    let (mut sent, mut got) = (0, Vec::new());
+    let mut buf = vec![0u8; 1 << 16];
+    assert!(net.run_until(60 * SEC, |n| {
+        while sent < len {
+            match n.a.send(c, &data[sent..(sent + write).min(len)]) {
+                Ok(k) => sent += k,
+                Err(_) => break,
+            }
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() == len
+    }));
+    assert!(got == data, "delivered bytes differ");
+    (net.record.take().unwrap(), net.a.worker.offload)
+}
+
+/// TSO: the stack hands the host descriptors of many segments and the host cuts them into
+/// MSS-sized packets, each with its own sequence number, PSH only on the last. The wire is
+/// byte for byte the one without TSO (`net.inet.tcp.tso=0`).
+#[test]
+fn tso_packets_are_the_wire_without_tso() {
+    let (with, tso) = bulk_trace("1", 300_000, 50_000);
+    let (without, no_tso) = bulk_trace("0", 300_000, 50_000);
+    assert!(
+        tso.tso_sends > 0 && tso.tso_packets > 2 * tso.tso_sends,
+        "TSO used: {tso:?}"
+    );
+    assert_eq!(no_tso.tso_sends, 0, "tso=0: no descriptor was segmented");
+    assert_eq!(with.len(), without.len());
+    for (i, (w, wo)) in with.iter().zip(&without).enumerate() {
+        assert!(
+            (w.time, w.a_to_b, &w.bytes) == (wo.time, wo.a_to_b, &wo.bytes),
+            "packet {i} differs"
+        );
+    }
+    // MSS 1460 less 12 bytes of timestamps.
+    let data: Vec<_> = with
+        .iter()
+        .filter(|p| p.a_to_b)
+        .map(|p| wire::parse(&p.bytes).unwrap())
+        .filter(|p| !p.payload.is_empty())
+        .collect();
+    assert!(data.iter().all(|p| p.payload.len() <= 1448));
+    assert!(data.iter().filter(|p| p.payload.len() == 1448).count() > 150);
+    assert!(
+        data.last().unwrap().flags & th::PUSH != 0,
+        "the packet that empties the buffer"
+    );
+    for w in data.windows(2) {
+        if w[1].seq != w[0].seq.wrapping_add(w[0].payload.len() as u32) {
+            panic!("a gap or a retransmission on a lossless link");
+        }
+    }
 }

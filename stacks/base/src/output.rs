@@ -184,6 +184,11 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
         opts,
         data_off,
         data_len: len,
+        tso_segsz: if len > max_payload(tp) {
+            max_payload(tp)
+        } else {
+            0
+        },
     };
     if cx.host.output(&seg).is_err() {
         // The host could not queue it (no buffer): the retransmit timer recovers, as in
@@ -218,7 +223,7 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     }
     let tp = &mut cx.tp;
     tp.t_flags &= !(tf::ACKNOW | tf::FORCEDATA);
-    tp.t_snd_segs += 1;
+    tp.t_snd_segs += u64::from(len.div_ceil(max_payload(tp)).max(1));
     tp.t_sndtime = now;
 
     let seq_len = len + (flags & th::SYN != 0) as u32 + (flags & th::FIN != 0) as u32;
@@ -417,7 +422,11 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
     if tp.t_flags & tf::FORCEDATA != 0 && usable == 0 && unsent > 0 {
         usable = 1; // a window probe
     }
-    let len = unsent.min(usable).min(mss);
+    let mut len = unsent.min(usable).min(tso_max(base, tp, mss));
+    if len > mss {
+        // TSO sends whole segments; the rest goes next, under the usual rules.
+        len -= len % mss;
+    }
     let retransmitting = seq_lt(nxt, tp.snd_max);
     let fin_pending = fin_wanted(tp) && (tp.t_flags & tf::SENTFIN == 0 || retransmitting);
     let fin = fin_pending && nxt.wrapping_add(len) == data_end;
@@ -426,7 +435,7 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
         let all = len == unsent;
         let nodelay = tp.t_flags & tf::NODELAY != 0;
         let nopush = tp.t_flags & tf::NOPUSH != 0;
-        let send = len == mss
+        let send = len >= mss
             || retransmitting
             || fin
             || tp.t_flags & tf::FORCEDATA != 0
@@ -445,6 +454,25 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
         return true;
     }
     maybe_pure_ack(base, cx)
+}
+
+/// Largest payload one segment descriptor may carry: `mss`, or with TSO (FreeBSD
+/// tcp_output's `tso` conditions) as many segments as the host takes, up to an IP packet's
+/// 64 KiB. Not with SACK blocks to send (they would repeat in every packet), urgent data or
+/// a pending CWR (both belong on one packet), nor a window probe.
+fn tso_max(base: &Base, tp: &Tcpcb, mss: u32) -> u32 {
+    const IP_MAXPACKET_PAYLOAD: u32 = 65535 - 40 - 60;
+    if tp.t_tsomax_segs <= 1
+        || base.dsack.is_some()
+        || !base.reass.is_empty()
+        || seq_gt(tp.snd_up, tp.snd_una)
+        || tp.t_flags2 & tf2::ECN_SND_CWR != 0
+        || tp.t_flags & tf::FORCEDATA != 0
+    {
+        return mss;
+    }
+    let segs = tp.t_tsomax_segs.min(IP_MAXPACKET_PAYLOAD / mss).max(1);
+    mss * segs
 }
 
 /// An ACK with no data: when one is owed (ACKNOW) or when the window opened enough to be

@@ -68,6 +68,10 @@ pub struct OffloadStats {
     /// TSO descriptors the host cut into packets, and the packets they became.
     pub tso_sends: u64,
     pub tso_packets: u64,
+    /// LRO (FreeBSD's lro_queued / lro_flushed): packets that went into merged segments,
+    /// and the segments handed to stacks.
+    pub lro_queued: u64,
+    pub lro_flushed: u64,
 }
 
 /// Packets per TSO descriptor: as many as a 64 KiB IP packet holds at MSS 1460 (FreeBSD's

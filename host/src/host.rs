@@ -10,6 +10,7 @@ use plugtcp_framework::stack::TcpFunctionBlockRef;
 use plugtcp_framework::{Errno, PluginKind};
 
 use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
+use crate::lro::Lro;
 use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
 use crate::socket::syncache::{SynCache, SynCacheConfig, SynCacheEvent, SynCookies};
@@ -74,6 +75,10 @@ pub struct Host {
     pub(crate) last_demux: Option<(ConnKey, usize)>,
     /// Connections held back by TCP_DEFER_ACCEPT.
     pub(crate) deferred: Vec<usize>,
+    /// Merge in-order segments within a receive batch (an interface capability, as
+    /// `ifconfig lro`; on by default).
+    pub lro_enabled: bool,
+    pub(crate) lro: Lro,
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -150,6 +155,8 @@ impl Host {
             batch: None,
             batch_spare: Vec::new(),
             last_demux: None,
+            lro_enabled: true,
+            lro: Lro::default(),
             deferred: Vec::new(),
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
@@ -537,6 +544,7 @@ impl Host {
 
     /// Ends a receive batch: one output per connection that got segments in it.
     pub fn batch_end(&mut self) {
+        self.lro_flush();
         let Some(mut slots) = self.batch.take() else {
             return;
         };

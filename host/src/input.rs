@@ -11,6 +11,7 @@ use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::{Errno, TcpState};
 
 use crate::conn::Conn;
+use crate::lro::Lro;
 use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
 use crate::socket::table::{ConnId, ConnKey, ListenerId};
 use crate::wire::{self, Parsed};
@@ -54,16 +55,40 @@ impl Host {
                     }
                 }
             }
+            if self.lro_enabled && self.batch.is_some() && Lro::candidate(&p) {
+                self.worker.offload.lro_queued += 1;
+                if !self.lro.append(slot, &p) {
+                    self.lro_flush();
+                    self.lro.start(slot, &p);
+                }
+                return;
+            }
+            self.lro_flush();
             let seg = p.seg();
             let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
             self.after_call(slot);
             return;
         }
+        self.lro_flush();
         if let Some(lid) = self.table.lookup_listener(key.local) {
             self.listener_input(lid, key, &p);
             return;
         }
         self.respond_rst(&key, &p);
+    }
+
+    /// Hands the segment LRO is building to its stack.
+    pub(crate) fn lro_flush(&mut self) {
+        if !self.lro.is_pending() {
+            return;
+        }
+        let mut lro = std::mem::take(&mut self.lro);
+        lro.flush(|slot, seg| {
+            self.worker.offload.lro_flushed += 1;
+            let _ = self.with_conn(slot, |c, w| c.do_segment(w, seg));
+            self.after_call(slot);
+        });
+        self.lro = lro;
     }
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless it is one.

@@ -6,7 +6,7 @@
 //! - [`host`]: the host core and the kld operations
 //! - [`socket`]: socket table (4-tuple demux), SYN cache and cookies, socket buffers
 //! - [`sysctl`]: the `net.inet.tcp.*` tree; [`timer`]: the timer wheel
-//! - [`io`]: packet I/O backends (`sim`) and pcap capture
+//! - [`io`]: packet I/O backends (`sim`) and pcap capture; [`lro`]: receive coalescing
 //! - [`bench`]: `plugtcp bench ...`
 
 pub mod bench;
@@ -15,6 +15,7 @@ pub mod demo;
 pub mod host;
 pub mod input;
 pub mod io;
+pub mod lro;
 pub mod registry;
 pub mod runtime;
 pub mod socket;

@@ -29,20 +29,30 @@ struct Sum {
     odd: Option<u8>,
 }
 
-/// Sum of `bytes` (even length) as 16-bit native-endian words, not yet folded.
-#[inline]
+/// Sum of `bytes` (even length) as 16-bit native-endian words, not yet folded. Inlined:
+/// headers and pseudo-header pieces take the short path many times per packet, and a call
+/// per piece cost more than the summing.
+#[inline(always)]
 fn sum_words(bytes: &[u8]) -> u64 {
     if bytes.len() < 128 {
         // Headers and pseudo-header pieces: the lane setup would cost more than it saves.
-        let mut words = bytes.chunks_exact(4);
-        let mut acc: u64 = (&mut words)
-            .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as u64)
-            .sum();
-        if let [a, b] = *words.remainder() {
-            acc += u16::from_ne_bytes([a, b]) as u64;
+        let words = bytes.chunks_exact(4);
+        let tail = match *words.remainder() {
+            [a, b] => u16::from_ne_bytes([a, b]) as u64,
+            _ => 0,
+        };
+        let mut acc = tail;
+        for w in words {
+            acc += u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as u64;
         }
         return acc;
     }
+    sum_long(bytes)
+}
+
+/// Payloads: the vector loop, in its AVX2 build when the CPU has it.
+#[inline(never)]
+fn sum_long(bytes: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above (std caches the answer).
@@ -81,13 +91,14 @@ fn sum_lanes(bytes: &[u8]) -> u64 {
 }
 
 impl Sum {
+    #[inline(always)]
     fn new() -> Self {
         Sum { acc: 0, odd: None }
     }
 
     /// Pairs a pending odd byte with the first of `bytes`; returns the rest, even-length,
     /// leaving its own last byte pending when it is odd.
-    #[inline]
+    #[inline(always)]
     fn align<'a>(&mut self, mut bytes: &'a [u8]) -> &'a [u8] {
         if let (Some(o), Some((&first, rest))) = (self.odd, bytes.split_first()) {
             self.acc += u16::from_ne_bytes([o, first]) as u64;
@@ -102,18 +113,21 @@ impl Sum {
         bytes
     }
 
+    #[inline(always)]
     fn add(mut self, bytes: &[u8]) -> Self {
         let body = self.align(bytes);
         self.acc += sum_words(body);
         self
     }
 
+    #[inline(always)]
     fn add_arr<const N: usize>(self, bytes: [u8; N]) -> Self {
         self.add(&bytes)
     }
 
     /// Copies `src` into `dst` (same length) and adds it (summing the copy while it is hot
     /// in cache is as fast as a fused loop, and simpler).
+    #[inline(always)]
     fn copy_add(&mut self, dst: &mut [u8], src: &[u8]) {
         dst.copy_from_slice(src);
         let body = self.align(dst);
@@ -122,6 +136,7 @@ impl Sum {
 
     /// The complement of the sum as a native-endian word (the sum runs over native-endian
     /// words, so `to_ne_bytes` gives the field in wire order); 0 when verifying a good packet.
+    #[inline(always)]
     fn ones_complement(&self) -> u16 {
         let mut s = self.acc + self.odd.map_or(0, |o| u16::from_ne_bytes([o, 0]) as u64);
         while s > 0xffff {

@@ -924,3 +924,62 @@ fn tso_packets_are_the_wire_without_tso() {
         }
     }
 }
+
+/// RFC 5681 / FreeBSD: an ACK that only opens the window (the reader made room) is not a
+/// duplicate ACK, however many come; with SACK, ACKs that report new SACK blocks are, and
+/// three of them start recovery.
+#[test]
+fn window_updates_are_not_duplicate_acks() {
+    for sack_news in [false, true] {
+        let mut net = SimNet::builtin(link_10ms(), 5);
+        let (c, _s) = established(&mut net);
+        net.a.send(c, &[7u8; 20_000]).unwrap();
+        // The data is on the link (5 ms each way); B's answers are crafted here.
+        let tp = net.a.tcpcb(c).unwrap();
+        let (una, ts) = (tp.snd_una, tp.ts_recent);
+        assert!(tp.snd_max.wrapping_sub(una) > 4 * 1448);
+        let b_seq = tp.rcv_nxt;
+        for i in 0..3u32 {
+            let mut opts = TcpOpts {
+                flags: to::TSTAMP,
+                tsval: ts,
+                tsecr: 0,
+                ..TcpOpts::default()
+            };
+            let win = if sack_news {
+                1000
+            } else {
+                1000 + 100 * i as u16
+            };
+            if sack_news {
+                opts.flags |= to::SACK;
+                opts.nsacks = 1;
+                let start = una.wrapping_add(1448);
+                opts.sacks[0].start = start;
+                opts.sacks[0].end = start.wrapping_add(1448 * (i + 1));
+            }
+            let seg = SegOut {
+                seq: b_seq,
+                ack: una,
+                flags: th::ACK,
+                win,
+                opts,
+                ..Default::default()
+            };
+            let side = &net.a.conns[c].as_ref().unwrap().side;
+            let mut buf = vec![0u8; wire::MAX_HEADER];
+            let n = wire::build(&mut buf, side.remote, side.local, &seg, &[], 64).unwrap();
+            net.a.input(&buf[..n]);
+        }
+        let tp = net.a.tcpcb(c).unwrap();
+        if sack_news {
+            assert_eq!(tp.t_sndrexmitpack, 1, "three SACK dupacks: fast retransmit");
+        } else {
+            assert_eq!(
+                (tp.t_dupacks, tp.t_sndrexmitpack),
+                (0, 0),
+                "window updates are no dupacks"
+            );
+        }
+    }
+}

@@ -266,13 +266,19 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
     let tp = &cx.tp;
     let new_wnd = (seg.win as u32) << tp.snd_scale;
     if seq_leq(ack, tp.snd_una) {
-        // RFC 5681's duplicate ACK, with FreeBSD's allowance for a changed window when SACK
-        // says what the ACK delivered; not while only a window probe is outstanding (no
-        // retransmit timer running means we are probing a zero window).
+        // RFC 5681's duplicate ACK: the same window, or (FreeBSD, RFC 6675) with SACK new
+        // SACK information, whatever the window; so a window update (the reader made room)
+        // is never one. Not while only a window probe is outstanding (no retransmit timer
+        // running means we are probing a zero window).
+        let news = if tp.t_flags & tf::SACK_PERMIT != 0 {
+            sack_news > 0
+        } else {
+            new_wnd == tp.snd_wnd
+        };
         let dupack = ack == tp.snd_una
             && tlen == 0
             && seg.flags & th::FIN == 0
-            && (new_wnd == tp.snd_wnd || tp.t_flags & tf::SACK_PERMIT != 0)
+            && news
             && tp.snd_max != tp.snd_una
             && cx.host.timer_remaining(tt::REXMT).is_some();
         if dupack {

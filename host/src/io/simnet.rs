@@ -103,9 +103,13 @@ impl SimNet {
     /// lost or changed) packets go straight from one host's transmit queue to the other's
     /// input, with no copy into the link and no delivery queue, until both are quiet.
     /// Returns whether any packet moved.
+    fn perfect(&self) -> bool {
+        self.link.a_to_b.config().is_perfect() && self.link.b_to_a.config().is_perfect()
+    }
+
     fn flush_tx(&mut self) -> bool {
         let before = self.packets;
-        if self.link.a_to_b.config().is_perfect() && self.link.b_to_a.config().is_perfect() {
+        if self.perfect() {
             self.hand_over();
             return self.packets != before;
         }
@@ -183,6 +187,11 @@ impl SimNet {
     /// later, the clock stops at `deadline` and this returns false.
     pub fn step_until(&mut self, deadline: u64) -> bool {
         let moved = self.flush_tx();
+        if moved && self.perfect() {
+            // The hosts answered each other at this instant: the applications act on that
+            // before time moves on (a reader empties its buffer before the persist timer).
+            return true;
+        }
         let Some(t) = self.next_event() else {
             if deadline != u64::MAX && deadline > self.now {
                 self.now = deadline;

@@ -10,7 +10,7 @@ use plugtcp_framework::stack::TcpFunctionBlockRef;
 use plugtcp_framework::{Errno, PluginKind};
 
 use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
-use crate::lro::Lro;
+use crate::lro;
 use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
 use crate::socket::syncache::{SynCache, SynCacheConfig, SynCacheEvent, SynCookies};
@@ -78,7 +78,8 @@ pub struct Host {
     /// Merge in-order segments within a receive batch (an interface capability, as
     /// `ifconfig lro`; on by default).
     pub lro_enabled: bool,
-    pub(crate) lro: Lro,
+    /// The segment LRO is building.
+    pub(crate) lro: Option<lro::Pending>,
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -156,7 +157,7 @@ impl Host {
             batch_spare: Vec::new(),
             last_demux: None,
             lro_enabled: true,
-            lro: Lro::default(),
+            lro: None,
             deferred: Vec::new(),
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));

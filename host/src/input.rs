@@ -11,10 +11,11 @@ use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::{Errno, TcpState};
 
 use crate::conn::Conn;
-use crate::lro::Lro;
+use crate::lro;
+use crate::socket::buffer::CHUNK;
 use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
 use crate::socket::table::{ConnId, ConnKey, ListenerId};
-use crate::wire::{self, Parsed};
+use crate::wire::{self, Parsed, Unverified};
 use crate::Host;
 
 impl Host {
@@ -24,17 +25,17 @@ impl Host {
         if self.batch.is_none() {
             self.refresh_tunables();
         }
-        let p = match wire::parse(pkt) {
-            Ok(p) => p,
+        let u = match wire::parse_unverified(pkt) {
+            Ok(u) => u,
             Err(reason) => {
                 self.stats.in_errs[reason as usize] += 1;
                 return;
             }
         };
-        self.stats.in_segs += 1;
+        let h = u.headers();
         let key = ConnKey::new(
-            SocketAddr::new(p.dst, p.dst_port),
-            SocketAddr::new(p.src, p.src_port),
+            SocketAddr::new(h.dst, h.dst_port),
+            SocketAddr::new(h.src, h.src_port),
         );
         // One-entry demux cache: a bulk flow hits the same connection segment after segment,
         // and this skips the keyed hash. Freeing a connection clears it.
@@ -45,6 +46,7 @@ impl Host {
                 s as usize
             }),
         };
+        let mut u = u;
         if let Some(slot) = found {
             if let Some(batch) = self.batch.as_mut() {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
@@ -54,22 +56,29 @@ impl Host {
                         batch.push(slot);
                     }
                 }
-            }
-            if self.lro_enabled && self.batch.is_some() && Lro::candidate(&p) {
-                self.worker.offload.lro_queued += 1;
-                if !self.lro.append(slot, &p) {
-                    self.lro_flush();
-                    self.lro.start(slot, &p);
+                if self.lro_enabled && lro::candidate(u.headers()) {
+                    match self.lro_input(slot, u) {
+                        Some(back) => u = back,
+                        None => return,
+                    }
                 }
+            }
+        }
+        self.lro_flush();
+        let p = match u.verify() {
+            Ok(p) => p,
+            Err(reason) => {
+                self.stats.in_errs[reason as usize] += 1;
                 return;
             }
-            self.lro_flush();
+        };
+        self.stats.in_segs += 1;
+        if let Some(slot) = found {
             let seg = p.seg();
             let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
             self.after_call(slot);
             return;
         }
-        self.lro_flush();
         if let Some(lid) = self.table.lookup_listener(key.local) {
             self.listener_input(lid, key, &p);
             return;
@@ -77,18 +86,105 @@ impl Host {
         self.respond_rst(&key, &p);
     }
 
+    /// LRO with direct data placement (see [`crate::lro`]) for a candidate packet of the
+    /// connection in `slot`: its payload is verified while it is copied into the receive
+    /// buffer, and it starts or extends the pending segment. Gives the packet back when it
+    /// cannot be placed.
+    fn lro_input<'a>(&mut self, slot: usize, u: Unverified<'a>) -> Option<Unverified<'a>> {
+        let h = u.headers();
+        let continues = self
+            .lro
+            .is_some_and(|pd| pd.slot == slot && pd.continued_by(h));
+        if !continues {
+            self.lro_flush();
+        }
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return Some(u);
+        };
+        let (tp, rcv) = (&c.ctx.tp, &mut c.side.rcv);
+        // Where the payload goes: right after the pending segment, or at rcv_nxt.
+        let off = h.seq.wrapping_sub(tp.rcv_nxt) as usize;
+        let len = h.payload.len();
+        let placeable = (continues || off == 0)
+            && matches!(
+                tp.t_state,
+                TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2
+            )
+            // Out-of-order data held: the stack reassembles, segment by segment.
+            && rcv.written_end() == rcv.readable();
+        if !placeable {
+            return Some(u);
+        }
+        let room = rcv.chunk_room(off);
+        let Some((head, tail)) = rcv.place(&mut self.worker.pool, off, len) else {
+            return Some(u);
+        };
+        let p = match u.verify_into(head, tail) {
+            Ok(p) => p,
+            Err(reason) => {
+                // What it wrote is past every written byte: nothing is spoiled.
+                self.stats.in_errs[reason as usize] += 1;
+                return None;
+            }
+        };
+        self.stats.in_segs += 1;
+        self.worker.offload.lro_queued += 1;
+        let here = len.min(room);
+        match self.lro.as_mut() {
+            // (A pending segment that ends at a chunk's end is complete.)
+            Some(pd) if continues && room < CHUNK => pd.extend(&p, here),
+            _ => self.lro_replace(lro::Pending::first_part(slot, &p, here)),
+        }
+        if here < len {
+            // The merged payload must be contiguous: the chunk ends the segment here.
+            self.lro_replace(lro::Pending::rest_of(slot, &p, here));
+        }
+        None
+    }
+
+    /// Makes `next` (already placed) the pending segment, delivering the one it replaces.
+    fn lro_replace(&mut self, next: lro::Pending) {
+        if let Some(done) = self.lro.replace(next) {
+            self.lro_deliver(done);
+        }
+    }
+
     /// Hands the segment LRO is building to its stack.
     pub(crate) fn lro_flush(&mut self) {
-        if !self.lro.is_pending() {
-            return;
+        if let Some(pd) = self.lro.take() {
+            self.lro_deliver(pd);
         }
-        let mut lro = std::mem::take(&mut self.lro);
-        lro.flush(|slot, seg| {
-            self.worker.offload.lro_flushed += 1;
-            let _ = self.with_conn(slot, |c, w| c.do_segment(w, seg));
-            self.after_call(slot);
-        });
-        self.lro = lro;
+    }
+
+    /// Hands a merged segment to its stack. Its connection's placement ends unless the
+    /// next pending segment is that connection's too (its bytes are placed already).
+    fn lro_deliver(&mut self, pd: lro::Pending) {
+        self.worker.offload.lro_flushed += 1;
+        let Some(c) = self.conns.get_mut(pd.slot).and_then(Option::as_mut) else {
+            return;
+        };
+        // Normally at rcv_nxt; further on if the stack did not take all of what came
+        // before (then it sees an out-of-order segment, its bytes still in place).
+        let off = pd.seq.wrapping_sub(c.ctx.tp.rcv_nxt) as usize;
+        let at = c.side.rcv.placed(off, pd.len);
+        // Placed bytes stay until `end_placement`, which only this function calls.
+        debug_assert!(at.is_some(), "LRO segment lost its placed bytes");
+        if let Some(at) = at {
+            // SAFETY: `placed` found `pd.len` placed bytes at `at`, in one chunk the receive
+            // buffer keeps until `end_placement`; during the stack call the buffer frees no
+            // chunk, and its only write to these bytes is the stack's own write of this
+            // payload, which it recognises and skips.
+            let payload = unsafe { std::slice::from_raw_parts(at, pd.len) };
+            let seg = pd.seg(payload);
+            let _ = self.with_conn(pd.slot, |c, w| c.do_segment(w, &seg));
+        }
+        let more = self.lro.is_some_and(|next| next.slot == pd.slot);
+        if let Some(c) = self.conns.get_mut(pd.slot).and_then(Option::as_mut) {
+            if !more {
+                c.side.rcv.end_placement(&mut self.worker.pool);
+            }
+        }
+        self.after_call(pd.slot);
     }
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST, unless it is one.

@@ -24,6 +24,7 @@ use plugtcp_framework::Errno;
 /// development machine against 22 GB/s for the internet-checksum crate and less for
 /// etherparse's 16-bit loop. A byte left over from an odd-length slice pairs with the next
 /// slice's first byte.
+#[derive(Clone, Copy)]
 struct Sum {
     acc: u64,
     odd: Option<u8>,
@@ -285,6 +286,54 @@ impl Parsed<'_> {
 /// Parse and validate one IP packet (no link header). Bytes past the IP length (link
 /// padding) are ignored, as FreeBSD's ip_input trims them.
 pub fn parse(pkt: &[u8]) -> Result<Parsed<'_>, DropReason> {
+    parse_unverified(pkt)?.verify()
+}
+
+/// A packet whose headers are parsed and checked but whose TCP checksum is not verified
+/// yet: the receive path first finds where the payload goes, then verifies it while copying
+/// it there ([`Unverified::verify_into`]), one pass instead of two. Nothing may act on it
+/// before it is verified.
+pub struct Unverified<'a> {
+    parsed: Parsed<'a>,
+    /// Pseudo-header and TCP header, summed.
+    header_sum: Sum,
+}
+
+impl<'a> Unverified<'a> {
+    /// The headers, for demux and placement decisions only.
+    pub fn headers(&self) -> &Parsed<'a> {
+        &self.parsed
+    }
+
+    pub fn verify(self) -> Result<Parsed<'a>, DropReason> {
+        let sum = self.header_sum.add(self.parsed.payload);
+        if sum.ones_complement() != 0 {
+            return Err(DropReason::BadTcpChecksum);
+        }
+        Ok(self.parsed)
+    }
+
+    /// Verifies while copying the payload into `head` and then `tail` (their lengths add
+    /// up to the payload's). On a bad checksum they hold the unverified bytes: they must
+    /// be space nobody reads yet.
+    pub fn verify_into(self, head: &mut [u8], tail: &mut [u8]) -> Result<Parsed<'a>, DropReason> {
+        let payload = self.parsed.payload;
+        if head.len() + tail.len() != payload.len() {
+            return Err(DropReason::Truncated);
+        }
+        let (a, b) = payload.split_at(head.len());
+        let mut sum = self.header_sum;
+        sum.copy_add(head, a);
+        sum.copy_add(tail, b);
+        if sum.ones_complement() != 0 {
+            return Err(DropReason::BadTcpChecksum);
+        }
+        Ok(self.parsed)
+    }
+}
+
+/// [`parse`] without the TCP checksum (see [`Unverified`]).
+pub fn parse_unverified(pkt: &[u8]) -> Result<Unverified<'_>, DropReason> {
     match pkt.first().map(|b| b >> 4) {
         None => Err(DropReason::Truncated),
         Some(4) => parse_v4(pkt),
@@ -293,7 +342,7 @@ pub fn parse(pkt: &[u8]) -> Result<Parsed<'_>, DropReason> {
     }
 }
 
-fn parse_v4(pkt: &[u8]) -> Result<Parsed<'_>, DropReason> {
+fn parse_v4(pkt: &[u8]) -> Result<Unverified<'_>, DropReason> {
     use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
     let ip = Ipv4HeaderSlice::from_slice(pkt).map_err(|e| match e {
         HeaderSliceError::Len(_) => DropReason::Truncated,
@@ -339,7 +388,7 @@ fn parse_v4(pkt: &[u8]) -> Result<Parsed<'_>, DropReason> {
     )
 }
 
-fn parse_v6(pkt: &[u8]) -> Result<Parsed<'_>, DropReason> {
+fn parse_v6(pkt: &[u8]) -> Result<Unverified<'_>, DropReason> {
     use etherparse::err::ipv6::HeaderSliceError;
     let ip = Ipv6HeaderSlice::from_slice(pkt).map_err(|e| match e {
         HeaderSliceError::Len(_) => DropReason::Truncated,
@@ -404,35 +453,41 @@ fn parse_tcp(
     dst: IpAddr,
     ecn: u8,
     ttl_or_hlim: u8,
-) -> Result<Parsed<'_>, DropReason> {
+) -> Result<Unverified<'_>, DropReason> {
     use etherparse::err::tcp::HeaderSliceError;
     if tcp.len() < TCP_HLEN {
         return Err(DropReason::Truncated);
     }
-    // FreeBSD tcp_input order: checksum before the data offset check.
-    if pseudo.add(tcp).ones_complement() != 0 {
-        return Err(DropReason::BadTcpChecksum);
-    }
-    // Both errors mean the offset is below 5 or past the segment (tcps_rcvbadoff).
+    // Both errors mean the offset is below 5 or past the segment (tcps_rcvbadoff); FreeBSD
+    // checks the checksum first, so a bad sum is what such a packet counts as.
     let th = TcpHeaderSlice::from_slice(tcp).map_err(|e| match e {
-        HeaderSliceError::Len(_) | HeaderSliceError::Content(_) => DropReason::BadDataOffset,
+        HeaderSliceError::Len(_) | HeaderSliceError::Content(_) => {
+            if pseudo.add(tcp).ones_complement() != 0 {
+                DropReason::BadTcpChecksum
+            } else {
+                DropReason::BadDataOffset
+            }
+        }
     })?;
     let raw = th.slice();
     let flags = (u16::from(raw[12] & 0x01) << 8) | u16::from(raw[13]);
-    Ok(Parsed {
-        src,
-        dst,
-        src_port: th.source_port(),
-        dst_port: th.destination_port(),
-        ecn,
-        ttl_or_hlim,
-        seq: th.sequence_number(),
-        ack: th.acknowledgment_number(),
-        flags,
-        win: th.window_size(),
-        urp: th.urgent_pointer(),
-        opts: parse_options(th.options()),
-        payload: &tcp[raw.len()..],
+    Ok(Unverified {
+        header_sum: pseudo.add(raw),
+        parsed: Parsed {
+            src,
+            dst,
+            src_port: th.source_port(),
+            dst_port: th.destination_port(),
+            ecn,
+            ttl_or_hlim,
+            seq: th.sequence_number(),
+            ack: th.acknowledgment_number(),
+            flags,
+            win: th.window_size(),
+            urp: th.urgent_pointer(),
+            opts: parse_options(th.options()),
+            payload: &tcp[raw.len()..],
+        },
     })
 }
 

@@ -117,6 +117,65 @@ fn zero_copy_reads_with_loss() {
     check_with(&mut net, 2 << 20, 13, 60 * SEC, true);
 }
 
+/// On a lossless link nothing is retransmitted and nothing arrives out of order, and LRO's
+/// placement loses nothing: merged segments end at buffer chunk ends (packets that cross
+/// one are split there). Several MTUs and buffer sizes, so that segments end at many
+/// different places in the chunks (and a reader that frees its buffer in many steps sends
+/// window updates, which are no duplicate ACKs).
+#[test]
+fn perfect_link_lro_places_every_byte() {
+    for (mtu, space) in [
+        (1500, 65536),
+        (1500, 4 << 20),
+        (9000, 300_000),
+        (65535, 4 << 20),
+    ] {
+        let mut net = SimNet::builtin(SimLinkConfig::default(), 1);
+        for h in [&mut net.a, &mut net.b] {
+            h.mtu = mtu;
+            for name in ["sendspace", "recvspace"] {
+                h.sysctl_set(&format!("net.inet.tcp.{name}"), &space.to_string())
+                    .unwrap();
+            }
+        }
+        let server: SocketAddr = (ADDR_B, 5001).into();
+        let lid = net.b.listen(server, 8).unwrap();
+        let c = net.a.connect(server, None).unwrap();
+        let data = payload(16 << 20, 23);
+        let (mut sent, mut got, mut s) = (0, Vec::new(), None);
+        let mut buf = vec![0u8; 100_000];
+        assert!(net.run_until(60 * SEC, |n| {
+            s = s.or_else(|| n.b.accept(lid).ok());
+            if let Ok(k) = n.a.send(c, &data[sent..]) {
+                sent += k;
+            }
+            if let Some(s) = s {
+                while let Ok(k) = n.b.recv(s, &mut buf) {
+                    if k == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..k]);
+                }
+            }
+            got.len() == data.len()
+        }));
+        assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+        let (a, b) = (net.a.tcpcb(c).unwrap(), net.b.tcpcb(s.unwrap()).unwrap());
+        let lro = net.b.worker.offload;
+        let case = format!("MTU {mtu}, buffers {space}: {lro:?}");
+        assert_eq!((a.t_sndrexmitpack, b.t_rcvoopack), (0, 0), "{case}");
+        // Every data packet placed, except jumbo ones larger than a 16 KiB chunk (they
+        // take the ordinary path); at MTU 1500 about 11 fill a chunk, so segments merge
+        // about that many.
+        if mtu <= 9000 {
+            assert!(lro.lro_queued > (16 << 20) / mtu as u64, "{case}");
+        }
+        if mtu == 1500 {
+            assert!(lro.lro_queued > 5 * lro.lro_flushed, "{case}");
+        }
+    }
+}
+
 /// LRO merges in-order segments that arrive together (one batch: here an unlimited-rate
 /// link delivers each burst at once); with loss, reordering, duplicates and corruption the
 /// bytes are the same as without it, and it merged many packets.

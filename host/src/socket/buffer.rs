@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::ptr::NonNull;
 
 /// Bytes per chunk.
 pub const CHUNK: usize = 16 * 1024;
@@ -266,6 +267,66 @@ impl<'a> Iterator for Slices<'a> {
     }
 }
 
+/// A chunk a [`RecvBuf`] holds, kept as a raw pointer: a segment handed to a stack may
+/// borrow bytes placed in one chunk (direct data placement) while the buffer writes other
+/// bytes of the same chunk, which a `&mut` to the whole chunk would not allow.
+struct RawChunk(NonNull<u8>);
+
+// SAFETY: a RawChunk uniquely owns its allocation, like the Box it came from.
+unsafe impl Send for RawChunk {}
+
+impl Drop for RawChunk {
+    fn drop(&mut self) {
+        // SAFETY: as in `into_chunk`, which forgets instead of dropping.
+        drop(unsafe { Box::from_raw(self.0.as_ptr().cast::<[u8; CHUNK]>()) });
+    }
+}
+
+impl RawChunk {
+    fn new(c: Chunk) -> Self {
+        // Box::into_raw is never null.
+        RawChunk(NonNull::new(Box::into_raw(c).cast::<u8>()).unwrap_or_else(|| unreachable!()))
+    }
+
+    fn into_chunk(self) -> Chunk {
+        let p = self.0;
+        std::mem::forget(self);
+        // SAFETY: the pointer came from Box::into_raw of a Chunk and is given back once
+        // (`forget` keeps Drop from doing it too).
+        unsafe { Box::from_raw(p.as_ptr().cast::<[u8; CHUNK]>()) }
+    }
+
+    fn at(&self, co: usize) -> *mut u8 {
+        assert!(co <= CHUNK);
+        // SAFETY: within (or one past) the CHUNK-byte allocation.
+        unsafe { self.0.as_ptr().add(co) }
+    }
+
+    fn slice(&self, co: usize, len: usize) -> &[u8] {
+        assert!(co + len <= CHUNK);
+        // SAFETY: in bounds; the bytes are initialised (chunks are made zeroed), and only
+        // `write` changes them, which takes `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.at(co), len) }
+    }
+
+    fn slice_mut(&mut self, co: usize, len: usize) -> &mut [u8] {
+        assert!(co + len <= CHUNK);
+        // SAFETY: in bounds and initialised; `&mut self` makes it the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.at(co), len) }
+    }
+
+    /// Copies `src` to `co`, unless `src` already is those bytes (placed there).
+    fn write(&mut self, co: usize, src: &[u8]) {
+        assert!(co + src.len() <= CHUNK);
+        let dst = self.at(co);
+        if std::ptr::eq(dst.cast_const(), src.as_ptr()) {
+            return;
+        }
+        // SAFETY: in bounds; `ptr::copy` allows the ranges to overlap.
+        unsafe { std::ptr::copy(src.as_ptr(), dst, src.len()) }
+    }
+}
+
 /// Receive buffer: bytes from the application's read position onwards.
 /// `[0, readable)` is in-order data the application may read; above it the
 /// stack may place out-of-order data with `write_at`, and tracks itself which
@@ -273,18 +334,26 @@ impl<'a> Iterator for Slices<'a> {
 /// they sit inside the window `[readable, hiwat)` that `space()` describes
 /// (the stack advertises `rcv_wnd = space()` from `rcv_nxt`), and `write_at`
 /// refuses anything past `hiwat`.
+///
+/// Direct data placement: the receive path may copy a segment's payload to where it
+/// belongs before the stack has seen it ([`RecvBuf::place`], only past every written byte),
+/// and hand the stack a payload that points there; the stack's `write_at` of those very
+/// bytes then copies nothing.
 pub struct RecvBuf {
-    /// Chunk slots covering `[head, head + written_end)`; `None` for a slot
-    /// no byte was written into (a hole in out-of-order data). Empty iff
-    /// `written_end == 0`.
-    chunks: VecDeque<Option<Chunk>>,
+    /// Chunk slots covering `[head, head + max(written_end, placed_end))`; `None` for a
+    /// slot no byte was written into (a hole in out-of-order data). Empty iff both ends
+    /// are 0.
+    chunks: VecDeque<Option<RawChunk>>,
     /// Offset of the first readable byte inside slot 0; `< CHUNK`.
     head: usize,
     readable: usize,
     /// End of the furthest byte written (relative to the read position);
     /// `>= readable`. Lets us release everything once it reaches 0.
     written_end: usize,
-    hiwat: usize,
+    hiwat: u32,
+    /// End of bytes placed but not yet written (relative to the read position; 0: none):
+    /// their chunks are kept until [`RecvBuf::end_placement`].
+    placed_end: u32,
 }
 
 impl fmt::Debug for RecvBuf {
@@ -292,10 +361,16 @@ impl fmt::Debug for RecvBuf {
         f.debug_struct("RecvBuf")
             .field("readable", &self.readable)
             .field("written_end", &self.written_end)
+            .field("placed_end", &self.placed_end)
             .field("hiwat", &self.hiwat)
             .field("slots", &self.chunks.len())
             .finish()
     }
+}
+
+/// Socket buffer limits are 32-bit (`SO_RCVBUF` is an int).
+fn clamp_u32(n: usize) -> u32 {
+    n.min(u32::MAX as usize) as u32
 }
 
 impl RecvBuf {
@@ -306,7 +381,8 @@ impl RecvBuf {
             head: 0,
             readable: 0,
             written_end: 0,
-            hiwat,
+            hiwat: clamp_u32(hiwat),
+            placed_end: 0,
         }
     }
 
@@ -315,20 +391,26 @@ impl RecvBuf {
         self.readable
     }
 
+    /// End of the bytes written so far, in-order or not (relative to the read position):
+    /// above `readable` when out-of-order data is held.
+    pub fn written_end(&self) -> usize {
+        self.written_end
+    }
+
     /// Receive window: `hiwat - readable` (0 if `hiwat` was lowered below
     /// it). Out-of-order bytes are not subtracted; see the type docs.
     pub fn space(&self) -> usize {
-        self.hiwat.saturating_sub(self.readable)
+        self.hiwat().saturating_sub(self.readable)
     }
 
     pub fn hiwat(&self) -> usize {
-        self.hiwat
+        self.hiwat as usize
     }
 
     /// Change the limit. Bytes already written are kept (and may still be
     /// committed) even above a lowered limit.
     pub fn set_hiwat(&mut self, hiwat: usize) {
-        self.hiwat = hiwat;
+        self.hiwat = clamp_u32(hiwat);
     }
 
     /// Chunks this buffer holds.
@@ -336,34 +418,115 @@ impl RecvBuf {
         self.chunks.iter().filter(|c| c.is_some()).count()
     }
 
+    /// The chunk for slot `ci`, taken from the pool if the slot has none.
+    fn chunk_mut(&mut self, pool: &mut ChunkPool, ci: usize) -> &mut RawChunk {
+        while self.chunks.len() <= ci {
+            self.chunks.push_back(None);
+        }
+        self.chunks[ci].get_or_insert_with(|| RawChunk::new(pool.take()))
+    }
+
     /// Store `data` at `off` bytes past the end of the readable region
     /// (0 = next in-order byte). Bytes that would land at or past `hiwat`
     /// (measured from the read position) are refused; returns the number of
-    /// leading bytes of `data` stored.
+    /// leading bytes of `data` stored. Bytes placed there already are not copied again.
     pub fn write_at(&mut self, pool: &mut ChunkPool, off: usize, data: &[u8]) -> usize {
         let Some(start) = self.readable.checked_add(off) else {
             return 0;
         };
-        if start >= self.hiwat {
+        if start >= self.hiwat() {
             return 0;
         }
-        let n = data.len().min(self.hiwat - start);
+        let n = data.len().min(self.hiwat() - start);
         let mut done = 0;
         while done < n {
             let pos = self.head + start + done;
             let (ci, co) = (pos / CHUNK, pos % CHUNK);
-            while self.chunks.len() <= ci {
-                self.chunks.push_back(None);
-            }
-            let chunk = self.chunks[ci].get_or_insert_with(|| pool.take());
             let k = (CHUNK - co).min(n - done);
-            chunk[co..co + k].copy_from_slice(&data[done..done + k]);
+            self.chunk_mut(pool, ci).write(co, &data[done..done + k]);
             done += k;
         }
         if n > 0 {
             self.written_end = self.written_end.max(start + n);
         }
         n
+    }
+
+    /// Direct data placement: room for `len` bytes at `off` past the readable region, to
+    /// copy a payload into before the stack sees it, as one slice or, where the range
+    /// crosses into the next chunk, two. Only where nothing was written (at or past
+    /// `written_end`, so a payload that then fails its checksum spoils nothing), below
+    /// `hiwat`, and at most one chunk long. The bytes count as written only once the stack
+    /// writes them (`write_at` with this very memory); until [`RecvBuf::end_placement`]
+    /// their chunks are kept.
+    pub fn place(
+        &mut self,
+        pool: &mut ChunkPool,
+        off: usize,
+        len: usize,
+    ) -> Option<(&mut [u8], &mut [u8])> {
+        let start = self.readable.checked_add(off)?;
+        let end = start.checked_add(len)?;
+        if len == 0 || len > CHUNK || start < self.written_end || end > self.hiwat() {
+            return None;
+        }
+        let pos = self.head + start;
+        let (ci, co) = (pos / CHUNK, pos % CHUNK);
+        let first = len.min(CHUNK - co);
+        self.placed_end = self.placed_end.max(clamp_u32(end));
+        self.chunk_mut(pool, ci);
+        if first < len {
+            self.chunk_mut(pool, ci + 1);
+        }
+        let mut slots = self.chunks.range_mut(ci..);
+        let head = slots.next()?.as_mut()?.slice_mut(co, first);
+        let tail = if first < len {
+            slots.next()?.as_mut()?.slice_mut(0, len - first)
+        } else {
+            <&mut [u8]>::default()
+        };
+        Some((head, tail))
+    }
+
+    /// Bytes from `off` past the readable region to the end of its chunk.
+    pub fn chunk_room(&self, off: usize) -> usize {
+        CHUNK - (self.head + self.readable + off) % CHUNK
+    }
+
+    /// Where placed bytes at `off` (past the readable region) are, if `len` of them are
+    /// held: the payload handed to the stack.
+    pub fn placed(&self, off: usize, len: usize) -> Option<*const u8> {
+        let start = self.readable.checked_add(off)?;
+        if start.checked_add(len)? > self.placed_end as usize {
+            return None;
+        }
+        let pos = self.head + start;
+        let (ci, co) = (pos / CHUNK, pos % CHUNK);
+        if co + len > CHUNK {
+            return None;
+        }
+        Some(self.chunks.get(ci)?.as_ref()?.at(co).cast_const())
+    }
+
+    /// The placed bytes were handed over (the stack wrote what it kept); chunks that only
+    /// held placed bytes it did not keep go back to the pool.
+    pub fn end_placement(&mut self, pool: &mut ChunkPool) {
+        self.placed_end = 0;
+        self.trim(pool, self.written_end);
+    }
+
+    /// Returns the chunks past the first `held` bytes (all of them if none).
+    fn trim(&mut self, pool: &mut ChunkPool, held: usize) {
+        if held == 0 {
+            self.release_all(pool);
+            return;
+        }
+        let keep = (self.head + held).div_ceil(CHUNK);
+        while self.chunks.len() > keep {
+            if let Some(Some(c)) = self.chunks.pop_back() {
+                pool.give(c.into_chunk());
+            }
+        }
     }
 
     /// Make `n` more bytes readable (the stack has them in order at offsets
@@ -388,7 +551,7 @@ impl RecvBuf {
             let (ci, co) = (pos / CHUNK, pos % CHUNK);
             let k = (CHUNK - co).min(n - done);
             match self.chunks.get(ci) {
-                Some(Some(c)) => dst[done..done + k].copy_from_slice(&c[co..co + k]),
+                Some(Some(c)) => dst[done..done + k].copy_from_slice(c.slice(co, k)),
                 // Committed but never written (a stack bug): zeros, not
                 // stale bytes.
                 _ => dst[done..done + k].fill(0),
@@ -403,7 +566,7 @@ impl RecvBuf {
     pub fn front(&self) -> &[u8] {
         let k = (CHUNK - self.head).min(self.readable);
         match self.chunks.front() {
-            Some(Some(c)) => &c[self.head..self.head + k],
+            Some(Some(c)) => c.slice(self.head, k),
             // Committed but never written (a stack bug): zeros, as `peek` gives.
             _ => &ZEROS[..k],
         }
@@ -422,14 +585,15 @@ impl RecvBuf {
         let n = n.min(self.readable);
         self.readable -= n;
         self.written_end -= n;
-        if self.written_end == 0 {
+        self.placed_end = self.placed_end.saturating_sub(clamp_u32(n));
+        if self.written_end == 0 && self.placed_end == 0 {
             self.release_all(pool);
             return n;
         }
         self.head += n;
         while self.head >= CHUNK {
             if let Some(Some(c)) = self.chunks.pop_front() {
-                pool.give(c);
+                pool.give(c.into_chunk());
             }
             self.head -= CHUNK;
         }
@@ -437,38 +601,30 @@ impl RecvBuf {
     }
 
     /// Drop all out-of-order bytes (e.g. the stack flushed its reassembly
-    /// queue), releasing chunks that held only those.
+    /// queue), releasing chunks that held only those (and no placed bytes).
     pub fn discard_ooo(&mut self, pool: &mut ChunkPool) {
         self.written_end = self.readable;
-        if self.readable == 0 {
-            self.release_all(pool);
-            return;
-        }
-        let keep = (self.head + self.readable).div_ceil(CHUNK);
-        while self.chunks.len() > keep {
-            if let Some(Some(c)) = self.chunks.pop_back() {
-                pool.give(c);
-            }
-        }
+        self.trim(pool, self.readable.max(self.placed_end as usize));
     }
 
     /// Drop everything, returning every chunk to the pool.
     pub fn clear(&mut self, pool: &mut ChunkPool) {
         self.readable = 0;
         self.written_end = 0;
+        self.placed_end = 0;
         self.release_all(pool);
     }
 
-    /// Free the chunk-pointer array if nothing is buffered.
+    /// Free the chunk-pointer array if no chunk is held.
     pub fn shrink(&mut self) {
-        if self.written_end == 0 {
+        if self.chunks.is_empty() {
             self.chunks = VecDeque::new();
         }
     }
 
     fn release_all(&mut self, pool: &mut ChunkPool) {
         for c in self.chunks.drain(..).flatten() {
-            pool.give(c);
+            pool.give(c.into_chunk());
         }
         self.head = 0;
     }
@@ -529,6 +685,51 @@ mod tests {
         sb.shrink();
         pool.shrink_to(1);
         assert_eq!((pool.allocated(), pool.free()), (1, 1));
+    }
+
+    #[test]
+    fn placement_writes_in_place_and_keeps_its_chunks() {
+        let mut pool = ChunkPool::new();
+        let mut rb = RecvBuf::new(4 * CHUNK);
+        let data = pattern(9, 3000);
+        // In order, at the read position: one slice.
+        let (head, tail) = rb.place(&mut pool, 0, 1000).unwrap();
+        assert_eq!((head.len(), tail.len()), (1000, 0));
+        head.copy_from_slice(&data[..1000]);
+        assert_eq!((rb.readable(), rb.written_end()), (0, 0), "not written yet");
+        let at = rb.placed(0, 1000).unwrap();
+        assert!(rb.placed(0, 1001).is_none(), "only what was placed");
+        // The stack writes the payload it was handed (the placed bytes): no copy.
+        // SAFETY: `at` points at 1000 placed bytes, kept until end_placement.
+        let payload = unsafe { std::slice::from_raw_parts(at, 1000) };
+        assert_eq!(rb.write_at(&mut pool, 0, payload), 1000);
+        assert_eq!(rb.commit(1000), 1000);
+        rb.end_placement(&mut pool);
+        let mut out = vec![0u8; 1000];
+        assert_eq!(rb.peek(0, &mut out), 1000);
+        assert_eq!(out, &data[..1000]);
+        // Never over written bytes: out-of-order data sits at 2000..2100.
+        assert_eq!(rb.write_at(&mut pool, 1000, &data[..100]), 100);
+        assert!(rb.place(&mut pool, 0, 10).is_none());
+        assert!(rb.place(&mut pool, 1050, 10).is_none());
+        rb.discard_ooo(&mut pool);
+        // Not past hiwat, not longer than a chunk.
+        assert!(rb.place(&mut pool, 4 * CHUNK - 1000, 1001).is_none());
+        assert!(rb.place(&mut pool, 0, CHUNK + 1).is_none());
+        // Across a chunk boundary: two slices.
+        let off = CHUNK - 1000 - 100;
+        let (head, tail) = rb.place(&mut pool, off, 300).unwrap();
+        assert_eq!((head.len(), tail.len()), (100, 200));
+        assert!(rb.placed(off, 300).is_none(), "not contiguous");
+        assert!(rb.placed(off, 100).is_some());
+        // Reading everything readable keeps the chunks under placed bytes.
+        assert_eq!(rb.read(&mut pool, &mut out), 1000);
+        assert_eq!(rb.chunks_held(), 2);
+        rb.shrink();
+        assert_eq!(rb.chunks_held(), 2, "shrink keeps held chunks");
+        // Placed bytes nobody wrote: their chunks go back once the placement ends.
+        rb.end_placement(&mut pool);
+        assert_eq!((rb.chunks_held(), pool.in_use()), (0, 0));
     }
 
     #[test]
@@ -653,6 +854,9 @@ mod tests {
         Peek(usize, usize),
         Hiwat(usize),
         DiscardOoo,
+        /// Direct placement past the written bytes (offset beyond them, length, seed),
+        /// then, if asked, the stack's write of the placed bytes.
+        Place(usize, usize, u8, bool),
     }
 
     fn rop() -> impl Strategy<Value = ROp> {
@@ -661,9 +865,11 @@ mod tests {
             4 => (sz.clone(), sz.clone(), any::<u8>()).prop_map(|(o, n, s)| ROp::Write(o, n, s)),
             2 => sz.clone().prop_map(ROp::Commit),
             2 => sz.clone().prop_map(ROp::Read),
-            1 => (sz.clone(), sz).prop_map(|(o, n)| ROp::Peek(o, n)),
+            1 => (sz.clone(), sz.clone()).prop_map(|(o, n)| ROp::Peek(o, n)),
             1 => (0usize..6 * CHUNK).prop_map(ROp::Hiwat),
             1 => Just(ROp::DiscardOoo),
+            3 => (0usize..3, sz, any::<u8>(), any::<bool>())
+                .prop_map(|(o, n, s, w)| ROp::Place(o * 700, n, s, w)),
         ]
     }
 
@@ -718,6 +924,40 @@ mod tests {
                     ROp::DiscardOoo => {
                         rb.discard_ooo(&mut pool);
                         ooo.clear();
+                    }
+                    ROp::Place(extra, n, seed, write) => {
+                        let data = pattern(seed, n);
+                        let off = ooo.len() + extra;
+                        let fits = n > 0 && n <= CHUNK && readable.len() + off + n <= hiwat;
+                        let Some((head, tail)) = rb.place(&mut pool, off, n) else {
+                            prop_assert!(!fits, "placement refused at {} len {}", off, n);
+                            continue;
+                        };
+                        prop_assert!(fits);
+                        prop_assert_eq!(head.len() + tail.len(), n);
+                        let k = head.len();
+                        head.copy_from_slice(&data[..k]);
+                        tail.copy_from_slice(&data[k..]);
+                        if write {
+                            // The stack writes the payload it was handed: the placed bytes
+                            // when contiguous (no copy), else its own copy.
+                            let stored = match rb.placed(off, n) {
+                                Some(at) => {
+                                    // SAFETY: n placed bytes at `at`, kept until end_placement.
+                                    let payload = unsafe { std::slice::from_raw_parts(at, n) };
+                                    rb.write_at(&mut pool, off, payload)
+                                }
+                                None => rb.write_at(&mut pool, off, &data),
+                            };
+                            prop_assert_eq!(stored, n);
+                            if ooo.len() < off + n {
+                                ooo.resize(off + n, None);
+                            }
+                            for (i, &b) in data.iter().enumerate() {
+                                ooo[off + i] = Some(b);
+                            }
+                        }
+                        rb.end_placement(&mut pool);
                     }
                 }
                 while ooo.last() == Some(&None) {

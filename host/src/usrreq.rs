@@ -285,13 +285,7 @@ impl Host {
     /// Reads received bytes. Ok(0) at end of stream (the peer's FIN); EAGAIN when nothing is
     /// there yet; the connection's error (ECONNRESET, ETIMEDOUT, ...) once it failed.
     pub fn recv(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
-        let pool = &mut self.worker.pool;
-        let side = &mut self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(Errno::EBADF)?
-            .side;
+        let (side, pool) = self.side_and_pool(slot)?;
         let limit = side.read_limit(pool).min(buf.len());
         let n = side.rcv.read(pool, &mut buf[..limit]);
         side.advance_read(n);
@@ -308,13 +302,7 @@ impl Host {
         slot: usize,
         f: impl FnOnce(&[u8]) -> usize,
     ) -> Result<usize, Errno> {
-        let pool = &mut self.worker.pool;
-        let side = &mut self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(Errno::EBADF)?
-            .side;
+        let (side, pool) = self.side_and_pool(slot)?;
         let limit = side.read_limit(pool);
         let run = side.rcv.front();
         let run = &run[..run.len().min(limit)];
@@ -326,6 +314,21 @@ impl Host {
         side.rcv.consume(pool, n);
         side.advance_read(n);
         self.after_read(slot, n, false)
+    }
+
+    /// A connection's host side and the buffer pool, for the read calls.
+    fn side_and_pool(
+        &mut self,
+        slot: usize,
+    ) -> Result<
+        (
+            &mut crate::conn::HostSide,
+            &mut crate::socket::buffer::ChunkPool,
+        ),
+        Errno,
+    > {
+        let c = self.conns.get_mut(slot).and_then(Option::as_mut);
+        Ok((&mut c.ok_or(Errno::EBADF)?.side, &mut self.worker.pool))
     }
 
     /// After a read consumed `n` bytes: window update, or the end-of-stream/error answer.

@@ -796,6 +796,89 @@ pub fn build(
     Ok(total)
 }
 
+/// The addresses and TCP segment of an IP packet this host built (no extension headers),
+/// for backends that carry the segment without its IP header (TCP over UDP).
+pub fn tcp_segment(pkt: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let hlen = usize::from(pkt[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([*pkt.get(2)?, *pkt.get(3)?]));
+            let src: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = pkt.get(16..20)?.try_into().ok()?;
+            Some((src.into(), dst.into(), pkt.get(hlen..total)?))
+        }
+        6 => {
+            let plen = usize::from(u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]));
+            let src: [u8; 16] = pkt.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = pkt.get(24..40)?.try_into().ok()?;
+            Some((
+                src.into(),
+                dst.into(),
+                pkt.get(IPV6_HLEN..IPV6_HLEN + plen)?,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Wraps a TCP segment that came without its IP header (its checksum field may be zero, as
+/// FreeBSD sends it over UDP, whose checksum covered it) in an IP header from `src` to
+/// `dst`, and sets the TCP checksum. Returns the packet's length in `buf`.
+pub fn wrap_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<usize, BuildError> {
+    if tcp.len() < TCP_HLEN {
+        return Err(BuildError::PayloadLenMismatch);
+    }
+    let ip_hlen = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => IPV4_HLEN,
+        (IpAddr::V6(_), IpAddr::V6(_)) => IPV6_HLEN,
+        _ => return Err(BuildError::AddrFamilyMismatch),
+    };
+    let total = ip_hlen + tcp.len();
+    let pkt = buf.get_mut(..total).ok_or(BuildError::BufferTooSmall)?;
+    let (iph, seg) = pkt.split_at_mut(ip_hlen);
+    seg.copy_from_slice(tcp);
+    seg[16..18].fill(0);
+    let pseudo = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let l = u16::try_from(total)
+                .map_err(|_| BuildError::TooLong)?
+                .to_be_bytes();
+            #[rustfmt::skip]
+            iph[..12].copy_from_slice(&[
+                0x45, 0, l[0], l[1],
+                0, 0, 0x40, 0,
+                64, IPPROTO_TCP, 0, 0,
+            ]);
+            iph[12..16].copy_from_slice(&s.octets());
+            iph[16..20].copy_from_slice(&d.octets());
+            let c = Sum::new().add(iph).ones_complement();
+            iph[10..12].copy_from_slice(&c.to_ne_bytes());
+            Sum::new()
+                .add_arr(s.octets())
+                .add_arr(d.octets())
+                .add_arr([0, IPPROTO_TCP])
+                .add_arr((tcp.len() as u16).to_be_bytes())
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let l = u16::try_from(tcp.len())
+                .map_err(|_| BuildError::TooLong)?
+                .to_be_bytes();
+            iph[..8].copy_from_slice(&[0x60, 0, 0, 0, l[0], l[1], IPPROTO_TCP, 64]);
+            iph[8..24].copy_from_slice(&s.octets());
+            iph[24..40].copy_from_slice(&d.octets());
+            Sum::new()
+                .add_arr(s.octets())
+                .add_arr(d.octets())
+                .add_arr((tcp.len() as u32).to_be_bytes())
+                .add_arr([0, 0, 0, IPPROTO_TCP])
+        }
+        _ => return Err(BuildError::AddrFamilyMismatch),
+    };
+    let c = pseudo.add(seg).ones_complement();
+    seg[16..18].copy_from_slice(&c.to_ne_bytes());
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

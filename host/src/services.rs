@@ -1,15 +1,128 @@
 //! Services for `plugtcp serve`, written against the sans-IO application calls: each is
-//! polled between network polls and never blocks. `Http` serves files (HTTP/1.1 GET and
-//! HEAD, Content-Length, keep-alive).
+//! polled between network polls and never blocks. `Echo` (RFC 862), `Discard` (RFC 863),
+//! `Chargen` (RFC 864), `Http` serves files (HTTP/1.1 GET and HEAD, Content-Length,
+//! keep-alive); `HttpGet` is the client side of one download.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use plugtcp_framework::Errno;
 
+use crate::usrreq::Shutdown;
 use crate::Host;
+
+/// The simple TCP services: what each does with a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simple {
+    /// RFC 862: sends back what it receives; after the peer's FIN, its own once all is
+    /// echoed (half-close kept).
+    Echo,
+    /// RFC 863: reads and drops.
+    Discard,
+    /// RFC 864: sends the rotating 72-character lines until the peer closes.
+    Chargen,
+}
+
+/// Per-connection state of a simple service: bytes read but not yet echoed back.
+#[derive(Default)]
+struct SimpleConn {
+    pending: Vec<u8>,
+    pos: usize,
+    /// Chargen: where in the pattern the next byte comes from.
+    line: usize,
+    eof: bool,
+}
+
+/// A listener running one of the simple services.
+pub struct SimpleServer {
+    kind: Simple,
+    listener: usize,
+    conns: HashMap<usize, SimpleConn>,
+}
+
+impl SimpleServer {
+    pub fn new(kind: Simple, listener: usize) -> Self {
+        SimpleServer {
+            kind,
+            listener,
+            conns: HashMap::new(),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn poll(&mut self, host: &mut Host) {
+        while let Ok(s) = host.accept(self.listener) {
+            self.conns.insert(s, SimpleConn::default());
+        }
+        let kind = self.kind;
+        self.conns.retain(|&s, c| simple(host, kind, s, c));
+    }
+}
+
+/// RFC 864's pattern: 95 printable characters, lines of 72 starting one further each time.
+fn chargen_line(n: usize) -> [u8; 74] {
+    let mut l = [0u8; 74];
+    for (i, b) in l[..72].iter_mut().enumerate() {
+        *b = b' ' + ((n + i) % 95) as u8;
+    }
+    l[72] = b'\r';
+    l[73] = b'\n';
+    l
+}
+
+/// One connection's turn; false once it is done (closed).
+fn simple(host: &mut Host, kind: Simple, s: usize, c: &mut SimpleConn) -> bool {
+    loop {
+        // Send what is pending first (echo back-pressure: stop reading while it cannot go).
+        while c.pos < c.pending.len() {
+            match host.send(s, &c.pending[c.pos..]) {
+                Ok(k) => c.pos += k,
+                Err(Errno::EAGAIN) => return true,
+                Err(_) => {
+                    host.close(s);
+                    return false;
+                }
+            }
+        }
+        c.pending.clear();
+        c.pos = 0;
+        if kind == Simple::Chargen && !c.eof {
+            for _ in 0..64 {
+                c.pending.extend_from_slice(&chargen_line(c.line));
+                c.line = (c.line + 1) % 95;
+            }
+        }
+        if c.eof {
+            // Everything echoed: our FIN after theirs.
+            host.close(s);
+            return false;
+        }
+        let (pending, echo) = (&mut c.pending, kind == Simple::Echo);
+        match host.recv_with(s, |run| {
+            if echo {
+                pending.extend_from_slice(run);
+            }
+            run.len()
+        }) {
+            Ok(0) => c.eof = true,
+            Ok(_) => {}
+            Err(Errno::EAGAIN) if kind == Simple::Chargen && !c.pending.is_empty() => {}
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => {
+                host.close(s);
+                return false;
+            }
+        }
+        if kind != Simple::Echo && c.eof {
+            let _ = host.shutdown(s, Shutdown::Write);
+        }
+    }
+}
 
 /// Longest request head accepted (then 431 and close).
 const MAX_HEAD: usize = 16 * 1024;
@@ -220,6 +333,163 @@ fn flush(host: &mut Host, s: usize, c: &mut HttpConn) -> bool {
         }
     }
     true
+}
+
+/// The client side of one HTTP/1.1 download (`plugtcp get`): sends the request, then
+/// writes the body to `out`.
+pub struct HttpGet<W: Write> {
+    conn: usize,
+    request: Vec<u8>,
+    sent: usize,
+    head: Vec<u8>,
+    /// Status code and Content-Length, once the head is in.
+    status: Option<(u16, Option<u64>)>,
+    body: u64,
+    out: W,
+}
+
+/// How a download ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GetOutcome {
+    /// The status and the body's length.
+    Done(u16, u64),
+    Failed(String),
+}
+
+impl<W: Write> HttpGet<W> {
+    /// Opens the connection to `server` and queues `GET path` for `host_header`.
+    pub fn start(
+        host: &mut Host,
+        server: std::net::SocketAddr,
+        host_header: &str,
+        path: &str,
+        out: W,
+    ) -> Result<Self, Errno> {
+        let conn = host.connect(server, None)?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: plugtcp\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        Ok(HttpGet {
+            conn,
+            request,
+            sent: 0,
+            head: Vec::new(),
+            status: None,
+            body: 0,
+            out,
+        })
+    }
+
+    /// Where the body went.
+    pub fn out_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// One turn; Some once the download is over.
+    pub fn poll(&mut self, host: &mut Host) -> Option<GetOutcome> {
+        while self.sent < self.request.len() {
+            match host.send(self.conn, &self.request[self.sent..]) {
+                Ok(k) => self.sent += k,
+                // Not connected yet, or the buffer is full: later.
+                Err(Errno::EAGAIN) | Err(Errno::ENOTCONN) => return None,
+                Err(e) => return Some(self.fail(host, format!("send: {e}"))),
+            }
+        }
+        loop {
+            let (conn, status) = (self.conn, self.status);
+            let (head, out, body) = (&mut self.head, &mut self.out, &mut self.body);
+            let mut write_err = None;
+            let r = host.recv_with(conn, |run| match status {
+                None => {
+                    head.extend_from_slice(run);
+                    run.len()
+                }
+                Some((_, len)) => {
+                    let k = len.map_or(run.len(), |l| run.len().min((l - *body) as usize));
+                    if let Err(e) = out.write_all(&run[..k]) {
+                        write_err = Some(e);
+                    }
+                    *body += k as u64;
+                    k
+                }
+            });
+            if let Some(e) = write_err {
+                return Some(self.fail(host, format!("write: {e}")));
+            }
+            match r {
+                Ok(0) => {
+                    return Some(match self.status {
+                        Some((code, None)) => self.finish(host, code),
+                        Some((code, Some(l))) if self.body == l => self.finish(host, code),
+                        Some((_, Some(l))) => self.fail(
+                            host,
+                            format!("connection closed after {} of {l} bytes", self.body),
+                        ),
+                        None => self.fail(host, "connection closed before a response".into()),
+                    })
+                }
+                Ok(_) => {}
+                Err(Errno::EAGAIN) => return None,
+                Err(e) => return Some(self.fail(host, format!("recv: {e}"))),
+            }
+            if self.status.is_none() {
+                let Some(end) = find(&self.head, b"\r\n\r\n") else {
+                    if self.head.len() > MAX_HEAD {
+                        return Some(self.fail(host, "response head too long".into()));
+                    }
+                    continue;
+                };
+                let parsed = parse_response_head(&self.head[..end]);
+                let Some((code, len)) = parsed else {
+                    return Some(self.fail(host, "malformed response".into()));
+                };
+                self.status = Some((code, len));
+                // Body bytes that came with the head.
+                let rest = self.head.split_off(end + 4);
+                let k = len.map_or(rest.len(), |l| rest.len().min(l as usize));
+                if let Err(e) = self.out.write_all(&rest[..k]) {
+                    return Some(self.fail(host, format!("write: {e}")));
+                }
+                self.body += k as u64;
+            }
+            if let Some((code, Some(l))) = self.status {
+                if self.body == l {
+                    return Some(self.finish(host, code));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, host: &mut Host, code: u16) -> GetOutcome {
+        let _ = self.out.flush();
+        host.close(self.conn);
+        GetOutcome::Done(code, self.body)
+    }
+
+    fn fail(&mut self, host: &mut Host, why: String) -> GetOutcome {
+        host.abort(self.conn);
+        GetOutcome::Failed(why)
+    }
+}
+
+/// Status code and Content-Length of a response head.
+fn parse_response_head(head: &[u8]) -> Option<(u16, Option<u64>)> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let status = lines.next()?;
+    let mut parts = status.split(' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?.parse().ok()?;
+    let len = lines.find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
+    });
+    Some((code, len))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use plugtcp_host::io::driver::{Faulty, IoHost, PacketIo};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::tun::TunIo;
 use plugtcp_host::registry::loader::SearchPath;
-use plugtcp_host::services::Http;
+use plugtcp_host::services::{GetOutcome, Http, HttpGet, Simple, SimpleServer};
 use plugtcp_host::Host;
 use sha2::{Digest, Sha256};
 
@@ -97,20 +97,27 @@ fn enter(ns: &str) {
     assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
 }
 
-/// Starts plugtcp on a TUN device in `ns`, serving `root` over HTTP on port 8080 at both
-/// of its addresses, until `stop` is set. Returns once the device is configured.
-fn serve_http(
+/// What runs beside the network in plugtcp's thread: polled between network polls.
+type App = Box<dyn FnMut(&mut Host)>;
+
+/// Starts plugtcp on a TUN device in `ns` at both of its addresses, with the application
+/// `setup` makes, until `stop` is set (or the application's done flag). Returns once the
+/// device is configured.
+fn run_plugtcp(
     ns: &Netns,
-    root: PathBuf,
     stop: Arc<AtomicBool>,
     faults: Option<SimLinkConfig>,
+    setup: impl FnOnce(&mut Host) -> App + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
-    let (ready_tx, ready_rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel::<mpsc::Sender<()>>();
     let name = ns.name.clone();
     let handle = std::thread::spawn(move || {
         enter(&name);
         let tun = TunIo::open(TUN).unwrap();
-        ready_tx.send(()).unwrap();
+        // The device exists: the kernel side is configured, then plugtcp starts.
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        ready_tx.send(go_tx).unwrap();
+        go_rx.recv().unwrap();
         let tun: Box<dyn PacketIo> = match faults {
             Some(f) => {
                 let mut inbound = f.clone();
@@ -121,22 +128,17 @@ fn serve_http(
         };
         let mut host = Host::with_seed(SearchPath::default(), 11);
         host.register_builtins();
-        let mut services = Vec::new();
         for ip in [PLUGTCP_V4, PLUGTCP_V6] {
-            let ip: IpAddr = ip.parse().unwrap();
-            host.add_addr(ip);
-            let l = host.listen(SocketAddr::new(ip, 8080), 64).unwrap();
-            services.push(Http::new(root.clone(), l));
+            host.add_addr(ip.parse().unwrap());
         }
+        let mut app = setup(&mut host);
         let mut h = IoHost::new(host, tun);
         while !stop.load(Ordering::Relaxed) {
             h.poll(Duration::from_millis(5)).unwrap();
-            for s in &mut services {
-                s.poll(&mut h.host);
-            }
+            app(&mut h.host);
         }
     });
-    ready_rx.recv().unwrap();
+    let go = ready_rx.recv().unwrap();
     ns.ok(&["ip", "link", "set", "lo", "up"]);
     ns.ok(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
     ns.ok(&[
@@ -150,7 +152,30 @@ fn serve_http(
         "nodad",
     ]);
     ns.ok(&["ip", "link", "set", TUN, "up"]);
+    go.send(()).unwrap();
     handle
+}
+
+/// plugtcp's HTTP service on port 8080 at both addresses, serving `root`.
+fn serve_http(
+    ns: &Netns,
+    root: PathBuf,
+    stop: Arc<AtomicBool>,
+    faults: Option<SimLinkConfig>,
+) -> std::thread::JoinHandle<()> {
+    run_plugtcp(ns, stop, faults, move |host| {
+        let mut services = Vec::new();
+        for ip in [PLUGTCP_V4, PLUGTCP_V6] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let l = host.listen(SocketAddr::new(ip, 8080), 64).unwrap();
+            services.push(Http::new(root.clone(), l));
+        }
+        Box::new(move |host: &mut Host| {
+            for s in &mut services {
+                s.poll(host);
+            }
+        })
+    })
 }
 
 fn write_file(path: &Path, len: usize) -> Vec<u8> {
@@ -243,4 +268,125 @@ fn curl_download_survives_loss_and_reordering() {
         ..SimLinkConfig::default()
     };
     curl_downloads("lossy", 64 << 20, Some(faults), false);
+}
+
+/// Waits until something listens on `port` in the namespace (a kernel server started).
+fn wait_listening(ns: &Netns, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let out = ns.run(&["ss", "-Hltn", &format!("sport = :{port}")]);
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// plugtcp's HTTP client (an active open) downloads 64 MiB from `python3 -m http.server` on
+/// the kernel's TCP; the SHA-256 matches.
+#[test]
+fn plugtcp_get_downloads_64_mib_from_python_http_server() {
+    let Some(ns) = Netns::new("get") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("plugtcp-get-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let want = write_file(&dir.join("big.bin"), 64 << 20);
+    // The device first (the server binds the kernel's address on it).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel();
+    let started = Arc::new(AtomicBool::new(false));
+    let go = started.clone();
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, move |_| {
+        let mut get: Option<HttpGet<Vec<u8>>> = None;
+        Box::new(move |host: &mut Host| {
+            if !go.load(Ordering::Relaxed) {
+                return;
+            }
+            let g = get.get_or_insert_with(|| {
+                let server = SocketAddr::new(KERNEL_V4.parse().unwrap(), 8000);
+                HttpGet::start(host, server, KERNEL_V4, "/big.bin", Vec::new()).unwrap()
+            });
+            if let Some(outcome) = g.poll(host) {
+                let body = std::mem::take(g.out_mut());
+                done_tx.send((outcome, body)).unwrap();
+                go.store(false, Ordering::Relaxed);
+            }
+        })
+    });
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+        ])
+        .args(["--bind", KERNEL_V4, "--directory"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&ns, 8000);
+    started.store(true, Ordering::Relaxed);
+    let result = done_rx.recv_timeout(Duration::from_secs(120));
+    let csum_errors = ns.csum_errors();
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (outcome, body) = result.expect("download finished");
+    assert_eq!(outcome, GetOutcome::Done(200, 64 << 20));
+    assert!(Sha256::digest(&body).to_vec() == want, "SHA-256 differs");
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+}
+
+/// A Python client on the kernel's TCP talks to plugtcp's echo service: 1 MiB back intact,
+/// and after the client's half-close (SHUT_WR) the echo still arrives, then the FIN.
+#[test]
+fn python_client_and_echo_service_with_half_close() {
+    let Some(ns) = Netns::new("echo") else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, |host| {
+        let l = host
+            .listen(SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 7), 16)
+            .unwrap();
+        let mut echo = SimpleServer::new(Simple::Echo, l);
+        Box::new(move |host: &mut Host| echo.poll(host))
+    });
+    let script = format!(
+        r#"
+import hashlib, socket
+data = bytes((i * 7 + i // 251) % 256 for i in range(1 << 20))
+s = socket.create_connection(("{PLUGTCP_V4}", 7), timeout=60)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+s.close()
+print("OK" if bytes(got) == data else "MISMATCH %d" % len(got))
+"#
+    );
+    let out = ns.run(&["python3", "-c", &script]);
+    let csum_errors = ns.csum_errors();
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "OK",
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
 }

@@ -18,6 +18,7 @@ pub mod io;
 pub mod lro;
 pub mod registry;
 pub mod runtime;
+pub mod serve;
 pub mod services;
 pub mod socket;
 pub mod sysctl;

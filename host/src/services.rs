@@ -335,6 +335,162 @@ fn flush(host: &mut Host, s: usize, c: &mut HttpConn) -> bool {
     true
 }
 
+/// One forwarded connection: plugtcp's side, the kernel socket, what is waiting to go each
+/// way, and which directions have ended.
+struct Forwarded {
+    kernel: std::net::TcpStream,
+    to_kernel: Vec<u8>,
+    to_kernel_pos: usize,
+    to_plugtcp: Vec<u8>,
+    to_plugtcp_pos: usize,
+    plugtcp_eof: bool,
+    kernel_eof: bool,
+    kernel_shut: bool,
+    plugtcp_shut: bool,
+}
+
+/// A forwarder: accepts on plugtcp and connects each connection to a kernel socket address,
+/// copying both ways; an end of stream on one side becomes a half-close on the other.
+pub struct Forward {
+    listener: usize,
+    to: std::net::SocketAddr,
+    conns: HashMap<usize, Forwarded>,
+    buf: Vec<u8>,
+}
+
+impl Forward {
+    pub fn new(listener: usize, to: std::net::SocketAddr) -> Self {
+        Forward {
+            listener,
+            to,
+            conns: HashMap::new(),
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn poll(&mut self, host: &mut Host) {
+        while let Ok(s) = host.accept(self.listener) {
+            let kernel =
+                std::net::TcpStream::connect_timeout(&self.to, std::time::Duration::from_secs(5))
+                    .and_then(|k| k.set_nonblocking(true).map(|()| k));
+            match kernel {
+                Ok(kernel) => {
+                    let _ = kernel.set_nodelay(true);
+                    self.conns.insert(
+                        s,
+                        Forwarded {
+                            kernel,
+                            to_kernel: Vec::new(),
+                            to_kernel_pos: 0,
+                            to_plugtcp: Vec::new(),
+                            to_plugtcp_pos: 0,
+                            plugtcp_eof: false,
+                            kernel_eof: false,
+                            kernel_shut: false,
+                            plugtcp_shut: false,
+                        },
+                    );
+                }
+                // The target refuses: so does the forwarder.
+                Err(_) => host.abort(s),
+            }
+        }
+        let buf = &mut self.buf;
+        self.conns.retain(|&s, f| forward(host, s, f, buf));
+    }
+}
+
+/// One forwarded connection's turn; false once both directions are done (or it failed).
+fn forward(host: &mut Host, s: usize, f: &mut Forwarded, buf: &mut [u8]) -> bool {
+    use std::io::ErrorKind::WouldBlock;
+    let mut progress = true;
+    while progress {
+        progress = false;
+        // plugtcp -> kernel.
+        while f.to_kernel_pos < f.to_kernel.len() {
+            match f.kernel.write(&f.to_kernel[f.to_kernel_pos..]) {
+                Ok(0) => break,
+                Ok(k) => {
+                    f.to_kernel_pos += k;
+                    progress = true;
+                }
+                Err(e) if e.kind() == WouldBlock => break,
+                Err(_) => return fail(host, s),
+            }
+        }
+        if f.to_kernel_pos == f.to_kernel.len() {
+            f.to_kernel.clear();
+            f.to_kernel_pos = 0;
+            if f.plugtcp_eof && !f.kernel_shut {
+                let _ = f.kernel.shutdown(std::net::Shutdown::Write);
+                f.kernel_shut = true;
+            } else if !f.plugtcp_eof {
+                let pending = &mut f.to_kernel;
+                match host.recv_with(s, |run| {
+                    pending.extend_from_slice(run);
+                    run.len()
+                }) {
+                    Ok(0) => {
+                        f.plugtcp_eof = true;
+                        progress = true;
+                    }
+                    Ok(_) => progress = true,
+                    Err(Errno::EAGAIN) => {}
+                    Err(_) => return fail(host, s),
+                }
+            }
+        }
+        // kernel -> plugtcp.
+        while f.to_plugtcp_pos < f.to_plugtcp.len() {
+            match host.send(s, &f.to_plugtcp[f.to_plugtcp_pos..]) {
+                Ok(k) => {
+                    f.to_plugtcp_pos += k;
+                    progress = true;
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(_) => return fail(host, s),
+            }
+        }
+        if f.to_plugtcp_pos == f.to_plugtcp.len() {
+            f.to_plugtcp.clear();
+            f.to_plugtcp_pos = 0;
+            if f.kernel_eof && !f.plugtcp_shut {
+                let _ = host.shutdown(s, Shutdown::Write);
+                f.plugtcp_shut = true;
+            } else if !f.kernel_eof {
+                match f.kernel.read(buf) {
+                    Ok(0) => {
+                        f.kernel_eof = true;
+                        progress = true;
+                    }
+                    Ok(k) => {
+                        f.to_plugtcp.extend_from_slice(&buf[..k]);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == WouldBlock => {}
+                    Err(_) => return fail(host, s),
+                }
+            }
+        }
+    }
+    if f.kernel_shut && f.plugtcp_shut {
+        host.close(s);
+        return false;
+    }
+    true
+}
+
+/// A forwarded connection failed on one side: reset plugtcp's (the kernel socket closes on
+/// drop).
+fn fail(host: &mut Host, s: usize) -> bool {
+    host.abort(s);
+    false
+}
+
 /// The client side of one HTTP/1.1 download (`plugtcp get`): sends the request, then
 /// writes the body to `out`.
 pub struct HttpGet<W: Write> {

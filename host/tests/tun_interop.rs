@@ -390,3 +390,160 @@ print("OK" if bytes(got) == data else "MISMATCH %d" % len(got))
     );
     assert_eq!(csum_errors, 0, "TcpInCsumErrors");
 }
+
+/// `plugtcp serve` started inside the namespace, stopped with SIGTERM.
+struct Served {
+    child: std::process::Child,
+    /// The first line it printed: where to connect.
+    addr: String,
+}
+
+impl Served {
+    fn start(ns: &Netns, args: &[&str]) -> Served {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                env!("CARGO_BIN_EXE_plugtcp"),
+                "serve",
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Served {
+            child,
+            addr: line.trim().to_string(),
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("serve did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `plugtcp serve --io tun --service echo` with no address flags sets up its own device and
+/// prints where to connect; nc (with -N: half-close after its input) gets its bytes back;
+/// SIGTERM ends it cleanly.
+#[test]
+fn nc_and_the_echo_service_from_the_cli() {
+    let Some(ns) = Netns::new("nc") else {
+        return;
+    };
+    if Command::new("nc").arg("-h").output().is_err() {
+        eprintln!("nc not installed: skipping");
+        return;
+    }
+    ns.ok(&["ip", "link", "set", "lo", "up"]);
+    let served = Served::start(&ns, &["--io", "tun", "--service", "echo"]);
+    assert_eq!(served.addr, "198.18.0.2:7");
+    let dir = std::env::temp_dir().join(format!("plugtcp-nc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.bin");
+    let want = write_file(&input, 256 * 1024);
+    let out = ns.run(&[
+        "sh",
+        "-c",
+        &format!("nc -N -w 20 198.18.0.2 7 < {}", input.display()),
+    ]);
+    let status = served.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 256 * 1024);
+    assert!(
+        Sha256::digest(&out.stdout).to_vec() == want,
+        "echoed bytes differ"
+    );
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// iperf3's client and server (the kernel's TCP) through plugtcp's forwarder, 5 s each way:
+/// iperf3 reports success and throughput above zero.
+#[test]
+fn iperf3_through_the_forwarder() {
+    let Some(ns) = Netns::new("iperf") else {
+        return;
+    };
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        eprintln!("iperf3 not installed: skipping");
+        return;
+    }
+    ns.ok(&["ip", "link", "set", "lo", "up"]);
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "iperf3",
+            "-s",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            "5201",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&ns, 5201);
+    let served = Served::start(
+        &ns,
+        &[
+            "--io",
+            "tun",
+            "--service",
+            "forward",
+            "--port",
+            "5201",
+            "--to",
+            "127.0.0.1:5201",
+        ],
+    );
+    let mut reports = Vec::new();
+    for reverse in [false, true] {
+        let mut args = vec!["iperf3", "-c", "198.18.0.2", "-p", "5201", "-t", "5", "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let out = ns.run(&args);
+        reports.push((reverse, out));
+    }
+    let status = served.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    for (reverse, out) in reports {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "iperf3 -R={reverse}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let bps = v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0);
+        eprintln!("iperf3 reverse={reverse}: {:.2} Gbit/s", bps / 1e9);
+        assert!(bps > 0.0, "no throughput: {text}");
+    }
+    assert!(status.success(), "serve exited with {status}");
+}

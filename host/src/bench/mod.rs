@@ -10,3 +10,27 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
+
+/// A number with an optional k, m or g suffix (powers of `unit`).
+pub fn parse_scaled(s: &str, unit: u64) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&s[..s.len() - 1], unit),
+        Some('m') => (&s[..s.len() - 1], unit * unit),
+        Some('g') => (&s[..s.len() - 1], unit * unit * unit),
+        _ => (s, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("not a number: {s}"))?;
+    if v.is_nan() || v < 0.0 {
+        return Err(format!("must not be negative: {s}"));
+    }
+    Ok((v * mul as f64) as u64)
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_scaled(s, 1024)
+}
+
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    parse_scaled(s, 1000)
+}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use plugtcp_host::bench::{parse_rate, parse_size};
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 
@@ -81,6 +82,36 @@ enum Cmd {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// Run a service on a real backend until SIGINT/SIGTERM (prints ADDRESS:PORT first).
+    Serve {
+        #[command(flatten)]
+        io: IoArgs,
+        #[arg(long, value_enum)]
+        service: ServiceKind,
+        /// Port to listen on (default: the service's well-known port; http 80).
+        #[arg(long)]
+        port: Option<u16>,
+        /// http: the directory to serve.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// forward: the kernel socket address to connect each connection to.
+        #[arg(long)]
+        to: Option<std::net::SocketAddr>,
+        /// Function block for this listener's connections.
+        #[arg(long)]
+        stack: Option<String>,
+        /// CC module for this listener's connections.
+        #[arg(long)]
+        cc: Option<String>,
+    },
+    /// Download an http:// URL over plugtcp (the body to -o FILE, or stdout).
+    Get {
+        url: String,
+        #[command(flatten)]
+        io: IoArgs,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -131,31 +162,75 @@ enum Bench {
     },
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum IoKind {
+    Tun,
+    Udp,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ServiceKind {
+    Echo,
+    Discard,
+    Chargen,
+    Http,
+    Forward,
+}
+
+/// The backend of `serve` and `get`.
+#[derive(clap::Args, Debug)]
+struct IoArgs {
+    #[arg(long, value_enum)]
+    io: IoKind,
+    /// tun: the device (created if missing; `%d` picks a free number).
+    #[arg(long, default_value = "plugtcp%d")]
+    tun: String,
+    /// tun: this host's addresses (repeatable). Without any, `serve` sets the device up
+    /// itself (kernel 198.18.0.1/24, plugtcp 198.18.0.2).
+    #[arg(long = "addr")]
+    addrs: Vec<std::net::IpAddr>,
+    /// udp: the local encapsulation socket (its address is the host's).
+    #[arg(long)]
+    udp_bind: Option<std::net::SocketAddr>,
+    /// udp: the peer's encapsulation port, for connections this host opens.
+    #[arg(long)]
+    udp_peer_port: Option<u16>,
+    /// Write every packet sent and received to this pcap file.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Faults on what this host sends: loss=P,delay=2ms,jitter=1ms,reorder=P,duplicate=P,
+    /// corrupt=P,rate=100m,seed=N.
+    #[arg(long)]
+    fault_out: Option<String>,
+    /// Faults on what this host receives (same keys).
+    #[arg(long)]
+    fault_in: Option<String>,
+}
+
+fn io_config(cli: &Cli, a: &IoArgs) -> Result<plugtcp_host::serve::IoConfig, String> {
+    use plugtcp_host::serve::{parse_faults, IoChoice, IoConfig};
+    let io = match a.io {
+        IoKind::Tun => IoChoice::Tun {
+            name: a.tun.clone(),
+            addrs: a.addrs.clone(),
+        },
+        IoKind::Udp => IoChoice::Udp {
+            bind: a.udp_bind.ok_or("--io udp needs --udp-bind ADDR:PORT")?,
+            peer_port: a.udp_peer_port,
+        },
+    };
+    let faults = |f: &Option<String>| f.as_deref().map(parse_faults).transpose();
+    Ok(IoConfig {
+        io,
+        pcap: a.pcap.clone(),
+        fault_out: faults(&a.fault_out)?,
+        fault_in: faults(&a.fault_in)?,
+        search_path: SearchPath::from_env(&cli.plugin_dir),
+    })
+}
+
 /// The in-process host a command works on. Built-in plugins fill the names no file took,
 /// after the command's own kldload (so `--no-autoload kldload newreno` loads the file).
-fn parse_scaled(s: &str, unit: u64) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
-        Some('k') => (&s[..s.len() - 1], unit),
-        Some('m') => (&s[..s.len() - 1], unit * unit),
-        Some('g') => (&s[..s.len() - 1], unit * unit * unit),
-        _ => (s, 1),
-    };
-    let v: f64 = num.parse().map_err(|_| format!("not a number: {s}"))?;
-    if v.is_nan() || v < 0.0 {
-        return Err(format!("must not be negative: {s}"));
-    }
-    Ok((v * mul as f64) as u64)
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    parse_scaled(s, 1024)
-}
-
-fn parse_rate(s: &str) -> Result<u64, String> {
-    parse_scaled(s, 1000)
-}
-
 fn host(cli: &Cli) -> Host {
     let sp = SearchPath::from_env(&cli.plugin_dir);
     if cli.no_autoload {
@@ -211,6 +286,63 @@ fn print_kldstat(h: &Host, json: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.cmd {
+        Cmd::Serve {
+            io,
+            service,
+            port,
+            root,
+            to,
+            stack,
+            cc,
+        } => {
+            use plugtcp_host::serve::{serve, ServeConfig, Service};
+            use plugtcp_host::services::Simple;
+            let io = match io_config(&cli, io) {
+                Ok(c) => c,
+                Err(e) => return fail(format!("serve: {e}")),
+            };
+            let (service, default_port) = match service {
+                ServiceKind::Echo => (Service::Simple(Simple::Echo), 7),
+                ServiceKind::Discard => (Service::Simple(Simple::Discard), 9),
+                ServiceKind::Chargen => (Service::Simple(Simple::Chargen), 19),
+                ServiceKind::Http => match root {
+                    Some(r) => (Service::Http { root: r.clone() }, 80),
+                    None => return fail("serve: --service http needs --root DIR"),
+                },
+                ServiceKind::Forward => match to {
+                    Some(t) => (Service::Forward { to: *t }, 8080),
+                    None => return fail("serve: --service forward needs --to ADDR:PORT"),
+                },
+            };
+            let cfg = ServeConfig {
+                io,
+                service,
+                port: port.unwrap_or(default_port),
+                stack: stack.clone(),
+                cc: cc.clone(),
+            };
+            match serve(&cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("serve: {e}")),
+            }
+        }
+        Cmd::Get { url, io, output } => {
+            let io = match io_config(&cli, io) {
+                Ok(c) => c,
+                Err(e) => return fail(format!("get: {e}")),
+            };
+            let mut out: Box<dyn std::io::Write> = match output {
+                Some(p) => match std::fs::File::create(p) {
+                    Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                    Err(e) => return fail(format!("get: {}: {e}", p.display())),
+                },
+                None => Box::new(std::io::stdout().lock()),
+            };
+            match plugtcp_host::serve::get(&io, url, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("get: {e}")),
+            }
+        }
         Cmd::Kldload { what } => {
             let mut h = host(&cli);
             match h.kldload(what) {

@@ -10,6 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use plugtcp_host::io::driver::{Faulty, IoHost, PacketIo};
+use plugtcp_host::io::netns::{self, Netns};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::tun::TunIo;
 use plugtcp_host::registry::loader::SearchPath;
@@ -25,52 +26,38 @@ const KERNEL_V6: &str = "2001:db8:77::1";
 const PLUGTCP_V6: &str = "2001:db8:77::2";
 const TUN: &str = "ptun0";
 
-/// A network namespace of this test, deleted on drop.
-struct Netns {
-    name: String,
+/// This test's network namespace (deleted on drop); None (with a message) where namespaces
+/// cannot be made: not root, no `ip`, no TUN.
+fn make_ns(tag: &str) -> Option<Netns> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        eprintln!("not root or no /dev/net/tun: skipping");
+        return None;
+    }
+    Netns::create(&format!("plugtcp-{tag}-{}", std::process::id()))
+        .map_err(|e| eprintln!("{e}: skipping"))
+        .ok()
 }
 
-impl Netns {
-    /// None (with a message) where namespaces cannot be made: not root, no `ip`, no TUN.
-    fn new(tag: &str) -> Option<Netns> {
-        // SAFETY: getuid has no preconditions.
-        if unsafe { libc::getuid() } != 0 || !Path::new("/dev/net/tun").exists() {
-            eprintln!("not root or no /dev/net/tun: skipping");
-            return None;
-        }
-        let name = format!("plugtcp-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("cannot create a network namespace: skipping");
-            return None;
-        }
-        Some(Netns { name })
+/// Test-side conveniences: a command in the namespace must run (and `ok` succeed).
+trait NsExt {
+    fn exec(&self, args: &[&str]) -> Output;
+    fn must(&self, args: &[&str]);
+    fn csum_errors(&self) -> u64;
+}
+
+impl NsExt for Netns {
+    fn exec(&self, args: &[&str]) -> Output {
+        self.run(args).expect("ip netns exec")
     }
 
-    /// Runs a command inside the namespace.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-
-    fn ok(&self, args: &[&str]) {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    fn must(&self, args: &[&str]) {
+        self.ok(args).unwrap();
     }
 
     /// The kernel's TcpInCsumErrors counter in the namespace.
     fn csum_errors(&self) -> u64 {
-        let out = self.run(&["nstat", "-az", "TcpInCsumErrors"]);
+        let out = self.exec(&["nstat", "-az", "TcpInCsumErrors"]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .find_map(|l| {
@@ -79,22 +66,6 @@ impl Netns {
             })
             .unwrap_or(0)
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Moves the calling thread into the namespace.
-fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid namespace fd; only this thread moves.
-    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
 }
 
 /// What runs beside the network in plugtcp's thread: polled between network polls.
@@ -110,9 +81,9 @@ fn run_plugtcp(
     setup: impl FnOnce(&mut Host) -> App + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = mpsc::channel::<mpsc::Sender<()>>();
-    let name = ns.name.clone();
+    let name = ns.name().to_string();
     let handle = std::thread::spawn(move || {
-        enter(&name);
+        netns::enter(&name).unwrap();
         let tun = TunIo::open(TUN).unwrap();
         // The device exists: the kernel side is configured, then plugtcp starts.
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -139,9 +110,9 @@ fn run_plugtcp(
         }
     });
     let go = ready_rx.recv().unwrap();
-    ns.ok(&["ip", "link", "set", "lo", "up"]);
-    ns.ok(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
-    ns.ok(&[
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
+    ns.must(&[
         "ip",
         "-6",
         "addr",
@@ -151,7 +122,7 @@ fn run_plugtcp(
         TUN,
         "nodad",
     ]);
-    ns.ok(&["ip", "link", "set", TUN, "up"]);
+    ns.must(&["ip", "link", "set", TUN, "up"]);
     go.send(()).unwrap();
     handle
 }
@@ -195,7 +166,7 @@ fn write_file(path: &Path, len: usize) -> Vec<u8> {
 /// curl downloads `len` bytes from the plugtcp HTTP server at each URL in `ns`; asserts
 /// success and the digest, and that the kernel counted no checksum errors.
 fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool) {
-    let Some(ns) = Netns::new(tag) else {
+    let Some(ns) = make_ns(tag) else {
         return;
     };
     if Command::new("curl").arg("--version").output().is_err() {
@@ -215,7 +186,7 @@ fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool
     for url in urls {
         let out_file = dir.join("out.bin");
         let t0 = Instant::now();
-        let out = ns.run(&[
+        let out = ns.exec(&[
             "curl",
             "-sS",
             "--max-time",
@@ -274,7 +245,7 @@ fn curl_download_survives_loss_and_reordering() {
 fn wait_listening(ns: &Netns, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let out = ns.run(&["ss", "-Hltn", &format!("sport = :{port}")]);
+        let out = ns.exec(&["ss", "-Hltn", &format!("sport = :{port}")]);
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             return;
         }
@@ -287,7 +258,7 @@ fn wait_listening(ns: &Netns, port: u16) {
 /// the kernel's TCP; the SHA-256 matches.
 #[test]
 fn plugtcp_get_downloads_64_mib_from_python_http_server() {
-    let Some(ns) = Netns::new("get") else {
+    let Some(ns) = make_ns("get") else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("plugtcp-get-{}", std::process::id()));
@@ -319,7 +290,7 @@ fn plugtcp_get_downloads_64_mib_from_python_http_server() {
         .args([
             "netns",
             "exec",
-            &ns.name,
+            ns.name(),
             "python3",
             "-m",
             "http.server",
@@ -350,7 +321,7 @@ fn plugtcp_get_downloads_64_mib_from_python_http_server() {
 /// and after the client's half-close (SHUT_WR) the echo still arrives, then the FIN.
 #[test]
 fn python_client_and_echo_service_with_half_close() {
-    let Some(ns) = Netns::new("echo") else {
+    let Some(ns) = make_ns("echo") else {
         return;
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -378,7 +349,7 @@ s.close()
 print("OK" if bytes(got) == data else "MISMATCH %d" % len(got))
 "#
     );
-    let out = ns.run(&["python3", "-c", &script]);
+    let out = ns.exec(&["python3", "-c", &script]);
     let csum_errors = ns.csum_errors();
     stop.store(true, Ordering::Relaxed);
     plugtcp.join().unwrap();
@@ -405,7 +376,7 @@ impl Served {
             .args([
                 "netns",
                 "exec",
-                &ns.name,
+                ns.name(),
                 env!("CARGO_BIN_EXE_plugtcp"),
                 "serve",
             ])
@@ -447,21 +418,21 @@ impl Served {
 /// SIGTERM ends it cleanly.
 #[test]
 fn nc_and_the_echo_service_from_the_cli() {
-    let Some(ns) = Netns::new("nc") else {
+    let Some(ns) = make_ns("nc") else {
         return;
     };
     if Command::new("nc").arg("-h").output().is_err() {
         eprintln!("nc not installed: skipping");
         return;
     }
-    ns.ok(&["ip", "link", "set", "lo", "up"]);
+    ns.must(&["ip", "link", "set", "lo", "up"]);
     let served = Served::start(&ns, &["--io", "tun", "--service", "echo"]);
     assert_eq!(served.addr, "198.18.0.2:7");
     let dir = std::env::temp_dir().join(format!("plugtcp-nc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("in.bin");
     let want = write_file(&input, 256 * 1024);
-    let out = ns.run(&[
+    let out = ns.exec(&[
         "sh",
         "-c",
         &format!("nc -N -w 20 198.18.0.2 7 < {}", input.display()),
@@ -485,19 +456,19 @@ fn nc_and_the_echo_service_from_the_cli() {
 /// iperf3 reports success and throughput above zero.
 #[test]
 fn iperf3_through_the_forwarder() {
-    let Some(ns) = Netns::new("iperf") else {
+    let Some(ns) = make_ns("iperf") else {
         return;
     };
     if Command::new("iperf3").arg("--version").output().is_err() {
         eprintln!("iperf3 not installed: skipping");
         return;
     }
-    ns.ok(&["ip", "link", "set", "lo", "up"]);
+    ns.must(&["ip", "link", "set", "lo", "up"]);
     let mut server = Command::new("ip")
         .args([
             "netns",
             "exec",
-            &ns.name,
+            ns.name(),
             "iperf3",
             "-s",
             "-B",
@@ -529,7 +500,7 @@ fn iperf3_through_the_forwarder() {
         if reverse {
             args.push("-R");
         }
-        let out = ns.run(&args);
+        let out = ns.exec(&args);
         reports.push((reverse, out));
     }
     let status = served.stop();
@@ -546,4 +517,19 @@ fn iperf3_through_the_forwarder() {
         assert!(bps > 0.0, "no throughput: {text}");
     }
     assert!(status.success(), "serve exited with {status}");
+}
+
+/// `plugtcp bench tun` end to end at a small size: both paths deliver every byte.
+#[test]
+fn bench_tun_runs() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        eprintln!("not root or no /dev/net/tun: skipping");
+        return;
+    }
+    let r = plugtcp_host::bench::tun::run(32 << 20).unwrap();
+    assert!(
+        r.plugtcp_gbit_per_s > 0.0 && r.kernel_gbit_per_s > 0.0,
+        "{r:?}"
+    );
 }

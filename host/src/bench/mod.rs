@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod conns;
 pub mod dispatch;
+pub mod tun;
 
 /// Median of a few samples.
 pub fn median(mut v: Vec<f64>) -> f64 {

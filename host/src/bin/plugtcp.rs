@@ -121,6 +121,15 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// The kernel's TCP sending to plugtcp over a TUN device, against kernel to kernel over a
+    /// veth pair, in namespaces of its own (needs root).
+    Tun {
+        /// Bytes per transfer (suffixes K, M, G).
+        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        bytes: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Many concurrent connections: handshakes/s, resident bytes per idle connection, and
     /// bulk throughput with them open against without.
     Conns {
@@ -456,6 +465,22 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("demo: {e}")),
             }
         }
+        Cmd::Bench {
+            which: Bench::Tun { bytes, json },
+        } => match plugtcp_host::bench::tun::run(*bytes) {
+            Ok(r) => {
+                if *json {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                } else {
+                    println!(
+                        "{} bytes: kernel -> plugtcp over TUN {:.2} Gbit/s, kernel -> kernel over veth {:.2} Gbit/s, ratio {:.2}x",
+                        r.bytes, r.plugtcp_gbit_per_s, r.kernel_gbit_per_s, r.ratio
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("bench tun: {e}")),
+        },
         Cmd::Bench {
             which:
                 Bench::Conns {

@@ -5,6 +5,7 @@
 //! captures from any backend.
 
 pub mod driver;
+pub mod netns;
 pub mod pcap;
 pub mod sim;
 pub mod simnet;

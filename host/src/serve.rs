@@ -45,6 +45,8 @@ pub struct IoConfig {
     pub fault_out: Option<SimLinkConfig>,
     pub fault_in: Option<SimLinkConfig>,
     pub search_path: SearchPath,
+    /// Sysctls set before anything starts (`--sysctl NAME=VALUE`).
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Parses a fault specification: `loss=0.01,delay=2ms,jitter=1ms,reorder=0.01,
@@ -141,6 +143,15 @@ fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
     if let Some(e) = errors.first() {
         return Err(e.to_string());
     }
+    for (name, value) in &cfg.sysctls {
+        let full = if name.starts_with("net.") {
+            name.clone()
+        } else {
+            format!("net.inet.tcp.{name}")
+        };
+        host.sysctl_set(&full, value)
+            .map_err(|e| format!("sysctl {full}={value}: {e}"))?;
+    }
     let (io, addrs): (Box<dyn PacketIo>, Vec<IpAddr>) = match &cfg.io {
         IoChoice::Tun { name, addrs } => {
             let tun = TunIo::open(name).map_err(|e| format!("tun {name}: {e}"))?;
@@ -155,8 +166,15 @@ fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
             (Box::new(tun), addrs)
         }
         IoChoice::Udp { bind, peer_port } => {
-            let udp =
-                UdpIo::bind(*bind, *peer_port, 1500).map_err(|e| format!("udp {bind}: {e}"))?;
+            // FreeBSD: the local port is net.inet.tcp.udp_tunneling_port unless given, and
+            // the MSS shrinks by udp_tunneling_overhead (the UDP header, or more).
+            let t = host.sysctl.snapshot();
+            let mut bind = *bind;
+            if bind.port() == 0 {
+                bind.set_port(t.udp_tunneling_port as u16);
+            }
+            let mtu = 1500 - t.udp_tunneling_overhead as u32;
+            let udp = UdpIo::bind(bind, *peer_port, mtu).map_err(|e| format!("udp {bind}: {e}"))?;
             (Box::new(udp), vec![bind.ip()])
         }
     };

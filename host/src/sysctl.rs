@@ -746,12 +746,12 @@ mib_table! {
 
     /// 002 "Supported values are between 8 and 1024. The default is 8."
     udp_tunneling_overhead: i64 = 8;
-    "udp_tunneling_overhead", UInt(8, 1024), ReadWrite, acts: false, legacy: false,
+    "udp_tunneling_overhead", UInt(8, 1024), ReadWrite, acts: true, legacy: false,
     "Additional overhead for UDP tunneling (RFC 6951)";
 
     /// 002 "The default is 0" (disabled); a UDP port number otherwise.
     udp_tunneling_port: i64 = 0;
-    "udp_tunneling_port", UInt(0, 65535), ReadWrite, acts: false, legacy: false,
+    "udp_tunneling_port", UInt(0, 65535), ReadWrite, acts: true, legacy: false,
     "Local UDP port for TCP over UDP tunneling (RFC 6951), 0 disables";
 
     /// 002 (no default stated); FreeBSD `TCP6_MSS` = 1220, floor `TCP_MINMSS` as for mssdflt.

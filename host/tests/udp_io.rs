@@ -194,3 +194,59 @@ fn capture_on_the_udp_backend_reads_back_in_tcpdump() {
     assert!(text.lines().next().unwrap().contains("Flags [S]"), "{text}");
     assert!(text.contains("Flags [F"), "{text}");
 }
+
+/// The CLI over the `udp` backend, no privileges: `plugtcp serve --service http` bound to
+/// `net.inet.tcp.udp_tunneling_port`, and `plugtcp get` downloading 8 MiB from it; the
+/// digest matches and SIGTERM ends the server cleanly.
+#[test]
+fn serve_and_get_over_udp_from_the_cli() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("plugtcp-udp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = payload(8 << 20);
+    std::fs::write(dir.join("f.bin"), &data).unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let exe = env!("CARGO_BIN_EXE_plugtcp");
+    let mut server = Command::new(exe)
+        .args(["serve", "--io", "udp", "--udp-bind", "127.0.0.1:0"])
+        .args(["--sysctl", &format!("udp_tunneling_port={port}")])
+        .args(["--service", "http", "--port", "8080", "--root"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "127.0.0.1:8080");
+    let out = dir.join("out.bin");
+    let get = Command::new(exe)
+        .args(["get", "http://127.0.0.1:8080/f.bin", "--io", "udp"])
+        .args([
+            "--udp-bind",
+            "127.0.0.1:0",
+            "--udp-peer-port",
+            &port.to_string(),
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let status = server.wait().unwrap();
+    let got = std::fs::read(&out).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(
+        Sha256::digest(&got) == Sha256::digest(&data),
+        "downloaded bytes differ"
+    );
+    assert!(status.success(), "serve exited with {status}");
+}

@@ -214,6 +214,9 @@ struct IoArgs {
     /// Faults on what this host receives (same keys).
     #[arg(long)]
     fault_in: Option<String>,
+    /// Set a sysctl first (`NAME=VALUE`; `net.inet.tcp.` may be left out); repeatable.
+    #[arg(long = "sysctl")]
+    sysctls: Vec<String>,
 }
 
 fn io_config(cli: &Cli, a: &IoArgs) -> Result<plugtcp_host::serve::IoConfig, String> {
@@ -229,8 +232,18 @@ fn io_config(cli: &Cli, a: &IoArgs) -> Result<plugtcp_host::serve::IoConfig, Str
         },
     };
     let faults = |f: &Option<String>| f.as_deref().map(parse_faults).transpose();
+    let sysctls = a
+        .sysctls
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("--sysctl {kv}: expected NAME=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(IoConfig {
         io,
+        sysctls,
         pcap: a.pcap.clone(),
         fault_out: faults(&a.fault_out)?,
         fault_in: faults(&a.fault_in)?,

@@ -162,6 +162,9 @@ impl PacketIo for TunIo {
                 return Ok(Some(n));
             }
             let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(None);
+            }
             if e.kind() != io::ErrorKind::WouldBlock {
                 return Err(e);
             }

@@ -129,10 +129,13 @@ impl PacketIo for UdpIo {
         loop {
             let (n, from) = match self.sock.recv_from(&mut self.datagram) {
                 Ok(r) => r,
+                // (Interrupted: a signal, such as the SIGTERM that stops `serve`.)
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     return Ok(None)

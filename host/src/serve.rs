@@ -27,7 +27,12 @@ pub const AUTO_PLUGTCP_V4: &str = "198.18.0.2";
 #[derive(Clone, Debug)]
 pub enum IoChoice {
     /// A TUN device; with no addresses given, `serve` configures the kernel side itself.
-    Tun { name: String, addrs: Vec<IpAddr> },
+    Tun {
+        name: String,
+        addrs: Vec<IpAddr>,
+        /// IFF_VNET_HDR: take the kernel's checksum and TSO offloads.
+        vnet_hdr: bool,
+    },
     /// TCP over UDP from `bind` (also the host's address), to `peer_port` for connections
     /// this host opens.
     Udp {
@@ -153,8 +158,12 @@ fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
             .map_err(|e| format!("sysctl {full}={value}: {e}"))?;
     }
     let (io, addrs): (Box<dyn PacketIo>, Vec<IpAddr>) = match &cfg.io {
-        IoChoice::Tun { name, addrs } => {
-            let tun = TunIo::open(name).map_err(|e| format!("tun {name}: {e}"))?;
+        IoChoice::Tun {
+            name,
+            addrs,
+            vnet_hdr,
+        } => {
+            let tun = TunIo::open_with(name, *vnet_hdr).map_err(|e| format!("tun {name}: {e}"))?;
             let addrs = if addrs.is_empty() {
                 let dev = tun.name().to_string();
                 ip(&["addr", "add", &format!("{AUTO_KERNEL_V4}/24"), "dev", &dev])?;

@@ -796,6 +796,19 @@ pub fn build(
     Ok(total)
 }
 
+/// Completes a partial checksum (a device's CHECKSUM_PARTIAL, virtio's NEEDS_CSUM): the
+/// field at `start + offset` holds the pseudo-header sum; the one's complement sum of
+/// everything from `start` goes there.
+pub fn complete_checksum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
+    let at = start + offset;
+    if at + 2 > pkt.len() || start > pkt.len() {
+        return false;
+    }
+    let c = Sum::new().add(&pkt[start..]).ones_complement();
+    pkt[at..at + 2].copy_from_slice(&c.to_ne_bytes());
+    true
+}
+
 /// The addresses and TCP segment of an IP packet this host built (no extension headers),
 /// for backends that carry the segment without its IP header (TCP over UDP).
 pub fn tcp_segment(pkt: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {

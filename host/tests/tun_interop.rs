@@ -78,13 +78,14 @@ fn run_plugtcp(
     ns: &Netns,
     stop: Arc<AtomicBool>,
     faults: Option<SimLinkConfig>,
+    vnet_hdr: bool,
     setup: impl FnOnce(&mut Host) -> App + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = mpsc::channel::<mpsc::Sender<()>>();
     let name = ns.name().to_string();
     let handle = std::thread::spawn(move || {
         netns::enter(&name).unwrap();
-        let tun = TunIo::open(TUN).unwrap();
+        let tun = TunIo::open_with(TUN, vnet_hdr).unwrap();
         // The device exists: the kernel side is configured, then plugtcp starts.
         let (go_tx, go_rx) = mpsc::channel::<()>();
         ready_tx.send(go_tx).unwrap();
@@ -133,8 +134,9 @@ fn serve_http(
     root: PathBuf,
     stop: Arc<AtomicBool>,
     faults: Option<SimLinkConfig>,
+    vnet_hdr: bool,
 ) -> std::thread::JoinHandle<()> {
-    run_plugtcp(ns, stop, faults, move |host| {
+    run_plugtcp(ns, stop, faults, vnet_hdr, move |host| {
         let mut services = Vec::new();
         for ip in [PLUGTCP_V4, PLUGTCP_V6] {
             let ip: IpAddr = ip.parse().unwrap();
@@ -165,7 +167,7 @@ fn write_file(path: &Path, len: usize) -> Vec<u8> {
 
 /// curl downloads `len` bytes from the plugtcp HTTP server at each URL in `ns`; asserts
 /// success and the digest, and that the kernel counted no checksum errors.
-fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool) {
+fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool, vnet_hdr: bool) {
     let Some(ns) = make_ns(tag) else {
         return;
     };
@@ -177,7 +179,7 @@ fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool
     std::fs::create_dir_all(&dir).unwrap();
     let want = write_file(&dir.join("big.bin"), len);
     let stop = Arc::new(AtomicBool::new(false));
-    let server = serve_http(&ns, dir.clone(), stop.clone(), faults);
+    let server = serve_http(&ns, dir.clone(), stop.clone(), faults, vnet_hdr);
     let mut urls = vec![format!("http://{PLUGTCP_V4}:8080/big.bin")];
     if v6 {
         urls.push(format!("http://[{PLUGTCP_V6}]:8080/big.bin"));
@@ -223,7 +225,14 @@ fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool
 /// IPv6; the SHA-256 matches, and the kernel counts no checksum errors.
 #[test]
 fn curl_downloads_64_mib_from_plugtcp_http() {
-    curl_downloads("curl", 64 << 20, None, true);
+    curl_downloads("curl", 64 << 20, None, true, false);
+}
+
+/// The same download to a device with IFF_VNET_HDR: the kernel's checksum and TSO offloads
+/// on (its GSO super-packets come in whole, partial checksums completed here).
+#[test]
+fn curl_downloads_64_mib_with_vnet_hdr_offloads() {
+    curl_downloads("vnet", 64 << 20, None, true, true);
 }
 
 /// The same with 1% loss and reordering injected in both directions (1 ms each way).
@@ -238,7 +247,7 @@ fn curl_download_survives_loss_and_reordering() {
         seed: 5,
         ..SimLinkConfig::default()
     };
-    curl_downloads("lossy", 64 << 20, Some(faults), false);
+    curl_downloads("lossy", 64 << 20, Some(faults), false, false);
 }
 
 /// Waits until something listens on `port` in the namespace (a kernel server started).
@@ -269,7 +278,7 @@ fn plugtcp_get_downloads_64_mib_from_python_http_server() {
     let (done_tx, done_rx) = mpsc::channel();
     let started = Arc::new(AtomicBool::new(false));
     let go = started.clone();
-    let plugtcp = run_plugtcp(&ns, stop.clone(), None, move |_| {
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, true, move |_| {
         let mut get: Option<HttpGet<Vec<u8>>> = None;
         Box::new(move |host: &mut Host| {
             if !go.load(Ordering::Relaxed) {
@@ -325,7 +334,7 @@ fn python_client_and_echo_service_with_half_close() {
         return;
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let plugtcp = run_plugtcp(&ns, stop.clone(), None, |host| {
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, false, |host| {
         let l = host
             .listen(SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 7), 16)
             .unwrap();
@@ -452,7 +461,8 @@ fn nc_and_the_echo_service_from_the_cli() {
     assert!(status.success(), "serve exited with {status}");
 }
 
-/// iperf3's client and server (the kernel's TCP) through plugtcp's forwarder, 5 s each way:
+/// iperf3's client and server (the kernel's TCP) through plugtcp's forwarder (on a device with
+/// IFF_VNET_HDR offloads), 5 s each way:
 /// iperf3 reports success and throughput above zero.
 #[test]
 fn iperf3_through_the_forwarder() {
@@ -486,6 +496,7 @@ fn iperf3_through_the_forwarder() {
         &[
             "--io",
             "tun",
+            "--vnet-hdr",
             "--service",
             "forward",
             "--port",

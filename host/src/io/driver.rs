@@ -51,7 +51,8 @@ impl<I: PacketIo> IoHost<I> {
     /// Puts `host` on `io`: its MTU becomes the backend's.
     pub fn new(mut host: Host, io: I) -> Self {
         host.mtu = io.mtu();
-        let buf = vec![0u8; io.mtu().max(1500) as usize];
+        // Room for any IP packet: a device with offloads hands over 64 KiB super-packets.
+        let buf = vec![0u8; 65536];
         IoHost {
             host,
             io,

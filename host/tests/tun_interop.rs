@@ -446,8 +446,10 @@ fn nc_and_the_echo_service_from_the_cli() {
         "-c",
         &format!("nc -N -w 20 198.18.0.2 7 < {}", input.display()),
     ]);
+    let csum_errors = ns.csum_errors();
     let status = served.stop();
     std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
     assert!(
         out.status.success(),
         "{}",
@@ -514,9 +516,11 @@ fn iperf3_through_the_forwarder() {
         let out = ns.exec(&args);
         reports.push((reverse, out));
     }
+    let csum_errors = ns.csum_errors();
     let status = served.stop();
     let _ = server.kill();
     let _ = server.wait();
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
     for (reverse, out) in reports {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "iperf3 -R={reverse}: {text}");
@@ -543,4 +547,30 @@ fn bench_tun_runs() {
         r.plugtcp_gbit_per_s > 0.0 && r.kernel_gbit_per_s > 0.0,
         "{r:?}"
     );
+}
+
+/// Without CAP_NET_ADMIN (here: as `nobody`), `serve --io tun` fails with one line that
+/// says so.
+#[test]
+fn tun_without_privileges_says_so_in_one_line() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("not root or no setpriv: skipping");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_plugtcp"))
+        .args(["serve", "--io", "tun", "--service", "echo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("setpriv:") {
+        // `nobody` may not reach the build directory: nothing to learn here.
+        eprintln!("{err}: skipping");
+        return;
+    }
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
 }

@@ -574,3 +574,84 @@ fn tun_without_privileges_says_so_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("CAP_NET_ADMIN"), "{err}");
 }
+
+/// discard (with the listener's stack and CC chosen by name) swallows what a Python client
+/// sends and answers its FIN with its own; chargen sends RFC 864's rotating lines; an unknown
+/// stack name is refused in one line.
+#[test]
+fn discard_chargen_and_listener_choices_from_the_cli() {
+    let Some(ns) = make_ns("dc") else {
+        return;
+    };
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let served = Served::start(
+        &ns,
+        &[
+            "--io",
+            "tun",
+            "--service",
+            "discard",
+            "--stack",
+            "base",
+            "--cc",
+            "newreno",
+        ],
+    );
+    assert_eq!(served.addr, "198.18.0.2:9");
+    let discard = r#"
+import socket
+s = socket.create_connection(("198.18.0.2", 9), timeout=30)
+s.sendall(b"x" * (1 << 20))
+s.shutdown(socket.SHUT_WR)
+print("EOF" if s.recv(1) == b"" else "DATA")
+"#;
+    let out = ns.exec(&["python3", "-c", discard]);
+    assert!(served.stop().success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EOF");
+
+    // A second device: the first went away with its process.
+    let served = Served::start(
+        &ns,
+        &[
+            "--io",
+            "tun",
+            "--tun",
+            "pchg0",
+            "--addr",
+            "198.18.0.2",
+            "--service",
+            "chargen",
+        ],
+    );
+    ns.must(&["ip", "addr", "add", "198.18.0.1/24", "dev", "pchg0"]);
+    ns.must(&["ip", "link", "set", "pchg0", "up"]);
+    let chargen = r#"
+import socket
+s = socket.create_connection(("198.18.0.2", 19), timeout=30)
+got = b""
+while len(got) < 74 * 3:
+    got += s.recv(4096)
+s.close()
+line = lambda n: bytes(32 + (n + i) % 95 for i in range(72)) + b"\r\n"
+print("OK" if got[:74 * 3] == line(0) + line(1) + line(2) else repr(got[:80]))
+"#;
+    let out = ns.exec(&["python3", "-c", chargen]);
+    assert!(served.stop().success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+
+    let bad = ns.exec(&[
+        env!("CARGO_BIN_EXE_plugtcp"),
+        "serve",
+        "--io",
+        "tun",
+        "--service",
+        "echo",
+        "--stack",
+        "nosuch",
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("nosuch") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -177,6 +177,9 @@ pub struct HostSide {
     pub deferred_until: Option<u64>,
     /// SO_LINGER seconds, when set.
     pub linger: Option<u32>,
+    /// TCP_REMOTE_UDP_ENCAPS_PORT: the peer's UDP port when this connection runs over UDP
+    /// encapsulation (0: not set).
+    pub udp_port: u16,
     /// Bytes the application has read so far (stream offset of the read head).
     pub read_pos: u64,
     /// Out-of-band data received (BSD urgent byte).
@@ -208,6 +211,7 @@ impl HostSide {
             queued: false,
             deferred_until: None,
             linger: None,
+            udp_port: 0,
             read_pos: 0,
             urg: None,
             oobinline: false,
@@ -571,7 +575,8 @@ impl Conn {
         r
     }
 
-    fn stack_name(&self) -> String {
+    /// The function block's name (TCP_FUNCTION_BLK).
+    pub fn stack_name(&self) -> String {
         self.stack
             .as_ref()
             .map_or_else(String::new, |s| s.entry.name.clone())

@@ -684,6 +684,89 @@ impl Host {
         }
     }
 
+    /// getsockopt: the option's value into `buf`, returning its length (EINVAL when `buf`
+    /// is too small). Host options (keepalive, timeouts, buffers, linger, stack and CC
+    /// names, TCP_REMOTE_UDP_ENCAPS_PORT) are answered here, TCP_CCALGOOPT by the CC module,
+    /// the rest (TCP_NODELAY, TCP_MAXSEG, TCP_NOPUSH, ...) by the stack; ENOPROTOOPT for
+    /// what nobody knows. TCP_INFO has its typed call, [`Host::tcp_info`].
+    pub fn getsockopt(
+        &mut self,
+        slot: usize,
+        level: i32,
+        name: i32,
+        buf: &mut [u8],
+    ) -> Result<usize, Errno> {
+        let t = self.tunables.clone();
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        let int = |v: i64| {
+            (v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+                .to_ne_bytes()
+                .to_vec()
+        };
+        let tp = &c.ctx.tp;
+        // Per-socket value in ms, else the sysctl default; tcp(4) reports seconds.
+        let secs = |own: u32, dflt: i64| int(if own > 0 { own as i64 } else { dflt } / 1000);
+        let out: Vec<u8> = match (level, name) {
+            (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => c
+                .cc()
+                .map_or_else(Vec::new, |cc| cc.name.clone().into_bytes()),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => c.stack_name().into_bytes(),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPINIT) => secs(tp.t_keepinit, t.keepinit),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPIDLE) => secs(tp.t_keepidle, t.keepidle),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPINTVL) => secs(tp.t_keepintvl, t.keepintvl),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPCNT) => int(if tp.t_keepcnt > 0 {
+                tp.t_keepcnt as i64
+            } else {
+                t.keepcnt
+            }),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT) => int(tp.t_user_timeout as i64),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => {
+                int(c.side.udp_port as i64)
+            }
+            (sockopt::SOL_SOCKET, SO_KEEPALIVE) => int((tp.t_flags2 & tf2::KEEPALIVE != 0) as i64),
+            (sockopt::SOL_SOCKET, SO_OOBINLINE) => int(c.side.oobinline as i64),
+            (sockopt::SOL_SOCKET, SO_SNDBUF) => int(c.side.snd.hiwat() as i64),
+            (sockopt::SOL_SOCKET, SO_RCVBUF) => int(c.side.rcv.hiwat() as i64),
+            (sockopt::SOL_SOCKET, SO_LINGER) => {
+                let mut v = int(c.side.linger.is_some() as i64);
+                v.extend(int(c.side.linger.unwrap_or(0) as i64));
+                v
+            }
+            _ => {
+                let len = buf.len() as u32;
+                let mut opt = SockOpt {
+                    level,
+                    name,
+                    dir: SockOptDir::Get,
+                    val: (&mut buf[..]).into(),
+                    len,
+                };
+                if (level, name) == (sockopt::IPPROTO_TCP, sockopt::TCP_CCALGOOPT) {
+                    self.with_conn(slot, |c, _| c.cc_ctl(&mut opt))?;
+                } else {
+                    self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt))?;
+                }
+                return Ok(opt.len as usize);
+            }
+        };
+        let dst = buf.get_mut(..out.len()).ok_or(Errno::EINVAL)?;
+        dst.copy_from_slice(&out);
+        Ok(out.len())
+    }
+
+    /// getsockopt for an int-valued option.
+    pub fn getsockopt_int(&mut self, slot: usize, level: i32, name: i32) -> Result<i32, Errno> {
+        let mut b = [0u8; 4];
+        match self.getsockopt(slot, level, name, &mut b)? {
+            4 => Ok(i32::from_ne_bytes(b)),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
     /// This host's first address of `remote`'s family.
     pub(crate) fn local_addr_for(&self, remote: IpAddr) -> Option<IpAddr> {
         self.addrs

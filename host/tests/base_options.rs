@@ -587,3 +587,57 @@ fn urgent_data_out_of_band_and_inline() {
         assert!(!net.b.at_mark(s));
     }
 }
+
+/// getsockopt answers what setsockopt set, the sysctl defaults where nothing was set, the
+/// stack's and CC's names, and the errnos for an unknown option, a short buffer and a bad
+/// descriptor.
+#[test]
+fn getsockopt_reads_back_options() {
+    use plugtcp_framework::sockopt::{self, SOL_SOCKET};
+    use plugtcp_host::usrreq::{SO_KEEPALIVE, SO_LINGER, SO_RCVBUF};
+    let mut net = net(31);
+    let (c, _s) = established(&mut net);
+    let h = &mut net.a;
+    let get = |h: &mut plugtcp_host::Host, level, name| h.getsockopt_int(c, level, name);
+    assert_eq!(get(h, IPPROTO_TCP, sockopt::TCP_NODELAY), Ok(0));
+    set(h, c, sockopt::TCP_NODELAY, 1).unwrap();
+    assert_eq!(get(h, IPPROTO_TCP, sockopt::TCP_NODELAY), Ok(1));
+    set(h, c, sockopt::TCP_KEEPIDLE, 30).unwrap();
+    assert_eq!(get(h, IPPROTO_TCP, sockopt::TCP_KEEPIDLE), Ok(30));
+    // Not set: FreeBSD's keepintvl default, 75 s.
+    assert_eq!(get(h, IPPROTO_TCP, sockopt::TCP_KEEPINTVL), Ok(75));
+    assert_eq!(
+        get(h, IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT),
+        Ok(0)
+    );
+    h.setsockopt(c, SOL_SOCKET, SO_RCVBUF, &100_000i32.to_ne_bytes())
+        .unwrap();
+    assert_eq!(get(h, SOL_SOCKET, SO_RCVBUF), Ok(100_000));
+    h.setsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &1i32.to_ne_bytes())
+        .unwrap();
+    assert_eq!(get(h, SOL_SOCKET, SO_KEEPALIVE), Ok(1));
+    let linger = [1i32.to_ne_bytes(), 5i32.to_ne_bytes()].concat();
+    h.setsockopt(c, SOL_SOCKET, SO_LINGER, &linger).unwrap();
+    let mut b = [0u8; 8];
+    assert_eq!(h.getsockopt(c, SOL_SOCKET, SO_LINGER, &mut b), Ok(8));
+    assert_eq!(&b[..], &linger[..]);
+    let mut name = [0u8; 32];
+    let n = h
+        .getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut name)
+        .unwrap();
+    assert_eq!(&name[..n], b"newreno");
+    let n = h
+        .getsockopt(c, IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK, &mut name)
+        .unwrap();
+    assert_eq!(&name[..n], b"base");
+    assert_eq!(
+        h.getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut [0u8; 3]),
+        Err(Errno::EINVAL),
+        "short buffer"
+    );
+    assert_eq!(get(h, IPPROTO_TCP, 0x7777), Err(Errno::ENOPROTOOPT));
+    assert_eq!(
+        h.getsockopt_int(9999, IPPROTO_TCP, sockopt::TCP_NODELAY),
+        Err(Errno::EBADF)
+    );
+}

@@ -99,10 +99,11 @@ impl Worker {
 }
 
 /// Packets waiting for the I/O backend. Buffers are recycled, so steady state does not
-/// allocate; each keeps the largest size it was ever given.
+/// allocate; each keeps the largest size it was ever given. Each packet carries its
+/// connection's UDP encapsulation port (TCP_REMOTE_UDP_ENCAPS_PORT; 0: none).
 #[derive(Default)]
 pub struct TxQueue {
-    pkts: Vec<(Vec<u8>, usize)>,
+    pkts: Vec<(Vec<u8>, usize, u16)>,
     free: Vec<Vec<u8>>,
 }
 
@@ -113,13 +114,23 @@ impl TxQueue {
         cap: usize,
         f: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<(), E> {
+        self.push_tagged(cap, 0, f)
+    }
+
+    /// As `push_with`, for a connection with UDP encapsulation port `port`.
+    pub fn push_tagged<E>(
+        &mut self,
+        cap: usize,
+        port: u16,
+        f: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<(), E> {
         let mut b = self.free.pop().unwrap_or_default();
         if b.len() < cap {
             b.resize(cap, 0);
         }
         match f(&mut b[..cap]) {
             Ok(n) => {
-                self.pkts.push((b, n));
+                self.pkts.push((b, n, port));
                 Ok(())
             }
             Err(e) => {
@@ -131,8 +142,13 @@ impl TxQueue {
 
     /// Hands every queued packet to `f`, oldest first.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) {
-        for (b, n) in self.pkts.drain(..) {
-            f(&b[..n]);
+        self.drain_tagged(|p, _| f(p));
+    }
+
+    /// As `drain`, with each packet's UDP encapsulation port.
+    pub fn drain_tagged(&mut self, mut f: impl FnMut(&[u8], u16)) {
+        for (b, n, port) in self.pkts.drain(..) {
+            f(&b[..n], port);
             self.free.push(b);
         }
     }
@@ -377,7 +393,7 @@ fn transmit(c: &mut HostCall<'_>, seg: &SegOut) -> HookStatus {
     }
     let (local, remote, ttl) = (c.side.local, c.side.remote, c.worker.ttl);
     let cap = wire::MAX_HEADER + got;
-    match c.worker.tx.push_with(cap, |buf| {
+    match c.worker.tx.push_tagged(cap, c.side.udp_port, |buf| {
         wire::build(buf, local, remote, seg, &slices[..n], ttl)
     }) {
         Ok(()) => HookStatus::OK,

@@ -208,6 +208,25 @@ impl Host {
         remote: SocketAddr,
         local: Option<SocketAddr>,
     ) -> Result<usize, Errno> {
+        let slot = self.socket(remote, local)?;
+        match self.start_connect(slot) {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.free_conn(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// A connection to `remote` that has not started: CLOSED, its addresses and port
+    /// taken, its stack and CC attached (socket(2), bind(2) and connect's address choice),
+    /// so that options that only a closed socket takes (TCP_REMOTE_UDP_ENCAPS_PORT) can be
+    /// set before [`Host::start_connect`] sends the SYN.
+    pub fn socket(
+        &mut self,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Result<usize, Errno> {
         let local = match local {
             Some(l) if l.port() != 0 => l,
             Some(l) => SocketAddr::new(l.ip(), self.table.connect_port(l.ip(), remote)?),
@@ -220,6 +239,25 @@ impl Host {
         };
         let key = ConnKey::new(local, remote);
         let slot = self.alloc_conn(key)?;
+        if let Err(e) = self.attach_plugins(slot, None, None, None) {
+            self.free_conn(slot);
+            return Err(e);
+        }
+        Ok(slot)
+    }
+
+    /// connect(2) for a connection made by [`Host::socket`]: SYN_SENT, and the stack sends
+    /// the SYN. EISCONN once it started.
+    pub fn start_connect(&mut self, slot: usize) -> Result<(), Errno> {
+        let c = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)?;
+        if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 || c.side.listener.is_some() {
+            return Err(Errno::EISCONN);
+        }
+        let key = ConnKey::new(c.side.local, c.side.remote);
         let iss = self.isn(&key);
         let ts_offset = self.ts_offset(&key);
         let wscale = self.rcv_wscale();
@@ -239,10 +277,9 @@ impl Host {
             tp.request_r_scale = wscale;
             tp.ts_offset = ts_offset;
         }
-        self.attach_plugins(slot, None, None, None)?;
         let _ = self.with_conn(slot, |c, w| c.output(w));
         self.after_call(slot);
-        Ok(slot)
+        Ok(())
     }
 
     /// Queues `data` for sending; returns how much fit in the send buffer (EAGAIN when none
@@ -618,6 +655,20 @@ impl Host {
                     sockopt::TCP_KEEPCNT => tp.t_keepcnt = v as u32,
                     _ => tp.t_user_timeout = v as u32,
                 }
+                Ok(())
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => {
+                let v = opt.int()?;
+                let c = self
+                    .conns
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                // tcp(4): "It can only be set on a closed TCP socket."
+                if c.ctx.tp.t_state != TcpState::Closed || !(0..=65535).contains(&v) {
+                    return Err(Errno::EINVAL);
+                }
+                c.side.udp_port = v as u16;
                 Ok(())
             }
             (sockopt::SOL_SOCKET, SO_KEEPALIVE) => {

@@ -63,6 +63,18 @@ fn transfer(
     seconds: u64,
     capture: Option<&std::path::Path>,
 ) -> (Vec<u8>, usize) {
+    transfer_with(len, faults, seconds, capture, false)
+}
+
+/// As `transfer`; with `per_connection_port`, A's backend knows no peer port and the
+/// connection names it with TCP_REMOTE_UDP_ENCAPS_PORT, set while it is still closed.
+fn transfer_with(
+    len: usize,
+    faults: Option<SimLinkConfig>,
+    seconds: u64,
+    capture: Option<&std::path::Path>,
+    per_connection_port: bool,
+) -> (Vec<u8>, usize) {
     let (port_tx, port_rx) = mpsc::channel();
     let f2 = faults.clone();
     let server = std::thread::spawn(move || {
@@ -100,15 +112,35 @@ fn transfer(
     });
     let port = port_rx.recv().unwrap();
     let data = payload(len);
-    let (io, _) = backend((LOCALHOST, 0).into(), Some(port), faults.as_ref(), 200);
+    let default_port = (!per_connection_port).then_some(port);
+    let (io, _) = backend((LOCALHOST, 0).into(), default_port, faults.as_ref(), 200);
     let mut a = IoHost::new(host(), io);
     if let Some(path) = capture {
         a.capture(path).unwrap();
     }
-    let c = a
-        .host
-        .connect(SocketAddr::new(LOCALHOST, 5001), None)
-        .unwrap();
+    let server_addr = SocketAddr::new(LOCALHOST, 5001);
+    let c = if per_connection_port {
+        use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT};
+        let c = a.host.socket(server_addr, None).unwrap();
+        let v = (port as i32).to_ne_bytes();
+        a.host
+            .setsockopt(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT, &v)
+            .unwrap();
+        let got = a
+            .host
+            .getsockopt_int(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT);
+        assert_eq!(got, Ok(port as i32));
+        a.host.start_connect(c).unwrap();
+        // Only a closed socket takes it (tcp(4)).
+        assert_eq!(
+            a.host
+                .setsockopt(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT, &v),
+            Err(plugtcp_framework::Errno::EINVAL)
+        );
+        c
+    } else {
+        a.host.connect(server_addr, None).unwrap()
+    };
     let (mut sent, mut closed) = (0, false);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let ok = a
@@ -145,6 +177,14 @@ fn transfer(
 fn two_hosts_transfer_64_mib_over_udp() {
     let (_, got) = transfer(64 << 20, None, 120, None);
     assert_eq!(got, 64 << 20);
+}
+
+/// TCP_REMOTE_UDP_ENCAPS_PORT, set on the connection before it starts, is where its
+/// segments go (the backend has no peer port of its own); 4 MiB arrive intact.
+#[test]
+fn remote_udp_encaps_port_per_connection() {
+    let (_, got) = transfer_with(4 << 20, None, 60, None, true);
+    assert_eq!(got, 4 << 20);
 }
 
 /// With 1% loss and reordering injected in both directions (and 1 ms of delay, so that

@@ -20,6 +20,9 @@ pub trait PacketIo {
     fn recv(&mut self, buf: &mut [u8], wait: Option<Duration>) -> io::Result<Option<usize>>;
     /// The largest IP packet the backend carries.
     fn mtu(&self) -> u32;
+    /// Before `send`: the packet's connection set TCP_REMOTE_UDP_ENCAPS_PORT to `port`
+    /// (only the `udp` backend cares).
+    fn encapsulation_port(&mut self, _pkt: &[u8], _port: u16) {}
 }
 
 impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
@@ -31,6 +34,9 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn mtu(&self) -> u32 {
         (**self).mtu()
+    }
+    fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
+        (**self).encapsulation_port(pkt, port)
     }
 }
 
@@ -83,9 +89,12 @@ impl<I: PacketIo> IoHost<I> {
         let now = self.now();
         let (io, pcap) = (&mut self.io, &mut self.pcap);
         let mut result = Ok(());
-        self.host.worker.tx.drain(|pkt| {
+        self.host.worker.tx.drain_tagged(|pkt, port| {
             if let Some(w) = pcap.as_mut() {
                 let _ = w.write_packet(now, pkt);
+            }
+            if port != 0 {
+                io.encapsulation_port(pkt, port);
             }
             if result.is_ok() {
                 result = io.send(pkt);
@@ -190,6 +199,10 @@ impl<I: PacketIo> Faulty<I> {
 }
 
 impl<I: PacketIo> PacketIo for Faulty<I> {
+    fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
+        self.inner.encapsulation_port(pkt, port);
+    }
+
     fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
         let now = self.now();
         self.out.send(now, pkt);

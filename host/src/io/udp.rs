@@ -4,9 +4,9 @@
 //! the wire, the UDP checksum covering it instead. Two plugtcp hosts talk over 127.0.0.1
 //! this way with no privileges.
 //!
-//! The remote UDP port of a connection is learned from what arrives (a passive open
-//! answers where the SYN came from) or, for connections this host opens, is the default
-//! remote encapsulation port given at setup.
+//! The remote UDP port of a connection is its TCP_REMOTE_UDP_ENCAPS_PORT when set, else
+//! learned from what arrives (a passive open answers where the SYN came from), else the
+//! default remote encapsulation port given at setup.
 
 use std::collections::HashMap;
 use std::io;
@@ -164,5 +164,13 @@ impl PacketIo for UdpIo {
 
     fn mtu(&self) -> u32 {
         self.mtu
+    }
+
+    /// A connection's TCP_REMOTE_UDP_ENCAPS_PORT: its peer is reached there from now on.
+    fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
+        if let Some((_, dst, seg)) = wire::tcp_segment(pkt).filter(|(_, _, s)| s.len() >= 4) {
+            self.ports
+                .insert((dst, u16::from_be_bytes([seg[2], seg[3]])), port);
+        }
     }
 }

@@ -655,3 +655,42 @@ print("OK" if got[:74 * 3] == line(0) + line(1) + line(2) else repr(got[:80]))
         "{err}"
     );
 }
+
+/// HTTP details with Python's http.client on one kept-alive connection: HEAD gives the
+/// length and no body, GET the bytes, a missing file 404, and `..` cannot leave the root.
+#[test]
+fn http_head_keep_alive_and_errors() {
+    let Some(ns) = make_ns("http") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("plugtcp-http-ka-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), b"hello, plugtcp\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve_http(&ns, dir.clone(), stop.clone(), None, false);
+    let script = format!(
+        r#"
+import http.client
+c = http.client.HTTPConnection("{PLUGTCP_V4}", 8080, timeout=30)
+c.request("HEAD", "/a.txt"); r = c.getresponse(); h = (r.status, r.getheader("Content-Length"), r.read())
+first = c.sock
+c.request("GET", "/a.txt"); r = c.getresponse(); g = (r.status, r.read())
+c.request("GET", "/nope"); r = c.getresponse(); n = (r.status, r.read())
+c.request("GET", "/../etc/passwd"); r = c.getresponse(); e = (r.status, r.read())
+same = c.sock is first and first is not None
+ok = same and h == (200, "15", b"") and g == (200, b"hello, plugtcp\n") and n[0] == 404 and e[0] == 404
+print("OK" if ok else repr((same, h, g, n, e)))
+"#
+    );
+    let out = ns.exec(&["python3", "-c", &script]);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "OK",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -35,32 +35,50 @@ struct SimpleConn {
     eof: bool,
 }
 
+/// A listener's accepted connections, each with its service's state.
+struct Accepted<C> {
+    listener: usize,
+    conns: HashMap<usize, C>,
+}
+
+impl<C: Default> Accepted<C> {
+    fn new(listener: usize) -> Self {
+        Accepted {
+            listener,
+            conns: HashMap::new(),
+        }
+    }
+
+    /// Takes what the listener has queued.
+    fn accept(&mut self, host: &mut Host) {
+        while let Ok(s) = host.accept(self.listener) {
+            self.conns.insert(s, C::default());
+        }
+    }
+}
+
 /// A listener running one of the simple services.
 pub struct SimpleServer {
     kind: Simple,
-    listener: usize,
-    conns: HashMap<usize, SimpleConn>,
+    acc: Accepted<SimpleConn>,
 }
 
 impl SimpleServer {
     pub fn new(kind: Simple, listener: usize) -> Self {
         SimpleServer {
             kind,
-            listener,
-            conns: HashMap::new(),
+            acc: Accepted::new(listener),
         }
     }
 
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.acc.conns.len()
     }
 
     pub fn poll(&mut self, host: &mut Host) {
-        while let Ok(s) = host.accept(self.listener) {
-            self.conns.insert(s, SimpleConn::default());
-        }
+        self.acc.accept(host);
         let kind = self.kind;
-        self.conns.retain(|&s, c| simple(host, kind, s, c));
+        self.acc.conns.retain(|&s, c| simple(host, kind, s, c));
     }
 }
 
@@ -144,31 +162,27 @@ struct HttpConn {
 /// A static file server over `root`.
 pub struct Http {
     root: PathBuf,
-    listener: usize,
-    conns: HashMap<usize, HttpConn>,
+    acc: Accepted<HttpConn>,
 }
 
 impl Http {
     pub fn new(root: PathBuf, listener: usize) -> Self {
         Http {
             root,
-            listener,
-            conns: HashMap::new(),
+            acc: Accepted::new(listener),
         }
     }
 
     /// Open connections.
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.acc.conns.len()
     }
 
     /// Accepts, reads requests, sends responses as far as the send buffers take them.
     pub fn poll(&mut self, host: &mut Host) {
-        while let Ok(s) = host.accept(self.listener) {
-            self.conns.insert(s, HttpConn::default());
-        }
-        let root = self.root.clone();
-        self.conns.retain(|&s, c| serve(host, s, c, &root));
+        self.acc.accept(host);
+        let root = &self.root;
+        self.acc.conns.retain(|&s, c| serve(host, s, c, root));
     }
 }
 

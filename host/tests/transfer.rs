@@ -8,20 +8,10 @@ use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use sha2::{Digest, Sha256};
 
-const SEC: u64 = 1_000_000_000;
+mod common;
+use common::payload;
 
-/// Deterministic pseudo-random payload.
-fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+const SEC: u64 = 1_000_000_000;
 
 /// A sends `data` to B and closes; returns what B read until end of stream, with `recv`
 /// or, if `zero_copy`, with `recv_with`.

@@ -18,6 +18,9 @@ use plugtcp_host::services::{GetOutcome, Http, HttpGet, Simple, SimpleServer};
 use plugtcp_host::Host;
 use sha2::{Digest, Sha256};
 
+mod common;
+use common::payload;
+
 /// RFC 2544's benchmarking range and RFC 3849's documentation prefix: addresses that exist
 /// only inside the namespace.
 const KERNEL_V4: &str = "198.18.0.1";
@@ -152,15 +155,7 @@ fn serve_http(
 }
 
 fn write_file(path: &Path, len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = payload(len, 0x2545_f491_4f6c_dd1d);
     std::fs::write(path, &data).unwrap();
     Sha256::digest(&data).to_vec()
 }

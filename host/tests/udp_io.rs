@@ -13,6 +13,9 @@ use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 use sha2::{Digest, Sha256};
 
+mod common;
+use common::payload;
+
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn host() -> Host {
@@ -20,18 +23,6 @@ fn host() -> Host {
     h.register_builtins();
     h.add_addr(LOCALHOST);
     h
-}
-
-fn payload(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Each side's UDP backend, wrapped in fault injection when `faults` is given (the same
@@ -111,7 +102,7 @@ fn transfer_with(
         (sha.finalize().to_vec(), got)
     });
     let port = port_rx.recv().unwrap();
-    let data = payload(len);
+    let data = payload(len, 0x9e37_79b9_7f4a_7c15);
     let default_port = (!per_connection_port).then_some(port);
     let (io, _) = backend((LOCALHOST, 0).into(), default_port, faults.as_ref(), 200);
     let mut a = IoHost::new(host(), io);
@@ -244,7 +235,7 @@ fn serve_and_get_over_udp_from_the_cli() {
     use std::process::{Command, Stdio};
     let dir = std::env::temp_dir().join(format!("plugtcp-udp-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let data = payload(8 << 20);
+    let data = payload(8 << 20, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(dir.join("f.bin"), &data).unwrap();
     let port = 20000 + (std::process::id() % 20000) as u16;
     let exe = env!("CARGO_BIN_EXE_plugtcp");

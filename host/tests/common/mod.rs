@@ -175,3 +175,16 @@ pub fn seg(payload: &[u8]) -> SegIn<'_> {
         payload: payload.into(),
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift64), so misplaced data does not match.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -983,3 +983,33 @@ fn window_updates_are_not_duplicate_acks() {
         }
     }
 }
+
+/// Both sides have data delivered but every pure ACK was lost, so both time out and rewind
+/// snd_nxt. Their retransmissions are old duplicates to the peer, whose answering ACK must
+/// carry snd_max (FreeBSD), not the rewound snd_nxt, or each side drops the other's ACKs as
+/// left of its window until the connection times out.
+#[test]
+fn lost_acks_both_ways_resynchronize() {
+    let mut net = SimNet::builtin(link_10ms(), 17);
+    let (c, s) = established(&mut net);
+    net.drop_if = Some(Box::new(|_, pkt| {
+        let p = wire::parse(pkt).unwrap();
+        p.payload.is_empty() && p.flags & (th::SYN | th::FIN | th::RST) == 0
+    }));
+    net.a.send(c, &[1u8; 4000]).unwrap();
+    net.b.send(s, &[2u8; 4000]).unwrap();
+    net.run_until(net.now + 150 * MS, |_| false);
+    net.drop_if = None;
+    let acked = |n: &mut SimNet| {
+        let (a, b) = (n.a.tcpcb(c).unwrap(), n.b.tcpcb(s).unwrap());
+        a.snd_una == a.snd_max && b.snd_una == b.snd_max
+    };
+    assert!(
+        net.run_until(net.now + 10 * SEC, acked),
+        "A {:?}\nB {:?}",
+        net.a.tcpcb(c),
+        net.b.tcpcb(s)
+    );
+    assert_eq!(net.a.state(c), Some(TcpState::Established));
+    assert_eq!(net.b.state(s), Some(TcpState::Established));
+}

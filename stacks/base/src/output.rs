@@ -287,9 +287,17 @@ pub(crate) fn send_rst(cx: &mut StackCtx, seq: u32, ack: u32, with_ack: bool) {
     let _ = cx.host.output(&seg);
 }
 
-/// A pure ACK right now (challenge ACKs, duplicate ACKs, window updates).
+/// A pure ACK right now (challenge ACKs, duplicate ACKs, window updates). Its sequence
+/// number is snd_max, the next new byte, not snd_nxt (FreeBSD tcp_output): after a timeout
+/// rewinds snd_nxt, an ACK with that older number would lie left of the peer's window and
+/// be dropped, and two peers retransmitting at once would each drop the other's ACKs.
+/// While probing a zero window it is snd_nxt.
 pub(crate) fn send_ack(base: &mut Base, cx: &mut StackCtx) {
-    let seq = cx.tp.snd_nxt;
+    let seq = if cx.host.timer_remaining(tt::PERSIST).is_some() {
+        cx.tp.snd_nxt
+    } else {
+        cx.tp.snd_max
+    };
     send_seg(base, cx, seq, th::ACK, 0);
 }
 

@@ -213,6 +213,17 @@ impl Host {
         self.send_raw(key, &seg);
     }
 
+    /// A RST answering an ACK that matches no handshake: its sequence number is that ACK.
+    fn rst_for_ack(&mut self, key: &ConnKey, p: &Parsed<'_>) {
+        self.stats.out_rsts += 1;
+        let seg = SegOut {
+            seq: p.ack,
+            flags: th::RST,
+            ..Default::default()
+        };
+        self.send_raw(key, &seg);
+    }
+
     /// Sends a host-made segment with no payload (RSTs, SYN-ACKs from the SYN cache).
     fn send_raw(&mut self, key: &ConnKey, seg: &SegOut) {
         let (local, remote, ttl) = (key.local, key.remote, self.worker.ttl);
@@ -271,13 +282,7 @@ impl Host {
             None => None,
         };
         let Some((entry, from_cache)) = entry else {
-            self.stats.out_rsts += 1;
-            let seg = SegOut {
-                seq: p.ack,
-                flags: th::RST,
-                ..Default::default()
-            };
-            self.send_raw(&key, &seg);
+            self.rst_for_ack(&key, p);
             return;
         };
         let Some(l) = self.listeners.get(lid.0 as usize).and_then(Option::as_ref) else {
@@ -285,13 +290,7 @@ impl Host {
         };
         if l.accept_q.len() >= l.backlog {
             self.stats.listen_overflows += 1;
-            self.stats.out_rsts += 1;
-            let seg = SegOut {
-                seq: p.ack,
-                flags: th::RST,
-                ..Default::default()
-            };
-            self.send_raw(&key, &seg);
+            self.rst_for_ack(&key, p);
             return;
         }
         match self.conn_from_syncache(&entry, from_cache) {
@@ -300,15 +299,7 @@ impl Host {
                 let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
                 self.after_call(slot);
             }
-            Err(_) => {
-                self.stats.out_rsts += 1;
-                let seg = SegOut {
-                    seq: p.ack,
-                    flags: th::RST,
-                    ..Default::default()
-                };
-                self.send_raw(&key, &seg);
-            }
+            Err(_) => self.rst_for_ack(&key, p),
         }
     }
 

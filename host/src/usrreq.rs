@@ -353,6 +353,15 @@ impl Host {
         self.after_read(slot, n, false)
     }
 
+    /// The connection in `slot`; EBADF if there is none.
+    fn conn_mut(&mut self, slot: usize) -> Result<&mut crate::conn::Conn, Errno> {
+        self.conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .map(|b| &mut **b)
+            .ok_or(Errno::EBADF)
+    }
+
     /// A connection's host side and the buffer pool, for the read calls.
     fn side_and_pool(
         &mut self,
@@ -398,11 +407,7 @@ impl Host {
     /// send(MSG_OOB): `data` goes into the stream and its last byte is urgent; the urgent
     /// pointer (BSD: past that byte) rides on every segment until it is acknowledged.
     pub fn send_oob(&mut self, slot: usize, data: &[u8]) -> Result<usize, Errno> {
-        let c = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_mut(slot)?;
         if data.is_empty() || c.side.snd.space() < data.len() {
             // All or nothing: the pointer must land on the byte written.
             return Err(if data.is_empty() {
@@ -434,11 +439,7 @@ impl Host {
     /// recv(MSG_OOB): the urgent byte. EINVAL when there is none (or SO_OOBINLINE is on, or
     /// it was taken already), EAGAIN when it has not arrived yet (BSD).
     pub fn recv_oob(&mut self, slot: usize) -> Result<u8, Errno> {
-        let c = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_mut(slot)?;
         let side = &mut c.side;
         let Some(mut u) = side.urg.filter(|u| !u.taken && !side.oobinline) else {
             return Err(Errno::EINVAL);
@@ -639,11 +640,7 @@ impl Host {
                 if v < 0 || (name != sockopt::TCP_USER_TIMEOUT && v == 0) {
                     return Err(Errno::EINVAL);
                 }
-                let c = self
-                    .conns
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Errno::EBADF)?;
+                let c = self.conn_mut(slot)?;
                 let tp = &mut c.ctx.tp;
                 // Seconds, as tcp(4) takes them, except TCP_KEEPCNT (a count) and
                 // TCP_USER_TIMEOUT (milliseconds, Linux).
@@ -659,11 +656,7 @@ impl Host {
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => {
                 let v = opt.int()?;
-                let c = self
-                    .conns
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Errno::EBADF)?;
+                let c = self.conn_mut(slot)?;
                 // tcp(4): "It can only be set on a closed TCP socket."
                 if c.ctx.tp.t_state != TcpState::Closed || !(0..=65535).contains(&v) {
                     return Err(Errno::EINVAL);
@@ -673,11 +666,7 @@ impl Host {
             }
             (sockopt::SOL_SOCKET, SO_KEEPALIVE) => {
                 let on = opt.int()? != 0;
-                let c = self
-                    .conns
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Errno::EBADF)?;
+                let c = self.conn_mut(slot)?;
                 if on {
                     c.ctx.tp.t_flags2 |= tf2::KEEPALIVE;
                 } else {
@@ -687,11 +676,7 @@ impl Host {
             }
             (sockopt::SOL_SOCKET, SO_OOBINLINE) => {
                 let on = opt.int()? != 0;
-                let c = self
-                    .conns
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Errno::EBADF)?;
+                let c = self.conn_mut(slot)?;
                 c.side.oobinline = on;
                 Ok(())
             }
@@ -703,11 +688,7 @@ impl Host {
                 if on && secs < 0 {
                     return Err(Errno::EINVAL);
                 }
-                let c = self
-                    .conns
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Errno::EBADF)?;
+                let c = self.conn_mut(slot)?;
                 c.side.linger = on.then_some(secs as u32);
                 Ok(())
             }
@@ -716,11 +697,7 @@ impl Host {
                 if v <= 0 {
                     return Err(Errno::EINVAL);
                 }
-                let c = self
-                    .conns
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .ok_or(Errno::EBADF)?;
+                let c = self.conn_mut(slot)?;
                 // A size the application chose is kept: no auto-sizing (FreeBSD SB_AUTOSIZE).
                 if name == SO_SNDBUF {
                     c.side.snd.set_hiwat(v as usize);
@@ -748,11 +725,7 @@ impl Host {
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
         let t = self.tunables.clone();
-        let c = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_mut(slot)?;
         let int = |v: i64| {
             (v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
                 .to_ne_bytes()

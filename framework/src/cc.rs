@@ -18,6 +18,10 @@ use crate::errno::{guard, Errno, HookStatus};
 use crate::sockopt::SockOpt;
 use crate::tcpcb::Tcpcb;
 
+pub mod common;
+pub mod ertt;
+pub mod hystart;
+
 /// ACK types passed to `ack_received` (FreeBSD ccsignal values).
 pub const CC_ACK: u32 = 0x0001;
 pub const CC_DUPACK: u32 = 0x0002;
@@ -100,6 +104,15 @@ impl CcParamDesc {
     }
 }
 
+/// Parameter `idx` of a module's values (a connection's `CcVar::params`, or the `current`
+/// values `param_check` gets), or `default` when there is none at `idx`.
+#[inline]
+pub fn param_value(values: &[AtomicIsize], idx: usize, default: i64) -> i64 {
+    values
+        .get(idx)
+        .map_or(default, |v| v.load(Ordering::Relaxed) as i64)
+}
+
 /// Per-connection CC variables (FreeBSD `struct cc_var`). Lives in the host's connection slot.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -140,9 +153,7 @@ impl CcVar {
     /// Parameter `idx` (host sysctl value), or `default` when the module has none there.
     #[inline]
     pub fn param(&self, idx: usize, default: i64) -> i64 {
-        self.params
-            .get(idx)
-            .map_or(default, |v| v.load(Ordering::Relaxed) as i64)
+        param_value(self.params.as_slice(), idx, default)
     }
 
     /// Adds to counter `idx` of this module.
@@ -158,7 +169,9 @@ pub type CcHook = extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus;
 pub type CcSignalHook = extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus;
 pub type CcRttHook = extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus;
 pub type CcCtlHook = extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus;
-pub type CcParamCheck = extern "C" fn(u32, i64, &CcGlobals) -> HookStatus;
+/// `param_check(idx, value, globals, current)`: `current` holds the module's parameter values
+/// as they are now, in the order of [`CcAlgo::params`], for checks across parameters.
+pub type CcParamCheck = extern "C" fn(u32, i64, &CcGlobals, RSlice<'_, AtomicIsize>) -> HookStatus;
 
 /// The module descriptor (FreeBSD `struct cc_algo`). A prefix type: fields may be appended in
 /// later ABI versions and older plugins keep loading.
@@ -183,9 +196,13 @@ pub struct CcAlgo {
     pub newround: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
     pub rttsample: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus>,
     pub ctl_output: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus>,
-    /// Validates a new value of parameter `idx` (e.g. newreno's beta_ecn needs cc.abe=1).
+    /// Validates a new value of parameter `idx` (e.g. newreno's beta_ecn needs cc.abe=1),
+    /// given the module's current values (in the order of `params`) for checks across
+    /// parameters (e.g. vegas's alpha <= beta).
+    /// (The type is spelled out: abi_stable describes a function pointer from its syntax.)
     #[sabi(last_prefix_field)]
-    pub param_check: Option<extern "C" fn(u32, i64, &CcGlobals) -> HookStatus>,
+    pub param_check:
+        Option<extern "C" fn(u32, i64, &CcGlobals, RSlice<'_, AtomicIsize>) -> HookStatus>,
 }
 
 /// The hooks of one module, copied out of its descriptor once so that per-ACK calls are one
@@ -342,8 +359,15 @@ pub trait CcAlgorithm: Sized + Send + 'static {
     ) -> Result<(), Errno> {
         Err(Errno::ENOENT)
     }
-    /// Validates a new value for parameter `idx` beyond its declared range.
-    fn param_check(_idx: u32, _value: i64, _globals: &CcGlobals) -> Result<(), Errno> {
+    /// Validates a new value for parameter `idx` beyond its declared range. `current` holds
+    /// the module's parameters as they are now, in the order of `PARAMS` (read them with
+    /// [`param_value`]), so that a check may compare the new value with the others.
+    fn param_check(
+        _idx: u32,
+        _value: i64,
+        _globals: &CcGlobals,
+        _current: &[AtomicIsize],
+    ) -> Result<(), Errno> {
         Ok(())
     }
 }
@@ -414,8 +438,13 @@ extern "C" fn ctl_output<T: CcAlgorithm>(
         st.ctl_output(ccv, tp, opt)
     })
 }
-extern "C" fn param_check<T: CcAlgorithm>(idx: u32, value: i64, globals: &CcGlobals) -> HookStatus {
-    guard(|| T::param_check(idx, value, globals))
+extern "C" fn param_check<T: CcAlgorithm>(
+    idx: u32,
+    value: i64,
+    globals: &CcGlobals,
+    current: RSlice<'_, AtomicIsize>,
+) -> HookStatus {
+    guard(|| T::param_check(idx, value, globals, current.as_slice()))
 }
 
 /// Builds the ABI descriptor of `T`. Used by [`crate::export_cc_module!`].
@@ -502,10 +531,31 @@ impl CcConn {
                 tp.t_dupacks = 0;
                 tp.t_bytes_acked = 0;
                 tp.t_flags &= !crate::tcpcb::tf::INRECOVERY;
+                if tp.t_flags2 & crate::tcpcb::tf2::ECN_PERMIT != 0 {
+                    tp.t_flags2 |= crate::tcpcb::tf2::ECN_SND_CWR;
+                }
             }
             _ => {}
         }
         self.cong_signal(tp, sig);
+    }
+
+    /// FreeBSD cc_cong_signal(CC_ECN) for an ACK with ECE acknowledging `th_ack`: a new
+    /// episode begins outside congestion recovery, or when the ACK reaches snd_recover (the
+    /// data after our CWR was marked too): the stack's part (snd_recover, CWR) then. The
+    /// module sees every ECE and guards repeats itself. Returns whether an episode began.
+    pub fn on_ecn_signal(&mut self, tp: &mut Tcpcb, th_ack: u32) -> bool {
+        use crate::tcpcb::{tf, tf2};
+        let begins = !tp.in_congrecovery() || crate::seq::seq_geq(th_ack, tp.snd_recover);
+        if begins {
+            tp.t_flags &= !tf::CONGRECOVERY;
+            tp.snd_recover = tp.snd_max.wrapping_add(1);
+            if tp.t_flags2 & tf2::ECN_PERMIT != 0 {
+                tp.t_flags2 |= tf2::ECN_SND_CWR;
+            }
+        }
+        self.cong_signal(tp, CC_ECN);
+        begins
     }
 
     /// FreeBSD cc_post_recovery(): the module deflates cwnd, then recovery ends.

@@ -3,7 +3,7 @@
 //! All times are passed in by the caller: RTT samples and RTOs in microseconds (`u32`, so at
 //! most ~71 minutes, far above the 64 s RTO ceiling), the segment clock in `u64` nanoseconds.
 
-use crate::seq::seq_gt;
+use crate::seq::{seq_gt, seq_leq, seq_lt};
 
 /// FreeBSD `TCP_MAXRXTSHIFT`: the largest meaningful `t_rxtshift`.
 pub const TCP_MAXRXTSHIFT: u32 = 12;
@@ -189,6 +189,101 @@ impl RttTimer {
     }
 }
 
+/// Send times of the data in flight, for an RTT sample on every ACK (what FreeBSD's h_ertt
+/// keeps as its txseginfo list). The RTO estimator keeps one timed segment per RTT; CC
+/// modules (HyStart++, the delay-based ones) want a sample per ACK. Karn's rule holds: an
+/// ACK that covers retransmitted data gives no sample.
+#[derive(Clone, Debug, Default)]
+pub struct SendTimes {
+    runs: std::collections::VecDeque<SentRun>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SentRun {
+    start: u32,
+    end: u32,
+    /// Flight size when sent (bytes).
+    fas: u32,
+    sent: u64,
+    retransmitted: bool,
+}
+
+impl SendTimes {
+    /// Bound on tracked runs: beyond it new data joins the last run (fewer, coarser samples).
+    pub const MAX_RUNS: usize = 4096;
+
+    /// Data `[start, end)` left at `now` (ns) with `flight` bytes outstanding before it.
+    /// `retransmit` marks the runs it overlaps instead.
+    pub fn on_send(&mut self, start: u32, end: u32, now: u64, flight: u32, retransmit: bool) {
+        if retransmit {
+            for r in self.runs.iter_mut() {
+                if seq_lt(r.start, end) && seq_gt(r.end, start) {
+                    r.retransmitted = true;
+                }
+            }
+            return;
+        }
+        let full = self.runs.len() >= Self::MAX_RUNS;
+        if let Some(last) = self.runs.back_mut() {
+            // Data sent in the same instant (one burst) shares one run.
+            if last.end == start && !last.retransmitted && (last.sent == now || full) {
+                last.end = end;
+                return;
+            }
+        }
+        self.runs.push_back(SentRun {
+            start,
+            end,
+            fas: flight,
+            sent: now,
+            retransmitted: false,
+        });
+    }
+
+    /// A cumulative ACK at `now` (ns): forgets what it covers and returns the RTT (us) and
+    /// flight-at-send of the newest data it acknowledges (the run it ends in), unless
+    /// retransmitted data is involved.
+    pub fn on_ack(&mut self, ack: u32, now: u64) -> Option<(u32, u32)> {
+        let mut newest = None;
+        let mut ambiguous = false;
+        while let Some(r) = self.runs.front() {
+            if seq_leq(r.end, ack) {
+                ambiguous |= r.retransmitted;
+                newest = Some(*r);
+                self.runs.pop_front();
+            } else {
+                if seq_gt(ack, r.start) {
+                    // The ACK ends inside this run: the segment that triggered it is one of
+                    // the run's, all sent at once, so the run's time is the exact one (an
+                    // older completed run may have waited at a delaying receiver).
+                    ambiguous |= r.retransmitted;
+                    newest = Some(*r);
+                    let f = self.runs.front_mut().expect("front exists");
+                    f.start = ack;
+                }
+                break;
+            }
+        }
+        let r = newest.filter(|_| !ambiguous)?;
+        let us = now.saturating_sub(r.sent) / 1_000;
+        Some((us.min(u32::MAX as u64) as u32, r.fas))
+    }
+
+    /// Forgets everything (after an RTO everything in flight will be sent again).
+    pub fn clear(&mut self) {
+        self.runs.clear();
+    }
+
+    /// Runs tracked.
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+}
+
 /// RTT sample from the timestamp option (RFC 7323 RTTM): `now_ts - tsecr`, in the units of
 /// the local TS clock (FreeBSD uses 1 ms ticks; multiply by 1000 for µs). Returns `None` when
 /// `tsecr` is 0 (FreeBSD treats it as "no echo") or lies in the future (a bogus echo).
@@ -340,5 +435,42 @@ mod tests {
         assert_eq!(ts_sample(1000, 0), None);
         assert_eq!(ts_sample(1000, 1001), None); // echo from the future
         assert_eq!(ts_sample(1000, 1000), Some(0));
+    }
+
+    #[test]
+    fn send_times_sample_every_ack_and_follow_karn() {
+        let mut st = SendTimes::default();
+        // Two segments in one burst share a run; a third leaves 1 ms later.
+        st.on_send(1000, 2000, 0, 0, false);
+        st.on_send(2000, 3000, 0, 1000, false);
+        st.on_send(3000, 4000, 1_000_000, 2000, false);
+        assert_eq!(st.len(), 2);
+        // Half the first run acked: sampled from that run.
+        assert_eq!(st.on_ack(1500, 40_000_000), Some((40_000, 0)));
+        assert_eq!(st.on_ack(3000, 40_000_000), Some((40_000, 0)));
+        // Retransmitting part of the last run makes its ACK ambiguous.
+        st.on_send(3000, 3500, 41_000_000, 1000, true);
+        assert_eq!(st.on_ack(4000, 80_000_000), None);
+        assert!(st.is_empty());
+        // New data after that samples again.
+        st.on_send(4000, 5000, 90_000_000, 0, false);
+        assert_eq!(st.on_ack(5000, 120_000_000), Some((30_000, 0)));
+        // An ACK covering a segment held by a delaying receiver and part of a later run
+        // samples the later run: the held one's time would add the receiver's delay.
+        st.on_send(5000, 6000, 150_000_000, 0, false);
+        st.on_send(6000, 7000, 160_000_000, 1000, false);
+        assert_eq!(st.on_ack(6500, 200_000_000), Some((40_000, 1000)));
+        assert_eq!(st.on_ack(7000, 210_000_000), Some((50_000, 1000)));
+    }
+
+    #[test]
+    fn send_times_bound_their_memory() {
+        let mut st = SendTimes::default();
+        for i in 0..10_000u32 {
+            st.on_send(i * 100, i * 100 + 100, i as u64, 0, false);
+        }
+        assert_eq!(st.len(), SendTimes::MAX_RUNS);
+        assert!(st.on_ack(1_000_000, 20_000).is_some());
+        assert!(st.is_empty());
     }
 }

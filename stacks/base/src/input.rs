@@ -1,7 +1,7 @@
 //! tcp_input: one incoming segment for a connection the host has demultiplexed (RFC 9293
 //! section 3.10.7, with RFC 7323, RFC 2018/6675 and RFC 5961).
 
-use plugtcp_framework::cc::{ccf, CC_ACK, CC_DUPACK, CC_ECN, CC_NDUPACK};
+use plugtcp_framework::cc::{ccf, CC_ACK, CC_DUPACK, CC_NDUPACK};
 use plugtcp_framework::reass::Insert;
 use plugtcp_framework::segment::{ecn, th, to, SackBlock, SegIn};
 use plugtcp_framework::seq::{seq_geq, seq_gt, seq_leq, seq_lt};
@@ -181,11 +181,19 @@ fn ecn_input(_base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
             | if ce { ccf::IPHDR_CE } else { 0 }
             | if cwr { ccf::TCPHDR_CWR } else { 0 };
         cx.cc.ecnpkt_handler(&mut cx.tp);
+        // The module may want this packet acknowledged at once (DCTCP's receiver does when
+        // the CE state changes, so that the sender sees marks exactly).
+        if cx.cc.ccv.flags & ccf::ACKNOW != 0 {
+            cx.cc.ccv.flags &= !ccf::ACKNOW;
+            cx.tp.t_flags |= tf::ACKNOW;
+        }
     }
-    let tp = &mut cx.tp;
-    if seg.flags & th::ECE != 0 && !tp.in_congrecovery() {
-        cx.cc.on_cong_signal(&mut cx.tp, CC_ECN);
-        cx.tp.t_flags2 |= tf2::ECN_SND_CWR;
+    // FreeBSD signals CC_ECN on every ECE: the stack reduces once per window (snd_recover,
+    // CWR), and modules that count marks (DCTCP) see each one; others ignore repeats.
+    if seg.flags & th::ECE != 0
+        && seg.flags & th::ACK != 0
+        && cx.cc.on_ecn_signal(&mut cx.tp, seg.ack)
+    {
         cx.count(ctr::ECN_REDUCTIONS, 1);
     }
 }
@@ -468,8 +476,17 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
     }
     if let Some(sample_us) = base.rtt_timer.on_ack(ack, now) {
         base.rtt.sample(sample_us);
-        let (shift, flight) = (cx.tp.t_rxtshift, cx.tp.flight_size());
-        cx.cc.rttsample(&mut cx.tp, sample_us, shift, flight);
+    }
+    // The CC sees an RTT sample on every ACK that gives one, then the start of a new round
+    // (RFC 9406: a round ends when the ACK passes what was outstanding when it began).
+    if let Some((sample_us, fas)) = base.send_times.on_ack(ack, now) {
+        let shift = cx.tp.t_rxtshift;
+        cx.cc.rttsample(&mut cx.tp, sample_us, shift, fas);
+    }
+    if seq_geq(ack, base.round_end) {
+        base.round_cnt = base.round_cnt.wrapping_add(1);
+        base.round_end = cx.tp.snd_max;
+        cx.cc.newround(&mut cx.tp, base.round_cnt);
     }
     let tp = &mut cx.tp;
     tp.t_rxtshift = 0;
@@ -640,6 +657,9 @@ fn established(base: &mut Base, cx: &mut StackCtx) {
     cx.tp.t_state = TcpState::Established;
     cx.host.timer_stop(tt::KEEP);
     let iw = cx.tun().initcwnd_segments;
+    // HyStart++ (RFC 9406) for the initial slow start, for the modules that implement it.
+    cx.cc.ccv.flags |= ccf::HYSTART_ALLOWED | ccf::HYSTART_CONS_SSTH;
+    base.round_end = cx.tp.snd_max;
     cx.cc.on_conn_init(&mut cx.tp, iw);
     cx.host.event(ConnEvent::Connected);
     if keepalive_on(cx) {

@@ -15,7 +15,7 @@ mod timer;
 
 use abi_stable::std_types::RStr;
 use plugtcp_framework::reass::ReassQueue;
-use plugtcp_framework::rtt::{RttEstimator, RttTimer};
+use plugtcp_framework::rtt::{RttEstimator, RttTimer, SendTimes};
 use plugtcp_framework::sack::SackScoreboard;
 use plugtcp_framework::sockopt::{self, SockOpt, SockOptDir};
 use plugtcp_framework::stack::{tcp_func, InitMode, OldStack, StackCtx, TcpStack};
@@ -55,6 +55,12 @@ pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
 pub struct Base {
     rtt: RttEstimator,
     rtt_timer: RttTimer,
+    /// Send times of the data in flight: an RTT sample per ACK for the CC's `rttsample`.
+    send_times: SendTimes,
+    /// The end of the current round (snd_max when it began) and rounds so far, for the
+    /// CC's `newround` (RFC 9406's windowEnd).
+    round_end: u32,
+    round_cnt: u32,
     reass: ReassQueue,
     sack: SackScoreboard,
     /// Highest sequence retransmitted during this recovery (RFC 6675 HighRxt).
@@ -115,6 +121,9 @@ impl Base {
         Base {
             rtt,
             rtt_timer: RttTimer::default(),
+            send_times: SendTimes::default(),
+            round_end: cx.tp.snd_max,
+            round_cnt: 0,
             reass: ReassQueue::new(REASS_MAXRANGES),
             sack: SackScoreboard::new(t.sack_maxholes.max(1) as usize),
             high_rxt: cx.tp.snd_una,

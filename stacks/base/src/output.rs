@@ -249,6 +249,24 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
         tp.t_snd_bytes += len as u64;
     }
     let tp = &mut cx.tp;
+    if len > 0 {
+        let flight = tp.flight_size();
+        let data_end = seq.wrapping_add(len);
+        if retransmit {
+            let old_end = if seq_lt(tp.snd_max, data_end) {
+                tp.snd_max
+            } else {
+                data_end
+            };
+            base.send_times.on_send(seq, old_end, now, flight, true);
+            if seq_gt(data_end, tp.snd_max) {
+                base.send_times
+                    .on_send(tp.snd_max, data_end, now, flight, false);
+            }
+        } else {
+            base.send_times.on_send(seq, data_end, now, flight, false);
+        }
+    }
     if seq_gt(end, tp.snd_nxt) {
         tp.snd_nxt = end;
     }
@@ -339,6 +357,16 @@ pub(crate) fn tcp_output(base: &mut Base, cx: &mut StackCtx) {
         _ => {}
     }
     autosndbuf(cx);
+    // FreeBSD tcp_output: after an idle period of at least one RTO the old cwnd no longer
+    // describes the path; the CC restarts from its restart window (cc_after_idle).
+    let idle_ns = cx.host.now().saturating_sub(cx.tp.t_rcvtime);
+    if cx.tp.snd_max == cx.tp.snd_una
+        && cx.tp.t_state.have_established()
+        && cx.host.snd_len() > 0
+        && idle_ns >= cx.tp.t_rxtcur as u64 * 1_000
+    {
+        cx.cc.after_idle(&mut cx.tp);
+    }
     // Each pass sends at most one segment; the bound only guards against a logic error
     // turning into an endless loop.
     for _ in 0..100_000 {

@@ -58,6 +58,7 @@ fn rexmt(base: &mut Base, cx: &mut StackCtx) {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
     }
     base.rtt_timer.invalidate();
+    base.send_times.clear();
     base.sack.clear();
     let tp = &mut cx.tp;
     tp.snd_nxt = if matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) {

@@ -1,9 +1,14 @@
 //! NewReno, as FreeBSD's cc_newreno(4): RFC 5681 slow start and congestion avoidance with
 //! RFC 3465 appropriate byte counting, RFC 6582 recovery exit, RFC 8511 (ABE) backoff on ECN,
-//! and the `beta`/`beta_ecn` knobs as sysctls and through TCP_CCALGOOPT.
+//! HyStart++ (RFC 9406) in the initial slow start, and the `beta`/`beta_ecn` knobs as sysctls
+//! and through TCP_CCALGOOPT.
 
+use std::sync::atomic::AtomicIsize;
+
+use plugtcp_framework::cc::common::{self, max_cwnd, may_grow, scaled_window, slow_start_increase};
+use plugtcp_framework::cc::hystart::HyStart;
 use plugtcp_framework::cc::{
-    ccf, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO, CC_RTO_ERR,
+    ccf, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO, CC_RTO_ERR,
 };
 use plugtcp_framework::sockopt::{SockOpt, SockOptDir};
 use plugtcp_framework::tcpcb::tf;
@@ -16,9 +21,6 @@ pub const CC_NEWRENO_BETA_ECN: u32 = 2;
 /// Parameter indices in [`NewReno::PARAMS`].
 pub const PARAM_BETA: usize = 0;
 pub const PARAM_BETA_ECN: usize = 1;
-
-/// TCP_MAXWIN: the largest unscaled window.
-const TCP_MAXWIN: u32 = 65535;
 
 /// The TCP_CCALGOOPT value for newreno: FreeBSD `struct cc_newreno_opts`.
 #[repr(C)]
@@ -52,6 +54,7 @@ pub struct NewReno {
     pub beta_ecn: u32,
     /// Set when the connection chose its own beta_ecn: use it even without cc.abe.
     pub beta_ecn_enabled: bool,
+    pub hystart: HyStart,
 }
 
 pub use plugtcp_framework::cc::initial_window;
@@ -92,48 +95,52 @@ impl CcAlgorithm for NewReno {
             beta: ccv.param(PARAM_BETA, 50) as u32,
             beta_ecn: ccv.param(PARAM_BETA_ECN, 80) as u32,
             beta_ecn_enabled: false,
+            hystart: HyStart::default(),
         })
     }
 
     fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
-        if ack_type != CC_ACK || tp.in_recovery() || ccv.flags & ccf::CWND_LIMITED == 0 {
+        if !may_grow(ccv, tp, ack_type) {
             return;
         }
-        let cw = tp.snd_cwnd;
-        let maxseg = tp.t_maxseg;
-        let incr = if cw > tp.snd_ssthresh {
+        let incr = if tp.snd_cwnd > tp.snd_ssthresh {
             // Congestion avoidance with ABC: one MSS per cwnd of acknowledged bytes; the
             // stack sets ABC_SENTAWND when a whole cwnd has been acknowledged.
             if ccv.flags & ccf::ABC_SENTAWND != 0 {
                 ccv.flags &= !ccf::ABC_SENTAWND;
-                maxseg
+                tp.t_maxseg
             } else {
                 0
             }
         } else {
-            // Slow start with ABC, at most L*SMSS per ACK; L=1 after an RTO (snd_nxt below
-            // snd_max means we are retransmitting).
-            let l = if ccv.flags & ccf::USE_LOCAL_ABC != 0 {
-                ccv.labc as u32
-            } else {
-                CcGlobals::get(&ccv.globals.abc_l_var).max(1) as u32
-            };
-            if tp.snd_nxt == tp.snd_max {
-                ccv.bytes_this_ack.min(ccv.nsegs as u32 * l * maxseg)
-            } else {
-                ccv.bytes_this_ack.min(maxseg)
-            }
+            // Slow start with ABC (at most L*SMSS per ACK), slowed down in HyStart++'s CSS.
+            self.hystart.ss_increase(ccv, slow_start_increase(ccv, tp))
         };
         if incr > 0 {
-            let max = TCP_MAXWIN << tp.snd_scale;
-            tp.snd_cwnd = cw.saturating_add(incr).min(max);
+            tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(max_cwnd(tp));
         }
     }
 
+    fn rttsample(
+        &mut self,
+        ccv: &mut CcVar,
+        tp: &mut Tcpcb,
+        usec_rtt: u32,
+        _rxtcnt: u32,
+        _fas: u32,
+    ) {
+        self.hystart.rttsample(ccv, tp, usec_rtt);
+    }
+
+    fn newround(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, _round_cnt: u32) {
+        self.hystart.newround(ccv, tp);
+    }
+
     fn cong_signal(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-        let mss = tp.t_maxseg.max(1);
-        let factor = self.factor(ccv, sig) as u64;
-        let cwin = ((tp.snd_cwnd as u64 * factor / (100 * mss as u64)).max(2) * mss as u64) as u32;
+        let cwin = scaled_window(tp.snd_cwnd, self.factor(ccv, sig) as u64, tp.t_maxseg);
+        if matches!(sig, CC_NDUPACK | CC_ECN | CC_RTO) {
+            self.hystart.on_congestion();
+        }
         match sig {
             // A second signal within the same recovery changes nothing.
             CC_NDUPACK if !tp.in_fastrecovery() => {
@@ -155,12 +162,7 @@ impl CcAlgorithm for NewReno {
                 tp.snd_cwnd = cwin;
                 tp.t_flags |= tf::CONGRECOVERY;
             }
-            CC_RTO => {
-                // RFC 5681 (4): ssthresh = max(FlightSize / 2, 2 * SMSS), cwnd = 1 SMSS.
-                let flight = tp.snd_wnd.min(tp.snd_cwnd);
-                tp.snd_ssthresh = (flight / 2 / mss).max(2) * mss;
-                tp.snd_cwnd = mss;
-            }
+            CC_RTO => common::rto_backoff(tp),
             CC_RTO_ERR => {
                 // The stack restores cwnd and ssthresh from its saved values (FreeBSD's
                 // cc_cong_signal does it for every module); nothing of ours to undo.
@@ -170,24 +172,11 @@ impl CcAlgorithm for NewReno {
     }
 
     fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        if tp.in_fastrecovery() {
-            // RFC 6582 section 3.2 step 6: deflate to ssthresh, or to pipe + 1 MSS when less
-            // is in flight, so that leaving recovery never sends a burst.
-            let pipe = tp.snd_max.wrapping_sub(ccv.curack);
-            tp.snd_cwnd = if pipe < tp.snd_ssthresh {
-                pipe.max(tp.t_maxseg) + tp.t_maxseg
-            } else {
-                tp.snd_ssthresh
-            };
-        }
+        common::newreno_cc_post_recovery(ccv, tp);
     }
 
     fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        // RFC 5681 4.1 restart window, and RFC 2861's ssthresh of at least 3/4 of cwnd.
-        let iw_segs = CcGlobals::get(&ccv.globals.initcwnd_segments).max(0) as u32;
-        let rw = initial_window(tp.t_maxseg, iw_segs);
-        tp.snd_ssthresh = tp.snd_ssthresh.max(tp.snd_cwnd - (tp.snd_cwnd >> 2));
-        tp.snd_cwnd = rw.min(tp.snd_cwnd);
+        common::newreno_cc_after_idle(ccv, tp);
     }
 
     fn ctl_output(
@@ -229,7 +218,12 @@ impl CcAlgorithm for NewReno {
         }
     }
 
-    fn param_check(idx: u32, _value: i64, globals: &CcGlobals) -> Result<(), Errno> {
+    fn param_check(
+        idx: u32,
+        _value: i64,
+        globals: &CcGlobals,
+        _current: &[AtomicIsize],
+    ) -> Result<(), Errno> {
         // FreeBSD: beta_ecn only means something with ABE on, so setting it otherwise is EACCES.
         if idx as usize == PARAM_BETA_ECN && CcGlobals::get(&globals.abe) == 0 {
             return Err(Errno::EACCES);

@@ -1,7 +1,7 @@
 //! NewReno against RFC 5681 / RFC 3465 / RFC 6582 arithmetic.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcHooks, CC_DUPACK};
+use plugtcp_framework::cc::{CcConn, CcHooks, CC_ACK, CC_DUPACK};
 use plugtcp_framework::sockopt::{SockOpt, SockOptDir, IPPROTO_TCP, TCP_CCALGOOPT};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -237,13 +237,18 @@ fn ccalgoopt_beta_and_beta_ecn() {
 fn beta_ecn_sysctl_needs_abe() {
     let g = globals();
     let check = cc_algo().param_check().unwrap();
+    let current: Vec<AtomicIsize> = NewReno::PARAMS
+        .iter()
+        .map(|d| AtomicIsize::new(d.default as isize))
+        .collect();
+    let current = || current.as_slice().into();
     assert_eq!(
-        check(PARAM_BETA_ECN as u32, 70, g),
+        check(PARAM_BETA_ECN as u32, 70, g, current()),
         HookStatus(Errno::EACCES.0)
     );
-    assert!(check(PARAM_BETA as u32, 70, g).is_ok());
+    assert!(check(PARAM_BETA as u32, 70, g, current()).is_ok());
     g.abe.store(1, Ordering::Relaxed);
-    assert!(check(PARAM_BETA_ECN as u32, 70, g).is_ok());
+    assert!(check(PARAM_BETA_ECN as u32, 70, g, current()).is_ok());
 }
 
 #[test]

@@ -104,7 +104,16 @@ pub struct TcpStats {
 
 /// Static plugins linked into the host binary, registered through the same ABI as files.
 pub fn builtin_cc_modules() -> Vec<plugtcp_framework::cc::CcAlgoRef> {
-    vec![plugtcp_cc_newreno::cc_algo()]
+    vec![
+        plugtcp_cc_newreno::cc_algo(),
+        plugtcp_cc_cubic::cc_algo(),
+        plugtcp_cc_htcp::cc_algo(),
+        plugtcp_cc_vegas::cc_algo(),
+        plugtcp_cc_dctcp::cc_algo(),
+        plugtcp_cc_cdg::cc_algo(),
+        plugtcp_cc_chd::cc_algo(),
+        plugtcp_cc_hd::cc_algo(),
+    ]
 }
 
 pub fn builtin_function_blocks() -> Vec<TcpFunctionBlockRef> {
@@ -178,6 +187,34 @@ impl Host {
         g.abc_l_var.store(t.abc_l_var as isize, Relaxed);
         g.initcwnd_segments
             .store(t.initcwnd_segments as isize, Relaxed);
+        g.hystartplusplus_minrtt_thresh
+            .store(t.cc_hystartplusplus_minrtt_thresh as isize, Relaxed);
+        g.hystartplusplus_maxrtt_thresh
+            .store(t.cc_hystartplusplus_maxrtt_thresh as isize, Relaxed);
+        g.hystartplusplus_n_rttsamples
+            .store(t.cc_hystartplusplus_n_rttsamples as isize, Relaxed);
+        g.hystartplusplus_css_growth_div
+            .store(t.cc_hystartplusplus_css_growth_div as isize, Relaxed);
+        g.hystartplusplus_css_rounds
+            .store(t.cc_hystartplusplus_css_rounds as isize, Relaxed);
+    }
+
+    /// A function block counter (FreeBSD tcpstat name, e.g. `sndrexmitpack`), summed over
+    /// every registered stack.
+    pub fn block_counter(&self, name: &str) -> u64 {
+        self.registry
+            .snapshot()
+            .blocks
+            .iter()
+            .map(|b| {
+                b.counter_names
+                    .iter()
+                    .position(|n| n == name)
+                    .map_or(0, |i| {
+                        b.counters[i].load(std::sync::atomic::Ordering::Relaxed) as u64
+                    })
+            })
+            .sum()
     }
 
     /// `sysctl NAME=VALUE`: the tree's errno rules, and CC modules see the new value at once.
@@ -223,12 +260,54 @@ impl Host {
         }
     }
 
+    /// Reload (DESIGN.md: "loads a new file under a new version and switches users"): the
+    /// new module takes the name, default role and parameter values; every connection on the
+    /// old one switches to it as TCP_CONGESTION would (cwnd and ssthresh stay); a connection
+    /// whose switch fails goes to the default module, or is dropped if that fails too.
+    fn reload_cc(
+        &mut self,
+        algo: plugtcp_framework::cc::CcAlgoRef,
+        info: PluginInfo,
+    ) -> Result<(), Errno> {
+        let (old, new) = self.registry.replace_cc(algo, info)?;
+        for key in self.sysctl.list(&format!("net.inet.tcp.cc.{}", old.name)) {
+            let _ = self.sysctl.unregister_dynamic(&key.0);
+        }
+        self.register_cc_sysctls(&new);
+        let default = self.registry.snapshot().default_cc.clone();
+        let mut faults = Vec::new();
+        for slot in self.conns.iter_mut() {
+            let Some(c) = slot else { continue };
+            if !c.cc().is_some_and(|m| Arc::ptr_eq(m, &old)) {
+                continue;
+            }
+            if let Err(f) = c.set_cc(new.clone()) {
+                faults.push(f);
+                let fallback = default.clone().filter(|d| !Arc::ptr_eq(d, &new));
+                if fallback.is_none_or(|d| c.set_cc(d).is_err()) {
+                    c.close(&mut self.worker);
+                    *slot = None;
+                }
+            }
+        }
+        for f in faults {
+            self.note_fault(&f);
+        }
+        self.registry.finish_cc_replacement(&old)
+    }
+
     fn register_cc(
         &self,
         algo: plugtcp_framework::cc::CcAlgoRef,
         info: PluginInfo,
     ) -> Result<(), Errno> {
         let entry = self.registry.register_cc(algo, info)?;
+        self.register_cc_sysctls(&entry);
+        Ok(())
+    }
+
+    /// `net.inet.tcp.cc.<module>.<param>` nodes for a module's parameters.
+    fn register_cc_sysctls(&self, entry: &crate::registry::CcEntry) {
         for d in &entry.param_descs {
             let name = format!("net.inet.tcp.cc.{}.{}", entry.name, d.name);
             let node = Arc::new(CcParamNode {
@@ -239,7 +318,6 @@ impl Host {
             });
             let _ = self.sysctl.register_dynamic(&name, node);
         }
-        Ok(())
     }
 
     /// `kldload`: a path, or a bare name looked up on the search path. Returns the names
@@ -279,8 +357,16 @@ impl Host {
                     ),
                 })?;
                 let algo = get();
-                self.register_cc(algo, info).map_err(refused)?;
-                Ok((kind, vec![algo.name().to_string()]))
+                let name = algo.name().to_string();
+                let loaded = self.registry.snapshot().cc_any(&name).cloned();
+                match loaded {
+                    // A rebuilt module under a new version: reload.
+                    Some(old) if old.info.version != info.version => {
+                        self.reload_cc(algo, info).map_err(refused)?
+                    }
+                    _ => self.register_cc(algo, info).map_err(refused)?,
+                }
+                Ok((kind, vec![name]))
             }
         }
     }
@@ -381,7 +467,7 @@ impl Host {
         let mut faults = Vec::new();
         for slot in self.conns.iter_mut() {
             let Some(c) = slot else { continue };
-            if c.cc().is_some_and(|m| m.name == name) {
+            if c.cc().is_some_and(|m| m.name == name && m.being_removed()) {
                 if let Err(f) = c.set_cc(default.clone()) {
                     faults.push(f);
                     c.close(&mut self.worker);

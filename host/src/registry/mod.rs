@@ -372,53 +372,10 @@ impl Registry {
     /// EINVAL for a bad name or a module without `ack_received`/`cong_signal` or with only
     /// one of `cb_init`/`cb_destroy`; `mod_init` runs first and its errno is returned.
     pub fn register_cc(&self, algo: CcAlgoRef, info: PluginInfo) -> Result<Arc<CcEntry>, Errno> {
-        let hooks = CcHooks::of(algo);
-        if hooks.ack_received.is_none()
-            || hooks.cong_signal.is_none()
-            || hooks.cb_init.is_some() != hooks.cb_destroy.is_some()
-        {
-            return Err(Errno::EINVAL);
-        }
-        let name = algo.name().as_str().to_owned();
-        check_name(&name, TCP_CA_NAME_MAX)?;
-        let param_descs: Vec<CcParamDesc> = algo.params().iter().copied().collect();
-        for d in &param_descs {
-            check_name(d.name.as_str(), 64)?;
-            if d.min > d.max || !(d.min..=d.max).contains(&d.default) {
-                return Err(Errno::EINVAL);
-            }
-        }
-        if self.snapshot().cc_any(&name).is_some() {
+        if self.snapshot().cc_any(algo.name().as_str()).is_some() {
             return Err(Errno::EEXIST);
         }
-        if let Some(init) = algo.mod_init() {
-            init().into_result().map_err(|e| e.errno())?;
-        }
-        let params: &'static [AtomicIsize] = Box::leak(
-            param_descs
-                .iter()
-                .map(|d| AtomicIsize::new(d.default as isize))
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
-        let counter_names: Vec<String> = algo
-            .counters()
-            .iter()
-            .map(|c| c.as_str().to_owned())
-            .collect();
-        let entry = Arc::new(CcEntry {
-            id: self.id(),
-            name,
-            algo,
-            hooks,
-            info,
-            param_descs,
-            params,
-            counters: leak_counters(counter_names.len()),
-            counter_names,
-            refcnt: AtomicUsize::new(0),
-            being_removed: AtomicBool::new(false),
-        });
+        let entry = self.make_cc_entry(algo, info, None)?;
         let preferred = &self.preferred_cc;
         self.update(|s| {
             if s.cc_names.contains_key(&entry.name) {
@@ -446,6 +403,117 @@ impl Registry {
             }
         })?;
         Ok(entry)
+    }
+
+    /// Checks a module's descriptor, runs its `mod_init` and builds its entry. Parameters
+    /// start at their defaults, or at `carry`'s values for parameters of the same name.
+    fn make_cc_entry(
+        &self,
+        algo: CcAlgoRef,
+        info: PluginInfo,
+        carry: Option<&CcEntry>,
+    ) -> Result<Arc<CcEntry>, Errno> {
+        let hooks = CcHooks::of(algo);
+        if hooks.ack_received.is_none()
+            || hooks.cong_signal.is_none()
+            || hooks.cb_init.is_some() != hooks.cb_destroy.is_some()
+        {
+            return Err(Errno::EINVAL);
+        }
+        let name = algo.name().as_str().to_owned();
+        check_name(&name, TCP_CA_NAME_MAX)?;
+        let param_descs: Vec<CcParamDesc> = algo.params().iter().copied().collect();
+        for d in &param_descs {
+            check_name(d.name.as_str(), 64)?;
+            if d.min > d.max || !(d.min..=d.max).contains(&d.default) {
+                return Err(Errno::EINVAL);
+            }
+        }
+        if let Some(init) = algo.mod_init() {
+            init().into_result().map_err(|e| e.errno())?;
+        }
+        let carried = |d: &CcParamDesc| -> i64 {
+            let old = carry.and_then(|c| {
+                let i = c.param_descs.iter().position(|o| o.name == d.name)?;
+                Some(c.params[i].load(Ordering::Relaxed) as i64)
+            });
+            old.filter(|v| (d.min..=d.max).contains(v))
+                .unwrap_or(d.default)
+        };
+        let params: &'static [AtomicIsize] = Box::leak(
+            param_descs
+                .iter()
+                .map(|d| AtomicIsize::new(carried(d) as isize))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let counter_names: Vec<String> = algo
+            .counters()
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        Ok(Arc::new(CcEntry {
+            id: self.id(),
+            name,
+            algo,
+            hooks,
+            info,
+            param_descs,
+            params,
+            counters: leak_counters(counter_names.len()),
+            counter_names,
+            refcnt: AtomicUsize::new(0),
+            being_removed: AtomicBool::new(false),
+        }))
+    }
+
+    /// Reload: a module of a name already registered, from a plugin of another version,
+    /// takes the old one's place (and its default role and parameter values). The old entry
+    /// is marked departing and returned; the host moves its users over, then calls
+    /// [`Registry::finish_cc_replacement`]. EEXIST when the version is the same (that is a
+    /// duplicate load, not a rebuild), ENOENT when nothing of that name is registered.
+    pub fn replace_cc(
+        &self,
+        algo: CcAlgoRef,
+        info: PluginInfo,
+    ) -> Result<(Arc<CcEntry>, Arc<CcEntry>), Errno> {
+        let old = self
+            .snapshot()
+            .cc_any(algo.name().as_str())
+            .ok_or(Errno::ENOENT)?
+            .clone();
+        if old.info.version == info.version || old.being_removed() {
+            return Err(Errno::EEXIST);
+        }
+        let new = self.make_cc_entry(algo, info, Some(&old))?;
+        let r = self.update(|s| {
+            let i = s
+                .ccs
+                .iter()
+                .position(|c| Arc::ptr_eq(c, &old))
+                .ok_or(Errno::ENOENT)?;
+            s.ccs[i] = new.clone();
+            if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, &old)) {
+                s.default_cc = Some(new.clone());
+            }
+            old.being_removed.store(true, Ordering::Release);
+            Ok(())
+        });
+        if let Err(e) = r {
+            Self::destroy_cc(&new);
+            return Err(e);
+        }
+        Ok((old, new))
+    }
+
+    /// The old module of a reload has no users left: its `mod_destroy` runs. EBUSY while
+    /// connections still use it.
+    pub fn finish_cc_replacement(&self, old: &CcEntry) -> Result<(), Errno> {
+        if old.users() > 0 {
+            return Err(Errno::EBUSY);
+        }
+        Self::destroy_cc(old);
+        Ok(())
     }
 
     fn default_cc_pinned(&self) -> bool {
@@ -565,7 +633,8 @@ impl Registry {
             return Err(Errno::EINVAL);
         }
         if let Some(check) = c.algo.param_check() {
-            check(i as u32, value, self.cc_globals)
+            // The module's current values, for checks across its parameters.
+            check(i as u32, value, self.cc_globals, c.params.into())
                 .into_result()
                 .map_err(|e| e.errno())?;
         }

@@ -248,18 +248,7 @@ fn counters(h: &crate::Host) -> std::collections::BTreeMap<String, u64> {
 
 /// Retransmitted segments, from the stacks' counters of both hosts.
 fn n_rexmit(net: &SimNet) -> u64 {
-    [&net.a, &net.b]
-        .iter()
-        .flat_map(|h| h.registry.snapshot().blocks.clone())
-        .map(|b| {
-            b.counter_names
-                .iter()
-                .position(|n| n == "sndrexmitpack")
-                .map_or(0, |i| {
-                    b.counters[i].load(std::sync::atomic::Ordering::Relaxed) as u64
-                })
-        })
-        .sum()
+    net.a.block_counter("sndrexmitpack") + net.b.block_counter("sndrexmitpack")
 }
 
 impl DemoReport {

@@ -10,7 +10,9 @@
 //! - [`bench`]: `plugtcp bench ...`
 
 pub mod bench;
+pub mod ccsim;
 pub mod conn;
+pub mod control;
 pub mod demo;
 pub mod host;
 pub mod input;

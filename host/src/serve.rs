@@ -225,6 +225,8 @@ pub struct ServeConfig {
     pub port: u16,
     pub stack: Option<String>,
     pub cc: Option<String>,
+    /// Where to listen for control commands (kldload, sysctl, tcpsso, ...).
+    pub control: Option<PathBuf>,
 }
 
 /// Runs a service until SIGINT or SIGTERM, then closes its connections cleanly. The first
@@ -250,6 +252,13 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), String> {
         }
         listeners.push(l);
     }
+    let mut control = match &cfg.control {
+        Some(p) => Some(
+            crate::control::ControlServer::bind(p)
+                .map_err(|e| format!("control socket {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     println!("{}", SocketAddr::new(addrs[0], cfg.port));
     let _ = io::stdout().flush();
     let mut apps: Vec<App> = Vec::new();
@@ -283,6 +292,9 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         for a in &mut apps {
             a(&mut h.host);
+        }
+        if let Some(c) = control.as_mut() {
+            c.poll(&mut h.host);
         }
     }
     // Close cleanly: no new connections, FINs out, a short wait for the handshakes.

@@ -267,13 +267,38 @@ mib_table! {
 
     /// mod_cc(4): Alternative Backoff with ECN (RFC 8511). FreeBSD default 0.
     cc_abe: i64 = 0;
-    "cc.abe", Bool, ReadWrite, acts: false, legacy: false,
+    "cc.abe", Bool, ReadWrite, acts: true, legacy: false,
     "Enable draft-ietf-tcpm-alternativebackoff-ecn (TCP Alternative Backoff with ECN)";
 
     /// mod_cc(4): with ABE, also apply the reduced backoff on loss. FreeBSD default 0.
     cc_abe_frlossreduce: i64 = 0;
-    "cc.abe_frlossreduce", Bool, ReadWrite, acts: false, legacy: false,
+    "cc.abe_frlossreduce", Bool, ReadWrite, acts: true, legacy: false,
     "Apply standard beta instead of ABE-beta during ECN-signalled congestion recovery episodes if loss also needs to be repaired";
+
+    /// mod_cc(4) / RFC 9406 MIN_RTT_THRESH (us). FreeBSD default 4000.
+    cc_hystartplusplus_minrtt_thresh: i64 = 4_000;
+    "cc.hystartplusplus.minrtt_thresh", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "HyStart++ minimum RTT increase that counts as delay growth (usec)";
+
+    /// mod_cc(4) / RFC 9406 MAX_RTT_THRESH (us). FreeBSD default 16000.
+    cc_hystartplusplus_maxrtt_thresh: i64 = 16_000;
+    "cc.hystartplusplus.maxrtt_thresh", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "HyStart++ maximum RTT increase threshold (usec)";
+
+    /// mod_cc(4) / RFC 9406 N_RTT_SAMPLE. FreeBSD default 8.
+    cc_hystartplusplus_n_rttsamples: i64 = 8;
+    "cc.hystartplusplus.n_rttsamples", Int(1, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "HyStart++ RTT samples needed per round before a decision";
+
+    /// mod_cc(4) / RFC 9406 CSS_GROWTH_DIVISOR. FreeBSD default 4.
+    cc_hystartplusplus_css_growth_div: i64 = 4;
+    "cc.hystartplusplus.css_growth_div", Int(1, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "HyStart++ divisor of slow start growth in Conservative Slow Start";
+
+    /// mod_cc(4) / RFC 9406 CSS_ROUNDS. FreeBSD default 5.
+    cc_hystartplusplus_css_rounds: i64 = 5;
+    "cc.hystartplusplus.css_rounds", Int(1, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "HyStart++ rounds of Conservative Slow Start before leaving slow start";
 
     /// 002 (ms). FreeBSD `TCPTV_DELACK` = hz/25 = 40 ms. Writes below 1 tick are EINVAL, as in
     /// FreeBSD's `sysctl_msec_to_ticks`.
@@ -1715,6 +1740,11 @@ mod tests {
             [
                 "net.inet.tcp.cc.abe",
                 "net.inet.tcp.cc.abe_frlossreduce",
+                "net.inet.tcp.cc.hystartplusplus.css_growth_div",
+                "net.inet.tcp.cc.hystartplusplus.css_rounds",
+                "net.inet.tcp.cc.hystartplusplus.maxrtt_thresh",
+                "net.inet.tcp.cc.hystartplusplus.minrtt_thresh",
+                "net.inet.tcp.cc.hystartplusplus.n_rttsamples",
                 "net.inet.tcp.cc.newreno.beta",
                 "net.inet.tcp.cc.newreno.beta_ecn"
             ]

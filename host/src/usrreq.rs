@@ -580,6 +580,16 @@ impl Host {
         self.conns.get(slot)?.as_ref().map(|c| c.state())
     }
 
+    /// getsockname: the connection's local address.
+    pub fn local_addr(&self, slot: usize) -> Option<SocketAddr> {
+        self.conns.get(slot)?.as_ref().map(|c| c.side.local)
+    }
+
+    /// getpeername: the connection's remote address.
+    pub fn peer_addr(&self, slot: usize) -> Option<SocketAddr> {
+        self.conns.get(slot)?.as_ref().map(|c| c.side.remote)
+    }
+
     pub fn tcpcb(&self, slot: usize) -> Option<&Tcpcb> {
         self.conns.get(slot)?.as_ref().map(|c| &c.ctx.tp)
     }

@@ -2,6 +2,7 @@
 //! that the ratio stays meaningful on a shared, noisy machine.
 
 pub mod bulk;
+pub mod cc_switch;
 pub mod conns;
 pub mod dispatch;
 pub mod tun;

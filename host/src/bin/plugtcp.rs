@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use plugtcp_host::bench::{parse_rate, parse_size};
+use plugtcp_host::control::ControlCmd;
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 
@@ -22,6 +23,10 @@ struct Cli {
     /// Do not load the plugins found on the search path at start-up.
     #[arg(long, global = true)]
     no_autoload: bool,
+    /// The control socket of a running host: `serve` listens there (mode 0600); kldload,
+    /// kldstat, kldunload, sysctl and tcpsso act on that host instead of a new in-process one.
+    #[arg(long, global = true, env = "PLUGTCP_CONTROL")]
+    control: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -50,6 +55,21 @@ enum Cmd {
         #[arg(short = 'd')]
         describe: bool,
         names: Vec<String>,
+    },
+    /// List the connections: 4-tuple, state, stack, CC, cwnd, ssthresh, srtt, bytes.
+    Sockstat {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a socket option on a connection of a running host (as FreeBSD's tcpsso(8)),
+    /// chosen by its 4-tuple: `tcpsso 198.18.0.2:80 198.18.0.1:40000 TCP_CONGESTION cubic`.
+    /// Needs --control.
+    Tcpsso {
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        /// TCP_CONGESTION, TCP_FUNCTION_BLK, TCP_NODELAY, TCP_KEEPIDLE, ...
+        option: String,
+        value: String,
     },
     /// Two hosts over the simulated link: a bulk transfer checked by SHA-256, and a summary.
     Demo {
@@ -158,6 +178,30 @@ enum Bench {
         /// Only this buffer size (default: 64K and 4M).
         #[arg(long, value_parser = parse_size)]
         buffer: Option<u64>,
+    },
+    /// Congestion-control experiments on the simulated link (virtual time, deterministic):
+    /// one flow and two competing flows per module on 100 Mbit/s, 40 ms RTT, a one-BDP queue
+    /// (dctcp with CE marking above BDP/7): utilisation, Jain's index, queueing delay.
+    Cc {
+        /// Modules to run (default: the eight FreeBSD ships).
+        #[arg(long = "cc")]
+        ccs: Vec<String>,
+        /// Measured virtual seconds (after 10 s of warm-up).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Seed of the link and the hosts.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The cost of a TCP_CONGESTION switch on a live connection (ns) and the goodput in the
+    /// RTT after it.
+    CcSwitch {
+        #[arg(long, default_value_t = 10_000)]
+        switches: u64,
+        #[arg(long)]
+        json: bool,
     },
     /// ns per CC hook call through the loaded .so against the same module linked statically.
     Dispatch {
@@ -279,34 +323,24 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn print_kldstat(h: &Host, json: bool) {
-    let rows = h.kldstat();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
-        return;
-    }
-    println!(
-        "{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} File",
-        "Id", "Kind", "Name", "Aliases", "Version", "PCBs"
-    );
-    for r in rows {
-        let aliases = if r.aliases.is_empty() {
-            "-".to_owned()
-        } else {
-            r.aliases.join(",")
-        };
-        let name = if r.being_removed {
-            format!("{} (removing)", r.name)
-        } else {
-            r.name
-        };
-        println!(
-            "{:>3} {:<5} {:<16} {:<20} {:<8} {:>5} {}",
-            r.id, r.kind, name, aliases, r.version, r.pcbs, r.file
-        );
+/// Runs a control command on the running host (--control) or on an in-process one.
+fn control(cli: &Cli, cmd: ControlCmd) -> ExitCode {
+    let reply = match &cli.control {
+        Some(path) => match plugtcp_host::control::request(path, &cmd) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("control socket: {e}")),
+        },
+        None if matches!(cmd, ControlCmd::Tcpsso { .. }) => {
+            return fail("tcpsso: needs a running host (--control PATH)")
+        }
+        None => plugtcp_host::control::execute(&mut host(cli), &cmd),
+    };
+    print!("{}", reply.stdout);
+    eprint!("{}", reply.stderr);
+    if reply.code == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -347,6 +381,7 @@ fn main() -> ExitCode {
                 port: port.unwrap_or(default_port),
                 stack: stack.clone(),
                 cc: cc.clone(),
+                control: cli.control.clone(),
             };
             match serve(&cfg) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -370,79 +405,42 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("get: {e}")),
             }
         }
-        Cmd::Kldload { what } => {
-            let mut h = host(&cli);
-            match h.kldload(what) {
-                Ok((kind, names)) => {
-                    println!(
-                        "loaded {} {} from {}",
-                        kind.name(),
-                        names.join(","),
-                        h.search_path.resolve(what).display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(format!("kldload: {e}")),
-            }
-        }
-        Cmd::Kldstat { json } => {
-            print_kldstat(&host(&cli), *json);
-            ExitCode::SUCCESS
-        }
-        Cmd::Kldunload { name, force } => {
-            let mut h = host(&cli);
-            match h.kldunload(name, *force) {
-                Ok(()) => {
-                    println!("unloaded {name}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(format!("kldunload: {name}: {e}")),
-            }
-        }
+        Cmd::Kldload { what } => control(&cli, ControlCmd::Kldload { what: what.clone() }),
+        Cmd::Kldstat { json } => control(&cli, ControlCmd::Kldstat { json: *json }),
+        Cmd::Sockstat { json } => control(&cli, ControlCmd::Sockstat { json: *json }),
+        Cmd::Kldunload { name, force } => control(
+            &cli,
+            ControlCmd::Kldunload {
+                name: name.clone(),
+                force: *force,
+            },
+        ),
         Cmd::Sysctl {
             all,
             describe,
             names,
-        } => {
-            let mut h = host(&cli);
-            let mut code = ExitCode::SUCCESS;
-            let names: Vec<String> = if *all || names.is_empty() {
-                vec!["net.inet.tcp".into()]
-            } else {
-                names.clone()
-            };
-            for n in names {
-                if let Some((k, v)) = n.split_once('=') {
-                    match h.sysctl_set(k, v) {
-                        Ok(old) => println!(
-                            "{k}: {old} -> {}",
-                            h.sysctl.get(k).map(|v| v.to_string()).unwrap_or_default()
-                        ),
-                        Err(e) => code = fail(format!("sysctl: {k}: {e}")),
-                    }
-                } else if *describe {
-                    match h.sysctl.describe(&n) {
-                        Ok(d) => println!("{n}: {d}"),
-                        Err(e) => code = fail(format!("sysctl: {n}: {e}")),
-                    }
-                } else {
-                    match h.sysctl.get(&n) {
-                        Ok(v) => println!("{n}: {v}"),
-                        Err(plugtcp_framework::Errno::ENOENT) => {
-                            let rows = h.sysctl.list(&n);
-                            if rows.is_empty() {
-                                code = fail(format!("sysctl: unknown oid '{n}'"));
-                            }
-                            for (k, v) in rows {
-                                println!("{k}: {v}");
-                            }
-                        }
-                        Err(e) => code = fail(format!("sysctl: {n}: {e}")),
-                    }
-                }
-            }
-            code
-        }
+        } => control(
+            &cli,
+            ControlCmd::Sysctl {
+                all: *all,
+                describe: *describe,
+                names: names.clone(),
+            },
+        ),
+        Cmd::Tcpsso {
+            local,
+            remote,
+            option,
+            value,
+        } => control(
+            &cli,
+            ControlCmd::Tcpsso {
+                local: *local,
+                remote: *remote,
+                option: option.clone(),
+                value: value.clone(),
+            },
+        ),
         Cmd::Demo {
             json,
             size,
@@ -567,6 +565,65 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("bench bulk: {e}")),
             }
         }
+        Cmd::Bench {
+            which:
+                Bench::Cc {
+                    ccs,
+                    seconds,
+                    seed,
+                    json,
+                },
+        } => {
+            let ccs: Vec<String> = if ccs.is_empty() {
+                plugtcp_host::ccsim::FREEBSD_MODULES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                ccs.clone()
+            };
+            let mut results = Vec::new();
+            if !*json {
+                println!("{}", plugtcp_host::ccsim::CcResult::HEADER);
+            }
+            for cc in &ccs {
+                for flows in [1, 2] {
+                    let mut exp = plugtcp_host::ccsim::CcExperiment::standard(cc, flows);
+                    exp.measure_ns = seconds * 1_000_000_000;
+                    exp.seed = *seed;
+                    if cc == "dctcp" {
+                        exp = exp.with_ecn_marking();
+                    }
+                    match plugtcp_host::ccsim::run(&exp) {
+                        Ok(r) => {
+                            if !*json {
+                                println!("{}", r.row());
+                            }
+                            results.push(r);
+                        }
+                        Err(e) => return fail(format!("bench cc: {cc}: {e}")),
+                    }
+                }
+            }
+            if *json {
+                println!("{}", serde_json::to_string(&results).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Bench {
+            which: Bench::CcSwitch { switches, json },
+        } => match plugtcp_host::bench::cc_switch::run(*switches) {
+            Ok(r) => {
+                let out = if *json {
+                    serde_json::to_string(&r)
+                } else {
+                    serde_json::to_string_pretty(&r)
+                };
+                println!("{}", out.unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("bench cc-switch: {e}")),
+        },
         Cmd::Bench {
             which:
                 Bench::Dispatch {

@@ -141,6 +141,29 @@ pub struct PipeStats {
     pub ce_marked: u64,
     /// Largest queue occupancy seen, in bytes, right after accepting a packet.
     pub max_queue_bytes: usize,
+    /// Sum over accepted packets of the time each waited in the queue before its
+    /// serialization began (ns), and of the bytes queued ahead of it: their means are the
+    /// queueing delay and occupancy packets met.
+    pub queue_wait_ns_sum: u64,
+    pub queue_ahead_bytes_sum: u64,
+    /// Accepted packets (the denominator of the sums above).
+    pub accepted: u64,
+}
+
+impl PipeStats {
+    /// Mean queueing delay an accepted packet met (ns).
+    pub fn mean_queue_wait_ns(&self) -> u64 {
+        self.queue_wait_ns_sum
+            .checked_div(self.accepted)
+            .unwrap_or(0)
+    }
+
+    /// Mean bytes queued ahead of an accepted packet.
+    pub fn mean_queue_ahead_bytes(&self) -> u64 {
+        self.queue_ahead_bytes_sum
+            .checked_div(self.accepted)
+            .unwrap_or(0)
+    }
 }
 
 /// One direction of a simulated link.
@@ -205,6 +228,11 @@ impl SimPipe {
         &self.stats
     }
 
+    /// Starts a new span for `max_queue_bytes` (experiments measure after a warm-up).
+    pub fn reset_max_queue(&mut self) {
+        self.stats.max_queue_bytes = 0;
+    }
+
     /// Bytes in the bottleneck at `now`: accepted packets whose serialization has not finished.
     pub fn queue_bytes(&self, now: u64) -> usize {
         let departed: usize = self
@@ -256,7 +284,11 @@ impl SimPipe {
         }
 
         let tx = tx_time_ns(self.cfg.bandwidth_bps, pkt.len());
-        let departure = now.max(self.last_departure).saturating_add(tx);
+        let start = now.max(self.last_departure);
+        self.stats.queue_wait_ns_sum += start - now;
+        self.stats.queue_ahead_bytes_sum += backlog as u64;
+        self.stats.accepted += 1;
+        let departure = start.saturating_add(tx);
         self.last_departure = departure;
         if departure > now {
             self.in_queue.push_back((departure, pkt.len()));

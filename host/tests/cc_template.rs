@@ -1,0 +1,175 @@
+//! examples/cc-template as its README tells a user to use it: built outside the workspace,
+//! `kldload`ed into a running `plugtcp serve` through the control socket, and a live
+//! connection switched to it with `tcpsso` while it downloads; every byte arrives.
+
+mod common;
+
+use std::io::BufRead;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+const EXE: &str = env!("CARGO_BIN_EXE_plugtcp");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the template as its README says, into a target directory of its own.
+fn build_template() -> PathBuf {
+    let target = common::target_dir().join("cc-template");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--manifest-path"])
+        .arg(repo().join("examples/cc-template/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("release/libplugtcp_cc_template.so")
+}
+
+fn ctl(sock: &Path, args: &[&str]) -> Output {
+    Command::new(EXE)
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
+    let so = build_template();
+    let dir = std::env::temp_dir().join(format!("plugtcp-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("control.sock");
+    let data = common::payload(24 << 20, 0x5eed);
+    std::fs::write(dir.join("f.bin"), &data).unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16 + 7;
+    let mut server = Command::new(EXE)
+        .arg("--control")
+        .arg(&sock)
+        .args(["serve", "--io", "udp", "--udp-bind", "127.0.0.1:0"])
+        .args(["--sysctl", &format!("udp_tunneling_port={port}")])
+        // A 40 Mbit/s, 10 ms path out of the server: the download lasts a few seconds.
+        .args(["--fault-out", "rate=40m,delay=10ms"])
+        .args(["--service", "http", "--port", "8080", "--root"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "127.0.0.1:8080");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket for its owner only");
+
+    let out = dir.join("out.bin");
+    let mut get = Command::new(EXE)
+        .args(["get", "http://127.0.0.1:8080/f.bin", "--io", "udp"])
+        .args([
+            "--udp-bind",
+            "127.0.0.1:0",
+            "--udp-peer-port",
+            &port.to_string(),
+            "-o",
+        ])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Find the download on the server.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let remote = loop {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&ok(&ctl(&sock, &["sockstat", "--json"]))).unwrap();
+        let live = rows.iter().find(|r| {
+            r["state"] == "ESTABLISHED"
+                && r["local"] == "127.0.0.1:8080"
+                && r["bytes_sent"].as_u64() > Some(0)
+        });
+        if let Some(r) = live {
+            break r["remote"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no download seen: {rows:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let loaded = ok(&ctl(&sock, &["kldload", so.to_str().unwrap()]));
+    assert!(loaded.contains("loaded cc aimd"), "{loaded}");
+    ok(&ctl(&sock, &["sysctl", "net.inet.tcp.cc.aimd.ai=2"]));
+    let bad = ctl(&sock, &["sysctl", "net.inet.tcp.cc.aimd.ai=0"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Invalid argument") || err.contains("EINVAL"),
+        "{err}"
+    );
+    ok(&ctl(
+        &sock,
+        &[
+            "tcpsso",
+            "127.0.0.1:8080",
+            &remote,
+            "TCP_CONGESTION",
+            "aimd",
+        ],
+    ));
+    let rows = ok(&ctl(&sock, &["sockstat"]));
+    assert!(
+        rows.lines()
+            .any(|l| l.contains(&remote) && l.contains("aimd")),
+        "{rows}"
+    );
+    let stat = ok(&ctl(&sock, &["kldstat"]));
+    let row = stat.lines().find(|l| l.contains(" aimd ")).unwrap();
+    assert!(row.contains(" 1 "), "one PCB on aimd: {row}");
+    let unknown = ctl(
+        &sock,
+        &[
+            "tcpsso",
+            "127.0.0.1:8080",
+            &remote,
+            "TCP_CONGESTION",
+            "nosuch",
+        ],
+    );
+    assert!(!unknown.status.success());
+
+    let status = get.wait().unwrap();
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut get.stderr.take().unwrap(), &mut stderr);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let server_status = server.wait().unwrap();
+    let got = std::fs::read(&out).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        Sha256::digest(&got) == Sha256::digest(&data),
+        "downloaded bytes differ"
+    );
+    assert!(server_status.success());
+    assert!(!sock.exists(), "socket removed on exit");
+}

@@ -31,6 +31,8 @@ pub struct CcExperiment {
     pub warmup_ns: u64,
     pub measure_ns: u64,
     pub seed: u64,
+    /// Sysctls set on both hosts first (`net.inet.tcp.` may be left out).
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl CcExperiment {
@@ -47,6 +49,7 @@ impl CcExperiment {
             warmup_ns: 10_000_000_000,
             measure_ns: 30_000_000_000,
             seed: 7,
+            sysctls: Vec::new(),
         }
     }
 
@@ -213,6 +216,14 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
         set(h, "net.inet.tcp.sendbuf_max", &bufmax)?;
         if exp.ecn_threshold_bytes.is_some() {
             set(h, "net.inet.tcp.ecn.enable", "1")?;
+        }
+        for (k, v) in &exp.sysctls {
+            let full = if k.starts_with("net.") {
+                k.clone()
+            } else {
+                format!("net.inet.tcp.{k}")
+            };
+            set(h, &full, v)?;
         }
     }
     Ok(net)

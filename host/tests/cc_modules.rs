@@ -101,22 +101,13 @@ fn transfer(
 fn all_eight_modules_are_available_with_cubic_the_default() {
     let mut net = SimNet::builtin(SimLinkConfig::default(), 1);
     let h = &mut net.a;
-    let avail = h
-        .sysctl
-        .get("net.inet.tcp.cc.available")
-        .unwrap()
-        .to_string();
-    let rows: Vec<Vec<&str>> = avail
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    let rows = common::cc_available_rows(h);
+    let names: Vec<&str> = rows.iter().skip(1).map(|r| r[0].as_str()).collect();
     for m in FREEBSD_MODULES {
-        assert!(names.contains(&m), "{m} missing from {avail}");
+        assert!(names.contains(&m), "{m} missing from {rows:?}");
     }
     let cubic = rows.iter().find(|r| r[0] == "cubic").unwrap();
-    assert_eq!(cubic[1..], ["*", "0"], "{avail}");
+    assert_eq!(cubic[1..], ["*", "0"], "{rows:?}");
     assert_eq!(
         h.sysctl
             .get("net.inet.tcp.cc.algorithm")
@@ -459,5 +450,43 @@ fn delay_based_modules_keep_queueing_delay_well_under_loss_based() {
         );
         let two = experiment(cc, 2);
         assert!(two.jain >= 0.9, "{cc}: {two:?}");
+    }
+}
+
+/// HyStart++ (RFC 9406) in the first slow start of newreno and cubic: with windows that do
+/// not limit the sender (8 MiB buffers from the start) and a 4-BDP queue, leaving slow start
+/// on the RTT's rise overflows the queue far less than slow start left only by loss (the
+/// same run with the RTT thresholds out of reach).
+#[test]
+fn hystart_plus_plus_cuts_the_slow_start_overshoot() {
+    let run = |cc: &str, hystart: bool| {
+        let mut e = CcExperiment::standard(cc, 1);
+        e.queue_bdp = 4.0;
+        e.warmup_ns = 0;
+        e.measure_ns = 3_000_000_000;
+        for (k, v) in [
+            ("recvspace", "8388608"),
+            ("sendspace", "8388608"),
+            ("recvbuf_max", "33554432"),
+            ("sendbuf_max", "33554432"),
+        ] {
+            e.sysctls.push((k.into(), v.into()));
+        }
+        if !hystart {
+            for k in ["minrtt_thresh", "maxrtt_thresh"] {
+                e.sysctls
+                    .push((format!("cc.hystartplusplus.{k}"), i32::MAX.to_string()));
+            }
+        }
+        ccsim::run(&e).unwrap()
+    };
+    for cc in ["newreno", "cubic"] {
+        let (with, without) = (run(cc, true), run(cc, false));
+        assert!(
+            with.queue_drops * 2 < without.queue_drops,
+            "{cc}: {} drops with HyStart++, {} without",
+            with.queue_drops,
+            without.queue_drops
+        );
     }
 }

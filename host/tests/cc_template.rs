@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -63,37 +62,18 @@ fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
     let data = common::payload(24 << 20, 0x5eed);
     std::fs::write(dir.join("f.bin"), &data).unwrap();
     let port = 20000 + (std::process::id() % 20000) as u16 + 7;
-    let mut server = Command::new(EXE)
-        .arg("--control")
-        .arg(&sock)
-        .args(["serve", "--io", "udp", "--udp-bind", "127.0.0.1:0"])
-        .args(["--sysctl", &format!("udp_tunneling_port={port}")])
-        // A 40 Mbit/s, 10 ms path out of the server: the download lasts a few seconds.
-        .args(["--fault-out", "rate=40m,delay=10ms"])
-        .args(["--service", "http", "--port", "8080", "--root"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "127.0.0.1:8080");
+    // A 40 Mbit/s, 10 ms path out of the server: the download lasts a few seconds.
+    let mut server = common::spawn_udp_http_server(
+        &dir,
+        port,
+        Some(&sock),
+        &["--fault-out", "rate=40m,delay=10ms"],
+    );
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "control socket for its owner only");
 
     let out = dir.join("out.bin");
-    let mut get = Command::new(EXE)
-        .args(["get", "http://127.0.0.1:8080/f.bin", "--io", "udp"])
-        .args([
-            "--udp-bind",
-            "127.0.0.1:0",
-            "--udp-peer-port",
-            &port.to_string(),
-            "-o",
-        ])
-        .arg(&out)
+    let mut get = common::udp_get_command("f.bin", port, &out)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -401,17 +401,9 @@ fn cc_deregistration_and_forced_move() {
     assert_eq!(nr.users(), 1);
     h.with_conn(c, |c, _| c.set_cc(pk.clone())).unwrap();
     assert_eq!((nr.users(), pk.users()), (0, 1));
-    let avail = h
-        .sysctl
-        .get("net.inet.tcp.cc.available")
-        .unwrap()
-        .to_string();
-    let rows: Vec<Vec<&str>> = avail
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .filter(|r: &Vec<&str>| {
-            !r.is_empty() && ["CCmod", "newreno", "cubic", "panicky"].contains(&r[0])
-        })
+    let rows: Vec<Vec<String>> = common::cc_available_rows(&h)
+        .into_iter()
+        .filter(|r| ["CCmod", "newreno", "cubic", "panicky"].contains(&r[0].as_str()))
         .collect();
     assert_eq!(
         rows,
@@ -421,7 +413,7 @@ fn cc_deregistration_and_forced_move() {
             vec!["newreno", "*", "0"],
             vec!["panicky", "1"]
         ],
-        "{avail}"
+        "{rows:?}"
     );
 
     assert_eq!(h.kldunload("newreno", false), Err(Errno::EBUSY), "default");

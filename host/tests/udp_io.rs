@@ -231,38 +231,14 @@ fn capture_on_the_udp_backend_reads_back_in_tcpdump() {
 /// digest matches and SIGTERM ends the server cleanly.
 #[test]
 fn serve_and_get_over_udp_from_the_cli() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let dir = std::env::temp_dir().join(format!("plugtcp-udp-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let data = payload(8 << 20, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(dir.join("f.bin"), &data).unwrap();
     let port = 20000 + (std::process::id() % 20000) as u16;
-    let exe = env!("CARGO_BIN_EXE_plugtcp");
-    let mut server = Command::new(exe)
-        .args(["serve", "--io", "udp", "--udp-bind", "127.0.0.1:0"])
-        .args(["--sysctl", &format!("udp_tunneling_port={port}")])
-        .args(["--service", "http", "--port", "8080", "--root"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "127.0.0.1:8080");
+    let mut server = common::spawn_udp_http_server(&dir, port, None, &[]);
     let out = dir.join("out.bin");
-    let get = Command::new(exe)
-        .args(["get", "http://127.0.0.1:8080/f.bin", "--io", "udp"])
-        .args([
-            "--udp-bind",
-            "127.0.0.1:0",
-            "--udp-peer-port",
-            &port.to_string(),
-            "-o",
-        ])
-        .arg(&out)
+    let get = common::udp_get_command("f.bin", port, &out)
         .output()
         .unwrap();
     // SAFETY: signalling our own child.

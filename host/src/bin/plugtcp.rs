@@ -192,6 +192,15 @@ enum Bench {
         /// Seed of the link and the hosts.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Virtual seconds of warm-up before measuring.
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+        /// Bottleneck queue in bandwidth-delay products.
+        #[arg(long, default_value_t = 1.0)]
+        queue_bdp: f64,
+        /// A sysctl for both hosts, NAME=VALUE (repeatable; `net.inet.tcp.` may be left out).
+        #[arg(long = "sysctl")]
+        sysctls: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -321,6 +330,17 @@ fn host(cli: &Cli) -> Host {
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("plugtcp: {msg}");
     ExitCode::FAILURE
+}
+
+/// A benchmark's report as JSON: one line with `--json`, pretty-printed otherwise.
+fn print_report(r: &impl serde::Serialize, json: bool) -> ExitCode {
+    let out = if json {
+        serde_json::to_string(r)
+    } else {
+        serde_json::to_string_pretty(r)
+    };
+    println!("{}", out.unwrap_or_default());
+    ExitCode::SUCCESS
 }
 
 /// Runs a control command on the running host (--control) or on an in-process one.
@@ -509,14 +529,7 @@ fn main() -> ExitCode {
                     json,
                 },
         } => match plugtcp_host::bench::conns::run(*connections, *bulk) {
-            Ok(r) => {
-                if *json {
-                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                } else {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                }
-                ExitCode::SUCCESS
-            }
+            Ok(r) => print_report(&r, *json),
             Err(e) => fail(format!("bench conns: {e}")),
         },
         Cmd::Bench {
@@ -571,6 +584,9 @@ fn main() -> ExitCode {
                     ccs,
                     seconds,
                     seed,
+                    warmup,
+                    queue_bdp,
+                    sysctls,
                     json,
                 },
         } => {
@@ -590,7 +606,19 @@ fn main() -> ExitCode {
                 for flows in [1, 2] {
                     let mut exp = plugtcp_host::ccsim::CcExperiment::standard(cc, flows);
                     exp.measure_ns = seconds * 1_000_000_000;
+                    exp.warmup_ns = warmup * 1_000_000_000;
+                    exp.queue_bdp = *queue_bdp;
                     exp.seed = *seed;
+                    for kv in sysctls {
+                        match kv.split_once('=') {
+                            Some((k, v)) => exp.sysctls.push((k.to_string(), v.to_string())),
+                            None => {
+                                return fail(format!(
+                                    "bench cc: --sysctl {kv}: expected NAME=VALUE"
+                                ))
+                            }
+                        }
+                    }
                     if cc == "dctcp" {
                         exp = exp.with_ecn_marking();
                     }
@@ -613,15 +641,7 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: Bench::CcSwitch { switches, json },
         } => match plugtcp_host::bench::cc_switch::run(*switches) {
-            Ok(r) => {
-                let out = if *json {
-                    serde_json::to_string(&r)
-                } else {
-                    serde_json::to_string_pretty(&r)
-                };
-                println!("{}", out.unwrap_or_default());
-                ExitCode::SUCCESS
-            }
+            Ok(r) => print_report(&r, *json),
             Err(e) => fail(format!("bench cc-switch: {e}")),
         },
         Cmd::Bench {
@@ -634,15 +654,7 @@ fn main() -> ExitCode {
         } => {
             let sp = SearchPath::from_env(&cli.plugin_dir);
             match plugtcp_host::bench::dispatch::run(&sp, *calls, *samples) {
-                Ok(r) => {
-                    let out = if *json {
-                        serde_json::to_string(&r)
-                    } else {
-                        serde_json::to_string_pretty(&r)
-                    };
-                    println!("{}", out.unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
+                Ok(r) => print_report(&r, *json),
                 Err(e) => fail(format!("bench dispatch: {e}")),
             }
         }

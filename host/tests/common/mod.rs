@@ -188,3 +188,66 @@ pub fn payload(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// `net.inet.tcp.cc.available` split into rows of words (header first).
+pub fn cc_available_rows(h: &Host) -> Vec<Vec<String>> {
+    h.sysctl
+        .get("net.inet.tcp.cc.available")
+        .unwrap()
+        .to_string()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// `plugtcp [--control SOCK] serve --io udp --service http` on 127.0.0.1 serving `root` on port
+/// 8080, its UDP port from `udp_tunneling_port`, with `extra` arguments before `serve`'s own
+/// (`--fault-out ...`). Returns the child once it printed its address.
+pub fn spawn_udp_http_server(
+    root: &std::path::Path,
+    udp_port: u16,
+    control: Option<&std::path::Path>,
+    extra: &[&str],
+) -> std::process::Child {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"));
+    if let Some(sock) = control {
+        cmd.arg("--control").arg(sock);
+    }
+    let mut server = cmd
+        .args(["serve", "--io", "udp", "--udp-bind", "127.0.0.1:0"])
+        .args(["--sysctl", &format!("udp_tunneling_port={udp_port}")])
+        .args(extra)
+        .args(["--service", "http", "--port", "8080", "--root"])
+        .arg(root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "127.0.0.1:8080");
+    server
+}
+
+/// `plugtcp get http://127.0.0.1:8080/PATH --io udp` to the server above, into `out`.
+pub fn udp_get_command(path: &str, udp_port: u16, out: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"));
+    cmd.args([
+        "get",
+        &format!("http://127.0.0.1:8080/{path}"),
+        "--io",
+        "udp",
+    ])
+    .args([
+        "--udp-bind",
+        "127.0.0.1:0",
+        "--udp-peer-port",
+        &udp_port.to_string(),
+        "-o",
+    ])
+    .arg(out);
+    cmd
+}

@@ -2,7 +2,6 @@
 // under two versions, as a rebuilt plugin would be. TCP_CCALGOOPT get answers the version of
 // the code that runs, so a test can see which build a live connection is on.
 
-use plugtcp_framework::cc::common;
 use plugtcp_framework::cc::{CcAlgorithm, CcParamDesc, CcVar};
 use plugtcp_framework::sockopt::SockOpt;
 use plugtcp_framework::{Errno, Tcpcb};
@@ -24,17 +23,7 @@ impl CcAlgorithm for ReloadCc {
         Ok(ReloadCc)
     }
 
-    fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
-        common::newreno_cc_ack_received(ccv, tp, ack_type);
-    }
-
-    fn cong_signal(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-        common::newreno_cc_cong_signal(ccv, tp, sig);
-    }
-
-    fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_post_recovery(ccv, tp);
-    }
+    plugtcp_framework::newreno_hooks!(ack_received, cong_signal, post_recovery);
 
     fn ctl_output(
         &mut self,

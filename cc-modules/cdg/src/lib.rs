@@ -29,7 +29,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicIsize;
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::cc::common::{self, max_cwnd};
+use plugtcp_framework::cc::common;
+use plugtcp_framework::cc::delay::{connection_seed, grow_with_shadow};
 use plugtcp_framework::cc::ertt::ErttHelper;
 use plugtcp_framework::cc::{CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_NDUPACK};
 use plugtcp_framework::tcpcb::tf;
@@ -47,7 +48,7 @@ pub const RENO_BETA: u64 = 50;
 /// above it a backoff is certain.
 pub const MAXGRAD: f64 = 5.0;
 
-/// FreeBSD's probexp[0]: 10/2^15 rather than 0, so that a gradient too small to register
+/// FreeBSD's `probexp[0]`: 10/2^15 rather than 0, so that a gradient too small to register
 /// in the table still backs off now and then.
 pub const PROBEXP_MIN: f64 = 10.0 / 32768.0;
 
@@ -97,11 +98,10 @@ pub fn backoff_probability(g: i64, exp_backoff_scale: i64) -> f64 {
     }
 }
 
-/// The per-connection PRNG of the probabilistic backoff: deterministic, seeded from the
-/// connection's initial sequence numbers, and seeded again in conn_init because cb_init may
-/// come before the handshake has chosen them (FreeBSD uses the kernel's prng32()).
+/// The per-connection PRNG of the probabilistic backoff, from [`connection_seed`]
+/// (FreeBSD uses the kernel's prng32()).
 pub fn connection_rng(tp: &Tcpcb) -> Xoshiro256PlusPlus {
-    Xoshiro256PlusPlus::seed_from_u64((u64::from(tp.iss) << 32) | u64::from(tp.irs))
+    Xoshiro256PlusPlus::seed_from_u64(connection_seed(tp))
 }
 
 /// The moving average of the last `size` gradients (the paper's smoothed g over `a`
@@ -262,11 +262,7 @@ impl Cdg {
         } else {
             (0, 0)
         };
-        let cap = max_cwnd(tp);
-        if self.shadow_w > 0 {
-            self.shadow_w = self.shadow_w.saturating_add(s_w_incr).min(cap);
-        }
-        tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(cap);
+        grow_with_shadow(tp, &mut self.shadow_w, incr, s_w_incr);
     }
 }
 
@@ -454,28 +450,8 @@ impl CcAlgorithm for Cdg {
         }
     }
 
-    fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_post_recovery(ccv, tp);
-    }
-
-    fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_after_idle(ccv, tp);
-    }
-
-    fn newround(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _round_cnt: u32) {
-        self.hertt.newround();
-    }
-
-    fn rttsample(
-        &mut self,
-        _ccv: &mut CcVar,
-        _tp: &mut Tcpcb,
-        usec_rtt: u32,
-        _rxtcnt: u32,
-        _fas: u32,
-    ) {
-        self.hertt.rttsample(usec_rtt);
-    }
+    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
+    plugtcp_framework::ertt_hooks!(hertt: newround, rttsample);
 
     /// FreeBSD's sysctl handlers: version is read-only (EPERM), beta_delay and beta_loss in
     /// 1..=100, exp_backoff_scale at least 1 (the last three are the declared ranges).

@@ -2,99 +2,29 @@
 //! through the ABI descriptor.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcHooks, CC_DUPACK, CC_ECN, CC_RTO};
+use plugtcp_framework::cc::testing::{self, globals, round, sample, TestConn};
+use plugtcp_framework::cc::{CC_DUPACK, CC_RTO};
 use plugtcp_framework::HookStatus;
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 const MSS: u32 = 1460;
 const MS: u32 = 1000;
 
-fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(2, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    g
-}
-
 /// An established connection on cdg, the sysctls at their defaults except `overrides`
 /// (applied before cb_init, which fixes smoothing_factor), driven as the host drives it.
-fn conn_with(iss: u32, irs: u32, overrides: &[(usize, i64)]) -> (CcConn, Tcpcb) {
-    let params: &'static [AtomicIsize] = Box::leak(
-        Cdg::PARAMS
-            .iter()
-            .map(|d| AtomicIsize::new(d.default as isize))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    for &(i, v) in overrides {
-        params[i].store(v as isize, Ordering::Relaxed);
-    }
-    let counters: &'static [AtomicUsize] = Box::leak(
-        Cdg::COUNTERS
-            .iter()
-            .map(|_| AtomicUsize::new(0))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    let mut cc = CcConn::new(globals());
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = params.into();
-    cc.ccv.counters = counters.into();
-    let mut tp = Tcpcb::new(MSS);
+fn conn_with(iss: u32, irs: u32, overrides: &[(usize, i64)]) -> (TestConn<Cdg>, Tcpcb) {
+    let mut tp = testing::tcpcb(MSS, 20 * MSS, 10 * MSS);
     tp.iss = iss;
     tp.irs = irs;
-    tp.snd_cwnd = 20 * MSS;
-    tp.snd_ssthresh = 10 * MSS;
-    tp.snd_wnd = 1 << 20;
-    tp.snd_scale = 7;
     tp.snd_max = 1_000_000;
     tp.snd_nxt = tp.snd_max;
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+    let mut cc = TestConn::attach(globals(), testing::params::<Cdg>(overrides), &mut tp);
     cc.conn_init(&mut tp);
     (cc, tp)
 }
 
-fn conn(overrides: &[(usize, i64)]) -> (CcConn, Tcpcb) {
+fn conn(overrides: &[(usize, i64)]) -> (TestConn<Cdg>, Tcpcb) {
     conn_with(0x1234_5678, 0x9abc_def0, overrides)
-}
-
-fn st(cc: &CcConn) -> &Cdg {
-    // SAFETY: cc_data is the Box<Cdg> made by this module's cb_init.
-    unsafe { &*(cc.ccv.cc_data as *const Cdg) }
-}
-
-fn st_mut(cc: &mut CcConn) -> &mut Cdg {
-    // SAFETY: as in `st`.
-    unsafe { &mut *(cc.ccv.cc_data as *mut Cdg) }
-}
-
-fn set(cc: &CcConn, idx: usize, v: i64) {
-    cc.ccv.params[idx].store(v as isize, Ordering::Relaxed);
-}
-
-fn count(cc: &CcConn, idx: usize) -> usize {
-    cc.ccv.counters[idx].load(Ordering::Relaxed)
-}
-
-/// One RTT: an ACK of one segment per sample, the last one ending the round, as the stack
-/// calls the hooks (rttsample, newround, ack_received).
-fn round(cc: &mut CcConn, tp: &mut Tcpcb, samples: &[u32]) {
-    for (i, &s) in samples.iter().enumerate() {
-        cc.rttsample(tp, s, 0, 0);
-        if i + 1 == samples.len() {
-            cc.newround(tp, 0);
-        }
-        cc.ccv.bytes_this_ack = MSS;
-        cc.ack_received(tp, CC_ACK);
-    }
-}
-
-/// An ACK of one segment with an RTT sample, within the round.
-fn sample(cc: &mut CcConn, tp: &mut Tcpcb, rtt: u32) {
-    cc.rttsample(tp, rtt, 0, 0);
-    cc.ccv.bytes_this_ack = MSS;
-    cc.ack_received(tp, CC_ACK);
 }
 
 #[test]
@@ -197,26 +127,30 @@ fn gradients_are_per_rtt_min_and_max_differences_smoothed() {
     tp.t_flags = tf::FASTRECOVERY;
     round(&mut cc, &mut tp, &[50 * MS, 60 * MS, 55 * MS]);
     assert_eq!(
-        (st(&cc).minrtt_in_prevrtt, st(&cc).maxrtt_in_prevrtt),
+        (cc.state().minrtt_in_prevrtt, cc.state().maxrtt_in_prevrtt),
         (50 * MS, 60 * MS)
     );
-    assert_eq!(st(&cc).min_qtrend.trend, 0, "nothing to compare with yet");
+    assert_eq!(
+        cc.state().min_qtrend.trend,
+        0,
+        "nothing to compare with yet"
+    );
     // min +400 us, max +2000 us.
     round(&mut cc, &mut tp, &[62 * MS, 50 * MS + 400]);
     assert_eq!(
-        (st(&cc).min_qtrend.trend, st(&cc).max_qtrend.trend),
+        (cc.state().min_qtrend.trend, cc.state().max_qtrend.trend),
         (100, 500)
     );
     // min +800, max -4000.
     round(&mut cc, &mut tp, &[51 * MS + 200, 58 * MS]);
     assert_eq!(
-        (st(&cc).min_qtrend.trend, st(&cc).max_qtrend.trend),
+        (cc.state().min_qtrend.trend, cc.state().max_qtrend.trend),
         (300, -500)
     );
     // Samples after the round's end belong to the next RTT.
-    assert_eq!(st(&cc).maxrtt_in_rtt, 0);
+    assert_eq!(cc.state().maxrtt_in_rtt, 0);
     sample(&mut cc, &mut tp, 99 * MS);
-    assert_eq!(st(&cc).maxrtt_in_rtt, 99 * MS);
+    assert_eq!(cc.state().maxrtt_in_rtt, 99 * MS);
 }
 
 #[test]
@@ -229,15 +163,10 @@ fn delayed_ack_samples_do_not_count() {
         (90 * MS, 1, false),
         (51 * MS, 2, true),
     ] {
-        cc.rttsample(&mut tp, rtt, 0, 0);
-        if end {
-            cc.newround(&mut tp, 0);
-        }
-        cc.ccv.bytes_this_ack = segs * MSS;
-        cc.ack_received(&mut tp, CC_ACK);
+        testing::sampled_ack(&mut cc, &mut tp, rtt, segs * MSS, end);
     }
     assert_eq!(
-        (st(&cc).minrtt_in_prevrtt, st(&cc).maxrtt_in_prevrtt),
+        (cc.state().minrtt_in_prevrtt, cc.state().maxrtt_in_prevrtt),
         (50 * MS, 51 * MS)
     );
 }
@@ -258,37 +187,27 @@ fn empirical_backoff_rate_matches_probability() {
             (PARAM_SMOOTHING_FACTOR, 0),
             (PARAM_LOSS_COMPETE_CONSEC_CONG, UINT_MAX),
         ]);
-        let before = count(&cc, COUNTER_DELAY_BACKOFFS);
+        let before = cc.counter(COUNTER_DELAY_BACKOFFS);
         for _ in 0..n {
             // Congestion avoidance; the previous RTT at 50 ms, this one g higher.
             tp.t_flags = 0;
             tp.snd_cwnd = 20 * MSS;
             tp.snd_ssthresh = 10 * MSS;
-            let s = st_mut(&mut cc);
+            let s = cc.state_mut();
             s.minrtt_in_prevrtt = 50 * MS;
             s.maxrtt_in_prevrtt = 50 * MS;
             round(&mut cc, &mut tp, &[50 * MS + g]);
         }
-        let hits = count(&cc, COUNTER_DELAY_BACKOFFS) - before;
+        let hits = cc.counter(COUNTER_DELAY_BACKOFFS) - before;
         let p = 1.0 - (-(g as f64) / 3000.0).exp();
-        let (mean, sd) = (n as f64 * p, (n as f64 * p * (1.0 - p)).sqrt());
-        assert!(
-            (hits as f64 - mean).abs() <= 5.0 * sd,
-            "g={g}: {hits} backoffs in {n} RTTs, expected {mean:.1}"
-        );
+        testing::assert_rate(hits, n, p);
     }
 }
 
 #[test]
 fn conn_init_seeds_the_prng_from_the_handshake() {
-    // cb_init of an active open comes before the handshake has chosen the ISNs.
-    let (mut cc, mut tp) = conn_with(0, 0, &[]);
-    let unseeded = connection_rng(&tp);
-    tp.iss = 77;
-    tp.irs = 88;
-    cc.conn_init(&mut tp);
-    assert_eq!(st(&cc).rng, connection_rng(&tp));
-    assert_ne!(st(&cc).rng, unseeded);
+    let rng = |s: &Cdg| s.rng.clone();
+    testing::assert_conn_init_reseeds(conn_with(0, 0, &[]), rng, connection_rng);
 }
 
 #[test]
@@ -299,13 +218,13 @@ fn prng_is_per_connection_and_deterministic() {
             .map(|_| {
                 tp.t_flags = 0;
                 tp.snd_cwnd = 20 * MSS;
-                let s = st_mut(&mut cc);
+                let s = cc.state_mut();
                 s.consec_cong_cnt = 0;
                 s.minrtt_in_prevrtt = 50 * MS;
                 s.maxrtt_in_prevrtt = 50 * MS;
-                let before = count(&cc, COUNTER_DELAY_BACKOFFS);
+                let before = cc.counter(COUNTER_DELAY_BACKOFFS);
                 round(&mut cc, &mut tp, &[52 * MS]);
-                count(&cc, COUNTER_DELAY_BACKOFFS) - before
+                cc.counter(COUNTER_DELAY_BACKOFFS) - before
             })
             .collect::<Vec<_>>()
     };
@@ -319,21 +238,21 @@ fn delay_backoff_keeps_beta_delay() {
     round(&mut cc, &mut tp, &[50 * MS]);
     tp.snd_cwnd = 20 * MSS;
     tp.snd_recover = 0;
-    st_mut(&mut cc).window_incr = 3;
+    cc.state_mut().window_incr = 3;
     round(&mut cc, &mut tp, &[60 * MS]);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 1);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 1);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (14 * MSS, 14 * MSS), "70%");
     assert!(tp.in_congrecovery() && !tp.in_fastrecovery());
     assert_eq!(tp.snd_recover, tp.snd_max);
-    assert_eq!((st(&cc).window_incr, st(&cc).rtt_count), (0, 0));
+    assert_eq!((cc.state().window_incr, cc.state().rtt_count), (0, 0));
     // The next RTT's gradient is skipped: the backoff shows only in the one after.
-    assert_eq!(st(&cc).maxrtt_in_prevrtt, 0);
+    assert_eq!(cc.state().maxrtt_in_prevrtt, 0);
     tp.t_flags = 0;
     round(&mut cc, &mut tp, &[90 * MS]);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 1);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 1);
 
     // beta_delay is live; the receive window bounds the window it applies to.
-    set(&cc, PARAM_BETA_DELAY, 50);
+    cc.set_param(PARAM_BETA_DELAY, 50);
     for (wnd, want) in [(1 << 20, 10 * MSS), (10 * MSS, 5 * MSS), (0, MSS)] {
         tp.snd_wnd = wnd;
         tp.snd_cwnd = 20 * MSS;
@@ -354,9 +273,9 @@ fn no_backoff_on_falling_or_flat_gradients() {
         }
         round(&mut cc, &mut tp, &[rtt, rtt + 5 * MS]);
     }
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 0);
-    assert_eq!(st(&cc).queue_state, QueueState::Falling);
-    assert_eq!(st(&cc).consec_cong_cnt, 0);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 0);
+    assert_eq!(cc.state().queue_state, QueueState::Falling);
+    assert_eq!(cc.state().consec_cong_cnt, 0);
 }
 
 #[test]
@@ -377,7 +296,8 @@ fn slow_start_uses_the_raw_gradients() {
                 min -= 10 * ms;
                 max -= 10 * ms;
             }
-            let trends = |cc: &CcConn| (st(cc).min_qtrend.trend, st(cc).max_qtrend.trend);
+            let trends =
+                |cc: &TestConn<Cdg>| (cc.state().min_qtrend.trend, cc.state().max_qtrend.trend);
             assert_eq!(trends(&cc), (-10_000, -10_000));
             tp.t_flags = 0;
             tp.snd_cwnd = 20 * MSS;
@@ -385,7 +305,7 @@ fn slow_start_uses_the_raw_gradients() {
             round(&mut cc, &mut tp, &[min as u32, max as u32]);
             let smoothed = |d: i64| -10_000 + (d + 10_000) / 8;
             assert_eq!(trends(&cc), (smoothed(dmin), smoothed(dmax)));
-            let got = count(&cc, COUNTER_DELAY_BACKOFFS);
+            let got = cc.counter(COUNTER_DELAY_BACKOFFS);
             assert_eq!(got, want, "ssthresh {ssthresh}, ({dmin}, {dmax})");
         }
     }
@@ -397,10 +317,10 @@ fn queue_state_from_the_two_gradients() {
     // In recovery: gradients and queue state update, no backoff moves anything.
     tp.t_flags = tf::FASTRECOVERY;
     round(&mut cc, &mut tp, &[100 * MS, 110 * MS]);
-    assert_eq!(st(&cc).queue_state, QueueState::Unknown);
+    assert_eq!(cc.state().queue_state, QueueState::Unknown);
     let mut step = |min: u32, max: u32| {
         round(&mut cc, &mut tp, &[min, max]);
-        st(&cc).queue_state
+        cc.state().queue_state
     };
     // (min, max) RTT of each RTT after (100, 110) ms.
     assert_eq!(step(101 * MS, 111 * MS), QueueState::Rising);
@@ -421,7 +341,7 @@ fn queue_state_from_the_two_gradients() {
         "min down, max up: unchanged"
     );
     assert_eq!(
-        st(&cc).shadow_w,
+        cc.state().shadow_w,
         0,
         "an empty queue: nobody to compete with"
     );
@@ -440,10 +360,10 @@ fn loss_competition_holds_backoffs_after_consec_cong() {
         rtt += 20 * MS;
         round(&mut cc, &mut tp, &[rtt]);
         log.push((
-            count(&cc, COUNTER_DELAY_BACKOFFS),
-            count(&cc, COUNTER_BACKOFFS_HELD),
+            cc.counter(COUNTER_DELAY_BACKOFFS),
+            cc.counter(COUNTER_BACKOFFS_HELD),
             tp.snd_cwnd,
-            st(&cc).shadow_w,
+            cc.state().shadow_w,
         ));
     }
     // 5 backoffs, 5 held (then the count restarts), 5 backoffs, held again.
@@ -465,7 +385,7 @@ fn a_falling_queue_resets_the_congestion_count() {
         let (mut cc, mut tp) = conn(&[(PARAM_SMOOTHING_FACTOR, 0), (PARAM_EXP_BACKOFF_SCALE, 1)]);
         let (mut min, mut max) = (50 * MS, 60 * MS);
         // A skipped RTT (after a backoff), then one whose RTTs move by (dmin, dmax).
-        let mut episode = |cc: &mut CcConn, tp: &mut Tcpcb, dmin: i64, dmax: i64| {
+        let mut episode = |cc: &mut TestConn<Cdg>, tp: &mut Tcpcb, dmin: i64, dmax: i64| {
             tp.t_flags = 0;
             round(cc, tp, &[min, max]);
             min = (i64::from(min) + dmin) as u32;
@@ -476,14 +396,14 @@ fn a_falling_queue_resets_the_congestion_count() {
         for _ in 0..4 {
             episode(&mut cc, &mut tp, rise, rise);
         }
-        assert_eq!(st(&cc).consec_cong_cnt, 4);
+        assert_eq!(cc.state().consec_cong_cnt, 4);
         episode(&mut cc, &mut tp, dmin, dmax);
-        assert_eq!(st(&cc).consec_cong_cnt, 0, "({dmin}, {dmax})");
+        assert_eq!(cc.state().consec_cong_cnt, 0, "({dmin}, {dmax})");
         for _ in 0..5 {
             episode(&mut cc, &mut tp, rise, rise);
         }
-        assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 9);
-        assert_eq!(count(&cc, COUNTER_BACKOFFS_HELD), 0);
+        assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 9);
+        assert_eq!(cc.counter(COUNTER_BACKOFFS_HELD), 0);
     }
 }
 
@@ -492,35 +412,35 @@ fn loss_is_congestion_only_with_a_full_or_unknown_queue() {
     // Unknown queue state (the start): a congestion loss, beta_loss of cwnd but at least
     // half the shadow window.
     let (mut cc, mut tp) = conn(&[]);
-    assert_eq!(st(&cc).shadow_w, 20 * MSS, "conn_init starts it at cwnd");
-    st_mut(&mut cc).shadow_w = 40 * MSS;
-    st_mut(&mut cc).window_incr = 2;
+    assert_eq!(cc.state().shadow_w, 20 * MSS, "conn_init starts it at cwnd");
+    cc.state_mut().shadow_w = 40 * MSS;
+    cc.state_mut().window_incr = 2;
     tp.snd_cwnd = 30 * MSS;
     cc.cong_signal(&mut tp, CC_NDUPACK);
-    assert_eq!(st(&cc).shadow_w, 20 * MSS);
+    assert_eq!(cc.state().shadow_w, 20 * MSS);
     assert_eq!(tp.snd_ssthresh, 20 * MSS, "max(shadow/2, 50% of cwnd)");
     assert!(tp.in_fastrecovery() && tp.in_congrecovery());
-    assert_eq!(st(&cc).window_incr, 0);
-    assert_eq!(count(&cc, COUNTER_LOSSES_IGNORED), 0);
+    assert_eq!(cc.state().window_incr, 0);
+    assert_eq!(cc.counter(COUNTER_LOSSES_IGNORED), 0);
     // Without a shadow window: beta_loss.
     let (mut cc, mut tp) = conn(&[(PARAM_BETA_LOSS, 60)]);
-    st_mut(&mut cc).shadow_w = 0;
-    st_mut(&mut cc).queue_state = QueueState::Full;
+    cc.state_mut().shadow_w = 0;
+    cc.state_mut().queue_state = QueueState::Full;
     tp.snd_cwnd = 30 * MSS;
     cc.cong_signal(&mut tp, CC_NDUPACK);
-    assert_eq!((tp.snd_ssthresh, st(&cc).shadow_w), (18 * MSS, 0));
+    assert_eq!((tp.snd_ssthresh, cc.state().shadow_w), (18 * MSS, 0));
 
     // Rising, falling or empty: not congestion, the window stays.
     for state in [QueueState::Empty, QueueState::Rising, QueueState::Falling] {
         let (mut cc, mut tp) = conn(&[]);
-        st_mut(&mut cc).queue_state = state;
+        cc.state_mut().queue_state = state;
         tp.snd_cwnd = 30 * MSS;
         cc.cong_signal(&mut tp, CC_NDUPACK);
         assert_eq!(tp.snd_ssthresh, 30 * MSS, "{state:?}");
-        assert_eq!(st(&cc).shadow_w, 20 * MSS, "{state:?}");
+        assert_eq!(cc.state().shadow_w, 20 * MSS, "{state:?}");
         assert_eq!(tp.snd_recover, tp.snd_max);
         assert!(tp.in_fastrecovery());
-        assert_eq!(count(&cc, COUNTER_LOSSES_IGNORED), 1);
+        assert_eq!(cc.counter(COUNTER_LOSSES_IGNORED), 1);
     }
     // Already reducing after a delay backoff.
     let (mut cc, mut tp) = conn(&[]);
@@ -535,14 +455,14 @@ fn window_increase_per_ack_in_slow_start_per_rtt_after() {
     let (mut cc, mut tp) = conn(&[]);
     // Slow start: one segment per ACK whatever it acknowledges; the shadow follows.
     tp.snd_cwnd = 4 * MSS;
-    st_mut(&mut cc).shadow_w = 4 * MSS;
-    st_mut(&mut cc).window_incr = 3;
+    cc.state_mut().shadow_w = 4 * MSS;
+    cc.state_mut().window_incr = 3;
     for bytes in [100, MSS] {
         cc.ccv.bytes_this_ack = bytes;
         cc.ack_received(&mut tp, CC_ACK);
     }
-    assert_eq!((tp.snd_cwnd, st(&cc).shadow_w), (6 * MSS, 6 * MSS));
-    assert_eq!(st(&cc).window_incr, 0);
+    assert_eq!((tp.snd_cwnd, cc.state().shadow_w), (6 * MSS, 6 * MSS));
+    assert_eq!(cc.state().window_incr, 0);
     cc.ack_received(&mut tp, CC_DUPACK);
     assert_eq!(tp.snd_cwnd, 6 * MSS, "not on duplicate ACKs");
 
@@ -557,11 +477,11 @@ fn window_increase_per_ack_in_slow_start_per_rtt_after() {
         cwnds.push(tp.snd_cwnd / MSS);
     }
     assert_eq!(cwnds, [7, 8, 9]);
-    assert_eq!(st(&cc).shadow_w, 9 * MSS);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 0);
+    assert_eq!(cc.state().shadow_w, 9 * MSS);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 0);
 
     // alpha_inc 2: alpha grows by a segment every 2 RTTs; the shadow stays NewReno's.
-    set(&cc, PARAM_ALPHA_INC, 2);
+    cc.set_param(PARAM_ALPHA_INC, 2);
     let mut incrs = vec![];
     for _ in 0..6 {
         let before = tp.snd_cwnd;
@@ -569,7 +489,7 @@ fn window_increase_per_ack_in_slow_start_per_rtt_after() {
         incrs.push((tp.snd_cwnd - before) / MSS);
     }
     assert_eq!(incrs, [0, 1, 1, 2, 2, 3]);
-    assert_eq!(st(&cc).shadow_w, 15 * MSS);
+    assert_eq!(cc.state().shadow_w, 15 * MSS);
 
     // The scaled maximum window caps both.
     tp.snd_scale = 0;
@@ -582,9 +502,7 @@ fn window_increase_per_ack_in_slow_start_per_rtt_after() {
 #[test]
 fn ecn_rto_and_recovery_exit_are_newreno() {
     let (mut cc, mut tp) = conn(&[]);
-    tp.snd_cwnd = 20 * MSS;
-    cc.cong_signal(&mut tp, CC_ECN);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 10 * MSS));
+    testing::assert_newreno_ecn(&mut cc, &mut tp);
     tp.t_flags = 0;
     tp.snd_cwnd = 16 * MSS;
     cc.cong_signal(&mut tp, CC_RTO);
@@ -594,20 +512,13 @@ fn ecn_rto_and_recovery_exit_are_newreno() {
     cc.ccv.curack = tp.snd_max - 3 * MSS;
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 4 * MSS, "pipe + 1 segment");
-    tp.snd_cwnd = 100 * MSS;
-    tp.snd_ssthresh = 20 * MSS;
-    cc.after_idle(&mut tp);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 75 * MSS));
+    testing::assert_newreno_after_idle(&mut cc, &mut tp);
 }
 
 #[test]
 fn sysctl_defaults_ranges_and_checks() {
-    let table: Vec<_> = Cdg::PARAMS
-        .iter()
-        .map(|d| (d.name.as_str(), d.default, d.min, d.max))
-        .collect();
     assert_eq!(
-        table,
+        testing::param_table::<Cdg>(),
         [
             ("version", 1, i64::MIN, i64::MAX),
             ("alpha_inc", 0, 0, UINT_MAX),
@@ -624,10 +535,7 @@ fn sysctl_defaults_ranges_and_checks() {
     assert!(algo.ctl_output().is_none() && algo.ecnpkt_handler().is_none());
     let g = globals();
     // No check of cdg's looks at another parameter: the defaults as the current values.
-    let current: Vec<AtomicIsize> = Cdg::PARAMS
-        .iter()
-        .map(|d| AtomicIsize::new(d.default as isize))
-        .collect();
+    let current = testing::param_defaults::<Cdg>();
     let param_check = algo.param_check().unwrap();
     let check =
         |idx: u32, value: i64, g: &CcGlobals| param_check(idx, value, g, current.as_slice().into());
@@ -649,14 +557,12 @@ fn sysctl_defaults_ranges_and_checks() {
 
     // smoothing_factor is fixed per connection at cb_init.
     let (cc, _tp) = conn(&[(PARAM_SMOOTHING_FACTOR, 2)]);
-    set(&cc, PARAM_SMOOTHING_FACTOR, 16);
-    assert_eq!(st(&cc).min_qtrend, MovingAverage::new(2));
+    cc.set_param(PARAM_SMOOTHING_FACTOR, 16);
+    assert_eq!(cc.state().min_qtrend, MovingAverage::new(2));
 }
 
 #[test]
 fn cb_destroy_frees_state() {
     let (mut cc, _tp) = conn(&[]);
-    assert!(!cc.ccv.cc_data.is_null());
-    assert!((cc.hooks.cb_destroy.unwrap())(&mut cc.ccv).is_ok());
-    assert!(cc.ccv.cc_data.is_null());
+    cc.assert_cb_destroy_frees_state();
 }

@@ -21,10 +21,13 @@
 use std::sync::atomic::AtomicIsize;
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::cc::common::{self, max_cwnd};
+use plugtcp_framework::cc::common;
+use plugtcp_framework::cc::delay::{
+    connection_seed, grow_with_shadow, hamilton_backoff_probability, ms_to_us,
+};
 use plugtcp_framework::cc::ertt::ErttHelper;
 use plugtcp_framework::cc::{
-    ccf, param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_NDUPACK,
+    param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_NDUPACK,
 };
 use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::{Errno, Tcpcb};
@@ -52,41 +55,10 @@ pub const DEFAULT_USE_MAX: i64 = 1;
 pub const COUNTER_DELAY_BACKOFFS: usize = 0;
 pub const COUNTER_LOSSES_IGNORED: usize = 1;
 
-/// Milliseconds (the sysctls) to microseconds (the RTT samples).
-#[inline]
-pub fn ms_to_us(ms: i64) -> u64 {
-    (ms.max(0) as u64).saturating_mul(1000)
-}
-
-/// The backoff probability of CHD's should_backoff (the Hamilton probability of cc_hd, per
-/// RTT here), for queueing delay `qdly`, all delays in the same unit:
-///
-/// - 0 for `qdly <= qmin`;
-/// - `pmax * (qdly - qmin) / (qthresh - qmin)` for `qmin < qdly < qthresh`;
-/// - `pmax` at `qdly == qthresh`;
-/// - `pmax * (maxqdly - qdly) / (maxqdly - qthresh)` for `qthresh < qdly <= maxqdly`.
-///
-/// `pmax` is a fraction (0..=1).
-pub fn backoff_probability(qdly: u64, maxqdly: u64, qmin: u64, qthresh: u64, pmax: f64) -> f64 {
-    if qdly <= qmin {
-        0.0
-    } else if qdly < qthresh {
-        pmax * (qdly - qmin) as f64 / (qthresh - qmin) as f64
-    } else if qdly > qthresh {
-        match maxqdly.checked_sub(qthresh) {
-            Some(span) if span > 0 => pmax * maxqdly.saturating_sub(qdly) as f64 / span as f64,
-            _ => 0.0,
-        }
-    } else {
-        pmax
-    }
-}
-
-/// The per-connection PRNG of the probabilistic backoff: deterministic, seeded from the
-/// connection's initial sequence numbers, and seeded again in conn_init because cb_init may
-/// come before the handshake has chosen them (FreeBSD uses the kernel's random()).
+/// The per-connection PRNG of the probabilistic backoff, from [`connection_seed`]
+/// (FreeBSD uses the kernel's random()).
 pub fn connection_rng(tp: &Tcpcb) -> Xoshiro256PlusPlus {
-    Xoshiro256PlusPlus::seed_from_u64((u64::from(tp.iss) << 32) | u64::from(tp.irs))
+    Xoshiro256PlusPlus::seed_from_u64(connection_seed(tp))
 }
 
 /// chd_window_decrease: ssthresh = the window less half of it (at least one segment),
@@ -115,13 +87,13 @@ pub struct Chd {
 }
 
 impl Chd {
-    /// should_backoff: one draw decides both the backoff and, above queue_threshold, whether
-    /// we are competing with loss-based flows.
+    /// should_backoff (the Hamilton probability of cc_hd, per RTT here): one draw decides both
+    /// the backoff and, above queue_threshold, whether we are competing with loss-based flows.
     fn should_backoff(&mut self, ccv: &CcVar, qdly: u64, maxqdly: u64) -> bool {
         let qmin = ms_to_us(ccv.param(PARAM_QUEUE_MIN, DEFAULT_QUEUE_MIN));
         let qthresh = ms_to_us(ccv.param(PARAM_QUEUE_THRESHOLD, DEFAULT_QUEUE_THRESHOLD));
         let pmax = ccv.param(PARAM_PMAX, DEFAULT_PMAX) as f64 / 100.0;
-        let p = backoff_probability(qdly, maxqdly, qmin, qthresh, pmax);
+        let p = hamilton_backoff_probability(qdly, maxqdly, qmin, qthresh, pmax);
         let backoff = self.rng.random::<f64>() < p;
         if qdly > qthresh {
             if backoff && ccv.param(PARAM_LOSS_FAIR, DEFAULT_LOSS_FAIR) != 0 {
@@ -146,17 +118,10 @@ impl Chd {
                 mss
             };
             ccv.bytes_this_ack.min(limit)
-        } else if ccv.flags & ccf::ABC_SENTAWND != 0 {
-            ccv.flags &= !ccf::ABC_SENTAWND;
-            mss
         } else {
-            0
+            common::congestion_avoidance_increase(ccv, tp)
         };
-        let cap = max_cwnd(tp);
-        if self.shadow_w > 0 {
-            self.shadow_w = self.shadow_w.saturating_add(incr).min(cap);
-        }
-        tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(cap);
+        grow_with_shadow(tp, &mut self.shadow_w, incr, incr);
     }
 }
 
@@ -307,28 +272,8 @@ impl CcAlgorithm for Chd {
         }
     }
 
-    fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_post_recovery(ccv, tp);
-    }
-
-    fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_after_idle(ccv, tp);
-    }
-
-    fn newround(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _round_cnt: u32) {
-        self.hertt.newround();
-    }
-
-    fn rttsample(
-        &mut self,
-        _ccv: &mut CcVar,
-        _tp: &mut Tcpcb,
-        usec_rtt: u32,
-        _rxtcnt: u32,
-        _fas: u32,
-    ) {
-        self.hertt.rttsample(usec_rtt);
-    }
+    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
+    plugtcp_framework::ertt_hooks!(hertt: newround, rttsample);
 
     /// FreeBSD's sysctl handlers: loss_fair 0 or 1 and pmax in 1..=100 (the declared
     /// ranges), queue_threshold above the current queue_min; queue_min itself is unchecked.

@@ -2,186 +2,51 @@
 //! descriptor.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcHooks, CC_DUPACK, CC_ECN, CC_RTO};
+use plugtcp_framework::cc::testing::{self, assert_rate, globals, round, sample, TestConn};
+use plugtcp_framework::cc::{ccf, CC_DUPACK, CC_RTO};
+use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::HookStatus;
-use proptest::prelude::*;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 const MSS: u32 = 1460;
 const MS: u32 = 1000;
 
-fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(2, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    g
-}
-
 /// An established connection on chd with the sysctl defaults, driven as the host drives it.
-fn conn_with(iss: u32, irs: u32) -> (CcConn, Tcpcb) {
-    let params: &'static [AtomicIsize] = Box::leak(
-        Chd::PARAMS
-            .iter()
-            .map(|d| AtomicIsize::new(d.default as isize))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    let counters: &'static [AtomicUsize] = Box::leak(
-        Chd::COUNTERS
-            .iter()
-            .map(|_| AtomicUsize::new(0))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    let mut cc = CcConn::new(globals());
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = params.into();
-    cc.ccv.counters = counters.into();
-    let mut tp = Tcpcb::new(MSS);
+fn conn_with(iss: u32, irs: u32) -> (TestConn<Chd>, Tcpcb) {
+    let mut tp = testing::tcpcb(MSS, 20 * MSS, 10 * MSS);
     tp.iss = iss;
     tp.irs = irs;
-    tp.snd_cwnd = 20 * MSS;
-    tp.snd_ssthresh = 10 * MSS;
-    tp.snd_wnd = 1 << 20;
-    tp.snd_scale = 7;
     tp.snd_max = 1_000_000;
     tp.snd_nxt = tp.snd_max;
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+    let mut cc = TestConn::attach(globals(), testing::params::<Chd>(&[]), &mut tp);
     cc.conn_init(&mut tp);
     (cc, tp)
 }
 
-fn conn() -> (CcConn, Tcpcb) {
+fn conn() -> (TestConn<Chd>, Tcpcb) {
     conn_with(0x1234_5678, 0x9abc_def0)
-}
-
-fn st(cc: &CcConn) -> &Chd {
-    // SAFETY: cc_data is the Box<Chd> made by this module's cb_init.
-    unsafe { &*(cc.ccv.cc_data as *const Chd) }
-}
-
-fn st_mut(cc: &mut CcConn) -> &mut Chd {
-    // SAFETY: as in `st`.
-    unsafe { &mut *(cc.ccv.cc_data as *mut Chd) }
-}
-
-fn set(cc: &CcConn, idx: usize, v: i64) {
-    cc.ccv.params[idx].store(v as isize, Ordering::Relaxed);
-}
-
-fn count(cc: &CcConn, idx: usize) -> usize {
-    cc.ccv.counters[idx].load(Ordering::Relaxed)
-}
-
-/// One RTT: an ACK of one segment per sample, the last one ending the round, as the stack
-/// calls the hooks (rttsample, newround, ack_received).
-fn round(cc: &mut CcConn, tp: &mut Tcpcb, samples: &[u32]) {
-    for (i, &s) in samples.iter().enumerate() {
-        cc.rttsample(tp, s, 0, 0);
-        if i + 1 == samples.len() {
-            cc.newround(tp, 0);
-        }
-        cc.ccv.bytes_this_ack = MSS;
-        cc.ack_received(tp, CC_ACK);
-    }
-}
-
-/// An ACK of one segment with an RTT sample, within the round.
-fn sample(cc: &mut CcConn, tp: &mut Tcpcb, rtt: u32) {
-    cc.rttsample(tp, rtt, 0, 0);
-    cc.ccv.bytes_this_ack = MSS;
-    cc.ack_received(tp, CC_ACK);
 }
 
 /// minrtt 50 ms and maxrtt 100 ms (queueing delays up to 50 ms), in a first round whose
 /// own test cannot back off (qdly at the maximum has probability 0).
-fn path(cc: &mut CcConn, tp: &mut Tcpcb) {
+fn path(cc: &mut TestConn<Chd>, tp: &mut Tcpcb) {
     round(cc, tp, &[50 * MS, 100 * MS]);
-    assert_eq!(count(cc, COUNTER_DELAY_BACKOFFS), 0);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 0);
     // Above the threshold without a backoff, loss_compete stays as it was.
-    assert!(!st(cc).loss_compete);
-}
-
-fn paper(q: f64, qmax: f64, qmin: f64, qth: f64, pmax: f64) -> f64 {
-    if q <= qmin {
-        0.0
-    } else if q <= qth {
-        pmax * (q - qmin) / (qth - qmin)
-    } else if q <= qmax {
-        pmax * (qmax - q) / (qmax - qth)
-    } else {
-        0.0
-    }
-}
-
-#[test]
-fn backoff_probability_at_points() {
-    let (qmin, qth, qmax, pmax) = (5_000, 20_000, 50_000, 0.5);
-    for (q, want) in [
-        (0, 0.0),
-        (5_000, 0.0),
-        (8_000, 0.1),
-        (12_500, 0.25),
-        (20_000, 0.5),
-        (26_000, 0.4),
-        (35_000, 0.25),
-        (50_000, 0.0),
-        (51_000, 0.0),
-    ] {
-        let got = backoff_probability(q, qmax, qmin, qth, pmax);
-        assert!((got - want).abs() < 1e-12, "q={q}: {got} != {want}");
-    }
-}
-
-proptest! {
-    #[test]
-    fn backoff_probability_bounded_and_monotone(
-        qmin in 0u64..50_000,
-        span in 1u64..100_000,
-        above in 0u64..200_000,
-        pmax_pct in 1u32..=100,
-        a in 0u64..400_000,
-        b in 0u64..400_000,
-    ) {
-        let qthresh = qmin + span;
-        let maxqdly = qthresh + above;
-        let pmax = pmax_pct as f64 / 100.0;
-        let p = |q| backoff_probability(q, maxqdly, qmin, qthresh, pmax);
-        let (lo, hi) = (a.min(b), a.max(b));
-        for q in [lo, hi] {
-            prop_assert!((0.0..=pmax).contains(&p(q)));
-            prop_assert!((p(q) - paper(q as f64, maxqdly as f64, qmin as f64, qthresh as f64, pmax)).abs() < 1e-9);
-        }
-        if hi <= qthresh {
-            prop_assert!(p(lo) <= p(hi));
-        }
-        if lo >= qthresh {
-            prop_assert!(p(lo) >= p(hi));
-        }
-    }
+    assert!(!cc.state().loss_compete);
 }
 
 /// `n` RTTs at a fixed queueing delay, each backoff undone so the RTTs are independent
 /// trials; returns the number of backoffs.
-fn trials(cc: &mut CcConn, tp: &mut Tcpcb, rtt: u32, n: usize) -> usize {
-    let before = count(cc, COUNTER_DELAY_BACKOFFS);
+fn trials(cc: &mut TestConn<Chd>, tp: &mut Tcpcb, rtt: u32, n: usize) -> usize {
+    let before = cc.counter(COUNTER_DELAY_BACKOFFS);
     for _ in 0..n {
         tp.snd_cwnd = 20 * MSS;
         tp.snd_ssthresh = 10 * MSS;
         tp.t_flags = 0;
         round(cc, tp, &[rtt]);
     }
-    count(cc, COUNTER_DELAY_BACKOFFS) - before
-}
-
-fn assert_rate(hits: usize, n: usize, p: f64) {
-    let mean = n as f64 * p;
-    let sd = (n as f64 * p * (1.0 - p)).sqrt();
-    assert!(
-        (hits as f64 - mean).abs() <= 5.0 * sd,
-        "{hits} backoffs in {n} RTTs, expected {mean:.1} +- {:.1}",
-        5.0 * sd
-    );
+    cc.counter(COUNTER_DELAY_BACKOFFS) - before
 }
 
 #[test]
@@ -195,20 +60,14 @@ fn empirical_backoff_rate_matches_probability() {
     // qdly 41 ms: 50% * 9/30.
     assert_rate(trials(&mut cc, &mut tp, 91 * MS, 20_000), 20_000, 0.15);
     // pmax 10%, qdly 14 ms: 10% * 9/15.
-    set(&cc, PARAM_PMAX, 10);
+    cc.set_param(PARAM_PMAX, 10);
     assert_rate(trials(&mut cc, &mut tp, 64 * MS, 40_000), 40_000, 0.06);
 }
 
 #[test]
 fn conn_init_seeds_the_prng_from_the_handshake() {
-    // cb_init of an active open comes before the handshake has chosen the ISNs.
-    let (mut cc, mut tp) = conn_with(0, 0);
-    let unseeded = connection_rng(&tp);
-    tp.iss = 77;
-    tp.irs = 88;
-    cc.conn_init(&mut tp);
-    assert_eq!(st(&cc).rng, connection_rng(&tp));
-    assert_ne!(st(&cc).rng, unseeded);
+    let rng = |s: &Chd| s.rng.clone();
+    testing::assert_conn_init_reseeds(conn_with(0, 0), rng, connection_rng);
 }
 
 #[test]
@@ -228,11 +87,11 @@ fn prng_is_per_connection_and_deterministic() {
 fn delay_backoff_keeps_half_in_whole_segments() {
     let (mut cc, mut tp) = conn();
     path(&mut cc, &mut tp);
-    set(&cc, PARAM_PMAX, 100);
+    cc.set_param(PARAM_PMAX, 100);
     tp.snd_cwnd = 21 * MSS + 100;
     tp.snd_recover = 0;
     round(&mut cc, &mut tp, &[70 * MS]);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 1);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 1);
     // win = 21 segments; 21 - 10 = 11.
     assert_eq!((tp.snd_ssthresh, tp.snd_cwnd), (11 * MSS, 11 * MSS));
     assert!(tp.in_congrecovery() && !tp.in_fastrecovery());
@@ -250,24 +109,24 @@ fn delay_backoff_keeps_half_in_whole_segments() {
 fn no_backoff_below_queue_min_without_measurement_or_in_recovery() {
     let (mut cc, mut tp) = conn();
     path(&mut cc, &mut tp);
-    set(&cc, PARAM_PMAX, 100);
+    cc.set_param(PARAM_PMAX, 100);
     // qdly exactly queue_min.
     assert_eq!(trials(&mut cc, &mut tp, 55 * MS, 1000), 0);
     // A big delay, but no new per-RTT measurement: no test.
     sample(&mut cc, &mut tp, 70 * MS);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 0);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 0);
     // In recovery.
     tp.t_flags = tf::FASTRECOVERY;
     round(&mut cc, &mut tp, &[70 * MS]);
     tp.t_flags = tf::CONGRECOVERY;
     round(&mut cc, &mut tp, &[70 * MS]);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 0);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 0);
     // The measurement is taken by any ACK type, a duplicate ACK too.
     tp.t_flags = 0;
     sample(&mut cc, &mut tp, 70 * MS);
     cc.newround(&mut tp, 0);
     cc.ack_received(&mut tp, CC_DUPACK);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 1);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 1);
 }
 
 #[test]
@@ -275,13 +134,13 @@ fn use_max_takes_the_largest_rtt_of_the_rtt() {
     for (use_max, want) in [(1, Some(25_000)), (0, None)] {
         let (mut cc, mut tp) = conn();
         path(&mut cc, &mut tp);
-        set(&cc, PARAM_PMAX, 100);
-        set(&cc, PARAM_QUEUE_THRESHOLD, 25);
-        set(&cc, PARAM_USE_MAX, use_max);
+        cc.set_param(PARAM_PMAX, 100);
+        cc.set_param(PARAM_QUEUE_THRESHOLD, 25);
+        cc.set_param(PARAM_USE_MAX, use_max);
         // Largest 75 ms (qdly 25 ms = threshold: p = 1); latest 52 ms (2 ms < queue_min).
         round(&mut cc, &mut tp, &[60 * MS, 75 * MS, 52 * MS]);
-        let backed_off = count(&cc, COUNTER_DELAY_BACKOFFS) == 1;
-        assert_eq!(backed_off.then_some(st(&cc).prev_backoff_qdly), want);
+        let backed_off = cc.counter(COUNTER_DELAY_BACKOFFS) == 1;
+        assert_eq!(backed_off.then_some(cc.state().prev_backoff_qdly), want);
     }
 }
 
@@ -289,7 +148,7 @@ fn use_max_takes_the_largest_rtt_of_the_rtt() {
 fn delayed_ack_samples_do_not_count() {
     let (mut cc, mut tp) = conn();
     path(&mut cc, &mut tp);
-    set(&cc, PARAM_PMAX, 100);
+    cc.set_param(PARAM_PMAX, 100);
     // ACKs of two segments, one delayed lone-segment ACK (75 ms: qdly 25 ms) before the
     // round ends at 52 ms (qdly 2 ms, below queue_min): the round's largest RTT is 52 ms.
     for (rtt, segs, end) in [
@@ -298,17 +157,12 @@ fn delayed_ack_samples_do_not_count() {
         (75 * MS, 1, false),
         (52 * MS, 2, true),
     ] {
-        cc.rttsample(&mut tp, rtt, 0, 0);
-        if end {
-            cc.newround(&mut tp, 0);
-        }
-        cc.ccv.bytes_this_ack = segs * MSS;
-        cc.ack_received(&mut tp, CC_ACK);
+        testing::sampled_ack(&mut cc, &mut tp, rtt, segs * MSS, end);
     }
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 0);
-    assert_eq!(st(&cc).hertt.ertt.maxrtt, 100 * MS);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 0);
+    assert_eq!(cc.state().hertt.ertt.maxrtt, 100 * MS);
     assert_eq!(
-        st(&cc).hertt.dlyack_rx,
+        cc.state().hertt.dlyack_rx,
         plugtcp_framework::cc::ertt::DLYACK_SMOOTH
     );
 }
@@ -316,45 +170,48 @@ fn delayed_ack_samples_do_not_count() {
 #[test]
 fn shadow_window_tracks_newreno_and_resets() {
     let (mut cc, mut tp) = conn();
-    assert_eq!(st(&cc).shadow_w, 20 * MSS, "conn_init starts it at cwnd");
+    assert_eq!(cc.state().shadow_w, 20 * MSS, "conn_init starts it at cwnd");
     path(&mut cc, &mut tp);
     // Congestion avoidance: cwnd and the shadow grow by the same segment.
-    let shadow = st(&cc).shadow_w;
+    let shadow = cc.state().shadow_w;
     let cwnd = tp.snd_cwnd;
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     cc.ccv.bytes_this_ack = MSS;
     cc.ack_received(&mut tp, CC_ACK);
-    assert_eq!((tp.snd_cwnd, st(&cc).shadow_w), (cwnd + MSS, shadow + MSS));
+    assert_eq!(
+        (tp.snd_cwnd, cc.state().shadow_w),
+        (cwnd + MSS, shadow + MSS)
+    );
 
-    set(&cc, PARAM_PMAX, 100);
+    cc.set_param(PARAM_PMAX, 100);
     // A backoff at a delay above the previous backoff's keeps the larger window.
     tp.snd_cwnd = 40 * MSS;
     round(&mut cc, &mut tp, &[70 * MS]);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 1);
-    assert_eq!(st(&cc).shadow_w, 40 * MSS);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 1);
+    assert_eq!(cc.state().shadow_w, 40 * MSS);
     assert_eq!(tp.snd_cwnd, 20 * MSS);
     // The same delay again (at the threshold: no loss competition): our backoffs work,
     // stop tracking.
     tp.t_flags = 0;
     round(&mut cc, &mut tp, &[70 * MS]);
-    assert_eq!(count(&cc, COUNTER_DELAY_BACKOFFS), 2);
-    assert!(!st(&cc).loss_compete);
-    assert_eq!(st(&cc).shadow_w, 0);
+    assert_eq!(cc.counter(COUNTER_DELAY_BACKOFFS), 2);
+    assert!(!cc.state().loss_compete);
+    assert_eq!(cc.state().shadow_w, 0);
     // Not tracking: increases leave it at 0.
     tp.t_flags = 0;
     tp.snd_cwnd = 4 * MSS;
     cc.ccv.bytes_this_ack = MSS;
     cc.ack_received(&mut tp, CC_ACK);
-    assert_eq!((tp.snd_cwnd, st(&cc).shadow_w), (5 * MSS, 0));
+    assert_eq!((tp.snd_cwnd, cc.state().shadow_w), (5 * MSS, 0));
 }
 
 /// Rounds at `rtt` until one backs off (p < 1 off the threshold), at most 1000.
-fn until_backoff(cc: &mut CcConn, tp: &mut Tcpcb, rtt: u32) {
-    let before = count(cc, COUNTER_DELAY_BACKOFFS);
+fn until_backoff(cc: &mut TestConn<Chd>, tp: &mut Tcpcb, rtt: u32) {
+    let before = cc.counter(COUNTER_DELAY_BACKOFFS);
     for _ in 0..1000 {
         tp.t_flags = 0;
         round(cc, tp, &[rtt]);
-        if count(cc, COUNTER_DELAY_BACKOFFS) > before {
+        if cc.counter(COUNTER_DELAY_BACKOFFS) > before {
             return;
         }
     }
@@ -366,15 +223,15 @@ fn competing_keeps_the_shadow_even_at_a_lower_delay() {
     for (loss_fair, want) in [(1, 40 * MSS), (0, 0)] {
         let (mut cc, mut tp) = conn();
         path(&mut cc, &mut tp);
-        set(&cc, PARAM_PMAX, 100);
-        set(&cc, PARAM_LOSS_FAIR, loss_fair);
+        cc.set_param(PARAM_PMAX, 100);
+        cc.set_param(PARAM_LOSS_FAIR, loss_fair);
         // The last backoff was at 30 ms; now 25 ms, above the threshold.
-        st_mut(&mut cc).prev_backoff_qdly = 30_000;
+        cc.state_mut().prev_backoff_qdly = 30_000;
         tp.snd_cwnd = 40 * MSS;
         until_backoff(&mut cc, &mut tp, 75 * MS);
-        assert_eq!(st(&cc).loss_compete, loss_fair == 1);
-        assert_eq!(st(&cc).shadow_w, want, "loss_fair {loss_fair}");
-        assert_eq!(st(&cc).prev_backoff_qdly, 25_000);
+        assert_eq!(cc.state().loss_compete, loss_fair == 1);
+        assert_eq!(cc.state().shadow_w, want, "loss_fair {loss_fair}");
+        assert_eq!(cc.state().prev_backoff_qdly, 25_000);
     }
 }
 
@@ -389,12 +246,12 @@ fn loss_compete_needs_backoff_above_threshold_and_loss_fair() {
     ] {
         let (mut cc, mut tp) = conn();
         path(&mut cc, &mut tp);
-        set(&cc, PARAM_PMAX, 100);
-        set(&cc, PARAM_LOSS_FAIR, loss_fair);
-        st_mut(&mut cc).loss_compete = before;
+        cc.set_param(PARAM_PMAX, 100);
+        cc.set_param(PARAM_LOSS_FAIR, loss_fair);
+        cc.state_mut().loss_compete = before;
         until_backoff(&mut cc, &mut tp, rtt);
         assert_eq!(
-            st(&cc).loss_compete,
+            cc.state().loss_compete,
             want,
             "loss_fair {loss_fair} rtt {rtt}"
         );
@@ -409,12 +266,12 @@ fn loss_below_threshold_is_not_congestion() {
     sample(&mut cc, &mut tp, 60 * MS);
     tp.snd_cwnd = 30 * MSS;
     cc.cong_signal(&mut tp, CC_NDUPACK);
-    assert_eq!(count(&cc, COUNTER_LOSSES_IGNORED), 1);
+    assert_eq!(cc.counter(COUNTER_LOSSES_IGNORED), 1);
     assert_eq!((tp.snd_ssthresh, tp.snd_cwnd), (30 * MSS, 30 * MSS));
     assert!(tp.in_fastrecovery() && !tp.in_congrecovery());
     assert_eq!(tp.snd_recover, tp.snd_max);
     // Shadow window halves anyway (NewReno would have): 20 segments -> 10.
-    assert_eq!(st(&cc).shadow_w, 10 * MSS);
+    assert_eq!(cc.state().shadow_w, 10 * MSS);
 }
 
 #[test]
@@ -423,13 +280,13 @@ fn loss_above_threshold_halves_from_the_shadow_when_competing() {
         let (mut cc, mut tp) = conn();
         path(&mut cc, &mut tp);
         sample(&mut cc, &mut tp, 80 * MS);
-        st_mut(&mut cc).loss_compete = compete;
-        st_mut(&mut cc).shadow_w = 50 * MSS;
+        cc.state_mut().loss_compete = compete;
+        cc.state_mut().shadow_w = 50 * MSS;
         tp.snd_cwnd = 20 * MSS;
         cc.cong_signal(&mut tp, CC_NDUPACK);
         assert_eq!(tp.snd_ssthresh, want, "loss_compete {compete}");
-        assert_eq!(st(&cc).shadow_w, 25 * MSS);
-        assert_eq!(count(&cc, COUNTER_LOSSES_IGNORED), 0);
+        assert_eq!(cc.state().shadow_w, 25 * MSS);
+        assert_eq!(cc.counter(COUNTER_LOSSES_IGNORED), 0);
         assert!(tp.in_fastrecovery());
     }
     // Already reducing after a delay backoff: not a new congestion event.
@@ -440,7 +297,7 @@ fn loss_above_threshold_halves_from_the_shadow_when_competing() {
     tp.snd_cwnd = 20 * MSS;
     cc.cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 20 * MSS);
-    assert_eq!(count(&cc, COUNTER_LOSSES_IGNORED), 1);
+    assert_eq!(cc.counter(COUNTER_LOSSES_IGNORED), 1);
 }
 
 #[test]
@@ -481,10 +338,7 @@ fn window_increase_slow_start_and_congestion_avoidance() {
 #[test]
 fn ecn_and_rto_are_newreno() {
     let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 20 * MSS;
-    cc.cong_signal(&mut tp, CC_ECN);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 10 * MSS));
-    assert!(tp.in_congrecovery());
+    testing::assert_newreno_ecn(&mut cc, &mut tp);
     tp.t_flags = 0;
     tp.snd_cwnd = 16 * MSS;
     cc.cong_signal(&mut tp, CC_RTO);
@@ -493,13 +347,9 @@ fn ecn_and_rto_are_newreno() {
 
 #[test]
 fn sysctl_defaults_ranges_and_checks() {
-    let table: Vec<_> = Chd::PARAMS
-        .iter()
-        .map(|d| (d.name.as_str(), d.default, d.min, d.max))
-        .collect();
     let uint = u32::MAX as i64;
     assert_eq!(
-        table,
+        testing::param_table::<Chd>(),
         [
             ("loss_fair", 1, 0, 1),
             ("pmax", 50, 1, 100),
@@ -513,8 +363,9 @@ fn sysctl_defaults_ranges_and_checks() {
     assert!(algo.ctl_output().is_none() && algo.ecnpkt_handler().is_none());
 
     let g = globals();
+    let sysctl = testing::sysctl::<Chd>;
     let einval = HookStatus(Errno::EINVAL.0);
-    let values = defaults();
+    let values = testing::param_defaults::<Chd>();
     // queue_threshold must stay above queue_min; queue_min itself is not checked.
     assert_eq!(sysctl(g, &values, PARAM_QUEUE_THRESHOLD, 5), einval);
     assert!(sysctl(g, &values, PARAM_QUEUE_THRESHOLD, 6).is_ok());
@@ -533,7 +384,7 @@ fn sysctl_defaults_ranges_and_checks() {
     );
     // The check reads the queue_min stored now, whatever this module saw before: a fresh
     // registration (the defaults again) or another host.
-    let fresh = defaults();
+    let fresh = testing::param_defaults::<Chd>();
     assert_eq!(sysctl(g, &fresh, PARAM_QUEUE_THRESHOLD, 5), einval);
     assert!(sysctl(g, &fresh, PARAM_QUEUE_THRESHOLD, 6).is_ok());
     values[PARAM_QUEUE_MIN].store(3, Ordering::Relaxed);
@@ -542,32 +393,8 @@ fn sysctl_defaults_ranges_and_checks() {
     assert_eq!(sysctl(g, &values, PARAM_QUEUE_THRESHOLD, 30), einval);
 }
 
-/// The module's sysctl values at their defaults, as the host keeps them.
-fn defaults() -> Vec<AtomicIsize> {
-    Chd::PARAMS
-        .iter()
-        .map(|d| AtomicIsize::new(d.default as isize))
-        .collect()
-}
-
-/// What the host does for `sysctl net.inet.tcp.cc.chd.<param>=value`: the range check, the
-/// module's check against the current values, then the store.
-fn sysctl(g: &CcGlobals, values: &[AtomicIsize], idx: usize, value: i64) -> HookStatus {
-    let d = &Chd::PARAMS[idx];
-    if !(d.min..=d.max).contains(&value) {
-        return HookStatus(Errno::EINVAL.0);
-    }
-    let st = (cc_algo().param_check().unwrap())(idx as u32, value, g, values.into());
-    if st.is_ok() {
-        values[idx].store(value as isize, Ordering::Relaxed);
-    }
-    st
-}
-
 #[test]
 fn cb_destroy_frees_state() {
     let (mut cc, _tp) = conn();
-    assert!(!cc.ccv.cc_data.is_null());
-    assert!((cc.hooks.cb_destroy.unwrap())(&mut cc.ccv).is_ok());
-    assert!(cc.ccv.cc_data.is_null());
+    cc.assert_cb_destroy_frees_state();
 }

@@ -22,7 +22,7 @@
 //!
 //! FreeBSD's cc_cubic has no sysctls and no TCP_CCALGOOPT; neither has this module.
 
-use plugtcp_framework::cc::common::{self, max_cwnd, slow_start_increase};
+use plugtcp_framework::cc::common::{self, grow_cwnd, slow_start_increase};
 use plugtcp_framework::cc::hystart::{HyStart, Phase};
 use plugtcp_framework::cc::{
     ccf, CcAlgorithm, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO, CC_RTO_ERR,
@@ -313,9 +313,7 @@ impl CcAlgorithm for Cubic {
             // the RTT is not yet known, since W_cubic(t + RTT) needs it.
             self.flags |= IN_SLOWSTART;
             let incr = self.hystart.ss_increase(ccv, slow_start_increase(ccv, tp));
-            if incr > 0 {
-                tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(max_cwnd(tp));
-            }
+            grow_cwnd(tp, incr);
         } else {
             self.congestion_avoidance(ccv, tp);
         }

@@ -2,7 +2,8 @@
 //! cc_cubic behaviour and RFC 9406 HyStart++.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcGlobals, CcHooks, CC_DUPACK};
+use plugtcp_framework::cc::testing::{self, TestConn};
+use plugtcp_framework::cc::{CcGlobals, CC_DUPACK};
 use plugtcp_framework::TcpState;
 use proptest::prelude::*;
 use std::sync::atomic::Ordering;
@@ -14,11 +15,9 @@ const MSS_F: f64 = MSS as f64;
 const C: f64 = 0.4;
 const BETA: f64 = 0.7;
 
+/// The tests' globals with FreeBSD's net.inet.tcp.cc.hystartplusplus defaults.
 fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(2, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    // FreeBSD's net.inet.tcp.cc.hystartplusplus defaults.
+    let g = testing::globals();
     g.hystartplusplus_minrtt_thresh
         .store(4000, Ordering::Relaxed);
     g.hystartplusplus_maxrtt_thresh
@@ -41,26 +40,19 @@ fn tcpcb(cwnd_segs: u32) -> Tcpcb {
 }
 
 /// A connection on cubic through its ABI descriptor, as a host would set it up.
-fn attach(g: &'static CcGlobals, tp: &mut Tcpcb) -> CcConn {
-    let mut cc = CcConn::new(g);
-    cc.hooks = CcHooks::of(cc_algo());
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, tp).is_ok());
+fn attach(g: &'static CcGlobals, tp: &mut Tcpcb) -> TestConn<Cubic> {
+    let mut cc = TestConn::attach(g, testing::params::<Cubic>(&[]), tp);
     cc.conn_init(tp);
     cc
 }
 
-fn conn(cwnd_segs: u32) -> (CcConn, Tcpcb) {
+fn conn(cwnd_segs: u32) -> (TestConn<Cubic>, Tcpcb) {
     let mut tp = tcpcb(cwnd_segs);
     let cc = attach(globals(), &mut tp);
     (cc, tp)
 }
 
-fn st(cc: &CcConn) -> &Cubic {
-    // SAFETY: cc_data is the Box<Cubic> that cubic's cb_init made.
-    unsafe { &*(cc.ccv.cc_data as *const Cubic) }
-}
-
-fn ack(cc: &mut CcConn, tp: &mut Tcpcb, bytes: u32) {
+fn ack(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb, bytes: u32) {
     tp.snd_una = tp.snd_una.wrapping_add(bytes);
     tp.snd_max = tp.snd_una.wrapping_add(tp.snd_cwnd);
     tp.snd_nxt = tp.snd_max;
@@ -70,26 +62,36 @@ fn ack(cc: &mut CcConn, tp: &mut Tcpcb, bytes: u32) {
 }
 
 /// Gives the module CUBIC_MIN_RTT_SAMPLES samples of `rtt_us` so that it trusts srtt.
-fn trust_rtt(cc: &mut CcConn, tp: &mut Tcpcb, rtt_us: u32) {
+fn trust_rtt(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb, rtt_us: u32) {
     tp.t_srtt = rtt_us;
     for _ in 0..CUBIC_MIN_RTT_SAMPLES {
         cc.rttsample(tp, rtt_us, 0, 0);
     }
     cc.ack_received(tp, CC_DUPACK);
-    assert_eq!(st(cc).min_rtt_usecs, rtt_us);
+    assert_eq!(cc.state().min_rtt_usecs, rtt_us);
 }
 
 /// A loss at the current cwnd, then the end of fast recovery with a full pipe.
-fn loss_and_recovery(cc: &mut CcConn, tp: &mut Tcpcb) {
+fn loss_and_recovery(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb) {
     tp.snd_max = tp.snd_una.wrapping_add(tp.snd_cwnd);
     cc.on_cong_signal(tp, CC_NDUPACK);
     cc.on_post_recovery(tp);
     assert!(!tp.in_recovery());
 }
 
+/// [`conn`] trusting an RTT of `rtt_us`, after a loss at `cwnd_segs` segments and the end of
+/// its recovery.
+fn after_loss(rtt_us: u32, cwnd_segs: u32) -> (TestConn<Cubic>, Tcpcb) {
+    let (mut cc, mut tp) = conn(10);
+    trust_rtt(&mut cc, &mut tp, rtt_us);
+    tp.snd_cwnd = cwnd_segs * MSS;
+    loss_and_recovery(&mut cc, &mut tp);
+    (cc, tp)
+}
+
 /// FreeBSD slow-starts while cwnd <= ssthresh, so the ACK after recovery (cwnd = ssthresh)
 /// still adds a segment; congestion avoidance begins with the next one.
-fn leave_slow_start(cc: &mut CcConn, tp: &mut Tcpcb) {
+fn leave_slow_start(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb) {
     assert_eq!(tp.snd_cwnd, tp.snd_ssthresh);
     ack(cc, tp, MSS);
     assert_eq!(tp.snd_cwnd, tp.snd_ssthresh + MSS);
@@ -119,12 +121,12 @@ fn w_est_step(w_est: f64, segs_acked: f64, cwnd: f64, cwnd_prior: f64) -> f64 {
 /// spread over the RTT, `t_rcvtime` advancing. After every ACK, `check` sees the time and
 /// the window before the ACK.
 fn ack_clock(
-    cc: &mut CcConn,
+    cc: &mut TestConn<Cubic>,
     tp: &mut Tcpcb,
     now: &mut u64,
     rtt_ns: u64,
     rounds: usize,
-    mut check: impl FnMut(&CcConn, &Tcpcb, u64, u32),
+    mut check: impl FnMut(&TestConn<Cubic>, &Tcpcb, u64, u32),
 ) {
     for _ in 0..rounds {
         let n = (tp.snd_cwnd / MSS).max(1) as u64;
@@ -222,8 +224,8 @@ proptest! {
                 return;
             }
             let t0 = *t0.get_or_insert(now);
-            if st(cc).t_epoch != Some(t0) {
-                failure = Some(format!("epoch began at {:?}, not {t0}", st(cc).t_epoch));
+            if cc.state().t_epoch != Some(t0) {
+                failure = Some(format!("epoch began at {:?}, not {t0}", cc.state().t_epoch));
             }
             let t = (now - t0) as f64 / 1e9;
             est = w_est_step(est, 1.0, before as f64 / MSS_F, w_max);
@@ -275,12 +277,12 @@ fn multiplicative_decrease_on_loss() {
     cc.on_cong_signal(&mut tp, CC_NDUPACK);
     // RFC 9438 4.6: ssthresh = cwnd * beta_cubic; W_max = cwnd; cwnd_prior = cwnd.
     assert_eq!(tp.snd_ssthresh, 70 * MSS);
-    assert_eq!(st(&cc).w_max, 100 * MSS);
-    assert_eq!(st(&cc).cwnd_prior, 100 * MSS);
+    assert_eq!(cc.state().w_max, 100 * MSS);
+    assert_eq!(cc.state().cwnd_prior, 100 * MSS);
     assert!(tp.in_fastrecovery() && tp.in_congrecovery());
-    assert!(st(&cc).flags & CONG_EVENT != 0);
+    assert!(cc.state().flags & CONG_EVENT != 0);
     assert_eq!(
-        st(&cc).t_epoch,
+        cc.state().t_epoch,
         None,
         "the epoch begins with congestion avoidance"
     );
@@ -288,7 +290,7 @@ fn multiplicative_decrease_on_loss() {
     tp.snd_cwnd = 73 * MSS;
     cc.on_cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 70 * MSS);
-    assert_eq!(st(&cc).w_max, 100 * MSS);
+    assert_eq!(cc.state().w_max, 100 * MSS);
     // Recovery ends at ssthresh.
     cc.on_post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 70 * MSS);
@@ -337,19 +339,19 @@ fn ecn_reduces_once_per_window() {
 fn fast_convergence_lowers_w_max() {
     let (mut cc, mut tp) = conn(100);
     loss_and_recovery(&mut cc, &mut tp);
-    assert_eq!(st(&cc).w_max, 100 * MSS);
+    assert_eq!(cc.state().w_max, 100 * MSS);
     // Lost again below the last maximum: W_max = cwnd * (1 + beta) / 2 (RFC 9438 4.7),
     // ssthresh still cwnd * beta (4.6).
     tp.snd_cwnd = 80 * MSS;
     loss_and_recovery(&mut cc, &mut tp);
-    assert_eq!(st(&cc).w_max, 80 * MSS * 17 / 20);
-    assert_eq!(st(&cc).w_max, 68 * MSS);
+    assert_eq!(cc.state().w_max, 80 * MSS * 17 / 20);
+    assert_eq!(cc.state().w_max, 68 * MSS);
     assert_eq!(tp.snd_ssthresh, 56 * MSS);
-    assert_eq!(st(&cc).cwnd_prior, 80 * MSS);
+    assert_eq!(cc.state().cwnd_prior, 80 * MSS);
     // Lost above the last maximum: W_max = cwnd.
     tp.snd_cwnd = 90 * MSS;
     loss_and_recovery(&mut cc, &mut tp);
-    assert_eq!(st(&cc).w_max, 90 * MSS);
+    assert_eq!(cc.state().w_max, 90 * MSS);
     assert_eq!(tp.snd_ssthresh, 63 * MSS);
 }
 
@@ -363,10 +365,10 @@ fn k_of_the_epoch_after_loss() {
     assert_eq!(tp.snd_cwnd, 280 * MSS);
     tp.t_rcvtime = 6_000_000_000;
     leave_slow_start(&mut cc, &mut tp);
-    assert_eq!(st(&cc).t_epoch, None);
+    assert_eq!(cc.state().t_epoch, None);
     tp.t_rcvtime = 7_000_000_000;
     ack(&mut cc, &mut tp, MSS);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!(s.t_epoch, Some(7_000_000_000));
     assert_eq!(s.cwnd_epoch, 281 * MSS);
     assert_eq!(s.w_max, 400 * MSS);
@@ -410,7 +412,7 @@ fn reno_friendly_region_takes_over_at_small_bdp() {
                     tp.snd_cwnd
                 );
             }
-            assert!(st(cc).w_est > 0.0);
+            assert!(cc.state().w_est > 0.0);
         },
     );
     assert!(reno_acks > 1000);
@@ -428,7 +430,7 @@ fn reno_friendly_region_takes_over_at_small_bdp() {
 /// divided by 4 for 5 rounds.
 #[test]
 fn hystart_css_and_exit() {
-    fn round(cc: &mut CcConn, tp: &mut Tcpcb, rtt_us: u32, round_cnt: u32) {
+    fn round(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb, rtt_us: u32, round_cnt: u32) {
         for _ in 0..8 {
             cc.rttsample(tp, rtt_us, 0, 0);
             ack(cc, tp, MSS);
@@ -446,14 +448,14 @@ fn hystart_css_and_exit() {
     // An RTT increase just below last round's min + max(4 ms, min(16 ms, min/8 = 12.5 ms)).
     let (mut cc, mut tp) = setup();
     round(&mut cc, &mut tp, 112_499, 2);
-    assert_eq!(st(&cc).hystart.phase, Phase::SlowStart);
+    assert_eq!(cc.state().hystart.phase, Phase::SlowStart);
 
     // At the threshold: Conservative Slow Start.
     let (mut cc, mut tp) = setup();
     for _ in 0..8 {
         cc.rttsample(&mut tp, 112_500, 0, 0);
     }
-    assert_eq!(st(&cc).hystart.phase, Phase::Css);
+    assert_eq!(cc.state().hystart.phase, Phase::Css);
     let before = tp.snd_cwnd;
     ack(&mut cc, &mut tp, MSS);
     assert_eq!(
@@ -464,12 +466,12 @@ fn hystart_css_and_exit() {
     cc.newround(&mut tp, 2);
     for r in 3..=5 {
         round(&mut cc, &mut tp, 113_000, r);
-        assert_eq!(st(&cc).hystart.phase, Phase::Css);
+        assert_eq!(cc.state().hystart.phase, Phase::Css);
         assert_eq!(tp.snd_ssthresh, u32::MAX);
     }
     // The fifth round of CSS ends slow start: ssthresh = cwnd.
     round(&mut cc, &mut tp, 113_000, 6);
-    assert_eq!(st(&cc).hystart.phase, Phase::Done);
+    assert_eq!(cc.state().hystart.phase, Phase::Done);
     assert_eq!(tp.snd_ssthresh, tp.snd_cwnd);
 
     // cwnd = ssthresh is still slow start; then congestion avoidance with W_max undefined
@@ -478,7 +480,7 @@ fn hystart_css_and_exit() {
     assert!(tp.snd_cwnd > tp.snd_ssthresh);
     tp.t_rcvtime = 3_000_000_000;
     ack(&mut cc, &mut tp, MSS);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!(s.t_epoch, Some(3_000_000_000));
     assert_eq!(s.k, 0.0);
     assert_eq!(s.w_max, s.cwnd_epoch);
@@ -490,18 +492,18 @@ fn hystart_css_and_exit() {
     for _ in 0..8 {
         cc.rttsample(&mut tp, 120_000, 0, 0);
     }
-    assert_eq!(st(&cc).hystart.phase, Phase::Css);
+    assert_eq!(cc.state().hystart.phase, Phase::Css);
     cc.rttsample(&mut tp, 110_000, 0, 0);
-    assert_eq!(st(&cc).hystart.phase, Phase::SlowStart);
+    assert_eq!(cc.state().hystart.phase, Phase::SlowStart);
 
     // Loss ends HyStart++; retransmitted samples (rxtcnt > 1) are ignored.
     let (mut cc, mut tp) = setup();
     for _ in 0..8 {
         cc.rttsample(&mut tp, 200_000, 2, 0);
     }
-    assert_eq!(st(&cc).hystart.phase, Phase::SlowStart);
+    assert_eq!(cc.state().hystart.phase, Phase::SlowStart);
     cc.cong_signal(&mut tp, CC_NDUPACK);
-    assert_eq!(st(&cc).hystart.phase, Phase::Done);
+    assert_eq!(cc.state().hystart.phase, Phase::Done);
 }
 
 #[test]
@@ -512,7 +514,7 @@ fn slow_start_until_rtt_is_trusted() {
     // cwnd > ssthresh, but FreeBSD slow-starts until 8 RTT samples vouch for srtt.
     ack(&mut cc, &mut tp, 2 * MSS);
     assert_eq!(tp.snd_cwnd, 12 * MSS);
-    assert_eq!(st(&cc).min_rtt_usecs, 0);
+    assert_eq!(cc.state().min_rtt_usecs, 0);
     trust_rtt(&mut cc, &mut tp, 30_000);
     let before = tp.snd_cwnd;
     ack(&mut cc, &mut tp, 2 * MSS);
@@ -530,26 +532,21 @@ fn no_growth_when_not_cwnd_limited_or_in_recovery() {
     cc.ccv.flags = 0;
     cc.ack_received(&mut tp, CC_ACK);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
-    assert!(st(&cc).flags & IN_APPLIMIT != 0);
+    assert!(cc.state().flags & IN_APPLIMIT != 0);
     tp.t_flags |= tf::FASTRECOVERY;
     ack(&mut cc, &mut tp, MSS);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
     tp.t_flags = 0;
-    cc.ccv.flags |= ccf::CWND_LIMITED;
-    cc.ack_received(&mut tp, CC_DUPACK);
-    assert_eq!(tp.snd_cwnd, 10 * MSS);
+    testing::assert_dupack_keeps_cwnd(&mut cc, &mut tp);
 }
 
 #[test]
 fn rto_and_spurious_rto_undo() {
-    let (mut cc, mut tp) = conn(10);
-    trust_rtt(&mut cc, &mut tp, 40_000);
-    tp.snd_cwnd = 100 * MSS;
-    loss_and_recovery(&mut cc, &mut tp);
+    let (mut cc, mut tp) = after_loss(40_000, 100);
     leave_slow_start(&mut cc, &mut tp);
     tp.t_rcvtime = 1_000_000_000;
     ack(&mut cc, &mut tp, MSS);
-    let before = st(&cc).clone();
+    let before = cc.state().clone();
     let (cwnd, ssthresh) = (tp.snd_cwnd, tp.snd_ssthresh);
     assert!(before.t_epoch.is_some());
 
@@ -560,7 +557,7 @@ fn rto_and_spurious_rto_undo() {
     cc.on_cong_signal(&mut tp, CC_RTO);
     assert_eq!(tp.snd_cwnd, MSS);
     assert_eq!(tp.snd_ssthresh, 56 * MSS);
-    assert!(st(&cc).flags & RTO_EVENT != 0);
+    assert!(cc.state().flags & RTO_EVENT != 0);
     // Later backoffs keep the first one's ssthresh.
     tp.t_rxtshift = 2;
     tp.snd_wnd = 10 * MSS;
@@ -570,7 +567,7 @@ fn rto_and_spurious_rto_undo() {
     // The RTO was spurious: everything as before it.
     cc.cong_signal(&mut tp, CC_RTO_ERR);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (cwnd, ssthresh));
-    let after = st(&cc);
+    let after = cc.state();
     assert_eq!(after.w_max, before.w_max);
     assert_eq!(after.k, before.k);
     assert_eq!(after.w_est, before.w_est);
@@ -596,7 +593,7 @@ fn rto_and_spurious_rto_undo() {
     tp.t_rcvtime = 9_000_000_000;
     let cwnd = tp.snd_cwnd;
     ack(&mut cc, &mut tp, MSS);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!(s.t_epoch, Some(9_000_000_000));
     assert_eq!((s.k, s.w_max, s.cwnd_epoch), (0.0, cwnd, cwnd));
     assert_eq!(s.flags & (RTO_EVENT | IN_SLOWSTART), 0);
@@ -605,7 +602,7 @@ fn rto_and_spurious_rto_undo() {
     let mut now = 9_000_000_000;
     // cwnd_prior is still that of the loss at 100 segments; W_est began at cwnd_epoch and
     // has seen the ACK at 9 s.
-    assert_eq!(st(&cc).cwnd_prior, 100 * MSS);
+    assert_eq!(cc.state().cwnd_prior, 100 * MSS);
     let mut est = w_est_step(cwnd as f64 / MSS_F, 1.0, cwnd as f64 / MSS_F, 100.0);
     ack_clock(
         &mut cc,
@@ -621,7 +618,7 @@ fn rto_and_spurious_rto_undo() {
                 tp.snd_cwnd as f64 / MSS_F <= cubic.max(est) + 1e-3,
                 "t={t}: cwnd {} cubic {cubic} est {est} state {:?}",
                 tp.snd_cwnd as f64 / MSS_F,
-                st(cc)
+                cc.state()
             );
         },
     );
@@ -637,7 +634,7 @@ fn switched_in_on_a_large_window() {
     tp.t_srtt = 40_000;
     tp.t_rcvtime = 50_000_000_000;
     let mut cc = attach(g, &mut tp);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!(s.w_max, 1000 * MSS);
     assert_eq!(s.min_rtt_usecs, 40_000, "srtt trusted at once");
 
@@ -645,7 +642,7 @@ fn switched_in_on_a_large_window() {
     tp.t_rcvtime += 40_000;
     ack(&mut cc, &mut tp, 2 * MSS);
     assert!(tp.snd_cwnd - 1000 * MSS < MSS);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!((s.k, s.w_max), (0.0, 1000 * MSS));
     let t0 = s.t_epoch.unwrap();
     // Then Reno-friendly growth (alpha = 1 as W_est starts at cwnd_prior): about one
@@ -674,7 +671,7 @@ fn switched_in_on_a_large_window() {
     // A loss works from the inherited state.
     loss_and_recovery(&mut cc, &mut tp);
     assert_eq!(tp.snd_cwnd as u64, cwnd as u64 * 7 / 10);
-    assert_eq!(st(&cc).w_max, cwnd);
+    assert_eq!(cc.state().w_max, cwnd);
 
     // Switched in before any loss (ssthresh infinite): slow start, as FreeBSD.
     let mut tp = tcpcb(1000);
@@ -695,22 +692,19 @@ fn switched_in_on_a_large_window() {
 
 #[test]
 fn after_idle_does_not_count_idle_time() {
-    let (mut cc, mut tp) = conn(10);
-    trust_rtt(&mut cc, &mut tp, 100_000);
-    tp.snd_cwnd = 10 * MSS;
-    loss_and_recovery(&mut cc, &mut tp);
+    let (mut cc, mut tp) = after_loss(100_000, 10);
     tp.snd_cwnd = 8 * MSS;
     tp.snd_ssthresh = 4 * MSS;
     tp.t_rcvtime = 1_000_000_000;
     ack(&mut cc, &mut tp, MSS);
-    assert_eq!(st(&cc).t_epoch, Some(1_000_000_000));
+    assert_eq!(cc.state().t_epoch, Some(1_000_000_000));
     tp.snd_cwnd = 8 * MSS;
 
     // Without the idle restart, an ACK 100 s into the epoch jumps by the 1.5 cwnd clamp.
     {
         let (mut cc2, mut tp2) = conn(10);
-        // SAFETY: cc_data is cubic's Box<Cubic>; give it this connection's state.
-        unsafe { *(cc2.ccv.cc_data as *mut Cubic) = st(&cc).clone() };
+        // Give it this connection's state.
+        *cc2.state_mut() = cc.state().clone();
         tp2.clone_from(&tp);
         tp2.t_rcvtime = 101_000_000_000;
         ack(&mut cc2, &mut tp2, MSS);
@@ -721,15 +715,15 @@ fn after_idle_does_not_count_idle_time() {
     cc.after_idle(&mut tp);
     assert_eq!(tp.snd_cwnd, 8 * MSS, "min(IW, cwnd)");
     assert_eq!(tp.snd_ssthresh, 6 * MSS);
-    assert_eq!(st(&cc).w_max, 10 * MSS);
+    assert_eq!(cc.state().w_max, 10 * MSS);
     assert_eq!(
-        st(&cc).hystart.phase,
+        cc.state().hystart.phase,
         Phase::SlowStart,
         "HyStart++ re-enabled"
     );
     tp.t_rcvtime = 101_000_000_000;
     ack(&mut cc, &mut tp, MSS);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!(s.t_epoch, Some(101_000_000_000));
     let k_ref = cbrt_ref((10.0 - 8.0) / C);
     assert!((s.k - k_ref).abs() < 1e-9);
@@ -742,22 +736,17 @@ fn after_idle_does_not_count_idle_time() {
 
     // A large window after idle: back to the initial window, then slow start.
     let (mut cc, mut tp) = conn(100);
-    tp.snd_ssthresh = 20 * MSS;
-    cc.after_idle(&mut tp);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 75 * MSS));
-    assert_eq!(st(&cc).w_max, 100 * MSS);
+    testing::assert_newreno_after_idle(&mut cc, &mut tp);
+    assert_eq!(cc.state().w_max, 100 * MSS);
 }
 
 #[test]
 fn application_limited_time_does_not_count() {
-    let (mut cc, mut tp) = conn(10);
-    trust_rtt(&mut cc, &mut tp, 50_000);
-    tp.snd_cwnd = 200 * MSS;
-    loss_and_recovery(&mut cc, &mut tp);
+    let (mut cc, mut tp) = after_loss(50_000, 200);
     leave_slow_start(&mut cc, &mut tp);
     tp.t_rcvtime = 1_000_000_000;
     ack(&mut cc, &mut tp, MSS);
-    assert_eq!(st(&cc).t_epoch, Some(1_000_000_000));
+    assert_eq!(cc.state().t_epoch, Some(1_000_000_000));
     // Application-limited ACKs for 30 s: no growth, and the epoch restarts afterwards.
     tp.t_rcvtime = 31_000_000_000;
     let cwnd = tp.snd_cwnd;
@@ -767,7 +756,7 @@ fn application_limited_time_does_not_count() {
     assert_eq!(tp.snd_cwnd, cwnd);
     tp.t_rcvtime = 31_050_000_000;
     ack(&mut cc, &mut tp, MSS);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!(s.t_epoch, Some(31_050_000_000));
     assert_eq!(s.cwnd_epoch, cwnd);
     let k_ref = cbrt_ref((200.0 - cwnd as f64 / MSS_F) / C);
@@ -779,7 +768,7 @@ fn application_limited_time_does_not_count() {
 fn mean_rtt_of_the_epoch_taken_at_recovery_end() {
     let (mut cc, mut tp) = conn(10);
     trust_rtt(&mut cc, &mut tp, 20_000);
-    assert_eq!(st(&cc).mean_rtt_usecs, 20_000, "primed by the min RTT");
+    assert_eq!(cc.state().mean_rtt_usecs, 20_000, "primed by the min RTT");
     for srtt in [30_000, 40_000, 50_000] {
         tp.t_srtt = srtt;
         cc.ack_received(&mut tp, CC_DUPACK);
@@ -787,10 +776,10 @@ fn mean_rtt_of_the_epoch_taken_at_recovery_end() {
     tp.snd_cwnd = 50 * MSS;
     loss_and_recovery(&mut cc, &mut tp);
     assert_eq!(
-        st(&cc).mean_rtt_usecs,
+        cc.state().mean_rtt_usecs,
         (20_000 + 30_000 + 40_000 + 50_000) / 4
     );
-    assert_eq!(st(&cc).min_rtt_usecs, 20_000);
+    assert_eq!(cc.state().min_rtt_usecs, 20_000);
 }
 
 #[test]
@@ -801,7 +790,5 @@ fn descriptor_and_lifecycle() {
     assert!(algo.ctl_output().is_none(), "nor TCP_CCALGOOPT");
     assert!(algo.ecnpkt_handler().is_none());
     let (mut cc, _tp) = conn(10);
-    assert!(!cc.ccv.cc_data.is_null());
-    assert!((cc.hooks.cb_destroy.unwrap())(&mut cc.ccv).is_ok());
-    assert!(cc.ccv.cc_data.is_null());
+    cc.assert_cb_destroy_frees_state();
 }

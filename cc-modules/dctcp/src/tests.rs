@@ -2,7 +2,8 @@
 //! descriptor as the host and the base stack drive it.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcGlobals, CcHooks};
+use plugtcp_framework::cc::testing::{self, globals, TestConn};
+use plugtcp_framework::cc::CcConn;
 use plugtcp_framework::seq::seq_geq;
 use plugtcp_framework::TcpState;
 use proptest::prelude::*;
@@ -11,55 +12,36 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 const MSS: u32 = 1000;
 /// Close to the sequence wrap, so that windows cross it.
 const ISS: u32 = 0xFFFF_F000;
+/// net.inet.tcp.abc_l_var, as in `testing::globals()`.
 const ABC_L: u32 = 2;
-
-fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(ABC_L as isize, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    g
-}
 
 /// The module's sysctls: alpha, shift_g, slowstart.
 fn params(alpha: u32, shift_g: u32, slowstart: u32) -> &'static [AtomicIsize] {
-    Box::leak(Box::new([
-        AtomicIsize::new(alpha as isize),
-        AtomicIsize::new(shift_g as isize),
-        AtomicIsize::new(slowstart as isize),
-    ]))
+    testing::params::<Dctcp>(&[
+        (PARAM_ALPHA, alpha.into()),
+        (PARAM_SHIFT_G, shift_g.into()),
+        (PARAM_SLOWSTART, slowstart.into()),
+    ])
 }
 
 /// An established connection on dctcp (ECN negotiated or not), cb_init and conn_init done.
-fn conn_with(p: &'static [AtomicIsize], ecn: bool) -> (CcConn, Tcpcb) {
-    let mut cc = CcConn::new(globals());
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = p.into();
-    let mut tp = Tcpcb::new(MSS);
+fn conn_with(p: &'static [AtomicIsize], ecn: bool) -> (TestConn<Dctcp>, Tcpcb) {
+    let mut tp = testing::tcpcb(MSS, 10 * MSS, u32::MAX);
     tp.t_state = TcpState::Established;
     tp.iss = ISS;
     tp.snd_una = ISS;
     tp.snd_nxt = ISS;
     tp.snd_max = ISS;
-    tp.snd_cwnd = 10 * MSS;
-    tp.snd_ssthresh = u32::MAX;
-    tp.snd_wnd = 1 << 20;
-    tp.snd_scale = 7;
     if ecn {
         tp.t_flags2 |= tf2::ECN_PERMIT;
     }
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+    let mut cc = TestConn::attach(globals(), p, &mut tp);
     cc.conn_init(&mut tp);
     (cc, tp)
 }
 
-fn conn() -> (CcConn, Tcpcb) {
+fn conn() -> (TestConn<Dctcp>, Tcpcb) {
     conn_with(params(DEFAULT_ALPHA, DEFAULT_SHIFT_G, 0), true)
-}
-
-/// The module's per-connection state.
-fn st(cc: &CcConn) -> &Dctcp {
-    // SAFETY: cc_data was made by this module's cb_init (a Box<Dctcp>) and lives as long as cc.
-    unsafe { &*(cc.ccv.cc_data as *const Dctcp) }
 }
 
 fn send(tp: &mut Tcpcb, bytes: u32) {
@@ -67,9 +49,19 @@ fn send(tp: &mut Tcpcb, bytes: u32) {
     tp.snd_max = tp.snd_nxt;
 }
 
+/// [`conn`] with a window of `cwnd_segs` segments sent, and an observation window that
+/// began after them (conn_init saves snd_nxt).
+fn conn_window_sent(cwnd_segs: u32) -> (TestConn<Dctcp>, Tcpcb) {
+    let (mut cc, mut tp) = conn();
+    tp.snd_cwnd = cwnd_segs * MSS;
+    send(&mut tp, cwnd_segs * MSS);
+    cc.conn_init(&mut tp);
+    (cc, tp)
+}
+
 /// One new ACK as the base stack handles it: CC_ECN first when it carries ECE, then the end
 /// of an ECN recovery once snd_recover is acknowledged, then ack_received.
-fn ack(cc: &mut CcConn, tp: &mut Tcpcb, bytes: u32, ece: bool) {
+fn ack(cc: &mut TestConn<Dctcp>, tp: &mut Tcpcb, bytes: u32, ece: bool) {
     if ece {
         cc.on_cong_signal(tp, CC_ECN);
     }
@@ -83,7 +75,7 @@ fn ack(cc: &mut CcConn, tp: &mut Tcpcb, bytes: u32, ece: bool) {
 }
 
 /// A duplicate ACK (with ECE or not) as the base stack handles it.
-fn dupack(cc: &mut CcConn, tp: &mut Tcpcb, ece: bool) {
+fn dupack(cc: &mut TestConn<Dctcp>, tp: &mut Tcpcb, ece: bool) {
     if ece {
         cc.on_cong_signal(tp, CC_ECN);
     }
@@ -93,7 +85,7 @@ fn dupack(cc: &mut CcConn, tp: &mut Tcpcb, ece: bool) {
 /// Runs observation windows, each a list of (bytes, ECE) ACKs, and returns alpha after each.
 /// snd_nxt is placed so that each window ends exactly at its last ACK: when a window closes,
 /// the next one's bytes less one are outstanding (the closing ACK must pass save_sndnxt).
-fn run_windows(cc: &mut CcConn, tp: &mut Tcpcb, windows: &[Vec<(u32, bool)>]) -> Vec<u32> {
+fn run_windows(cc: &mut TestConn<Dctcp>, tp: &mut Tcpcb, windows: &[Vec<(u32, bool)>]) -> Vec<u32> {
     let total = |w: &Vec<(u32, bool)>| w.iter().map(|a| a.0).sum::<u32>();
     send(tp, total(&windows[0]) - 1);
     cc.conn_init(tp);
@@ -106,17 +98,17 @@ fn run_windows(cc: &mut CcConn, tp: &mut Tcpcb, windows: &[Vec<(u32, bool)>]) ->
                 tp.snd_nxt = tp.snd_una.wrapping_add(bytes + next - 1);
                 tp.snd_max = tp.snd_nxt;
             }
-            let alpha_before = st(cc).alpha;
+            let alpha_before = cc.state().alpha;
             ack(cc, tp, bytes, ece);
             if !last {
-                assert_eq!(st(cc).alpha, alpha_before, "window {i} closed early");
-                assert!(st(cc).bytes_total > 0);
+                assert_eq!(cc.state().alpha, alpha_before, "window {i} closed early");
+                assert!(cc.state().bytes_total > 0);
             } else {
-                assert_eq!((st(cc).bytes_total, st(cc).bytes_ecn), (0, 0));
-                assert_eq!(st(cc).save_sndnxt, tp.snd_nxt);
+                assert_eq!((cc.state().bytes_total, cc.state().bytes_ecn), (0, 0));
+                assert_eq!(cc.state().save_sndnxt, tp.snd_nxt);
             }
         }
-        alphas.push(st(cc).alpha);
+        alphas.push(cc.state().alpha);
     }
     alphas
 }
@@ -230,17 +222,14 @@ fn ecn_cuts_cwnd_by_half_alpha() {
             "alpha {alpha}"
         );
         assert!(tp.in_congrecovery() && !tp.in_fastrecovery());
-        assert!(st(&cc).ece_curr);
+        assert!(cc.state().ece_curr);
         assert_eq!(dctcp_ecn_window(before, alpha, MSS), after);
     }
 }
 
 #[test]
 fn one_reduction_per_window_with_ece_on_every_ack() {
-    let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 20 * MSS;
-    send(&mut tp, 20 * MSS);
-    cc.conn_init(&mut tp);
+    let (mut cc, mut tp) = conn_window_sent(20);
     let mut cwnd = tp.snd_cwnd;
     let mut reductions = 0;
     for _ in 0..20 {
@@ -261,7 +250,7 @@ fn one_reduction_per_window_with_ece_on_every_ack() {
     );
     // Yet every marked byte was counted.
     assert_eq!(
-        (st(&cc).bytes_total, st(&cc).bytes_ecn),
+        (cc.state().bytes_total, cc.state().bytes_ecn),
         (20 * MSS, 20 * MSS)
     );
 
@@ -272,7 +261,7 @@ fn one_reduction_per_window_with_ece_on_every_ack() {
     let first = tp.snd_ssthresh;
     assert_eq!(first, before - before / 2);
     // That ACK passed the window's end: 1024 - 64 + 64.
-    assert_eq!(st(&cc).alpha, 1024);
+    assert_eq!(cc.state().alpha, 1024);
     for _ in 0..5 {
         ack(&mut cc, &mut tp, MSS, true);
         assert_eq!(tp.snd_ssthresh, first);
@@ -285,22 +274,19 @@ fn ece_without_new_ack_is_counted_on_the_next_ack() {
     send(&mut tp, 20 * MSS);
     dupack(&mut cc, &mut tp, true);
     // The stack reports duplicate ACKs with no bytes: nothing counted, the mark consumed.
-    assert_eq!((st(&cc).bytes_total, st(&cc).bytes_ecn), (0, 0));
-    assert!(!st(&cc).ece_curr && st(&cc).ece_prev);
+    assert_eq!((cc.state().bytes_total, cc.state().bytes_ecn), (0, 0));
+    assert!(!cc.state().ece_curr && cc.state().ece_prev);
     // A dupack reporting bytes counts at most one segment.
     cc.on_cong_signal(&mut tp, CC_ECN);
     cc.ccv.bytes_this_ack = 1500;
     cc.ack_received(&mut tp, CC_DUPACK);
-    assert_eq!((st(&cc).bytes_total, st(&cc).bytes_ecn), (MSS, MSS));
+    assert_eq!((cc.state().bytes_total, cc.state().bytes_ecn), (MSS, MSS));
 }
 
 #[test]
 fn byte_accounting_with_ece_prev_and_ece_curr() {
-    let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 100 * MSS;
-    send(&mut tp, 100 * MSS);
     // save_sndnxt: one window far ahead, so that none closes here.
-    cc.conn_init(&mut tp);
+    let (mut cc, mut tp) = conn_window_sent(100);
     // (bytes, ECE, total after, marked after)
     for (i, (bytes, ece, total, marked)) in [
         (3000, false, 3000, 0),
@@ -321,7 +307,7 @@ fn byte_accounting_with_ece_prev_and_ece_curr() {
     .enumerate()
     {
         ack(&mut cc, &mut tp, bytes, ece);
-        let s = st(&cc);
+        let s = cc.state();
         assert_eq!((s.bytes_total, s.bytes_ecn), (total, marked), "ack {i}");
         assert_eq!(s.ece_prev, ece, "ack {i}");
         assert!(!s.ece_curr, "consumed by ack_received");
@@ -373,7 +359,7 @@ fn receiver_mirrors_ce_and_acks_at_once_on_changes() {
             acknow,
             "ACKNOW, packet {i}"
         );
-        assert_eq!(st(&cc).ce_prev, ce);
+        assert_eq!(cc.state().ce_prev, ce);
     }
 }
 
@@ -408,7 +394,7 @@ fn non_ecn_connection_behaves_as_newreno() {
         }
         same(&tp, &rtp, &format!("signal {sig}"));
         if sig == CC_NDUPACK {
-            for (c, t) in [(&mut cc, &mut tp), (&mut reference, &mut rtp)] {
+            for (c, t) in [(&mut *cc, &mut tp), (&mut reference, &mut rtp)] {
                 t.snd_una = t.snd_max.wrapping_sub(30 * MSS);
                 c.ccv.curack = t.snd_una;
             }
@@ -425,8 +411,8 @@ fn non_ecn_connection_behaves_as_newreno() {
     same(&tp, &rtp, "after_idle");
 
     // No DCTCP bookkeeping, and the receiver keeps RFC 3168's ECE.
-    assert_eq!(st(&cc).alpha, DEFAULT_ALPHA);
-    assert_eq!((st(&cc).bytes_total, st(&cc).num_cong_events), (0, 0));
+    assert_eq!(cc.state().alpha, DEFAULT_ALPHA);
+    assert_eq!((cc.state().bytes_total, cc.state().num_cong_events), (0, 0));
     tp.t_flags2 |= tf2::ECN_SND_ECE;
     cc.ccv.flags &= !ccf::IPHDR_CE;
     cc.ecnpkt_handler(&mut tp);
@@ -442,7 +428,7 @@ fn loss_halves_as_freebsd_dctcp() {
     cc.on_cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 10_750);
     assert!(tp.in_fastrecovery() && tp.in_congrecovery());
-    assert_eq!(st(&cc).num_cong_events, 1);
+    assert_eq!(cc.state().num_cong_events, 1);
     tp.snd_cwnd = 4 * MSS;
     cc.on_cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 10_750, "once per recovery");
@@ -460,7 +446,7 @@ fn loss_halves_as_freebsd_dctcp() {
     cc.on_cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 10 * MSS);
     assert_eq!(
-        st(&cc).num_cong_events,
+        cc.state().num_cong_events,
         0,
         "counted at the ECN reduction only with slowstart"
     );
@@ -468,20 +454,17 @@ fn loss_halves_as_freebsd_dctcp() {
 
 #[test]
 fn fast_recovery_defers_the_alpha_update_to_post_recovery() {
-    let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 20 * MSS;
-    send(&mut tp, 20 * MSS);
-    cc.conn_init(&mut tp);
+    let (mut cc, mut tp) = conn_window_sent(20);
     send(&mut tp, 5 * MSS);
     ack(&mut cc, &mut tp, 2 * MSS, true);
     ack(&mut cc, &mut tp, 2 * MSS, false);
-    assert_eq!((st(&cc).bytes_total, st(&cc).bytes_ecn), (4000, 2000));
+    assert_eq!((cc.state().bytes_total, cc.state().bytes_ecn), (4000, 2000));
     cc.on_cong_signal(&mut tp, CC_NDUPACK);
     // Dupacks in recovery, even one reporting an ACK past the window, do not close it.
     cc.ccv.curack = tp.snd_max;
     cc.ccv.bytes_this_ack = 0;
     cc.ack_received(&mut tp, CC_DUPACK);
-    assert_eq!(st(&cc).alpha, 1024);
+    assert_eq!(cc.state().alpha, 1024);
     // Recovery ends: NewReno's deflation, then the window closes:
     // 1024 - 64 + 2000*64/4000 = 992.
     tp.snd_una = tp.snd_max.wrapping_sub(3 * MSS);
@@ -494,17 +477,17 @@ fn fast_recovery_defers_the_alpha_update_to_post_recovery() {
     );
     // RFC 6582: 3 MSS in flight, less than ssthresh: cwnd = pipe + 1 MSS.
     assert_eq!(tp.snd_cwnd, 4 * MSS);
-    assert_eq!(st(&cc).alpha, 992);
-    assert_eq!((st(&cc).bytes_total, st(&cc).save_sndnxt), (0, tp.snd_nxt));
+    assert_eq!(cc.state().alpha, 992);
+    assert_eq!(
+        (cc.state().bytes_total, cc.state().save_sndnxt),
+        (0, tp.snd_nxt)
+    );
 }
 
 #[test]
 fn rto_collapses_cwnd_closes_the_window_and_sends_cwr() {
-    let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 30 * MSS;
+    let (mut cc, mut tp) = conn_window_sent(30);
     tp.snd_wnd = 16 * MSS;
-    send(&mut tp, 30 * MSS);
-    cc.conn_init(&mut tp);
     send(&mut tp, 10 * MSS);
     ack(&mut cc, &mut tp, 4 * MSS, false);
     ack(&mut cc, &mut tp, 4 * MSS, true);
@@ -514,9 +497,9 @@ fn rto_collapses_cwnd_closes_the_window_and_sends_cwr() {
     assert_ne!(tp.t_flags2 & tf2::ECN_SND_CWR, 0);
     assert!(!tp.in_recovery());
     // 1024 - 64 + 3000*64/8000 (24) = 984.
-    assert_eq!(st(&cc).alpha, 984);
-    assert_eq!(st(&cc).save_sndnxt, tp.snd_nxt.wrapping_add(MSS));
-    assert_eq!(st(&cc).num_cong_events, 1);
+    assert_eq!(cc.state().alpha, 984);
+    assert_eq!(cc.state().save_sndnxt, tp.snd_nxt.wrapping_add(MSS));
+    assert_eq!(cc.state().num_cong_events, 1);
 }
 
 #[test]
@@ -528,11 +511,11 @@ fn slowstart_sysctl_halves_the_first_reduction() {
     send(&mut tp, 20 * MSS);
     cc.conn_init(&mut tp);
     ack(&mut cc, &mut tp, MSS, false);
-    assert_eq!(st(&cc).bytes_total, MSS);
+    assert_eq!(cc.state().bytes_total, MSS);
     assert_eq!(tp.snd_cwnd, 21 * MSS);
     cc.on_cong_signal(&mut tp, CC_ECN);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (21 * MSS / 2, 21 * MSS / 2));
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!((s.alpha, s.bytes_total, s.num_cong_events), (1024, 0, 1));
     assert_eq!(s.save_sndnxt, tp.snd_nxt);
     // Later reductions use alpha.
@@ -540,7 +523,7 @@ fn slowstart_sysctl_halves_the_first_reduction() {
     tp.snd_cwnd = 20 * MSS;
     cc.on_cong_signal(&mut tp, CC_ECN);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
-    assert_eq!(st(&cc).num_cong_events, 2);
+    assert_eq!(cc.state().num_cong_events, 2);
 
     // After a loss the first ECN is not the first congestion event: no halving.
     let (mut cc, mut tp) = conn_with(p, true);
@@ -555,7 +538,7 @@ fn slowstart_sysctl_halves_the_first_reduction() {
     tp.snd_cwnd = 20 * MSS;
     cc.on_cong_signal(&mut tp, CC_ECN);
     assert_eq!(tp.snd_cwnd, 20 * MSS);
-    assert_eq!(st(&cc).num_cong_events, 0);
+    assert_eq!(cc.state().num_cong_events, 0);
 }
 
 #[test]
@@ -565,7 +548,7 @@ fn after_idle_resets_alpha_and_restarts() {
     tp.snd_cwnd = 100 * MSS;
     tp.snd_ssthresh = 20 * MSS;
     run_windows(&mut cc, &mut tp, &[acks(2, 1000, false)]);
-    assert_eq!(st(&cc).alpha, 960);
+    assert_eq!(cc.state().alpha, 960);
     send(&mut tp, 10 * MSS);
     ack(&mut cc, &mut tp, 2 * MSS, true);
     tp.t_flags &= !tf::CONGRECOVERY;
@@ -573,7 +556,7 @@ fn after_idle_resets_alpha_and_restarts() {
     let cwnd = tp.snd_cwnd;
     let ssthresh = tp.snd_ssthresh;
     cc.after_idle(&mut tp);
-    let s = st(&cc);
+    let s = cc.state();
     assert_eq!((s.alpha, s.bytes_total, s.bytes_ecn), (300, 0, 0));
     assert!(!s.ece_prev && !s.ece_curr);
     assert_eq!(s.save_sndnxt, tp.snd_nxt);
@@ -587,12 +570,8 @@ fn sysctls_as_freebsd() {
     let algo = cc_algo();
     assert_eq!(algo.name().as_str(), "dctcp");
     let ps = algo.params();
-    let got: Vec<_> = ps
-        .iter()
-        .map(|p| (p.name.as_str(), p.default, p.min, p.max))
-        .collect();
     assert_eq!(
-        got,
+        testing::param_table::<Dctcp>(),
         [
             ("alpha", 1024, 0, 1024),
             ("shift_g", 4, 0, 10),
@@ -617,30 +596,27 @@ fn sysctls_as_freebsd() {
 #[test]
 fn initial_alpha_comes_from_the_sysctl() {
     let (cc, _tp) = conn_with(params(256, DEFAULT_SHIFT_G, 0), true);
-    assert_eq!(st(&cc).alpha, 256);
+    assert_eq!(cc.state().alpha, 256);
     let (cc, _tp) = conn();
-    assert_eq!(st(&cc).alpha, 1024, "RFC 8257 3.3: alpha starts at 1");
+    assert_eq!(cc.state().alpha, 1024, "RFC 8257 3.3: alpha starts at 1");
 }
 
 #[test]
 fn cb_init_keeps_cwnd_and_conn_init_starts_a_window() {
-    let mut cc = CcConn::new(globals());
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = params(DEFAULT_ALPHA, DEFAULT_SHIFT_G, 0).into();
     let mut tp = Tcpcb::new(MSS);
     tp.snd_cwnd = 12_345;
     tp.snd_ssthresh = 5_000;
     tp.snd_nxt = 777;
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+    let p = params(DEFAULT_ALPHA, DEFAULT_SHIFT_G, 0);
+    let mut cc = TestConn::<Dctcp>::attach(globals(), p, &mut tp);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (12_345, 5_000));
     // Not an ECN connection yet: conn_init leaves the window alone.
     cc.conn_init(&mut tp);
-    assert_eq!(st(&cc).save_sndnxt, 0);
+    assert_eq!(cc.state().save_sndnxt, 0);
     tp.t_flags2 |= tf2::ECN_PERMIT;
     cc.conn_init(&mut tp);
-    assert_eq!(st(&cc).save_sndnxt, 777);
-    assert!((cc.hooks.cb_destroy.unwrap())(&mut cc.ccv).is_ok());
-    assert!(cc.ccv.cc_data.is_null());
+    assert_eq!(cc.state().save_sndnxt, 777);
+    cc.assert_cb_destroy_frees_state();
 }
 
 proptest! {
@@ -732,7 +708,7 @@ proptest! {
                     cc.ack_received(&mut tp, CC_DUPACK);
                 }
             }
-            let s = st(&cc);
+            let s = cc.state();
             prop_assert!(s.alpha <= 1024);
             prop_assert!(s.bytes_ecn <= s.bytes_total);
             prop_assert!(!s.ece_curr);

@@ -5,11 +5,12 @@
 //!
 //! On every ACK the queueing delay `qdly = rtt - minrtt` (h_ertt's latest sample and
 //! smallest sample, through its delayed-ACK guard: the framework's [`ErttHelper`]) decides a
-//! probabilistic backoff: nothing at or below `queue_min`, then a probability rising
-//! linearly to `pmax` at `queue_threshold` and falling linearly back to 0 at the largest
-//! queueing delay seen (`maxrtt - minrtt`). A backoff is NewReno's response to an ECN mark
-//! (cwnd and ssthresh halved, congestion recovery for one window); everything else (slow
-//! start, congestion avoidance, loss, RTO, idle restart) is NewReno.
+//! probabilistic backoff ([`hamilton_backoff_probability`]): nothing at or below
+//! `queue_min`, then a probability rising linearly to `pmax` at `queue_threshold` and falling
+//! linearly back to 0 at the largest queueing delay seen (`maxrtt - minrtt`). A backoff is
+//! NewReno's response to an ECN mark (cwnd and ssthresh halved, congestion recovery for one
+//! window); everything else (slow start, congestion avoidance, loss, RTO, idle restart) is
+//! NewReno.
 //!
 //! FreeBSD measures delays in ticks (1 ms at the default hz=1000); the sysctls here are in
 //! milliseconds and the delays are compared in microseconds, the unit of the RTT samples.
@@ -18,6 +19,7 @@ use std::sync::atomic::AtomicIsize;
 
 use abi_stable::std_types::RStr;
 use plugtcp_framework::cc::common;
+use plugtcp_framework::cc::delay::{connection_seed, hamilton_backoff_probability, ms_to_us};
 use plugtcp_framework::cc::ertt::ErttHelper;
 use plugtcp_framework::cc::{
     param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_ECN,
@@ -39,43 +41,10 @@ pub const DEFAULT_QUEUE_MIN: i64 = 5;
 /// Counter indices in [`Hd::COUNTERS`].
 pub const COUNTER_DELAY_BACKOFFS: usize = 0;
 
-/// Milliseconds (the sysctls) to microseconds (the RTT samples).
-#[inline]
-pub fn ms_to_us(ms: i64) -> u64 {
-    (ms.max(0) as u64).saturating_mul(1000)
-}
-
-/// The Hamilton backoff probability (Budzisz et al. 2009; FreeBSD cc_hd's should_backoff)
-/// for queueing delay `qdly`, all delays in the same unit:
-///
-/// - 0 for `qdly <= qmin`;
-/// - `pmax * (qdly - qmin) / (qthresh - qmin)` for `qmin < qdly < qthresh`;
-/// - `pmax` at `qdly == qthresh`;
-/// - `pmax * (maxqdly - qdly) / (maxqdly - qthresh)` for `qthresh < qdly <= maxqdly`, so that
-///   a delay-based flow stops yielding once the queue is as full as it gets (a loss-based
-///   competitor keeps it there), which is what lets it coexist with loss-based TCP.
-///
-/// `pmax` is a fraction (0..=1).
-pub fn backoff_probability(qdly: u64, maxqdly: u64, qmin: u64, qthresh: u64, pmax: f64) -> f64 {
-    if qdly <= qmin {
-        0.0
-    } else if qdly < qthresh {
-        pmax * (qdly - qmin) as f64 / (qthresh - qmin) as f64
-    } else if qdly > qthresh {
-        match maxqdly.checked_sub(qthresh) {
-            Some(span) if span > 0 => pmax * maxqdly.saturating_sub(qdly) as f64 / span as f64,
-            _ => 0.0,
-        }
-    } else {
-        pmax
-    }
-}
-
-/// The per-connection PRNG of a probabilistic backoff: deterministic, seeded from the
-/// connection's initial sequence numbers, and seeded again in conn_init because cb_init may
-/// come before the handshake has chosen them (FreeBSD uses the kernel's random()).
+/// The per-connection PRNG of the probabilistic backoff, from [`connection_seed`]
+/// (FreeBSD uses the kernel's random()).
 pub fn connection_rng(tp: &Tcpcb) -> Xoshiro256PlusPlus {
-    Xoshiro256PlusPlus::seed_from_u64((u64::from(tp.iss) << 32) | u64::from(tp.irs))
+    Xoshiro256PlusPlus::seed_from_u64(connection_seed(tp))
 }
 
 /// Per-connection state: the h_ertt measurements and the backoff PRNG.
@@ -100,7 +69,7 @@ impl Hd {
         }
         let maxqdly = u64::from(e.maxrtt.saturating_sub(e.minrtt));
         let pmax = ccv.param(PARAM_PMAX, DEFAULT_PMAX) as f64 / 100.0;
-        let p = backoff_probability(qdly, maxqdly, qmin, ms_to_us(qthresh), pmax);
+        let p = hamilton_backoff_probability(qdly, maxqdly, qmin, ms_to_us(qthresh), pmax);
         self.rng.random::<f64>() < p
     }
 }
@@ -159,32 +128,8 @@ impl CcAlgorithm for Hd {
         common::newreno_cc_ack_received(ccv, tp, ack_type);
     }
 
-    fn cong_signal(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-        common::newreno_cc_cong_signal(ccv, tp, sig);
-    }
-
-    fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_post_recovery(ccv, tp);
-    }
-
-    fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_after_idle(ccv, tp);
-    }
-
-    fn newround(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _round_cnt: u32) {
-        self.hertt.newround();
-    }
-
-    fn rttsample(
-        &mut self,
-        _ccv: &mut CcVar,
-        _tp: &mut Tcpcb,
-        usec_rtt: u32,
-        _rxtcnt: u32,
-        _fas: u32,
-    ) {
-        self.hertt.rttsample(usec_rtt);
-    }
+    plugtcp_framework::newreno_hooks!(cong_signal, post_recovery, after_idle);
+    plugtcp_framework::ertt_hooks!(hertt: newround, rttsample);
 
     /// FreeBSD's sysctl handlers: pmax in 1..=100 (the declared range), queue_threshold
     /// non-zero and not below the current queue_min, queue_min not above the current

@@ -19,10 +19,8 @@
 //! `cong_signal`: there `t_rcvtime` is the last arrival, possibly seconds old, so the time of
 //! that congestion event is taken from the next ACK instead (see [`Htcp::t_last_cong`]).
 
-use plugtcp_framework::cc::common::{self, max_cwnd, TCP_MAXWIN};
-use plugtcp_framework::cc::{
-    ccf, CcAlgorithm, CcParamDesc, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO,
-};
+use plugtcp_framework::cc::common::{self, max_cwnd, may_grow, TCP_MAXWIN};
+use plugtcp_framework::cc::{ccf, CcAlgorithm, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO};
 use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::{Errno, Tcpcb};
 
@@ -228,9 +226,7 @@ impl CcAlgorithm for Htcp {
         }
         // A plain ACK outside recovery while cwnd-limited, in slow start or once a cwnd's
         // worth of bytes has been acknowledged (the stack always does RFC 3465 ABC).
-        let grows = ack_type == CC_ACK
-            && !tp.in_recovery()
-            && ccv.flags & ccf::CWND_LIMITED != 0
+        let grows = may_grow(ccv, tp, ack_type)
             && (tp.snd_cwnd <= tp.snd_ssthresh || ccv.flags & ccf::ABC_SENTAWND != 0);
         if !grows {
             return;
@@ -298,9 +294,7 @@ impl CcAlgorithm for Htcp {
         };
     }
 
-    fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_after_idle(ccv, tp);
-    }
+    plugtcp_framework::newreno_hooks!(after_idle);
 }
 
 plugtcp_framework::export_cc_module!(Htcp);

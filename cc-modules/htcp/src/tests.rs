@@ -1,58 +1,46 @@
 //! H-TCP against the paper's alpha(delta) and beta, and FreeBSD cc_htcp's window arithmetic.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcGlobals, CcHooks, CC_DUPACK};
+use plugtcp_framework::cc::testing::{self, TestConn};
+use plugtcp_framework::cc::CC_ACK;
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 const MSS: u32 = 1460;
 const SEC: u64 = 1_000_000_000;
 /// An arbitrary host-clock origin, so that no test depends on time 0.
 const T0: u64 = 5_000 * SEC;
 
-fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(2, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    g
-}
-
 /// A connection on htcp through its ABI descriptor, as a host drives it, with its own
 /// sysctl values (adaptive_backoff, rtt_scaling), created at host time T0.
-fn conn_with(adaptive_backoff: isize, rtt_scaling: isize) -> (CcConn, Tcpcb) {
-    let params: &'static [AtomicIsize] = Box::leak(Box::new([
-        AtomicIsize::new(adaptive_backoff),
-        AtomicIsize::new(rtt_scaling),
-    ]));
-    let mut cc = CcConn::new(globals());
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = params.into();
+fn conn_with(adaptive_backoff: i64, rtt_scaling: i64) -> (TestConn<Htcp>, Tcpcb) {
+    let params = testing::params::<Htcp>(&[
+        (PARAM_ADAPTIVE_BACKOFF, adaptive_backoff),
+        (PARAM_RTT_SCALING, rtt_scaling),
+    ]);
     let mut tp = Tcpcb::new(MSS);
     tp.snd_cwnd = 10 * MSS;
     tp.snd_ssthresh = u32::MAX;
     tp.snd_wnd = 1 << 30;
     tp.snd_scale = 14;
     tp.t_rcvtime = T0;
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+    let cc = TestConn::attach(testing::globals(), params, &mut tp);
     (cc, tp)
 }
 
-fn conn() -> (CcConn, Tcpcb) {
+fn conn() -> (TestConn<Htcp>, Tcpcb) {
     conn_with(0, 0)
 }
 
-fn state(cc: &CcConn) -> &Htcp {
-    // SAFETY: cc_data was made by this module's cb_init, a Box<Htcp>.
-    unsafe { &*(cc.ccv.cc_data as *const Htcp) }
-}
-
-fn state_mut(cc: &mut CcConn) -> &mut Htcp {
-    // SAFETY: as in `state`.
-    unsafe { &mut *(cc.ccv.cc_data as *mut Htcp) }
+/// [`conn`] in congestion avoidance: cwnd 40 segments, ssthresh 20.
+fn ca_conn() -> (TestConn<Htcp>, Tcpcb) {
+    let (cc, mut tp) = conn();
+    tp.snd_cwnd = 40 * MSS;
+    tp.snd_ssthresh = 20 * MSS;
+    (cc, tp)
 }
 
 /// One ACK of `bytes` arriving at host time `now`, through the stack's ABC bookkeeping.
-fn ack_at(cc: &mut CcConn, tp: &mut Tcpcb, now: u64, bytes: u32) {
+fn ack_at(cc: &mut TestConn<Htcp>, tp: &mut Tcpcb, now: u64, bytes: u32) {
     tp.t_rcvtime = now;
     tp.snd_una = tp.snd_una.wrapping_add(bytes);
     cc.on_ack(tp, CC_ACK, bytes, 1, 2);
@@ -97,7 +85,7 @@ proptest! {
         // The formula's fractional part is a multiple of 2.5e-7 here: the nudge only
         // undoes f64 rounding just below an integer.
         let want = (paper_alpha(delta_ms as f64 / 1000.0) + 1e-9).floor() as u32;
-        prop_assert_eq!(state(&cc).alpha, want);
+        prop_assert_eq!(cc.state().alpha, want);
     }
 }
 
@@ -105,10 +93,10 @@ proptest! {
 fn alpha_frozen_past_the_overflow_cap() {
     let (mut cc, mut tp) = conn();
     tp.snd_ssthresh = 5 * MSS;
-    state_mut(&mut cc).alpha = 77;
+    cc.state_mut().alpha = 77;
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack_at(&mut cc, &mut tp, T0 + HTCP_DELTA_L + HTCP_MAX_DIFF, MSS);
-    assert_eq!(state(&cc).alpha, 77, "FreeBSD leaves alpha as it was");
+    assert_eq!(cc.state().alpha, 77, "FreeBSD leaves alpha as it was");
 }
 
 #[test]
@@ -120,7 +108,7 @@ fn rtt_scaling_scales_alpha_by_srtt_over_100ms() {
         tp.t_srtt = srtt_us;
         cc.ccv.flags |= ccf::ABC_SENTAWND;
         ack_at(&mut cc, &mut tp, T0 + 3 * SEC, MSS);
-        state(&cc).alpha
+        cc.state().alpha
     };
     assert_eq!(at(100_000), 22, "RTT = RTT_ref: factor 1");
     assert_eq!(at(200_000), 44, "factor 2");
@@ -136,18 +124,18 @@ fn rtt_scaling_scales_alpha_by_srtt_over_100ms() {
     tp.t_srtt = 1_000;
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack_at(&mut cc, &mut tp, T0 + HTCP_DELTA_L + SEC / 10, MSS);
-    assert_eq!(state(&cc).alpha, 1);
+    assert_eq!(cc.state().alpha, 1);
     // Off by default: no scaling whatever the RTT.
     let (mut cc, mut tp) = conn();
     tp.snd_ssthresh = 5 * MSS;
     tp.t_srtt = 10_000;
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack_at(&mut cc, &mut tp, T0 + 3 * SEC, MSS);
-    assert_eq!(state(&cc).alpha, 22);
+    assert_eq!(cc.state().alpha, 22);
 }
 
 /// Feeds `n` RTT samples with the stack's SRTT at `srtt_us`.
-fn samples(cc: &mut CcConn, tp: &mut Tcpcb, srtt_us: u32, n: u32) {
+fn samples(cc: &mut TestConn<Htcp>, tp: &mut Tcpcb, srtt_us: u32, n: u32) {
     tp.t_srtt = srtt_us;
     for _ in 0..n {
         cc.rttsample(tp, srtt_us, 0, 0);
@@ -158,13 +146,13 @@ fn samples(cc: &mut CcConn, tp: &mut Tcpcb, srtt_us: u32, n: u32) {
 fn min_max_rtt_need_eight_srtt_updates() {
     let (mut cc, mut tp) = conn_with(1, 0);
     samples(&mut cc, &mut tp, 50_000, 7);
-    assert_eq!((state(&cc).minrtt, state(&cc).maxrtt), (0, 0));
+    assert_eq!((cc.state().minrtt, cc.state().maxrtt), (0, 0));
     samples(&mut cc, &mut tp, 60_000, 1);
-    assert_eq!((state(&cc).minrtt, state(&cc).maxrtt), (60_000, 60_000));
+    assert_eq!((cc.state().minrtt, cc.state().maxrtt), (60_000, 60_000));
     samples(&mut cc, &mut tp, 40_000, 1);
     samples(&mut cc, &mut tp, 90_000, 1);
     samples(&mut cc, &mut tp, 70_000, 1);
-    assert_eq!((state(&cc).minrtt, state(&cc).maxrtt), (40_000, 90_000));
+    assert_eq!((cc.state().minrtt, cc.state().maxrtt), (40_000, 90_000));
 }
 
 #[test]
@@ -175,7 +163,7 @@ fn beta_fixed_at_half_without_adaptive_backoff() {
     tp.snd_cwnd = 40 * MSS;
     tp.snd_ssthresh = 30 * MSS;
     cc.cong_signal(&mut tp, CC_NDUPACK);
-    assert_eq!(state(&cc).beta, HTCP_MINBETA);
+    assert_eq!(cc.state().beta, HTCP_MINBETA);
     assert_eq!(tp.snd_ssthresh, 20 * MSS);
 }
 
@@ -188,7 +176,7 @@ fn beta_adaptive_is_min_over_max_rtt_clamped() {
         tp.snd_cwnd = 100 * MSS;
         tp.snd_ssthresh = 50 * MSS;
         cc.cong_signal(&mut tp, CC_NDUPACK);
-        (state(&cc).beta, tp.snd_ssthresh, state(&cc).maxrtt)
+        (cc.state().beta, tp.snd_ssthresh, cc.state().maxrtt)
     };
     // maxRTT first decays to minRTT + 0.95 (maxRTT - minRTT) = 98 ms; then
     // beta = (60000 << 8) / 98000 = 156, ssthresh = 146000 * 156 >> 8 = 88968.
@@ -218,18 +206,18 @@ fn adaptive_backoff_scales_alpha_by_two_one_minus_beta() {
     tp.snd_ssthresh = 5 * MSS;
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack_at(&mut cc, &mut tp, T0 + 3 * SEC, MSS);
-    assert_eq!(state(&cc).beta, 192);
-    assert_eq!(state(&cc).alpha, 11);
+    assert_eq!(cc.state().beta, 192);
+    assert_eq!(cc.state().alpha, 11);
     // Without RTT data beta is 0.5 and the factor 2 (1 - 0.5) = 1.
     let (mut cc, mut tp) = conn_with(1, 0);
     tp.snd_ssthresh = 5 * MSS;
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack_at(&mut cc, &mut tp, T0 + 3 * SEC, MSS);
-    assert_eq!(state(&cc).alpha, 22);
+    assert_eq!(cc.state().alpha, 22);
 }
 
 /// Acknowledges one full window in MSS-sized ACKs at time `now`, as the stack would.
-fn ack_one_window(cc: &mut CcConn, tp: &mut Tcpcb, now: u64) {
+fn ack_one_window(cc: &mut TestConn<Htcp>, tp: &mut Tcpcb, now: u64) {
     let acks = tp.snd_cwnd / MSS;
     for _ in 0..acks {
         ack_at(cc, tp, now, MSS);
@@ -238,9 +226,7 @@ fn ack_one_window(cc: &mut CcConn, tp: &mut Tcpcb, now: u64) {
 
 #[test]
 fn congestion_avoidance_grows_alpha_segments_per_rtt() {
-    let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 40 * MSS;
-    tp.snd_ssthresh = 20 * MSS;
+    let (mut cc, mut tp) = ca_conn();
     // delta = 3 s: alpha = 22 segments per window of ACKs.
     ack_one_window(&mut cc, &mut tp, T0 + 3 * SEC);
     assert_eq!(tp.snd_cwnd, 62 * MSS);
@@ -252,22 +238,20 @@ fn congestion_avoidance_grows_alpha_segments_per_rtt() {
 
 #[test]
 fn first_second_after_congestion_is_newreno() {
-    let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 40 * MSS;
-    tp.snd_ssthresh = 20 * MSS;
+    let (mut cc, mut tp) = ca_conn();
     ack_one_window(&mut cc, &mut tp, T0 + SEC / 2);
     assert_eq!(tp.snd_cwnd, 41 * MSS, "alpha = 1: one segment per window");
     // A loss restarts the clock: 0.5 s later it is NewReno again.
     let t_loss = T0 + 10 * SEC;
     tp.t_rcvtime = t_loss;
     cc.cong_signal(&mut tp, CC_NDUPACK);
-    assert_eq!(state(&cc).t_last_cong, Some(t_loss));
+    assert_eq!(cc.state().t_last_cong, Some(t_loss));
     tp.t_flags &= !tf::INRECOVERY;
     tp.snd_cwnd = 30 * MSS;
     let before = tp.snd_cwnd;
     ack_one_window(&mut cc, &mut tp, t_loss + SEC / 2);
     assert_eq!(tp.snd_cwnd, before + MSS);
-    assert_eq!(state(&cc).alpha, 1);
+    assert_eq!(cc.state().alpha, 1);
 }
 
 #[test]
@@ -291,9 +275,7 @@ fn no_growth_in_recovery_or_when_not_cwnd_limited() {
     ack_at(&mut cc, &mut tp, T0 + 5 * SEC, MSS);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
     tp.t_flags = 0;
-    cc.ccv.flags |= ccf::CWND_LIMITED;
-    cc.ack_received(&mut tp, CC_DUPACK);
-    assert_eq!(tp.snd_cwnd, 10 * MSS);
+    testing::assert_dupack_keeps_cwnd(&mut cc, &mut tp);
 }
 
 #[test]
@@ -304,23 +286,20 @@ fn fast_retransmit_and_repeat_signals() {
     cc.cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 10 * MSS);
     assert!(tp.in_fastrecovery() && tp.in_congrecovery());
-    assert_eq!(state(&cc).prev_cwnd, 20 * MSS);
+    assert_eq!(cc.state().prev_cwnd, 20 * MSS);
     // A second signal during the same recovery changes nothing.
     tp.snd_cwnd = 4 * MSS;
     tp.t_rcvtime = T0 + 8 * SEC;
     cc.cong_signal(&mut tp, CC_NDUPACK);
     assert_eq!(tp.snd_ssthresh, 10 * MSS);
-    assert_eq!(state(&cc).t_last_cong, Some(T0 + 7 * SEC));
+    assert_eq!(cc.state().t_last_cong, Some(T0 + 7 * SEC));
 }
 
 #[test]
 fn ecn_reduces_once_per_window() {
     let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 20 * MSS;
-    cc.cong_signal(&mut tp, CC_ECN);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 10 * MSS));
-    assert!(tp.in_congrecovery() && !tp.in_fastrecovery());
-    assert_eq!(state(&cc).prev_cwnd, 10 * MSS);
+    testing::assert_newreno_ecn(&mut cc, &mut tp);
+    assert_eq!(cc.state().prev_cwnd, 10 * MSS);
     cc.cong_signal(&mut tp, CC_ECN);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
 }
@@ -355,7 +334,7 @@ fn rto_first_sets_ssthresh_later_ones_restart_alpha_clock() {
     cc.cong_signal(&mut tp, CC_RTO);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (MSS, 8 * MSS));
     assert_eq!(
-        state(&cc).t_last_cong,
+        cc.state().t_last_cong,
         Some(T0),
         "a single RTO is no congestion event"
     );
@@ -366,11 +345,11 @@ fn rto_first_sets_ssthresh_later_ones_restart_alpha_clock() {
         (MSS, 8 * MSS),
         "ssthresh kept"
     );
-    assert_eq!(state(&cc).t_last_cong, None);
+    assert_eq!(cc.state().t_last_cong, None);
     // The next ACK's arrival time is the congestion time.
     tp.t_rxtshift = 0;
     ack_at(&mut cc, &mut tp, T0 + 20 * SEC, MSS);
-    assert_eq!(state(&cc).t_last_cong, Some(T0 + 20 * SEC));
+    assert_eq!(cc.state().t_last_cong, Some(T0 + 20 * SEC));
 }
 
 #[test]
@@ -379,9 +358,9 @@ fn clock_starts_at_first_ack_when_created_before_any_segment() {
     tp.t_rcvtime = 0;
     assert!((cc.hooks.cb_destroy.unwrap())(&mut cc.ccv).is_ok());
     assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
-    assert_eq!(state(&cc).t_last_cong, None);
+    assert_eq!(cc.state().t_last_cong, None);
     ack_at(&mut cc, &mut tp, T0, MSS);
-    assert_eq!(state(&cc).t_last_cong, Some(T0));
+    assert_eq!(cc.state().t_last_cong, Some(T0));
 }
 
 #[test]
@@ -398,21 +377,20 @@ fn cwnd_capped_at_scaled_max_window() {
 #[test]
 fn after_idle_restart_window() {
     let (mut cc, mut tp) = conn();
-    tp.snd_cwnd = 100 * MSS;
-    tp.snd_ssthresh = 20 * MSS;
-    cc.after_idle(&mut tp);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 75 * MSS));
+    testing::assert_newreno_after_idle(&mut cc, &mut tp);
 }
 
 #[test]
 fn sysctls_declared_as_freebsd() {
     let algo = cc_algo();
     assert_eq!(algo.name().as_str(), "htcp");
-    let names: Vec<_> = algo
-        .params()
-        .iter()
-        .map(|p| (p.name.as_str(), p.default))
-        .collect();
-    assert_eq!(names, [("adaptive_backoff", 0), ("rtt_scaling", 0)]);
+    let uint = u32::MAX as i64;
+    assert_eq!(
+        testing::param_table::<Htcp>(),
+        [
+            ("adaptive_backoff", 0, 0, uint),
+            ("rtt_scaling", 0, 0, uint)
+        ]
+    );
     assert!(algo.ctl_output().is_none() && algo.ecnpkt_handler().is_none());
 }

@@ -5,13 +5,12 @@
 
 use std::sync::atomic::AtomicIsize;
 
-use plugtcp_framework::cc::common::{self, max_cwnd, may_grow, scaled_window, slow_start_increase};
+use plugtcp_framework::cc::common;
 use plugtcp_framework::cc::hystart::HyStart;
 use plugtcp_framework::cc::{
-    ccf, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO, CC_RTO_ERR,
+    CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO,
 };
 use plugtcp_framework::sockopt::{SockOpt, SockOptDir};
-use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::{Errno, Tcpcb};
 
 /// TCP_CCALGOOPT option names (FreeBSD cc_newreno.h).
@@ -99,26 +98,12 @@ impl CcAlgorithm for NewReno {
         })
     }
 
+    /// Congestion avoidance with ABC (one MSS per cwnd of acknowledged bytes) and slow start
+    /// with ABC (at most L*SMSS per ACK), slowed down in HyStart++'s CSS.
     fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
-        if !may_grow(ccv, tp, ack_type) {
-            return;
-        }
-        let incr = if tp.snd_cwnd > tp.snd_ssthresh {
-            // Congestion avoidance with ABC: one MSS per cwnd of acknowledged bytes; the
-            // stack sets ABC_SENTAWND when a whole cwnd has been acknowledged.
-            if ccv.flags & ccf::ABC_SENTAWND != 0 {
-                ccv.flags &= !ccf::ABC_SENTAWND;
-                tp.t_maxseg
-            } else {
-                0
-            }
-        } else {
-            // Slow start with ABC (at most L*SMSS per ACK), slowed down in HyStart++'s CSS.
-            self.hystart.ss_increase(ccv, slow_start_increase(ccv, tp))
-        };
-        if incr > 0 {
-            tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(max_cwnd(tp));
-        }
+        common::newreno_cc_ack_received_with(ccv, tp, ack_type, |ccv, incr| {
+            self.hystart.ss_increase(ccv, incr)
+        });
     }
 
     fn rttsample(
@@ -136,48 +121,29 @@ impl CcAlgorithm for NewReno {
         self.hystart.newround(ccv, tp);
     }
 
+    /// cc.c's NewReno response with `beta` (or `beta_ecn` for ECN) instead of half, and
+    /// ABE's correction of a loss during ECN recovery. A second signal within the same
+    /// recovery changes nothing. On CC_RTO_ERR the stack restores cwnd and ssthresh from its
+    /// saved values (FreeBSD's cc_cong_signal does it for every module): nothing of ours to
+    /// undo.
     fn cong_signal(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-        let cwin = scaled_window(tp.snd_cwnd, self.factor(ccv, sig) as u64, tp.t_maxseg);
         if matches!(sig, CC_NDUPACK | CC_ECN | CC_RTO) {
             self.hystart.on_congestion();
         }
-        match sig {
-            // A second signal within the same recovery changes nothing.
-            CC_NDUPACK if !tp.in_fastrecovery() => {
-                let abe = CcGlobals::get(&ccv.globals.abe) != 0;
-                let frloss = CcGlobals::get(&ccv.globals.abe_frlossreduce) != 0;
-                if tp.in_congrecovery() && abe && frloss {
-                    // ABE: a loss during ECN recovery takes ssthresh down to the loss
-                    // backoff instead of the gentler ECN one.
-                    let beta_ecn = self.beta_ecn.max(1) as u64;
-                    tp.snd_ssthresh = (tp.snd_ssthresh as u64 * self.beta as u64 / beta_ecn) as u32;
-                }
-                if !tp.in_congrecovery() {
-                    tp.snd_ssthresh = cwin;
-                }
-                tp.t_flags |= tf::FASTRECOVERY | tf::CONGRECOVERY;
+        if sig == CC_NDUPACK && !tp.in_fastrecovery() && tp.in_congrecovery() {
+            let abe = CcGlobals::get(&ccv.globals.abe) != 0;
+            let frloss = CcGlobals::get(&ccv.globals.abe_frlossreduce) != 0;
+            if abe && frloss {
+                // ABE: a loss during ECN recovery takes ssthresh down to the loss backoff
+                // instead of the gentler ECN one.
+                let beta_ecn = self.beta_ecn.max(1) as u64;
+                tp.snd_ssthresh = (tp.snd_ssthresh as u64 * self.beta as u64 / beta_ecn) as u32;
             }
-            CC_ECN if !tp.in_congrecovery() => {
-                tp.snd_ssthresh = cwin;
-                tp.snd_cwnd = cwin;
-                tp.t_flags |= tf::CONGRECOVERY;
-            }
-            CC_RTO => common::rto_backoff(tp),
-            CC_RTO_ERR => {
-                // The stack restores cwnd and ssthresh from its saved values (FreeBSD's
-                // cc_cong_signal does it for every module); nothing of ours to undo.
-            }
-            _ => {}
         }
+        common::newreno_cc_cong_signal_beta(tp, sig, self.factor(ccv, sig) as u64);
     }
 
-    fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_post_recovery(ccv, tp);
-    }
-
-    fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_after_idle(ccv, tp);
-    }
+    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
 
     fn ctl_output(
         &mut self,

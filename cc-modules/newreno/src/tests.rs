@@ -1,32 +1,19 @@
 //! NewReno against RFC 5681 / RFC 3465 / RFC 6582 arithmetic.
 
 use super::*;
-use plugtcp_framework::cc::{CcConn, CcHooks, CC_ACK, CC_DUPACK};
+use plugtcp_framework::cc::testing::{self, globals, TestConn};
+use plugtcp_framework::cc::{ccf, CcConn, CC_ACK};
 use plugtcp_framework::sockopt::{SockOpt, SockOptDir, IPPROTO_TCP, TCP_CCALGOOPT};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use plugtcp_framework::tcpcb::tf;
+use std::sync::atomic::Ordering;
 
 const MSS: u32 = 1460;
 
-fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(2, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    g
-}
-
-/// A connection on newreno through its ABI descriptor, as a host would drive it.
-fn conn(g: &'static CcGlobals) -> (CcConn, Tcpcb) {
-    let params: &'static [AtomicIsize] =
-        Box::leak(Box::new([AtomicIsize::new(50), AtomicIsize::new(80)]));
-    let mut cc = CcConn::new(g);
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = params.into();
-    let mut tp = Tcpcb::new(MSS);
-    tp.snd_cwnd = 10 * MSS;
-    tp.snd_ssthresh = u32::MAX;
-    tp.snd_wnd = 1 << 20;
-    tp.snd_scale = 7;
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+/// A connection on newreno (beta and beta_ecn at their defaults, 50 and 80) through its ABI
+/// descriptor, as a host would drive it.
+fn conn(g: &'static CcGlobals) -> (TestConn<NewReno>, Tcpcb) {
+    let mut tp = testing::tcpcb(MSS, 10 * MSS, u32::MAX);
+    let cc = TestConn::attach(g, testing::params::<NewReno>(&[]), &mut tp);
     (cc, tp)
 }
 
@@ -62,8 +49,7 @@ fn not_cwnd_limited_or_in_recovery_does_not_grow() {
     ack(&mut cc, &mut tp, MSS);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
     tp.t_flags = 0;
-    cc.ack_received(&mut tp, CC_DUPACK);
-    assert_eq!(tp.snd_cwnd, 10 * MSS);
+    testing::assert_dupack_keeps_cwnd(&mut cc, &mut tp);
 }
 
 #[test]
@@ -124,10 +110,7 @@ fn rto_collapses_to_one_segment() {
 fn ecn_uses_beta_without_abe_and_beta_ecn_with_it() {
     let g = globals();
     let (mut cc, mut tp) = conn(g);
-    tp.snd_cwnd = 20 * MSS;
-    cc.cong_signal(&mut tp, CC_ECN);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 10 * MSS));
-    assert!(tp.in_congrecovery() && !tp.in_fastrecovery());
+    testing::assert_newreno_ecn(&mut cc, &mut tp);
 
     g.abe.store(1, Ordering::Relaxed);
     let (mut cc, mut tp) = conn(g);
@@ -155,11 +138,7 @@ fn post_recovery_rfc6582() {
 #[test]
 fn after_idle_restart_window() {
     let (mut cc, mut tp) = conn(globals());
-    tp.snd_cwnd = 100 * MSS;
-    tp.snd_ssthresh = 20 * MSS;
-    cc.after_idle(&mut tp);
-    assert_eq!(tp.snd_cwnd, 10 * MSS);
-    assert_eq!(tp.snd_ssthresh, 75 * MSS);
+    testing::assert_newreno_after_idle(&mut cc, &mut tp);
 }
 
 #[test]
@@ -237,10 +216,7 @@ fn ccalgoopt_beta_and_beta_ecn() {
 fn beta_ecn_sysctl_needs_abe() {
     let g = globals();
     let check = cc_algo().param_check().unwrap();
-    let current: Vec<AtomicIsize> = NewReno::PARAMS
-        .iter()
-        .map(|d| AtomicIsize::new(d.default as isize))
-        .collect();
+    let current = testing::param_defaults::<NewReno>();
     let current = || current.as_slice().into();
     assert_eq!(
         check(PARAM_BETA_ECN as u32, 70, g, current()),
@@ -254,7 +230,5 @@ fn beta_ecn_sysctl_needs_abe() {
 #[test]
 fn cb_destroy_frees_state() {
     let (mut cc, _tp) = conn(globals());
-    assert!(!cc.ccv.cc_data.is_null());
-    assert!((cc.hooks.cb_destroy.unwrap())(&mut cc.ccv).is_ok());
-    assert!(cc.ccv.cc_data.is_null());
+    cc.assert_cb_destroy_frees_state();
 }

@@ -158,16 +158,7 @@ impl CcAlgorithm for Vegas {
         self.slow_start_toggle = true;
     }
 
-    fn rttsample(
-        &mut self,
-        _ccv: &mut CcVar,
-        _tp: &mut Tcpcb,
-        usec_rtt: u32,
-        _rxtcnt: u32,
-        _fas: u32,
-    ) {
-        self.hertt.rttsample(usec_rtt);
-    }
+    plugtcp_framework::ertt_hooks!(hertt: rttsample);
 
     /// The stack calls this before it applies the ACK that ends the round: snd_una still
     /// marks the start of the data outstanding, and snd_max the end of the new round.
@@ -222,13 +213,7 @@ impl CcAlgorithm for Vegas {
         }
     }
 
-    fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_post_recovery(ccv, tp);
-    }
-
-    fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        common::newreno_cc_after_idle(ccv, tp);
-    }
+    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
 
     /// FreeBSD vegas_alpha_handler / vegas_beta_handler: alpha <= beta against the value the
     /// other one has now (0 is the declared range's).

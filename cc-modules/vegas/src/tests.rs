@@ -1,7 +1,8 @@
 //! Vegas against the paper's per-RTT rule and FreeBSD cc_vegas's slow start and loss handling.
 
 use super::*;
-use plugtcp_framework::cc::{ccf, CcConn, CcHooks, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO};
+use plugtcp_framework::cc::testing::{self, globals, TestConn};
+use plugtcp_framework::cc::{ccf, CcConn, CC_ACK, CC_NDUPACK, CC_RTO};
 use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::HookStatus;
 use proptest::prelude::*;
@@ -11,44 +12,23 @@ const MSS: u32 = 1460;
 /// BaseRTT of the tests (us).
 const MINRTT: u32 = 100_000;
 
-fn globals() -> &'static CcGlobals {
-    let g: &'static CcGlobals = Box::leak(Box::default());
-    g.abc_l_var.store(2, Ordering::Relaxed);
-    g.initcwnd_segments.store(10, Ordering::Relaxed);
-    g
-}
-
 /// A connection on vegas through its ABI descriptor with sysctls alpha/beta, cwnd
 /// `cwnd_segs`, ssthresh `ssthresh`, and an earlier round that saw BaseRTT = MINRTT.
-fn conn_with(alpha: isize, beta: isize, cwnd_segs: u32, ssthresh: u32) -> (CcConn, Tcpcb) {
-    let params: &'static [AtomicIsize] =
-        Box::leak(Box::new([AtomicIsize::new(alpha), AtomicIsize::new(beta)]));
-    let mut cc = CcConn::new(globals());
-    cc.hooks = CcHooks::of(cc_algo());
-    cc.ccv.params = params.into();
+fn conn_with(alpha: i64, beta: i64, cwnd_segs: u32, ssthresh: u32) -> (TestConn<Vegas>, Tcpcb) {
+    let params = testing::params::<Vegas>(&[(PARAM_ALPHA, alpha), (PARAM_BETA, beta)]);
     let mut tp = Tcpcb::new(MSS);
     tp.snd_cwnd = cwnd_segs * MSS;
     tp.snd_ssthresh = ssthresh;
     tp.snd_wnd = 1 << 30;
     tp.snd_scale = 14;
-    assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
-    state_mut(&mut cc).hertt.ertt.minrtt = MINRTT;
+    let mut cc = TestConn::<Vegas>::attach(globals(), params, &mut tp);
+    cc.state_mut().hertt.ertt.minrtt = MINRTT;
     (cc, tp)
 }
 
 /// Congestion avoidance (ssthresh below cwnd) with the default sysctls.
-fn ca_conn(cwnd_segs: u32) -> (CcConn, Tcpcb) {
+fn ca_conn(cwnd_segs: u32) -> (TestConn<Vegas>, Tcpcb) {
     conn_with(1, 3, cwnd_segs, 2 * MSS)
-}
-
-fn state(cc: &CcConn) -> &Vegas {
-    // SAFETY: cc_data was made by this module's cb_init, a Box<Vegas>.
-    unsafe { &*(cc.ccv.cc_data as *const Vegas) }
-}
-
-fn state_mut(cc: &mut CcConn) -> &mut Vegas {
-    // SAFETY: as in `state`.
-    unsafe { &mut *(cc.ccv.cc_data as *mut Vegas) }
 }
 
 /// An ACK of `bytes` while cwnd-limited (no ABC window completed).
@@ -58,6 +38,13 @@ fn ack(cc: &mut CcConn, tp: &mut Tcpcb, bytes: u32) {
     cc.ccv.nsegs = 1;
     cc.ccv.flags |= ccf::CWND_LIMITED;
     cc.ack_received(tp, CC_ACK);
+}
+
+/// An ACK of `bytes` with an RTT sample of `rtt_us`, as the stack calls the hooks: the
+/// sample first, then the ACK.
+fn ack_with_rtt(cc: &mut CcConn, tp: &mut Tcpcb, rtt_us: u32, bytes: u32) {
+    cc.rttsample(tp, rtt_us, 0, 0);
+    ack(cc, tp, bytes);
 }
 
 /// Begins a round with `bytes` outstanding, as the stack does at the ACK that ends the
@@ -137,7 +124,7 @@ fn diff_below_alpha_adds_one_segment() {
     );
     ack(&mut cc, &mut tp, MSS);
     assert_eq!(tp.snd_cwnd, 21 * MSS);
-    assert!(!state(&cc).slow_start_toggle);
+    assert!(!cc.state().slow_start_toggle);
     // Half a segment short of cwnd: a window full of whole segments, nothing queued.
     let (mut cc, mut tp) = ca_conn(20);
     measured_round(&mut cc, &mut tp, MINRTT, 19 * MSS + MSS / 2);
@@ -207,7 +194,7 @@ fn expected_rate_uses_cwnd_at_the_start_of_the_measured_round() {
     tp.snd_cwnd = 40 * MSS;
     end_round(&mut cc, &mut tp, MINRTT);
     ack(&mut cc, &mut tp, 10 * MSS);
-    assert_eq!(state(&cc).marked_snd_cwnd, 20 * MSS);
+    assert_eq!(cc.state().marked_snd_cwnd, 20 * MSS);
     assert_eq!(tp.snd_cwnd, 41 * MSS, "diff 0 against the 20-segment round");
 }
 
@@ -238,15 +225,13 @@ fn rtt_is_the_round_ending_sample_not_the_round_minimum() {
     // per round, so that minimum favours it.
     let (mut cc, mut tp) = ca_conn(20);
     begin_round(&mut cc, &mut tp, 20 * MSS);
-    cc.rttsample(&mut tp, MINRTT, 0, 0);
-    ack(&mut cc, &mut tp, 2 * MSS);
+    ack_with_rtt(&mut cc, &mut tp, MINRTT, 2 * MSS);
     for _ in 0..8 {
-        cc.rttsample(&mut tp, 110_000, 0, 0);
-        ack(&mut cc, &mut tp, 2 * MSS);
+        ack_with_rtt(&mut cc, &mut tp, 110_000, 2 * MSS);
     }
     end_round(&mut cc, &mut tp, 125_000);
     ack(&mut cc, &mut tp, 2 * MSS);
-    assert_eq!(state(&cc).hertt.ertt.markedpkt_rtt, 125_000);
+    assert_eq!(cc.state().hertt.ertt.markedpkt_rtt, 125_000);
     assert_eq!(
         tp.snd_cwnd,
         19 * MSS,
@@ -262,12 +247,11 @@ fn a_delayed_ack_does_not_end_a_round_with_its_wait() {
     let (mut cc, mut tp) = ca_conn(20);
     begin_round(&mut cc, &mut tp, 19 * MSS + MSS / 2);
     for _ in 0..9 {
-        cc.rttsample(&mut tp, MINRTT, 0, 0);
-        ack(&mut cc, &mut tp, 2 * MSS);
+        ack_with_rtt(&mut cc, &mut tp, MINRTT, 2 * MSS);
     }
     end_round(&mut cc, &mut tp, MINRTT + 40_000);
     ack(&mut cc, &mut tp, MSS);
-    let e = &state(&cc).hertt.ertt;
+    let e = &cc.state().hertt.ertt;
     assert_eq!((e.markedpkt_rtt, e.maxrtt), (MINRTT, MINRTT));
     assert_eq!(tp.snd_cwnd, 21 * MSS, "diff 0, not 20 * (1 - 100/140) = 5");
 }
@@ -277,15 +261,14 @@ fn a_round_without_an_accepted_sample_measures_nothing() {
     // A round on an empty queue acknowledged two segments per ACK: the guard goes up.
     let (mut cc, mut tp) = ca_conn(20);
     begin_round(&mut cc, &mut tp, 20 * MSS);
-    cc.rttsample(&mut tp, MINRTT, 0, 0);
-    ack(&mut cc, &mut tp, 2 * MSS);
+    ack_with_rtt(&mut cc, &mut tp, MINRTT, 2 * MSS);
     end_round(&mut cc, &mut tp, MINRTT);
     ack(&mut cc, &mut tp, 2 * MSS);
     assert_eq!(tp.snd_cwnd, 21 * MSS);
     // A round whose only sample comes with a lone segment's ACK: refused, no measurement.
     measured_round(&mut cc, &mut tp, MINRTT, 16 * MSS);
     ack(&mut cc, &mut tp, MSS);
-    assert!(!state(&cc).hertt.ertt.new_measurement);
+    assert!(!cc.state().hertt.ertt.new_measurement);
     assert_eq!(tp.snd_cwnd, 21 * MSS, "diff 5 was never measured");
 }
 
@@ -312,14 +295,14 @@ fn cwnd_beyond_whole_segments_is_not_queued_data() {
     tp.snd_cwnd = cwnd;
     measured_round(&mut cc, &mut tp, rtt, flight);
     ack(&mut cc, &mut tp, MSS);
-    assert_eq!(state(&cc).marked_snd_cwnd, flight);
+    assert_eq!(cc.state().marked_snd_cwnd, flight);
     assert_eq!(tp.snd_cwnd, cwnd + MSS);
 }
 
 #[test]
 fn slow_start_grows_every_other_rtt() {
     let (mut cc, mut tp) = conn_with(1, 3, 10, u32::MAX);
-    assert!(state(&cc).slow_start_toggle);
+    assert!(cc.state().slow_start_toggle);
     // RTT 1: NewReno slow start (ABC L = 2 per ACK).
     begin_round(&mut cc, &mut tp, 10 * MSS);
     ack(&mut cc, &mut tp, 2 * MSS);
@@ -327,13 +310,13 @@ fn slow_start_grows_every_other_rtt() {
     // Measurement with diff < alpha in slow start: toggle off, no growth this RTT.
     end_round(&mut cc, &mut tp, MINRTT);
     ack(&mut cc, &mut tp, 2 * MSS);
-    assert!(!state(&cc).slow_start_toggle);
+    assert!(!cc.state().slow_start_toggle);
     assert_eq!(tp.snd_cwnd, 12 * MSS);
     measured_round(&mut cc, &mut tp, MINRTT, 12 * MSS);
     assert_eq!(tp.snd_cwnd, 12 * MSS);
     // Next measurement: toggle on, growth resumes from this very ACK.
     ack(&mut cc, &mut tp, 2 * MSS);
-    assert!(state(&cc).slow_start_toggle);
+    assert!(cc.state().slow_start_toggle);
     assert_eq!(tp.snd_cwnd, 14 * MSS);
     ack(&mut cc, &mut tp, 2 * MSS);
     assert_eq!(tp.snd_cwnd, 16 * MSS);
@@ -342,23 +325,23 @@ fn slow_start_grows_every_other_rtt() {
 #[test]
 fn slow_start_hold_keeps_toggle() {
     let (mut cc, mut tp) = conn_with(1, 3, 10, u32::MAX);
-    state_mut(&mut cc).slow_start_toggle = false;
+    cc.state_mut().slow_start_toggle = false;
     cc.newround(&mut tp, 0);
     // diff 2: neither increase nor decrease, the toggle stays as it was.
     measured_round(&mut cc, &mut tp, MINRTT, 8 * MSS);
     ack(&mut cc, &mut tp, MSS);
-    assert!(!state(&cc).slow_start_toggle);
+    assert!(!cc.state().slow_start_toggle);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
 }
 
 #[test]
 fn rate_signal_ends_slow_start() {
     let (mut cc, mut tp) = conn_with(1, 3, 20, u32::MAX);
-    state_mut(&mut cc).slow_start_toggle = false;
+    cc.state_mut().slow_start_toggle = false;
     measured_round(&mut cc, &mut tp, MINRTT, 16 * MSS);
     ack(&mut cc, &mut tp, MSS);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (19 * MSS, 19 * MSS));
-    assert!(!state(&cc).slow_start_toggle);
+    assert!(!cc.state().slow_start_toggle);
     // Now in congestion avoidance without NewReno growth: only Vegas moves cwnd.
     cc.ccv.flags |= ccf::ABC_SENTAWND;
     ack(&mut cc, &mut tp, MSS);
@@ -373,7 +356,7 @@ fn rate_signal_ignored_in_recovery() {
     tp.t_flags |= tf::CONGRECOVERY;
     ack(&mut cc, &mut tp, MSS);
     assert_eq!(tp.snd_cwnd, 20 * MSS);
-    assert!(!state(&cc).slow_start_toggle);
+    assert!(!cc.state().slow_start_toggle);
 }
 
 #[test]
@@ -384,7 +367,7 @@ fn loss_is_newreno_and_stops_newreno_growth() {
     assert_eq!(tp.snd_ssthresh, 10 * MSS);
     assert!(tp.in_fastrecovery() && tp.in_congrecovery());
     assert!(
-        !state(&cc).slow_start_toggle,
+        !cc.state().slow_start_toggle,
         "cwnd >= ssthresh on entering recovery"
     );
     // A second signal in the same recovery changes nothing.
@@ -407,17 +390,15 @@ fn loss_is_newreno_and_stops_newreno_growth() {
 #[test]
 fn ecn_and_rto_are_newreno() {
     let (mut cc, mut tp) = ca_conn(20);
-    cc.cong_signal(&mut tp, CC_ECN);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 10 * MSS));
-    assert!(tp.in_congrecovery() && !tp.in_fastrecovery());
-    assert!(!state(&cc).slow_start_toggle);
+    testing::assert_newreno_ecn(&mut cc, &mut tp);
+    assert!(!cc.state().slow_start_toggle);
 
     let (mut cc, mut tp) = ca_conn(30);
     tp.snd_wnd = 16 * MSS;
     cc.cong_signal(&mut tp, CC_RTO);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (MSS, 8 * MSS));
     // Not a recovery: the toggle is left as it was.
-    assert!(state(&cc).slow_start_toggle);
+    assert!(cc.state().slow_start_toggle);
 }
 
 #[test]
@@ -432,35 +413,21 @@ fn increase_capped_at_scaled_max_window() {
 #[test]
 fn conn_init_restarts_slow_start_toggle() {
     let (mut cc, mut tp) = ca_conn(10);
-    state_mut(&mut cc).slow_start_toggle = false;
+    cc.state_mut().slow_start_toggle = false;
     cc.conn_init(&mut tp);
-    assert!(state(&cc).slow_start_toggle);
+    assert!(cc.state().slow_start_toggle);
 }
 
 #[test]
 fn after_idle_restart_window() {
     let (mut cc, mut tp) = ca_conn(100);
-    tp.snd_ssthresh = 20 * MSS;
-    cc.after_idle(&mut tp);
-    assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (10 * MSS, 75 * MSS));
-}
-
-/// What the host does for `sysctl net.inet.tcp.cc.vegas.<param>=value`: range check, the
-/// module's check against the current values, then the store.
-fn set(g: &'static CcGlobals, params: &[AtomicIsize], idx: usize, value: i64) -> HookStatus {
-    let d = &Vegas::PARAMS[idx];
-    if !(d.min..=d.max).contains(&value) {
-        return HookStatus(Errno::EINVAL.0);
-    }
-    let st = (cc_algo().param_check().unwrap())(idx as u32, value, g, params.into());
-    if st.is_ok() {
-        params[idx].store(value as isize, Ordering::Relaxed);
-    }
-    st
+    testing::assert_newreno_after_idle(&mut cc, &mut tp);
 }
 
 #[test]
 fn sysctl_checks_alpha_le_beta() {
+    // What the host does for `sysctl net.inet.tcp.cc.vegas.<param>=value`.
+    let set = testing::sysctl::<Vegas>;
     let einval = HookStatus(Errno::EINVAL.0);
     let g = globals();
     let p = [AtomicIsize::new(1), AtomicIsize::new(3)];
@@ -494,12 +461,11 @@ fn sysctl_checks_alpha_le_beta() {
 fn declared_as_freebsd() {
     let algo = cc_algo();
     assert_eq!(algo.name().as_str(), "vegas");
-    let names: Vec<_> = algo
-        .params()
-        .iter()
-        .map(|p| (p.name.as_str(), p.default, p.min))
-        .collect();
-    assert_eq!(names, [("alpha", 1, 1), ("beta", 3, 1)]);
+    let uint = u32::MAX as i64;
+    assert_eq!(
+        testing::param_table::<Vegas>(),
+        [("alpha", 1, 1, uint), ("beta", 3, 1, uint)]
+    );
     assert!(algo.ctl_output().is_none() && algo.ecnpkt_handler().is_none());
 }
 
@@ -511,12 +477,11 @@ fn round_bytes_are_the_data_outstanding_when_it_began() {
     let (mut cc, mut tp) = ca_conn(20);
     begin_round(&mut cc, &mut tp, 20 * MSS);
     for _ in 0..9 {
-        cc.rttsample(&mut tp, MINRTT, 0, 0);
-        ack(&mut cc, &mut tp, 2 * MSS);
+        ack_with_rtt(&mut cc, &mut tp, MINRTT, 2 * MSS);
     }
     end_round(&mut cc, &mut tp, MINRTT);
     ack(&mut cc, &mut tp, 2 * MSS);
-    assert_eq!(state(&cc).hertt.ertt.bytes_tx_in_marked_rtt, 20 * MSS);
+    assert_eq!(cc.state().hertt.ertt.bytes_tx_in_marked_rtt, 20 * MSS);
     assert_eq!(tp.snd_cwnd, 21 * MSS, "empty queue: diff 0, not 2");
 }
 
@@ -525,6 +490,6 @@ fn round_begun_before_attach_measures_nothing() {
     let (mut cc, mut tp) = ca_conn(20);
     end_round(&mut cc, &mut tp, MINRTT);
     ack(&mut cc, &mut tp, MSS);
-    assert!(!state(&cc).hertt.ertt.new_measurement);
+    assert!(!cc.state().hertt.ertt.new_measurement);
     assert_eq!(tp.snd_cwnd, 20 * MSS);
 }

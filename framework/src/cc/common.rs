@@ -37,25 +37,50 @@ pub fn may_grow(ccv: &CcVar, tp: &Tcpcb, ack_type: u32) -> bool {
     ack_type == CC_ACK && !tp.in_recovery() && ccv.flags & ccf::CWND_LIMITED != 0
 }
 
+/// The congestion-avoidance increase with ABC: one SMSS once the stack has counted a cwnd of
+/// acknowledged bytes (it sets ABC_SENTAWND, consumed here), else nothing.
+#[inline]
+pub fn congestion_avoidance_increase(ccv: &mut CcVar, tp: &Tcpcb) -> u32 {
+    if ccv.flags & ccf::ABC_SENTAWND != 0 {
+        ccv.flags &= !ccf::ABC_SENTAWND;
+        tp.t_maxseg
+    } else {
+        0
+    }
+}
+
+/// Adds `incr` to cwnd, up to [`max_cwnd`] (no change for 0).
+#[inline]
+pub fn grow_cwnd(tp: &mut Tcpcb, incr: u32) {
+    if incr > 0 {
+        tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(max_cwnd(tp));
+    }
+}
+
 /// FreeBSD newreno_cc_ack_received(): slow start with ABC, then one SMSS per cwnd of
 /// acknowledged bytes (the stack sets ABC_SENTAWND).
 pub fn newreno_cc_ack_received(ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
+    newreno_cc_ack_received_with(ccv, tp, ack_type, |_, incr| incr);
+}
+
+/// [`newreno_cc_ack_received`] with the slow-start increase passed through `ss_increase`,
+/// which gets the increase ABC allows and returns the one to apply: newreno slows it down in
+/// HyStart++'s CSS (`|ccv, incr| hystart.ss_increase(ccv, incr)`).
+pub fn newreno_cc_ack_received_with(
+    ccv: &mut CcVar,
+    tp: &mut Tcpcb,
+    ack_type: u32,
+    ss_increase: impl FnOnce(&CcVar, u32) -> u32,
+) {
     if !may_grow(ccv, tp, ack_type) {
         return;
     }
     let incr = if tp.snd_cwnd > tp.snd_ssthresh {
-        if ccv.flags & ccf::ABC_SENTAWND != 0 {
-            ccv.flags &= !ccf::ABC_SENTAWND;
-            tp.t_maxseg
-        } else {
-            0
-        }
+        congestion_avoidance_increase(ccv, tp)
     } else {
-        slow_start_increase(ccv, tp)
+        ss_increase(ccv, slow_start_increase(ccv, tp))
     };
-    if incr > 0 {
-        tp.snd_cwnd = tp.snd_cwnd.saturating_add(incr).min(max_cwnd(tp));
-    }
+    grow_cwnd(tp, incr);
 }
 
 /// `cwnd * percent / 100`, in whole segments, at least two (FreeBSD's cwin computation).
@@ -76,7 +101,13 @@ pub fn rto_backoff(tp: &mut Tcpcb) {
 /// FreeBSD newreno_cc_cong_signal(): halve on loss (entering recovery) and on ECN (once per
 /// window), RFC 5681 on an RTO.
 pub fn newreno_cc_cong_signal(_ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-    let cwin = scaled_window(tp.snd_cwnd, 50, tp.t_maxseg);
+    newreno_cc_cong_signal_beta(tp, sig, 50);
+}
+
+/// [`newreno_cc_cong_signal`] keeping `beta` percent of cwnd (in whole segments, at least
+/// two) instead of half: cc_newreno's `beta` and `beta_ecn`.
+pub fn newreno_cc_cong_signal_beta(tp: &mut Tcpcb, sig: u32, beta: u64) {
+    let cwin = scaled_window(tp.snd_cwnd, beta, tp.t_maxseg);
     match sig {
         CC_NDUPACK if !tp.in_fastrecovery() => {
             if !tp.in_congrecovery() {
@@ -114,4 +145,46 @@ pub fn newreno_cc_after_idle(ccv: &mut CcVar, tp: &mut Tcpcb) {
     let rw = initial_window(tp.t_maxseg, iw_segs);
     tp.snd_ssthresh = tp.snd_ssthresh.max(tp.snd_cwnd - (tp.snd_cwnd >> 2));
     tp.snd_cwnd = rw.min(tp.snd_cwnd);
+}
+
+/// Inside `impl CcAlgorithm for ...`: hooks that are NewReno's, for a module with nothing of
+/// its own there (FreeBSD's modules point them at cc.c's `newreno_cc_*` functions):
+/// `newreno_hooks!(post_recovery, after_idle);` writes `post_recovery` calling
+/// [`newreno_cc_post_recovery`] and `after_idle` calling [`newreno_cc_after_idle`]. Also
+/// `ack_received` ([`newreno_cc_ack_received`]) and `cong_signal` ([`newreno_cc_cong_signal`]).
+#[macro_export]
+macro_rules! newreno_hooks {
+    ($($hook:ident),+ $(,)?) => {
+        $($crate::__newreno_hook!($hook);)+
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __newreno_hook {
+    (ack_received) => {
+        fn ack_received(
+            &mut self,
+            ccv: &mut $crate::cc::CcVar,
+            tp: &mut $crate::Tcpcb,
+            ack_type: u32,
+        ) {
+            $crate::cc::common::newreno_cc_ack_received(ccv, tp, ack_type);
+        }
+    };
+    (cong_signal) => {
+        fn cong_signal(&mut self, ccv: &mut $crate::cc::CcVar, tp: &mut $crate::Tcpcb, sig: u32) {
+            $crate::cc::common::newreno_cc_cong_signal(ccv, tp, sig);
+        }
+    };
+    (post_recovery) => {
+        fn post_recovery(&mut self, ccv: &mut $crate::cc::CcVar, tp: &mut $crate::Tcpcb) {
+            $crate::cc::common::newreno_cc_post_recovery(ccv, tp);
+        }
+    };
+    (after_idle) => {
+        fn after_idle(&mut self, ccv: &mut $crate::cc::CcVar, tp: &mut $crate::Tcpcb) {
+            $crate::cc::common::newreno_cc_after_idle(ccv, tp);
+        }
+    };
 }

@@ -86,8 +86,8 @@ impl Ertt {
 pub const DLYACK_SMOOTH: u32 = 5;
 
 /// An [`Ertt`] fed through h_ertt's delayed-ACK guard. A module calls [`Self::rttsample`] and
-/// [`Self::newround`] from its hooks of the same name and [`Self::ack_received`] from its
-/// `ack_received`, then reads `ertt`.
+/// [`Self::newround`] from its hooks of the same name ([`crate::ertt_hooks!`] writes them)
+/// and [`Self::ack_received`] from its `ack_received`, then reads `ertt`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErttHelper {
     pub ertt: Ertt,
@@ -139,6 +139,44 @@ impl ErttHelper {
         }
         taken
     }
+}
+
+/// Inside `impl CcAlgorithm for ...`: hooks that only feed the module's [`ErttHelper`] in
+/// field `$field`, as FreeBSD's h_ertt is fed: `ertt_hooks!(hertt: rttsample, newround);`
+/// writes `rttsample` calling [`ErttHelper::rttsample`] and `newround` calling
+/// [`ErttHelper::newround`]. A module that does more in one of them writes that one itself.
+#[macro_export]
+macro_rules! ertt_hooks {
+    ($field:ident: $($hook:ident),+ $(,)?) => {
+        $($crate::__ertt_hook!($field, $hook);)+
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ertt_hook {
+    ($field:ident, rttsample) => {
+        fn rttsample(
+            &mut self,
+            _ccv: &mut $crate::cc::CcVar,
+            _tp: &mut $crate::Tcpcb,
+            usec_rtt: u32,
+            _rxtcnt: u32,
+            _fas: u32,
+        ) {
+            self.$field.rttsample(usec_rtt);
+        }
+    };
+    ($field:ident, newround) => {
+        fn newround(
+            &mut self,
+            _ccv: &mut $crate::cc::CcVar,
+            _tp: &mut $crate::Tcpcb,
+            _round_cnt: u32,
+        ) {
+            self.$field.newround();
+        }
+    };
 }
 
 #[cfg(test)]

@@ -476,6 +476,8 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
     }
     if let Some(sample_us) = base.rtt_timer.on_ack(ack, now) {
         base.rtt.sample(sample_us);
+        // As FreeBSD's tcp_xmit_timer: the CC hooks below see the new t_srtt.
+        base.publish_rtt(&mut cx.tp);
     }
     // The CC sees an RTT sample on every ACK that gives one, then the start of a new round
     // (RFC 9406: a round ends when the ACK passes what was outstanding when it began).

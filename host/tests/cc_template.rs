@@ -20,22 +20,24 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the template as its README says, into a target directory of its own.
+/// Tests and builds the template as its README says, into a target directory of its own.
 fn build_template() -> PathBuf {
     let target = common::target_dir().join("cc-template");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--manifest-path"])
-        .arg(repo().join("examples/cc-template/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for step in ["test", "build"] {
+        let out = Command::new(&cargo)
+            .args([step, "--release", "--manifest-path"])
+            .arg(repo().join("examples/cc-template/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     target.join("release/libplugtcp_cc_template.so")
 }
 

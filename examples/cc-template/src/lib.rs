@@ -26,7 +26,13 @@ pub struct Aimd {
 impl CcAlgorithm for Aimd {
     const NAME: &'static str = "aimd";
     const PARAMS: &'static [CcParamDesc] = &[
-        CcParamDesc::new("ai", "segments added per RTT in congestion avoidance", 1, 1, 64),
+        CcParamDesc::new(
+            "ai",
+            "segments added per RTT in congestion avoidance",
+            1,
+            1,
+            64,
+        ),
         CcParamDesc::new("md", "percent of cwnd kept on congestion", 50, 10, 95),
     ];
 
@@ -87,25 +93,17 @@ plugtcp_framework::export_cc_module!(Aimd);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugtcp_framework::cc::{CcConn, CcGlobals, CcHooks, CC_ACK};
-    use std::sync::atomic::AtomicIsize;
+    use plugtcp_framework::cc::testing::{self, TestConn};
+    use plugtcp_framework::cc::CC_ACK;
 
     const MSS: u32 = 1000;
 
-    /// A connection on this module, driven through its ABI descriptor as the host does.
-    fn conn(ai: isize, md: isize) -> (CcConn, Tcpcb) {
-        let g: &'static CcGlobals = Box::leak(Box::default());
-        let params: &'static [AtomicIsize] =
-            Box::leak(Box::new([AtomicIsize::new(ai), AtomicIsize::new(md)]));
-        let mut cc = CcConn::new(g);
-        cc.hooks = CcHooks::of(cc_algo());
-        cc.ccv.params = params.into();
-        let mut tp = Tcpcb::new(MSS);
-        tp.snd_cwnd = 20 * MSS;
-        tp.snd_ssthresh = 10 * MSS;
-        tp.snd_wnd = 1 << 20;
-        tp.snd_scale = 7;
-        assert!((cc.hooks.cb_init.unwrap())(&mut cc.ccv, &mut tp).is_ok());
+    /// A connection on this module, driven through its ABI descriptor as the host does, with
+    /// `ai` and `md` as the sysctls would set them.
+    fn conn(ai: i64, md: i64) -> (TestConn<Aimd>, Tcpcb) {
+        let mut tp = testing::tcpcb(MSS, 20 * MSS, 10 * MSS);
+        let params = testing::params::<Aimd>(&[(PARAM_AI, ai), (PARAM_MD, md)]);
+        let cc = TestConn::<Aimd>::attach(testing::globals(), params, &mut tp);
         (cc, tp)
     }
 
@@ -129,6 +127,11 @@ mod tests {
         assert!(tp.in_fastrecovery());
         tp.snd_cwnd = 4 * MSS;
         cc.cong_signal(&mut tp, CC_NDUPACK);
-        assert_eq!(tp.snd_ssthresh, 14 * MSS, "a second loss in recovery changes nothing");
+        assert_eq!(
+            tp.snd_ssthresh,
+            14 * MSS,
+            "a second loss in recovery changes nothing"
+        );
+        cc.assert_cb_destroy_frees_state();
     }
 }

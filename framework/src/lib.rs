@@ -11,6 +11,7 @@
 pub mod cc;
 pub mod errno;
 pub mod plugin;
+pub mod rack;
 pub mod reass;
 pub mod rtt;
 pub mod sack;

@@ -221,6 +221,15 @@ pub struct StackTunables {
     pub ack_war_cnt: u32,
     pub finwait2_timeout: u32,
     pub fast_finwait2_recycle: u32,
+    /// `net.inet.tcp.rack.*` (FreeBSD's rack stack): the reordering window is min_rtt >>
+    /// reorder_thresh; reordering seen longer than reorder_fade (us) ago is forgotten;
+    /// pktdelay (ms) is added to RACK's loss timer; at most tlp_limit tail loss probes in a
+    /// row; the probe timeout is at least tlpminto (us).
+    pub rack_reorder_thresh: u32,
+    pub rack_reorder_fade: u32,
+    pub rack_pktdelay: u32,
+    pub rack_tlp_limit: u32,
+    pub rack_tlpminto: u32,
 }
 
 impl Default for StackTunables {
@@ -272,6 +281,11 @@ impl StackTunables {
         ack_war_cnt: 5,
         finwait2_timeout: 60000,
         fast_finwait2_recycle: 0,
+        rack_reorder_thresh: 2,
+        rack_reorder_fade: 60_000_000,
+        rack_pktdelay: 1,
+        rack_tlp_limit: 2,
+        rack_tlpminto: 10_000,
     };
 }
 

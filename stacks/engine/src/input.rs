@@ -10,12 +10,12 @@ use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState};
 
 use crate::output::{self, data_start, send_ack, send_rst, send_seg, syn_unacked, ts_on};
-use crate::{ctr, tcp_close, Base};
+use crate::{ctr, tcp_close, Engine};
 
 /// Duplicate ACKs that start fast retransmit (RFC 5681 DupThresh).
 const DUPTHRESH: u32 = 3;
 
-pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
+pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let now = cx.host.now();
     cx.tp.t_rcvtime = now;
     cx.tp.t_rcv_segs += 1;
@@ -164,7 +164,7 @@ pub(crate) fn do_segment(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
 /// RFC 3168 on an ECN connection: a CE mark makes us echo ECE until the sender's CWR; an ECE
 /// from the peer is a congestion signal, taken once per window (the CC's CC_ECN) and answered
 /// with CWR. DCTCP-style modules also see every packet's marks through ecnpkt_handler.
-fn ecn_input(_base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
+fn ecn_input(_base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let ce = seg.ip_ecn == ecn::CE;
     let cwr = seg.flags & th::CWR != 0;
     let tp = &mut cx.tp;
@@ -221,7 +221,7 @@ fn urgent_input(cx: &mut StackCtx, seg: &SegIn<'_>) {
 }
 
 /// RFC 5961 challenge ACK, throttled (FreeBSD ack_war_timewindow / ack_war_cnt).
-fn challenge_ack(base: &mut Base, cx: &mut StackCtx) {
+fn challenge_ack(base: &mut Engine, cx: &mut StackCtx) {
     let now = cx.host.now();
     let t = cx.tun();
     let window = t.ack_war_timewindow as u64 * 1_000_000;
@@ -237,7 +237,7 @@ fn challenge_ack(base: &mut Base, cx: &mut StackCtx) {
 }
 
 /// ACK field processing; false when the segment must go no further.
-fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32) -> bool {
+fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32) -> bool {
     let ack = seg.ack;
     let now = cx.host.now();
     if cx.tp.t_state == TcpState::SynReceived {
@@ -271,6 +271,8 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
             cx.tp.t_dsack_bytes += d.end.wrapping_sub(d.start) as u64;
         }
     }
+    // RACK-TLP finds losses by time on every acceptable ACK, duplicate or not.
+    crate::rack::on_ack(base, cx, seg);
     let tp = &cx.tp;
     let new_wnd = (seg.win as u32) << tp.snd_scale;
     if seq_leq(ack, tp.snd_una) {
@@ -289,7 +291,11 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
             && news
             && tp.snd_max != tp.snd_una
             && cx.host.timer_remaining(tt::REXMT).is_some();
-        if dupack {
+        if dupack && base.rack.is_some() {
+            // RACK counts no duplicate ACKs; what they SACKed went through rack::on_ack.
+            cx.count(ctr::RCVDUPACK, 1);
+            output::tcp_output(base, cx);
+        } else if dupack {
             lost_retransmission(base, cx);
             on_dupack(base, cx, sack_news > 0);
         } else {
@@ -325,7 +331,7 @@ fn ack_processing(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32
     true
 }
 
-fn on_dupack(base: &mut Base, cx: &mut StackCtx, sacked_something: bool) {
+fn on_dupack(base: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
     let tp = &mut cx.tp;
     tp.t_dupacks += 1;
     cx.count(ctr::RCVDUPACK, 1);
@@ -361,7 +367,7 @@ fn on_dupack(base: &mut Base, cx: &mut StackCtx, sacked_something: bool) {
     }
 }
 
-fn enter_recovery(base: &mut Base, cx: &mut StackCtx) {
+fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
     let sack = cx.tp.t_flags & tf::SACK_PERMIT != 0;
     let mss = output::max_payload(&cx.tp);
     cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
@@ -389,15 +395,18 @@ fn enter_recovery(base: &mut Base, cx: &mut StackCtx) {
 /// RFC 6937 proportional rate reduction: cwnd from the data this ACK delivered. While the
 /// pipe is above ssthresh, sending follows delivery at ssthresh/RecoverFS; below it, the
 /// slow-start reduction bound (or, with `do_prr_conservative`, strict packet conservation).
-fn prr_apply(base: &mut Base, cx: &mut StackCtx, delivered: u32) {
+pub(crate) fn prr_apply(base: &mut Engine, cx: &mut StackCtx, delivered: u32) {
     let (do_prr, conservative) = (cx.tun().do_prr != 0, cx.tun().do_prr_conservative != 0);
-    if !do_prr {
+    // RACK always paces its recovery with PRR (FreeBSD's rack does).
+    if !do_prr && base.rack.is_none() {
         return;
     }
+    let rack_pipe = crate::rack::pipe(base, cx);
     let tp = &mut cx.tp;
     let mss = output::max_payload(tp);
     base.prr_delivered = base.prr_delivered.saturating_add(delivered);
-    let pipe = base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss);
+    let pipe =
+        rack_pipe.unwrap_or_else(|| base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss));
     let ssthresh = tp.snd_ssthresh;
     let owed = base.prr_delivered as i64 - base.prr_out as i64;
     let sndcnt = if pipe > ssthresh {
@@ -416,7 +425,7 @@ fn prr_apply(base: &mut Base, cx: &mut StackCtx, delivered: u32) {
 }
 
 /// Fast retransmit: the segment at snd_una.
-fn retransmit_first(base: &mut Base, cx: &mut StackCtx) {
+fn retransmit_first(base: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     let mss = output::max_payload(tp);
     let una = tp.snd_una;
@@ -437,7 +446,7 @@ fn retransmit_first(base: &mut Base, cx: &mut StackCtx) {
 /// Lost retransmission detection (FreeBSD `do_lrd`): in SACK recovery, when data sent after
 /// our retransmission of the hole at snd_una is SACKed while the hole is still missing, that
 /// retransmission was lost as well; send it again now rather than wait for the RTO.
-fn lost_retransmission(base: &mut Base, cx: &mut StackCtx) {
+fn lost_retransmission(base: &mut Engine, cx: &mut StackCtx) {
     if cx.tun().do_lrd == 0 || !cx.tp.in_fastrecovery() || cx.tp.t_flags & tf::SACK_PERMIT == 0 {
         return;
     }
@@ -458,7 +467,7 @@ fn lost_retransmission(base: &mut Base, cx: &mut StackCtx) {
     }
 }
 
-fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
+fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
     let tp = &mut cx.tp;
     let acked = ack.wrapping_sub(tp.snd_una);
     let mut data_acked = acked;
@@ -526,7 +535,8 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
         base.high_rxt = tp.snd_una;
     }
     base.sack.on_cumack(tp.snd_una);
-    if tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0 {
+    // (In RACK mode PRR already counted this ACK's delivery in rack::on_ack.)
+    if tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0 && base.rack.is_none() {
         let delivered = acked
             .saturating_add(base.sack.sacked_bytes())
             .saturating_sub(base.sacked_before);
@@ -539,6 +549,7 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
     } else {
         cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
     }
+    crate::rack::arm_tlp(base, cx);
     if fin_acked {
         match cx.tp.t_state {
             TcpState::FinWait1 => {
@@ -553,7 +564,7 @@ fn on_new_ack(base: &mut Base, cx: &mut StackCtx, ack: u32, now: u64) {
 }
 
 /// Incoming data and FIN for a synchronized connection.
-fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
+fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
     let accepts_data = matches!(
         cx.tp.t_state,
         TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived
@@ -615,7 +626,7 @@ fn receive_data(base: &mut Base, cx: &mut StackCtx, seq: u32, data: &[u8], fin: 
 /// Receive-buffer auto-sizing (FreeBSD tcp_autorcvbuf): when more than 7/8 of the buffer
 /// arrives within one smoothed RTT, the buffer doubles (up to recvbuf_max), so the window
 /// keeps ahead of the sender.
-fn autorcvbuf(base: &mut Base, cx: &mut StackCtx, bytes: u32) {
+fn autorcvbuf(base: &mut Engine, cx: &mut StackCtx, bytes: u32) {
     if cx.tun().recvbuf_auto == 0 {
         return;
     }
@@ -640,7 +651,7 @@ fn autorcvbuf(base: &mut Base, cx: &mut StackCtx, bytes: u32) {
 }
 
 /// Delayed ACK (RFC 9293 3.8.6.3, FreeBSD: every second full segment at once).
-fn delay_ack(base: &mut Base, cx: &mut StackCtx) {
+fn delay_ack(base: &mut Engine, cx: &mut StackCtx) {
     base.unacked_segs += 1;
     let (delayed_ack, delacktime) = (cx.tun().delayed_ack, cx.tun().delacktime);
     if delayed_ack == 0 || base.quickack || base.unacked_segs >= 2 {
@@ -655,7 +666,7 @@ fn delay_ack(base: &mut Base, cx: &mut StackCtx) {
 }
 
 /// The handshake completed.
-fn established(base: &mut Base, cx: &mut StackCtx) {
+fn established(base: &mut Engine, cx: &mut StackCtx) {
     cx.tp.t_state = TcpState::Established;
     cx.host.timer_stop(tt::KEEP);
     let iw = cx.tun().initcwnd_segments;
@@ -688,7 +699,7 @@ pub(crate) fn enter_time_wait(cx: &mut StackCtx) {
 /// An orphaned connection (the application closed it) does not wait in FIN_WAIT_2 for
 /// ever: TCP_LINGER2, else the finwait2_timeout sysctl (or 2*MSL with
 /// fast_finwait2_recycle off, as FreeBSD's tcp_timer_2msl).
-pub(crate) fn finwait2_timer(base: &Base, cx: &mut StackCtx) {
+pub(crate) fn finwait2_timer(base: &Engine, cx: &mut StackCtx) {
     if cx.tp.t_flags & tf::CLOSED == 0 {
         return;
     }
@@ -721,7 +732,7 @@ pub(crate) fn keepidle_ns(cx: &StackCtx) -> u64 {
 }
 
 /// SYN_SENT (RFC 9293 3.10.7.3).
-fn syn_sent(base: &mut Base, cx: &mut StackCtx, seg: &SegIn<'_>) {
+fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let f = seg.flags;
     let tp = &cx.tp;
     if f & th::ACK != 0 && (seq_leq(seg.ack, tp.iss) || seq_gt(seg.ack, tp.snd_max)) {

@@ -1,9 +1,12 @@
-//! `base`: plugtcp's default TCP function block (alias `default`).
+//! The TCP engine plugtcp's function blocks share: RFC 9293 with RFC 7323 window scaling,
+//! timestamps and PAWS, RFC 2018 SACK, RFC 6298 retransmission timing, RFC 5961 blind-attack
+//! mitigation, delayed ACKs and Nagle, calling the connection's CC module where FreeBSD's
+//! tcp_input/tcp_output call mod_cc. Sans-IO: everything it does to the world goes through
+//! `StackCtx::host`.
 //!
-//! RFC 9293 with RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK, RFC 6675 loss
-//! recovery, RFC 6298 retransmission timing, RFC 5961 blind-attack mitigation, delayed ACKs and
-//! Nagle, calling the connection's CC module where FreeBSD's tcp_input/tcp_output call mod_cc.
-//! Sans-IO: everything it does to the world goes through `StackCtx::host`.
+//! A function block is a [`Personality`] on top of it: its name, flags, which connections it
+//! takes over (`handoff_ok`), and its loss detection ([`LossDetection`]): `base` is RFC 6675's
+//! duplicate-ACK recovery, `rack` RACK-TLP (RFC 8985). [`Stack<P>`] is the block.
 //!
 //! - `input.rs`: tcp_input (do_segment)
 //! - `output.rs`: tcp_output (what to send next, and building segment descriptors)
@@ -11,6 +14,7 @@
 
 mod input;
 mod output;
+mod rack;
 mod timer;
 
 use abi_stable::std_types::RStr;
@@ -22,7 +26,7 @@ use plugtcp_framework::stack::{tcp_func, InitMode, OldStack, StackCtx, TcpStack}
 use plugtcp_framework::tcpcb::tf;
 use plugtcp_framework::{Errno, TcpState, Tcpcb};
 
-/// Counter indices (names in [`Base::COUNTERS`]).
+/// Counter indices (names in [`Engine::COUNTERS`]).
 pub mod ctr {
     pub const RCVDUPACK: usize = 0;
     pub const SNDREXMITPACK: usize = 1;
@@ -37,6 +41,9 @@ pub mod ctr {
     pub const RCVAFTERWIN: usize = 10;
     pub const ECN_REDUCTIONS: usize = 11;
     pub const LOST_REXMIT: usize = 12;
+    pub const TLP_PROBES: usize = 13;
+    pub const RACK_LOST: usize = 14;
+    pub const RACK_DSACK: usize = 15;
 }
 
 /// Most retransmissions of one segment before the connection is dropped (FreeBSD
@@ -52,7 +59,10 @@ pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
 
 /// Per-connection state of the base stack (what FreeBSD keeps in struct tcpcb beyond the
 /// shared part).
-pub struct Base {
+pub struct Engine {
+    loss: LossDetection,
+    /// RACK-TLP's send map and state (RackTlp mode only).
+    rack: Option<plugtcp_framework::rack::RackTlp>,
     rtt: RttEstimator,
     rtt_timer: RttTimer,
     /// Send times of the data in flight: an RTT sample per ACK for the CC's `rttsample`.
@@ -105,7 +115,7 @@ pub struct Base {
     linger2: i32,
 }
 
-impl Base {
+impl Engine {
     fn new(cx: &StackCtx) -> Self {
         let t = cx.tun();
         let mut rtt = RttEstimator::new(
@@ -118,7 +128,9 @@ impl Base {
             // Switched to from another stack: keep its RTT estimate.
             rtt.seed(cx.tp.t_srtt, cx.tp.t_rttvar);
         }
-        Base {
+        Engine {
+            loss: LossDetection::Rfc6675,
+            rack: None,
             rtt,
             rtt_timer: RttTimer::default(),
             send_times: SendTimes::default(),
@@ -147,6 +159,39 @@ impl Base {
             rfbuf_ts: 0,
             rfbuf_cnt: 0,
             linger2: 0,
+        }
+    }
+
+    /// Switched in: the timers of the state the connection is in are ours now (FreeBSD's
+    /// tcp_default_fb_init): retransmit while anything (a SYN included) is outstanding, a
+    /// pending delayed ACK, keepalive, the persist timer for a closed window, and FIN_WAIT_2's
+    /// or TIME_WAIT's end.
+    fn rearm_timers(&self, cx: &mut StackCtx) {
+        use plugtcp_framework::stack::tt;
+        let tp = &cx.tp;
+        let (outstanding, state) = (tp.snd_una != tp.snd_max, tp.t_state);
+        if outstanding && tp.snd_wnd > 0 {
+            cx.host.timer_start(tt::REXMT, self.rxt_ns(&cx.tp));
+        }
+        if cx.tp.t_flags & tf::DELACK != 0 {
+            cx.host
+                .timer_start(tt::DELACK, cx.tun().delacktime as u64 * 1_000_000);
+        }
+        if state.have_established() && input::keepalive_on(cx) {
+            let idle = input::keepidle_ns(cx);
+            cx.host.timer_start(tt::KEEP, idle);
+        }
+        if state == TcpState::Established && cx.tp.snd_wnd == 0 && cx.host.snd_len() > 0 {
+            cx.host
+                .timer_start(tt::PERSIST, output::persist_ns(self, cx));
+        }
+        match state {
+            TcpState::TimeWait => {
+                cx.host
+                    .timer_start(tt::TWO_MSL, 2 * cx.tun().msl as u64 * 1_000_000);
+            }
+            TcpState::FinWait2 => input::finwait2_timer(self, cx),
+            _ => {}
         }
     }
 
@@ -181,43 +226,51 @@ pub(crate) fn tcp_drop(cx: &mut StackCtx, err: Errno) {
     tcp_close(cx);
 }
 
-impl TcpStack for Base {
-    const NAME: &'static str = "base";
-    const ALIASES: &'static [RStr<'static>] = &[RStr::from_str("default")];
-    const FLAGS: u32 = tcp_func::DEFAULT_OK;
-    const COUNTERS: &'static [RStr<'static>] = &[
-        RStr::from_str("rcvdupack"),
-        RStr::from_str("sndrexmitpack"),
-        RStr::from_str("rcvoopack"),
-        RStr::from_str("challenge_ack"),
-        RStr::from_str("pawsdrop"),
-        RStr::from_str("rcvbadsack"),
-        RStr::from_str("sack_recovery_episode"),
-        RStr::from_str("rexmttimeo"),
-        RStr::from_str("keepprobe"),
-        RStr::from_str("persisttimeo"),
-        RStr::from_str("rcvpackafterwin"),
-        RStr::from_str("ecn_reductions"),
-        RStr::from_str("lost_rexmit"),
-    ];
+/// How a block finds losses.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LossDetection {
+    /// RFC 6675: three duplicate ACKs (or DupThresh segments SACKed above a hole), RFC 6937
+    /// PRR when `do_prr`, NewReno partial ACKs without SACK, FreeBSD's `do_lrd`.
+    Rfc6675,
+    /// RFC 8985 RACK-TLP: time-based marking over a per-segment send map with a reordering
+    /// window, tail loss probes, PRR always on.
+    RackTlp,
+}
 
-    fn init(cx: &mut StackCtx, mode: InitMode, _old: OldStack) -> Result<Self, Errno> {
-        let base = Base::new(cx);
-        if mode == InitMode::Switch && cx.tp.t_state.have_established() {
-            // Whatever was in flight is ours now: re-arm the retransmit timer, and the delayed
-            // ACK if one was pending.
-            if cx.tp.snd_una != cx.tp.snd_max {
-                cx.host
-                    .timer_start(plugtcp_framework::stack::tt::REXMT, base.rxt_ns(&cx.tp));
-            }
-            if cx.tp.t_flags & tf::DELACK != 0 {
-                cx.host.timer_start(
-                    plugtcp_framework::stack::tt::DELACK,
-                    cx.tun().delacktime as u64 * 1_000_000,
-                );
-            }
-        }
-        Ok(base)
+/// What makes a function block of the engine: FreeBSD's `struct tcp_function_block` fields
+/// that differ between blocks.
+pub trait Personality: Send + 'static {
+    const NAME: &'static str;
+    const ALIASES: &'static [RStr<'static>] = &[];
+    const FLAGS: u32 = tcp_func::DEFAULT_OK;
+    const LOSS: LossDetection;
+    /// Whether this block takes over the connection now (FreeBSD tfb_tcp_handoff_ok).
+    fn handoff_ok(cx: &StackCtx) -> Result<(), Errno>;
+}
+
+/// A function block: the engine with a personality.
+pub struct Stack<P: Personality> {
+    engine: Engine,
+    _p: std::marker::PhantomData<P>,
+}
+
+impl<P: Personality> Stack<P> {
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl<P: Personality> TcpStack for Stack<P> {
+    const NAME: &'static str = P::NAME;
+    const ALIASES: &'static [RStr<'static>] = P::ALIASES;
+    const FLAGS: u32 = P::FLAGS;
+    const COUNTERS: &'static [RStr<'static>] = COUNTERS;
+
+    fn init(cx: &mut StackCtx, mode: InitMode, old: OldStack) -> Result<Self, Errno> {
+        Ok(Stack {
+            engine: Engine::init(cx, mode, old, P::LOSS)?,
+            _p: std::marker::PhantomData,
+        })
     }
 
     fn do_segment(
@@ -225,18 +278,74 @@ impl TcpStack for Base {
         cx: &mut StackCtx,
         seg: &plugtcp_framework::segment::SegIn<'_>,
     ) -> Result<(), Errno> {
-        input::do_segment(self, cx, seg);
+        input::do_segment(&mut self.engine, cx, seg);
         Ok(())
     }
 
     fn output(&mut self, cx: &mut StackCtx) -> Result<(), Errno> {
-        output::tcp_output(self, cx);
+        output::tcp_output(&mut self.engine, cx);
         Ok(())
     }
 
     fn timer(&mut self, cx: &mut StackCtx, which: u32) -> Result<(), Errno> {
-        timer::fire(self, cx, which);
+        timer::fire(&mut self.engine, cx, which);
         Ok(())
+    }
+
+    fn ctloutput(&mut self, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+        self.engine.ctloutput(cx, opt)
+    }
+
+    fn handoff_ok(cx: &StackCtx) -> Result<(), Errno> {
+        P::handoff_ok(cx)
+    }
+
+    fn info(
+        &self,
+        cx: &StackCtx,
+        out: &mut plugtcp_framework::stack::TcpInfo,
+    ) -> Result<(), Errno> {
+        self.engine.info(cx, out);
+        Ok(())
+    }
+}
+
+/// The engine's counters (FreeBSD tcpstat names), shared by every block built on it.
+pub const COUNTERS: &[RStr<'static>] = &[
+    RStr::from_str("rcvdupack"),
+    RStr::from_str("sndrexmitpack"),
+    RStr::from_str("rcvoopack"),
+    RStr::from_str("challenge_ack"),
+    RStr::from_str("pawsdrop"),
+    RStr::from_str("rcvbadsack"),
+    RStr::from_str("sack_recovery_episode"),
+    RStr::from_str("rexmttimeo"),
+    RStr::from_str("keepprobe"),
+    RStr::from_str("persisttimeo"),
+    RStr::from_str("rcvpackafterwin"),
+    RStr::from_str("ecn_reductions"),
+    RStr::from_str("lost_rexmit"),
+    RStr::from_str("tlp_probes"),
+    RStr::from_str("rack_loss_marks"),
+    RStr::from_str("rack_dsack"),
+];
+
+impl Engine {
+    fn init(
+        cx: &mut StackCtx,
+        mode: InitMode,
+        _old: OldStack,
+        loss: LossDetection,
+    ) -> Result<Self, Errno> {
+        let mut base = Engine::new(cx);
+        base.loss = loss;
+        if loss == LossDetection::RackTlp {
+            base.rack = Some(rack::new_map(cx, mode));
+        }
+        if mode == InitMode::Switch {
+            base.rearm_timers(cx);
+        }
+        Ok(base)
     }
 
     fn ctloutput(&mut self, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
@@ -326,23 +435,11 @@ impl TcpStack for Base {
         Ok(())
     }
 
-    fn handoff_ok(_cx: &StackCtx) -> Result<(), Errno> {
-        // base takes a connection in any state (FreeBSD's default stack never refuses).
-        Ok(())
-    }
-
-    fn info(
-        &self,
-        cx: &StackCtx,
-        out: &mut plugtcp_framework::stack::TcpInfo,
-    ) -> Result<(), Errno> {
+    fn info(&self, cx: &StackCtx, out: &mut plugtcp_framework::stack::TcpInfo) {
         *out = plugtcp_framework::stack::TcpInfo::from_tcpcb(&cx.tp);
         out.tcpi_rtt = self.rtt.srtt();
         out.tcpi_rttvar = self.rtt.rttvar();
         out.tcpi_rto = self.rtt.backoff(cx.tp.t_rxtshift);
         out.tcpi_rcv_space = cx.host.rcv_space();
-        Ok(())
     }
 }
-
-plugtcp_framework::export_function_block!(Base);

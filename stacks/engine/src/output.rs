@@ -6,7 +6,7 @@ use plugtcp_framework::stack::{tt, StackCtx};
 use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{TcpState, Tcpcb};
 
-use crate::{ctr, Base};
+use crate::{ctr, Engine};
 
 /// Largest unscaled window (TCP_MAXWIN).
 pub(crate) const TCP_MAXWIN: u32 = 65535;
@@ -50,7 +50,7 @@ pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
 
 /// The receive window to advertise, in bytes (never shrinking what we already offered, and
 /// avoiding silly-window advertisements: RFC 9293 3.8.6.2.2).
-fn rcv_window(base: &Base, cx: &StackCtx) -> u32 {
+fn rcv_window(base: &Engine, cx: &StackCtx) -> u32 {
     let tp = &cx.tp;
     let space = cx.host.rcv_space();
     let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
@@ -70,7 +70,7 @@ fn rcv_window(base: &Base, cx: &StackCtx) -> u32 {
     win
 }
 
-fn options(base: &Base, cx: &StackCtx, flags: u16) -> TcpOpts {
+fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
     let tp = &cx.tp;
     let mut o = TcpOpts::default();
     if tp.t_flags & tf::NOOPT != 0 {
@@ -126,7 +126,7 @@ fn options(base: &Base, cx: &StackCtx, flags: u16) -> TcpOpts {
 /// Sends one segment: `len` data bytes at `seq` (which must lie in the send buffer), with
 /// `flags`; does the bookkeeping every transmission needs (snd_nxt/snd_max, the RTT timer,
 /// the retransmit timer, delayed-ACK state, statistics).
-pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
+pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
     let now = cx.host.now();
     let win = rcv_window(base, cx);
     if cx.tp.t_state != TcpState::SynSent {
@@ -248,6 +248,7 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
     } else {
         tp.t_snd_bytes += len as u64;
     }
+    crate::rack::on_transmit(base, now, seq, len, retransmit);
     let tp = &mut cx.tp;
     if len > 0 {
         let flight = tp.flight_size();
@@ -281,6 +282,9 @@ pub(crate) fn send_seg(base: &mut Base, cx: &mut StackCtx, seq: u32, mut flags: 
         cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
         cx.host.timer_stop(tt::PERSIST);
     }
+    if !retransmit && len > 0 {
+        crate::rack::arm_tlp(base, cx);
+    }
 }
 
 /// ECN negotiation on our SYN (RFC 3168 6.1.1): ECE|CWR when `ecn.enable` is 1, until the
@@ -310,7 +314,7 @@ pub(crate) fn send_rst(cx: &mut StackCtx, seq: u32, ack: u32, with_ack: bool) {
 /// rewinds snd_nxt, an ACK with that older number would lie left of the peer's window and
 /// be dropped, and two peers retransmitting at once would each drop the other's ACKs.
 /// While probing a zero window it is snd_nxt.
-pub(crate) fn send_ack(base: &mut Base, cx: &mut StackCtx) {
+pub(crate) fn send_ack(base: &mut Engine, cx: &mut StackCtx) {
     let seq = if cx.host.timer_remaining(tt::PERSIST).is_some() {
         cx.tp.snd_nxt
     } else {
@@ -320,7 +324,7 @@ pub(crate) fn send_ack(base: &mut Base, cx: &mut StackCtx) {
 }
 
 /// tcp_output: sends whatever the windows, the CC and the rules allow, then stops.
-pub(crate) fn tcp_output(base: &mut Base, cx: &mut StackCtx) {
+pub(crate) fn tcp_output(base: &mut Engine, cx: &mut StackCtx) {
     // Closed by the application while already in FIN_WAIT_2: its lifetime starts now.
     if cx.tp.t_state == TcpState::FinWait2
         && cx.tp.t_flags & tf::CLOSED != 0
@@ -408,7 +412,7 @@ pub(crate) fn keepinit_ns(cx: &StackCtx) -> u64 {
 }
 
 /// Sends one segment if one is due; false when there is nothing (more) to send.
-fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
+fn output_one(base: &mut Engine, cx: &mut StackCtx) -> bool {
     let tp = &cx.tp;
     let snd_len = cx.host.snd_len();
     let dstart = data_start(tp);
@@ -416,8 +420,27 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
     let mss = max_payload(tp);
     let sack_recovery = tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0;
 
-    // RFC 6675: in recovery, the pipe decides, and holes go first.
-    let mut usable = if sack_recovery {
+    let rack_pipe = if tp.in_fastrecovery() {
+        crate::rack::pipe(base, cx)
+    } else {
+        None
+    };
+    let mut usable = if let Some(pipe) = rack_pipe {
+        // RACK-TLP recovery: its pipe decides, and what it marked lost goes first.
+        let room = tp.snd_cwnd.saturating_sub(pipe);
+        if room < mss && !(pipe == 0 && room > 0) {
+            return maybe_pure_ack(base, cx);
+        }
+        if let Some((s, e)) = crate::rack::next_to_retransmit(base) {
+            if crate::rack::retransmit_range(base, cx, s, e) {
+                return true;
+            }
+        }
+        let tp = &cx.tp;
+        let wnd_left = tp.snd_una.wrapping_add(tp.snd_wnd).wrapping_sub(tp.snd_nxt);
+        room.min(if (wnd_left as i32) < 0 { 0 } else { wnd_left })
+    } else if sack_recovery {
+        // RFC 6675: in recovery, the pipe decides, and holes go first.
         let pipe = base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss);
         let room = tp.snd_cwnd.saturating_sub(pipe);
         if room < mss && !(pipe == 0 && room > 0) {
@@ -496,7 +519,7 @@ fn output_one(base: &mut Base, cx: &mut StackCtx) -> bool {
 /// tcp_output's `tso` conditions) as many segments as the host takes, up to an IP packet's
 /// 64 KiB. Not with SACK blocks to send (they would repeat in every packet), urgent data or
 /// a pending CWR (both belong on one packet), nor a window probe.
-fn tso_max(base: &Base, tp: &Tcpcb, mss: u32) -> u32 {
+fn tso_max(base: &Engine, tp: &Tcpcb, mss: u32) -> u32 {
     const IP_MAXPACKET_PAYLOAD: u32 = 65535 - 40 - 60;
     if tp.t_tsomax_segs <= 1
         || base.dsack.is_some()
@@ -513,7 +536,7 @@ fn tso_max(base: &Base, tp: &Tcpcb, mss: u32) -> u32 {
 
 /// An ACK with no data: when one is owed (ACKNOW) or when the window opened enough to be
 /// worth telling (FreeBSD: two segments, or half the buffer).
-fn maybe_pure_ack(base: &mut Base, cx: &mut StackCtx) -> bool {
+fn maybe_pure_ack(base: &mut Engine, cx: &mut StackCtx) -> bool {
     let tp = &cx.tp;
     let mut due = tp.t_flags & tf::ACKNOW != 0;
     if !due && tp.t_state.have_established() {
@@ -538,7 +561,7 @@ fn maybe_pure_ack(base: &mut Base, cx: &mut StackCtx) -> bool {
 /// Data waiting and nothing in flight (a zero window, or one too small to send into without
 /// silly-window syndrome): the persist timer forces a probe (FreeBSD tcp_output's
 /// tcp_setpersist when it sends nothing).
-fn arm_persist(base: &mut Base, cx: &mut StackCtx) {
+fn arm_persist(base: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     if !tp.t_state.have_established() {
         return;
@@ -556,7 +579,7 @@ fn arm_persist(base: &mut Base, cx: &mut StackCtx) {
 }
 
 /// FreeBSD tcp_setpersist(): the RTO with backoff, clamped to [persmin, persmax].
-pub(crate) fn persist_ns(base: &Base, cx: &StackCtx) -> u64 {
+pub(crate) fn persist_ns(base: &Engine, cx: &StackCtx) -> u64 {
     let t = cx.tun();
     let rto = base.rtt.rto_us() as u64 * 1000;
     let backoff = rto << base.persist_shift.min(6);

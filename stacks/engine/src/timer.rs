@@ -7,9 +7,9 @@ use plugtcp_framework::{Errno, TcpState};
 
 use crate::input::{keepalive_on, keepidle_ns};
 use crate::output::{self, persist_ns, send_seg};
-use crate::{ctr, tcp_close, tcp_drop, Base, TCP_MAXRXTSHIFT};
+use crate::{ctr, tcp_close, tcp_drop, Engine, TCP_MAXRXTSHIFT};
 
-pub(crate) fn fire(base: &mut Base, cx: &mut StackCtx, which: u32) {
+pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
     match which {
         tt::REXMT => rexmt(base, cx),
         tt::DELACK => {
@@ -18,6 +18,8 @@ pub(crate) fn fire(base: &mut Base, cx: &mut StackCtx, which: u32) {
         }
         tt::PERSIST => persist(base, cx),
         tt::KEEP => keep(base, cx),
+        crate::rack::TT_RACK => crate::rack::reorder_fire(base, cx),
+        crate::rack::TT_TLP => crate::rack::tlp_fire(base, cx),
         tt::TWO_MSL => {
             if matches!(cx.tp.t_state, TcpState::TimeWait | TcpState::FinWait2) {
                 tcp_close(cx);
@@ -29,7 +31,7 @@ pub(crate) fn fire(base: &mut Base, cx: &mut StackCtx, which: u32) {
 
 /// Retransmission timeout (RFC 6298 5.4-5.7): back off, collapse cwnd through the CC, and
 /// resend from snd_una.
-fn rexmt(base: &mut Base, cx: &mut StackCtx) {
+fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
     if matches!(
         cx.tp.t_state,
         TcpState::Closed | TcpState::Listen | TcpState::TimeWait
@@ -59,6 +61,7 @@ fn rexmt(base: &mut Base, cx: &mut StackCtx) {
     }
     base.rtt_timer.invalidate();
     base.send_times.clear();
+    crate::rack::on_rto(base, cx);
     base.sack.clear();
     let tp = &mut cx.tp;
     tp.snd_nxt = if matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) {
@@ -72,7 +75,7 @@ fn rexmt(base: &mut Base, cx: &mut StackCtx) {
 }
 
 /// Zero-window probe (RFC 9293 3.8.6.1): one byte past the window, backing off.
-fn persist(base: &mut Base, cx: &mut StackCtx) {
+fn persist(base: &mut Engine, cx: &mut StackCtx) {
     if !cx.tp.t_state.have_established() {
         return;
     }
@@ -94,7 +97,7 @@ fn persist(base: &mut Base, cx: &mut StackCtx) {
 }
 
 /// Connection-establishment timeout, and keepalive probes (tcp_timer_keep).
-fn keep(base: &mut Base, cx: &mut StackCtx) {
+fn keep(base: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     if !tp.t_state.have_established() {
         tcp_drop(cx, Errno::ETIMEDOUT);
@@ -134,7 +137,7 @@ fn keep(base: &mut Base, cx: &mut StackCtx) {
     cx.host.timer_start(tt::KEEP, intvl);
 }
 
-fn send_probe(base: &mut Base, cx: &mut StackCtx, seq: u32) {
+fn send_probe(base: &mut Engine, cx: &mut StackCtx, seq: u32) {
     // send_seg treats a segment at or below snd_max with no payload and no SYN/FIN as a pure
     // ACK, which is what a keepalive probe is.
     send_seg(base, cx, seq, 0, 0);

@@ -1,0 +1,42 @@
+//! `rack`: the shared engine (stacks/engine) with RACK-TLP loss detection (RFC 8985) over a
+//! per-segment send map, tail loss probes, PRR always on and microsecond timers, tuned by
+//! `net.inet.tcp.rack.*`. Which connections it takes over follows FreeBSD's rack
+//! (rack_handoff_ok): CLOSED and LISTEN fine; SYN_SENT and SYN_RCVD EAGAIN (come back when
+//! the handshake is done); a FIN sent with more than one byte outstanding EAGAIN; a
+//! connection without SACK EINVAL (RACK needs it).
+
+use plugtcp_framework::seq::seq_gt;
+use plugtcp_framework::stack::StackCtx;
+use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::{Errno, TcpState};
+use plugtcp_tcp_engine::{LossDetection, Personality, Stack};
+
+pub use plugtcp_tcp_engine::ctr;
+
+pub struct RackPersonality;
+
+impl Personality for RackPersonality {
+    const NAME: &'static str = "rack";
+    const LOSS: LossDetection = LossDetection::RackTlp;
+
+    fn handoff_ok(cx: &StackCtx) -> Result<(), Errno> {
+        let tp = &cx.tp;
+        match tp.t_state {
+            TcpState::Closed | TcpState::Listen => return Ok(()),
+            TcpState::SynSent | TcpState::SynReceived => return Err(Errno::EAGAIN),
+            _ => {}
+        }
+        if tp.t_flags & tf::SENTFIN != 0 && seq_gt(tp.snd_max, tp.snd_una.wrapping_add(1)) {
+            return Err(Errno::EAGAIN);
+        }
+        if tp.t_flags & tf::SACK_PERMIT == 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+}
+
+/// The `rack` function block.
+pub type Rack = Stack<RackPersonality>;
+
+plugtcp_framework::export_function_block!(Rack);

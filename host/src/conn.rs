@@ -531,6 +531,8 @@ pub struct Conn {
     pub side: HostSide,
     stack: Option<AttachedStack>,
     cc: Option<Arc<CcEntry>>,
+    /// The alias the stack was selected by (TCP_FUNCTION_BLK with an alias).
+    selected_as: Option<String>,
 }
 
 fn hook(st: HookStatus) -> Result<(), HookError> {
@@ -560,6 +562,7 @@ impl Conn {
             side: HostSide::new(slot, sndbuf, rcvbuf),
             stack: None,
             cc: None,
+            selected_as: None,
         }
     }
 
@@ -660,24 +663,43 @@ impl Conn {
     }
 
     /// Switches a live connection to another stack (TCP_FUNCTION_BLK), or attaches the first
-    /// one. Make-before-break as FreeBSD does: the target's handoff_ok (its errno returned as
-    /// is), the old stack's timers stopped, the new stack's init in switch mode with a query
-    /// handle on the old one; on failure the old stack's timers come back and its
-    /// switch_failed runs, and it keeps the connection; on success the old stack's fini.
+    /// one. Make-before-break as FreeBSD does: the block already in use is a no-op; a
+    /// departing block is ENOENT; the target's handoff_ok (its errno returned as is); the old
+    /// stack's timers stopped; the new stack's init in switch mode with a query handle on the
+    /// old one; on failure whatever the new init armed is cancelled, the old stack's timers
+    /// come back and its switch_failed runs, and it keeps the connection; on success the old
+    /// stack's fini (which cannot touch the new stack's timers). Standard timers the new
+    /// stack arms never fire later than the old stack's would have.
     pub fn switch_stack(
         &mut self,
         w: &mut Worker,
         entry: Arc<BlockEntry>,
     ) -> Result<(), ConnFault> {
+        self.switch_stack_via(w, entry, None)
+    }
+
+    /// As [`Conn::switch_stack`], remembering the name the block was selected by (an alias
+    /// is what TCP_FUNCTION_ALIAS reports).
+    pub fn switch_stack_via(
+        &mut self,
+        w: &mut Worker,
+        entry: Arc<BlockEntry>,
+        via: Option<&str>,
+    ) -> Result<(), ConnFault> {
         let fault = |error| ConnFault {
             culprit: Culprit::Stack(entry.name.clone()),
             error,
         };
+        let via = via.filter(|n| *n != entry.name).map(str::to_owned);
         if self
             .stack
             .as_ref()
             .is_some_and(|s| Arc::ptr_eq(&s.entry, &entry))
         {
+            // FreeBSD: "You already have this".
+            if via.is_some() {
+                self.selected_as = via;
+            }
             return Ok(());
         }
         entry.acquire().map_err(|e| fault(HookError::Errno(e)))?;
@@ -694,6 +716,8 @@ impl Conn {
             }
         }
         let saved = self.side.stop_timers(w);
+        let old_counters = self.ctx.counters;
+        self.ctx.counters = entry.counters.into();
         let mut state = std::ptr::null_mut();
         let r = self.with_call(w, |old, cx| {
             let oldq = old.as_ref().map_or(OldStack::NONE, |o| OldStack {
@@ -707,6 +731,9 @@ impl Conn {
         });
         if let Err(e) = r {
             entry.release();
+            self.ctx.counters = old_counters;
+            // What the failed init armed is not the old stack's.
+            self.side.stop_timers(w);
             self.side.restore_timers(w, saved);
             self.with_call(w, |old, cx| {
                 if let Some(o) = old {
@@ -717,17 +744,44 @@ impl Conn {
             });
             return Err(fault(e));
         }
+        // A switch does not postpone what was due: a standard timer (REXMT, PERSIST, KEEP,
+        // 2MSL, DELACK: the same meaning in every stack) that the new stack armed keeps the
+        // old stack's deadline when that was sooner. Otherwise switching more often than
+        // one RTO would restart the retransmit timer forever and a lost tail would never be
+        // sent again. Timers the new stack did not arm stay off, and private ones are its own.
+        for (i, old_deadline) in saved.iter().enumerate().take(tt::PRIV0 as usize) {
+            let (Some(old_deadline), Some(id)) = (*old_deadline, self.side.timers[i]) else {
+                continue;
+            };
+            if w.wheel.get(id).is_some_and(|(d, _)| old_deadline < d) {
+                w.wheel.reschedule(id, old_deadline);
+            }
+        }
         if let Some(old) = self.stack.take() {
+            // The old stack's fini runs with its own counters and without the new stack's
+            // timers: whatever it stops or starts is its own business and is undone.
+            let new_counters = self.ctx.counters;
+            self.ctx.counters = old_counters;
+            let new_timers = std::mem::take(&mut self.side.timers);
             self.with_call(w, |_, cx| {
                 if let Some(fini) = old.entry.hooks.fini {
                     let _ = fini(old.state, cx, false);
                 }
             });
+            self.side.stop_timers(w);
+            self.side.timers = new_timers;
+            self.ctx.counters = new_counters;
             old.entry.release();
         }
-        self.ctx.counters = entry.counters.into();
         self.stack = Some(AttachedStack { entry, state });
+        self.selected_as = via;
         Ok(())
+    }
+
+    /// The name the connection's block was selected by when that was an alias
+    /// (TCP_FUNCTION_ALIAS), else `None`.
+    pub fn selected_alias(&self) -> Option<&str> {
+        self.selected_as.as_deref()
     }
 
     /// Detaches stack and CC and frees the host side (the connection is going away):

@@ -117,7 +117,10 @@ pub fn builtin_cc_modules() -> Vec<plugtcp_framework::cc::CcAlgoRef> {
 }
 
 pub fn builtin_function_blocks() -> Vec<TcpFunctionBlockRef> {
-    vec![plugtcp_stack_base::function_block()]
+    vec![
+        plugtcp_stack_base::function_block(),
+        plugtcp_stack_rack::function_block(),
+    ]
 }
 
 impl Host {
@@ -431,28 +434,49 @@ impl Host {
         Ok(())
     }
 
+    /// Forced removal of block `name` (FreeBSD tcp_switch_back_to_default): each user moves
+    /// to the default block; if the default refuses it (handoff_ok) or its init fails, to
+    /// `base`, which never refuses; only if that fails too is the connection dropped (RST).
     fn move_stack_users(&mut self, name: &str) -> Result<(), Errno> {
-        let default = self
-            .registry
-            .snapshot()
+        let snap = self.registry.load_full();
+        let chain: Vec<Arc<crate::registry::BlockEntry>> = snap
             .default_block
-            .clone()
-            .ok_or(Errno::EBUSY)?;
-        let mut faults = Vec::new();
-        for slot in self.conns.iter_mut() {
-            let Some(c) = slot else { continue };
-            if c.stack().is_some_and(|b| b.name == name) {
-                if let Err(f) = c.switch_stack(&mut self.worker, default.clone()) {
-                    // The default refused or failed: the connection cannot stay on a
-                    // departing stack, so it is dropped (FreeBSD drops it too).
-                    faults.push(f);
-                    c.close(&mut self.worker);
-                    *slot = None;
+            .iter()
+            .cloned()
+            .chain(snap.block("base").ok().cloned())
+            .filter(|b| b.name != name)
+            .collect();
+        let users: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.as_ref()
+                    .is_some_and(|c| c.stack().is_some_and(|b| b.name == name))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for slot in users {
+            let mut moved = false;
+            for (i, target) in chain.iter().enumerate() {
+                if i > 0 && Arc::ptr_eq(target, &chain[0]) {
+                    continue;
+                }
+                let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                    break;
+                };
+                match c.switch_stack(&mut self.worker, target.clone()) {
+                    Ok(()) => {
+                        moved = true;
+                        break;
+                    }
+                    Err(f) => self.note_fault(&f),
                 }
             }
-        }
-        for f in faults {
-            self.note_fault(&f);
+            if !moved {
+                // Nothing takes it: it cannot stay on a departing stack (tcp_drop).
+                self.abort(slot);
+            }
         }
         Ok(())
     }
@@ -904,5 +928,10 @@ fn stack_tunables(t: &TcpTunables) -> StackTunables {
         ack_war_cnt: u(t.ack_war_cnt),
         finwait2_timeout: u(t.finwait2_timeout),
         fast_finwait2_recycle: u(t.fast_finwait2_recycle),
+        rack_reorder_thresh: u(t.rack_reorder_thresh),
+        rack_reorder_fade: u(t.rack_reorder_fade),
+        rack_pktdelay: u(t.rack_pktdelay),
+        rack_tlp_limit: u(t.rack_tlp_limit),
+        rack_tlpminto: u(t.rack_timers_tlpminto),
     }
 }

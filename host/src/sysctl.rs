@@ -300,6 +300,33 @@ mib_table! {
     "cc.hystartplusplus.css_rounds", Int(1, INT_MAX), ReadWrite, acts: true, legacy: false,
     "HyStart++ rounds of Conservative Slow Start before leaving slow start";
 
+    /// FreeBSD rack(4) `net.inet.tcp.rack.reorder_thresh`: RACK's reordering window is
+    /// min_rtt >> this (2: a quarter, RFC 8985's). Default 2.
+    rack_reorder_thresh: i64 = 2;
+    "rack.reorder_thresh", Int(0, 31), ReadWrite, acts: true, legacy: false,
+    "Shift of min_rtt that makes RACK's reordering window";
+
+    /// rack(4) `reorder_fade` (us): reordering last seen longer ago than this is forgotten
+    /// (the window goes back to its base). Default 60 s.
+    rack_reorder_fade: i64 = 60_000_000;
+    "rack.reorder_fade", Int(0, INT_MAX), ReadWrite, acts: false, legacy: false,
+    "Time after which seen reordering is forgotten (usec), 0 never";
+
+    /// rack(4) `pktdelay` (ms) added to RACK's loss timer. Default 1.
+    rack_pktdelay: i64 = 1;
+    "rack.pktdelay", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "Extra time added to the RACK reordering timer (ms)";
+
+    /// rack(4) `tlp.limit`: tail loss probes in a row before the RTO takes over. Default 2.
+    rack_tlp_limit: i64 = 2;
+    "rack.tlp.limit", Int(0, 128), ReadWrite, acts: true, legacy: false,
+    "How many TLPs in a row may be sent without progress, 0 no TLP";
+
+    /// rack(4) `timers.tlpminto` (us): the shortest probe timeout. Default 10 ms.
+    rack_timers_tlpminto: i64 = 10_000;
+    "rack.timers.tlpminto", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "Minimum tail loss probe timeout (usec)";
+
     /// 002 (ms). FreeBSD `TCPTV_DELACK` = hz/25 = 40 ms. Writes below 1 tick are EINVAL, as in
     /// FreeBSD's `sysctl_msec_to_ticks`.
     delacktime: i64 = 40;

@@ -115,7 +115,7 @@ impl Host {
         };
         match (level, name) {
             (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
-                return self.set_listener_stack(lid, text()?)
+                return self.set_listener_stack(lid, function_set_name(val)?)
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 return self.set_listener_cc(lid, text()?)
@@ -626,11 +626,7 @@ impl Host {
                 self.with_conn(slot, |c, _| c.set_cc(cc))
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
-                let name = std::str::from_utf8(val)
-                    .map_err(|_| Errno::EINVAL)?
-                    .trim_end_matches('\0');
-                let b = self.registry.snapshot().block(name)?.clone();
-                self.with_conn(slot, |c, w| c.switch_stack(w, b))
+                self.set_function_blk(slot, function_set_name(val)?)
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_CCALGOOPT) => {
                 if val.len() > sockopt::TCP_CCALGOOPT_MAX {
@@ -748,7 +744,20 @@ impl Host {
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => c
                 .cc()
                 .map_or_else(Vec::new, |cc| cc.name.clone().into_bytes()),
-            (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => c.stack_name().into_bytes(),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
+                let users = c.stack().map_or(0, |b| b.users());
+                function_set(&c.stack_name(), users).to_vec()
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_ALIAS) => {
+                // The alias the block was selected by, else its first alias, else "" (FreeBSD
+                // find_tcp_function_alias: a name of the block other than its primary one).
+                let alias = c
+                    .selected_alias()
+                    .map(str::to_owned)
+                    .or_else(|| c.stack().and_then(|b| b.aliases.first().cloned()));
+                let users = c.stack().map_or(0, |b| b.users());
+                function_set(alias.as_deref().unwrap_or(""), users).to_vec()
+            }
             (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPINIT) => secs(tp.t_keepinit, t.keepinit),
             (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPIDLE) => secs(tp.t_keepidle, t.keepidle),
             (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPINTVL) => secs(tp.t_keepintvl, t.keepintvl),
@@ -792,6 +801,36 @@ impl Host {
         Ok(out.len())
     }
 
+    /// setsockopt(TCP_FUNCTION_BLK) on a connection (FreeBSD tcp_ctloutput_set): ENOENT for
+    /// an unknown or departing block, 0 for the block already in use, ECONNRESET in
+    /// TIME_WAIT or once the connection was dropped, the target's handoff_ok errno as is,
+    /// and the new stack's init errno (EIO if it panicked) with the old stack kept. A panic
+    /// in the new stack's init is counted against it; the connection lives on.
+    pub fn set_function_blk(&mut self, slot: usize, name: &str) -> Result<(), Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        let tp = &c.ctx.tp;
+        if tp.t_state == TcpState::TimeWait
+            || (tp.t_state == TcpState::Closed && (tp.t_softerror != 0 || c.side.user_closed))
+        {
+            return Err(Errno::ECONNRESET);
+        }
+        let b = self.registry.snapshot().block(name)?.clone();
+        match c.switch_stack_via(&mut self.worker, b, Some(name)) {
+            Ok(()) => Ok(()),
+            Err(f) => {
+                self.note_fault(&f);
+                Err(match f.error {
+                    plugtcp_framework::HookError::Panicked => Errno::EIO,
+                    _ => f.errno(),
+                })
+            }
+        }
+    }
+
     /// getsockopt for an int-valued option.
     pub fn getsockopt_int(&mut self, slot: usize, level: i32, name: i32) -> Result<i32, Errno> {
         let mut b = [0u8; 4];
@@ -808,6 +847,43 @@ impl Host {
             .copied()
             .find(|a| a.is_ipv4() == remote.is_ipv4())
     }
+}
+
+/// Bytes of FreeBSD's `struct tcp_function_set { char function_set_name[32]; uint32_t
+/// pcbcnt; }`, the value of TCP_FUNCTION_BLK and TCP_FUNCTION_ALIAS.
+pub const TCP_FUNCTION_SET_LEN: usize = sockopt::TCP_FUNCTION_NAME_LEN_MAX + 4;
+
+/// The block name in a TCP_FUNCTION_BLK value: a `struct tcp_function_set` (36 bytes, the
+/// name NUL-padded, pcbcnt ignored) or a bare name (NUL-terminated or not).
+pub fn function_set_name(val: &[u8]) -> Result<&str, Errno> {
+    let name = if val.len() == TCP_FUNCTION_SET_LEN {
+        &val[..sockopt::TCP_FUNCTION_NAME_LEN_MAX]
+    } else {
+        val
+    };
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    std::str::from_utf8(&name[..end]).map_err(|_| Errno::EINVAL)
+}
+
+/// A `struct tcp_function_set` (name truncated to 31 bytes and NUL-terminated, as FreeBSD
+/// does; pcbcnt native-endian).
+pub fn function_set(name: &str, pcbcnt: usize) -> [u8; TCP_FUNCTION_SET_LEN] {
+    let mut b = [0u8; TCP_FUNCTION_SET_LEN];
+    let n = name.len().min(sockopt::TCP_FUNCTION_NAME_LEN_MAX - 1);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    b[sockopt::TCP_FUNCTION_NAME_LEN_MAX..]
+        .copy_from_slice(&(pcbcnt.min(u32::MAX as usize) as u32).to_ne_bytes());
+    b
+}
+
+/// Decodes a `struct tcp_function_set`: (name, pcbcnt); `None` when it is not 36 bytes.
+pub fn parse_function_set(b: &[u8]) -> Option<(String, u32)> {
+    if b.len() != TCP_FUNCTION_SET_LEN {
+        return None;
+    }
+    let name = function_set_name(b).ok()?.to_owned();
+    let cnt = b[sockopt::TCP_FUNCTION_NAME_LEN_MAX..].try_into().ok()?;
+    Some((name, u32::from_ne_bytes(cnt)))
 }
 
 /// SOL_SOCKET option names (FreeBSD values).

@@ -626,10 +626,13 @@ fn getsockopt_reads_back_options() {
         .getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut name)
         .unwrap();
     assert_eq!(&name[..n], b"cubic", "FreeBSD 14's default");
-    let n = h
-        .getsockopt(c, IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK, &mut name)
-        .unwrap();
-    assert_eq!(&name[..n], b"base");
+    // struct tcp_function_set: the name, NUL-padded to 32 bytes, and the PCB count.
+    let mut fs = [0u8; 36];
+    assert_eq!(
+        h.getsockopt(c, IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK, &mut fs),
+        Ok(36)
+    );
+    assert_eq!(&fs[..5], b"base\0");
     assert_eq!(
         h.getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut [0u8; 3]),
         Err(Errno::EINVAL),

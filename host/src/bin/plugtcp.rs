@@ -212,6 +212,22 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The cost of one TCP_FUNCTION_BLK switch (µs, median) on an established connection
+    /// with 1 MiB in flight on the simulated link, alternating between two blocks, and
+    /// whether the transfer after the switches delivers the same bytes (digest).
+    StackSwitch {
+        /// The two blocks to alternate between, A,B (any two registered names).
+        #[arg(long, default_value = "base,rack")]
+        blocks: String,
+        /// Switches timed (one sample each).
+        #[arg(long, default_value_t = 21)]
+        switches: usize,
+        /// Bytes of the transfer (suffixes K, M, G).
+        #[arg(long, default_value = "64M", value_parser = parse_size)]
+        bytes: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// ns per CC hook call through the loaded .so against the same module linked statically.
     Dispatch {
         #[arg(long, default_value_t = 5_000_000)]
@@ -644,6 +660,37 @@ fn main() -> ExitCode {
             Ok(r) => print_report(&r, *json),
             Err(e) => fail(format!("bench cc-switch: {e}")),
         },
+        Cmd::Bench {
+            which:
+                Bench::StackSwitch {
+                    blocks,
+                    switches,
+                    bytes,
+                    json,
+                },
+        } => {
+            let names: Vec<&str> = blocks.split(',').map(str::trim).collect();
+            let [a, b] = names[..] else {
+                return fail(format!(
+                    "bench stack-switch: --blocks takes two names, A,B (got `{blocks}`)"
+                ));
+            };
+            let cfg = plugtcp_host::bench::stack_switch::StackSwitchConfig {
+                blocks: [a.to_string(), b.to_string()],
+                switches: (*switches).max(1),
+                bytes: *bytes,
+                ..Default::default()
+            };
+            let sp = SearchPath::from_env(&cli.plugin_dir);
+            match plugtcp_host::bench::stack_switch::run(&cfg, &sp, &[]) {
+                Ok(r) if r.intact => print_report(&r, *json),
+                Ok(r) => {
+                    print_report(&r, *json);
+                    fail("bench stack-switch: the bytes after the switches do not match")
+                }
+                Err(e) => fail(format!("bench stack-switch: {e}")),
+            }
+        }
         Cmd::Bench {
             which:
                 Bench::Dispatch {

@@ -251,3 +251,32 @@ pub fn udp_get_command(path: &str, udp_port: u16, out: &std::path::Path) -> std:
     .arg(out);
     cmd
 }
+
+/// A copy of function block `b` under another name and without aliases (leaked: descriptors
+/// are 'static): the same stack, registered twice, so that a connection can switch between
+/// two blocks that both carry data.
+pub fn renamed_block(b: TcpFunctionBlockRef, name: &'static str) -> TcpFunctionBlockRef {
+    use abi_stable::prefix_type::WithMetadata;
+    use abi_stable::std_types::RSlice;
+    let d = plugtcp_framework::stack::TcpFunctionBlock {
+        name: RStr::from_str(name),
+        aliases: RSlice::from_slice(&[]),
+        flags: b.flags(),
+        counters: b.counters(),
+        init: b.init(),
+        fini: b.fini(),
+        do_segment: b.do_segment(),
+        output: b.output(),
+        timer: b.timer(),
+        ctloutput: b.ctloutput(),
+        handoff_ok: b.handoff_ok(),
+        mtu_chg: b.mtu_chg(),
+        switch_failed: b.switch_failed(),
+        chg_query: b.chg_query(),
+        info: b.info(),
+        inherit: b.inherit(),
+    };
+    let wm: &'static WithMetadata<plugtcp_framework::stack::TcpFunctionBlock> =
+        Box::leak(Box::new(WithMetadata::new(d)));
+    TcpFunctionBlockRef(wm.static_as_prefix())
+}

@@ -125,6 +125,7 @@ fn rack_makes_ten_times_fewer_spurious_retransmissions_under_reordering() {
         spurious.push(net.a.block_counter("sndrexmitpack"));
     }
     let (base, rack) = (spurious[0], spurious[1]);
+    eprintln!("spurious retransmissions over 32 MiB: base {base}, rack {rack}");
     assert!(base >= 50, "base: {base} spurious retransmissions");
     assert!(
         rack * 10 <= base,
@@ -138,6 +139,7 @@ fn rack_makes_ten_times_fewer_spurious_retransmissions_under_reordering() {
 #[test]
 fn rack_recovers_a_lost_tail_with_a_probe_not_a_timeout() {
     let len = 1 << 20;
+    let mut done_at = Vec::new();
     for (stack, tlp_limit, rtos) in [("rack", "2", 0u64), ("base", "2", 1), ("rack", "0", 1)] {
         let mut net = SimNet::builtin(SimLinkConfig::bdp_queue(100_000_000, 40_000_000), 22);
         net.a
@@ -156,6 +158,12 @@ fn rack_recovers_a_lost_tail_with_a_probe_not_a_timeout() {
         }));
         let o = transfer(&mut net, len, stack, |_, _| 0);
         assert!(o.intact, "{stack}");
+        eprintln!(
+            "{stack} (tlp.limit {tlp_limit}): done at {} ms, {} RTOs, {} probes",
+            net.now / 1_000_000,
+            net.a.block_counter("rexmttimeo"),
+            net.a.block_counter("tlp_probes")
+        );
         assert_eq!(
             net.a.block_counter("rexmttimeo"),
             rtos,
@@ -165,7 +173,12 @@ fn rack_recovers_a_lost_tail_with_a_probe_not_a_timeout() {
         if rtos == 0 {
             assert!(net.a.block_counter("tlp_probes") >= 1);
         }
+        done_at.push(net.now);
     }
+    assert!(
+        done_at[0] + 50_000_000 < done_at[1],
+        "the probe repairs the tail sooner than the timeout: {done_at:?}"
+    );
 }
 
 #[test]
@@ -249,6 +262,13 @@ fn switching_base_rack_every_50ms_keeps_the_transfer_whole() {
         }
     });
     assert!(o.intact, "{} bytes", o.got);
+    eprintln!(
+        "256 MiB: {} switches, longest stall {} ms (RTO then {} ms), {} s simulated",
+        o.switches,
+        o.longest_stall_ns / 1_000_000,
+        o.rto_at_stall_ns / 1_000_000,
+        net.now / 1_000_000_000
+    );
     assert!(o.switches > 100, "{} switches", o.switches);
     assert!(
         o.longest_stall_ns <= o.rto_at_stall_ns.max(1),

@@ -375,15 +375,16 @@ struct Served {
 
 impl Served {
     fn start(ns: &Netns, args: &[&str]) -> Served {
+        Served::start_with(ns, &[], args)
+    }
+
+    /// As `start`, with global options (`--control PATH`) before `serve`.
+    fn start_with(ns: &Netns, global: &[&str], args: &[&str]) -> Served {
         use std::io::BufRead;
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns.name(),
-                env!("CARGO_BIN_EXE_plugtcp"),
-                "serve",
-            ])
+            .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_plugtcp")])
+            .args(global)
+            .arg("serve")
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -688,4 +689,102 @@ print("OK" if ok else repr((same, h, g, n, e)))
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// curl (the kernel's TCP) downloads 64 MiB from `plugtcp serve --service http` over a 300
+/// Mbit/s path with loss and reordering while the test switches the server's connection
+/// between base and rack every 50 ms through the control socket (`tcpsso ...
+/// TCP_FUNCTION_BLK`): every byte arrives.
+#[test]
+fn curl_download_survives_live_stack_switches() {
+    let Some(ns) = make_ns("switch") else {
+        return;
+    };
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl not installed: skipping");
+        return;
+    }
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let dir = std::env::temp_dir().join(format!("plugtcp-switch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let want = write_file(&dir.join("big.bin"), 64 << 20);
+    let sock = dir.join("control.sock");
+    let served = Served::start_with(
+        &ns,
+        &["--control", sock.to_str().unwrap()],
+        &[
+            "--io",
+            "tun",
+            "--service",
+            "http",
+            "--root",
+            dir.to_str().unwrap(),
+            "--fault-out",
+            "rate=300m,delay=2ms,loss=0.002,reorder=0.005,seed=3",
+        ],
+    );
+    let server = served.addr.clone();
+    let out_file = dir.join("out.bin");
+    let mut curl = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "-o",
+        ])
+        .arg(&out_file)
+        .arg(format!("http://{server}/big.bin"))
+        .spawn()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+            .arg("--control")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (mut switches, mut refused, mut to_rack) = (0, 0, true);
+    let mut remote = None;
+    let curl_status = loop {
+        if let Some(st) = curl.try_wait().unwrap() {
+            break st;
+        }
+        if remote.is_none() {
+            let out = ctl(&["sockstat", "--json"]);
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_default();
+            remote = rows
+                .iter()
+                .find(|r| r["state"] == "ESTABLISHED" && r["local"] == server.as_str())
+                .and_then(|r| r["remote"].as_str().map(str::to_owned));
+        }
+        if let Some(peer) = &remote {
+            let block = if to_rack { "rack" } else { "base" };
+            let out = ctl(&["tcpsso", &server, peer, "TCP_FUNCTION_BLK", block]);
+            if out.status.success() {
+                switches += 1;
+                to_rack = !to_rack;
+            } else {
+                // Only at the very end (EAGAIN with the FIN out, or the connection gone).
+                refused += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let got = std::fs::read(&out_file).unwrap_or_default();
+    let csum_errors = ns.csum_errors();
+    let status = served.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(curl_status.success(), "curl failed");
+    assert_eq!(got.len(), 64 << 20);
+    assert!(Sha256::digest(&got).to_vec() == want, "SHA-256 differs");
+    assert!(switches >= 6, "{switches} switches ({refused} refused)");
+    assert!(refused <= 3, "{refused} switches refused mid-transfer");
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+    assert!(status.success(), "serve exited with {status}");
 }

@@ -29,6 +29,9 @@ pub(crate) fn new_map(cx: &StackCtx, mode: InitMode) -> RackTlp {
         tlp_enabled: t.rack_tlp_limit > 0,
         tlp_limit: t.rack_tlp_limit.min(u8::MAX as u32) as u8,
         tlp_min_us: t.rack_tlpminto as u64,
+        // FreeBSD's rack allows for the peer's delayed ACK with its own delayed-ACK time
+        // (40 ms), not RFC 8985's conservative 200 ms.
+        wc_del_ack_us: t.delacktime as u64 * 1_000,
         ..RackConfig::default()
     };
     let tp = &cx.tp;

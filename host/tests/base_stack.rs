@@ -12,6 +12,9 @@ use plugtcp_host::usrreq::Shutdown;
 use plugtcp_host::wire::{self, Parsed};
 
 const MS: u64 = 1_000_000;
+mod common;
+use common::established;
+
 const SEC: u64 = 1_000_000_000;
 
 fn link_10ms() -> SimLinkConfig {
@@ -21,18 +24,6 @@ fn link_10ms() -> SimLinkConfig {
         seed: 9,
         ..Default::default()
     }
-}
-
-/// B listens on :80, A connects; returns (A's slot, B's accepted slot).
-fn established(net: &mut SimNet) -> (usize, usize) {
-    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
-    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
-    let mut s = None;
-    assert!(net.run_until(5 * SEC, |n| {
-        s = s.or_else(|| n.b.accept(lid).ok());
-        s.is_some() && n.a.state(c) == Some(TcpState::Established)
-    }));
-    (c, s.unwrap())
 }
 
 fn segments(rec: &[Captured], a_to_b: bool) -> Vec<(u64, Parsed<'_>)> {

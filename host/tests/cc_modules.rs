@@ -13,7 +13,6 @@ use plugtcp_host::ccsim::{self, CcExperiment, FREEBSD_MODULES};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use plugtcp_host::Host;
-use sha2::{Digest, Sha256};
 
 const SERVER: (std::net::IpAddr, u16) = (ADDR_B, 80);
 
@@ -41,60 +40,6 @@ fn lossy_link() -> SimLinkConfig {
     cfg.reorder_max_ns = 3_000_000;
     cfg.ecn_threshold_bytes = Some(cfg.queue_limit_bytes / 4);
     cfg
-}
-
-/// Sends `len` bytes from A to B; `tick` runs between simulation steps with the sender's
-/// slot. Returns (sent digest, received digest, bytes received).
-fn transfer(
-    net: &mut SimNet,
-    len: usize,
-    deadline_ns: u64,
-    mut tick: impl FnMut(&mut SimNet, usize),
-) -> (Vec<u8>, Vec<u8>, usize) {
-    let data = common::payload(len, 5);
-    let server: SocketAddr = SERVER.into();
-    let lid = net.b.listen(server, 8).unwrap();
-    let c = net.a.connect(server, None).unwrap();
-    let (mut sent, mut got, mut srv) = (0usize, 0usize, None);
-    let mut rx = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut closed = false;
-    let mut eof = false;
-    net.run_until(deadline_ns, |n| {
-        tick(n, c);
-        if n.a.state(c) == Some(TcpState::Established) || sent > 0 {
-            while sent < len {
-                match n.a.send(c, &data[sent..]) {
-                    Ok(k) if k > 0 => sent += k,
-                    _ => break,
-                }
-            }
-            if sent == len && !closed {
-                n.a.close(c);
-                closed = true;
-            }
-        }
-        if srv.is_none() {
-            srv = n.b.accept(lid).ok();
-        }
-        if let Some(s) = srv {
-            loop {
-                match n.b.recv(s, &mut buf) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(k) => {
-                        rx.update(&buf[..k]);
-                        got += k;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        eof
-    });
-    (Sha256::digest(&data).to_vec(), rx.finalize().to_vec(), got)
 }
 
 #[test]
@@ -321,9 +266,9 @@ fn reload_a_rebuilt_module_takes_over_live_connections() {
     };
     let mut reloaded_at = None;
     let mut seen = Vec::new();
-    let (tx, rx, got) = transfer(&mut net, 8 << 20, 120_000_000_000, |n, c| {
+    let t = common::transfer(&mut net, 8 << 20, 120_000_000_000, |n, c| {
         if n.a.state(c) != Some(TcpState::Established) {
-            return;
+            return 0;
         }
         if seen.is_empty() {
             seen.push(version(&mut n.a, c));
@@ -343,9 +288,13 @@ fn reload_a_rebuilt_module_takes_over_live_connections() {
             reloaded_at = Some(n.now);
             seen.push(version(&mut n.a, c));
         }
+        0
     });
-    assert_eq!(got, 8 << 20);
-    assert_eq!(tx, rx, "every byte intact across the reload");
+    assert!(
+        t.intact,
+        "every byte intact across the reload ({} bytes)",
+        t.got
+    );
     assert!(reloaded_at.is_some());
     assert_eq!(
         seen,
@@ -384,7 +333,7 @@ fn switching_cc_every_100ms_across_all_eight_delivers_every_byte() {
     let mut next = 0u64;
     let mut switches = 0usize;
     let mut used = std::collections::BTreeSet::new();
-    let (tx, rx, got) = transfer(&mut net, 24 << 20, 300_000_000_000, |n, c| {
+    let t = common::transfer(&mut net, 24 << 20, 300_000_000_000, |n, c| {
         if n.now >= next && n.a.tcpcb(c).is_some() {
             let m = FREEBSD_MODULES[switches % FREEBSD_MODULES.len()];
             set_cc(&mut n.a, c, m).unwrap();
@@ -392,9 +341,9 @@ fn switching_cc_every_100ms_across_all_eight_delivers_every_byte() {
             switches += 1;
             next = n.now + 100_000_000;
         }
+        0
     });
-    assert_eq!(got, 24 << 20);
-    assert_eq!(tx, rx, "digest");
+    assert!(t.intact, "digest ({} bytes)", t.got);
     assert_eq!(used.len(), 8, "every module took a turn");
     assert!(switches >= 16, "{switches} switches");
     assert_eq!(net.a.plugin_faults.values().sum::<u64>(), 0);

@@ -12,7 +12,6 @@ use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use plugtcp_host::wire;
 use plugtcp_host::Host;
-use sha2::{Digest, Sha256};
 
 const SERVER: (std::net::IpAddr, u16) = (ADDR_B, 80);
 
@@ -20,86 +19,18 @@ fn set_stack(h: &mut Host, c: usize, name: &str) -> Result<(), Errno> {
     h.setsockopt(c, IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK, name.as_bytes())
 }
 
-/// What a transfer measured.
-struct Outcome {
-    intact: bool,
-    got: usize,
-    /// Longest virtual time with no new byte read, and the sender's RTO then (ns).
-    longest_stall_ns: u64,
-    rto_at_stall_ns: u64,
-    switches: usize,
-}
-
-/// Sends `len` bytes A -> B on `stack` (both hosts' default); `tick` runs between steps.
+/// A transfer of `len` bytes A -> B on `stack` (both hosts' default).
 fn transfer(
     net: &mut SimNet,
     len: usize,
     stack: &str,
-    mut tick: impl FnMut(&mut SimNet, usize) -> usize,
-) -> Outcome {
+    tick: impl FnMut(&mut SimNet, usize) -> usize,
+) -> common::Transfer {
     for h in [&mut net.a, &mut net.b] {
         h.sysctl_set("net.inet.tcp.functions_default", stack)
             .unwrap();
     }
-    let data = common::payload(len, 17);
-    let server: SocketAddr = SERVER.into();
-    let lid = net.b.listen(server, 8).unwrap();
-    let c = net.a.connect(server, None).unwrap();
-    let (mut sent, mut got, mut srv) = (0usize, 0usize, None);
-    let mut rx = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let (mut closed, mut eof) = (false, false);
-    let (mut last_progress, mut stall, mut rto_at_stall, mut switches) = (0u64, 0u64, 0u64, 0);
-    net.run_until(600_000_000_000, |n| {
-        switches += tick(n, c);
-        if n.a.state(c) == Some(TcpState::Established) || sent > 0 {
-            while sent < len {
-                match n.a.send(c, &data[sent..]) {
-                    Ok(k) if k > 0 => sent += k,
-                    _ => break,
-                }
-            }
-            if sent == len && !closed {
-                n.a.close(c);
-                closed = true;
-            }
-        }
-        if srv.is_none() {
-            srv = n.b.accept(lid).ok();
-        }
-        if let Some(s) = srv {
-            loop {
-                match n.b.recv(s, &mut buf) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(k) => {
-                        rx.update(&buf[..k]);
-                        got += k;
-                        if got > k {
-                            let gap = n.now - last_progress;
-                            if gap > stall {
-                                stall = gap;
-                                rto_at_stall =
-                                    n.a.tcpcb(c).map_or(0, |tp| tp.t_rxtcur as u64 * 1000);
-                            }
-                        }
-                        last_progress = n.now;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        eof
-    });
-    Outcome {
-        intact: got == len && rx.finalize().as_slice() == Sha256::digest(&data).as_slice(),
-        got,
-        longest_stall_ns: stall,
-        rto_at_stall_ns: rto_at_stall,
-        switches,
-    }
+    common::transfer(net, len, 600_000_000_000, tick)
 }
 
 fn reordering_link() -> SimLinkConfig {
@@ -264,12 +195,12 @@ fn switching_base_rack_every_50ms_keeps_the_transfer_whole() {
     assert!(o.intact, "{} bytes", o.got);
     eprintln!(
         "256 MiB: {} switches, longest stall {} ms (RTO then {} ms), {} s simulated",
-        o.switches,
+        o.ticks,
         o.longest_stall_ns / 1_000_000,
         o.rto_at_stall_ns / 1_000_000,
         net.now / 1_000_000_000
     );
-    assert!(o.switches > 100, "{} switches", o.switches);
+    assert!(o.ticks > 100, "{} switches", o.ticks);
     assert!(
         o.longest_stall_ns <= o.rto_at_stall_ns.max(1),
         "stalled {} ms with an RTO of {} ms",

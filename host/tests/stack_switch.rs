@@ -115,17 +115,6 @@ fn roundtrip(h: &mut Host, c: usize) {
     }
 }
 
-fn established(net: &mut SimNet) -> (usize, usize) {
-    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
-    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
-    let mut s = None;
-    assert!(net.run_until(5 * SEC, |n| {
-        s = s.or_else(|| n.b.accept(lid).ok());
-        s.is_some() && n.a.state(c) == Some(TcpState::Established)
-    }));
-    (c, s.unwrap())
-}
-
 /// Sends `data[from..]` from A's `c` (the rest was sent already) and reads all of `data` on
 /// B's `s`, running the link; returns what B read.
 fn transfer(net: &mut SimNet, c: usize, s: usize, data: &[u8], from: usize, until: u64) -> Vec<u8> {

@@ -8,6 +8,20 @@ pub mod dispatch;
 pub mod stack_switch;
 pub mod tun;
 
+/// Deterministic pseudo-random bytes (xorshift64), so misplaced data does not match: the
+/// payload of benchmarks and tests.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Median of a few samples.
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

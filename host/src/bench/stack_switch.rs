@@ -86,19 +86,6 @@ impl Fnv {
     }
 }
 
-/// The sender's stream: pseudo-random bytes (xorshift64), so misplaced data shows.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// One bulk transfer from A to B, pumped between simulation steps.
 struct Transfer {
     lid: usize,
@@ -238,7 +225,7 @@ pub fn run(
         total: cfg.bytes,
         sent: 0,
         received: 0,
-        pat: pattern((1 << 20) + 4099, cfg.seed),
+        pat: super::pattern((1 << 20) + 4099, cfg.seed),
         tx: Fnv::new(),
         rx: Fnv::new(),
         rbuf: vec![0; 256 * 1024],

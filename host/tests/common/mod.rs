@@ -178,15 +178,7 @@ pub fn seg(payload: &[u8]) -> SegIn<'_> {
 
 /// Deterministic pseudo-random bytes (xorshift64), so misplaced data does not match.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    plugtcp_host::bench::pattern(len, seed)
 }
 
 /// `net.inet.tcp.cc.available` split into rows of words (header first).
@@ -279,4 +271,95 @@ pub fn renamed_block(b: TcpFunctionBlockRef, name: &'static str) -> TcpFunctionB
     let wm: &'static WithMetadata<plugtcp_framework::stack::TcpFunctionBlock> =
         Box::leak(Box::new(WithMetadata::new(d)));
     TcpFunctionBlockRef(wm.static_as_prefix())
+}
+
+/// B listens on :80, A connects; returns (A's slot, B's accepted slot) once established.
+pub fn established(net: &mut plugtcp_host::io::simnet::SimNet) -> (usize, usize) {
+    let b = plugtcp_host::io::simnet::ADDR_B;
+    let lid = net.b.listen((b, 80).into(), 8).unwrap();
+    let c = net.a.connect((b, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(5_000_000_000, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some() && n.a.state(c) == Some(TcpState::Established)
+    }));
+    (c, s.unwrap())
+}
+
+/// What [`transfer`] saw.
+pub struct Transfer {
+    /// Every byte arrived, in order (SHA-256 of what was read equals that of what was sent).
+    pub intact: bool,
+    pub got: usize,
+    /// Longest virtual time with no new byte read, and the sender's RTO then (ns).
+    pub longest_stall_ns: u64,
+    pub rto_at_stall_ns: u64,
+    /// The sum of what `tick` returned (e.g. the switches it made).
+    pub ticks: usize,
+}
+
+/// Sends `len` pseudo-random bytes from A to B on :80 and closes; B reads to EOF. `tick`
+/// runs between simulation steps with A's slot. Gives up at virtual time `deadline_ns`.
+pub fn transfer(
+    net: &mut plugtcp_host::io::simnet::SimNet,
+    len: usize,
+    deadline_ns: u64,
+    mut tick: impl FnMut(&mut plugtcp_host::io::simnet::SimNet, usize) -> usize,
+) -> Transfer {
+    use sha2::{Digest, Sha256};
+    let data = payload(len, 17);
+    let server: std::net::SocketAddr = (plugtcp_host::io::simnet::ADDR_B, 80).into();
+    let lid = net.b.listen(server, 8).unwrap();
+    let c = net.a.connect(server, None).unwrap();
+    let (mut sent, mut got, mut srv) = (0usize, 0usize, None);
+    let mut rx = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut closed, mut eof) = (false, false);
+    let (mut last_progress, mut stall, mut rto_at_stall, mut ticks) = (0u64, 0u64, 0u64, 0);
+    net.run_until(deadline_ns, |n| {
+        ticks += tick(n, c);
+        if n.a.state(c) == Some(TcpState::Established) || sent > 0 {
+            while sent < len {
+                match n.a.send(c, &data[sent..]) {
+                    Ok(k) if k > 0 => sent += k,
+                    _ => break,
+                }
+            }
+            if sent == len && !closed {
+                n.a.close(c);
+                closed = true;
+            }
+        }
+        if srv.is_none() {
+            srv = n.b.accept(lid).ok();
+        }
+        if let Some(s) = srv {
+            loop {
+                match n.b.recv(s, &mut buf) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(k) => {
+                        rx.update(&buf[..k]);
+                        got += k;
+                        if got > k && n.now - last_progress > stall {
+                            stall = n.now - last_progress;
+                            rto_at_stall = n.a.tcpcb(c).map_or(0, |tp| tp.t_rxtcur as u64 * 1000);
+                        }
+                        last_progress = n.now;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        eof
+    });
+    Transfer {
+        intact: got == len && rx.finalize().as_slice() == Sha256::digest(&data).as_slice(),
+        got,
+        longest_stall_ns: stall,
+        rto_at_stall_ns: rto_at_stall,
+        ticks,
+    }
 }

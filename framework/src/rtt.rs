@@ -195,7 +195,10 @@ impl RttTimer {
 /// ACK that covers retransmitted data gives no sample.
 #[derive(Clone, Debug, Default)]
 pub struct SendTimes {
-    runs: std::collections::VecDeque<SentRun>,
+    /// Allocated on the first send: an idle connection keeps one pointer, not an empty
+    /// deque's four words (the per-idle-endpoint memory budget counts them).
+    #[allow(clippy::box_collection)]
+    runs: Option<Box<std::collections::VecDeque<SentRun>>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -216,22 +219,23 @@ impl SendTimes {
     /// `retransmit` marks the runs it overlaps instead.
     pub fn on_send(&mut self, start: u32, end: u32, now: u64, flight: u32, retransmit: bool) {
         if retransmit {
-            for r in self.runs.iter_mut() {
+            for r in self.runs.iter_mut().flat_map(|q| q.iter_mut()) {
                 if seq_lt(r.start, end) && seq_gt(r.end, start) {
                     r.retransmitted = true;
                 }
             }
             return;
         }
-        let full = self.runs.len() >= Self::MAX_RUNS;
-        if let Some(last) = self.runs.back_mut() {
+        let runs = self.runs.get_or_insert_with(Default::default);
+        let full = runs.len() >= Self::MAX_RUNS;
+        if let Some(last) = runs.back_mut() {
             // Data sent in the same instant (one burst) shares one run.
             if last.end == start && !last.retransmitted && (last.sent == now || full) {
                 last.end = end;
                 return;
             }
         }
-        self.runs.push_back(SentRun {
+        runs.push_back(SentRun {
             start,
             end,
             fas: flight,
@@ -246,11 +250,12 @@ impl SendTimes {
     pub fn on_ack(&mut self, ack: u32, now: u64) -> Option<(u32, u32)> {
         let mut newest = None;
         let mut ambiguous = false;
-        while let Some(r) = self.runs.front() {
+        let runs = self.runs.as_mut()?;
+        while let Some(r) = runs.front() {
             if seq_leq(r.end, ack) {
                 ambiguous |= r.retransmitted;
                 newest = Some(*r);
-                self.runs.pop_front();
+                runs.pop_front();
             } else {
                 if seq_gt(ack, r.start) {
                     // The ACK ends inside this run: the segment that triggered it is one of
@@ -258,7 +263,7 @@ impl SendTimes {
                     // older completed run may have waited at a delaying receiver).
                     ambiguous |= r.retransmitted;
                     newest = Some(*r);
-                    let f = self.runs.front_mut().expect("front exists");
+                    let f = runs.front_mut().expect("front exists");
                     f.start = ack;
                 }
                 break;
@@ -271,16 +276,18 @@ impl SendTimes {
 
     /// Forgets everything (after an RTO everything in flight will be sent again).
     pub fn clear(&mut self) {
-        self.runs.clear();
+        if let Some(runs) = self.runs.as_mut() {
+            runs.clear();
+        }
     }
 
     /// Runs tracked.
     pub fn len(&self) -> usize {
-        self.runs.len()
+        self.runs.as_ref().map_or(0, |q| q.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.len() == 0
     }
 }
 

@@ -149,7 +149,8 @@ pub struct Cubic {
     /// Sub-byte remainder of the cubic increase, so that tiny per-ACK steps near the
     /// plateau add up.
     pub cwnd_carry: f64,
-    pub undo: Option<CubicUndo>,
+    /// Boxed: only an RTO needs it, and an idle connection keeps its state small.
+    pub undo: Option<Box<CubicUndo>>,
     pub hystart: HyStart,
 }
 
@@ -345,7 +346,7 @@ impl CcAlgorithm for Cubic {
                 if tp.t_rxtshift <= 1 {
                     // First RTO of this episode: remember the state for CC_RTO_ERR and set
                     // ssthresh by beta_cubic (RFC 9438 4.8), in whole segments as FreeBSD.
-                    self.undo = Some(CubicUndo {
+                    self.undo = Some(Box::new(CubicUndo {
                         snd_cwnd: tp.snd_cwnd,
                         snd_ssthresh: tp.snd_ssthresh,
                         w_max: self.w_max,
@@ -355,7 +356,7 @@ impl CcAlgorithm for Cubic {
                         cwnd_prior: self.cwnd_prior,
                         t_epoch: self.t_epoch,
                         cong_event: self.flags & CONG_EVENT != 0,
-                    });
+                    }));
                     let pipe = tp.snd_wnd.min(tp.flight_size()) as u64;
                     let segs = (pipe * BETA_NUM / BETA_DEN / mss as u64).max(2);
                     tp.snd_ssthresh = (segs * mss as u64).min(u32::MAX as u64) as u32;

@@ -41,6 +41,11 @@ pub const TCP_QUICKACK: i32 = 0x1_000c;
 pub const TCP_USER_TIMEOUT: i32 = 0x1_0012;
 pub const TCP_FASTOPEN_CONNECT: i32 = 0x1_001e;
 
+// plugtcp's own options, numbered above Linux's.
+/// A siftr(4)-style trace of the connection: one CSV line per ACK into the file whose path
+/// is the value (an empty value stops it). The host handles it; stacks never see it.
+pub const TCP_SIFTR: i32 = 0x2_0001;
+
 /// Longest CC or stack name (FreeBSD TCP_CA_NAME_MAX / TCP_FUNCTION_NAME_LEN_MAX).
 pub const TCP_CA_NAME_MAX: usize = 16;
 pub const TCP_FUNCTION_NAME_LEN_MAX: usize = 32;

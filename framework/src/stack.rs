@@ -385,7 +385,9 @@ impl OldStack {
     }
 }
 
-/// FreeBSD `struct tcp_info` (the fields plugtcp fills).
+/// FreeBSD `struct tcp_info` (netinet/tcp.h), the fields a stack fills through its `info`
+/// hook, plus plugtcp's own (`tcpi_rxtshift`, `tcpi_flight`, the byte counts). What
+/// getsockopt(TCP_INFO) returns is [`TcpInfo::to_freebsd`]: FreeBSD's 240-byte layout.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct TcpInfo {
@@ -393,6 +395,7 @@ pub struct TcpInfo {
     pub tcpi_options: u8,
     pub tcpi_snd_wscale: u8,
     pub tcpi_rcv_wscale: u8,
+    /// Microseconds, as FreeBSD reports them (rto, last_data_recv, rtt, rttvar).
     pub tcpi_rto: u32,
     pub tcpi_snd_mss: u32,
     pub tcpi_rcv_mss: u32,
@@ -416,6 +419,16 @@ pub struct TcpInfo {
     pub tcpi_snd_bytes: u64,
     pub tcpi_rcv_bytes: u64,
     pub tcpi_rexmit_bytes: u64,
+    /// Accurate ECN counters: FreeBSD fills them only with AccECN, which plugtcp does not
+    /// negotiate, so they stay 0 unless a stack does.
+    pub tcpi_delivered_ce: u32,
+    pub tcpi_received_ce: u32,
+    pub tcpi_total_tlp: u32,
+    pub tcpi_total_tlp_bytes: u64,
+    /// SACK blocks the receiver holds to report (FreeBSD rcv_numsacks).
+    pub tcpi_rcv_numsacks: u32,
+    /// The right edge of the window last advertised (FreeBSD rcv_adv, a sequence number).
+    pub tcpi_rcv_adv: u32,
 }
 
 /// TCP_INFO `tcpi_options` bits.
@@ -424,6 +437,47 @@ pub mod tcpi_opt {
     pub const SACK: u8 = 0x02;
     pub const WSCALE: u8 = 0x04;
     pub const ECN: u8 = 0x08;
+    pub const TOE: u8 = 0x10;
+    pub const TFO: u8 = 0x20;
+    pub const ACE: u8 = 0x40;
+}
+
+/// `sizeof(struct tcp_info)` on FreeBSD (amd64 and arm64).
+pub const TCP_INFO_LEN: usize = 240;
+
+/// Byte offsets of the fields of FreeBSD's `struct tcp_info` (FreeBSD 14 netinet/tcp.h);
+/// the `__tcpi_*` fields FreeBSD leaves unfilled are zero.
+pub mod tcpi_off {
+    pub const STATE: usize = 0;
+    pub const OPTIONS: usize = 5;
+    /// `tcpi_snd_wscale:4, tcpi_rcv_wscale:4`: one byte, send shift in the first bitfield.
+    pub const WSCALE: usize = 6;
+    pub const RTO: usize = 8;
+    pub const SND_MSS: usize = 16;
+    pub const RCV_MSS: usize = 20;
+    pub const LAST_DATA_RECV: usize = 52;
+    pub const RTT: usize = 68;
+    pub const RTTVAR: usize = 72;
+    pub const SND_SSTHRESH: usize = 76;
+    pub const SND_CWND: usize = 80;
+    pub const RCV_SPACE: usize = 96;
+    pub const SND_WND: usize = 100;
+    pub const SND_BWND: usize = 104;
+    pub const SND_NXT: usize = 108;
+    pub const RCV_NXT: usize = 112;
+    pub const TOE_TID: usize = 116;
+    pub const SND_REXMITPACK: usize = 120;
+    pub const RCV_OOOPACK: usize = 124;
+    pub const SND_ZEROWIN: usize = 128;
+    pub const DELIVERED_CE: usize = 132;
+    pub const RECEIVED_CE: usize = 136;
+    pub const TOTAL_TLP: usize = 164;
+    pub const TOTAL_TLP_BYTES: usize = 168;
+    pub const SND_UNA: usize = 176;
+    pub const SND_MAX: usize = 180;
+    pub const RCV_NUMSACKS: usize = 184;
+    pub const RCV_ADV: usize = 188;
+    pub const DUPACKS: usize = 192;
 }
 
 impl TcpInfo {
@@ -437,17 +491,22 @@ impl TcpInfo {
         if tp.t_flags & tf::SACK_PERMIT != 0 {
             o |= tcpi_opt::SACK;
         }
-        if tp.t_flags & (tf::REQ_SCALE | tf::RCVD_SCALE) == tf::REQ_SCALE | tf::RCVD_SCALE {
+        let scaled =
+            tp.t_flags & (tf::REQ_SCALE | tf::RCVD_SCALE) == tf::REQ_SCALE | tf::RCVD_SCALE;
+        if scaled {
             o |= tcpi_opt::WSCALE;
         }
         if tp.t_flags2 & tf2::ECN_PERMIT != 0 {
             o |= tcpi_opt::ECN;
         }
+        // Counters saturate where FreeBSD's 32-bit fields would wrap.
+        let c32 = |v: u64| v.min(u32::MAX as u64) as u32;
         TcpInfo {
             tcpi_state: tp.t_state as u8,
             tcpi_options: o,
-            tcpi_snd_wscale: tp.snd_scale,
-            tcpi_rcv_wscale: tp.rcv_scale,
+            // FreeBSD reports the shifts only when scaling is in use.
+            tcpi_snd_wscale: if scaled { tp.snd_scale } else { 0 },
+            tcpi_rcv_wscale: if scaled { tp.rcv_scale } else { 0 },
             tcpi_rto: tp.t_rxtcur,
             tcpi_snd_mss: tp.t_maxseg,
             tcpi_rcv_mss: tp.t_maxseg,
@@ -462,16 +521,183 @@ impl TcpInfo {
             tcpi_snd_una: tp.snd_una,
             tcpi_snd_max: tp.snd_max,
             tcpi_rcv_nxt: tp.rcv_nxt,
-            tcpi_snd_rexmitpack: tp.t_sndrexmitpack as u32,
-            tcpi_rcv_ooopack: tp.t_rcvoopack as u32,
-            tcpi_snd_zerowin: tp.t_sndzerowin as u32,
+            tcpi_snd_rexmitpack: c32(tp.t_sndrexmitpack),
+            tcpi_rcv_ooopack: c32(tp.t_rcvoopack),
+            tcpi_snd_zerowin: c32(tp.t_sndzerowin),
             tcpi_rxtshift: tp.t_rxtshift,
             tcpi_dupacks: tp.t_dupacks,
             tcpi_flight: tp.flight_size(),
             tcpi_snd_bytes: tp.t_snd_bytes,
             tcpi_rcv_bytes: tp.t_rcv_bytes,
             tcpi_rexmit_bytes: tp.t_rexmit_bytes,
+            tcpi_delivered_ce: 0,
+            tcpi_received_ce: 0,
+            tcpi_total_tlp: tp.t_sndtlppack,
+            tcpi_total_tlp_bytes: tp.t_sndtlpbyte,
+            tcpi_rcv_numsacks: 0,
+            tcpi_rcv_adv: tp.rcv_adv,
         }
+    }
+
+    /// The bytes of FreeBSD's `struct tcp_info` (native byte order, [`TCP_INFO_LEN`] long),
+    /// what getsockopt(TCP_INFO) copies out; plugtcp's own fields are not in it.
+    pub fn to_freebsd(&self) -> [u8; TCP_INFO_LEN] {
+        let mut b = [0u8; TCP_INFO_LEN];
+        let mut put = |off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        use tcpi_off as o;
+        put(o::RTO, self.tcpi_rto);
+        put(o::SND_MSS, self.tcpi_snd_mss);
+        put(o::RCV_MSS, self.tcpi_rcv_mss);
+        put(o::LAST_DATA_RECV, self.tcpi_last_data_recv);
+        put(o::RTT, self.tcpi_rtt);
+        put(o::RTTVAR, self.tcpi_rttvar);
+        put(o::SND_SSTHRESH, self.tcpi_snd_ssthresh);
+        put(o::SND_CWND, self.tcpi_snd_cwnd);
+        put(o::RCV_SPACE, self.tcpi_rcv_space);
+        put(o::SND_WND, self.tcpi_snd_wnd);
+        put(o::SND_NXT, self.tcpi_snd_nxt);
+        put(o::RCV_NXT, self.tcpi_rcv_nxt);
+        put(o::SND_REXMITPACK, self.tcpi_snd_rexmitpack);
+        put(o::RCV_OOOPACK, self.tcpi_rcv_ooopack);
+        put(o::SND_ZEROWIN, self.tcpi_snd_zerowin);
+        put(o::DELIVERED_CE, self.tcpi_delivered_ce);
+        put(o::RECEIVED_CE, self.tcpi_received_ce);
+        put(o::TOTAL_TLP, self.tcpi_total_tlp);
+        put(o::SND_UNA, self.tcpi_snd_una);
+        put(o::SND_MAX, self.tcpi_snd_max);
+        put(o::RCV_NUMSACKS, self.tcpi_rcv_numsacks);
+        put(o::RCV_ADV, self.tcpi_rcv_adv);
+        put(o::DUPACKS, self.tcpi_dupacks);
+        b[o::TOTAL_TLP_BYTES..o::TOTAL_TLP_BYTES + 8]
+            .copy_from_slice(&self.tcpi_total_tlp_bytes.to_ne_bytes());
+        b[o::STATE] = self.tcpi_state;
+        b[o::OPTIONS] = self.tcpi_options;
+        // C bitfields fill a byte from its least significant bit on little-endian ABIs and
+        // from its most significant bit on big-endian ones.
+        let (snd, rcv) = (self.tcpi_snd_wscale & 0xf, self.tcpi_rcv_wscale & 0xf);
+        b[o::WSCALE] = if cfg!(target_endian = "little") {
+            snd | rcv << 4
+        } else {
+            snd << 4 | rcv
+        };
+        b
+    }
+}
+
+/// TCP_STATS version this host writes ([`TcpStats::tcps_version`]).
+pub const TCP_STATS_VERSION: u32 = 1;
+
+/// What getsockopt(TCP_STATS) returns: plugtcp's own fixed structure of one connection's
+/// statistics (FreeBSD's TCP_STATS is a stats(3) blob of VOI histograms, which needs
+/// libstats to read; this is a plain C struct of counters instead). Native byte order,
+/// `#[repr(C)]`, every counter 64 bits and counted since the connection began, through
+/// stack switches. New fields are only ever appended, with `tcps_len` growing.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct TcpStats {
+    /// [`TCP_STATS_VERSION`].
+    pub tcps_version: u32,
+    /// `size_of::<TcpStats>()`: how many bytes of this structure the host filled.
+    pub tcps_len: u32,
+    /// Bytes of new data sent (first transmissions only).
+    pub tcps_snd_bytes: u64,
+    /// Bytes of data received in order (delivered to the receive buffer).
+    pub tcps_rcv_bytes: u64,
+    /// Segments sent (a TSO descriptor counts as the packets it becomes) and received.
+    pub tcps_snd_segs: u64,
+    pub tcps_rcv_segs: u64,
+    /// Retransmitted segments and bytes.
+    pub tcps_snd_rexmitpack: u64,
+    pub tcps_snd_rexmitbytes: u64,
+    /// Retransmission timeouts.
+    pub tcps_rexmttimeo: u64,
+    /// Duplicate ACKs received.
+    pub tcps_rcv_dupack: u64,
+    /// Loss recovery episodes entered on duplicate ACKs, SACK or RACK (FreeBSD's
+    /// sack_recovery_episode).
+    pub tcps_sack_recovery_episode: u64,
+    /// Tail loss probes sent and their bytes.
+    pub tcps_tlp_probes: u64,
+    pub tcps_tlp_bytes: u64,
+    /// Retransmissions found lost again (lost retransmission detection).
+    pub tcps_lost_rexmit: u64,
+    /// D-SACK blocks received and the bytes they reported: spurious retransmissions.
+    pub tcps_dsack_pack: u64,
+    pub tcps_dsack_bytes: u64,
+    /// Out-of-order segments received.
+    pub tcps_rcv_ooopack: u64,
+    /// Zero windows advertised to the peer.
+    pub tcps_snd_zerowin: u64,
+    /// Congestion window reductions on ECN-Echo.
+    pub tcps_ecn_reductions: u64,
+    /// Zero-window probes sent (persist timer expirations).
+    pub tcps_persisttimeo: u64,
+    /// Keepalive probes sent.
+    pub tcps_keepprobe: u64,
+}
+
+/// `size_of::<TcpStats>()`.
+pub const TCP_STATS_LEN: usize = std::mem::size_of::<TcpStats>();
+// `to_bytes` writes the header and 19 counters, which must be the whole structure.
+const _: () = assert!(TCP_STATS_LEN == 8 + 19 * 8);
+
+impl TcpStats {
+    pub fn from_tcpcb(tp: &Tcpcb) -> Self {
+        TcpStats {
+            tcps_version: TCP_STATS_VERSION,
+            tcps_len: TCP_STATS_LEN as u32,
+            tcps_snd_bytes: tp.t_snd_bytes,
+            tcps_rcv_bytes: tp.t_rcv_bytes,
+            tcps_snd_segs: tp.t_snd_segs,
+            tcps_rcv_segs: tp.t_rcv_segs,
+            tcps_snd_rexmitpack: tp.t_sndrexmitpack,
+            tcps_snd_rexmitbytes: tp.t_rexmit_bytes,
+            tcps_rexmttimeo: u64::from(tp.t_rexmttimeo),
+            tcps_rcv_dupack: u64::from(tp.t_rcvdupack),
+            tcps_sack_recovery_episode: u64::from(tp.t_sack_recovery_episode),
+            tcps_tlp_probes: u64::from(tp.t_sndtlppack),
+            tcps_tlp_bytes: tp.t_sndtlpbyte,
+            tcps_lost_rexmit: u64::from(tp.t_lost_rexmit),
+            tcps_dsack_pack: u64::from(tp.t_dsack_pack),
+            tcps_dsack_bytes: tp.t_dsack_bytes,
+            tcps_rcv_ooopack: tp.t_rcvoopack,
+            tcps_snd_zerowin: tp.t_sndzerowin,
+            tcps_ecn_reductions: u64::from(tp.t_ecn_reductions),
+            tcps_persisttimeo: u64::from(tp.t_persisttimeo),
+            tcps_keepprobe: u64::from(tp.t_keepprobe),
+        }
+    }
+
+    /// The structure's bytes (native byte order, no padding: two u32 then u64s).
+    pub fn to_bytes(&self) -> [u8; TCP_STATS_LEN] {
+        let mut b = [0u8; TCP_STATS_LEN];
+        b[0..4].copy_from_slice(&self.tcps_version.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.tcps_len.to_ne_bytes());
+        let words = [
+            self.tcps_snd_bytes,
+            self.tcps_rcv_bytes,
+            self.tcps_snd_segs,
+            self.tcps_rcv_segs,
+            self.tcps_snd_rexmitpack,
+            self.tcps_snd_rexmitbytes,
+            self.tcps_rexmttimeo,
+            self.tcps_rcv_dupack,
+            self.tcps_sack_recovery_episode,
+            self.tcps_tlp_probes,
+            self.tcps_tlp_bytes,
+            self.tcps_lost_rexmit,
+            self.tcps_dsack_pack,
+            self.tcps_dsack_bytes,
+            self.tcps_rcv_ooopack,
+            self.tcps_snd_zerowin,
+            self.tcps_ecn_reductions,
+            self.tcps_persisttimeo,
+            self.tcps_keepprobe,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_ne_bytes());
+        }
+        b
     }
 }
 

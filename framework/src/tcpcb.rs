@@ -198,6 +198,21 @@ pub struct Tcpcb {
     pub t_rcv_segs: u64,
     pub t_rexmit_bytes: u64,
     pub t_dsack_bytes: u64,
+    /// D-SACK blocks received (FreeBSD t_dsack_pack).
+    pub t_dsack_pack: u32,
+    /// Tail loss probes sent and their bytes (FreeBSD t_sndtlppack, t_sndtlpbyte).
+    /// Counts are 32 bits, as FreeBSD's, to keep the control block small.
+    pub t_sndtlppack: u32,
+    pub t_sndtlpbyte: u64,
+    // This connection's share of the stack's tcpstat counters (TCP_STATS). They live here,
+    // not in the stack, so that they survive a stack switch.
+    pub t_rcvdupack: u32,
+    pub t_rexmttimeo: u32,
+    pub t_sack_recovery_episode: u32,
+    pub t_lost_rexmit: u32,
+    pub t_ecn_reductions: u32,
+    pub t_persisttimeo: u32,
+    pub t_keepprobe: u32,
 
     /// so_error: set by the stack when a connection fails (ECONNRESET, ETIMEDOUT, ...).
     pub t_softerror: i32,
@@ -264,6 +279,16 @@ impl Tcpcb {
             t_rcv_segs: 0,
             t_rexmit_bytes: 0,
             t_dsack_bytes: 0,
+            t_dsack_pack: 0,
+            t_sndtlppack: 0,
+            t_sndtlpbyte: 0,
+            t_rcvdupack: 0,
+            t_rexmttimeo: 0,
+            t_sack_recovery_episode: 0,
+            t_lost_rexmit: 0,
+            t_ecn_reductions: 0,
+            t_persisttimeo: 0,
+            t_keepprobe: 0,
             t_softerror: 0,
             t_tsomax_segs: 1,
         }

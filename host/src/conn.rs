@@ -60,6 +60,62 @@ pub struct Worker {
     /// with `net.inet.tcp.tso` on, else 1.
     pub tso_segs: u32,
     pub offload: OffloadStats,
+    /// Totals of connections that closed, by the (stack, CC) they ran on last, for the
+    /// metrics (drained when they are published; one entry per pair, so bounded).
+    pub departed: Vec<Attribution>,
+    /// The host-wide siftr(4) log while `net.inet.siftr.enabled` is 1.
+    pub siftr: Option<Box<crate::siftr::SiftrLog>>,
+    /// Where a siftr line is formatted (reused: no allocation per line).
+    pub siftr_line: crate::siftr::LineBuf,
+}
+
+/// What a connection's tcpcb counts, as the metrics label it by stack and CC:
+/// [`TOT_SND_BYTES`]... (FreeBSD tcps_sndbyte, tcps_rcvbyte, tcps_sndtotal, tcps_rcvtotal,
+/// tcps_sndrexmitpack, tcps_sndrexmitbyte).
+pub type ConnTotals = [u64; 6];
+pub const TOT_SND_BYTES: usize = 0;
+pub const TOT_RCV_BYTES: usize = 1;
+pub const TOT_SND_SEGS: usize = 2;
+pub const TOT_RCV_SEGS: usize = 3;
+pub const TOT_REXMIT_SEGS: usize = 4;
+pub const TOT_REXMIT_BYTES: usize = 5;
+
+/// Totals credited to one (stack, CC) pair.
+pub type Attribution = (Arc<BlockEntry>, Arc<CcEntry>, ConnTotals);
+
+pub fn conn_totals(tp: &Tcpcb) -> ConnTotals {
+    [
+        tp.t_snd_bytes,
+        tp.t_rcv_bytes,
+        tp.t_snd_segs,
+        tp.t_rcv_segs,
+        tp.t_sndrexmitpack,
+        tp.t_rexmit_bytes,
+    ]
+}
+
+/// Adds `delta` to the entry for (`b`, `c`) in `list` (pairs are few: a linear scan).
+pub fn credit(
+    list: &mut Vec<Attribution>,
+    b: &Arc<BlockEntry>,
+    c: &Arc<CcEntry>,
+    delta: &ConnTotals,
+) {
+    match list
+        .iter_mut()
+        .find(|(xb, xc, _)| Arc::ptr_eq(xb, b) && Arc::ptr_eq(xc, c))
+    {
+        Some((_, _, t)) => t.iter_mut().zip(delta).for_each(|(t, d)| *t += d),
+        None => list.push((b.clone(), c.clone(), *delta)),
+    }
+}
+
+/// A connection that changed stack or CC: what it did under each earlier pair, and the
+/// totals at the last change (what it did since belongs to the current pair).
+#[derive(Default)]
+pub struct Attributed {
+    pub mark: ConnTotals,
+    pub by: Vec<Attribution>,
 }
 
 /// What segmentation offload (TSO) and receive coalescing (LRO) did.
@@ -94,6 +150,9 @@ impl Worker {
             tunables: Arc::default(),
             tso_segs: TSO_MAX_SEGS,
             offload: OffloadStats::default(),
+            departed: Vec::new(),
+            siftr: None,
+            siftr_line: Default::default(),
         }
     }
 }
@@ -105,6 +164,8 @@ impl Worker {
 pub struct TxQueue {
     pkts: Vec<(Vec<u8>, usize, u16)>,
     free: Vec<Vec<u8>>,
+    /// Packets ever queued (TcpOutSegs; a plain add here costs less than counting elsewhere).
+    pub sent: u64,
 }
 
 impl TxQueue {
@@ -131,6 +192,7 @@ impl TxQueue {
         match f(&mut b[..cap]) {
             Ok(n) => {
                 self.pkts.push((b, n, port));
+                self.sent += 1;
                 Ok(())
             }
             Err(e) => {
@@ -210,6 +272,8 @@ pub struct HostSide {
     /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
     pub wr_shut: bool,
     pub rd_shut: bool,
+    /// The connection's own siftr trace (TCP_SIFTR).
+    pub siftr: Option<Box<crate::siftr::ConnTrace>>,
 }
 
 impl HostSide {
@@ -236,6 +300,7 @@ impl HostSide {
             user_closed: false,
             wr_shut: false,
             rd_shut: false,
+            siftr: None,
         }
     }
 
@@ -533,6 +598,9 @@ pub struct Conn {
     cc: Option<Arc<CcEntry>>,
     /// The alias the stack was selected by (TCP_FUNCTION_BLK with an alias).
     selected_as: Option<String>,
+    /// Set once the connection changes stack or CC with counts to its name (boxed: most
+    /// connections never switch, and this keeps them small).
+    attributed: Option<Box<Attributed>>,
 }
 
 fn hook(st: HookStatus) -> Result<(), HookError> {
@@ -563,6 +631,7 @@ impl Conn {
             stack: None,
             cc: None,
             selected_as: None,
+            attributed: None,
         }
     }
 
@@ -624,6 +693,7 @@ impl Conn {
     /// old module's cb_destroy run. cwnd and ssthresh stay in the tcpcb. conn_init runs if
     /// the connection is established.
     pub fn set_cc(&mut self, entry: Arc<CcEntry>) -> Result<(), ConnFault> {
+        self.attribute();
         let fault = |error| ConnFault {
             culprit: Culprit::Cc(entry.name.clone()),
             error,
@@ -686,6 +756,7 @@ impl Conn {
         entry: Arc<BlockEntry>,
         via: Option<&str>,
     ) -> Result<(), ConnFault> {
+        self.attribute();
         let fault = |error| ConnFault {
             culprit: Culprit::Stack(entry.name.clone()),
             error,
@@ -778,6 +849,44 @@ impl Conn {
         Ok(())
     }
 
+    /// Credits what the connection counted since the last change to its current (stack,
+    /// CC), before either changes (a control-path call: it allocates once per connection
+    /// that switches).
+    fn attribute(&mut self) {
+        let (Some(s), Some(c)) = (&self.stack, &self.cc) else {
+            return;
+        };
+        let now = conn_totals(&self.ctx.tp);
+        let mark = self.attributed.as_ref().map_or([0; 6], |a| a.mark);
+        if now == mark {
+            return;
+        }
+        let delta: ConnTotals = std::array::from_fn(|i| now[i].saturating_sub(mark[i]));
+        let a = self.attributed.get_or_insert_with(Default::default);
+        credit(&mut a.by, &s.entry, c, &delta);
+        a.mark = now;
+    }
+
+    /// Calls `f` with what the connection counted under each (stack, CC) it ran on, the
+    /// current pair included.
+    pub fn for_each_attribution(
+        &self,
+        mut f: impl FnMut(&Arc<BlockEntry>, &Arc<CcEntry>, &ConnTotals),
+    ) {
+        let mut mark = [0; 6];
+        if let Some(a) = &self.attributed {
+            for (b, c, t) in &a.by {
+                f(b, c, t);
+            }
+            mark = a.mark;
+        }
+        if let (Some(s), Some(c)) = (&self.stack, &self.cc) {
+            let now = conn_totals(&self.ctx.tp);
+            let delta: ConnTotals = std::array::from_fn(|i| now[i].saturating_sub(mark[i]));
+            f(&s.entry, c, &delta);
+        }
+    }
+
     /// The name the connection's block was selected by when that was an alias
     /// (TCP_FUNCTION_ALIAS), else `None`.
     pub fn selected_alias(&self) -> Option<&str> {
@@ -787,6 +896,8 @@ impl Conn {
     /// Detaches stack and CC and frees the host side (the connection is going away):
     /// fini(purged), cb_destroy, timers cancelled, buffer chunks back to the pool.
     pub fn close(&mut self, w: &mut Worker) {
+        self.for_each_attribution(|b, c, t| credit(&mut w.departed, b, c, t));
+        self.attributed = None;
         if let Some(s) = self.stack.take() {
             self.with_call(w, |_, cx| {
                 if let Some(fini) = s.entry.hooks.fini {
@@ -816,7 +927,14 @@ impl Conn {
 
     /// Hands an incoming segment to the stack.
     pub fn do_segment(&mut self, w: &mut Worker, seg: &SegIn<'_>) -> Result<(), ConnFault> {
-        self.call_stack(w, |s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg))
+        // siftr: only a traced connection (or a host-wide log) pays for more than this test.
+        if self.side.siftr.is_none() && w.siftr.is_none() {
+            return self.call_stack(w, |s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg));
+        }
+        let una = self.ctx.tp.snd_una;
+        let r = self.call_stack(w, |s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg));
+        crate::siftr::log_ack(self, w, seg.flags, una);
+        r
     }
 
     /// Lets the stack send what it can (tcp_output).

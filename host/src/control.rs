@@ -1,5 +1,5 @@
 //! The control socket: a Unix stream socket, readable and writable by its owner only, through
-//! which `plugtcp kldload|kldstat|kldunload|sysctl|tcpsso --control PATH` act on a running
+//! which `plugtcp kldload|kldstat|kldunload|sysctl|sockstat|tcpsso|tcpdrop --control PATH` act on a running
 //! host (`plugtcp serve --control PATH`). The same commands run in-process without it, and
 //! both ways go through [`execute`], so they print the same thing.
 //!
@@ -37,9 +37,15 @@ pub enum ControlCmd {
         describe: bool,
         names: Vec<String>,
     },
-    /// The connections: 4-tuple, state, stack, CC, cwnd, ssthresh, srtt, bytes.
+    /// The connections, as `ss -ti` shows them: 4-tuple, state, stack, CC, then cwnd,
+    /// ssthresh, rtt/rttvar, rto, mss, windows, bytes and retransmissions.
     Sockstat {
         json: bool,
+    },
+    /// tcpdrop(8): drop the connection with this 4-tuple (a RST to the peer).
+    Tcpdrop {
+        local: SocketAddr,
+        remote: SocketAddr,
     },
     /// tcpsso(8): a socket option on the connection with this 4-tuple.
     Tcpsso {
@@ -105,6 +111,14 @@ pub fn execute(h: &mut Host, cmd: &ControlCmd) -> Reply {
         },
         ControlCmd::Kldstat { json } => r.stdout = kldstat(h, *json),
         ControlCmd::Sockstat { json } => r.stdout = sockstat(h, *json),
+        ControlCmd::Tcpdrop { local, remote } => {
+            match find_conn(h, *local, *remote).and_then(|slot| h.tcpdrop(slot)) {
+                Ok(()) => {
+                    let _ = writeln!(r.stdout, "{local} {remote}: dropped");
+                }
+                Err(e) => r.fail(format!("tcpdrop: {local} {remote}: {e}")),
+            }
+        }
         ControlCmd::Kldunload { name, force } => match h.kldunload(name, *force) {
             Ok(()) => {
                 let _ = writeln!(r.stdout, "unloaded {name}");
@@ -132,6 +146,18 @@ pub fn execute(h: &mut Host, cmd: &ControlCmd) -> Reply {
     r
 }
 
+/// The slot of the connection with this 4-tuple; ESRCH when there is none (as FreeBSD's
+/// tcpsso and tcpdrop sysctls answer).
+fn find_conn(h: &Host, local: SocketAddr, remote: SocketAddr) -> Result<usize, Errno> {
+    h.conns
+        .iter()
+        .position(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.side.local == local && c.side.remote == remote)
+        })
+        .ok_or(Errno::ESRCH)
+}
+
 fn tcpsso(
     h: &mut Host,
     local: SocketAddr,
@@ -139,14 +165,7 @@ fn tcpsso(
     option: &str,
     value: &str,
 ) -> Result<(), Errno> {
-    let slot = h
-        .conns
-        .iter()
-        .position(|c| {
-            c.as_ref()
-                .is_some_and(|c| c.side.local == local && c.side.remote == remote)
-        })
-        .ok_or(Errno::ESRCH)?;
+    let slot = find_conn(h, local, remote)?;
     let &(_, level, name, string) = OPTIONS
         .iter()
         .find(|o| o.0.eq_ignore_ascii_case(option))
@@ -159,7 +178,7 @@ fn tcpsso(
     }
 }
 
-/// One connection as `sockstat` shows it.
+/// One connection as `sockstat` shows it (from its TCP_INFO: what the stack reports).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SockRow {
     pub local: SocketAddr,
@@ -170,69 +189,118 @@ pub struct SockRow {
     pub cwnd: u32,
     pub ssthresh: u32,
     pub srtt_us: u32,
+    pub rttvar_us: u32,
+    pub rto_us: u32,
+    /// Send MSS.
+    pub mss: u32,
+    /// The peer's window, and the window this end offers (tcpi_rcv_space).
+    pub snd_wnd: u32,
+    pub rcv_wnd: u32,
+    /// Window scale shifts, when scaling is in use.
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    pub bytes_retrans: u64,
+    /// Retransmitted segments in all, and the current backoff (consecutive timeouts).
+    pub retransmits: u64,
+    pub rxtshift: u32,
+    /// Bytes sent and not yet acknowledged.
+    pub unacked: u32,
 }
 
-pub fn sock_rows(h: &Host) -> Vec<SockRow> {
-    h.conns
-        .iter()
-        .flatten()
-        .map(|c| {
-            let tp = &c.ctx.tp;
-            SockRow {
-                local: c.side.local,
-                remote: c.side.remote,
-                state: tp.t_state.name().to_string(),
-                stack: c.stack_name(),
-                cc: c.cc().map_or_else(String::new, |m| m.name.clone()),
-                cwnd: tp.snd_cwnd,
-                ssthresh: tp.snd_ssthresh,
-                srtt_us: tp.t_srtt,
-                bytes_sent: tp.t_snd_bytes,
-                bytes_received: tp.t_rcv_bytes,
-            }
-        })
-        .collect()
+pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
+    let slots: Vec<usize> = (0..h.conns.len())
+        .filter(|&i| h.conns[i].is_some())
+        .collect();
+    let mut rows = Vec::with_capacity(slots.len());
+    for slot in slots {
+        // A stack whose info hook fails still gets a row, from the control block.
+        let info = match h.tcp_info(slot) {
+            Ok(i) => i,
+            Err(_) => match h.tcpcb(slot) {
+                Some(tp) => plugtcp_framework::stack::TcpInfo::from_tcpcb(tp),
+                None => continue,
+            },
+        };
+        let Some(c) = h.conns[slot].as_ref() else {
+            continue;
+        };
+        let tp = &c.ctx.tp;
+        rows.push(SockRow {
+            local: c.side.local,
+            remote: c.side.remote,
+            state: tp.t_state.name().to_string(),
+            stack: c.stack_name(),
+            cc: c.cc().map_or_else(String::new, |m| m.name.clone()),
+            cwnd: info.tcpi_snd_cwnd,
+            ssthresh: info.tcpi_snd_ssthresh,
+            srtt_us: info.tcpi_rtt,
+            rttvar_us: info.tcpi_rttvar,
+            rto_us: info.tcpi_rto,
+            mss: info.tcpi_snd_mss,
+            snd_wnd: info.tcpi_snd_wnd,
+            rcv_wnd: info.tcpi_rcv_space,
+            snd_wscale: info.tcpi_snd_wscale,
+            rcv_wscale: info.tcpi_rcv_wscale,
+            bytes_sent: tp.t_snd_bytes,
+            bytes_received: tp.t_rcv_bytes,
+            bytes_retrans: tp.t_rexmit_bytes,
+            retransmits: tp.t_sndrexmitpack,
+            rxtshift: tp.t_rxtshift,
+            unacked: tp.flight_size(),
+        });
+    }
+    rows
 }
 
-fn sockstat(h: &Host, json: bool) -> String {
+/// `ss -ti`'s shape: a line per connection (state, addresses, stack, CC), then its TCP
+/// state indented on the next line as `name:value` pairs. Times in ms, windows in bytes.
+fn sockstat(h: &mut Host, json: bool) -> String {
     let rows = sock_rows(h);
     if json {
         return serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n";
     }
     let mut out = format!(
-        "{:<40} {:<40} {:<12} {:<8} {:<8} {:>10} {:>10} {:>9} {:>12} {:>12}\n",
-        "Local",
-        "Remote",
-        "State",
-        "Stack",
-        "CC",
-        "cwnd",
-        "ssthresh",
-        "srtt(ms)",
-        "sent",
-        "received"
+        "{:<12} {:<40} {:<40} {:<8} {}\n",
+        "State", "Local", "Remote", "Stack", "CC"
     );
+    let ms = |us: u32| us as f64 / 1000.0;
     for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<40} {:<40} {:<8} {}",
+            r.state,
+            r.local.to_string(),
+            r.remote.to_string(),
+            r.stack,
+            r.cc
+        );
         let ssthresh = if r.ssthresh == u32::MAX {
-            "-".to_string()
+            String::new()
         } else {
-            r.ssthresh.to_string()
+            format!(" ssthresh:{}", r.ssthresh)
         };
         let _ = writeln!(
             out,
-            "{:<40} {:<40} {:<12} {:<8} {:<8} {:>10} {:>10} {:>9.2} {:>12} {:>12}",
-            r.local.to_string(),
-            r.remote.to_string(),
-            r.state,
-            r.stack,
-            r.cc,
+            "\t wscale:{},{} rto:{:.3} rtt:{:.3}/{:.3} mss:{} cwnd:{}{ssthresh} \
+             bytes_sent:{} bytes_retrans:{} bytes_received:{} unacked:{} \
+             retrans:{}/{} snd_wnd:{} rcv_wnd:{}",
+            r.snd_wscale,
+            r.rcv_wscale,
+            ms(r.rto_us),
+            ms(r.srtt_us),
+            ms(r.rttvar_us),
+            r.mss,
             r.cwnd,
-            ssthresh,
-            r.srtt_us as f64 / 1000.0,
             r.bytes_sent,
-            r.bytes_received
+            r.bytes_retrans,
+            r.bytes_received,
+            r.unacked,
+            r.rxtshift,
+            r.retransmits,
+            r.snd_wnd,
+            r.rcv_wnd
         );
     }
     out

@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub stack: Option<String>,
     pub cc: Option<String>,
     pub pcap: Option<std::path::PathBuf>,
+    /// Write the sender's siftr trace (one CSV line per ACK, see `siftr.rs`) here.
+    pub trace: Option<std::path::PathBuf>,
     /// Give up after this much virtual time.
     pub deadline_ns: u64,
 }
@@ -40,6 +42,7 @@ impl Default for DemoOptions {
             stack: None,
             cc: None,
             pcap: None,
+            trace: None,
             deadline_ns: 600_000_000_000,
         }
     }
@@ -128,6 +131,20 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
         .a
         .connect(server, None)
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some(p) = &opts.trace {
+        // Set before the SYN-ACK arrives: the trace starts with the handshake's ACK.
+        let path = p
+            .to_str()
+            .ok_or_else(|| format!("{}: not UTF-8", p.display()))?;
+        net.a
+            .setsockopt(
+                c,
+                plugtcp_framework::sockopt::IPPROTO_TCP,
+                plugtcp_framework::sockopt::TCP_SIFTR,
+                path.as_bytes(),
+            )
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
     let stack = net.a.conns[c]
         .as_ref()
         .and_then(|c| c.stack().map(|s| s.name.clone()))
@@ -207,7 +224,7 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
     let rx = format!("{:x}", rx_hash.finalize());
     let rexmit = n_rexmit(&net);
     let sender_counters = counters(&net.a);
-    Ok(DemoReport {
+    let report = DemoReport {
         bytes: got,
         intact: tx == rx && got == opts.bytes,
         sha256_sent: tx,
@@ -231,7 +248,21 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
         rtt_ms: opts.rtt_ns as f64 / 1e6,
         loss: opts.loss,
         seed: opts.seed,
-    })
+    };
+    if let Some(p) = &opts.trace {
+        // The receiver has every byte; the sender's trace goes on to the ACK of the last
+        // one and of its FIN (after the summary's numbers were taken).
+        net.run_until(net.now + 10_000_000_000, |n| {
+            n.a.tcpcb(c).is_none_or(|tp| tp.snd_una == tp.snd_max)
+        });
+        // A connection already freed wrote its trace out then.
+        if net.a.conns.get(c).is_some_and(Option::is_some) {
+            net.a
+                .siftr_flush(c)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+    }
+    Ok(report)
 }
 
 /// Every function block counter of a host, by name.

@@ -57,6 +57,8 @@ pub struct Host {
     pub cookies: SynCookies,
     pub listeners: Vec<Option<Listener>>,
     pub stats: TcpStats,
+    /// What the Prometheus metrics need beyond `stats` (see `metrics.rs`).
+    pub metrics: crate::metrics::HostMetrics,
     /// This host's addresses.
     pub addrs: Vec<IpAddr>,
     /// Link MTU (the MSS we offer is derived from it).
@@ -80,6 +82,9 @@ pub struct Host {
     pub lro_enabled: bool,
     /// The segment LRO is building.
     pub(crate) lro: Option<lro::Pending>,
+    /// `net.inet.siftr.*` as written, and the change count last applied (see `siftr.rs`).
+    pub(crate) siftr_conf: Arc<crate::siftr::SiftrConf>,
+    pub(crate) siftr_gen: u64,
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -157,6 +162,7 @@ impl Host {
             cookies: SynCookies::new(0, &mut rng),
             listeners: Vec::new(),
             stats: TcpStats::default(),
+            metrics: Default::default(),
             addrs: Vec::new(),
             mtu: 1500,
             tunables,
@@ -171,10 +177,13 @@ impl Host {
             lro_enabled: true,
             lro: None,
             deferred: Vec::new(),
+            siftr_conf: Default::default(),
+            siftr_gen: 0,
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.worker.tso_segs = tso_segs(&host.tunables);
         host.register_registry_sysctls();
+        host.register_siftr_sysctls();
         host.refresh_cc_globals();
         host
     }
@@ -249,16 +258,22 @@ impl Host {
             version: env!("CARGO_PKG_VERSION").into(),
         };
         for b in builtin_function_blocks() {
-            if self.registry.kind_of(b.name().as_str()).is_none() {
-                let _ = self.registry.register_block(b, info());
+            if self.registry.kind_of(b.name().as_str()).is_none()
+                && self.registry.register_block(b, info()).is_ok()
+            {
+                let kind = PluginKind::FunctionBlock;
+                self.metrics.note_plugin(kind, b.name().as_str(), true);
             }
         }
         for c in builtin_cc_modules() {
-            if self.registry.kind_of(c.name().as_str()).is_none()
-                && self.register_cc(c, info()).is_err()
-            {
-                // A built-in that fails to register is a bug in the build, not user input.
-                debug_assert!(false, "built-in CC module {} refused", c.name());
+            if self.registry.kind_of(c.name().as_str()).is_none() {
+                if self.register_cc(c, info()).is_err() {
+                    // A built-in that fails to register is a bug in the build, not user input.
+                    debug_assert!(false, "built-in CC module {} refused", c.name());
+                } else {
+                    let kind = PluginKind::CcModule;
+                    self.metrics.note_plugin(kind, c.name().as_str(), true);
+                }
             }
         }
     }
@@ -350,6 +365,7 @@ impl Host {
                     ),
                 })?;
                 let e = self.registry.register_block(get(), info).map_err(refused)?;
+                self.metrics.note_plugin(kind, &e.name, true);
                 Ok((kind, e.names().map(str::to_owned).collect()))
             }
             PluginKind::CcModule => {
@@ -369,6 +385,7 @@ impl Host {
                     }
                     _ => self.register_cc(algo, info).map_err(refused)?,
                 }
+                self.metrics.note_plugin(kind, &name, true);
                 Ok((kind, vec![name]))
             }
         }
@@ -420,12 +437,15 @@ impl Host {
                     self.move_stack_users(&primary)?;
                     self.registry.finish_block_removal(&primary)?;
                 }
+                self.metrics
+                    .note_plugin(PluginKind::FunctionBlock, &primary, false);
             }
             PluginKind::CcModule => {
                 if let Deregistered::MoveUsers(_) = self.registry.deregister_cc(name, force)? {
                     self.move_cc_users(name)?;
                     self.registry.finish_cc_removal(name)?;
                 }
+                self.metrics.note_plugin(PluginKind::CcModule, name, false);
                 for key in self.sysctl.list(&format!("net.inet.tcp.cc.{name}")) {
                     let _ = self.sysctl.unregister_dynamic(&key.0);
                 }
@@ -465,7 +485,10 @@ impl Host {
                 let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                     break;
                 };
-                match c.switch_stack(&mut self.worker, target.clone()) {
+                let r = c.switch_stack(&mut self.worker, target.clone());
+                let result = r.as_ref().map_or_else(|f| f.errno().name(), |_| "ok");
+                self.metrics.note_switch(name, &target.name, result);
+                match r {
                     Ok(()) => {
                         moved = true;
                         break;
@@ -633,6 +656,9 @@ impl Host {
 
     /// Picks up sysctl changes (a pointer compare when nothing changed).
     pub(crate) fn refresh_tunables(&mut self) {
+        if self.siftr_conf.generation() != self.siftr_gen {
+            self.refresh_siftr();
+        }
         let cur = self.sysctl.snapshot();
         if !Arc::ptr_eq(&cur, &self.tunables) {
             self.tunables = Arc::clone(&cur);

@@ -227,6 +227,8 @@ pub struct ServeConfig {
     pub cc: Option<String>,
     /// Where to listen for control commands (kldload, sysctl, tcpsso, ...).
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`--metrics [ADDR]`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Runs a service until SIGINT or SIGTERM, then closes its connections cleanly. The first
@@ -257,6 +259,16 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), String> {
             crate::control::ControlServer::bind(p)
                 .map_err(|e| format!("control socket {}: {e}", p.display()))?,
         ),
+        None => None,
+    };
+    // Published from this loop every PUBLISH_INTERVAL, never per packet (see metrics.rs).
+    let mut published = match cfg.metrics {
+        Some(a) => {
+            let (a, _) = crate::metrics::install(a).map_err(|e| format!("--metrics {e}"))?;
+            eprintln!("plugtcp: metrics at http://{a}/metrics");
+            h.host.publish_metrics();
+            Some(Instant::now())
+        }
         None => None,
     };
     println!("{}", SocketAddr::new(addrs[0], cfg.port));
@@ -295,6 +307,12 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), String> {
         }
         if let Some(c) = control.as_mut() {
             c.poll(&mut h.host);
+        }
+        if let Some(t) = published.as_mut() {
+            if t.elapsed() >= crate::metrics::PUBLISH_INTERVAL {
+                h.host.publish_metrics();
+                *t = Instant::now();
+            }
         }
     }
     // Close cleanly: no new connections, FINs out, a short wait for the handshakes.

@@ -315,7 +315,8 @@ fn flush(host: &mut Host, s: usize, c: &mut HttpConn) -> bool {
     while c.out_pos < c.out.len() {
         match host.send(s, &c.out[c.out_pos..]) {
             Ok(k) => c.out_pos += k,
-            Err(_) => return false,
+            Err(Errno::EAGAIN) => return false,
+            Err(_) => return failed(c),
         }
     }
     while let Some((f, left)) = c.body.as_mut() {
@@ -343,9 +344,20 @@ fn flush(host: &mut Host, s: usize, c: &mut HttpConn) -> bool {
         }
         match host.send(s, &c.chunk[c.chunk_pos..]) {
             Ok(k) => c.chunk_pos += k,
-            Err(_) => return false,
+            Err(Errno::EAGAIN) => return false,
+            Err(_) => return failed(c),
         }
     }
+    true
+}
+
+/// The connection failed under a response (reset, dropped, timed out): nothing more goes
+/// out, and `serve` closes it (freeing the socket) instead of waiting for room forever.
+fn failed(c: &mut HttpConn) -> bool {
+    c.body = None;
+    c.out.clear();
+    c.out_pos = 0;
+    c.close_after = true;
     true
 }
 

@@ -251,18 +251,21 @@ macro_rules! mib_table {
 
 mib_table! {
     /// 002 ("the kernel will periodically send..."); FreeBSD `tcp_always_keepalive = 1`.
+    /// Not acted on: keepalives go only to SO_KEEPALIVE sockets; nothing reads this.
     always_keepalive: i64 = 1;
-    "always_keepalive", Bool, ReadWrite, acts: true, legacy: false,
+    "always_keepalive", Bool, ReadWrite, acts: false, legacy: false,
     "Assume SO_KEEPALIVE on all TCP connections";
 
     /// 002 / blackhole(4): 0 off, 1 no RST for SYNs to closed ports, 2 no RST at all. Default 0.
+    /// Not acted on: the host answers closed ports with RSTs regardless.
     blackhole: i64 = 0;
-    "blackhole", Int(0, 2), ReadWrite, acts: true, legacy: false,
+    "blackhole", Int(0, 2), ReadWrite, acts: false, legacy: false,
     "Do not send RST on segments to closed ports";
 
     /// 002 / blackhole(4): apply `blackhole` to local addresses too. FreeBSD default 0.
+    /// Not acted on: the host answers closed ports with RSTs regardless.
     blackhole_local: i64 = 0;
-    "blackhole_local", Bool, ReadWrite, acts: true, legacy: false,
+    "blackhole_local", Bool, ReadWrite, acts: false, legacy: false,
     "Enforce net.inet.tcp.blackhole for locally originated packets";
 
     /// mod_cc(4): Alternative Backoff with ECN (RFC 8511). FreeBSD default 0.
@@ -506,8 +509,9 @@ mib_table! {
     "Cap the max cwnd increment during slow-start to this number of segments";
 
     /// FreeBSD default 1: appropriate byte counting (RFC 3465) in congestion avoidance.
+    /// Not acted on: ABC is always on in the CC modules (abc_l_var bounds it).
     rfc3465: i64 = 1;
-    "rfc3465", Bool, ReadWrite, acts: true, legacy: false,
+    "rfc3465", Bool, ReadWrite, acts: false, legacy: false,
     "Enable RFC 3465 (Appropriate Byte Counting)";
 
     /// 002 "The default value is 10 as suggested by RFC 6928". 0 falls back to rfc3390.
@@ -587,8 +591,9 @@ mib_table! {
     "Do not create compressed TCP TIME_WAIT entries for local connections";
 
     /// 002. FreeBSD default 1.
+    /// Not acted on: no ICMP reaches the stacks and DF is not managed.
     path_mtu_discovery: i64 = 1;
-    "path_mtu_discovery", Bool, ReadWrite, acts: true, legacy: false,
+    "path_mtu_discovery", Bool, ReadWrite, acts: false, legacy: false,
     "Enable Path MTU Discovery";
 
     /// 002: 0 off, 1 all, 2 random sampling. FreeBSD default 2 (only with `options STATS`;
@@ -624,14 +629,16 @@ mib_table! {
     "Path MTU Discovery Black Hole Detection lowered MSS";
 
     /// 002: limit per reassembly queue; FreeBSD `tcp_reass_maxqueuelen` = 100.
+    /// Not acted on: the reassembly queue is bounded by the receive window, not by this.
     reass_maxqueuelen: i64 = 100;
-    "reass.maxqueuelen", UInt, ReadWrite, acts: true, legacy: false,
+    "reass.maxqueuelen", UInt, ReadWrite, acts: false, legacy: false,
     "Maximum number of TCP Segments per Reassembly Queue";
 
     /// 002 "can be adjusted as a tunable"; FreeBSD uses nmbclusters / 16. plugtcp assumes
     /// nmbclusters = 262144, giving 16384.
+    /// Not acted on: the reassembly queue is bounded by the receive window, not by this.
     reass_maxsegments: i64 = 262_144 / 16;
-    "reass.maxsegments", Int(0, INT_MAX), Tunable, acts: true, legacy: false,
+    "reass.maxsegments", Int(0, INT_MAX), Tunable, acts: false, legacy: false,
     "Global maximum number of TCP Segments in Reassembly Queue";
 
     /// 002. FreeBSD default 1.
@@ -655,8 +662,9 @@ mib_table! {
     "Require globally-unique ephemeral port for outgoing connections";
 
     /// 002. FreeBSD default 0.
+    /// Not acted on: retransmitted SYNs keep their options.
     rexmit_drop_options: i64 = 0;
-    "rexmit_drop_options", Bool, ReadWrite, acts: true, legacy: false,
+    "rexmit_drop_options", Bool, ReadWrite, acts: false, legacy: false,
     "Drop TCP options from 3rd and later retransmitted SYN";
 
     /// 002 (ms); FreeBSD `TCPTV_RTOBASE` = 1 s.
@@ -681,13 +689,15 @@ mib_table! {
     "Enable rfc1323 (high performance TCP) extensions";
 
     /// 002. FreeBSD default 1.
+    /// Not acted on: limited transmit is always on.
     rfc3042: i64 = 1;
-    "rfc3042", Bool, ReadWrite, acts: true, legacy: false,
+    "rfc3042", Bool, ReadWrite, acts: false, legacy: false,
     "Enable RFC 3042 (Limited Transmit)";
 
     /// 002. FreeBSD default 1.
+    /// Not acted on: the initial window comes from initcwnd_segments.
     rfc3390: i64 = 1;
-    "rfc3390", Bool, ReadWrite, acts: true, legacy: false,
+    "rfc3390", Bool, ReadWrite, acts: false, legacy: false,
     "Enable RFC 3390 (Increasing TCP's Initial Congestion Window)";
 
     /// 002. FreeBSD default 1.
@@ -696,8 +706,9 @@ mib_table! {
     "Enable/Disable TCP SACK support";
 
     /// 002 "Defaults to 65536".
+    /// Not acted on: holes are bounded per connection (sack.maxholes) only.
     sack_globalmaxholes: i64 = 65_536;
-    "sack.globalmaxholes", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
+    "sack.globalmaxholes", Int(0, INT_MAX), ReadWrite, acts: false, legacy: false,
     "Global maximum number of TCP SACK holes";
 
     /// 002 "Defaults to 128".
@@ -706,8 +717,9 @@ mib_table! {
     "Maximum number of TCP SACK holes allowed per connection";
 
     /// 002 "(default is true)". `rfc6675_pipe` is an alias of this variable.
+    /// Not acted on: RFC 6675 recovery is always used.
     sack_revised: i64 = 1;
-    "sack.revised", Bool, ReadWrite, acts: true, legacy: false,
+    "sack.revised", Bool, ReadWrite, acts: false, legacy: false,
     "Use revised SACK loss recovery per RFC 6675";
 
     /// 002. FreeBSD default 1.
@@ -716,8 +728,9 @@ mib_table! {
     "Enable automatic send buffer sizing";
 
     /// 002. FreeBSD default 0.
+    /// Not acted on: nothing reads it.
     sendbuf_auto_lowat: i64 = 0;
-    "sendbuf_auto_lowat", Bool, ReadWrite, acts: true, legacy: false,
+    "sendbuf_auto_lowat", Bool, ReadWrite, acts: false, legacy: false,
     "Modify threshold for auto send buffer growth to account for SO_SNDLOWAT";
 
     /// 002. FreeBSD default 8 kB.
@@ -760,8 +773,9 @@ mib_table! {
     "Limit on SYN/ACK retransmissions";
 
     /// syncache(4): send RST when socket creation fails on the final ACK. FreeBSD default 1.
+    /// Not acted on: nothing reads it.
     syncache_rst_on_sock_fail: i64 = 1;
-    "syncache.rst_on_sock_fail", Bool, ReadWrite, acts: true, legacy: false,
+    "syncache.rst_on_sock_fail", Bool, ReadWrite, acts: false, legacy: false,
     "Send reset on socket allocation failure";
 
     /// 002 "enabled by default".
@@ -782,8 +796,9 @@ mib_table! {
     "Size of TCP control-block hashtable";
 
     /// 002 "the default is 1".
+    /// Not acted on: the stacks do not read it.
     tolerate_missing_ts: i64 = 1;
-    "tolerate_missing_ts", Bool, ReadWrite, acts: true, legacy: false,
+    "tolerate_missing_ts", Bool, ReadWrite, acts: false, legacy: false,
     "Tolerate missing TCP timestamps";
 
     /// 002 "Default is to use per connection offsets".
@@ -1035,6 +1050,25 @@ pub static HOST_ENTRIES: &[HostEntry] = &[
         Access::ReadOnly,
         "Current number of entries in syncache",
     ),
+    // siftr(4), in `crate::siftr`.
+    host(
+        "net.inet.siftr.enabled",
+        Kind::Bool,
+        Access::ReadWrite,
+        "switch siftr module operations on/off",
+    ),
+    host(
+        "net.inet.siftr.logfile",
+        Kind::Str,
+        Access::ReadWrite,
+        "file to save siftr log messages to",
+    ),
+    host(
+        "net.inet.siftr.port_filter",
+        Kind::UInt,
+        Access::ReadWrite,
+        "enable packet filter on a TCP port",
+    ),
 ];
 
 /// A second name for a tunable (FreeBSD registers both OIDs on the same variable).
@@ -1150,9 +1184,17 @@ fn apply(t: &mut TcpTunables, e: &MibEntry, value: &str) -> Result<(), Errno> {
     }
 }
 
-/// Names must be `net.inet.tcp.` followed by non-empty `[A-Za-z0-9_]` components.
+/// Roots besides `net.inet.tcp.` that the host hangs dynamic nodes on: siftr(4)'s
+/// `net.inet.siftr.*` (host state, so never tunables).
+pub const OTHER_ROOTS: &[&str] = &["net.inet.siftr."];
+
+/// Names must be `net.inet.tcp.` (or one of [`OTHER_ROOTS`]) followed by non-empty
+/// `[A-Za-z0-9_]` components.
 fn valid_name(name: &str) -> bool {
-    match name.strip_prefix(PREFIX) {
+    let rest = std::iter::once(PREFIX)
+        .chain(OTHER_ROOTS.iter().copied())
+        .find_map(|root| name.strip_prefix(root));
+    match rest {
         Some(rest) => rest
             .split('.')
             .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')),
@@ -1388,6 +1430,66 @@ impl SysctlTree {
         let mut dynamic = self.dynamic.write().unwrap_or_else(PoisonError::into_inner);
         dynamic.remove(name).map(|_| ()).ok_or(Errno::ENOENT)
     }
+}
+
+/// docs/sysctls.md: every tunable of [`TUNABLES`] with FreeBSD's default, its range, who may
+/// write it, whether plugtcp acts on it and its description. Generated, so the document and
+/// the tree cannot drift apart (host/tests/sysctl_docs.rs compares them).
+pub fn markdown_table() -> String {
+    use std::fmt::Write as _;
+    let mut rows: Vec<&MibEntry> = TUNABLES.iter().collect();
+    rows.sort_by_key(|e| e.name);
+    let acting = rows.iter().filter(|e| e.acts).count();
+    let mut out = String::from(
+        "# net.inet.tcp sysctls\n\n\
+         Generated from `TUNABLES` in host/src/sysctl.rs; `host/tests/sysctl_docs.rs` fails when \
+         this file and the table disagree (`PLUGTCP_BLESS=1 cargo test --release -p \
+         plugtcp-host --test sysctl_docs` rewrites it).\n\n\
+         Every MIB variable of FreeBSD's tcp(4) that means something in a userspace stack, with \
+         FreeBSD's default. **acts**: yes when plugtcp's behaviour follows the value; no when \
+         the value is accepted, range-checked and reported only. **access**: `rw`; `tunable` \
+         (loader only: set with `--sysctl` at start-up, EPERM later); `ro` (EPERM). \
+         **tcp(4)**: `older` for variables found only in older editions of the man page. \
+         Bad values are EINVAL, unknown names ENOENT.\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "{} variables, {} of which act.\n\n\
+         | variable | default | range | access | acts | tcp(4) | description |\n\
+         | --- | --- | --- | --- | --- | --- | --- |",
+        rows.len(),
+        acting
+    );
+    for e in rows {
+        let default = match e.default_value() {
+            SysctlValue::Str(s) if s.is_empty() => "(empty)".to_owned(),
+            SysctlValue::Str(s) => format!("`{s}`"),
+            v => v.to_string(),
+        };
+        let range = match e.kind {
+            Kind::Bool => "0, 1".to_owned(),
+            Kind::Str => "string".to_owned(),
+            Kind::Opaque => "opaque".to_owned(),
+            Kind::Int | Kind::UInt => format!("{} to {}", e.min, e.max),
+        };
+        let access = match e.access {
+            Access::ReadWrite => "rw",
+            Access::Tunable => "tunable",
+            Access::ReadOnly => "ro",
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            e.name.strip_prefix(PREFIX).unwrap_or(e.name),
+            default,
+            range,
+            access,
+            if e.acts { "yes" } else { "no" },
+            if e.legacy { "older" } else { "current" },
+            e.description.replace('|', "\\|")
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -554,6 +554,45 @@ impl Host {
         self.after_call(slot);
     }
 
+    /// tcpdrop(8): FreeBSD's tcp_drop(tp, ECONNABORTED) on the operator's word. A RST to the
+    /// peer if the connection is synchronized (not from TIME_WAIT), then it is closed: timers
+    /// stopped, and the application gets ECONNABORTED from its next call and frees it with
+    /// close, as it would a socket the kernel dropped (an orphaned connection is freed now).
+    /// ESRCH when the connection is already closed.
+    pub fn tcpdrop(&mut self, slot: usize) -> Result<(), Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::ESRCH)?;
+        let tp = &c.ctx.tp;
+        if matches!(tp.t_state, TcpState::Closed | TcpState::Listen) {
+            return Err(Errno::ESRCH);
+        }
+        if tp.t_state != TcpState::TimeWait
+            && (tp.t_state.have_established() || tp.t_state == TcpState::SynReceived)
+        {
+            let seg = plugtcp_framework::segment::SegOut {
+                seq: tp.snd_nxt,
+                ack: tp.rcv_nxt,
+                flags: plugtcp_framework::segment::th::RST | plugtcp_framework::segment::th::ACK,
+                ..Default::default()
+            };
+            let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
+            let _ = self.worker.tx.push_with(crate::wire::MAX_HEADER, |buf| {
+                crate::wire::build(buf, local, remote, &seg, &[], ttl)
+            });
+            self.stats.out_rsts += 1;
+        }
+        c.side.stop_timers(&mut self.worker);
+        let tp = &mut c.ctx.tp;
+        tp.t_state = TcpState::Closed;
+        tp.t_softerror = Errno::ECONNABORTED.0;
+        c.side.events |= 1 << plugtcp_framework::stack::ConnEvent::Closed as u8;
+        self.after_call(slot);
+        Ok(())
+    }
+
     /// Drops the connection with a RST (tcp_drop), and frees it.
     pub fn abort(&mut self, slot: usize) {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
@@ -618,6 +657,7 @@ impl Host {
             len,
         };
         match (level, name) {
+            (sockopt::IPPROTO_TCP, sockopt::TCP_SIFTR) => self.siftr_setsockopt(slot, val),
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 let name = std::str::from_utf8(val)
                     .map_err(|_| Errno::EINVAL)?
@@ -722,7 +762,9 @@ impl Host {
     /// is too small). Host options (keepalive, timeouts, buffers, linger, stack and CC
     /// names, TCP_REMOTE_UDP_ENCAPS_PORT) are answered here, TCP_CCALGOOPT by the CC module,
     /// the rest (TCP_NODELAY, TCP_MAXSEG, TCP_NOPUSH, ...) by the stack; ENOPROTOOPT for
-    /// what nobody knows. TCP_INFO has its typed call, [`Host::tcp_info`].
+    /// what nobody knows. TCP_INFO (FreeBSD's `struct tcp_info`, also typed as
+    /// [`Host::tcp_info`]) and TCP_STATS ([`plugtcp_framework::stack::TcpStats`]) are cut to
+    /// `buf`'s length, as FreeBSD's sooptcopyout does, and return the length copied.
     pub fn getsockopt(
         &mut self,
         slot: usize,
@@ -730,6 +772,31 @@ impl Host {
         name: i32,
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
+        let fixed = match (level, name) {
+            (sockopt::IPPROTO_TCP, sockopt::TCP_INFO) => {
+                Some(self.tcp_info(slot)?.to_freebsd().to_vec())
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_SIFTR) => {
+                let v = self.siftr_getsockopt(slot)?;
+                let dst = buf.get_mut(..v.len()).ok_or(Errno::EINVAL)?;
+                dst.copy_from_slice(&v);
+                return Ok(v.len());
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_STATS) => {
+                let tp = self.tcpcb(slot).ok_or(Errno::EBADF)?;
+                Some(
+                    plugtcp_framework::stack::TcpStats::from_tcpcb(tp)
+                        .to_bytes()
+                        .to_vec(),
+                )
+            }
+            _ => None,
+        };
+        if let Some(v) = fixed {
+            let n = v.len().min(buf.len());
+            buf[..n].copy_from_slice(&v[..n]);
+            return Ok(n);
+        }
         let t = self.tunables.clone();
         let c = self.conn_mut(slot)?;
         let int = |v: i64| {
@@ -819,7 +886,14 @@ impl Host {
             return Err(Errno::ECONNRESET);
         }
         let b = self.registry.snapshot().block(name)?.clone();
-        match c.switch_stack_via(&mut self.worker, b, Some(name)) {
+        // A switch to the block in use is a no-op, not a switch.
+        let from = c.stack().filter(|s| !Arc::ptr_eq(s, &b)).cloned();
+        let r = c.switch_stack_via(&mut self.worker, b.clone(), Some(name));
+        if let Some(from) = from {
+            let result = r.as_ref().map_or_else(|f| f.errno().name(), |_| "ok");
+            self.metrics.note_switch(&from.name, &b.name, result);
+        }
+        match r {
             Ok(()) => Ok(()),
             Err(f) => {
                 self.note_fault(&f);

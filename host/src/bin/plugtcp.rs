@@ -56,7 +56,8 @@ enum Cmd {
         describe: bool,
         names: Vec<String>,
     },
-    /// List the connections: 4-tuple, state, stack, CC, cwnd, ssthresh, srtt, bytes.
+    /// List the connections as `ss -ti` does: 4-tuple, state, stack, CC, then wscale, rto,
+    /// rtt/rttvar, mss, cwnd, ssthresh, bytes, retransmissions and windows.
     Sockstat {
         #[arg(long)]
         json: bool,
@@ -70,6 +71,12 @@ enum Cmd {
         /// TCP_CONGESTION, TCP_FUNCTION_BLK, TCP_NODELAY, TCP_KEEPIDLE, ...
         option: String,
         value: String,
+    },
+    /// Drop a connection of a running host, chosen by its 4-tuple, as FreeBSD's tcpdrop(8):
+    /// a RST to the peer, ECONNABORTED for the application. Needs --control.
+    Tcpdrop {
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
     },
     /// Two hosts over the simulated link: a bulk transfer checked by SHA-256, and a summary.
     Demo {
@@ -101,6 +108,16 @@ enum Cmd {
         /// Write every packet on the link to this pcap file.
         #[arg(long)]
         pcap: Option<PathBuf>,
+        /// Write the sender's siftr trace (a CSV line per ACK) to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
+    /// Draw a siftr trace (from `demo --trace`, TCP_SIFTR or net.inet.siftr) as a PNG:
+    /// cwnd, ssthresh and flight size over time, and the smoothed RTT.
+    Plot {
+        trace: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
     },
     /// Run a service on a real backend until SIGINT/SIGTERM (prints ADDRESS:PORT first).
     Serve {
@@ -123,6 +140,11 @@ enum Cmd {
         /// CC module for this listener's connections.
         #[arg(long)]
         cc: Option<String>,
+        /// Serve Prometheus metrics over HTTP on ADDR (127.0.0.1:9464 when the flag has no
+        /// value; port 0 picks a free port, printed on stderr).
+        #[arg(long, value_name = "ADDR", num_args = 0..=1,
+              default_missing_value = plugtcp_host::metrics::DEFAULT_ADDR)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Download an http:// URL over plugtcp (the body to -o FILE, or stdout).
     Get {
@@ -369,6 +391,9 @@ fn control(cli: &Cli, cmd: ControlCmd) -> ExitCode {
         None if matches!(cmd, ControlCmd::Tcpsso { .. }) => {
             return fail("tcpsso: needs a running host (--control PATH)")
         }
+        None if matches!(cmd, ControlCmd::Tcpdrop { .. }) => {
+            return fail("tcpdrop: needs a running host (--control PATH)")
+        }
         None => plugtcp_host::control::execute(&mut host(cli), &cmd),
     };
     print!("{}", reply.stdout);
@@ -391,6 +416,7 @@ fn main() -> ExitCode {
             to,
             stack,
             cc,
+            metrics,
         } => {
             use plugtcp_host::serve::{serve, ServeConfig, Service};
             use plugtcp_host::services::Simple;
@@ -418,6 +444,7 @@ fn main() -> ExitCode {
                 stack: stack.clone(),
                 cc: cc.clone(),
                 control: cli.control.clone(),
+                metrics: *metrics,
             };
             match serve(&cfg) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -441,9 +468,35 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("get: {e}")),
             }
         }
+        Cmd::Plot { trace, output } => match plugtcp_host::plot::plot_file(trace, output) {
+            Ok(s) => {
+                let others = if s.other_lines > 0 {
+                    format!(" ({} lines of other connections left out)", s.other_lines)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{}: {} ACKs of {}{others}, {}x{} PNG",
+                    output.display(),
+                    s.points,
+                    s.flow,
+                    s.width,
+                    s.height
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("plot: {e}")),
+        },
         Cmd::Kldload { what } => control(&cli, ControlCmd::Kldload { what: what.clone() }),
         Cmd::Kldstat { json } => control(&cli, ControlCmd::Kldstat { json: *json }),
         Cmd::Sockstat { json } => control(&cli, ControlCmd::Sockstat { json: *json }),
+        Cmd::Tcpdrop { local, remote } => control(
+            &cli,
+            ControlCmd::Tcpdrop {
+                local: *local,
+                remote: *remote,
+            },
+        ),
         Cmd::Kldunload { name, force } => control(
             &cli,
             ControlCmd::Kldunload {
@@ -488,6 +541,7 @@ fn main() -> ExitCode {
             stack,
             cc,
             pcap,
+            trace,
         } => {
             let opts = plugtcp_host::demo::DemoOptions {
                 bytes: *size,
@@ -499,6 +553,7 @@ fn main() -> ExitCode {
                 stack: stack.clone(),
                 cc: cc.clone(),
                 pcap: pcap.clone(),
+                trace: trace.clone(),
                 ..Default::default()
             };
             match plugtcp_host::demo::run(&opts, SearchPath::from_env(&cli.plugin_dir)) {

@@ -195,6 +195,7 @@ fn ecn_input(_base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         && cx.cc.on_ecn_signal(&mut cx.tp, seg.ack)
     {
         cx.count(ctr::ECN_REDUCTIONS, 1);
+        cx.tp.t_ecn_reductions += 1;
     }
 }
 
@@ -269,6 +270,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         sack_news = r.new_sacked_bytes;
         if let Some(d) = r.dsack {
             cx.tp.t_dsack_bytes += d.end.wrapping_sub(d.start) as u64;
+            cx.tp.t_dsack_pack += 1;
         }
     }
     // RACK-TLP finds losses by time on every acceptable ACK, duplicate or not.
@@ -294,6 +296,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         if dupack && base.rack.is_some() {
             // RACK counts no duplicate ACKs; what they SACKed went through rack::on_ack.
             cx.count(ctr::RCVDUPACK, 1);
+            cx.tp.t_rcvdupack += 1;
             output::tcp_output(base, cx);
         } else if dupack {
             lost_retransmission(base, cx);
@@ -315,9 +318,6 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         tp.snd_wl1 = seg.seq;
         tp.snd_wl2 = ack;
         tp.max_sndwnd = tp.max_sndwnd.max(new_wnd);
-        if new_wnd == 0 {
-            tp.t_sndzerowin += 1;
-        }
         if opened {
             base.persist_shift = 0;
             cx.host.timer_stop(tt::PERSIST);
@@ -334,6 +334,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
 fn on_dupack(base: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
     let tp = &mut cx.tp;
     tp.t_dupacks += 1;
+    tp.t_rcvdupack += 1;
     cx.count(ctr::RCVDUPACK, 1);
     let tp = &cx.tp;
     let sack = tp.t_flags & tf::SACK_PERMIT != 0;
@@ -374,6 +375,7 @@ fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
     base.rtt_timer.invalidate();
     base.high_rxt = cx.tp.snd_una;
     cx.count(ctr::SACK_RECOVERY, 1);
+    cx.tp.t_sack_recovery_episode += 1;
     let tp = &mut cx.tp;
     if sack {
         // RFC 6675: cwnd = ssthresh; the first lost segment goes out at once; then PRR
@@ -463,6 +465,7 @@ fn lost_retransmission(base: &mut Engine, cx: &mut StackCtx) {
         .is_some_and(|h| seq_gt(h, sent_before))
     {
         cx.count(ctr::LOST_REXMIT, 1);
+        cx.tp.t_lost_rexmit += 1;
         retransmit_first(base, cx);
     }
 }

@@ -62,7 +62,8 @@ pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
 pub struct Engine {
     loss: LossDetection,
     /// RACK-TLP's send map and state (RackTlp mode only).
-    rack: Option<plugtcp_framework::rack::RackTlp>,
+    /// Boxed: base's connections (most of them) pay one pointer, not the whole state.
+    rack: Option<Box<plugtcp_framework::rack::RackTlp>>,
     rtt: RttEstimator,
     rtt_timer: RttTimer,
     /// Send times of the data in flight: an RTT sample per ACK for the CC's `rttsample`.
@@ -340,7 +341,7 @@ impl Engine {
         let mut base = Engine::new(cx);
         base.loss = loss;
         if loss == LossDetection::RackTlp {
-            base.rack = Some(rack::new_map(cx, mode));
+            base.rack = Some(Box::new(rack::new_map(cx, mode)));
         }
         if mode == InitMode::Switch {
             base.rearm_timers(cx);
@@ -441,5 +442,11 @@ impl Engine {
         out.tcpi_rttvar = self.rtt.rttvar();
         out.tcpi_rto = self.rtt.backoff(cx.tp.t_rxtshift);
         out.tcpi_rcv_space = cx.host.rcv_space();
+        // FreeBSD: time since the last segment arrived (t_rcvtime), in microseconds.
+        let idle_us = cx.host.now().saturating_sub(cx.tp.t_rcvtime) / 1000;
+        out.tcpi_last_data_recv = idle_us.min(u32::MAX as u64) as u32;
+        // The SACK blocks the next ACK would carry (FreeBSD rcv_numsacks, at most 6).
+        let mut blocks = [plugtcp_framework::segment::SackBlock::default(); 6];
+        out.tcpi_rcv_numsacks = self.reass.sack_blocks(&mut blocks) as u32;
     }
 }

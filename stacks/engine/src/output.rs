@@ -209,6 +209,8 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     }
     if wire_win == 0 {
         tp.t_flags |= tf::RXWIN0SENT;
+        // FreeBSD t_sndzerowin: zero windows this end advertised.
+        tp.t_sndzerowin += 1;
     } else {
         tp.t_flags &= !tf::RXWIN0SENT;
     }

@@ -111,6 +111,7 @@ fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
     cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
     base.rtt_timer.invalidate();
     cx.count(ctr::SACK_RECOVERY, 1);
+    cx.tp.t_sack_recovery_episode += 1;
     cx.host.timer_stop(TT_TLP);
     let tp = &mut cx.tp;
     tp.snd_cwnd = tp.snd_ssthresh;
@@ -118,7 +119,7 @@ fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
     base.prr_out = 0;
     base.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
     // The first lost segment goes at once (as RFC 6675's fast retransmit).
-    if let Some((s, e)) = base.rack.as_ref().and_then(RackTlp::next_to_retransmit) {
+    if let Some((s, e)) = base.rack.as_deref().and_then(RackTlp::next_to_retransmit) {
         retransmit_range(base, cx, s, e);
     }
     crate::input::prr_apply(base, cx, 0);
@@ -150,7 +151,7 @@ pub(crate) fn pipe(base: &Engine, cx: &StackCtx) -> Option<u32> {
 
 /// The next lost range to resend, in recovery.
 pub(crate) fn next_to_retransmit(base: &Engine) -> Option<(u32, u32)> {
-    base.rack.as_ref().and_then(RackTlp::next_to_retransmit)
+    base.rack.as_deref().and_then(RackTlp::next_to_retransmit)
 }
 
 /// (Re)arms the probe timeout when data is outstanding outside recovery (RFC 8985 7.2);
@@ -194,6 +195,7 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
     let wnd_left = tp.snd_una.wrapping_add(tp.snd_wnd).wrapping_sub(tp.snd_max);
     let have_new = (unsent as i32) > 0 && (wnd_left as i32) >= mss.min(unsent) as i32;
     let Some(r) = base.rack.as_mut() else { return };
+    let bytes_before = cx.tp.t_snd_bytes + cx.tp.t_rexmit_bytes;
     let sent = match r.on_pto(have_new) {
         TlpAction::SendNew => {
             let (seq, len) = (cx.tp.snd_max, unsent.min(mss));
@@ -206,6 +208,8 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
     };
     if sent {
         cx.count(ctr::TLP_PROBES, 1);
+        cx.tp.t_sndtlppack += 1;
+        cx.tp.t_sndtlpbyte += cx.tp.t_snd_bytes + cx.tp.t_rexmit_bytes - bytes_before;
     }
     cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
 }

@@ -56,6 +56,7 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
         }
     }
     cx.count(ctr::RTO, 1);
+    cx.tp.t_rexmttimeo += 1;
     if cx.tp.t_state.have_established() {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
     }
@@ -80,6 +81,7 @@ fn persist(base: &mut Engine, cx: &mut StackCtx) {
         return;
     }
     cx.count(ctr::PERSISTTIMEO, 1);
+    cx.tp.t_persisttimeo += 1;
     // The probe is the first unacknowledged byte, the same one each time until the window
     // opens (RFC 9293 3.8.6.1).
     if cx.tp.snd_wnd == 0 {
@@ -132,6 +134,7 @@ fn keep(base: &mut Engine, cx: &mut StackCtx) {
     // The probe: one byte before snd_una (no data), which the peer must ACK.
     base.keep_probes += 1;
     cx.count(ctr::KEEPPROBE, 1);
+    cx.tp.t_keepprobe += 1;
     let seq = cx.tp.snd_una.wrapping_sub(1);
     send_probe(base, cx, seq);
     cx.host.timer_start(tt::KEEP, intvl);

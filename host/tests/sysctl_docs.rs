@@ -24,7 +24,12 @@ fn table_rows(doc: &str) -> String {
 
 #[test]
 fn readme_carries_the_same_table() {
-    let readme = doc_path().parent().unwrap().parent().unwrap().join("README.md");
+    let readme = doc_path()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("README.md");
     let text = std::fs::read_to_string(&readme).unwrap();
     let want = table_rows(&markdown_table());
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {

@@ -365,7 +365,7 @@ fn sysctl(h: &mut Host, all: bool, describe: bool, names: &[String], r: &mut Rep
                 Err(Errno::ENOENT) => {
                     let rows = h.sysctl.list(&n);
                     if rows.is_empty() {
-                        r.fail(format!("sysctl: unknown oid '{n}'"));
+                        r.fail(format!("sysctl: unknown oid '{n}': {}", Errno::ENOENT));
                     }
                     for (k, v) in rows {
                         let _ = writeln!(r.stdout, "{k}: {v}");
@@ -444,8 +444,15 @@ fn serve_one(stream: UnixStream, h: &mut Host) -> io::Result<()> {
 
 /// Sends one command to the host listening on `path`.
 pub fn request(path: &Path, cmd: &ControlCmd) -> io::Result<Reply> {
-    let stream = UnixStream::connect(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let stream = UnixStream::connect(path).map_err(|e| {
+        // The errno by name, as the other commands report theirs (EACCES: another user's
+        // socket, ECONNREFUSED: no host behind it).
+        let why = match e.raw_os_error().map(Errno) {
+            Some(n) if n.name() != "E?" => n.to_string(),
+            _ => e.to_string(),
+        };
+        io::Error::new(e.kind(), format!("{}: {why}", path.display()))
+    })?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = &stream;
     w.write_all(serde_json::to_string(cmd)?.as_bytes())?;

@@ -61,6 +61,17 @@ pub fn run_plugtcp(bytes: u64, mtu: u32, buffer: u64) -> Result<BulkResult, Stri
 /// Connects A to B on `port` and moves `bytes`, timing from the first byte written to the
 /// last read (the handshake is not timed).
 pub fn transfer(net: &mut SimNet, port: u16, bytes: u64) -> Result<BulkResult, String> {
+    transfer_with(net, port, bytes, |_| {})
+}
+
+/// As [`transfer`], calling `tick` once per simulation step of the timed part (what a
+/// server's loop does besides moving data: `bench metrics` publishes from it).
+pub fn transfer_with(
+    net: &mut SimNet,
+    port: u16,
+    bytes: u64,
+    mut tick: impl FnMut(&mut SimNet),
+) -> Result<BulkResult, String> {
     let server: SocketAddr = (ADDR_B, port).into();
     let lid = net.b.listen(server, 4).map_err(|e| e.to_string())?;
     let c = net.a.connect(server, None).map_err(|e| e.to_string())?;
@@ -81,6 +92,7 @@ pub fn transfer(net: &mut SimNet, port: u16, bytes: u64) -> Result<BulkResult, S
     // No deadline: a finite one is where an idle network's clock jumps to (here while the
     // reader is behind), after which a timer would land past it.
     let done = net.run_until(u64::MAX, |n| {
+        tick(n);
         while sent < bytes {
             let off = (sent % PATTERN_LEN as u64) as usize;
             let len = ((bytes - sent) as usize).min(PATTERN_LEN - off);

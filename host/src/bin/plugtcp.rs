@@ -250,6 +250,29 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Bulk throughput (as `bench bulk`, one case) with metrics on against off, samples
+    /// interleaved, medians compared. On: each host has a Prometheus recorder, publishes every
+    /// --publish-ms and both expositions are rendered every --scrape-ms (serve publishes
+    /// every 1000 ms; the defaults are shorter so that each sub-second sample does both
+    /// several times).
+    Metrics {
+        /// Bytes per sample (suffixes K, M, G).
+        #[arg(long, default_value = "4G", value_parser = parse_size)]
+        bytes: u64,
+        /// Samples per variant.
+        #[arg(long, default_value_t = 7)]
+        samples: usize,
+        #[arg(long, default_value_t = 1500)]
+        mtu: u32,
+        #[arg(long, default_value = "64K", value_parser = parse_size)]
+        buffer: u64,
+        #[arg(long, default_value_t = 100)]
+        publish_ms: u64,
+        #[arg(long, default_value_t = 250)]
+        scrape_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// ns per CC hook call through the loaded .so against the same module linked statically.
     Dispatch {
         #[arg(long, default_value_t = 5_000_000)]
@@ -744,6 +767,54 @@ fn main() -> ExitCode {
                     fail("bench stack-switch: the bytes after the switches do not match")
                 }
                 Err(e) => fail(format!("bench stack-switch: {e}")),
+            }
+        }
+        Cmd::Bench {
+            which:
+                Bench::Metrics {
+                    bytes,
+                    samples,
+                    mtu,
+                    buffer,
+                    publish_ms,
+                    scrape_ms,
+                    json,
+                },
+        } => {
+            use plugtcp_host::bench::metrics::{run, MetricsBenchConfig};
+            use std::time::Duration;
+            let cfg = MetricsBenchConfig {
+                bytes: *bytes,
+                samples: *samples,
+                mtu: *mtu,
+                buffer: *buffer,
+                publish: Duration::from_millis(*publish_ms),
+                scrape: Duration::from_millis(*scrape_ms),
+            };
+            match run(&cfg) {
+                Ok(r) if *json => print_report(&r, true),
+                Ok(r) => {
+                    for s in &r.samples {
+                        println!(
+                            "metrics {:<3} {:>8.2} Gbit/s  {:>3} publishes  {:>2} renders",
+                            if s.metrics { "on" } else { "off" },
+                            s.gbit_per_s,
+                            s.publishes,
+                            s.renders
+                        );
+                    }
+                    let (pct, word) = if r.slowdown_percent >= 0.0 {
+                        (r.slowdown_percent, "slower")
+                    } else {
+                        (-r.slowdown_percent, "faster")
+                    };
+                    println!(
+                        "median: off {:.2} Gbit/s, on {:.2} Gbit/s, on/off {:.3} ({pct:.1}% {word} with metrics on)",
+                        r.gbit_per_s_off, r.gbit_per_s_on, r.ratio
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("bench metrics: {e}")),
             }
         }
         Cmd::Bench {

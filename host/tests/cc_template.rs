@@ -6,12 +6,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-
-const EXE: &str = env!("CARGO_BIN_EXE_plugtcp");
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,19 +39,7 @@ fn build_template() -> PathBuf {
     target.join("release/libplugtcp_cc_template.so")
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new(EXE)
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{ctl, ok};
 
 #[test]
 fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {

@@ -18,19 +18,7 @@ use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_plugtcp");
 
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new(EXE)
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{ctl, ok};
 
 /// The command failed with exactly one line on stderr, naming `errno`, and printed nothing.
 fn refused(o: &Output, errno: &str) -> String {

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_INFO, TCP_STATS};
@@ -236,21 +235,7 @@ fn tcp_stats_equal_the_stack_counters() {
     }
 }
 
-const EXE: &str = env!("CARGO_BIN_EXE_plugtcp");
-
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new(EXE)
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{ctl, ok};
 
 /// `plugtcp tcpdrop` through the control socket of a running `serve --io udp` resets a live
 /// download (the client fails with ECONNRESET); dropping it again is one line of ESRCH.

@@ -363,3 +363,19 @@ pub fn transfer(
         ticks,
     }
 }
+
+/// `plugtcp --control SOCK ARGS...` run to completion.
+pub fn ctl(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The command's stdout, after asserting it succeeded (its stderr otherwise).
+pub fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -569,21 +569,10 @@ impl Host {
         if matches!(tp.t_state, TcpState::Closed | TcpState::Listen) {
             return Err(Errno::ESRCH);
         }
-        if tp.t_state != TcpState::TimeWait
-            && (tp.t_state.have_established() || tp.t_state == TcpState::SynReceived)
-        {
-            let seg = plugtcp_framework::segment::SegOut {
-                seq: tp.snd_nxt,
-                ack: tp.rcv_nxt,
-                flags: plugtcp_framework::segment::th::RST | plugtcp_framework::segment::th::ACK,
-                ..Default::default()
-            };
-            let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
-            let _ = self.worker.tx.push_with(crate::wire::MAX_HEADER, |buf| {
-                crate::wire::build(buf, local, remote, &seg, &[], ttl)
-            });
-            self.stats.out_rsts += 1;
+        if tp.t_state != TcpState::TimeWait {
+            self.rst_peer(slot);
         }
+        let c = self.conns[slot].as_mut().expect("checked above");
         c.side.stop_timers(&mut self.worker);
         let tp = &mut c.ctx.tp;
         tp.t_state = TcpState::Closed;
@@ -593,25 +582,34 @@ impl Host {
         Ok(())
     }
 
-    /// Drops the connection with a RST (tcp_drop), and frees it.
-    pub fn abort(&mut self, slot: usize) {
-        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+    /// A RST to the peer of a synchronized connection (FreeBSD tcp_drop's tcp_respond).
+    fn rst_peer(&mut self, slot: usize) {
+        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
             return;
         };
         let tp = &c.ctx.tp;
-        if tp.t_state.have_established() || tp.t_state == TcpState::SynReceived {
-            let seg = plugtcp_framework::segment::SegOut {
-                seq: tp.snd_nxt,
-                ack: tp.rcv_nxt,
-                flags: plugtcp_framework::segment::th::RST | plugtcp_framework::segment::th::ACK,
-                ..Default::default()
-            };
-            let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
-            let _ = self.worker.tx.push_with(crate::wire::MAX_HEADER, |buf| {
-                crate::wire::build(buf, local, remote, &seg, &[], ttl)
-            });
-            self.stats.out_rsts += 1;
+        if !(tp.t_state.have_established() || tp.t_state == TcpState::SynReceived) {
+            return;
         }
+        let seg = plugtcp_framework::segment::SegOut {
+            seq: tp.snd_nxt,
+            ack: tp.rcv_nxt,
+            flags: plugtcp_framework::segment::th::RST | plugtcp_framework::segment::th::ACK,
+            ..Default::default()
+        };
+        let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
+        let _ = self.worker.tx.push_with(crate::wire::MAX_HEADER, |buf| {
+            crate::wire::build(buf, local, remote, &seg, &[], ttl)
+        });
+        self.stats.out_rsts += 1;
+    }
+
+    /// Drops the connection with a RST (tcp_drop), and frees it.
+    pub fn abort(&mut self, slot: usize) {
+        if self.conns.get(slot).and_then(Option::as_ref).is_none() {
+            return;
+        }
+        self.rst_peer(slot);
         self.free_conn(slot);
     }
 

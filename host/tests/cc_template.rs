@@ -7,7 +7,6 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -67,21 +66,10 @@ fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
         .unwrap();
 
     // Find the download on the server.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let remote = loop {
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_str(&ok(&ctl(&sock, &["sockstat", "--json"]))).unwrap();
-        let live = rows.iter().find(|r| {
-            r["state"] == "ESTABLISHED"
-                && r["local"] == "127.0.0.1:8080"
-                && r["bytes_sent"].as_u64() > Some(0)
-        });
-        if let Some(r) = live {
-            break r["remote"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no download seen: {rows:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let remote = common::live_download(&sock, 0)["remote"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let loaded = ok(&ctl(&sock, &["kldload", so.to_str().unwrap()]));
     assert!(loaded.contains("loaded cc aimd"), "{loaded}");

@@ -90,19 +90,7 @@ impl Drop for Server {
 
 /// The download's row in sockstat once it has moved some data.
 fn live_download(sock: &Path) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let rows = json(&ctl(sock, &["sockstat", "--json"]));
-        if let Some(r) = rows.iter().find(|r| {
-            r["state"] == "ESTABLISHED"
-                && r["local"] == "127.0.0.1:8080"
-                && r["bytes_sent"].as_u64() > Some(64 << 10)
-        }) {
-            return r.clone();
-        }
-        assert!(Instant::now() < deadline, "no download seen: {rows:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::live_download(sock, 64 << 10)
 }
 
 fn conn_row(sock: &Path, remote: &str) -> Value {

@@ -15,28 +15,10 @@ use plugtcp_host::registry::Deregistered;
 
 /// A copy of a test block with some fields changed (leaked: descriptors are 'static).
 fn variant(f: impl FnOnce(&mut TcpFunctionBlock)) -> TcpFunctionBlockRef {
-    let b = block::<0>();
-    let mut d = TcpFunctionBlock {
-        name: RStr::from_str("variant"),
-        aliases: RSlice::from_slice(&[]),
-        flags: b.flags(),
-        counters: b.counters(),
-        init: b.init(),
-        fini: b.fini(),
-        do_segment: b.do_segment(),
-        output: b.output(),
-        timer: b.timer(),
-        ctloutput: b.ctloutput(),
-        handoff_ok: b.handoff_ok(),
-        mtu_chg: b.mtu_chg(),
-        switch_failed: b.switch_failed(),
-        chg_query: b.chg_query(),
-        info: b.info(),
-        inherit: b.inherit(),
-    };
-    f(&mut d);
-    let wm: &'static WithMetadata<TcpFunctionBlock> = Box::leak(Box::new(WithMetadata::new(d)));
-    TcpFunctionBlockRef(wm.static_as_prefix())
+    common::block_variant(block::<0>(), |d| {
+        d.name = RStr::from_str("variant");
+        f(d)
+    })
 }
 
 fn names(list: &'static [&'static str]) -> RSlice<'static, RStr<'static>> {

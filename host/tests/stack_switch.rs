@@ -175,6 +175,33 @@ fn errnos() {
     assert_eq!(set_blk(h, 9999, "base"), Err(Errno::EBADF));
 }
 
+/// The hooks of a test block that carries no traffic: segments, output and timers do
+/// nothing, and it has no socket options.
+macro_rules! inert_hooks {
+    () => {
+        fn do_segment(
+            &mut self,
+            _cx: &mut StackCtx,
+            _seg: &plugtcp_framework::segment::SegIn<'_>,
+        ) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn output(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn timer(&mut self, _cx: &mut StackCtx, _which: u32) -> Result<(), Errno> {
+            Ok(())
+        }
+        fn ctloutput(
+            &mut self,
+            _cx: &mut StackCtx,
+            _opt: &mut plugtcp_framework::sockopt::SockOpt<'_>,
+        ) -> Result<(), Errno> {
+            Err(Errno::ENOPROTOOPT)
+        }
+    };
+}
+
 /// A block whose handoff_ok refuses every live connection with an errno of its choosing.
 struct Refuser;
 impl TcpStack for Refuser {
@@ -183,26 +210,7 @@ impl TcpStack for Refuser {
     fn init(_cx: &mut StackCtx, _mode: InitMode, _old: OldStack) -> Result<Self, Errno> {
         Ok(Refuser)
     }
-    fn do_segment(
-        &mut self,
-        _cx: &mut StackCtx,
-        _seg: &plugtcp_framework::segment::SegIn<'_>,
-    ) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn output(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn timer(&mut self, _cx: &mut StackCtx, _which: u32) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn ctloutput(
-        &mut self,
-        _cx: &mut StackCtx,
-        _opt: &mut plugtcp_framework::sockopt::SockOpt<'_>,
-    ) -> Result<(), Errno> {
-        Err(Errno::ENOPROTOOPT)
-    }
+    inert_hooks!();
     fn handoff_ok(_cx: &StackCtx) -> Result<(), Errno> {
         Err(Errno::EOPNOTSUPP)
     }
@@ -220,26 +228,7 @@ impl TcpStack for FailInit {
         }
         Ok(FailInit)
     }
-    fn do_segment(
-        &mut self,
-        _cx: &mut StackCtx,
-        _seg: &plugtcp_framework::segment::SegIn<'_>,
-    ) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn output(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn timer(&mut self, _cx: &mut StackCtx, _which: u32) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn ctloutput(
-        &mut self,
-        _cx: &mut StackCtx,
-        _opt: &mut plugtcp_framework::sockopt::SockOpt<'_>,
-    ) -> Result<(), Errno> {
-        Err(Errno::ENOPROTOOPT)
-    }
+    inert_hooks!();
 }
 
 fn register<S: TcpStack>(h: &Host) {

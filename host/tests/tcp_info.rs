@@ -260,21 +260,7 @@ fn tcpdrop_resets_a_live_download() {
         .spawn()
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let row = loop {
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_str(&ok(&ctl(&sock, &["sockstat", "--json"]))).unwrap();
-        let live = rows.iter().find(|r| {
-            r["state"] == "ESTABLISHED"
-                && r["local"] == "127.0.0.1:8080"
-                && r["bytes_sent"].as_u64() > Some(256 << 10)
-        });
-        if let Some(r) = live {
-            break r.clone();
-        }
-        assert!(Instant::now() < deadline, "no download seen: {rows:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let row = common::live_download(&sock, 256 << 10);
     let remote = row["remote"].as_str().unwrap().to_string();
     for k in [
         "rto_us",

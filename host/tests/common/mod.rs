@@ -248,10 +248,19 @@ pub fn udp_get_command(path: &str, udp_port: u16, out: &std::path::Path) -> std:
 /// are 'static): the same stack, registered twice, so that a connection can switch between
 /// two blocks that both carry data.
 pub fn renamed_block(b: TcpFunctionBlockRef, name: &'static str) -> TcpFunctionBlockRef {
+    block_variant(b, |d| d.name = RStr::from_str(name))
+}
+
+/// A copy of block `b`'s descriptor without aliases, changed by `f` (leaked: descriptors are
+/// 'static).
+pub fn block_variant(
+    b: TcpFunctionBlockRef,
+    f: impl FnOnce(&mut plugtcp_framework::stack::TcpFunctionBlock),
+) -> TcpFunctionBlockRef {
     use abi_stable::prefix_type::WithMetadata;
     use abi_stable::std_types::RSlice;
-    let d = plugtcp_framework::stack::TcpFunctionBlock {
-        name: RStr::from_str(name),
+    let mut d = plugtcp_framework::stack::TcpFunctionBlock {
+        name: b.name(),
         aliases: RSlice::from_slice(&[]),
         flags: b.flags(),
         counters: b.counters(),
@@ -268,6 +277,7 @@ pub fn renamed_block(b: TcpFunctionBlockRef, name: &'static str) -> TcpFunctionB
         info: b.info(),
         inherit: b.inherit(),
     };
+    f(&mut d);
     let wm: &'static WithMetadata<plugtcp_framework::stack::TcpFunctionBlock> =
         Box::leak(Box::new(WithMetadata::new(d)));
     TcpFunctionBlockRef(wm.static_as_prefix())
@@ -378,4 +388,27 @@ pub fn ctl(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
 pub fn ok(o: &std::process::Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The row `plugtcp sockstat --json` shows for the download from the UDP HTTP server above
+/// (local 127.0.0.1:8080, ESTABLISHED) once it has sent more than `min_sent` bytes; waits up
+/// to 20 s.
+pub fn live_download(sock: &std::path::Path, min_sent: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&ok(&ctl(sock, &["sockstat", "--json"]))).unwrap();
+        if let Some(r) = rows.iter().find(|r| {
+            r["state"] == "ESTABLISHED"
+                && r["local"] == "127.0.0.1:8080"
+                && r["bytes_sent"].as_u64() > Some(min_sent)
+        }) {
+            return r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no download seen: {rows:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -244,6 +244,11 @@ impl SendTimes {
         });
     }
 
+    /// When the oldest data still tracked was first sent (ns).
+    pub fn oldest_sent(&self) -> Option<u64> {
+        self.runs.as_ref()?.front().map(|r| r.sent)
+    }
+
     /// A cumulative ACK at `now` (ns): forgets what it covers and returns the RTT (us) and
     /// flight-at-send of the newest data it acknowledges (the run it ends in), unless
     /// retransmitted data is involved.

@@ -7,6 +7,14 @@ pub const IPPROTO_TCP: i32 = 6;
 /// `SOL_SOCKET` options (SO_KEEPALIVE, SO_LINGER, ...) use this level.
 pub const SOL_SOCKET: i32 = 0xffff;
 
+/// SOL_SOCKET option names (FreeBSD values). The host handles them; a stack sees
+/// SO_KEEPALIVE (after the host stored it in the tcpcb) to re-arm its keepalive timer.
+pub const SO_KEEPALIVE: i32 = 0x0008;
+pub const SO_LINGER: i32 = 0x0080;
+pub const SO_OOBINLINE: i32 = 0x0100;
+pub const SO_SNDBUF: i32 = 0x1001;
+pub const SO_RCVBUF: i32 = 0x1002;
+
 // FreeBSD <netinet/tcp.h> option names and values.
 pub const TCP_NODELAY: i32 = 1;
 pub const TCP_MAXSEG: i32 = 2;

@@ -115,6 +115,16 @@ pub mod tf2 {
     pub const INPUT_BATCH: u32 = 0x0200_0000;
     /// The peer is one of this host's own addresses (for `nolocaltimewait`). plugtcp's own.
     pub const LOCAL_PEER: u32 = 0x0400_0000;
+    /// The connection runs over IPv6 (FreeBSD's INP_IPV6): `v6mssdflt` applies. Set by the
+    /// host. plugtcp's own.
+    pub const INET6: u32 = 0x0800_0000;
+    /// Quick-ACK mode (Linux TCP_QUICKACK): every data segment is acknowledged at once until
+    /// the stack leaves the mode (an interactive exchange: we send data soon after
+    /// receiving). In the tcpcb, so that it survives a stack switch. plugtcp's own.
+    pub const QUICKACK: u32 = 0x1000_0000;
+    /// TF_NOPUSH was set through Linux's TCP_CORK: held-back data goes out after 200 ms
+    /// at most, and when TCP_NODELAY is set. plugtcp's own.
+    pub const CORK: u32 = 0x2000_0000;
 }
 
 /// The shared TCP control block. The host owns it (inline in its connection slot); stacks

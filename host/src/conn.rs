@@ -251,6 +251,9 @@ pub struct HostSide {
     pub listener: Option<u32>,
     /// Waiting in its listener's accept queue.
     pub queued: bool,
+    /// Made from a listener's handshake but not yet in its accept queue (half-open, or held
+    /// by TCP_DEFER_ACCEPT): counted against the listener's backlog.
+    pub embryonic: bool,
     /// TCP_DEFER_ACCEPT: not acceptable before this time unless data arrives.
     pub deferred_until: Option<u64>,
     /// SO_LINGER seconds, when set.
@@ -274,6 +277,9 @@ pub struct HostSide {
     pub rd_shut: bool,
     /// The connection's own siftr trace (TCP_SIFTR).
     pub siftr: Option<Box<crate::siftr::ConnTrace>>,
+    /// Stack options set on it, set again on the next stack after a switch (boxed: most
+    /// connections never set one).
+    pub sticky: Option<Box<crate::socket::sticky::StickyOpts>>,
 }
 
 impl HostSide {
@@ -289,6 +295,7 @@ impl HostSide {
             events: 0,
             listener: None,
             queued: false,
+            embryonic: false,
             deferred_until: None,
             linger: None,
             udp_port: 0,
@@ -301,6 +308,7 @@ impl HostSide {
             wr_shut: false,
             rd_shut: false,
             siftr: None,
+            sticky: None,
         }
     }
 

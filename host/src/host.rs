@@ -13,14 +13,14 @@ use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
 use crate::lro;
 use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
+use crate::secrets::{sip_key, Entropy, HostRng};
 use crate::socket::syncache::{SynCache, SynCacheConfig, SynCacheEvent, SynCookies};
 use crate::socket::table::{ConnKey, SockTable};
 use crate::sysctl::TcpTunables;
 use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
 use crate::usrreq::Listener;
 use plugtcp_framework::stack::StackTunables;
-use rand::{RngCore, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::SeedableRng;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +54,8 @@ pub struct Host {
     /// 4-tuple demux, listeners, ports.
     pub table: SockTable,
     pub syncache: SynCache,
+    /// IP fragment reassembly (see [`crate::ipfrag`]).
+    pub frags: crate::ipfrag::Reassembler,
     pub cookies: SynCookies,
     pub listeners: Vec<Option<Listener>>,
     pub stats: TcpStats,
@@ -65,7 +67,8 @@ pub struct Host {
     pub mtu: u32,
     /// The sysctl values in force (refreshed when the tree changes).
     pub tunables: Arc<TcpTunables>,
-    pub(crate) rng: Xoshiro256PlusPlus,
+    /// Where every secret comes from (see [`crate::secrets`]).
+    pub(crate) rng: HostRng,
     isn_key: (u64, u64),
     isn_reseeded: u64,
     ts_key: (u64, u64),
@@ -129,19 +132,33 @@ pub fn builtin_function_blocks() -> Vec<TcpFunctionBlockRef> {
 }
 
 impl Host {
-    /// A host with an empty registry.
+    /// A host with an empty registry whose secrets (ISN key, cookie secrets, hash keys,
+    /// ports, timestamp offsets) come from the operating system's CSPRNG: a real host.
     pub fn empty(search_path: SearchPath) -> Self {
-        Self::with_seed(search_path, 1)
+        Self::with_entropy(search_path, Entropy::Os)
     }
 
     /// A host with an empty registry whose randomness (ISNs, ports, cookies, timestamp
-    /// offsets) comes from `seed`, so simulated runs are reproducible.
+    /// offsets) comes from `seed`, so simulated runs are reproducible. For the simulator and
+    /// tests only: anyone who knows the seed can compute this host's cookies and ISNs.
     pub fn with_seed(search_path: SearchPath, seed: u64) -> Self {
+        Self::with_entropy(search_path, Entropy::Seed(seed))
+    }
+
+    /// A host with an empty registry and secrets from `entropy`.
+    pub fn with_entropy(search_path: SearchPath, entropy: Entropy) -> Self {
+        Self::with_sysctl(search_path, entropy, SysctlTree::new())
+    }
+
+    /// A host with an empty registry, secrets from `entropy` and the sysctl tree `tree`
+    /// (built with [`SysctlTree::with_loader_tunables`] to set what FreeBSD only takes at
+    /// boot, such as the SYN cache's size).
+    pub fn with_sysctl(search_path: SearchPath, entropy: Entropy, tree: SysctlTree) -> Self {
         let globals: &'static CcGlobals = Box::leak(Box::default());
-        let sysctl = Arc::new(SysctlTree::new());
+        let sysctl = Arc::new(tree);
         let registry = Arc::new(Registry::new(globals));
         let tunables = sysctl.load_full();
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut rng = entropy.rng();
         let sc_cfg = SynCacheConfig {
             hashsize: tunables.syncache_hashsize as usize,
             bucketlimit: tunables.syncache_bucketlimit as usize,
@@ -157,8 +174,9 @@ impl Host {
             worker: Worker::new(0),
             fired: Vec::new(),
             plugin_faults: Default::default(),
-            table: SockTable::new(rng.next_u64()),
-            syncache: SynCache::new(sc_cfg, rng.next_u64()),
+            table: SockTable::with_rng(HostRng::from_rng(&mut rng)),
+            syncache: SynCache::with_key(sc_cfg, sip_key(&mut rng)),
+            frags: crate::ipfrag::Reassembler::new(Default::default()),
             cookies: SynCookies::new(0, &mut rng),
             listeners: Vec::new(),
             stats: TcpStats::default(),
@@ -166,9 +184,9 @@ impl Host {
             addrs: Vec::new(),
             mtu: 1500,
             tunables,
-            isn_key: (rng.next_u64(), rng.next_u64()),
+            isn_key: sip_key(&mut rng),
             isn_reseeded: 0,
-            ts_key: (rng.next_u64(), rng.next_u64()),
+            ts_key: sip_key(&mut rng),
             rng,
             sc_events: Vec::new(),
             batch: None,
@@ -240,7 +258,12 @@ impl Host {
     /// A host that loads every plugin file found on the search path, then registers the
     /// built-in plugins whose names no file took. Files that fail are reported, not fatal.
     pub fn with_plugins(search_path: SearchPath) -> (Self, Vec<LoadError>) {
-        let mut host = Host::empty(search_path);
+        Self::with_plugins_in(Host::empty(search_path))
+    }
+
+    /// As [`Host::with_plugins`], for a host built already (a sysctl tree of its own, a
+    /// seed).
+    pub fn with_plugins_in(mut host: Host) -> (Self, Vec<LoadError>) {
         let mut errors = Vec::new();
         for f in host.search_path.autoload_files() {
             if let Err(e) = host.kldload_path(f) {
@@ -496,7 +519,9 @@ impl Host {
                     Err(f) => self.note_fault(&f),
                 }
             }
-            if !moved {
+            if moved {
+                self.replay_sticky(slot);
+            } else {
                 // Nothing takes it: it cannot stay on a departing stack (tcp_drop).
                 self.abort(slot);
             }
@@ -638,7 +663,7 @@ impl Host {
         // isn_reseed_interval (seconds, 0 = never): a fresh secret now and then, as FreeBSD.
         let every = self.tunables.isn_reseed_interval as u64 * 1_000_000_000;
         if every > 0 && self.worker.now.saturating_sub(self.isn_reseeded) >= every {
-            self.isn_key = (self.rng.next_u64(), self.rng.next_u64());
+            self.isn_key = sip_key(&mut self.rng);
             self.isn_reseeded = self.worker.now;
         }
         let h = keyed_hash(self.isn_key, key);
@@ -711,6 +736,7 @@ impl Host {
         [
             self.worker.wheel.next_deadline(),
             self.syncache.next_timeout(),
+            self.frags.next_timeout(),
             deferred,
         ]
         .into_iter()
@@ -723,6 +749,7 @@ impl Host {
         self.refresh_tunables();
         self.worker.now = now;
         self.syncache_timers(now);
+        self.frags.expire(now);
         self.defer_timers(now);
         let mut fired = std::mem::take(&mut self.fired);
         self.worker.wheel.expire(now, &mut fired);

@@ -17,6 +17,7 @@ use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
 use crate::socket::table::{ConnId, ConnKey, ListenerId};
 use crate::wire::{self, Parsed, Unverified};
 use crate::Host;
+use plugtcp_framework::seq::seq_lt;
 
 impl Host {
     /// One received IP packet.
@@ -27,6 +28,7 @@ impl Host {
         }
         let u = match wire::parse_unverified(pkt) {
             Ok(u) => u,
+            Err(wire::DropReason::Fragment) => return self.fragment_input(pkt),
             Err(reason) => {
                 self.stats.in_errs[reason as usize] += 1;
                 return;
@@ -84,6 +86,18 @@ impl Host {
             return;
         }
         self.respond_rst(&key, &p);
+    }
+
+    /// A fragment: held for reassembly, or the datagram it completes goes through the
+    /// receive path (whole datagrams are never fragments, so this recurses once).
+    fn fragment_input(&mut self, pkt: &[u8]) {
+        match self.frags.input(self.worker.now, pkt) {
+            crate::ipfrag::FragOutcome::Complete(whole) => self.input(&whole),
+            crate::ipfrag::FragOutcome::Held => {}
+            crate::ipfrag::FragOutcome::Dropped => {
+                self.stats.in_errs[wire::DropReason::Fragment as usize] += 1;
+            }
+        }
     }
 
     /// LRO with direct data placement (see [`crate::lro`]) for a candidate packet of the
@@ -255,40 +269,16 @@ impl Host {
         if f & th::ACK == 0 || f & th::SYN != 0 {
             return;
         }
-        // The third segment of the handshake.
-        let entry = match self.syncache.get(&key).copied() {
-            Some(e) if p.ack == e.iss.wrapping_add(1) => {
-                self.syncache.take(&key);
-                Some((e, true))
-            }
-            Some(_) => None,
-            None if self.tunables.syncookies != 0 => {
-                self.cookies.maybe_rotate(now, &mut self.rng);
-                let irs = p.seq.wrapping_sub(1);
-                let iss = p.ack.wrapping_sub(1);
-                self.cookies.check(&key, irs, iss).map(|info| {
-                    self.stats.syncookies_recvd += 1;
-                    let mut e = SynCacheEntry::new(key, irs, iss, lid);
-                    e.peer_mss = info.mss;
-                    e.snd_wscale = info.wscale;
-                    e.rcv_wscale = self.rcv_wscale();
-                    e.sack_ok = info.sack_ok;
-                    // Timestamps are not encoded in our cookies: the connection goes on
-                    // without them unless the ACK carries one (RFC 7323 allows that only if
-                    // both sides sent it in the SYNs, so it does not).
-                    (e, false)
-                })
-            }
-            None => None,
-        };
-        let Some((entry, from_cache)) = entry else {
-            self.rst_for_ack(&key, p);
+        // The third segment of the handshake (FreeBSD syncache_expand).
+        let Some((entry, from_cache)) = self.expand(lid, &key, p, now) else {
             return;
         };
         let Some(l) = self.listeners.get(lid.0 as usize).and_then(Option::as_ref) else {
             return;
         };
-        if l.accept_q.len() >= l.backlog {
+        // Connections not yet accepted count against the backlog, the half-open ones (made,
+        // but not through the handshake in their stack yet) included.
+        if l.accept_q.len() + l.embryonic >= l.backlog {
             self.stats.listen_overflows += 1;
             self.rst_for_ack(&key, p);
             return;
@@ -299,8 +289,133 @@ impl Host {
                 let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
                 self.after_call(slot);
             }
-            Err(_) => self.rst_for_ack(&key, p),
+            Err(_) => {
+                self.syncache.stats_mut().aborted += 1;
+                self.rst_for_ack(&key, p);
+            }
         }
+    }
+
+    /// Validates the ACK that completes a handshake against its SYN cache entry or, when
+    /// there is none, as a returning SYN cookie; answers or drops it when invalid (then
+    /// `None`). Returns the entry and whether it came from the cache.
+    fn expand(
+        &mut self,
+        lid: ListenerId,
+        key: &ConnKey,
+        p: &Parsed<'_>,
+        now: u64,
+    ) -> Option<(SynCacheEntry, bool)> {
+        let ts_negotiated;
+        let (entry, from_cache) = match self.syncache.get(key).copied() {
+            Some(e) => {
+                if p.ack != e.iss.wrapping_add(1) {
+                    // RFC 9293 3.10.7.4: an unacceptable ACK in SYN-RECEIVED draws a RST; the
+                    // pending handshake stays, so a blind ACK cannot kill it.
+                    self.syncache.stats_mut().badack += 1;
+                    self.rst_for_ack(key, p);
+                    return None;
+                }
+                ts_negotiated = e.ts_recent.is_some();
+                if let Some(recent) = e.ts_recent {
+                    // RFC 7323 PAWS on the ACK: an old timestamp is an old duplicate.
+                    if p.opts.has(to::TSTAMP) && seq_lt(p.opts.tsval, recent) {
+                        return None;
+                    }
+                }
+                (e, true)
+            }
+            None => {
+                let t = &self.tunables;
+                // A cookie is believed only while this bucket is losing entries (or when
+                // the cache is off): otherwise every handshake has its entry, and an ACK
+                // without one is forged, replayed or for a connection long gone.
+                let window_start = now.saturating_sub(crate::socket::syncache::SYNCOOKIE_LIFETIME);
+                let believable = t.syncookies != 0
+                    && (t.syncookies_only != 0
+                        || self.syncache.overflowed_since(key, window_start));
+                if !believable {
+                    self.rst_for_ack(key, p);
+                    return None;
+                }
+                self.cookies.maybe_rotate(now, &mut self.rng);
+                let irs = p.seq.wrapping_sub(1);
+                let iss = p.ack.wrapping_sub(1);
+                let Some(info) = self.cookies.check(key, irs, iss) else {
+                    self.rst_for_ack(key, p);
+                    return None;
+                };
+                self.stats.syncookies_recvd += 1;
+                self.syncache.stats_mut().cookiesrecvd += 1;
+                let mut e = SynCacheEntry::new(*key, irs, iss, lid);
+                e.peer_mss = info.mss;
+                e.snd_wscale = info.wscale;
+                e.rcv_wscale = self.rcv_wscale();
+                e.sack_ok = info.sack_ok;
+                // The cookie does not say whether timestamps were agreed, the ACK does: RFC
+                // 7323 3.2 lets a host send them after the SYNs only if both SYNs carried
+                // them (FreeBSD syncookie_lookup). Our offset is a keyed hash of the tuple,
+                // the same as the SYN-ACK used, so the peer sees one clock.
+                if self.tunables.rfc1323 != 0 && p.opts.has(to::TSTAMP) {
+                    e.ts_recent = Some(p.opts.tsval);
+                    e.ts_offset = self.ts_offset(key);
+                }
+                ts_negotiated = e.ts_recent.is_some();
+                (e, false)
+            }
+        };
+        // RFC 7323 3.2: once timestamps are agreed, a segment without one is dropped
+        // (unless tolerate_missing_ts, FreeBSD's default).
+        if ts_negotiated && !p.opts.has(to::TSTAMP) && self.tunables.tolerate_missing_ts == 0 {
+            return None;
+        }
+        // The sequence number must fall in the window the SYN-ACK offered, or the segment
+        // is not the third of this handshake; FreeBSD answers with a RST and forgets it.
+        let wnd = self.synack_window(lid);
+        let off = p.seq.wrapping_sub(entry.irs);
+        if off == 0 || off > wnd {
+            if from_cache {
+                self.syncache.remove(key);
+            }
+            self.syncache.stats_mut().badack += 1;
+            self.rst_for_ack(key, p);
+            return None;
+        }
+        if from_cache {
+            self.syncache.take(key);
+        }
+        Some((entry, from_cache))
+    }
+
+    /// The window a SYN-ACK offers: the listener's receive buffer, never scaled (RFC 7323
+    /// 2.2).
+    fn synack_window(&self, lid: ListenerId) -> u32 {
+        let rcvbuf = self
+            .listeners
+            .get(lid.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|l| l.inherit.rcvbuf)
+            .unwrap_or(self.tunables.recvspace as usize);
+        rcvbuf.min(65535) as u32
+    }
+
+    /// The MSS a listener's SYN-ACKs offer: the link's, lowered by TCP_MAXSEG on the
+    /// listener.
+    fn synack_mss(&self, local: SocketAddr, maxseg: Option<u32>) -> u32 {
+        let mss = self.mss_for(local);
+        maxseg.map_or(mss, |m| mss.min(m))
+    }
+
+    /// The MSS assumed for a peer that sent none (RFC 9293 3.7.1): `mssdflt` over IPv4,
+    /// `v6mssdflt` over IPv6.
+    pub(crate) fn default_peer_mss(&self, key: &ConnKey) -> u16 {
+        let t = &self.tunables;
+        let v = if key.remote.is_ipv4() {
+            t.mssdflt
+        } else {
+            t.v6mssdflt
+        };
+        v.clamp(0, 65535) as u16
     }
 
     /// Our window-scale shift: enough for the largest receive buffer we may grow to
@@ -316,12 +431,19 @@ impl Host {
     }
 
     fn syn_received(&mut self, lid: ListenerId, key: ConnKey, p: &Parsed<'_>, now: u64) {
-        let rfc1323 = self.tunables.rfc1323 != 0;
+        // TCP_NOOPT on the listener: a SYN-ACK without options, and none agreed (FreeBSD
+        // SCF_NOOPT).
+        let noopt = self
+            .listeners
+            .get(lid.0 as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|l| l.tcpcb.t_flags & tf::NOOPT != 0);
+        let rfc1323 = self.tunables.rfc1323 != 0 && !noopt;
         let mut e = SynCacheEntry::new(key, p.seq, self.isn(&key), lid);
         e.peer_mss = if p.opts.has(to::MSS) {
             p.opts.mss
         } else {
-            self.tunables.mssdflt as u16
+            self.default_peer_mss(&key)
         };
         if rfc1323 && p.opts.has(to::WSCALE) {
             e.snd_wscale = Some(p.opts.wscale.min(14));
@@ -331,49 +453,56 @@ impl Host {
             e.ts_recent = Some(p.opts.tsval);
             e.ts_offset = self.ts_offset(&key);
         }
-        e.sack_ok = self.tunables.sack_enable != 0 && p.opts.has(to::SACKPERM);
+        e.sack_ok = self.tunables.sack_enable != 0 && p.opts.has(to::SACKPERM) && !noopt;
+        e.noopt = noopt;
         // RFC 3168 6.1.1: an ECN-setup SYN (ECE and CWR) gets an ECN-setup SYN-ACK (ECE) when
         // ecn.enable is 1 or 2.
         e.ecn = self.tunables.ecn_enable != 0 && p.flags & (th::ECE | th::CWR) == th::ECE | th::CWR;
         let cookies = self.tunables.syncookies != 0;
-        if cookies {
+        let cookies_only = cookies && self.tunables.syncookies_only != 0;
+        let duplicate = !cookies_only && self.syncache.get(&key).is_some();
+        if cookies && !duplicate {
             // As FreeBSD: with cookies on, every SYN-ACK's ISS is a cookie, so a handshake
             // whose cache entry was evicted (bucket overflow) still completes on the ACK.
             self.cookies.maybe_rotate(now, &mut self.rng);
             e.iss = self
                 .cookies
                 .generate(&key, e.irs, e.peer_mss, e.snd_wscale, e.sack_ok);
+            self.stats.syncookies_sent += 1;
+            self.syncache.stats_mut().cookiessent += 1;
         }
-        let cached = if cookies && self.tunables.syncookies_only != 0 {
-            false
-        } else {
+        if !cookies_only {
             match self.syncache.insert(now, e) {
-                InsertOutcome::Inserted | InsertOutcome::BucketOverflow { .. } => true,
+                InsertOutcome::Inserted => {}
+                InsertOutcome::BucketOverflow { .. } => self.stats.listen_overflows += 1,
                 InsertOutcome::ReplacedDuplicate => {
                     // A retransmitted SYN: answer as before.
                     if let Some(old) = self.syncache.get(&key) {
                         e = *old;
                     }
-                    true
                 }
-                InsertOutcome::CacheFull => false,
+                InsertOutcome::CacheFull => {
+                    self.stats.listen_overflows += 1;
+                    if !cookies {
+                        return; // cache full and no cookies: drop the SYN
+                    }
+                    // Stateless from here: the cookie carries MSS, window scale and SACK,
+                    // and the ACK will say whether timestamps were agreed.
+                }
             }
-        };
-        if !cached {
-            if !cookies {
-                return; // cache full and no cookies: drop the SYN
-            }
-            // Stateless: nothing remembers the peer's timestamp, so none is offered.
-            e.ts_recent = None;
-            self.stats.syncookies_sent += 1;
         }
         self.send_synack(&e);
     }
 
     fn send_synack(&mut self, e: &SynCacheEntry) {
+        let maxseg = self
+            .listeners
+            .get(e.listener.0 as usize)
+            .and_then(Option::as_ref)
+            .and_then(|l| l.inherit.maxseg);
         let mut o = TcpOpts {
-            flags: to::MSS,
-            mss: self.mss_for(e.key.local) as u16,
+            flags: if e.noopt { 0 } else { to::MSS },
+            mss: self.synack_mss(e.key.local, maxseg) as u16,
             ..Default::default()
         };
         if e.snd_wscale.is_some() {
@@ -392,7 +521,7 @@ impl Host {
             seq: e.iss,
             ack: e.irs.wrapping_add(1),
             flags: th::SYN | th::ACK | if e.ecn { th::ECE } else { 0 },
-            win: (self.tunables.recvspace as u32).min(65535) as u16,
+            win: self.synack_window(e.listener) as u16,
             opts: o,
             ..Default::default()
         };
@@ -406,10 +535,17 @@ impl Host {
             .as_ref()
             .ok_or(Errno::ECONNABORTED)?;
         let (stack, cc, listener_tp) = (l.stack.clone(), l.cc.clone(), l.tcpcb.clone());
+        let inherit = l.inherit.clone();
         let slot = self.alloc_conn(e.key)?;
-        let mss = self.mss_for(e.key.local);
+        let mss = self.synack_mss(e.key.local, inherit.maxseg);
+        let synack_wnd = self.synack_window(e.listener);
         let c = self.conns[slot].as_mut().ok_or(Errno::ENOMEM)?;
         c.side.listener = Some(e.listener.0);
+        c.side.embryonic = true;
+        if let Some(l) = self.listeners[e.listener.0 as usize].as_mut() {
+            l.embryonic += 1;
+        }
+        let c = self.conns[slot].as_mut().ok_or(Errno::ENOMEM)?;
         let tp = &mut c.ctx.tp;
         tp.t_state = TcpState::SynReceived;
         tp.iss = e.iss;
@@ -420,12 +556,10 @@ impl Host {
         tp.rcv_nxt = e.irs.wrapping_add(1);
         tp.rcv_up = tp.rcv_nxt;
         tp.snd_up = e.iss.wrapping_add(1);
-        tp.rcv_adv = tp
-            .rcv_nxt
-            .wrapping_add((self.tunables.recvspace as u32).min(65535));
+        tp.rcv_adv = tp.rcv_nxt.wrapping_add(synack_wnd);
         tp.snd_wl1 = e.irs;
         tp.t_peer_mss = e.peer_mss as u32;
-        tp.t_maxseg = mss.min(e.peer_mss as u32).max(64);
+        tp.t_maxseg = mss.min(e.peer_mss as u32).max(self.tunables.minmss as u32);
         if let Some(ws) = e.snd_wscale {
             tp.t_flags |= tf::REQ_SCALE | tf::RCVD_SCALE;
             tp.snd_scale = ws;
@@ -452,13 +586,32 @@ impl Host {
             tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::ECN_PERMIT;
         }
         // Socket options set on the listener carry over (keepalive, nodelay, ...).
-        tp.t_flags |= listener_tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);
-        tp.t_flags2 |= listener_tp.t_flags2 & plugtcp_framework::tcpcb::tf2::KEEPALIVE;
+        {
+            use plugtcp_framework::tcpcb::tf2;
+            tp.t_flags |= listener_tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);
+            tp.t_flags2 |= listener_tp.t_flags2 & (tf2::KEEPALIVE | tf2::QUICKACK | tf2::CORK);
+        }
         tp.t_keepinit = listener_tp.t_keepinit;
         tp.t_keepidle = listener_tp.t_keepidle;
         tp.t_keepintvl = listener_tp.t_keepintvl;
         tp.t_keepcnt = listener_tp.t_keepcnt;
+        tp.t_user_timeout = listener_tp.t_user_timeout;
+        let side = &mut c.side;
+        if let Some(n) = inherit.sndbuf {
+            side.snd.set_hiwat(n);
+            side.snd_auto = false;
+        }
+        if let Some(n) = inherit.rcvbuf {
+            side.rcv.set_hiwat(n);
+            side.rcv_auto = false;
+        }
+        side.linger = inherit.linger;
+        side.oobinline = inherit.oobinline;
+        if !inherit.sticky.is_empty() {
+            side.sticky = Some(Box::new(inherit.sticky.clone()));
+        }
         self.attach_plugins(slot, stack, cc, Some(&listener_tp))?;
+        self.replay_sticky(slot);
         self.stats.passive_opens += 1;
         Ok(slot)
     }
@@ -479,6 +632,9 @@ impl Host {
         c.side.remote = key.remote;
         if self.addrs.contains(&key.remote.ip()) {
             c.ctx.tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::LOCAL_PEER;
+        }
+        if key.remote.is_ipv6() {
+            c.ctx.tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::INET6;
         }
         self.conns[slot] = Some(Box::new(c));
         Ok(slot)
@@ -569,6 +725,9 @@ impl Host {
                 {
                     l.accept_q.push_back(slot);
                     c.side.queued = true;
+                    if std::mem::take(&mut c.side.embryonic) {
+                        l.embryonic = l.embryonic.saturating_sub(1);
+                    }
                 }
             } else {
                 self.stats.active_opens += 1;
@@ -580,7 +739,10 @@ impl Host {
         if let Some((user_closed, listener, state)) = c {
             // Gone, and nobody will read its status: free it. An accepted connection that
             // dies in the accept queue is freed and taken out of the queue.
-            let queued = self.conns[slot].as_ref().is_some_and(|c| c.side.queued);
+            // A half-open one nobody has seen yet goes the same way.
+            let queued = self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.side.queued || c.side.embryonic);
             if (closed || state == TcpState::Closed) && (user_closed || queued) {
                 if let Some(lid) = listener {
                     if let Some(l) = self
@@ -602,6 +764,15 @@ impl Host {
         if let Some(c) = self.conns.get(slot).and_then(Option::as_ref) {
             let key = ConnKey::new(c.side.local, c.side.remote);
             self.table.remove_conn(&key);
+            if c.side.embryonic {
+                if let Some(l) = c
+                    .side
+                    .listener
+                    .and_then(|lid| self.listeners.get_mut(lid as usize)?.as_mut())
+                {
+                    l.embryonic = l.embryonic.saturating_sub(1);
+                }
+            }
         }
         self.close_conn(slot);
     }
@@ -640,6 +811,9 @@ impl Host {
             {
                 l.accept_q.push_back(slot);
                 c.side.queued = true;
+                if std::mem::take(&mut c.side.embryonic) {
+                    l.embryonic = l.embryonic.saturating_sub(1);
+                }
             }
         }
     }

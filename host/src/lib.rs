@@ -5,6 +5,7 @@
 //! - [`conn`]: one connection, its stack and CC, switching them live
 //! - [`host`]: the host core and the kld operations
 //! - [`socket`]: socket table (4-tuple demux), SYN cache and cookies, socket buffers
+//! - [`secrets`]: where the host's randomness comes from (the OS, or a seed in simulation)
 //! - [`sysctl`]: the `net.inet.tcp.*` tree; [`timer`]: the timer wheel
 //! - [`io`]: packet I/O backends (`sim`) and pcap capture; [`lro`]: receive coalescing
 //! - [`bench`]: `plugtcp bench ...`
@@ -17,11 +18,13 @@ pub mod demo;
 pub mod host;
 pub mod input;
 pub mod io;
+pub mod ipfrag;
 pub mod lro;
 pub mod metrics;
 pub mod plot;
 pub mod registry;
 pub mod runtime;
+pub mod secrets;
 pub mod serve;
 pub mod services;
 pub mod siftr;

@@ -59,7 +59,9 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_listen_overflows_total", "counter", "SYNs dropped or answered with a cookie because a listen queue or the SYN cache was full (TcpExtListenOverflows)."),
     ("plugtcp_tcp_syncookies_sent_total", "counter", "SYN-ACKs that carried a SYN cookie (TcpExtSyncookiesSent)."),
     ("plugtcp_tcp_syncookies_recv_total", "counter", "Connections completed from a valid SYN cookie (TcpExtSyncookiesRecv)."),
-    ("plugtcp_tcp_connection_states", "gauge", "Connections per TCP state (FreeBSD tcpstates[] names), listeners as LISTEN."),
+    ("plugtcp_tcp_connection_states", "gauge", "Connections per TCP state (FreeBSD tcpstates[] names), listeners as LISTEN, SYN cache entries as SYN_RCVD."),
+    ("plugtcp_tcp_syncache_entries", "gauge", "Half-open connections in the SYN cache."),
+    ("plugtcp_tcp_syncache_total", "counter", "SYN cache events by kind (FreeBSD tcps_sc_*: added, retransmitted, dupsyn, dropped, completed, bucketoverflow, cacheoverflow, reset, stale, aborted, badack, unreach, zonefail, sndacks, cookiessent, cookiesrecvd)."),
     ("plugtcp_tcp_sent_bytes_total", "counter", "Data bytes sent for the first time, by stack and CC (tcps_sndbyte)."),
     ("plugtcp_tcp_retrans_bytes_total", "counter", "Data bytes retransmitted, by stack and CC (tcps_sndrexmitbyte)."),
     ("plugtcp_tcp_received_bytes_total", "counter", "In-order data bytes received, by stack and CC (tcps_rcvbyte)."),
@@ -203,6 +205,28 @@ impl Host {
         counter!("plugtcp_tcp_listen_overflows_total").absolute(st.listen_overflows);
         counter!("plugtcp_tcp_syncookies_sent_total").absolute(st.syncookies_sent);
         counter!("plugtcp_tcp_syncookies_recv_total").absolute(st.syncookies_recvd);
+        let sc = self.syncache.stats();
+        for (event, n) in [
+            ("added", sc.added),
+            ("retransmitted", sc.retransmitted),
+            ("dupsyn", sc.dupsyn),
+            ("dropped", sc.dropped),
+            ("completed", sc.completed),
+            ("bucketoverflow", sc.bucketoverflow),
+            ("cacheoverflow", sc.cacheoverflow),
+            ("reset", sc.reset),
+            ("stale", sc.stale),
+            ("aborted", sc.aborted),
+            ("badack", sc.badack),
+            ("unreach", sc.unreach),
+            ("zonefail", sc.zonefail),
+            ("sndacks", sc.sndacks),
+            ("cookiessent", sc.cookiessent),
+            ("cookiesrecvd", sc.cookiesrecvd),
+        ] {
+            counter!("plugtcp_tcp_syncache_total", "event" => event).absolute(n);
+        }
+        gauge!("plugtcp_tcp_syncache_entries").set(self.syncache.len() as f64);
         for r in DropReason::ALL {
             counter!("plugtcp_tcp_in_errs_total", "reason" => r.name())
                 .absolute(st.in_errs[r as usize]);
@@ -220,6 +244,8 @@ impl Host {
         let mut totals = self.metrics.closed.clone();
         let mut states = [0u64; TcpState::ALL.len()];
         states[TcpState::Listen as usize] = self.listeners.iter().flatten().count() as u64;
+        // FreeBSD counts its SYN cache entries in tcps_states[TCPS_SYN_RECEIVED] too.
+        states[TcpState::SynReceived as usize] = self.syncache.len() as u64;
         let rtt = histogram!("plugtcp_tcp_rtt_seconds");
         let cwnd = histogram!("plugtcp_tcp_cwnd_bytes");
         for c in self.conns.iter().flatten() {

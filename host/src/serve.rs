@@ -15,7 +15,9 @@ use crate::io::sim::SimLinkConfig;
 use crate::io::tun::TunIo;
 use crate::io::udp::UdpIo;
 use crate::registry::loader::SearchPath;
+use crate::secrets::Entropy;
 use crate::services::{Forward, GetOutcome, Http, HttpGet, Simple, SimpleServer};
+use crate::sysctl::SysctlTree;
 use crate::Host;
 
 /// The kernel's and plugtcp's addresses on a device `serve --io tun` sets up itself:
@@ -144,18 +146,35 @@ pub type AnyIoHost = IoHost<Box<dyn PacketIo>>;
 type App = Box<dyn FnMut(&mut Host) -> usize>;
 
 fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
-    let (mut host, errors) = Host::with_plugins(cfg.search_path.clone());
+    // Variables of the static tree are set as the loader sets them, before the host is
+    // built: the ones FreeBSD takes only at boot (syncache.hashsize, ...) as well. Those a
+    // plugin registers (cc.algorithm, cc.<module>.*) wait until the plugins are loaded.
+    let full = |name: &str| {
+        if name.starts_with("net.") {
+            name.to_owned()
+        } else {
+            format!("net.inet.tcp.{name}")
+        }
+    };
+    let (boot, later): (Vec<_>, Vec<_>) = cfg
+        .sysctls
+        .iter()
+        .map(|(n, v)| (full(n), v.as_str()))
+        .partition(|(n, _)| crate::sysctl::tunable_entry(n).is_some());
+    for (name, value) in &boot {
+        SysctlTree::with_loader_tunables(&[(name, value)])
+            .map_err(|e| format!("sysctl {name}={value}: {e}"))?;
+    }
+    let boot: Vec<(&str, &str)> = boot.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let tree = SysctlTree::with_loader_tunables(&boot).map_err(|e| format!("sysctl: {e}"))?;
+    let host = Host::with_sysctl(cfg.search_path.clone(), Entropy::Os, tree);
+    let (mut host, errors) = Host::with_plugins_in(host);
     if let Some(e) = errors.first() {
         return Err(e.to_string());
     }
-    for (name, value) in &cfg.sysctls {
-        let full = if name.starts_with("net.") {
-            name.clone()
-        } else {
-            format!("net.inet.tcp.{name}")
-        };
-        host.sysctl_set(&full, value)
-            .map_err(|e| format!("sysctl {full}={value}: {e}"))?;
+    for (name, value) in &later {
+        host.sysctl_set(name, value)
+            .map_err(|e| format!("sysctl {name}={value}: {e}"))?;
     }
     let (io, addrs): (Box<dyn PacketIo>, Vec<IpAddr>) = match &cfg.io {
         IoChoice::Tun {

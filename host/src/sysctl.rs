@@ -795,10 +795,10 @@ mib_table! {
     check: check_tcbhashsize,
     "Size of TCP control-block hashtable";
 
-    /// 002 "the default is 1".
-    /// Not acted on: the stacks do not read it.
+    /// 002 "the default is 1". The SYN cache and the engine drop a segment without a
+    /// timestamp on a connection that agreed to them when it is 0.
     tolerate_missing_ts: i64 = 1;
-    "tolerate_missing_ts", Bool, ReadWrite, acts: false, legacy: false,
+    "tolerate_missing_ts", Bool, ReadWrite, acts: true, legacy: false,
     "Tolerate missing TCP timestamps";
 
     /// 002 "Default is to use per connection offsets".

@@ -12,6 +12,7 @@ use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState, Tcpcb};
 
 use crate::registry::{BlockEntry, CcEntry};
+use crate::socket::sticky::{check_listener_option, StickyOpts};
 use crate::socket::table::ConnKey;
 use crate::Host;
 
@@ -21,6 +22,9 @@ pub struct Listener {
     pub backlog: usize,
     /// Established connections waiting for accept (so_comp).
     pub accept_q: VecDeque<usize>,
+    /// Connections made from this listener's handshakes that are not in `accept_q` yet
+    /// (half-open, or deferred by TCP_DEFER_ACCEPT); they count against `backlog` too.
+    pub embryonic: usize,
     /// The stack and CC new connections get (the listener's, FreeBSD
     /// functions_inherit_listen_socket_stack).
     pub stack: Option<Arc<BlockEntry>>,
@@ -29,6 +33,23 @@ pub struct Listener {
     pub tcpcb: Tcpcb,
     /// TCP_DEFER_ACCEPT seconds (0: off).
     pub defer_accept: u32,
+    /// What else its connections inherit: socket-level options and the stack options set
+    /// on it (see [`StickyOpts`]).
+    pub inherit: ListenerInherit,
+}
+
+/// Options set on a listener for the connections it accepts, beyond its tcpcb's flags and
+/// timeouts.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerInherit {
+    pub sndbuf: Option<usize>,
+    pub rcvbuf: Option<usize>,
+    /// SO_LINGER seconds when on.
+    pub linger: Option<u32>,
+    pub oobinline: bool,
+    /// TCP_MAXSEG: the MSS its SYN-ACKs offer and its connections use at most.
+    pub maxseg: Option<u32>,
+    pub sticky: StickyOpts,
 }
 
 /// Which directions `shutdown` closes.
@@ -56,6 +77,7 @@ impl Host {
             addr: bound,
             backlog: backlog.max(1),
             accept_q: VecDeque::new(),
+            embryonic: 0,
             stack: if inherit {
                 snap.default_block.clone()
             } else {
@@ -64,6 +86,7 @@ impl Host {
             cc: snap.default_cc.clone(),
             tcpcb: tp,
             defer_accept: 0,
+            inherit: ListenerInherit::default(),
         });
         Ok(idx)
     }
@@ -122,6 +145,7 @@ impl Host {
             }
             _ => {}
         }
+        let minmss = self.tunables.minmss as i32;
         let l = self
             .listeners
             .get_mut(lid)
@@ -135,6 +159,13 @@ impl Host {
                 tp.t_flags &= !bit;
             }
         };
+        let flag2 = |tp: &mut Tcpcb, bit: u32, on: bool| {
+            if on {
+                tp.t_flags2 |= bit;
+            } else {
+                tp.t_flags2 &= !bit;
+            }
+        };
         match (level, name) {
             (sockopt::IPPROTO_TCP, sockopt::TCP_DEFER_ACCEPT) => {
                 let v = int()?;
@@ -143,8 +174,53 @@ impl Host {
                 }
                 l.defer_accept = v as u32;
             }
-            (sockopt::IPPROTO_TCP, sockopt::TCP_NODELAY) => flag(tp, tf::NODELAY, int()? != 0),
-            (sockopt::IPPROTO_TCP, sockopt::TCP_NOPUSH) => flag(tp, tf::NOPUSH, int()? != 0),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT) => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(Errno::EINVAL);
+                }
+                tp.t_user_timeout = v as u32;
+            }
+            // Options a block keeps: checked here, set on each connection when it attaches.
+            (
+                sockopt::IPPROTO_TCP,
+                sockopt::TCP_NODELAY
+                | sockopt::TCP_NOPUSH
+                | sockopt::TCP_CORK
+                | sockopt::TCP_NOOPT
+                | sockopt::TCP_QUICKACK
+                | sockopt::TCP_MAXSEG
+                | sockopt::TCP_WINDOW_CLAMP
+                | sockopt::TCP_SYNCNT
+                | sockopt::TCP_LINGER2,
+            ) => {
+                let v = int()?;
+                check_listener_option(name, v, minmss)?;
+                match name {
+                    sockopt::TCP_NODELAY => flag(tp, tf::NODELAY, v != 0),
+                    sockopt::TCP_NOOPT => flag(tp, tf::NOOPT, v != 0),
+                    sockopt::TCP_NOPUSH | sockopt::TCP_CORK => {
+                        flag(tp, tf::NOPUSH, v != 0);
+                        flag2(tp, tf2::CORK, v != 0 && name == sockopt::TCP_CORK);
+                    }
+                    sockopt::TCP_QUICKACK => flag2(tp, tf2::QUICKACK, v != 0),
+                    sockopt::TCP_MAXSEG => l.inherit.maxseg = Some(v as u32),
+                    _ => l.inherit.sticky.remember(name, val),
+                }
+            }
+            (sockopt::SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => {
+                let v = int()?;
+                if v <= 0 {
+                    return Err(Errno::EINVAL);
+                }
+                if name == SO_SNDBUF {
+                    l.inherit.sndbuf = Some(v as usize);
+                } else {
+                    l.inherit.rcvbuf = Some(v as usize);
+                }
+            }
+            (sockopt::SOL_SOCKET, SO_LINGER) => l.inherit.linger = parse_linger(val)?,
+            (sockopt::SOL_SOCKET, SO_OOBINLINE) => l.inherit.oobinline = int()? != 0,
             (
                 sockopt::IPPROTO_TCP,
                 sockopt::TCP_KEEPINIT
@@ -152,8 +228,9 @@ impl Host {
                 | sockopt::TCP_KEEPINTVL
                 | sockopt::TCP_KEEPCNT,
             ) => {
+                // 0 means the system default, as in FreeBSD.
                 let v = int()?;
-                if v <= 0 {
+                if v < 0 {
                     return Err(Errno::EINVAL);
                 }
                 let ms = (v as u32).saturating_mul(1000);
@@ -680,8 +757,11 @@ impl Host {
                 | sockopt::TCP_KEEPCNT
                 | sockopt::TCP_USER_TIMEOUT,
             ) => {
+                // 0 means the system default (FreeBSD: TP_KEEPIDLE and friends fall back
+                // to the sysctl when the per-connection value is 0); for TCP_USER_TIMEOUT,
+                // off.
                 let v = opt.int()?;
-                if v < 0 || (name != sockopt::TCP_USER_TIMEOUT && v == 0) {
+                if v < 0 {
                     return Err(Errno::EINVAL);
                 }
                 let c = self.conn_mut(slot)?;
@@ -696,6 +776,7 @@ impl Host {
                     sockopt::TCP_KEEPCNT => tp.t_keepcnt = v as u32,
                     _ => tp.t_user_timeout = v as u32,
                 }
+                self.notify_stack(slot, &mut opt);
                 Ok(())
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => {
@@ -716,6 +797,7 @@ impl Host {
                 } else {
                     c.ctx.tp.t_flags2 &= !tf2::KEEPALIVE;
                 }
+                self.notify_stack(slot, &mut opt);
                 Ok(())
             }
             (sockopt::SOL_SOCKET, SO_OOBINLINE) => {
@@ -725,15 +807,8 @@ impl Host {
                 Ok(())
             }
             (sockopt::SOL_SOCKET, SO_LINGER) => {
-                // struct linger { int l_onoff; int l_linger; }
-                let b: [u8; 8] = val.try_into().map_err(|_| Errno::EINVAL)?;
-                let on = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) != 0;
-                let secs = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-                if on && secs < 0 {
-                    return Err(Errno::EINVAL);
-                }
-                let c = self.conn_mut(slot)?;
-                c.side.linger = on.then_some(secs as u32);
+                let linger = parse_linger(val)?;
+                self.conn_mut(slot)?.side.linger = linger;
                 Ok(())
             }
             (sockopt::SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => {
@@ -752,7 +827,50 @@ impl Host {
                 }
                 Ok(())
             }
-            _ => self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt)),
+            _ => {
+                self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt))?;
+                if StickyOpts::keeps(level, name) {
+                    let c = self.conn_mut(slot)?;
+                    c.side
+                        .sticky
+                        .get_or_insert_with(Default::default)
+                        .remember(name, val);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the stack about an option the host keeps in the tcpcb (SO_KEEPALIVE,
+    /// TCP_KEEP*, TCP_USER_TIMEOUT), so that it can re-arm a timer (FreeBSD re-arms the
+    /// keepalive timer when TCP_KEEPIDLE changes, Linux when SO_KEEPALIVE is set). A stack
+    /// that has nothing to do answers ENOPROTOOPT, which is fine.
+    fn notify_stack(&mut self, slot: usize, opt: &mut SockOpt<'_>) {
+        let _ = self.with_conn(slot, |c, w| c.ctloutput(w, opt));
+    }
+
+    /// Sets the options the host remembers for `slot` on its (new) stack again; an option
+    /// the stack does not know is left out (a switch must not fail for it).
+    pub(crate) fn replay_sticky(&mut self, slot: usize) {
+        let Some(sticky) = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .and_then(|c| c.side.sticky.clone())
+        else {
+            return;
+        };
+        for (name, val) in sticky.iter() {
+            let mut buf = val.to_vec();
+            let len = buf.len() as u32;
+            let mut opt = SockOpt {
+                level: sockopt::IPPROTO_TCP,
+                name,
+                dir: SockOptDir::Set,
+                val: (&mut buf[..]).into(),
+                len,
+            };
+            let _ = self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt));
         }
     }
 
@@ -892,7 +1010,10 @@ impl Host {
             self.metrics.note_switch(&from.name, &b.name, result);
         }
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.replay_sticky(slot);
+                Ok(())
+            }
             Err(f) => {
                 self.note_fault(&f);
                 Err(match f.error {
@@ -919,6 +1040,17 @@ impl Host {
             .copied()
             .find(|a| a.is_ipv4() == remote.is_ipv4())
     }
+}
+
+/// `struct linger { int l_onoff; int l_linger; }`: the seconds when on.
+fn parse_linger(val: &[u8]) -> Result<Option<u32>, Errno> {
+    let b: [u8; 8] = val.try_into().map_err(|_| Errno::EINVAL)?;
+    let on = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) != 0;
+    let secs = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+    if on && secs < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(on.then_some(secs as u32))
 }
 
 /// Bytes of FreeBSD's `struct tcp_function_set { char function_set_name[32]; uint32_t
@@ -959,8 +1091,4 @@ pub fn parse_function_set(b: &[u8]) -> Option<(String, u32)> {
 }
 
 /// SOL_SOCKET option names (FreeBSD values).
-pub const SO_KEEPALIVE: i32 = 0x0008;
-pub const SO_LINGER: i32 = 0x0080;
-pub const SO_OOBINLINE: i32 = 0x0100;
-pub const SO_SNDBUF: i32 = 0x1001;
-pub const SO_RCVBUF: i32 = 0x1002;
+pub use plugtcp_framework::sockopt::{SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF};

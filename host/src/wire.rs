@@ -199,7 +199,8 @@ pub enum DropReason {
     BadLength,
     /// IPv4 header checksum wrong.
     BadIpChecksum,
-    /// IPv4 fragment or IPv6 fragment header (no reassembly here).
+    /// IPv4 fragment or IPv6 fragment header: reassembled by `ipfrag`, and counted under
+    /// this reason when reassembly drops it (malformed, overlapping, over a limit).
     Fragment,
     /// IPv6 routing header with segments left: this host is not the final destination.
     BadExtHeader,
@@ -333,6 +334,16 @@ impl<'a> Unverified<'a> {
 }
 
 /// [`parse`] without the TCP checksum (see [`Unverified`]).
+/// Whether an IPv4 header (options included) carries a correct checksum.
+pub fn ip_header_sum_ok(hdr: &[u8]) -> bool {
+    Sum::new().add(hdr).ones_complement() == 0
+}
+
+/// The checksum field (wire order) for an IPv4 header whose checksum field is zero.
+pub fn ip_header_checksum(hdr: &[u8]) -> [u8; 2] {
+    Sum::new().add(hdr).ones_complement().to_ne_bytes()
+}
+
 pub fn parse_unverified(pkt: &[u8]) -> Result<Unverified<'_>, DropReason> {
     match pkt.first().map(|b| b >> 4) {
         None => Err(DropReason::Truncated),

@@ -95,7 +95,8 @@ fn cork_holds_until_a_full_segment_or_uncork() {
         set(&mut net.a, c, opt, 1).unwrap();
         net.record = Some(Vec::new());
         net.a.send(c, &[7u8; 1000]).unwrap();
-        net.run_until(net.now + SEC, |_| false);
+        // Less than Linux's 200 ms cork ceiling; FreeBSD's TCP_NOPUSH has none.
+        net.run_until(net.now + 150 * MS, |_| false);
         assert!(
             segments(net.record.as_ref().unwrap(), true).is_empty(),
             "corked: nothing sent"
@@ -130,6 +131,85 @@ fn cork_holds_until_a_full_segment_or_uncork() {
             assert_eq!(sent, [1448, 552]);
         }
     }
+}
+
+/// Linux's TCP_CORK holds a partial segment 200 ms at most, and TCP_NODELAY set while
+/// corked pushes it at once (tcp(7)); the cork stays on for what follows.
+#[test]
+fn linux_cork_has_a_200ms_ceiling_and_yields_to_nodelay() {
+    let mut net = net(34);
+    let (c, _s) = established(&mut net);
+    set(&mut net.a, c, sockopt::TCP_CORK, 1).unwrap();
+    net.record = Some(Vec::new());
+    let t0 = net.now;
+    net.a.send(c, &[1u8; 100]).unwrap();
+    assert!(
+        net.run_until(t0 + SEC, |n| !segments(n.record.as_ref().unwrap(), true)
+            .is_empty())
+    );
+    let sent = segments(net.record.as_ref().unwrap(), true);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.payload.len(), 100);
+    assert_eq!((sent[0].0 - t0) / MS, 200, "the ceiling");
+    // Still corked: the next partial segment waits again ...
+    net.run_until(net.now + 50 * MS, |_| false);
+    net.record = Some(Vec::new());
+    net.a.send(c, &[2u8; 100]).unwrap();
+    net.run_until(net.now + 100 * MS, |_| false);
+    assert!(segments(net.record.as_ref().unwrap(), true).is_empty());
+    // ... until TCP_NODELAY is set.
+    set(&mut net.a, c, sockopt::TCP_NODELAY, 1).unwrap();
+    flush(&mut net);
+    let sent = segments(net.record.as_ref().unwrap(), true);
+    assert_eq!(sent.len(), 1, "TCP_NODELAY pushes the corked data");
+    assert_eq!(sent[0].1.payload.len(), 100);
+}
+
+/// TCP_QUICKACK (tcp(7)): "not permanent": it sends a pending delayed ACK and acknowledges
+/// every segment until the connection turns interactive (we send data soon after
+/// receiving), when delayed ACKs come back.
+#[test]
+fn quickack_is_one_shot() {
+    let mut net = net(35);
+    let (c, s) = established(&mut net);
+    // Long enough for a segment and an immediate answer (a 5 ms link, and A's Nagle
+    // waiting for the previous ACK), shorter than the 40 ms delayed ACK.
+    let hop = |n: &mut SimNet| {
+        let t = n.now + 20 * MS;
+        n.run_until(t, |_| false);
+    };
+    // B receives: with delayed ACKs on, one small segment is not ACKed at once.
+    net.record = Some(Vec::new());
+    net.a.send(c, b"ping").unwrap();
+    hop(&mut net);
+    let acks = |n: &SimNet| segments(n.record.as_ref().unwrap(), false).len();
+    assert_eq!(acks(&net), 0, "the ACK is delayed");
+    set(&mut net.b, s, sockopt::TCP_QUICKACK, 1).unwrap();
+    flush(&mut net);
+    assert_eq!(acks(&net), 1, "TCP_QUICKACK sends the delayed ACK now");
+    assert_eq!(
+        net.b.getsockopt_int(s, IPPROTO_TCP, sockopt::TCP_QUICKACK),
+        Ok(1)
+    );
+    // In quick-ACK mode every segment is ACKed at once.
+    net.record = Some(Vec::new());
+    net.a.send(c, b"ping").unwrap();
+    hop(&mut net);
+    assert_eq!(acks(&net), 1);
+    // B answers right away: interactive, so the mode ends and ACKs are delayed again.
+    let mut buf = [0u8; 16];
+    net.b.recv(s, &mut buf).unwrap();
+    net.b.send(s, b"pong").unwrap();
+    hop(&mut net);
+    assert_eq!(
+        net.b.getsockopt_int(s, IPPROTO_TCP, sockopt::TCP_QUICKACK),
+        Ok(0)
+    );
+    net.run_until(net.now + SEC, |_| false);
+    net.record = Some(Vec::new());
+    net.a.send(c, b"ping").unwrap();
+    hop(&mut net);
+    assert_eq!(acks(&net), 0, "delayed again");
 }
 
 #[test]
@@ -199,6 +279,91 @@ fn rto_backoff_exact_and_user_timeout() {
     assert!((20..=30).contains(&gone), "user timeout after {gone} s");
 }
 
+/// TCP_USER_TIMEOUT counts from the oldest unacknowledged transmission: a peer that keeps
+/// talking but never acknowledges our data does not keep the connection alive.
+#[test]
+fn user_timeout_counts_from_the_oldest_unacked_transmission() {
+    let mut net = net(36);
+    let (c, s) = established(&mut net);
+    set(&mut net.a, c, sockopt::TCP_USER_TIMEOUT, 5_000).unwrap();
+    // A's data never reaches B; B's data does, every 300 ms.
+    net.drop_if = Some(Box::new(|a_to_b, p| {
+        a_to_b && wire::parse(p).is_ok_and(|p| !p.payload.is_empty())
+    }));
+    let t0 = net.now;
+    net.a.send(c, b"never acknowledged").unwrap();
+    let mut next = t0;
+    let dead = net.run_until(t0 + 30 * SEC, |n| {
+        if n.now >= next {
+            let _ = n.b.send(s, b"chatter");
+            next = n.now + 300 * MS;
+        }
+        n.a.state(c) == Some(TcpState::Closed)
+    });
+    assert!(dead, "still alive after 30 s");
+    let after = (net.now - t0) / MS;
+    assert!((5_000..7_000).contains(&after), "dropped after {after} ms");
+    assert_eq!(net.a.send(c, b"x"), Err(Errno::ETIMEDOUT));
+}
+
+/// TCP_USER_TIMEOUT also bounds zero-window probing (tcp(7)): data that waits that long for
+/// a window that never opens ends the connection.
+#[test]
+fn user_timeout_bounds_zero_window_probing() {
+    let mut net = net(37);
+    let (c, _s) = established(&mut net);
+    set(&mut net.a, c, sockopt::TCP_USER_TIMEOUT, 3_000).unwrap();
+    // B never reads: its window closes, and it answers A's probes with a zero window.
+    let data = vec![5u8; 2 << 20];
+    let mut off = 0;
+    let t0 = net.now;
+    let mut closed_at = None;
+    let dead = net.run_until(t0 + 120 * SEC, |n| {
+        if off < data.len() {
+            off += n.a.send(c, &data[off..]).unwrap_or(0);
+        }
+        if closed_at.is_none() && n.a.tcpcb(c).is_some_and(|tp| tp.snd_wnd == 0) {
+            closed_at = Some(n.now);
+        }
+        n.a.state(c) == Some(TcpState::Closed)
+    });
+    assert!(dead, "zero-window probing went on past the user timeout");
+    assert!(net.b.tcp_info(_s).is_ok(), "B is alive and answering");
+    let after = (net.now - closed_at.expect("the window closed")) / MS;
+    // Checked when a probe is due: the first comes persmin (5 s) after the window closed.
+    assert!(
+        (3_000..=5_000).contains(&after),
+        "dropped {after} ms after the window closed"
+    );
+    assert_eq!(net.a.send(c, b"x"), Err(Errno::ETIMEDOUT));
+}
+
+/// With TCP_USER_TIMEOUT, keepalive gives up once a probe is out and the peer has been
+/// silent that long, whatever keepcnt says (tcp(7)).
+#[test]
+fn user_timeout_overrides_keepalive_count() {
+    let mut net = net(38);
+    let (c, _s) = established(&mut net);
+    net.a
+        .setsockopt(
+            c,
+            plugtcp_framework::sockopt::SOL_SOCKET,
+            SO_KEEPALIVE,
+            &1i32.to_ne_bytes(),
+        )
+        .unwrap();
+    set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 10).unwrap();
+    set(&mut net.a, c, sockopt::TCP_KEEPINTVL, 2).unwrap();
+    set(&mut net.a, c, sockopt::TCP_USER_TIMEOUT, 5_000).unwrap();
+    net.drop_if = Some(Box::new(|a_to_b, _| a_to_b));
+    let t0 = net.now;
+    assert!(net.run_until(t0 + 60 * SEC, |n| n.a.state(c) == Some(TcpState::Closed)));
+    // First probe after 10 s idle; at the next interval (12 s) the peer has been silent
+    // longer than 5 s: dropped, not after keepcnt (8) probes (26 s).
+    let after = (net.now - t0) / SEC;
+    assert_eq!(after, 12, "dropped after {after} s");
+}
+
 #[test]
 fn keepalive_probes_then_drops_a_dead_peer() {
     let mut net = net(25);
@@ -214,8 +379,16 @@ fn keepalive_probes_then_drops_a_dead_peer() {
     set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 10).unwrap();
     set(&mut net.a, c, sockopt::TCP_KEEPINTVL, 2).unwrap();
     set(&mut net.a, c, sockopt::TCP_KEEPCNT, 3).unwrap();
+    // 0 means the system default (FreeBSD), a negative value is refused.
+    assert_eq!(set(&mut net.a, c, sockopt::TCP_KEEPCNT, 0), Ok(()));
     assert_eq!(
-        set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 0),
+        net.a.getsockopt_int(c, IPPROTO_TCP, sockopt::TCP_KEEPCNT),
+        Ok(8),
+        "keepcnt's default"
+    );
+    set(&mut net.a, c, sockopt::TCP_KEEPCNT, 3).unwrap();
+    assert_eq!(
+        set(&mut net.a, c, sockopt::TCP_KEEPIDLE, -1),
         Err(Errno::EINVAL)
     );
     // Any segment arms the keepalive timer; the peer answers probes while it lives.
@@ -339,7 +512,7 @@ fn accepted_connections_inherit_listener_options() {
     l(&mut net, IPPROTO_TCP, sockopt::TCP_KEEPIDLE, 10).unwrap();
     l(&mut net, IPPROTO_TCP, sockopt::TCP_NODELAY, 1).unwrap();
     assert_eq!(
-        l(&mut net, IPPROTO_TCP, sockopt::TCP_KEEPCNT, 0),
+        l(&mut net, IPPROTO_TCP, sockopt::TCP_KEEPCNT, -1),
         Err(Errno::EINVAL)
     );
     assert_eq!(
@@ -362,6 +535,88 @@ fn accepted_connections_inherit_listener_options() {
     assert!(tp.t_flags2 & tf2::KEEPALIVE != 0 && tp.t_flags & tf::NODELAY != 0);
     assert_eq!(tp.t_keepidle, 10_000);
     let _ = c;
+}
+
+/// Every option a connection inherits can be set on a listener (Linux and FreeBSD pass
+/// them through accept): the SYN-ACK honours TCP_NOOPT, TCP_MAXSEG and SO_RCVBUF, and the
+/// connection gets the socket-level ones and the options its stack keeps.
+#[test]
+fn listeners_pass_on_every_inherited_option() {
+    use plugtcp_framework::sockopt::SOL_SOCKET;
+    use plugtcp_host::usrreq::{SO_LINGER, SO_RCVBUF, SO_SNDBUF};
+    let mut net = net(31);
+    net.record = Some(Vec::new());
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let set_l =
+        |n: &mut SimNet, level, name, v: &[u8]| n.b.listener_setsockopt(lid, level, name, v);
+    let i = |v: i32| v.to_ne_bytes();
+    set_l(&mut net, IPPROTO_TCP, sockopt::TCP_MAXSEG, &i(1000)).unwrap();
+    set_l(&mut net, IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT, &i(7000)).unwrap();
+    set_l(&mut net, IPPROTO_TCP, sockopt::TCP_WINDOW_CLAMP, &i(20000)).unwrap();
+    set_l(&mut net, IPPROTO_TCP, sockopt::TCP_LINGER2, &i(9)).unwrap();
+    set_l(&mut net, SOL_SOCKET, SO_RCVBUF, &i(30000)).unwrap();
+    set_l(&mut net, SOL_SOCKET, SO_SNDBUF, &i(40000)).unwrap();
+    let linger = [i(1), i(3)].concat();
+    set_l(&mut net, SOL_SOCKET, SO_LINGER, &linger).unwrap();
+    assert_eq!(
+        set_l(&mut net, IPPROTO_TCP, sockopt::TCP_SYNCNT, &i(0)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        set_l(&mut net, IPPROTO_TCP, sockopt::TCP_MAXSEG, &i(10)),
+        Err(Errno::EINVAL)
+    );
+    net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(2 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some()
+    }));
+    let s = s.unwrap();
+    let synack = net.record.as_ref().unwrap()[1].bytes.clone();
+    let p = plugtcp_host::wire::parse(&synack).unwrap();
+    assert_eq!(p.flags, th::SYN | th::ACK);
+    assert_eq!((p.opts.mss, p.win), (1000, 30000));
+    let g = |n: &mut SimNet, level, name| n.b.getsockopt_int(s, level, name);
+    assert_eq!(g(&mut net, IPPROTO_TCP, sockopt::TCP_MAXSEG), Ok(1000));
+    assert_eq!(
+        g(&mut net, IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT),
+        Ok(7000)
+    );
+    assert_eq!(
+        g(&mut net, IPPROTO_TCP, sockopt::TCP_WINDOW_CLAMP),
+        Ok(20000)
+    );
+    assert_eq!(g(&mut net, IPPROTO_TCP, sockopt::TCP_LINGER2), Ok(9));
+    assert_eq!(g(&mut net, SOL_SOCKET, SO_RCVBUF), Ok(30000));
+    assert_eq!(g(&mut net, SOL_SOCKET, SO_SNDBUF), Ok(40000));
+    let mut b = [0u8; 8];
+    net.b.getsockopt(s, SOL_SOCKET, SO_LINGER, &mut b).unwrap();
+    assert_eq!(&b[..], &linger[..]);
+
+    // TCP_NOOPT on the listener: the SYN-ACK carries no option at all, and nothing is
+    // agreed.
+    let mut net = self::net(32);
+    net.record = Some(Vec::new());
+    let lid = net.b.listen((ADDR_B, 81).into(), 8).unwrap();
+    net.b
+        .listener_setsockopt(lid, IPPROTO_TCP, sockopt::TCP_NOOPT, &i(1))
+        .unwrap();
+    net.a.connect((ADDR_B, 81).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(2 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some()
+    }));
+    let synack = net.record.as_ref().unwrap()[1].bytes.clone();
+    let p = plugtcp_host::wire::parse(&synack).unwrap();
+    assert_eq!(p.opts.flags, 0, "{:?}", p.opts);
+    let tp = net.b.tcpcb(s.unwrap()).unwrap();
+    use plugtcp_framework::tcpcb::tf;
+    assert_eq!(
+        tp.t_flags & (tf::RCVD_TSTMP | tf::RCVD_SCALE | tf::SACK_PERMIT),
+        0
+    );
 }
 
 #[test]
@@ -617,7 +872,7 @@ fn getsockopt_reads_back_options() {
     let n = h
         .getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut name)
         .unwrap();
-    assert_eq!(&name[..n], b"cubic", "FreeBSD 14's default");
+    assert_eq!(&name[..n], b"newreno", "tcp(4)'s default");
     // struct tcp_function_set: the name, NUL-padded to 32 bytes, and the PCB count.
     let mut fs = [0u8; 36];
     assert_eq!(

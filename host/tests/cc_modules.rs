@@ -43,7 +43,7 @@ fn lossy_link() -> SimLinkConfig {
 }
 
 #[test]
-fn all_eight_modules_are_available_with_cubic_the_default() {
+fn all_eight_modules_are_available_with_newreno_the_default() {
     let mut net = SimNet::builtin(SimLinkConfig::default(), 1);
     let h = &mut net.a;
     let rows = common::cc_available_rows(h);
@@ -51,14 +51,15 @@ fn all_eight_modules_are_available_with_cubic_the_default() {
     for m in FREEBSD_MODULES {
         assert!(names.contains(&m), "{m} missing from {rows:?}");
     }
-    let cubic = rows.iter().find(|r| r[0] == "cubic").unwrap();
-    assert_eq!(cubic[1..], ["*", "0"], "{rows:?}");
+    // tcp(4)'s default; cubic is one sysctl away.
+    let newreno = rows.iter().find(|r| r[0] == "newreno").unwrap();
+    assert_eq!(newreno[1..], ["*", "0"], "{rows:?}");
     assert_eq!(
         h.sysctl
             .get("net.inet.tcp.cc.algorithm")
             .unwrap()
             .to_string(),
-        "cubic"
+        "newreno"
     );
     assert_eq!(
         h.sysctl_set("net.inet.tcp.cc.algorithm", "nosuch").err(),
@@ -222,13 +223,13 @@ fn deregistration_ebusy_and_forced_move_to_the_default() {
     let c = net.a.socket(server, None).unwrap();
     set_cc(&mut net.a, c, "htcp").unwrap();
     assert_eq!(
-        net.a.kldunload("cubic", false),
+        net.a.kldunload("newreno", false),
         Err(Errno::EBUSY),
         "default"
     );
     assert_eq!(net.a.kldunload("htcp", false), Err(Errno::EBUSY), "in use");
     net.a.kldunload("htcp", true).unwrap();
-    assert_eq!(cc_of(&mut net.a, c), "cubic", "moved to the default");
+    assert_eq!(cc_of(&mut net.a, c), "newreno", "moved to the default");
     assert_eq!(set_cc(&mut net.a, c, "htcp"), Err(Errno::ENOENT), "gone");
     assert!(net
         .a

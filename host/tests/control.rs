@@ -110,7 +110,13 @@ fn every_command_acts_on_the_running_host() {
     let mut srv = Server::start(
         "control",
         21,
-        &["--fault-out", "rate=20m,delay=5ms"],
+        // cubic the default (tcp(4)'s is newreno): the kld commands below act on it.
+        &[
+            "--fault-out",
+            "rate=20m,delay=5ms",
+            "--sysctl",
+            "cc.algorithm=cubic",
+        ],
         &[("f.bin", common::payload(dl, 21))],
     );
     let sock = srv.sock.clone();
@@ -405,5 +411,55 @@ fn another_user_is_refused() {
     assert_eq!(
         ok(&ctl(&srv.sock, &["sysctl", "net.inet.tcp.mssdflt"])),
         "net.inet.tcp.mssdflt: 536\n"
+    );
+}
+
+/// `serve --sysctl` sets what FreeBSD takes only at boot (the SYN cache's size) before the
+/// host is built, and a plugin's variables after its plugins load; a bad one stops serve
+/// with a line naming it.
+#[test]
+fn serve_sets_boot_tunables_at_start_up() {
+    let srv = Server::start(
+        "boot-tunables",
+        7,
+        &[
+            "--sysctl",
+            "syncache.bucketlimit=1",
+            "--sysctl",
+            "net.inet.tcp.syncache.hashsize=64",
+            "--sysctl",
+            "cc.algorithm=cubic",
+        ],
+        &[],
+    );
+    for (name, want) in [
+        ("net.inet.tcp.syncache.bucketlimit", "1"),
+        ("net.inet.tcp.syncache.hashsize", "64"),
+        ("net.inet.tcp.syncache.cachelimit", "64"),
+        ("net.inet.tcp.cc.algorithm", "cubic"),
+    ] {
+        assert_eq!(
+            ok(&ctl(&srv.sock, &["sysctl", name])),
+            format!("{name}: {want}\n")
+        );
+    }
+    // At run time they stay read-only, as in FreeBSD.
+    refused(
+        &ctl(
+            &srv.sock,
+            &["sysctl", "net.inet.tcp.syncache.bucketlimit=5"],
+        ),
+        "EPERM",
+    );
+    let o = std::process::Command::new(EXE)
+        .args(["serve", "--io", "udp", "--udp-bind", "127.0.0.1:0"])
+        .args(["--sysctl", "syncache.bucketlimit=0", "--service", "echo"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("net.inet.tcp.syncache.bucketlimit=0") && err.contains("EINVAL"),
+        "{err}"
     );
 }

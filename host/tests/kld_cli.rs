@@ -142,7 +142,7 @@ fn kldload_by_name_and_duplicate() {
 
 #[test]
 fn kldunload_rules_from_the_cli() {
-    let o = plugtcp(&["kldunload", "cubic"]);
+    let o = plugtcp(&["kldunload", "newreno"]);
     assert!(!o.status.success());
     assert!(
         stderr_line(&o).contains("EBUSY"),

@@ -515,3 +515,77 @@ fn serve_metrics_scrape_over_http() {
     assert_no_four_tuple(&text);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_syn_flood_shows_in_the_syncache_cookie_and_state_series() {
+    use plugtcp_framework::segment::{th, SegOut};
+    let tree = plugtcp_host::sysctl::SysctlTree::with_loader_tunables(&[
+        ("net.inet.tcp.syncache.hashsize", "16"),
+        ("net.inet.tcp.syncache.bucketlimit", "4"),
+    ])
+    .unwrap();
+    let mut h = Host::with_sysctl(
+        plugtcp_host::registry::loader::SearchPath::default(),
+        plugtcp_host::secrets::Entropy::Seed(21),
+        tree,
+    );
+    h.register_builtins();
+    h.add_addr("10.0.0.2".parse().unwrap());
+    h.listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+    let rec = builder().build_recorder();
+    const SYNS: u32 = 10_000;
+    for i in 0..SYNS {
+        let seg = SegOut {
+            seq: i,
+            flags: th::SYN,
+            win: 65535,
+            ..Default::default()
+        };
+        let src = std::net::SocketAddr::new(std::net::IpAddr::V4((0x0b00_0000 + i).into()), 1024);
+        let mut pkt = vec![0u8; plugtcp_host::wire::MAX_HEADER];
+        let n =
+            plugtcp_host::wire::build(&mut pkt, src, "10.0.0.2:80".parse().unwrap(), &seg, &[], 64)
+                .unwrap();
+        h.input(&pkt[..n]);
+    }
+    h.worker.tx.drain(|_| {});
+    let text = publish(&mut h, &rec);
+    let n = f64::from(SYNS);
+    // Every SYN-ACK carried a cookie (FreeBSD's tcps_sc_sendcookie).
+    assert_eq!(val(&text, "plugtcp_tcp_syncookies_sent_total", &[]), n);
+    assert_eq!(
+        val(
+            &text,
+            "plugtcp_tcp_syncache_total",
+            &[("event", "cookiessent")]
+        ),
+        n
+    );
+    assert_eq!(
+        val(&text, "plugtcp_tcp_syncache_total", &[("event", "added")]),
+        n
+    );
+    let held = h.syncache.len() as f64;
+    assert_eq!(held, 64.0, "16 buckets of 4");
+    assert_eq!(
+        val(
+            &text,
+            "plugtcp_tcp_syncache_total",
+            &[("event", "bucketoverflow")]
+        ),
+        n - held
+    );
+    assert_eq!(
+        val(&text, "plugtcp_tcp_listen_overflows_total", &[]),
+        n - held
+    );
+    assert_eq!(val(&text, "plugtcp_tcp_syncache_entries", &[]), held);
+    assert_eq!(
+        val(
+            &text,
+            "plugtcp_tcp_connection_states",
+            &[("state", "SYN_RCVD")]
+        ),
+        held
+    );
+}

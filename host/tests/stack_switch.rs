@@ -550,3 +550,40 @@ fn bench_stack_switch_with_a_copy_of_base() {
     let e = plugtcp_host::bench::stack_switch::run(&cfg, &Default::default(), &[]).unwrap_err();
     assert!(e.contains("no function block `nosuch`"), "{e}");
 }
+
+/// Options a block keeps in its private state come back on the next block after a live
+/// switch (the host sets them again), and the quick-ACK mode, kept in the tcpcb, comes along.
+#[test]
+fn socket_options_survive_a_switch() {
+    let mut net = net(61, 0.0);
+    let (c, _s) = established(&mut net);
+    let h = &mut net.a;
+    let int = |v: i32| v.to_ne_bytes();
+    for (name, v) in [
+        (sockopt::TCP_WINDOW_CLAMP, 20_000),
+        (sockopt::TCP_SYNCNT, 4),
+        (sockopt::TCP_LINGER2, 17),
+        (sockopt::TCP_QUICKACK, 1),
+        (sockopt::TCP_NODELAY, 1),
+        (sockopt::TCP_MAXSEG, 1200),
+    ] {
+        h.setsockopt(c, IPPROTO_TCP, name, &int(v)).unwrap();
+    }
+    for block in ["rack", "base", "rack"] {
+        set_blk(h, c, block).unwrap();
+        for (name, v) in [
+            (sockopt::TCP_WINDOW_CLAMP, 20_000),
+            (sockopt::TCP_SYNCNT, 4),
+            (sockopt::TCP_LINGER2, 17),
+            (sockopt::TCP_QUICKACK, 1),
+            (sockopt::TCP_NODELAY, 1),
+            (sockopt::TCP_MAXSEG, 1200),
+        ] {
+            assert_eq!(
+                h.getsockopt_int(c, IPPROTO_TCP, name),
+                Ok(v),
+                "option {name} after switching to {block}"
+            );
+        }
+    }
+}

@@ -224,7 +224,8 @@ pub struct Registry {
     next_id: AtomicUsize,
     /// Host-wide CC tunables shared with every cc_var (net.inet.tcp.cc.abe, ...).
     pub cc_globals: &'static CcGlobals,
-    /// Preferred default CC when the first modules register (FreeBSD 14: cubic, else newreno).
+    /// Preferred default CC when the first modules register: newreno, as tcp(4) documents
+    /// (FreeBSD 14 switched its kernel to cubic; here that is `cc.algorithm=cubic` away).
     preferred_cc: Vec<String>,
     /// Set once an operator chose `cc.algorithm`: later registrations do not override it.
     cc_default_pinned: AtomicBool,
@@ -258,7 +259,7 @@ impl Registry {
             control: Mutex::new(()),
             next_id: AtomicUsize::new(1),
             cc_globals,
-            preferred_cc: vec!["cubic".into(), "newreno".into()],
+            preferred_cc: vec!["newreno".into(), "cubic".into()],
             cc_default_pinned: AtomicBool::new(false),
         }
     }

@@ -54,6 +54,8 @@ pub struct SynCacheEntry {
     pub rexmits: u8,
     pub sack_ok: bool,
     pub ecn: bool,
+    /// The listener has TCP_NOOPT: the SYN-ACK carries no options (not even an MSS).
+    pub noopt: bool,
 }
 
 impl SynCacheEntry {
@@ -75,6 +77,7 @@ impl SynCacheEntry {
             rexmits: 0,
             sack_ok: false,
             ecn: false,
+            noopt: false,
         }
     }
 }
@@ -157,6 +160,10 @@ struct Bucket {
     entries: Vec<SynCacheEntry>,
     /// Earliest `next_rexmt` in the bucket, `u64::MAX` when empty.
     deadline: u64,
+    /// When the bucket last overflowed (FreeBSD sch_last_overflow): a cookie is honoured
+    /// only for a bucket that lost entries recently, so a forged or replayed ACK cannot
+    /// open a connection while the cache is keeping up.
+    last_overflow: Option<u64>,
 }
 
 /// Retransmit interval after `rexmits` retransmits: RTOBASE doubled each time, capped.
@@ -181,24 +188,31 @@ pub struct SynCache {
 }
 
 impl SynCache {
-    /// An empty cache; `seed` keys the bucket hash (keep it secret from peers).
+    /// An empty cache; `seed` keys the bucket hash (tests; a host uses [`SynCache::with_key`]).
     pub fn new(cfg: SynCacheConfig, seed: u64) -> Self {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        Self::with_key(cfg, (rng.random(), rng.random()))
+    }
+
+    /// An empty cache whose bucket hash is keyed by `hash_key` (secret from peers, or a flood
+    /// can aim at one bucket).
+    pub fn with_key(cfg: SynCacheConfig, hash_key: (u64, u64)) -> Self {
         let cfg = SynCacheConfig {
             hashsize: cfg.hashsize.max(1),
             bucketlimit: cfg.bucketlimit.max(1),
             ..cfg
         };
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let buckets = (0..cfg.hashsize)
             .map(|_| Bucket {
                 entries: Vec::new(),
                 deadline: u64::MAX,
+                last_overflow: None,
             })
             .collect();
         SynCache {
             cfg,
             buckets,
-            hash_key: (rng.random(), rng.random()),
+            hash_key,
             count: 0,
             timers: BinaryHeap::new(),
             stats: SynCacheStats::default(),
@@ -254,10 +268,12 @@ impl SynCache {
         let outcome = if bucket.entries.len() >= self.cfg.bucketlimit {
             // FreeBSD syncache_insert: toss the oldest element of a full bucket.
             let old = bucket.entries.remove(0);
+            bucket.last_overflow = Some(now);
             self.count -= 1;
             self.stats.bucketoverflow += 1;
             InsertOutcome::BucketOverflow { evicted: old.key }
         } else if self.count >= self.cfg.cachelimit {
+            bucket.last_overflow = Some(now);
             self.stats.cacheoverflow += 1;
             return InsertOutcome::CacheFull;
         } else {
@@ -272,6 +288,15 @@ impl SynCache {
         self.update_deadline(b);
         self.prune_timers();
         outcome
+    }
+
+    /// Whether the bucket of `key` overflowed (lost or refused an entry) at or after `since`:
+    /// only then may an ACK without an entry be a returning SYN cookie (FreeBSD
+    /// syncache_expand).
+    pub fn overflowed_since(&self, key: &ConnKey, since: u64) -> bool {
+        self.buckets[self.bucket_of(key)]
+            .last_overflow
+            .is_some_and(|t| t >= since)
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&SynCacheEntry> {

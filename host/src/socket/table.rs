@@ -19,8 +19,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::Rng;
+
+use crate::secrets::{sip_key, Entropy, HostRng};
 use siphasher::sip::SipHasher24;
 
 use plugtcp_framework::Errno;
@@ -156,7 +157,8 @@ pub struct SockTable {
     port_key_f: (u64, u64),
     port_key_g: (u64, u64),
     port_table: [u32; PORT_TABLE_SIZE],
-    rng: Xoshiro256PlusPlus,
+    /// bind(port 0) choices (a CSPRNG: the ports are seen by peers).
+    rng: HostRng,
 }
 
 impl SockTable {
@@ -167,9 +169,14 @@ impl SockTable {
     }
 
     pub fn new(seed: u64) -> Self {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let port_key_f = (rng.random(), rng.random());
-        let port_key_g = (rng.random(), rng.random());
+        Self::with_rng(Entropy::Seed(seed).rng())
+    }
+
+    /// An empty table whose port secrets and bind(port 0) choices come from `rng` (a real
+    /// host's is seeded by the operating system, see [`crate::secrets`]).
+    pub fn with_rng(mut rng: HostRng) -> Self {
+        let port_key_f = sip_key(&mut rng);
+        let port_key_g = sip_key(&mut rng);
         SockTable {
             conns: HashMap::new(),
             listeners: HashMap::new(),

@@ -1,4 +1,5 @@
-//! `base`: plugtcp's default TCP function block (alias `default`): the shared engine
+//! `base`: plugtcp's default TCP function block (aliases `default` and `freebsd`, the name
+//! FreeBSD gives its own default stack): the shared engine
 //! (stacks/engine) with RFC 6675 loss recovery. Like FreeBSD's default stack it takes over a
 //! connection in any state.
 
@@ -13,7 +14,8 @@ pub struct BasePersonality;
 
 impl Personality for BasePersonality {
     const NAME: &'static str = "base";
-    const ALIASES: &'static [RStr<'static>] = &[RStr::from_str("default")];
+    const ALIASES: &'static [RStr<'static>] =
+        &[RStr::from_str("default"), RStr::from_str("freebsd")];
     const LOSS: LossDetection = LossDetection::Rfc6675;
 
     fn handoff_ok(_cx: &StackCtx) -> Result<(), Errno> {

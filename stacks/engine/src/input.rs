@@ -34,6 +34,15 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     let mut data: &[u8] = &seg.payload;
     let mut fin = flags & th::FIN != 0;
 
+    // RFC 7323 3.2: once timestamps are agreed, a segment without one is dropped, unless
+    // tolerate_missing_ts (FreeBSD's default) or it is a RST.
+    if ts_on(&cx.tp)
+        && !seg.opts.has(to::TSTAMP)
+        && flags & th::RST == 0
+        && cx.tun().tolerate_missing_ts == 0
+    {
+        return;
+    }
     // RFC 7323 PAWS: an old timestamp means an old duplicate.
     let has_ts = seg.opts.has(to::TSTAMP) && ts_on(&cx.tp);
     if has_ts
@@ -42,8 +51,10 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         && seq_lt(seg.opts.tsval, cx.tp.ts_recent)
     {
         cx.count(ctr::PAWSDROP, 1);
-        cx.tp.t_flags |= tf::ACKNOW;
-        output::tcp_output(base, cx);
+        if ack_war_permits(base, cx) {
+            cx.tp.t_flags |= tf::ACKNOW;
+            output::tcp_output(base, cx);
+        }
         return;
     }
 
@@ -93,8 +104,13 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         if cx.tp.t_state == TcpState::TimeWait && fin {
             restart_2msl(cx);
         }
-        cx.tp.t_flags |= tf::ACKNOW;
-        output::tcp_output(base, cx);
+        // RFC 5961 7: these ACKs come out of the same per-connection budget as challenge
+        // ACKs, so a flood of blind segments cannot make us send one ACK each (a legitimate
+        // peer's retransmissions come an RTO apart).
+        if ack_war_permits(base, cx) {
+            cx.tp.t_flags |= tf::ACKNOW;
+            output::tcp_output(base, cx);
+        }
         return;
     }
     // RFC 5961 4.2: a SYN on a synchronized connection earns a challenge ACK.
@@ -221,8 +237,17 @@ fn urgent_input(cx: &mut StackCtx, seg: &SegIn<'_>) {
     }
 }
 
-/// RFC 5961 challenge ACK, throttled (FreeBSD ack_war_timewindow / ack_war_cnt).
+/// RFC 5961 challenge ACK, throttled.
 fn challenge_ack(base: &mut Engine, cx: &mut StackCtx) {
+    if ack_war_permits(base, cx) {
+        cx.count(ctr::CHALLENGE_ACK, 1);
+        send_ack(base, cx);
+    }
+}
+
+/// RFC 5961 section 7 ACK throttling (FreeBSD ack_war_timewindow / ack_war_cnt): whether
+/// one more ACK for an unacceptable segment may go in this window, counting it if so.
+fn ack_war_permits(base: &mut Engine, cx: &mut StackCtx) -> bool {
     let now = cx.host.now();
     let t = cx.tun();
     let window = t.ack_war_timewindow as u64 * 1_000_000;
@@ -232,9 +257,9 @@ fn challenge_ack(base: &mut Engine, cx: &mut StackCtx) {
     }
     if t.ack_war_cnt == 0 || base.ack_war_count < t.ack_war_cnt {
         base.ack_war_count += 1;
-        cx.count(ctr::CHALLENGE_ACK, 1);
-        send_ack(base, cx);
+        return true;
     }
+    false
 }
 
 /// ACK field processing; false when the segment must go no further.
@@ -320,6 +345,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         tp.max_sndwnd = tp.max_sndwnd.max(new_wnd);
         if opened {
             base.persist_shift = 0;
+            base.persist_since = 0;
             cx.host.timer_stop(tt::PERSIST);
             // Resume from the first unacknowledged byte: the probe byte may sit beyond it.
             if seq_lt(cx.tp.snd_una, cx.tp.snd_nxt) && cx.host.timer_remaining(tt::REXMT).is_none()
@@ -483,6 +509,7 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
     }
     data_acked = data_acked.min(cx.host.snd_len());
     cx.host.snd_drop(data_acked);
+
     if data_acked > 0 {
         cx.host.event(ConnEvent::Writable);
     }
@@ -497,6 +524,9 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
         let shift = cx.tp.t_rxtshift;
         cx.cc.rttsample(&mut cx.tp, sample_us, shift, fas);
     }
+    // The oldest unacknowledged data is later data now: TCP_USER_TIMEOUT counts from when
+    // that was first sent (from now, when an RTO made us forget the send times).
+    base.una_since = base.send_times.oldest_sent().unwrap_or(now);
     if seq_geq(ack, base.round_end) {
         base.round_cnt = base.round_cnt.wrapping_add(1);
         base.round_end = cx.tp.snd_max;
@@ -657,7 +687,7 @@ fn autorcvbuf(base: &mut Engine, cx: &mut StackCtx, bytes: u32) {
 fn delay_ack(base: &mut Engine, cx: &mut StackCtx) {
     base.unacked_segs += 1;
     let (delayed_ack, delacktime) = (cx.tun().delayed_ack, cx.tun().delacktime);
-    if delayed_ack == 0 || base.quickack || base.unacked_segs >= 2 {
+    if delayed_ack == 0 || cx.tp.t_flags2 & tf2::QUICKACK != 0 || base.unacked_segs >= 2 {
         cx.tp.t_flags |= tf::ACKNOW;
         return;
     }
@@ -756,7 +786,13 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     }
     let now = cx.host.now();
     let tun_sack = cx.tun().sack_enable != 0;
-    let mssdflt = cx.tun().mssdflt;
+    // RFC 9293 3.7.1: without an MSS option the peer gets the family's default.
+    let mssdflt = if cx.tp.t_flags2 & tf2::INET6 != 0 {
+        cx.tun().v6mssdflt
+    } else {
+        cx.tun().mssdflt
+    };
+    let minmss = cx.tun().minmss;
     let (ecn_enable, ecn_maxretries) = (cx.tun().ecn_enable, cx.tun().ecn_maxretries);
     let tp = &mut cx.tp;
     tp.irs = seg.seq;
@@ -768,7 +804,7 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     } else {
         mssdflt
     };
-    tp.t_maxseg = tp.t_maxseg.min(tp.t_peer_mss).max(64);
+    tp.t_maxseg = tp.t_maxseg.min(tp.t_peer_mss).max(minmss);
     if seg.opts.has(to::WSCALE) && tp.t_flags & tf::REQ_SCALE != 0 {
         tp.t_flags |= tf::RCVD_SCALE;
         tp.snd_scale = seg.opts.wscale.min(14);

@@ -22,8 +22,8 @@ use plugtcp_framework::reass::ReassQueue;
 use plugtcp_framework::rtt::{RttEstimator, RttTimer, SendTimes};
 use plugtcp_framework::sack::SackScoreboard;
 use plugtcp_framework::sockopt::{self, SockOpt, SockOptDir};
-use plugtcp_framework::stack::{tcp_func, InitMode, OldStack, StackCtx, TcpStack};
-use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::stack::{tcp_func, tt, InitMode, OldStack, StackCtx, TcpStack};
+use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState, Tcpcb};
 
 /// Counter indices (names in [`Engine::COUNTERS`]).
@@ -100,10 +100,14 @@ pub struct Engine {
     sacked_before: u32,
     /// LRD: the hole at snd_una we retransmitted, and snd_max when we did.
     lrd_mark: Option<(u32, u32)>,
-    /// TCP_QUICKACK: acknowledge every segment at once.
-    quickack: bool,
-    /// Send a short final segment now whatever Nagle says (TCP_CORK cleared).
+    /// Send a short final segment now whatever Nagle says (TCP_CORK cleared, the cork's
+    /// 200 ms ceiling, TCP_NODELAY set while corked).
     push_once: bool,
+    /// When the oldest unacknowledged data was first sent (ns): TCP_USER_TIMEOUT counts
+    /// from here.
+    una_since: u64,
+    /// When zero-window probing began (ns; 0: not probing): TCP_USER_TIMEOUT bounds it.
+    persist_since: u64,
     /// TCP_WINDOW_CLAMP: the largest window we advertise (0: no clamp).
     window_clamp: u32,
     /// TCP_SYNCNT: SYN retransmissions before giving up (0: the usual limits).
@@ -153,8 +157,9 @@ impl Engine {
             recover_fs: 0,
             sacked_before: 0,
             lrd_mark: None,
-            quickack: false,
             push_once: false,
+            una_since: cx.host.now(),
+            persist_since: 0,
             window_clamp: 0,
             syncnt: 0,
             rfbuf_ts: 0,
@@ -168,7 +173,6 @@ impl Engine {
     /// pending delayed ACK, keepalive, the persist timer for a closed window, and FIN_WAIT_2's
     /// or TIME_WAIT's end.
     fn rearm_timers(&self, cx: &mut StackCtx) {
-        use plugtcp_framework::stack::tt;
         let tp = &cx.tp;
         let (outstanding, state) = (tp.snd_una != tp.snd_max, tp.t_state);
         if outstanding && tp.snd_wnd > 0 {
@@ -182,11 +186,18 @@ impl Engine {
             let idle = input::keepidle_ns(cx);
             cx.host.timer_start(tt::KEEP, idle);
         }
+        if cx.tp.t_flags2 & tf2::CORK != 0 && cx.host.snd_len() > 0 {
+            cx.host
+                .timer_start(output::TT_CORK, output::CORK_CEILING_NS);
+        }
         if state == TcpState::Established && cx.tp.snd_wnd == 0 && cx.host.snd_len() > 0 {
             cx.host
                 .timer_start(tt::PERSIST, output::persist_ns(self, cx));
         }
         match state {
+            TcpState::SynSent | TcpState::SynReceived => {
+                cx.host.timer_start(tt::KEEP, output::keepinit_ns(cx));
+            }
             TcpState::TimeWait => {
                 cx.host
                     .timer_start(tt::TWO_MSL, 2 * cx.tun().msl as u64 * 1_000_000);
@@ -345,11 +356,34 @@ impl Engine {
         }
         if mode == InitMode::Switch {
             base.rearm_timers(cx);
+        } else if cx.tp.t_state == TcpState::SynReceived {
+            // Made by the host's SYN cache when the handshake's ACK came (FreeBSD
+            // syncache_socket): a half-open connection gives up after keepinit, whatever
+            // its first segment did.
+            cx.host.timer_start(tt::KEEP, output::keepinit_ns(cx));
         }
         Ok(base)
     }
 
     fn ctloutput(&mut self, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
+        // The host keeps these in the tcpcb and tells us after it stored them: the
+        // keepalive timer follows (FreeBSD re-arms it on TCP_KEEPIDLE, Linux on SO_KEEPALIVE).
+        let keepalive_change = matches!(
+            (opt.level, opt.name),
+            (sockopt::SOL_SOCKET, sockopt::SO_KEEPALIVE)
+                | (sockopt::IPPROTO_TCP, sockopt::TCP_KEEPIDLE)
+        );
+        if keepalive_change && opt.dir == SockOptDir::Set {
+            let state = cx.tp.t_state;
+            if state.have_established() && state <= TcpState::Closing {
+                if input::keepalive_on(cx) {
+                    cx.host.timer_start(tt::KEEP, input::keepidle_ns(cx));
+                } else {
+                    cx.host.timer_stop(tt::KEEP);
+                }
+            }
+            return Ok(());
+        }
         if opt.level != sockopt::IPPROTO_TCP {
             return Err(Errno::ENOPROTOOPT);
         }
@@ -369,27 +403,52 @@ impl Engine {
             }
         };
         match opt.name {
-            sockopt::TCP_NODELAY => flag_opt(tp, opt, tf::NODELAY)?,
+            sockopt::TCP_NODELAY => {
+                flag_opt(tp, opt, tf::NODELAY)?;
+                if opt.dir == SockOptDir::Set
+                    && tp.t_flags & tf::NODELAY != 0
+                    && tp.t_flags2 & tf2::CORK != 0
+                {
+                    // Linux: TCP_NODELAY set on a corked socket pushes what is held back.
+                    self.push_now(cx);
+                }
+            }
             sockopt::TCP_NOPUSH | sockopt::TCP_CORK => {
                 let was = tp.t_flags & tf::NOPUSH != 0;
                 flag_opt(tp, opt, tf::NOPUSH)?;
+                if opt.dir == SockOptDir::Set {
+                    // The cork's flavour: Linux's has a 200 ms ceiling, FreeBSD's none.
+                    if tp.t_flags & tf::NOPUSH != 0 && opt.name == sockopt::TCP_CORK {
+                        tp.t_flags2 |= tf2::CORK;
+                    } else {
+                        tp.t_flags2 &= !tf2::CORK;
+                    }
+                }
                 if was && tp.t_flags & tf::NOPUSH == 0 {
                     // Un-corking sends what was held back: FreeBSD's TCP_NOPUSH still
                     // under Nagle's rule, Linux's TCP_CORK at once, short segment included.
-                    self.push_once = opt.name == sockopt::TCP_CORK;
-                    output::tcp_output(self, cx);
-                    self.push_once = false;
+                    if opt.name == sockopt::TCP_CORK {
+                        self.push_now(cx);
+                    } else {
+                        output::tcp_output(self, cx);
+                    }
                 }
             }
             sockopt::TCP_NOOPT => flag_opt(tp, opt, tf::NOOPT)?,
             sockopt::TCP_QUICKACK => match opt.dir {
-                SockOptDir::Get => opt.reply_int(self.quickack as i32)?,
+                SockOptDir::Get => opt.reply_int((tp.t_flags2 & tf2::QUICKACK != 0) as i32)?,
                 SockOptDir::Set => {
-                    self.quickack = opt.int()? != 0;
-                    if self.quickack && tp.t_flags & tf::DELACK != 0 {
-                        // An ACK we were delaying goes now.
-                        tp.t_flags |= tf::ACKNOW;
-                        output::tcp_output(self, cx);
+                    // Linux: not a permanent setting but a switch into (or out of) quick-ACK
+                    // mode, which the stack leaves again by itself (see `delay_ack`).
+                    if opt.int()? != 0 {
+                        tp.t_flags2 |= tf2::QUICKACK;
+                        if tp.t_flags & tf::DELACK != 0 {
+                            // An ACK we were delaying goes now.
+                            tp.t_flags |= tf::ACKNOW;
+                            output::tcp_output(self, cx);
+                        }
+                    } else {
+                        tp.t_flags2 &= !tf2::QUICKACK;
                     }
                 }
             },
@@ -434,6 +493,13 @@ impl Engine {
             _ => return Err(Errno::ENOPROTOOPT),
         }
         Ok(())
+    }
+
+    /// Sends what Nagle or a cork holds back, short segment included, once.
+    pub(crate) fn push_now(&mut self, cx: &mut StackCtx) {
+        self.push_once = true;
+        output::tcp_output(self, cx);
+        self.push_once = false;
     }
 
     fn info(&self, cx: &StackCtx, out: &mut plugtcp_framework::stack::TcpInfo) {

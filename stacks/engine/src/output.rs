@@ -240,6 +240,10 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     }
     let end = seq.wrapping_add(seq_len);
     let retransmit = seq_lt(seq, tp.snd_max);
+    if tp.snd_una == tp.snd_max {
+        // Nothing was outstanding: TCP_USER_TIMEOUT counts from this transmission.
+        base.una_since = now;
+    }
     if tp.in_fastrecovery() {
         base.prr_out = base.prr_out.saturating_add(len);
     }
@@ -500,13 +504,18 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx) -> bool {
             || retransmitting
             || fin
             || tp.t_flags & tf::FORCEDATA != 0
-            || (all && !nopush && (nodelay || inflight == 0 || base.push_once))
+            || (all && (base.push_once || (!nopush && (nodelay || inflight == 0))))
             || seq_gt(tp.snd_up, nxt)
             || (tp.max_sndwnd > 0 && len >= tp.max_sndwnd / 2);
         if send {
             let flags = if all { th::PUSH } else { 0 } | if fin { th::FIN } else { 0 };
+            leave_quickack(cx, retransmitting);
             send_seg(base, cx, nxt, flags, len);
             return true;
+        }
+        if nopush && tp.t_flags2 & tf2::CORK != 0 && cx.host.timer_remaining(TT_CORK).is_none() {
+            // Linux's TCP_CORK holds a partial segment back for 200 ms at most.
+            cx.host.timer_start(TT_CORK, CORK_CEILING_NS);
         }
     } else if fin
         && (usable > 0 || retransmitting || snd_len == 0 || tp.snd_wnd > 0 || inflight == 0)
@@ -515,6 +524,24 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx) -> bool {
         return true;
     }
     maybe_pure_ack(base, cx)
+}
+
+/// The engine's own timer for Linux's cork ceiling (rack's private timers are PRIV0 and
+/// PRIV0 + 1).
+pub(crate) const TT_CORK: u32 = tt::PRIV0 + 2;
+/// How long TCP_CORK may hold a partial segment (Linux: "a 200 millisecond ceiling").
+pub(crate) const CORK_CEILING_NS: u64 = 200_000_000;
+
+/// Linux leaves quick-ACK mode when the connection turns interactive: new data sent within
+/// a delayed-ACK time of the last segment received (its pingpong mode).
+fn leave_quickack(cx: &mut StackCtx, retransmitting: bool) {
+    if retransmitting || cx.tp.t_flags2 & tf2::QUICKACK == 0 {
+        return;
+    }
+    let ato = cx.tun().delacktime as u64 * 1_000_000;
+    if cx.host.now().saturating_sub(cx.tp.t_rcvtime) < ato {
+        cx.tp.t_flags2 &= !tf2::QUICKACK;
+    }
 }
 
 /// Largest payload one segment descriptor may carry: `mss`, or with TSO (FreeBSD
@@ -577,6 +604,9 @@ fn arm_persist(base: &mut Engine, cx: &mut StackCtx) {
     {
         let ns = persist_ns(base, cx);
         cx.host.timer_start(tt::PERSIST, ns);
+        if base.persist_since == 0 {
+            base.persist_since = cx.host.now().max(1);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use plugtcp_framework::cc::CC_RTO;
 use plugtcp_framework::stack::{tt, StackCtx};
-use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState};
 
 use crate::input::{keepalive_on, keepidle_ns};
@@ -20,6 +20,7 @@ pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
         tt::KEEP => keep(base, cx),
         crate::rack::TT_RACK => crate::rack::reorder_fire(base, cx),
         crate::rack::TT_TLP => crate::rack::tlp_fire(base, cx),
+        crate::output::TT_CORK => cork_fire(base, cx),
         tt::TWO_MSL => {
             if matches!(cx.tp.t_state, TcpState::TimeWait | TcpState::FinWait2) {
                 tcp_close(cx);
@@ -48,12 +49,11 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
-    if cx.tp.t_user_timeout > 0 {
-        let since = cx.host.now().saturating_sub(cx.tp.t_rcvtime);
-        if since >= cx.tp.t_user_timeout as u64 * 1_000_000 {
-            tcp_drop(cx, Errno::ETIMEDOUT);
-            return;
-        }
+    // TCP_USER_TIMEOUT (Linux): how long transmitted data may stay unacknowledged, counted
+    // from its first transmission, whatever else the peer sends meanwhile.
+    if user_timeout_ns(cx).is_some_and(|ut| cx.host.now().saturating_sub(base.una_since) >= ut) {
+        tcp_drop(cx, Errno::ETIMEDOUT);
+        return;
     }
     cx.count(ctr::RTO, 1);
     cx.tp.t_rexmttimeo += 1;
@@ -78,6 +78,15 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
 /// Zero-window probe (RFC 9293 3.8.6.1): one byte past the window, backing off.
 fn persist(base: &mut Engine, cx: &mut StackCtx) {
     if !cx.tp.t_state.have_established() {
+        return;
+    }
+    // TCP_USER_TIMEOUT also bounds how long data may wait for a zero window to open.
+    let probing_since = base.persist_since;
+    if probing_since != 0
+        && cx.tp.snd_wnd == 0
+        && user_timeout_ns(cx).is_some_and(|ut| cx.host.now().saturating_sub(probing_since) >= ut)
+    {
+        tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
     cx.count(ctr::PERSISTTIMEO, 1);
@@ -127,7 +136,13 @@ fn keep(base: &mut Engine, cx: &mut StackCtx) {
         cx.host.timer_start(tt::KEEP, idle_limit - idle);
         return;
     }
-    if base.keep_probes >= cnt {
+    // TCP_USER_TIMEOUT overrides keepcnt (Linux): once a probe is out, the connection dies
+    // when it has heard nothing for that long.
+    let give_up = match user_timeout_ns(cx) {
+        Some(ut) => base.keep_probes > 0 && idle >= ut,
+        None => base.keep_probes >= cnt,
+    };
+    if give_up {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
@@ -138,6 +153,18 @@ fn keep(base: &mut Engine, cx: &mut StackCtx) {
     let seq = cx.tp.snd_una.wrapping_sub(1);
     send_probe(base, cx, seq);
     cx.host.timer_start(tt::KEEP, intvl);
+}
+
+/// TCP_USER_TIMEOUT in ns, when set.
+fn user_timeout_ns(cx: &StackCtx) -> Option<u64> {
+    (cx.tp.t_user_timeout > 0).then(|| cx.tp.t_user_timeout as u64 * 1_000_000)
+}
+
+/// Linux's cork ceiling: what TCP_CORK held back 200 ms goes out.
+fn cork_fire(base: &mut Engine, cx: &mut StackCtx) {
+    if cx.tp.t_flags2 & tf2::CORK != 0 && cx.tp.t_state.have_established() {
+        base.push_now(cx);
+    }
 }
 
 fn send_probe(base: &mut Engine, cx: &mut StackCtx, seq: u32) {

@@ -525,6 +525,11 @@ impl CcConn {
         match sig {
             CC_NDUPACK if !tp.in_fastrecovery() => {
                 tp.snd_recover = tp.snd_max;
+                // RFC 3168 6.1.2: a window reduced for loss is announced too (CWR on the
+                // next new data segment), as FreeBSD's cc_cong_signal does.
+                if tp.t_flags2 & crate::tcpcb::tf2::ECN_PERMIT != 0 {
+                    tp.t_flags2 |= crate::tcpcb::tf2::ECN_SND_CWR;
+                }
             }
             CC_ECN if !tp.in_congrecovery() => {
                 tp.snd_recover = tp.snd_max;

@@ -20,6 +20,15 @@ macro_rules! errnos {
                 }
             }
 
+            /// The errno with this symbolic name (EWOULDBLOCK is EAGAIN's other name).
+            pub fn from_name(name: &str) -> Option<Errno> {
+                match name {
+                    $(stringify!($name) => Some(Errno::$name),)*
+                    "EWOULDBLOCK" => Some(Errno::EAGAIN),
+                    _ => None,
+                }
+            }
+
             /// strerror(3)-like text.
             pub fn message(self) -> &'static str {
                 match self.0 {
@@ -45,14 +54,21 @@ errnos! {
     EBUSY = 16, "device or resource busy";
     EEXIST = 17, "file exists";
     EINVAL = 22, "invalid argument";
+    ENOTTY = 25, "inappropriate ioctl for device";
     ENOSPC = 28, "no space left on device";
     ENAMETOOLONG = 36, "file name too long";
     EPIPE = 32, "broken pipe";
+    ENOTSOCK = 88, "socket operation on non-socket";
+    EDESTADDRREQ = 89, "destination address required";
+    EMSGSIZE = 90, "message too long";
+    EPROTOTYPE = 91, "protocol wrong type for socket";
     ENOPROTOOPT = 92, "protocol not available";
+    EPROTONOSUPPORT = 93, "protocol not supported";
     EOPNOTSUPP = 95, "operation not supported";
     EAFNOSUPPORT = 97, "address family not supported by protocol";
     EADDRINUSE = 98, "address already in use";
     EADDRNOTAVAIL = 99, "cannot assign requested address";
+    ENETDOWN = 100, "network is down";
     ENETUNREACH = 101, "network is unreachable";
     ECONNABORTED = 103, "software caused connection abort";
     ECONNRESET = 104, "connection reset by peer";
@@ -61,6 +77,8 @@ errnos! {
     ENOTCONN = 107, "transport endpoint is not connected";
     ETIMEDOUT = 110, "connection timed out";
     ECONNREFUSED = 111, "connection refused";
+    EHOSTDOWN = 112, "host is down";
+    EHOSTUNREACH = 113, "no route to host";
     EALREADY = 114, "operation already in progress";
     EINPROGRESS = 115, "operation now in progress";
 }

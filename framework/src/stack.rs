@@ -77,9 +77,12 @@ pub struct HostOps {
     pub rcv_space: extern "C" fn(host: *mut c_void) -> u32,
     /// The receive buffer's size (so_rcv.sb_hiwat).
     pub rcv_hiwat: extern "C" fn(host: *mut c_void) -> u32,
-    /// Grow (auto-size) a buffer: 0 receive, 1 send. The host caps the size at
-    /// recvbuf_max/sendbuf_max and ignores the request when the application fixed the size
-    /// (SO_RCVBUF/SO_SNDBUF); it returns the size in force.
+    /// Grow a buffer; `which` is an [`autosize`] constant. RCV and SND auto-size: the host
+    /// caps the size at recvbuf_max/sendbuf_max and ignores the request when the
+    /// application fixed the size (SO_RCVBUF/SO_SNDBUF). RESERVE_RCV and RESERVE_SND grow it
+    /// whatever the application set, capped at kern.ipc.maxsockbuf (FreeBSD's sbreserve in
+    /// tcp_mss, which rounds both buffers up to whole segments). Never shrinks; returns the
+    /// size in force.
     pub autosize: extern "C" fn(host: *mut c_void, which: u32, size: u32) -> u32,
     /// The send buffer's size (so_snd.sb_hiwat).
     pub snd_hiwat: extern "C" fn(host: *mut c_void) -> u32,
@@ -97,6 +100,14 @@ pub struct HostOps {
     pub now: extern "C" fn(host: *mut c_void) -> u64,
     #[sabi(last_prefix_field)]
     pub event: extern "C" fn(host: *mut c_void, ev: ConnEvent),
+}
+
+/// `which` values of [`HostOps::autosize`].
+pub mod autosize {
+    pub const RCV: u32 = 0;
+    pub const SND: u32 = 1;
+    pub const RESERVE_RCV: u32 = 2;
+    pub const RESERVE_SND: u32 = 3;
 }
 
 /// The host side of one stack call: its ops and the opaque handle they take.

@@ -67,6 +67,17 @@ pub struct Worker {
     pub siftr: Option<Box<crate::siftr::SiftrLog>>,
     /// Where a siftr line is formatted (reused: no allocation per line).
     pub siftr_line: crate::siftr::LineBuf,
+    /// `kern.ipc.maxsockbuf` (FreeBSD sb_max): no socket buffer grows beyond it.
+    pub sb_max: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// FreeBSD's default `kern.ipc.maxsockbuf` (2 MiB).
+pub const SB_MAX_DEFAULT: u64 = 2 * 1024 * 1024;
+
+/// What setsockopt(SO_SNDBUF/SO_RCVBUF) may ask for under `sb_max`: FreeBSD's sb_max_adj,
+/// sb_max scaled by MCLBYTES / (MSIZE + MCLBYTES) for mbuf overhead.
+pub fn sb_max_adj(sb_max: u64) -> u64 {
+    sb_max * 2048 / (256 + 2048)
 }
 
 /// What a connection's tcpcb counts, as the metrics label it by stack and CC:
@@ -153,6 +164,7 @@ impl Worker {
             departed: Vec::new(),
             siftr: None,
             siftr_line: Default::default(),
+            sb_max: Arc::new(std::sync::atomic::AtomicU64::new(SB_MAX_DEFAULT)),
         }
     }
 }
@@ -261,6 +273,10 @@ pub struct HostSide {
     /// TCP_REMOTE_UDP_ENCAPS_PORT: the peer's UDP port when this connection runs over UDP
     /// encapsulation (0: not set).
     pub udp_port: u16,
+    /// IP_TOS / IPV6_TCLASS: the DSCP bits its packets carry.
+    pub ip_tos: u8,
+    /// IP_TTL / IPV6_UNICAST_HOPS (0: the host's default).
+    pub ip_ttl: u8,
     /// Bytes the application has read so far (stream offset of the read head).
     pub read_pos: u64,
     /// Out-of-band data received (BSD urgent byte).
@@ -299,6 +315,8 @@ impl HostSide {
             deferred_until: None,
             linger: None,
             udp_port: 0,
+            ip_tos: 0,
+            ip_ttl: 0,
             read_pos: 0,
             urg: None,
             oobinline: false,
@@ -464,10 +482,15 @@ fn transmit(c: &mut HostCall<'_>, seg: &SegOut) -> HookStatus {
         // The stack asked for bytes the send buffer does not hold.
         return HookStatus(Errno::EINVAL.0);
     }
-    let (local, remote, ttl) = (c.side.local, c.side.remote, c.worker.ttl);
+    let (local, remote, tos) = (c.side.local, c.side.remote, c.side.ip_tos);
+    let ttl = if c.side.ip_ttl != 0 {
+        c.side.ip_ttl
+    } else {
+        c.worker.ttl
+    };
     let cap = wire::MAX_HEADER + got;
     match c.worker.tx.push_tagged(cap, c.side.udp_port, |buf| {
-        wire::build(buf, local, remote, seg, &slices[..n], ttl)
+        wire::build_with_tos(buf, local, remote, seg, &slices[..n], ttl, tos)
     }) {
         Ok(()) => HookStatus::OK,
         Err(e) => HookStatus(e.errno().0),
@@ -491,11 +514,22 @@ extern "C" fn op_rcv_hiwat(host: *mut c_void) -> u32 {
     call(host).map_or(0, |c| c.side.rcv.hiwat() as u32)
 }
 extern "C" fn op_autosize(host: *mut c_void, which: u32, size: u32) -> u32 {
+    use plugtcp_framework::stack::autosize;
     let Some(c) = call(host) else { return 0 };
     let t = &c.worker.tunables;
     let side = &mut c.side;
+    let sb_max = c.worker.sb_max.load(std::sync::atomic::Ordering::Relaxed);
+    let reserve = |cur: usize| (size as usize).min(sb_max as usize).max(cur);
     match which {
-        0 => {
+        autosize::RESERVE_RCV => {
+            side.rcv.set_hiwat(reserve(side.rcv.hiwat()));
+            side.rcv.hiwat() as u32
+        }
+        autosize::RESERVE_SND => {
+            side.snd.set_hiwat(reserve(side.snd.hiwat()));
+            side.snd.hiwat() as u32
+        }
+        autosize::RCV => {
             if side.rcv_auto && t.recvbuf_auto != 0 {
                 let size = (size as usize)
                     .min(t.recvbuf_max as usize)

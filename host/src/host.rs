@@ -815,6 +815,26 @@ impl Host {
                 },
             ),
         ];
+        let sb_max = self.worker.sb_max.clone();
+        let sb_max_w = self.worker.sb_max.clone();
+        let nodes = nodes.into_iter().chain([(
+            "kern.ipc.maxsockbuf",
+            HostNode {
+                get: Box::new(move || {
+                    SysctlValue::Int(sb_max.load(std::sync::atomic::Ordering::Relaxed) as i64)
+                }),
+                // FreeBSD sysctl_handle_sb_max: at least an mbuf and a cluster.
+                set: Some(Box::new(move |v| {
+                    let n = crate::sysctl::parse_int(v)?;
+                    if n < 256 + 2048 {
+                        return Err(Errno::EINVAL);
+                    }
+                    sb_max_w.store(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                })),
+                description: "Maximum socket buffer size",
+            },
+        )]);
         for (name, node) in nodes {
             // These names are reserved for the host in the sysctl table; registering twice
             // would be a bug.

@@ -10,6 +10,7 @@
 //! - [`io`]: packet I/O backends (`sim`) and pcap capture; [`lro`]: receive coalescing
 //! - [`bench`]: `plugtcp bench ...`
 
+pub mod attach;
 pub mod bench;
 pub mod ccsim;
 pub mod conn;
@@ -21,7 +22,9 @@ pub mod io;
 pub mod ipfrag;
 pub mod lro;
 pub mod metrics;
+pub mod packetdrill;
 pub mod plot;
+pub mod posix;
 pub mod registry;
 pub mod runtime;
 pub mod secrets;

@@ -604,20 +604,21 @@ impl Host {
     }
 
     /// close(2): shutdown both ways; the connection lingers until the FIN handshake ends and
-    /// is freed then. Unread data makes it an abort with RST (FreeBSD soclose/tcp_disconnect).
+    /// is freed then. Unread data is thrown away and the FIN goes out as usual (FreeBSD
+    /// tcp_disconnect flushes so_rcv; Linux would send a RST instead).
     pub fn close(&mut self, slot: usize) {
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
         c.side.user_closed = true;
         c.ctx.tp.t_flags |= tf::CLOSED;
-        // SO_LINGER with a zero timeout makes close an abort (RST), as BSD does; so does
-        // closing with unread data.
+        // SO_LINGER with a zero timeout makes close an abort (RST), as BSD does.
         let hard = c.side.linger == Some(0);
-        if (hard || c.side.rcv.readable() > 0) && c.ctx.tp.t_state.have_established() {
+        if hard && c.ctx.tp.t_state.have_established() {
             self.abort(slot);
             return;
         }
+        c.side.rcv.clear(&mut self.worker.pool);
         let state = c.ctx.tp.t_state;
         if state == TcpState::Closed {
             self.free_conn(slot);

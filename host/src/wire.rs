@@ -709,6 +709,20 @@ pub fn build(
     payload: &[&[u8]],
     ttl: u8,
 ) -> Result<usize, BuildError> {
+    build_with_tos(buf, src, dst, seg, payload, ttl, 0)
+}
+
+/// As [`build`], with the DSCP bits of the IPv4 TOS / IPv6 traffic class set from `tos`
+/// (its ECN bits come from `seg.ip_ecn`): IP_TOS and IPV6_TCLASS.
+pub fn build_with_tos(
+    buf: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    seg: &SegOut,
+    payload: &[&[u8]],
+    ttl: u8,
+    tos: u8,
+) -> Result<usize, BuildError> {
     if seg.opts.has(to::SIGNATURE) {
         return Err(BuildError::UnsupportedOption);
     }
@@ -736,14 +750,15 @@ pub fn build(
     let (iph, tcp) = pkt.split_at_mut(ip_hlen);
 
     let ecn = seg.ip_ecn & 0x03;
+    let tos = (tos & !0x03) | ecn;
     let pseudo = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let (s, d) = (s.octets(), d.octets());
             let l = ip_len_field.to_be_bytes();
-            // IHL 5, TOS = DSCP 0 + ECN; id 0 with DF set (RFC 6864), offset 0.
+            // IHL 5, TOS = DSCP + ECN; id 0 with DF set (RFC 6864), offset 0.
             #[rustfmt::skip]
             iph[..12].copy_from_slice(&[
-                0x45, ecn, l[0], l[1],
+                0x45, tos, l[0], l[1],
                 0, 0, 0x40, 0,
                 ttl, IPPROTO_TCP, 0, 0,
             ]);
@@ -761,8 +776,8 @@ pub fn build(
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             let (s, d) = (s.octets(), d.octets());
             let l = ip_len_field.to_be_bytes();
-            // Version 6, traffic class = DSCP 0 + ECN, flow label 0.
-            let tclass = ecn;
+            // Version 6, traffic class = DSCP + ECN, flow label 0.
+            let tclass = tos;
             iph[..8].copy_from_slice(&[
                 0x60 | (tclass >> 4),
                 tclass << 4,

@@ -74,7 +74,7 @@ fn lossy() -> SimLinkConfig {
 fn assert_no_four_tuple(text: &str) {
     let allowed: BTreeSet<&str> = [
         "reason", "state", "stack", "cc", "plugin", "from", "to", "result", "kind", "name",
-        "counter", "le",
+        "counter", "le", "event",
     ]
     .into();
     for (n, l, _) in samples(text) {
@@ -146,7 +146,7 @@ fn lossy_transfer_publishes_netstat_counters_states_and_histograms() {
         ),
         rexmit as f64
     );
-    let sc = [("stack", "base"), ("cc", "cubic")];
+    let sc = [("stack", "base"), ("cc", "newreno")];
     // Every data byte once as new data on A, and once in order on B.
     assert_eq!(val(&a, "plugtcp_tcp_sent_bytes_total", &sc), LEN as f64);
     assert_eq!(val(&b, "plugtcp_tcp_received_bytes_total", &sc), LEN as f64);
@@ -211,7 +211,7 @@ fn lossy_transfer_publishes_netstat_counters_states_and_histograms() {
     assert_eq!(val(&b, "plugtcp_tcp_rtt_seconds_count", &[]), 1.0);
 
     // Plugins: built-ins registered once each, nothing deregistered, nothing faulted.
-    for (kind, name) in [("stack", "base"), ("stack", "rack"), ("cc", "cubic")] {
+    for (kind, name) in [("stack", "base"), ("stack", "rack"), ("cc", "newreno")] {
         let l = [("kind", kind), ("name", name)];
         assert_eq!(val(&a, "plugtcp_plugin_loads_total", &l), 1.0);
         assert_eq!(val(&a, "plugtcp_plugin_deregistrations_total", &l), 0.0);
@@ -220,7 +220,7 @@ fn lossy_transfer_publishes_netstat_counters_states_and_histograms() {
         val(
             &b,
             "plugtcp_plugin_users",
-            &[("kind", "cc"), ("name", "cubic")]
+            &[("kind", "cc"), ("name", "newreno")]
         ),
         1.0
     );
@@ -318,8 +318,8 @@ fn bytes_follow_the_stack_through_a_switch_and_switches_are_counted() {
     assert!(t.intact && t.ticks == 1);
     assert_eq!(failed, Some(Err(plugtcp_framework::Errno::EAGAIN)));
     let end = publish(&mut net.a, &rec);
-    let base = [("stack", "base"), ("cc", "cubic")];
-    let rack = [("stack", "rack"), ("cc", "cubic")];
+    let base = [("stack", "base"), ("cc", "newreno")];
+    let rack = [("stack", "rack"), ("cc", "newreno")];
     let sent_base = val(&before, "plugtcp_tcp_sent_bytes_total", &base);
     assert!(sent_base > 0.0);
     // What base sent stays base's (a counter never goes down), rack's grows from 0.
@@ -494,7 +494,7 @@ fn serve_metrics_scrape_over_http() {
             && get(
                 &text,
                 "plugtcp_tcp_sent_bytes_total",
-                &[("stack", "base"), ("cc", "cubic")],
+                &[("stack", "base"), ("cc", "newreno")],
             )
             .is_some_and(|v| v >= body.len() as f64)
         {

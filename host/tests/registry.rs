@@ -284,8 +284,8 @@ fn cc_registration_defaults_and_params() {
     let r = &h.registry;
     let snap = r.snapshot();
     let nr = snap.cc("newreno").unwrap();
-    // FreeBSD 14's default.
-    assert_eq!(snap.default_cc.as_ref().unwrap().name, "cubic");
+    // tcp(4)'s default.
+    assert_eq!(snap.default_cc.as_ref().unwrap().name, "newreno");
     // The same module again: EEXIST (FreeBSD cc_register_algo).
     assert_eq!(
         r.register_cc(plugtcp_cc_newreno::cc_algo(), info()).err(),

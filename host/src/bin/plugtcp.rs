@@ -112,6 +112,10 @@ enum Cmd {
         #[arg(long)]
         trace: Option<PathBuf>,
     },
+    /// Run packetdrill scripts against one host on the virtual clock, the script playing
+    /// the remote peer; exit status 0 when every script passes (or fails as a `.exfail`
+    /// file beside it expects).
+    Packetdrill(PacketdrillArgs),
     /// Draw a siftr trace (from `demo --trace`, TCP_SIFTR or net.inet.siftr) as a PNG:
     /// cwnd, ssthresh and flight size over time, and the smoothed RTT.
     Plot {
@@ -428,9 +432,134 @@ fn control(cli: &Cli, cmd: ControlCmd) -> ExitCode {
     }
 }
 
+/// `plugtcp packetdrill`'s options: packetdrill's own, then plugtcp's.
+#[derive(clap::Args)]
+struct PacketdrillArgs {
+    /// Scripts to run.
+    #[arg(required = true)]
+    scripts: Vec<PathBuf>,
+    /// ipv4, ipv6 or ipv4-mapped-ipv6 (default: the script's, else ipv4).
+    #[arg(long, value_parser = ["ipv4", "ipv6", "ipv4-mapped-ipv6", "ipv4_mapped_ipv6"])]
+    ip_version: Option<String>,
+    /// Timing tolerance in microseconds (default 4000).
+    #[arg(long)]
+    tolerance_usecs: Option<u64>,
+    /// Timing tolerance as a percentage of the time since the previous event.
+    #[arg(long)]
+    tolerance_percent: Option<f64>,
+    /// Microseconds per TCP timestamp tick; 0 does not check outbound TS val.
+    #[arg(long)]
+    tcp_ts_tick_usecs: Option<u64>,
+    /// The host's address (default 192.168.0.1, or fd3d:fa7b:d17d::1).
+    #[arg(long)]
+    local_ip: Option<String>,
+    /// The script's (the remote peer's) address (default 192.0.2.1, or 2001:db8::1).
+    #[arg(long)]
+    remote_ip: Option<String>,
+    /// The port `bind(..., ...)` and inbound SYNs use (default 8080).
+    #[arg(long)]
+    bind_port: Option<u16>,
+    /// The port `connect(..., ...)` uses (default 8080).
+    #[arg(long)]
+    connect_port: Option<u16>,
+    /// Make packet and/or system call failures warnings: packet, syscall.
+    #[arg(long, value_delimiter = ',')]
+    non_fatal: Vec<String>,
+    /// A name for #ifdef (NAME) or a word to substitute (NAME=VALUE); may be repeated.
+    #[arg(long = "define", short = 'D')]
+    defines: Vec<String>,
+    /// Match each script packet to exactly one packet sent (no merging of consecutive
+    /// segments).
+    #[arg(long)]
+    strict_segments: bool,
+    /// Function block to run the scripts against (default: functions_default).
+    #[arg(long)]
+    stack: Option<String>,
+    /// CC module to run the scripts with (default: cc.algorithm).
+    #[arg(long)]
+    cc: Option<String>,
+    /// Print every event with its virtual time.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// Write the packets in and out to this pcap file (the last script's, with several).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// One JSON object per script, then the totals.
+    #[arg(long)]
+    json: bool,
+}
+
+fn packetdrill(a: &PacketdrillArgs) -> ExitCode {
+    use plugtcp_host::packetdrill::{run_file, RunOptions, Verdict};
+    use plugtcp_packetdrill::IpVersion;
+    let opts = RunOptions {
+        ip_version: a.ip_version.as_deref().map(|v| match v {
+            "ipv6" => IpVersion::Ipv6,
+            "ipv4" => IpVersion::Ipv4,
+            _ => IpVersion::Ipv4MappedIpv6,
+        }),
+        tolerance_usecs: a.tolerance_usecs,
+        tolerance_percent: a.tolerance_percent,
+        tcp_ts_tick_usecs: a.tcp_ts_tick_usecs,
+        local_ip: a.local_ip.clone(),
+        remote_ip: a.remote_ip.clone(),
+        bind_port: a.bind_port,
+        connect_port: a.connect_port,
+        non_fatal: a.non_fatal.clone(),
+        defines: a.defines.clone(),
+        strict_segments: a.strict_segments,
+        stack: a.stack.clone(),
+        cc: a.cc.clone(),
+        verbose: a.verbose,
+        pcap: a.pcap.clone(),
+        seed: 1,
+    };
+    let many = a.scripts.len() > 1;
+    let (mut passed, mut failed) = (0, 0);
+    let mut reports = Vec::new();
+    for path in &a.scripts {
+        let r = run_file(path, &opts);
+        if r.verdict.ok() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        if a.json {
+            reports.push(r);
+            continue;
+        }
+        for l in &r.log {
+            println!("{l}");
+        }
+        for w in &r.warnings {
+            eprintln!("{w}");
+        }
+        if let Some(e) = &r.error {
+            if r.verdict != Verdict::ExpectedFail || !many {
+                eprintln!("{e}");
+            }
+        }
+        if many {
+            println!("{:<16} {}", r.verdict.label(), r.path);
+        }
+    }
+    if a.json {
+        let out = serde_json::json!({ "scripts": reports, "passed": passed, "failed": failed });
+        println!("{out}");
+    } else if many {
+        println!("{passed} passed, {failed} failed");
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.cmd {
+        Cmd::Packetdrill(a) => packetdrill(a),
         Cmd::Serve {
             io,
             service,

@@ -149,6 +149,9 @@ pub struct SockTable {
     listener_addrs: HashMap<ListenerId, SocketAddr>,
     /// Listeners per (is IPv6, port), wildcard or specific.
     listener_ports: HashMap<(bool, u16), u32>,
+    /// Addresses bound by sockets that have neither listened nor connected yet (bind(2)
+    /// before listen or connect), with how many hold each.
+    reserved: HashMap<(IpAddr, u16), u32>,
     local_addrs: HashSet<IpAddr>,
     next_listener: u32,
     portrange_first: u16,
@@ -182,6 +185,7 @@ impl SockTable {
             listeners: HashMap::new(),
             listener_addrs: HashMap::new(),
             listener_ports: HashMap::new(),
+            reserved: HashMap::new(),
             local_addrs: HashSet::new(),
             next_listener: 0,
             portrange_first: PORTRANGE_FIRST_DEFAULT,
@@ -280,6 +284,47 @@ impl SockTable {
         Ok(id)
     }
 
+    /// bind(2) for a socket that will listen or connect later: checks `local` as a listener
+    /// bind would (EADDRNOTAVAIL, EADDRINUSE; port 0 picks one) and holds it until
+    /// [`SockTable::release_addr`]. Returns the address with its port.
+    pub fn reserve_addr(
+        &mut self,
+        local: SocketAddr,
+        reuse_addr: bool,
+    ) -> Result<SocketAddr, Errno> {
+        let ip = local.ip();
+        if !ip.is_unspecified() && !self.local_addrs.contains(&ip) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let port = if local.port() == 0 {
+            self.pick_bind_port(ip, reuse_addr)?
+        } else {
+            self.bind_conflict(ip, local.port(), reuse_addr)?;
+            local.port()
+        };
+        count_up(&mut self.reserved, (ip, port));
+        let mut addr = strip_flowinfo(local);
+        addr.set_port(port);
+        Ok(addr)
+    }
+
+    /// Gives up an address held by [`SockTable::reserve_addr`].
+    pub fn release_addr(&mut self, local: SocketAddr) {
+        count_down(&mut self.reserved, (local.ip(), local.port()));
+    }
+
+    /// Whether a socket holds `port` on `ip` (exactly or through a wildcard) by bind(2).
+    fn port_reserved(&self, ip: IpAddr, port: u16) -> bool {
+        !self.reserved.is_empty()
+            && (self.reserved.contains_key(&(ip, port))
+                || self.reserved.contains_key(&(wildcard_of(ip), port))
+                || (ip.is_unspecified()
+                    && self
+                        .reserved
+                        .keys()
+                        .any(|(i, p)| *p == port && i.is_ipv6() == ip.is_ipv6())))
+    }
+
     /// Removes a listener, returning the address it held.
     pub fn remove_listener(&mut self, id: ListenerId) -> Option<SocketAddr> {
         let addr = self.listener_addrs.remove(&id)?;
@@ -345,6 +390,7 @@ impl SockTable {
             let port = first + (offset.wrapping_add(u64::from(ctr)) % num) as u16;
             if self.listeners.contains_key(&(local_ip, port))
                 || self.listeners.contains_key(&(wild, port))
+                || self.port_reserved(local_ip, port)
             {
                 continue;
             }
@@ -366,6 +412,9 @@ impl SockTable {
         }
         if reuse_addr {
             return Ok(());
+        }
+        if self.port_reserved(ip, port) {
+            return Err(Errno::EADDRINUSE);
         }
         let v6 = ip.is_ipv6();
         // Connections are checked by a scan: binds are rare, and keeping per-port counts cost

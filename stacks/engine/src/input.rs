@@ -29,7 +29,7 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         let idle = keepidle_ns(cx);
         cx.host.timer_start(tt::KEEP, idle);
     }
-    let flags = seg.flags;
+    let mut flags = seg.flags;
     let mut seq = seg.seq;
     let mut data: &[u8] = &seg.payload;
     let mut fin = flags & th::FIN != 0;
@@ -91,9 +91,20 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         }
         return;
     }
-    if !acceptable {
-        // Old duplicate or beyond the window: re-ACK (RFC 9293), which also answers a
-        // retransmitted FIN in TIME_WAIT. Old data is reported as a D-SACK (RFC 2883).
+    // An old duplicate, wholly left of rcv_nxt: FreeBSD trims it rather than drop it, so
+    // that its ACK field still counts (a simultaneous close's FIN+ACK, a reordered pure
+    // ACK); the ACK it earns comes out of the ack-war budget below.
+    let old_dup = !acceptable
+        && cx.tp.t_state != TcpState::TimeWait
+        && seq_lt(seq, cx.tp.rcv_nxt)
+        && seq_leq(seq.wrapping_add(seg_len), cx.tp.rcv_nxt);
+    let mut old_dup_ack = false;
+    if old_dup {
+        old_dup_ack = ack_war_permits(base, cx);
+    } else if !acceptable {
+        // Beyond the window (or an old duplicate in TIME_WAIT): re-ACK (RFC 9293), which
+        // also answers a retransmitted FIN in TIME_WAIT. Old data is reported as a D-SACK
+        // (RFC 2883).
         let end = seq.wrapping_add(data.len() as u32);
         if !data.is_empty() && seq_leq(end, cx.tp.rcv_nxt) {
             base.dsack = Some(SackBlock { start: seq, end });
@@ -112,6 +123,12 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
             output::tcp_output(base, cx);
         }
         return;
+    }
+    // A SYN left of rcv_nxt is the one we have (a simultaneous open's SYN-ACK): FreeBSD
+    // drops the SYN bit and goes on with the rest of the segment.
+    if flags & th::SYN != 0 && seq_lt(seq, cx.tp.rcv_nxt) {
+        flags &= !th::SYN;
+        seq = seq.wrapping_add(1);
     }
     // RFC 5961 4.2: a SYN on a synchronized connection earns a challenge ACK.
     if flags & th::SYN != 0 {
@@ -134,20 +151,29 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     let rcv_nxt = cx.tp.rcv_nxt;
     if seq_lt(seq, rcv_nxt) {
         let dup = rcv_nxt.wrapping_sub(seq);
+        let dup_end = if dup as usize >= data.len() {
+            seq.wrapping_add(data.len() as u32)
+        } else {
+            rcv_nxt
+        };
         if dup as usize >= data.len() {
             // All old data: a FIN in it is old too unless it sits exactly at rcv_nxt.
             if fin && seq.wrapping_add(data.len() as u32) != rcv_nxt {
                 fin = false;
             }
             data = &[];
-            cx.tp.t_flags |= tf::ACKNOW;
+            if !old_dup || old_dup_ack {
+                cx.tp.t_flags |= tf::ACKNOW;
+            }
         } else {
             data = &data[dup as usize..];
         }
-        base.dsack = Some(SackBlock {
-            start: seq,
-            end: rcv_nxt,
-        });
+        if dup_end != seq {
+            base.dsack = Some(SackBlock {
+                start: seq,
+                end: dup_end,
+            });
+        }
         seq = rcv_nxt;
     }
     // Trim what lies beyond the window.
@@ -698,8 +724,30 @@ fn delay_ack(base: &mut Engine, cx: &mut StackCtx) {
     }
 }
 
+/// FreeBSD tcp_mss: once the MSS is known, both socket buffers become a whole number of
+/// segments (rounded up; capped at kern.ipc.maxsockbuf by the host), and a send buffer
+/// smaller than one segment lowers the MSS to it. The window a peer sees is that rounded
+/// buffer.
+fn round_buffers_to_mss(cx: &mut StackCtx) {
+    use plugtcp_framework::stack::autosize;
+    let mss = cx.tp.t_maxseg.max(1);
+    let snd = cx.host.snd_hiwat();
+    if snd < mss {
+        cx.tp.t_maxseg = snd.max(1);
+    } else {
+        cx.host
+            .autosize(autosize::RESERVE_SND, snd.div_ceil(mss).saturating_mul(mss));
+    }
+    let rcv = cx.host.rcv_hiwat();
+    if rcv > mss {
+        cx.host
+            .autosize(autosize::RESERVE_RCV, rcv.div_ceil(mss).saturating_mul(mss));
+    }
+}
+
 /// The handshake completed.
 fn established(base: &mut Engine, cx: &mut StackCtx) {
+    round_buffers_to_mss(cx);
     cx.tp.t_state = TcpState::Established;
     cx.host.timer_stop(tt::KEEP);
     let iw = cx.tun().initcwnd_segments;

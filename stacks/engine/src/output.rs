@@ -247,7 +247,8 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     if tp.in_fastrecovery() {
         base.prr_out = base.prr_out.saturating_add(len);
     }
-    if retransmit {
+    // As FreeBSD's tcps_sndrexmitpack: resent data (and SYNs), not a resent bare FIN.
+    if retransmit && (len > 0 || flags & th::SYN != 0) {
         tp.t_sndrexmitpack += 1;
         tp.t_rexmit_bytes += len as u64;
         cx.count(ctr::SNDREXMITPACK, 1);
@@ -321,6 +322,21 @@ pub(crate) fn send_rst(cx: &mut StackCtx, seq: u32, ack: u32, with_ack: bool) {
 /// be dropped, and two peers retransmitting at once would each drop the other's ACKs.
 /// While probing a zero window it is snd_nxt.
 pub(crate) fn send_ack(base: &mut Engine, cx: &mut StackCtx) {
+    // FreeBSD tcp_output: while our FIN is unacknowledged and no data is left to send, what
+    // we send carries the FIN again at its own sequence number ("if resending a FIN, be
+    // sure not to use a new sequence number").
+    let tp = &cx.tp;
+    let data_end = data_start(tp).wrapping_add(cx.host.snd_len());
+    if fin_wanted(tp)
+        && tp.t_flags & tf::SENTFIN != 0
+        && tp.snd_nxt == tp.snd_max
+        && tp.snd_una != tp.snd_max
+        && tp.snd_max.wrapping_sub(1) == data_end
+    {
+        let seq = tp.snd_max.wrapping_sub(1);
+        send_seg(base, cx, seq, th::FIN, 0);
+        return;
+    }
     let seq = if cx.host.timer_remaining(tt::PERSIST).is_some() {
         cx.tp.snd_nxt
     } else {

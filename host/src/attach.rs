@@ -1,0 +1,342 @@
+//! A socket before it has a 4-tuple (FreeBSD tcp_usr_attach, tcp_usr_bind, tcp_usr_listen,
+//! tcp_usr_connect): `socket(2)` makes a connection object at once, on the default stack
+//! and CC, so that options set before `bind`, `listen` or `connect` are checked by the stack
+//! that will run it; `listen` turns it into a listener that passes those options on, and
+//! `connect` gives it an address and sends the SYN. The POSIX layer ([`crate::posix`]) is
+//! built on these.
+
+use std::net::SocketAddr;
+
+use plugtcp_framework::sockopt::{self, IPPROTO_TCP, SOL_SOCKET};
+use plugtcp_framework::stack::TcpInfo;
+use plugtcp_framework::tcpcb::{tf, tf2};
+use plugtcp_framework::{Errno, TcpState};
+
+use crate::conn::Conn;
+use crate::socket::table::{ConnId, ConnKey};
+use crate::usrreq::{
+    function_set, ListenerInherit, SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF,
+};
+use crate::Host;
+
+impl Host {
+    /// socket(2): a connection with no address yet, on the default stack and CC. Free it
+    /// with [`Host::close`] if it never connects.
+    pub fn open(&mut self, ipv6: bool) -> Result<usize, Errno> {
+        let slot = self.take_slot();
+        let t = &self.tunables;
+        let mss = self.mtu.saturating_sub(if ipv6 { 60 } else { 40 });
+        let mut c = Conn::new(
+            slot,
+            mss.max(t.minmss as u32),
+            t.sendspace as usize,
+            t.recvspace as usize,
+            self.registry.cc_globals,
+        );
+        if ipv6 {
+            c.ctx.tp.t_flags2 |= tf2::INET6;
+        }
+        self.conns[slot] = Some(Box::new(c));
+        self.attach_plugins(slot, None, None, None)?;
+        Ok(slot)
+    }
+
+    /// connect(2) for a connection made by [`Host::open`]: picks the local address and
+    /// port when `local` does not give them, enters the 4-tuple in the table (EADDRINUSE
+    /// when it is taken) and sends the SYN.
+    pub fn connect_from(
+        &mut self,
+        slot: usize,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Result<(), Errno> {
+        let c = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)?;
+        let tp = &c.ctx.tp;
+        if tp.t_state != TcpState::Closed || tp.iss != 0 {
+            return Err(Errno::EISCONN);
+        }
+        if remote.ip().is_unspecified() || remote.port() == 0 {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let local = match local {
+            Some(l) if l.port() != 0 && !l.ip().is_unspecified() => l,
+            Some(l) => {
+                let ip = if l.ip().is_unspecified() {
+                    self.local_addr_for(remote.ip())
+                        .ok_or(Errno::EADDRNOTAVAIL)?
+                } else {
+                    l.ip()
+                };
+                let port = match l.port() {
+                    0 => self.table.connect_port(ip, remote)?,
+                    p => p,
+                };
+                SocketAddr::new(ip, port)
+            }
+            None => {
+                let ip = self
+                    .local_addr_for(remote.ip())
+                    .ok_or(Errno::EADDRNOTAVAIL)?;
+                SocketAddr::new(ip, self.table.connect_port(ip, remote)?)
+            }
+        };
+        let key = ConnKey::new(local, remote);
+        self.table.insert_conn(key, ConnId(slot as u32))?;
+        let mss = self.mss_for(local);
+        let local_peer = self.addrs.contains(&remote.ip());
+        let c = self.conns[slot].as_mut().ok_or(Errno::EBADF)?;
+        c.side.local = key.local;
+        c.side.remote = key.remote;
+        let tp = &mut c.ctx.tp;
+        tp.t_maxseg = tp.t_maxseg.min(mss);
+        if local_peer {
+            tp.t_flags2 |= tf2::LOCAL_PEER;
+        }
+        self.last_demux = None;
+        self.start_connect(slot)
+    }
+
+    /// listen(2) for a connection made by [`Host::open`]: a listener on `addr` whose
+    /// connections get the stack, CC and options set on the socket; the connection object
+    /// goes away. Returns the listener.
+    pub fn listen_from(
+        &mut self,
+        slot: usize,
+        addr: SocketAddr,
+        backlog: usize,
+    ) -> Result<usize, Errno> {
+        let c = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)?;
+        if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let default_mss = self
+            .mtu
+            .saturating_sub(if addr.is_ipv4() { 40 } else { 60 });
+        let tp = c.ctx.tp.clone();
+        let (stack, cc) = (c.stack().cloned(), c.cc().cloned());
+        let side = &c.side;
+        let inherit = ListenerInherit {
+            sndbuf: (!side.snd_auto).then(|| side.snd.hiwat()),
+            rcvbuf: (!side.rcv_auto).then(|| side.rcv.hiwat()),
+            linger: side.linger,
+            oobinline: side.oobinline,
+            maxseg: (tp.t_maxseg < default_mss).then_some(tp.t_maxseg),
+            sticky: side.sticky.as_deref().cloned().unwrap_or_default(),
+        };
+        let lid = self.listen(addr, backlog)?;
+        let Some(l) = self.listeners.get_mut(lid).and_then(Option::as_mut) else {
+            return Err(Errno::ENOMEM);
+        };
+        l.stack = stack;
+        l.cc = cc;
+        l.inherit = inherit;
+        let ltp = &mut l.tcpcb;
+        ltp.t_flags |= tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);
+        ltp.t_flags2 |= tp.t_flags2 & (tf2::KEEPALIVE | tf2::QUICKACK | tf2::CORK);
+        ltp.t_keepinit = tp.t_keepinit;
+        ltp.t_keepidle = tp.t_keepidle;
+        ltp.t_keepintvl = tp.t_keepintvl;
+        ltp.t_keepcnt = tp.t_keepcnt;
+        ltp.t_user_timeout = tp.t_user_timeout;
+        self.close_conn(slot);
+        Ok(lid)
+    }
+
+    /// Changes a listener's backlog (listen(2) again on a listening socket).
+    pub fn set_backlog(&mut self, lid: usize, backlog: usize) -> Result<(), Errno> {
+        let l = self
+            .listeners
+            .get_mut(lid)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        l.backlog = backlog.max(1);
+        Ok(())
+    }
+
+    /// Connections waiting in a listener's accept queue.
+    pub fn accept_queue_len(&self, lid: usize) -> usize {
+        self.listeners
+            .get(lid)
+            .and_then(Option::as_ref)
+            .map_or(0, |l| l.accept_q.len())
+    }
+
+    /// getsockopt on a listener: what it would pass on to its connections, or the system
+    /// default; TCP_INFO reports LISTEN. ENOPROTOOPT for what a listener does not know.
+    pub fn listener_getsockopt(
+        &mut self,
+        lid: usize,
+        level: i32,
+        name: i32,
+        buf: &mut [u8],
+    ) -> Result<usize, Errno> {
+        let t = self.tunables.clone();
+        let l = self
+            .listeners
+            .get(lid)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)?;
+        let tp = &l.tcpcb;
+        let int = |v: i64| {
+            (v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+                .to_ne_bytes()
+                .to_vec()
+        };
+        let secs = |own: u32, dflt: i64| int(if own > 0 { own as i64 } else { dflt } / 1000);
+        let flag = |bit: u32| int((tp.t_flags & bit != 0) as i64);
+        let sticky = |name: i32| {
+            l.inherit
+                .sticky
+                .get(name)
+                .map_or_else(|| int(0), <[u8]>::to_vec)
+        };
+        let out = match (level, name) {
+            (SOL_SOCKET, SO_KEEPALIVE) => int((tp.t_flags2 & tf2::KEEPALIVE != 0) as i64),
+            (SOL_SOCKET, SO_OOBINLINE) => int(l.inherit.oobinline as i64),
+            (SOL_SOCKET, SO_SNDBUF) => int(l.inherit.sndbuf.unwrap_or(t.sendspace as usize) as i64),
+            (SOL_SOCKET, SO_RCVBUF) => int(l.inherit.rcvbuf.unwrap_or(t.recvspace as usize) as i64),
+            (SOL_SOCKET, SO_LINGER) => {
+                let mut v = int(l.inherit.linger.is_some() as i64);
+                v.extend(int(l.inherit.linger.unwrap_or(0) as i64));
+                v
+            }
+            (IPPROTO_TCP, sockopt::TCP_NODELAY) => flag(tf::NODELAY),
+            (IPPROTO_TCP, sockopt::TCP_NOPUSH) => flag(tf::NOPUSH),
+            (IPPROTO_TCP, sockopt::TCP_CORK) => int((tp.t_flags2 & tf2::CORK != 0) as i64),
+            (IPPROTO_TCP, sockopt::TCP_NOOPT) => flag(tf::NOOPT),
+            (IPPROTO_TCP, sockopt::TCP_QUICKACK) => int((tp.t_flags2 & tf2::QUICKACK != 0) as i64),
+            (IPPROTO_TCP, sockopt::TCP_MAXSEG) => {
+                let mss = self.mss_for(l.addr);
+                int(l.inherit.maxseg.map_or(mss, |m| m.min(mss)) as i64)
+            }
+            (IPPROTO_TCP, sockopt::TCP_KEEPINIT) => secs(tp.t_keepinit, t.keepinit),
+            (IPPROTO_TCP, sockopt::TCP_KEEPIDLE) => secs(tp.t_keepidle, t.keepidle),
+            (IPPROTO_TCP, sockopt::TCP_KEEPINTVL) => secs(tp.t_keepintvl, t.keepintvl),
+            (IPPROTO_TCP, sockopt::TCP_KEEPCNT) => int(if tp.t_keepcnt > 0 {
+                tp.t_keepcnt as i64
+            } else {
+                t.keepcnt
+            }),
+            (IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT) => int(tp.t_user_timeout as i64),
+            (IPPROTO_TCP, sockopt::TCP_DEFER_ACCEPT) => int(l.defer_accept as i64),
+            (
+                IPPROTO_TCP,
+                sockopt::TCP_WINDOW_CLAMP | sockopt::TCP_SYNCNT | sockopt::TCP_LINGER2,
+            ) => sticky(name),
+            (IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
+                let b = l
+                    .stack
+                    .clone()
+                    .or_else(|| self.registry.snapshot().default_block.clone());
+                let (n, users) = b.map_or((String::new(), 0), |b| (b.name.clone(), b.users()));
+                function_set(&n, users).to_vec()
+            }
+            (IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
+                let c =
+                    l.cc.clone()
+                        .or_else(|| self.registry.snapshot().default_cc.clone());
+                c.map_or_else(Vec::new, |c| c.name.clone().into_bytes())
+            }
+            (IPPROTO_TCP, sockopt::TCP_INFO) => {
+                let v = TcpInfo::from_tcpcb(tp).to_freebsd().to_vec();
+                let n = v.len().min(buf.len());
+                buf[..n].copy_from_slice(&v[..n]);
+                return Ok(n);
+            }
+            _ => return Err(Errno::ENOPROTOOPT),
+        };
+        let dst = buf.get_mut(..out.len()).ok_or(Errno::EINVAL)?;
+        dst.copy_from_slice(&out);
+        Ok(out.len())
+    }
+
+    /// recv(MSG_PEEK): received bytes copied out without consuming them; Ok(0) at end of
+    /// stream, EAGAIN when nothing is there, the connection's error once it failed.
+    pub fn recv_peek(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+        let c = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)?;
+        let side = &c.side;
+        // Stop at the urgent mark, as a read would.
+        let limit = match side.urg {
+            Some(u) if !side.oobinline && side.read_pos < u.off => (u.off - side.read_pos) as usize,
+            _ => usize::MAX,
+        };
+        let want = buf.len().min(limit);
+        let n = side.rcv.peek(0, &mut buf[..want]);
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let tp = &c.ctx.tp;
+        if tp.t_softerror != 0 {
+            return Err(Errno(tp.t_softerror));
+        }
+        if tp.t_flags2 & tf2::FIN_RCVD != 0 || side.rd_shut {
+            return Ok(0);
+        }
+        if tp.t_state == TcpState::Closed {
+            return Err(Errno::ENOTCONN);
+        }
+        Err(Errno::EAGAIN)
+    }
+
+    /// Room in the send buffer (what a write may take now).
+    pub fn send_space(&self, slot: usize) -> usize {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map_or(0, |c| c.side.snd.space())
+    }
+
+    /// Whether the peer's FIN (or a shutdown of our read side) ended the stream.
+    pub fn read_closed(&self, slot: usize) -> bool {
+        self.conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.ctx.tp.t_flags2 & tf2::FIN_RCVD != 0 || c.side.rd_shut)
+    }
+
+    /// Sets what the connection's packets carry in the IP header: the TOS / traffic class
+    /// (DSCP bits; ECN stays the stack's) and the TTL / hop limit (IP_TOS, IPV6_TCLASS,
+    /// IP_TTL, IPV6_UNICAST_HOPS).
+    pub fn set_ip_header(
+        &mut self,
+        slot: usize,
+        tos: Option<u8>,
+        ttl: Option<u8>,
+    ) -> Result<(), Errno> {
+        let c = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        if let Some(tos) = tos {
+            c.side.ip_tos = tos & !0x03;
+        }
+        if let Some(ttl) = ttl {
+            c.side.ip_ttl = ttl;
+        }
+        Ok(())
+    }
+
+    /// The TOS and TTL the connection's packets carry (0 TTL: the host's default).
+    pub fn ip_header(&self, slot: usize) -> Option<(u8, u8)> {
+        let c = self.conns.get(slot)?.as_ref()?;
+        let ttl = if c.side.ip_ttl == 0 {
+            self.worker.ttl
+        } else {
+            c.side.ip_ttl
+        };
+        Some((c.side.ip_tos, ttl))
+    }
+}

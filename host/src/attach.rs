@@ -86,7 +86,8 @@ impl Host {
         };
         let key = ConnKey::new(local, remote);
         self.table.insert_conn(key, ConnId(slot as u32))?;
-        let mss = self.mss_for(local);
+        let udp_port = self.conns[slot].as_ref().map_or(0, |c| c.side.udp_port);
+        let mss = self.tunneled_mss(self.mss_for(local), udp_port);
         let local_peer = self.addrs.contains(&remote.ip());
         let c = self.conns[slot].as_mut().ok_or(Errno::EBADF)?;
         c.side.local = key.local;

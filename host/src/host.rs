@@ -78,6 +78,9 @@ pub struct Host {
     batch_spare: Vec<usize>,
     /// The connection the last segment went to (see `input`).
     pub(crate) last_demux: Option<(ConnKey, usize)>,
+    /// How the packet being received arrived, when the caller says
+    /// ([`Host::input_with_port`]): over UDP from this port, or plain TCP (0).
+    pub(crate) rx_port: Option<u16>,
     /// Connections held back by TCP_DEFER_ACCEPT.
     pub(crate) deferred: Vec<usize>,
     /// Merge in-order segments within a receive batch (an interface capability, as
@@ -192,6 +195,7 @@ impl Host {
             batch: None,
             batch_spare: Vec::new(),
             last_demux: None,
+            rx_port: None,
             lro_enabled: true,
             lro: None,
             deferred: Vec::new(),

@@ -20,6 +20,26 @@ use crate::Host;
 use plugtcp_framework::seq::seq_lt;
 
 impl Host {
+    /// One IP packet on a host that runs FreeBSD's TCP-over-UDP tunnel beside plain TCP
+    /// (tcp_input_with_port): it came over UDP from the peer's port `udp_port` (the tunnel
+    /// on net.inet.tcp.udp_tunneling_port took the UDP header off), or as plain TCP when
+    /// `udp_port` is 0. A SYN over UDP makes a connection that answers over UDP to that
+    /// port with a smaller MSS; a connection keeps the encapsulation it began with, and a
+    /// segment that arrives otherwise draws a RST.
+    ///
+    /// [`Host::input`] is for backends that make no such distinction (the `udp` backend
+    /// carries every packet over UDP and keeps the ports itself).
+    pub fn input_with_port(&mut self, pkt: &[u8], udp_port: u16) {
+        self.rx_port = Some(udp_port);
+        self.input(pkt);
+        self.rx_port = None;
+    }
+
+    /// The UDP port the packet being received came from (0: plain TCP or not said).
+    fn arrival_port(&self) -> u16 {
+        self.rx_port.unwrap_or(0)
+    }
+
     /// One received IP packet.
     pub fn input(&mut self, pkt: &[u8]) {
         // Inside a batch the tunables were refreshed once at its start.
@@ -76,6 +96,14 @@ impl Host {
         };
         self.stats.in_segs += 1;
         if let Some(slot) = found {
+            let port = self.rx_port;
+            if port.is_some_and(|p| {
+                self.conns[slot]
+                    .as_ref()
+                    .is_some_and(|c| c.side.udp_port != p)
+            }) {
+                return self.respond_rst(&key, &p);
+            }
             let seg = p.seg();
             let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
             self.after_call(slot);
@@ -224,7 +252,7 @@ impl Host {
             }
         };
         self.stats.out_rsts += 1;
-        self.send_raw(key, &seg);
+        self.send_raw(key, &seg, self.arrival_port());
     }
 
     /// A RST answering an ACK that matches no handshake: its sequence number is that ACK.
@@ -235,15 +263,19 @@ impl Host {
             flags: th::RST,
             ..Default::default()
         };
-        self.send_raw(key, &seg);
+        self.send_raw(key, &seg, self.arrival_port());
     }
 
-    /// Sends a host-made segment with no payload (RSTs, SYN-ACKs from the SYN cache).
-    fn send_raw(&mut self, key: &ConnKey, seg: &SegOut) {
+    /// Sends a host-made segment with no payload (RSTs, SYN-ACKs from the SYN cache), over
+    /// UDP to `udp_port` unless it is 0.
+    fn send_raw(&mut self, key: &ConnKey, seg: &SegOut, udp_port: u16) {
         let (local, remote, ttl) = (key.local, key.remote, self.worker.ttl);
-        let _ = self.worker.tx.push_with(wire::MAX_HEADER, |buf| {
-            wire::build(buf, local, remote, seg, &[], ttl)
-        });
+        let _ = self
+            .worker
+            .tx
+            .push_tagged(wire::MAX_HEADER, udp_port, |buf| {
+                wire::build(buf, local, remote, seg, &[], ttl)
+            });
     }
 
     fn listener_input(&mut self, lid: ListenerId, key: ConnKey, p: &Parsed<'_>) {
@@ -348,6 +380,7 @@ impl Host {
                 self.stats.syncookies_recvd += 1;
                 self.syncache.stats_mut().cookiesrecvd += 1;
                 let mut e = SynCacheEntry::new(*key, irs, iss, lid);
+                e.port = self.arrival_port();
                 e.peer_mss = info.mss;
                 e.snd_wscale = info.wscale;
                 e.rcv_wscale = self.rcv_wscale();
@@ -400,10 +433,21 @@ impl Host {
     }
 
     /// The MSS a listener's SYN-ACKs offer: the link's, lowered by TCP_MAXSEG on the
-    /// listener.
-    fn synack_mss(&self, local: SocketAddr, maxseg: Option<u32>) -> u32 {
-        let mss = self.mss_for(local);
+    /// listener and, over UDP (`udp_port` not 0), by udp_tunneling_overhead.
+    fn synack_mss(&self, local: SocketAddr, maxseg: Option<u32>, udp_port: u16) -> u32 {
+        let mss = self.tunneled_mss(self.mss_for(local), udp_port);
         maxseg.map_or(mss, |m| mss.min(m))
+    }
+
+    /// `mss` less udp_tunneling_overhead for a connection over UDP (`udp_port` not 0),
+    /// never below minmss (FreeBSD syncache_respond, tcp_mss_update).
+    pub(crate) fn tunneled_mss(&self, mss: u32, udp_port: u16) -> u32 {
+        if udp_port == 0 {
+            return mss;
+        }
+        let overhead = self.tunables.udp_tunneling_overhead.max(0) as u32;
+        mss.saturating_sub(overhead)
+            .max(self.tunables.minmss.max(0) as u32)
     }
 
     /// The MSS assumed for a peer that sent none (RFC 9293 3.7.1): `mssdflt` over IPv4,
@@ -440,6 +484,7 @@ impl Host {
             .is_some_and(|l| l.tcpcb.t_flags & tf::NOOPT != 0);
         let rfc1323 = self.tunables.rfc1323 != 0 && !noopt;
         let mut e = SynCacheEntry::new(key, p.seq, self.isn(&key), lid);
+        e.port = self.arrival_port();
         e.peer_mss = if p.opts.has(to::MSS) {
             p.opts.mss
         } else {
@@ -502,7 +547,7 @@ impl Host {
             .and_then(|l| l.inherit.maxseg);
         let mut o = TcpOpts {
             flags: if e.noopt { 0 } else { to::MSS },
-            mss: self.synack_mss(e.key.local, maxseg) as u16,
+            mss: self.synack_mss(e.key.local, maxseg, e.port) as u16,
             ..Default::default()
         };
         if e.snd_wscale.is_some() {
@@ -525,7 +570,7 @@ impl Host {
             opts: o,
             ..Default::default()
         };
-        self.send_raw(&e.key, &seg);
+        self.send_raw(&e.key, &seg, e.port);
     }
 
     /// The connection a completed handshake makes (syncache_socket): SYN_RECEIVED with the
@@ -537,11 +582,12 @@ impl Host {
         let (stack, cc, listener_tp) = (l.stack.clone(), l.cc.clone(), l.tcpcb.clone());
         let inherit = l.inherit.clone();
         let slot = self.alloc_conn(e.key)?;
-        let mss = self.synack_mss(e.key.local, inherit.maxseg);
+        let mss = self.synack_mss(e.key.local, inherit.maxseg, e.port);
         let synack_wnd = self.synack_window(e.listener);
         let c = self.conns[slot].as_mut().ok_or(Errno::ENOMEM)?;
         c.side.listener = Some(e.listener.0);
         c.side.embryonic = true;
+        c.side.udp_port = e.port;
         if let Some(l) = self.listeners[e.listener.0 as usize].as_mut() {
             l.embryonic += 1;
         }

@@ -676,9 +676,13 @@ impl Host {
             ..Default::default()
         };
         let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
-        let _ = self.worker.tx.push_with(crate::wire::MAX_HEADER, |buf| {
-            crate::wire::build(buf, local, remote, &seg, &[], ttl)
-        });
+        let port = c.side.udp_port;
+        let _ = self
+            .worker
+            .tx
+            .push_tagged(crate::wire::MAX_HEADER, port, |buf| {
+                crate::wire::build(buf, local, remote, &seg, &[], ttl)
+            });
         self.stats.out_rsts += 1;
     }
 

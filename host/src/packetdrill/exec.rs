@@ -38,7 +38,7 @@ use super::{RunOptions, Settings};
 use crate::io::pcap::PcapWriter;
 use crate::posix::Posix;
 use crate::registry::loader::SearchPath;
-use crate::Host;
+use crate::{wire, Host};
 
 /// Host time of script time 0 (a round, non-zero start, so that host clocks are never
 /// mistaken for "unset").
@@ -404,17 +404,23 @@ impl<'a> Runner<'a> {
     }
 
     /// Takes what the host sent into the outbound queue (and the capture).
+    ///
+    /// A connection with a UDP encapsulation port (TCP_REMOTE_UDP_ENCAPS_PORT, or one
+    /// learned from what the peer sent over UDP) goes out in UDP from
+    /// net.inet.tcp.udp_tunneling_port, as FreeBSD's tunnel sends it.
     fn collect(&mut self) {
         let t = self.host.worker.now;
+        let sport = self.host.tunables.udp_tunneling_port as u16;
         let (out, pcap) = (&mut self.out, &mut self.pcap);
-        self.host.worker.tx.drain(|p| {
+        self.host.worker.tx.drain_tagged(|p, port| {
+            let bytes = match port {
+                0 => p.to_vec(),
+                dport => packet::encapsulate(p, sport, dport).unwrap_or_else(|| p.to_vec()),
+            };
             if let Some(w) = pcap.as_mut() {
-                let _ = w.write_packet(t, p);
+                let _ = w.write_packet(t, &bytes);
             }
-            out.push_back(Sniffed {
-                t_ns: t,
-                bytes: p.to_vec(),
-            });
+            out.push_back(Sniffed { t_ns: t, bytes });
         });
     }
 
@@ -496,11 +502,39 @@ impl<'a> Runner<'a> {
         if let Some(w) = self.pcap.as_mut() {
             let _ = w.write_packet(self.host.worker.now, &bytes);
         }
-        self.host.input(&bytes);
+        match self.decapsulate(&bytes) {
+            Some(Some((plain, port))) => self.host.input_with_port(&plain, port),
+            Some(None) => {}
+            None => self.host.input_with_port(&bytes, 0),
+        }
         self.collect();
         self.poll_pending()?;
         self.collect();
         Ok(())
+    }
+
+    /// A TCP-over-UDP packet from the script as the host's tunnel takes it: the segment
+    /// in a plain IP packet and the peer's UDP port. Only the port
+    /// net.inet.tcp.udp_tunneling_port has a tunnel: elsewhere (or with it 0) the datagram
+    /// is dropped (`Some(None)`). `None`: not UDP.
+    fn decapsulate(&mut self, bytes: &[u8]) -> Option<Option<(Vec<u8>, u16)>> {
+        let live = LivePacket::parse(bytes)?;
+        let (sport, dport) = live.udp?;
+        let tunnel = self.host.tunables.udp_tunneling_port as u16;
+        if tunnel == 0 || dport != tunnel {
+            return Some(None);
+        }
+        let Some(seg) = packet::udp_payload(bytes) else {
+            return Some(None);
+        };
+        let mut buf = vec![0; seg.len() + 40];
+        match wire::wrap_tcp(&mut buf, live.src.ip(), live.dst.ip(), seg) {
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Some((buf, sport)))
+            }
+            Err(_) => Some(None),
+        }
     }
 
     fn inbound_tcp(

@@ -178,9 +178,19 @@ pub fn expected_to_fail(path: &Path) -> bool {
     Path::new(&beside).exists() || path.with_extension("exfail").exists()
 }
 
+/// The names `#ifdef` sees besides `--define`: `FreeBSD` (the host behaves as FreeBSD, as
+/// nplab's runner defines its OS) and the function block under test in capitals (`BASE`
+/// unless `--stack` names another), so one script can say where stacks differ.
+pub fn implicit_defines(opts: &RunOptions) -> Vec<String> {
+    let stack = opts.stack.as_deref().unwrap_or("base");
+    vec!["FreeBSD".to_string(), stack.to_ascii_uppercase()]
+}
+
 /// Runs the script in `text` (named `path` in messages).
 pub fn run_text(path: &str, text: &str, opts: &RunOptions) -> ScriptReport {
-    let outcome = match parse_script(path, text, &opts.defines) {
+    let mut defines = implicit_defines(opts);
+    defines.extend(opts.defines.iter().cloned());
+    let outcome = match parse_script(path, text, &defines) {
         Err(e) => exec::Outcome::failed(e.to_string()),
         Ok(script) => match Settings::resolve(opts, &script) {
             Err(e) => exec::Outcome::failed(format!("{path}: {e}")),

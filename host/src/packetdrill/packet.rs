@@ -185,6 +185,54 @@ impl TcpPacket {
     }
 }
 
+/// The IP packet `pkt` (TCP) re-sent as FreeBSD's tunnel sends it: the TCP segment, its
+/// checksum zero, in a UDP datagram from `sport` to `dport` (checksummed), same addresses.
+pub fn encapsulate(pkt: &[u8], sport: u16, dport: u16) -> Option<Vec<u8>> {
+    let live = LivePacket::parse(pkt)?;
+    let (src, dst) = (live.src.ip(), live.dst.ip());
+    let hlen = if src.is_ipv4() {
+        usize::from(pkt[0] & 0xf) * 4
+    } else {
+        40
+    };
+    let seg = pkt.get(hlen..hlen + 20 + live.options.len() + live.payload.len())?;
+    let mut udp = Vec::with_capacity(8 + seg.len());
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&((8 + seg.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(seg);
+    udp[8 + 16..8 + 18].fill(0);
+    let c = checksum(&[&pseudo_header(src, dst, IPPROTO_UDP, udp.len()), &udp]);
+    udp[6..8].copy_from_slice(&c);
+    let flow = if src.is_ipv6() {
+        u32::from_be_bytes([0, pkt[1] & 0x0f, pkt[2], pkt[3]])
+    } else {
+        0
+    };
+    Some(ip_packet(
+        src,
+        dst,
+        IPPROTO_UDP,
+        live.tos,
+        live.ttl,
+        flow,
+        &udp,
+    ))
+}
+
+/// The TCP segment a TCP-over-UDP IP packet carries.
+pub fn udp_payload(pkt: &[u8]) -> Option<&[u8]> {
+    let hlen = match pkt.first()? >> 4 {
+        4 => usize::from(pkt[0] & 0xf) * 4,
+        6 => 40,
+        _ => return None,
+    };
+    let l4 = pkt.get(hlen..)?;
+    let len = usize::from(u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]));
+    l4.get(8..len)
+}
+
 /// An ICMP or ICMPv6 error from `src` to `dst` quoting `quoted` (an IP packet's first
 /// bytes: the header and 8 bytes of TCP, as RFC 792 asks).
 pub fn icmp_error(
@@ -300,7 +348,14 @@ impl LivePacket {
         if hlen < 20 || hlen > tcp.len() {
             return None;
         }
-        let ph = pseudo_header(src_ip, dst_ip, IPPROTO_TCP, tcp.len());
+        // Over UDP the UDP checksum covers the segment and FreeBSD leaves the TCP one zero.
+        let tcp_sum_ok = match udp {
+            None => sum(&[&pseudo_header(src_ip, dst_ip, IPPROTO_TCP, tcp.len()), tcp]) == 0xffff,
+            Some(_) => {
+                let ph = pseudo_header(src_ip, dst_ip, IPPROTO_UDP, l4.len());
+                tcp[16..18] == [0, 0] && sum(&[&ph, l4]) == 0xffff
+            }
+        };
         Some(LivePacket {
             src: SocketAddr::new(src_ip, u16::from_be_bytes([tcp[0], tcp[1]])),
             dst: SocketAddr::new(dst_ip, u16::from_be_bytes([tcp[2], tcp[3]])),
@@ -315,7 +370,7 @@ impl LivePacket {
             payload: tcp[hlen..].to_vec(),
             udp,
             ip_sum_ok,
-            tcp_sum_ok: sum(&[&ph, tcp]) == 0xffff,
+            tcp_sum_ok,
         })
     }
 }

@@ -56,6 +56,8 @@ pub struct SynCacheEntry {
     pub ecn: bool,
     /// The listener has TCP_NOOPT: the SYN-ACK carries no options (not even an MSS).
     pub noopt: bool,
+    /// The peer's UDP port when the SYN came over UDP (FreeBSD sc_port; 0: plain TCP).
+    pub port: u16,
 }
 
 impl SynCacheEntry {
@@ -78,6 +80,7 @@ impl SynCacheEntry {
             sack_ok: false,
             ecn: false,
             noopt: false,
+            port: 0,
         }
     }
 }

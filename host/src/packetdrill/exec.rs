@@ -267,7 +267,11 @@ impl<'a> Runner<'a> {
         }
         if error.is_none() {
             if let Err(f) = self.events() {
-                error = Some(format!("{path}:{}: {}", f.line, f.message));
+                error = Some(format!(
+                    "{path}:{}: {}",
+                    f.line,
+                    with_error_word(&f.message)
+                ));
             }
         }
         if let Some(cmd) = &self.script.cleanup_command {
@@ -814,7 +818,7 @@ impl<'a> Runner<'a> {
         Err(Failure {
             line,
             message: format!(
-                "timed out waiting for packet: expected one at {} sec, nothing by {} sec",
+                "error handling packet: timed out waiting for packet: expected one at {} sec, nothing by {} sec",
                 format_seconds(due),
                 format_seconds(deadline.saturating_sub(START_NS) / NS_PER_US)
             ),
@@ -1280,5 +1284,18 @@ pub(crate) fn default_domain(v: IpVersion) -> i32 {
     match v {
         IpVersion::Ipv4 => crate::posix::consts::AF_INET,
         _ => crate::posix::consts::AF_INET6,
+    }
+}
+
+/// packetdrill's messages say what failed first (`error handling packet: ...`, `runtime
+/// error in read call: ...`, `timing error: ...`); any other gets `error: ` in front, so
+/// every failure reads `SCRIPT:LINE: error ...` or `SCRIPT:LINE: ... error ...`.
+fn with_error_word(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let lead = first.split(':').next().unwrap_or_default();
+    if lead.contains("error") {
+        message.to_string()
+    } else {
+        format!("error: {message}")
     }
 }

@@ -108,10 +108,10 @@ pub(crate) fn run(
         }
     }
     r.note(line, format!("{call}"));
-    let step = start(r, call).map_err(|e| Failure::at(line, e))?;
+    let step = start(r, call).map_err(|e| in_call(&call.name, Failure::at(line, e)))?;
     match step {
         Step::Done(res, checks) => {
-            finish(r, line, call, res, checks)?;
+            finish(r, line, call, res, checks).map_err(|f| in_call(&call.name, f))?;
             if let Some(end) = call.blocking_end {
                 let now = r.now_us();
                 let tol = r.tolerance(end);
@@ -146,7 +146,8 @@ pub(crate) fn retry(r: &mut Runner<'_>) -> Result<(), Failure> {
     let Some(p) = r.pending.take() else {
         return Ok(());
     };
-    let step = resume(r, p.resume.clone()).map_err(|e| Failure::at(p.line, e))?;
+    let step =
+        resume(r, p.resume.clone()).map_err(|e| in_call(&p.call.name, Failure::at(p.line, e)))?;
     match step {
         Step::Block(resume) => {
             r.pending = Some(Pending { resume, ..p });
@@ -155,7 +156,7 @@ pub(crate) fn retry(r: &mut Runner<'_>) -> Result<(), Failure> {
         Step::Done(res, checks) => {
             let now = r.now_us();
             r.note(p.line, format!("{} returned {res:?}", p.call.name));
-            finish(r, p.line, &p.call, res, checks)?;
+            finish(r, p.line, &p.call, res, checks).map_err(|f| in_call(&p.call.name, f))?;
             let end = p.end_us.unwrap_or(p.start_us);
             let tol = r.tolerance(end);
             if now + tol < end || now > end + tol {
@@ -171,6 +172,14 @@ pub(crate) fn retry(r: &mut Runner<'_>) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// packetdrill's form for a call that went wrong: `runtime error in read call: ...`.
+fn in_call(name: &str, f: Failure) -> Failure {
+    Failure {
+        message: format!("runtime error in {name} call: {}", f.message),
+        ..f
     }
 }
 
@@ -918,14 +927,26 @@ fn getsockopt(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
             ExprKind::Struct(fields)
                 if field(fields, &["function_set_name"]).is_some() && level == IPPROTO_TCP =>
             {
-                let want_bytes = struct_bytes(fields)?;
-                let mut got_fs = got.clone();
-                got_fs.resize(TCP_FUNCTION_SET_LEN, 0);
+                // The name always; pcbcnt (the block's connection count, as FreeBSD
+                // reports it) only when the script gives a number for it.
+                let Some(ExprKind::Str { value, .. }) =
+                    field(fields, &["function_set_name"]).map(|e| &e.kind)
+                else {
+                    return Err("function_set_name must be a string".into());
+                };
+                let (name, cnt) = parse_function_set(&got).unwrap_or_default();
                 checks.push(Check::Bytes {
-                    what: "tcp_function_set",
-                    expected: want_bytes,
-                    actual: got_fs,
+                    what: "tcp_function_set name",
+                    expected: value.clone().into_bytes(),
+                    actual: name.into_bytes(),
                 });
+                if let Some(e) = field(fields, &["pcbcnt"]) {
+                    checks.push(Check::Int {
+                        what: "tcp_function_set pcbcnt",
+                        expected: e.clone(),
+                        actual: i64::from(cnt),
+                    });
+                }
             }
             _ => {
                 let mut w = opt_bytes(want, opt)?;

@@ -126,6 +126,10 @@ pub struct CcVar {
     /// The ACK being processed.
     pub curack: u32,
     pub flags: u32,
+    /// Bytes in flight as FreeBSD's tcp_compute_pipe() counts them when recovery ends
+    /// (snd_max - snd_una before this ACK, plus bytes retransmitted into SACK holes, less
+    /// bytes SACKed); set for `post_recovery`.
+    pub pipe: u32,
     /// Segments coalesced into this ACK.
     pub nsegs: u16,
     /// Per-connection ABC limit when `ccf::USE_LOCAL_ABC` is set.
@@ -144,6 +148,7 @@ impl CcVar {
             bytes_this_ack: 0,
             curack: 0,
             flags: 0,
+            pipe: 0,
             nsegs: 1,
             labc: 0,
             params: RSlice::from_slice(&[]),
@@ -505,7 +510,7 @@ impl CcConn {
             if tp.snd_cwnd > tp.snd_ssthresh {
                 let limit = (ccv.nsegs as u32)
                     .saturating_mul(abc_l_var)
-                    .saturating_mul(tp.t_maxseg);
+                    .saturating_mul(tp.maxseg());
                 tp.t_bytes_acked = tp.t_bytes_acked.saturating_add(bytes_acked.min(limit));
                 if tp.t_bytes_acked >= tp.snd_cwnd {
                     tp.t_bytes_acked -= tp.snd_cwnd;
@@ -565,9 +570,12 @@ impl CcConn {
         begins
     }
 
-    /// FreeBSD cc_post_recovery(): the module deflates cwnd, then recovery ends.
-    pub fn on_post_recovery(&mut self, tp: &mut Tcpcb) {
-        self.ccv.curack = tp.snd_una;
+    /// FreeBSD cc_post_recovery(): the ACK `th_ack` ends recovery (called before snd_una
+    /// moves to it) with `pipe` bytes in flight; the module deflates cwnd, then recovery
+    /// ends.
+    pub fn on_post_recovery(&mut self, tp: &mut Tcpcb, th_ack: u32, pipe: u32) {
+        self.ccv.curack = th_ack;
+        self.ccv.pipe = pipe;
         self.post_recovery(tp);
         tp.t_bytes_acked = 0;
         tp.t_flags &= !crate::tcpcb::tf::INRECOVERY;
@@ -576,14 +584,14 @@ impl CcConn {
     /// FreeBSD cc_conn_init(): the initial window (RFC 6928) once the handshake is done, and
     /// the module's conn_init.
     pub fn on_conn_init(&mut self, tp: &mut Tcpcb, initcwnd_segments: u32) {
-        let maxseg = tp.t_maxseg.max(1);
-        if tp.t_rxtshift > 0 || tp.snd_cwnd == u32::MAX || tp.snd_cwnd == 0 {
-            // RFC 5681: a lost SYN or SYN-ACK means a 1-segment initial window.
-            tp.snd_cwnd = if tp.t_rxtshift > 0 {
-                maxseg
-            } else {
-                initial_window(maxseg, initcwnd_segments)
-            };
+        let maxseg = tp.maxseg().max(1);
+        // RFC 5681 3.1: a lost SYN or SYN-ACK means a 1-segment initial window. As FreeBSD,
+        // the timeout (or the SYN cache, for a retransmitted SYN-ACK) leaves snd_cwnd at 1
+        // to say so.
+        if tp.snd_cwnd == 1 || tp.t_rxtshift > 0 {
+            tp.snd_cwnd = maxseg;
+        } else if tp.snd_cwnd == u32::MAX || tp.snd_cwnd == 0 {
+            tp.snd_cwnd = initial_window(maxseg, initcwnd_segments);
         }
         self.conn_init(tp);
     }

@@ -58,6 +58,7 @@ errnos! {
     ENOSPC = 28, "no space left on device";
     ENAMETOOLONG = 36, "file name too long";
     EPIPE = 32, "broken pipe";
+    EDOM = 33, "numerical argument out of domain";
     ENOTSOCK = 88, "socket operation on non-socket";
     EDESTADDRREQ = 89, "destination address required";
     EMSGSIZE = 90, "message too long";

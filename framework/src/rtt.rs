@@ -9,7 +9,9 @@ use crate::seq::{seq_gt, seq_leq, seq_lt};
 pub const TCP_MAXRXTSHIFT: u32 = 12;
 /// FreeBSD `tcp_backoff[]`: RTO multiplier indexed by `t_rxtshift`.
 pub const TCP_BACKOFF: [u32; TCP_MAXRXTSHIFT as usize + 1] =
-    [1, 2, 4, 8, 16, 32, 64, 64, 64, 64, 64, 64, 64];
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 512, 512, 512];
+/// FreeBSD `tcp_totbackoff`: the sum of [`TCP_BACKOFF`].
+pub const TCP_TOTBACKOFF: u64 = 2559;
 
 /// Initial RTO before any sample (RFC 6298 section 2.1; FreeBSD `TCPTV_RTOBASE`).
 pub const TCPTV_RTOBASE_US: u32 = 1_000_000;
@@ -20,25 +22,28 @@ pub const TCPTV_CPU_VAR_US: u32 = 200_000;
 /// FreeBSD `TCPTV_REXMTMAX` (64 s).
 pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
 
-/// Smoothed RTT estimator (FreeBSD `t_srtt`, `t_rttvar`, `t_rxtcur`), unscaled, in µs.
+/// Smoothed RTT estimator (FreeBSD `t_srtt`, `t_rttvar`, `t_rxtcur`), unscaled, in µs, with
+/// FreeBSD's arithmetic:
 ///
-/// After each sample R (RFC 6298 section 2.2/2.3, integer arithmetic, truncating):
-/// - first sample: `t_srtt = R`, `t_rttvar = R / 2`;
-/// - later: `t_rttvar = (3 * t_rttvar + |t_srtt - R|) / 4`, then `t_srtt = (7 * t_srtt + R) / 8`;
-/// - `rto = min(rexmit_max, max(rexmit_min, t_srtt + max(rexmit_slop, 4 * t_rttvar)))`.
+/// - first sample R: `t_srtt = R`, `t_rttvar = R / 2`; later (RFC 6298 2.3, truncating)
+///   `t_rttvar = (3 * t_rttvar + |t_srtt - R|) / 4`, then `t_srtt = (7 * t_srtt + R) / 8`;
+/// - `TCP_REXMTVAL = max(rexmit_min, t_srtt + 4 * t_rttvar)` (before any sample: the initial
+///   RTO, as FreeBSD's initial `t_rttvar` makes it);
+/// - `TCPT_RANGESET`: every RTO is `value + rexmit_slop`, clamped to `[rexmit_min,
+///   rexmit_max]`: after a sample `REXMTVAL + slop`, after `n` timeouts
+///   `REXMTVAL * tcp_backoff[n] + slop`. Only the very first RTO, before any sample and any
+///   timeout, is the initial RTO itself.
 ///
-/// `rexmit_slop` plays RFC 6298's clock-granularity term G: it keeps the RTO from collapsing
-/// onto the RTT when the variance is tiny (delayed ACKs, scheduling jitter at the peer). FreeBSD
-/// instead adds the slop unconditionally (`TCPT_RANGESET`: `srtt + 4*rttvar + slop`); we use the
-/// RFC's `max` form so that a high-variance path does not pay the slop twice. `rexmit_min` is
-/// the RFC's lower bound (RFC: 1 s; FreeBSD: 30 ms), `rexmit_max` its upper bound (60 s or more).
-/// If `rexmit_min > rexmit_max`, `rexmit_max` wins (no panic).
+/// The slop (RFC 6298's clock granularity G, in FreeBSD 200 ms) keeps the RTO off the RTT
+/// when the variance is tiny: delayed ACKs at the peer, scheduling jitter. If
+/// `rexmit_min > rexmit_max`, `rexmit_max` wins (no panic).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RttEstimator {
     t_srtt: u32,
     t_rttvar: u32,
     rto: u32,
     has_sample: bool,
+    rexmit_initial: u32,
     rexmit_min: u32,
     rexmit_slop: u32,
     rexmit_max: u32,
@@ -69,6 +74,7 @@ impl RttEstimator {
             t_rttvar: 0,
             rto: rexmit_initial_us.min(rexmit_max_us),
             has_sample: false,
+            rexmit_initial: rexmit_initial_us,
             rexmit_min: rexmit_min_us,
             rexmit_slop: rexmit_slop_us,
             rexmit_max: rexmit_max_us,
@@ -91,9 +97,22 @@ impl RttEstimator {
     }
 
     fn sample_rto(&mut self) {
-        let var = (4 * self.t_rttvar as u64).max(self.rexmit_slop as u64);
-        let rto = (self.t_srtt as u64 + var).max(self.rexmit_min as u64);
-        self.rto = rto.min(self.rexmit_max as u64) as u32;
+        self.rto = self.rangeset(self.rexmtval());
+    }
+
+    /// FreeBSD `TCP_REXMTVAL`: `max(rexmit_min, srtt + 4 * rttvar)`; the initial RTO before
+    /// any sample.
+    fn rexmtval(&self) -> u64 {
+        if !self.has_sample {
+            return self.rexmit_initial as u64;
+        }
+        (self.t_srtt as u64 + 4 * self.t_rttvar as u64).max(self.rexmit_min as u64)
+    }
+
+    /// FreeBSD `TCPT_RANGESET`: the slop added, then clamped to `[rexmit_min, rexmit_max]`.
+    fn rangeset(&self, value: u64) -> u32 {
+        let v = (value + self.rexmit_slop as u64).max(self.rexmit_min as u64);
+        v.min(self.rexmit_max as u64) as u32
     }
 
     /// Starts from an estimate another stack made (a stack switch hands over t_srtt and
@@ -109,11 +128,41 @@ impl RttEstimator {
         self.rto
     }
 
-    /// RTO after `shift` consecutive timeouts (`t_rxtshift`): `rto * TCP_BACKOFF[min(shift, 12)]`,
-    /// capped at `rexmit_max`.
+    /// RTO after `shift` consecutive timeouts (`t_rxtshift`): FreeBSD tcp_timer_rexmt's
+    /// `TCPT_RANGESET(REXMTVAL * tcp_backoff[shift])`; the current RTO at shift 0.
     pub fn backoff(&self, shift: u32) -> u32 {
+        if shift == 0 {
+            return self.rto;
+        }
         let mult = TCP_BACKOFF[shift.min(TCP_MAXRXTSHIFT) as usize] as u64;
-        (self.rto as u64 * mult).min(self.rexmit_max as u64) as u32
+        self.rangeset(self.rexmtval() * mult)
+    }
+
+    /// RTO for a SYN or SYN-ACK after `shift` timeouts (FreeBSD tcp_timer_rexmt in
+    /// SYN_SENT and SYN_RECEIVED): `TCPT_RANGESET(rexmit_initial * tcp_backoff[shift])`;
+    /// the initial RTO for the first.
+    pub fn syn_backoff(&self, shift: u32) -> u32 {
+        if shift == 0 {
+            return self.rexmit_initial.min(self.rexmit_max);
+        }
+        let mult = TCP_BACKOFF[shift.min(TCP_MAXRXTSHIFT) as usize] as u64;
+        self.rangeset(self.rexmit_initial as u64 * mult)
+    }
+
+    /// FreeBSD `TCP_REXMTVAL` (µs): `max(rexmit_min, srtt + 4 * rttvar)`, the initial RTO
+    /// before any sample.
+    pub fn rexmtval_us(&self) -> u64 {
+        self.rexmtval()
+    }
+
+    /// The base of FreeBSD's persist interval, `((t_srtt >> 2) + t_rttvar) >> 1` in its
+    /// fixed point: `4 * srtt + 8 * rttvar` (µs); before any sample, with FreeBSD's initial
+    /// `t_rttvar` of a quarter of the initial RTO, twice the initial RTO.
+    pub fn persist_base_us(&self) -> u64 {
+        if !self.has_sample {
+            return 2 * self.rexmit_initial as u64;
+        }
+        4 * self.t_srtt as u64 + 8 * self.t_rttvar as u64
     }
 
     /// Smoothed RTT (µs); 0 before the first sample.
@@ -338,31 +387,31 @@ mod tests {
     #[test]
     fn rfc6298_sequence_by_hand() {
         let mut e = freebsd();
-        // First: srtt = R = 100 ms, rttvar = 50 ms, rto = 100 + max(200, 200) ms.
+        // First: srtt = R = 100 ms, rttvar = 50 ms, rto = 100 + 4*50 + 200 (slop) ms.
         e.sample(100_000);
         assert!(e.has_sample());
         assert_eq!(
             (e.srtt(), e.rttvar(), e.rto_us()),
-            (100_000, 50_000, 300_000)
+            (100_000, 50_000, 500_000)
         );
         // R = 200 ms: rttvar = (3*50 + 100)/4 = 62.5 ms; srtt = (7*100 + 200)/8 = 112.5 ms;
-        // rto = 112.5 + max(200, 250) = 362.5 ms.
+        // rto = 112.5 + 250 + 200 ms.
         e.sample(200_000);
         assert_eq!(
             (e.srtt(), e.rttvar(), e.rto_us()),
-            (112_500, 62_500, 362_500)
+            (112_500, 62_500, 562_500)
         );
         // R = 100 ms: rttvar = (187.5 + 12.5)/4 = 50 ms; srtt = (787.5 + 100)/8 = 110.9375 ms
-        // truncated to 110937 µs; rto = 110937 + max(200000, 200000).
+        // truncated to 110937 µs; rto = 110937 + 200000 + 200000.
         e.sample(100_000);
         assert_eq!(
             (e.srtt(), e.rttvar(), e.rto_us()),
-            (110_937, 50_000, 310_937)
+            (110_937, 50_000, 510_937)
         );
     }
 
     #[test]
-    fn variance_term_dominates_slop() {
+    fn without_slop_the_rto_is_the_rfc_s() {
         // RFC-pure parameters (G = 0, min 1 s): R = 3 s gives 3 + 4*1.5 = 9 s.
         let mut e = RttEstimator::new(1_000_000, 1_000_000, 0, 60_000_000);
         e.sample(3_000_000);
@@ -374,6 +423,10 @@ mod tests {
         let mut e = RttEstimator::new(1_000_000, 30_000, 0, 64_000_000);
         e.sample(1_000); // 1 ms + 4*0.5 ms = 3 ms < 30 ms floor
         assert_eq!(e.rto_us(), 30_000);
+        // FreeBSD: the floor applies before the slop, so the smallest RTO is min + slop.
+        let mut e = freebsd();
+        e.sample(1_000);
+        assert_eq!(e.rto_us(), 230_000);
         let mut e = freebsd();
         e.sample(40_000_000); // 40 s + 80 s, capped
         assert_eq!(e.rto_us(), 64_000_000);
@@ -391,19 +444,33 @@ mod tests {
     #[test]
     fn backoff_table_and_clamp() {
         let mut e = freebsd();
-        e.sample(100_000); // rto 300 ms
-        let want = [1u32, 2, 4, 8, 16, 32, 64, 64, 64, 64, 64, 64, 64];
-        for (shift, m) in want.iter().enumerate() {
-            assert_eq!(e.backoff(shift as u32), 300_000 * m);
+        e.sample(100_000); // REXMTVAL 300 ms, rto 500 ms
+        assert_eq!(e.backoff(0), 500_000);
+        let want = [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512, 512, 512, 512];
+        for (shift, m) in want.iter().enumerate().skip(1) {
+            let v = (300_000 * m + 200_000).min(64_000_000) as u32;
+            assert_eq!(e.backoff(shift as u32), v, "shift {shift}");
         }
-        assert_eq!(e.backoff(13), 300_000 * 64);
-        assert_eq!(e.backoff(u32::MAX), 300_000 * 64);
-        // 1 s initial: 64 s at shift 6 exactly; 2 s would be 128 s, capped at 64 s.
+        assert_eq!(e.backoff(7), 38_600_000);
+        assert_eq!(e.backoff(8), 64_000_000);
+        assert_eq!(e.backoff(u32::MAX), 64_000_000);
+        // No sample: 1 s, then 1 s * 2^n + slop.
+        assert_eq!(freebsd().backoff(0), 1_000_000);
+        assert_eq!(freebsd().backoff(1), 2_200_000);
         assert_eq!(freebsd().backoff(6), 64_000_000);
-        let e2 = RttEstimator::new(2_000_000, 30_000, 200_000, 64_000_000);
-        assert_eq!(e2.backoff(5), 64_000_000);
-        assert_eq!(e2.backoff(6), 64_000_000);
-        assert_eq!(e2.backoff(4), 32_000_000);
+    }
+
+    #[test]
+    fn syn_backoff_table() {
+        let e = freebsd();
+        let got: Vec<u32> = (0..=12).map(|n| e.syn_backoff(n)).collect();
+        assert_eq!(
+            got,
+            [
+                1_000_000, 2_200_000, 4_200_000, 8_200_000, 16_200_000, 32_200_000, 64_000_000,
+                64_000_000, 64_000_000, 64_000_000, 64_000_000, 64_000_000, 64_000_000
+            ]
+        );
     }
 
     #[test]

@@ -62,6 +62,10 @@ impl TcpState {
     }
 }
 
+/// A new connection's ssthresh: FreeBSD tcp_newtcpcb's `TCP_MAXWIN << TCP_MAX_WINSHIFT`,
+/// the largest window there can be ("arbitrarily high", RFC 5681 3.1).
+pub const TCP_INITIAL_SSTHRESH: u32 = 65535 << 14;
+
 /// `t_flags` bits, FreeBSD values.
 pub mod tf {
     pub const ACKNOW: u32 = 0x0000_0001;
@@ -232,6 +236,44 @@ pub struct Tcpcb {
 }
 
 impl Tcpcb {
+    /// FreeBSD tcp_fixed_maxseg(): what a full segment carries, t_maxseg less the options
+    /// every segment has (the 12 bytes of timestamps when they are in use). CC modules count
+    /// their windows in it, so a window of N segments is N segments on the wire.
+    pub fn maxseg(&self) -> u32 {
+        let ts = tf::REQ_TSTMP | tf::RCVD_TSTMP;
+        if self.t_flags & ts == ts {
+            self.t_maxseg.saturating_sub(12).max(1)
+        } else {
+            self.t_maxseg
+        }
+    }
+
+    /// The RST that drops this connection (FreeBSD tcp_drop: tcp_output in CLOSED): RST|ACK
+    /// at snd_max (at snd_nxt while persisting: the probe byte was never really sent),
+    /// acknowledging rcv_nxt, window 0, with the timestamp option when timestamps are in
+    /// use. `now_ns` is the connection's clock.
+    pub fn drop_rst(&self, persisting: bool, now_ns: u64) -> crate::segment::SegOut {
+        use crate::segment::{th, to, SegOut, TcpOpts};
+        let mut opts = TcpOpts::default();
+        let ts = tf::REQ_TSTMP | tf::RCVD_TSTMP;
+        if self.t_flags & ts == ts {
+            opts.flags |= to::TSTAMP;
+            opts.tsval = ((now_ns / 1_000_000) as u32).wrapping_add(self.ts_offset);
+            opts.tsecr = self.ts_recent;
+        }
+        SegOut {
+            seq: if persisting {
+                self.snd_nxt
+            } else {
+                self.snd_max
+            },
+            ack: self.rcv_nxt,
+            flags: th::RST | th::ACK,
+            opts,
+            ..Default::default()
+        }
+    }
+
     /// A control block for a new connection, FreeBSD's tcp_newtcpcb() defaults.
     pub fn new(maxseg: u32) -> Self {
         Tcpcb {
@@ -251,7 +293,7 @@ impl Tcpcb {
             snd_recover: 0,
             snd_wnd: 0,
             snd_cwnd: u32::MAX,
-            snd_ssthresh: u32::MAX,
+            snd_ssthresh: TCP_INITIAL_SSTHRESH,
             max_sndwnd: 0,
             irs: 0,
             rcv_nxt: 0,

@@ -103,12 +103,13 @@ impl Host {
 
     /// listen(2) for a connection made by [`Host::open`]: a listener on `addr` whose
     /// connections get the stack, CC and options set on the socket; the connection object
-    /// goes away. Returns the listener.
+    /// goes away. Returns the listener. `reuse_addr` as [`Host::listen_reusing`].
     pub fn listen_from(
         &mut self,
         slot: usize,
         addr: SocketAddr,
         backlog: usize,
+        reuse_addr: bool,
     ) -> Result<usize, Errno> {
         let c = self
             .conns
@@ -128,11 +129,12 @@ impl Host {
             sndbuf: (!side.snd_auto).then(|| side.snd.hiwat()),
             rcvbuf: (!side.rcv_auto).then(|| side.rcv.hiwat()),
             linger: side.linger,
+            linger_time: side.linger_time,
             oobinline: side.oobinline,
             maxseg: (tp.t_maxseg < default_mss).then_some(tp.t_maxseg),
             sticky: side.sticky.as_deref().cloned().unwrap_or_default(),
         };
-        let lid = self.listen(addr, backlog)?;
+        let lid = self.listen_reusing(addr, backlog, reuse_addr)?;
         let Some(l) = self.listeners.get_mut(lid).and_then(Option::as_mut) else {
             return Err(Errno::ENOMEM);
         };
@@ -192,7 +194,8 @@ impl Host {
                 .to_vec()
         };
         let secs = |own: u32, dflt: i64| int(if own > 0 { own as i64 } else { dflt } / 1000);
-        let flag = |bit: u32| int((tp.t_flags & bit != 0) as i64);
+        // FreeBSD reads these back as the t_flags bit itself (TF_NODELAY is 4).
+        let flag = |bit: u32| int((tp.t_flags & bit) as i64);
         let sticky = |name: i32| {
             l.inherit
                 .sticky
@@ -205,9 +208,7 @@ impl Host {
             (SOL_SOCKET, SO_SNDBUF) => int(l.inherit.sndbuf.unwrap_or(t.sendspace as usize) as i64),
             (SOL_SOCKET, SO_RCVBUF) => int(l.inherit.rcvbuf.unwrap_or(t.recvspace as usize) as i64),
             (SOL_SOCKET, SO_LINGER) => {
-                let mut v = int(l.inherit.linger.is_some() as i64);
-                v.extend(int(l.inherit.linger.unwrap_or(0) as i64));
-                v
+                crate::usrreq::linger_bytes(l.inherit.linger.is_some(), l.inherit.linger_time)
             }
             (IPPROTO_TCP, sockopt::TCP_NODELAY) => flag(tf::NODELAY),
             (IPPROTO_TCP, sockopt::TCP_NOPUSH) => flag(tf::NOPUSH),
@@ -244,7 +245,7 @@ impl Host {
                 let c =
                     l.cc.clone()
                         .or_else(|| self.registry.snapshot().default_cc.clone());
-                c.map_or_else(Vec::new, |c| c.name.clone().into_bytes())
+                c.map_or_else(Vec::new, |c| crate::usrreq::cc_name_bytes(&c.name))
             }
             (IPPROTO_TCP, sockopt::TCP_INFO) => {
                 let v = TcpInfo::from_tcpcb(tp).to_freebsd().to_vec();

@@ -268,8 +268,10 @@ pub struct HostSide {
     pub embryonic: bool,
     /// TCP_DEFER_ACCEPT: not acceptable before this time unless data arrives.
     pub deferred_until: Option<u64>,
-    /// SO_LINGER seconds, when set.
+    /// SO_LINGER seconds, when on.
     pub linger: Option<u32>,
+    /// The SO_LINGER time last set, on or off (getsockopt reads it back).
+    pub linger_time: u32,
     /// TCP_REMOTE_UDP_ENCAPS_PORT: the peer's UDP port when this connection runs over UDP
     /// encapsulation (0: not set).
     pub udp_port: u16,
@@ -314,6 +316,7 @@ impl HostSide {
             embryonic: false,
             deferred_until: None,
             linger: None,
+            linger_time: 0,
             udp_port: 0,
             ip_tos: 0,
             ip_ttl: 0,

@@ -276,7 +276,7 @@ fn sockstat(h: &mut Host, json: bool) -> String {
             r.stack,
             r.cc
         );
-        let ssthresh = if r.ssthresh == u32::MAX {
+        let ssthresh = if r.ssthresh >= plugtcp_framework::tcpcb::TCP_INITIAL_SSTHRESH {
             String::new()
         } else {
             format!(" ssthresh:{}", r.ssthresh)

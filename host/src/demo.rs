@@ -309,7 +309,7 @@ impl DemoReport {
             self.link_drops_loss,
             self.link_drops_queue,
             self.final_cwnd,
-            if self.final_ssthresh == u32::MAX { "unset".to_string() } else { self.final_ssthresh.to_string() },
+            if self.final_ssthresh >= plugtcp_framework::tcpcb::TCP_INITIAL_SSTHRESH { "unset".to_string() } else { self.final_ssthresh.to_string() },
             self.final_srtt_us as f64 / 1000.0,
             self.sha256_received,
             if self.intact { "OK: every byte delivered intact" } else { "FAILED: digests differ" },

@@ -204,6 +204,7 @@ impl Host {
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.worker.tso_segs = tso_segs(&host.tunables);
+        host.syncache.set_rto(syn_rto(&host.tunables));
         host.register_registry_sysctls();
         host.register_siftr_sysctls();
         host.refresh_cc_globals();
@@ -695,6 +696,7 @@ impl Host {
             self.worker.tunables = Arc::new(stack_tunables(&self.tunables));
             self.worker.tso_segs = tso_segs(&self.tunables);
             self.refresh_cc_globals();
+            self.syncache.set_rto(syn_rto(&self.tunables));
         }
     }
 
@@ -1010,5 +1012,15 @@ fn stack_tunables(t: &TcpTunables) -> StackTunables {
         rack_pktdelay: u(t.rack_pktdelay),
         rack_tlp_limit: u(t.rack_tlp_limit),
         rack_tlpminto: u(t.rack_timers_tlpminto),
+    }
+}
+
+/// The SYN cache's retransmit timer from the rexmit sysctls (milliseconds).
+fn syn_rto(t: &TcpTunables) -> crate::socket::syncache::SynRto {
+    let ms = |v: i64| v.max(0) as u64 * 1_000_000;
+    crate::socket::syncache::SynRto {
+        initial: ms(t.rexmit_initial),
+        min: ms(t.rexmit_min),
+        slop: ms(t.rexmit_slop),
     }
 }

@@ -302,7 +302,7 @@ impl Host {
             return;
         }
         // The third segment of the handshake (FreeBSD syncache_expand).
-        let Some((entry, from_cache)) = self.expand(lid, &key, p, now) else {
+        let Some(entry) = self.expand(lid, &key, p, now) else {
             return;
         };
         let Some(l) = self.listeners.get(lid.0 as usize).and_then(Option::as_ref) else {
@@ -315,7 +315,7 @@ impl Host {
             self.rst_for_ack(&key, p);
             return;
         }
-        match self.conn_from_syncache(&entry, from_cache) {
+        match self.conn_from_syncache(&entry) {
             Ok(slot) => {
                 let seg = p.seg();
                 let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
@@ -330,14 +330,14 @@ impl Host {
 
     /// Validates the ACK that completes a handshake against its SYN cache entry or, when
     /// there is none, as a returning SYN cookie; answers or drops it when invalid (then
-    /// `None`). Returns the entry and whether it came from the cache.
+    /// `None`). Returns the entry.
     fn expand(
         &mut self,
         lid: ListenerId,
         key: &ConnKey,
         p: &Parsed<'_>,
         now: u64,
-    ) -> Option<(SynCacheEntry, bool)> {
+    ) -> Option<SynCacheEntry> {
         let ts_negotiated;
         let (entry, from_cache) = match self.syncache.get(key).copied() {
             Some(e) => {
@@ -417,7 +417,7 @@ impl Host {
         if from_cache {
             self.syncache.take(key);
         }
-        Some((entry, from_cache))
+        Some(entry)
     }
 
     /// The window a SYN-ACK offers: the listener's receive buffer, never scaled (RFC 7323
@@ -575,7 +575,7 @@ impl Host {
 
     /// The connection a completed handshake makes (syncache_socket): SYN_RECEIVED with the
     /// negotiated options, on the listener's stack and CC; its stack then processes the ACK.
-    fn conn_from_syncache(&mut self, e: &SynCacheEntry, from_cache: bool) -> Result<usize, Errno> {
+    fn conn_from_syncache(&mut self, e: &SynCacheEntry) -> Result<usize, Errno> {
         let l = self.listeners[e.listener.0 as usize]
             .as_ref()
             .ok_or(Errno::ECONNABORTED)?;
@@ -621,15 +621,15 @@ impl Host {
         if e.sack_ok {
             tp.t_flags |= tf::SACK_PERMIT;
         }
-        // The handshake's round trip (SYN-ACK out, ACK in) is the first RTT sample, unless
-        // the SYN-ACK was retransmitted (Karn). Cookies remember no send time.
-        if from_cache && e.rexmits == 0 {
-            let rtt_us = (self.worker.now.saturating_sub(e.created) / 1000).max(1);
-            tp.t_srtt = rtt_us.min(u32::MAX as u64) as u32;
-            tp.t_rttvar = tp.t_srtt / 2;
-        }
+        // No RTT sample from the SYN cache (FreeBSD times no SYN-ACK): with timestamps the
+        // handshake's ACK gives one through its TS ecr, without them the first data does.
         if e.ecn {
             tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::ECN_PERMIT;
+        }
+        // FreeBSD syncache_socket: a retransmitted SYN-ACK means one segment to start with
+        // (cc_conn_init reads snd_cwnd == 1).
+        if e.rexmits > 0 {
+            tp.snd_cwnd = 1;
         }
         // Socket options set on the listener carry over (keepalive, nodelay, ...).
         {
@@ -652,6 +652,7 @@ impl Host {
             side.rcv_auto = false;
         }
         side.linger = inherit.linger;
+        side.linger_time = inherit.linger_time;
         side.oobinline = inherit.oobinline;
         if !inherit.sticky.is_empty() {
             side.sticky = Some(Box::new(inherit.sticky.clone()));

@@ -253,7 +253,7 @@ mib_table! {
     /// 002 ("the kernel will periodically send..."); FreeBSD `tcp_always_keepalive = 1`.
     /// Not acted on: keepalives go only to SO_KEEPALIVE sockets; nothing reads this.
     always_keepalive: i64 = 1;
-    "always_keepalive", Bool, ReadWrite, acts: false, legacy: false,
+    "always_keepalive", Bool, ReadWrite, acts: true, legacy: false,
     "Assume SO_KEEPALIVE on all TCP connections";
 
     /// 002 / blackhole(4): 0 off, 1 no RST for SYNs to closed ports, 2 no RST at all. Default 0.

@@ -46,6 +46,8 @@ pub struct ListenerInherit {
     pub rcvbuf: Option<usize>,
     /// SO_LINGER seconds when on.
     pub linger: Option<u32>,
+    /// The SO_LINGER time last set, on or off.
+    pub linger_time: u32,
     pub oobinline: bool,
     /// TCP_MAXSEG: the MSS its SYN-ACKs offer and its connections use at most.
     pub maxseg: Option<u32>,
@@ -63,7 +65,19 @@ pub enum Shutdown {
 impl Host {
     /// Listens on `addr` (port 0 picks one); `backlog` bounds the accept queue.
     pub fn listen(&mut self, addr: SocketAddr, backlog: usize) -> Result<usize, Errno> {
-        let lid = self.table.bind_listener(addr, false)?;
+        self.listen_reusing(addr, backlog, false)
+    }
+
+    /// [`Host::listen`] beside connections on the same address and port when `reuse_addr`
+    /// (SO_REUSEADDR, or a socket bound earlier, whose bind(2) checked): only another
+    /// listener there is a conflict.
+    pub fn listen_reusing(
+        &mut self,
+        addr: SocketAddr,
+        backlog: usize,
+        reuse_addr: bool,
+    ) -> Result<usize, Errno> {
+        let lid = self.table.bind_listener(addr, reuse_addr)?;
         let idx = lid.0 as usize;
         if self.listeners.len() <= idx {
             self.listeners.resize_with(idx + 1, || None);
@@ -109,7 +123,7 @@ impl Host {
 
     /// Sets the CC module new connections of this listener get (TCP_CONGESTION).
     pub fn set_listener_cc(&mut self, lid: usize, name: &str) -> Result<(), Errno> {
-        let c = self.registry.snapshot().cc(name)?.clone();
+        let c = self.registry.snapshot().cc(name).map_err(cc_errno)?.clone();
         self.listeners
             .get_mut(lid)
             .and_then(Option::as_mut)
@@ -219,7 +233,11 @@ impl Host {
                     l.inherit.rcvbuf = Some(v as usize);
                 }
             }
-            (sockopt::SOL_SOCKET, SO_LINGER) => l.inherit.linger = parse_linger(val)?,
+            (sockopt::SOL_SOCKET, SO_LINGER) => {
+                let (on, secs) = parse_linger(val)?;
+                l.inherit.linger = on.then_some(secs);
+                l.inherit.linger_time = secs;
+            }
             (sockopt::SOL_SOCKET, SO_OOBINLINE) => l.inherit.oobinline = int()? != 0,
             (
                 sockopt::IPPROTO_TCP,
@@ -669,12 +687,8 @@ impl Host {
         if !(tp.t_state.have_established() || tp.t_state == TcpState::SynReceived) {
             return;
         }
-        let seg = plugtcp_framework::segment::SegOut {
-            seq: tp.snd_nxt,
-            ack: tp.rcv_nxt,
-            flags: plugtcp_framework::segment::th::RST | plugtcp_framework::segment::th::ACK,
-            ..Default::default()
-        };
+        let persisting = c.side.timers[plugtcp_framework::stack::tt::PERSIST as usize].is_some();
+        let seg = tp.drop_rst(persisting, self.worker.now);
         let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
         let port = c.side.udp_port;
         let _ = self
@@ -742,7 +756,7 @@ impl Host {
                 let name = std::str::from_utf8(val)
                     .map_err(|_| Errno::EINVAL)?
                     .trim_end_matches('\0');
-                let cc = self.registry.snapshot().cc(name)?.clone();
+                let cc = self.registry.snapshot().cc(name).map_err(cc_errno)?.clone();
                 self.with_conn(slot, |c, _| c.set_cc(cc))
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
@@ -812,8 +826,10 @@ impl Host {
                 Ok(())
             }
             (sockopt::SOL_SOCKET, SO_LINGER) => {
-                let linger = parse_linger(val)?;
-                self.conn_mut(slot)?.side.linger = linger;
+                let (on, secs) = parse_linger(val)?;
+                let side = &mut self.conn_mut(slot)?.side;
+                side.linger = on.then_some(secs);
+                side.linger_time = secs;
                 Ok(())
             }
             (sockopt::SOL_SOCKET, SO_SNDBUF | SO_RCVBUF) => {
@@ -929,9 +945,9 @@ impl Host {
         // Per-socket value in ms, else the sysctl default; tcp(4) reports seconds.
         let secs = |own: u32, dflt: i64| int(if own > 0 { own as i64 } else { dflt } / 1000);
         let out: Vec<u8> = match (level, name) {
-            (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => c
-                .cc()
-                .map_or_else(Vec::new, |cc| cc.name.clone().into_bytes()),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
+                c.cc().map_or_else(Vec::new, |cc| cc_name_bytes(&cc.name))
+            }
             (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
                 let users = c.stack().map_or(0, |b| b.users());
                 function_set(&c.stack_name(), users).to_vec()
@@ -963,9 +979,7 @@ impl Host {
             (sockopt::SOL_SOCKET, SO_SNDBUF) => int(c.side.snd.hiwat() as i64),
             (sockopt::SOL_SOCKET, SO_RCVBUF) => int(c.side.rcv.hiwat() as i64),
             (sockopt::SOL_SOCKET, SO_LINGER) => {
-                let mut v = int(c.side.linger.is_some() as i64);
-                v.extend(int(c.side.linger.unwrap_or(0) as i64));
-                v
+                linger_bytes(c.side.linger.is_some(), c.side.linger_time)
             }
             _ => {
                 let len = buf.len() as u32;
@@ -1048,14 +1062,39 @@ impl Host {
 }
 
 /// `struct linger { int l_onoff; int l_linger; }`: the seconds when on.
-fn parse_linger(val: &[u8]) -> Result<Option<u32>, Errno> {
+/// A `struct linger`: whether SO_LINGER is on, and the time, kept whether on or not
+/// (FreeBSD sosetopt: EDOM outside 0..=65535 seconds).
+fn parse_linger(val: &[u8]) -> Result<(bool, u32), Errno> {
     let b: [u8; 8] = val.try_into().map_err(|_| Errno::EINVAL)?;
     let on = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) != 0;
     let secs = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
-    if on && secs < 0 {
-        return Err(Errno::EINVAL);
+    if !(0..=u16::MAX as i32).contains(&secs) {
+        return Err(Errno::EDOM);
     }
-    Ok(on.then_some(secs as u32))
+    Ok((on, secs as u32))
+}
+
+/// A `struct linger` as FreeBSD's sogetopt fills it: `l_onoff` is the SO_LINGER bit.
+pub(crate) fn linger_bytes(on: bool, secs: u32) -> Vec<u8> {
+    let mut v = (if on { SO_LINGER } else { 0 }).to_ne_bytes().to_vec();
+    v.extend_from_slice(&(secs as i32).to_ne_bytes());
+    v
+}
+
+/// TCP_CONGESTION's value: the name and its NUL, as FreeBSD copies out `len + 1` bytes.
+pub(crate) fn cc_name_bytes(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// FreeBSD answers ESRCH for a CC module it does not have (tcp_congestion()).
+fn cc_errno(e: Errno) -> Errno {
+    if e == Errno::ENOENT {
+        Errno::ESRCH
+    } else {
+        e
+    }
 }
 
 /// Bytes of FreeBSD's `struct tcp_function_set { char function_set_name[32]; uint32_t

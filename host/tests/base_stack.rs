@@ -86,8 +86,12 @@ fn handshake_segments_exact() {
     assert_eq!(&o[..4], &[1, 1, 8, 10], "nop, nop, TS");
     assert_eq!(ack.opts.tsecr, synack.opts.tsval);
     // The window is now scaled by our shift (6): 64 KiB rounded up to whole 1460-byte
-    // segments once the MSS is known (FreeBSD tcp_mss), >> 6.
-    assert_eq!(ack.win as u32, (65536u32.div_ceil(1460) * 1460) >> 6);
+    // segments once the MSS is known (FreeBSD tcp_mss), rounded up to the scale's unit
+    // (FreeBSD tcp_output), >> 6.
+    assert_eq!(
+        ack.win as u32,
+        (65536u32.div_ceil(1460) * 1460).div_ceil(64)
+    );
 }
 
 /// A crafted segment from B's side of A's connection `c`.
@@ -235,16 +239,13 @@ fn zero_window_probes_then_recovery() {
     }
     // Persist timing: persmin 5 s while the backed-off RTO is below it.
     let gaps: Vec<u64> = probes.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    // Persist timing (FreeBSD tcp_setpersist): the backed-off RTO clamped to
-    // [persmin 5 s, persmax 60 s], so 5 s while the backoff is below persmin, then growing.
+    // Persist timing (FreeBSD tcp_setpersist): ((srtt >> 2) + rttvar) >> 1 backed off,
+    // plus the slop, clamped to [persmin 5 s, persmax 60 s]: 5 s while that is below
+    // persmin (the packetdrill corpus checks the exact schedule).
     assert_eq!(&gaps[..3], &[5 * SEC; 3], "probe intervals {gaps:?}");
     assert!(
         gaps.windows(2).all(|w| w[1] >= w[0] && w[1] <= 60 * SEC),
         "probe intervals {gaps:?}"
-    );
-    assert!(
-        gaps.last().unwrap() > &(5 * SEC),
-        "backoff past persmin {gaps:?}"
     );
     // Now B reads: the window opens and everything arrives intact.
     let mut got = Vec::new();
@@ -694,18 +695,21 @@ fn tcp_syncnt_bounds_syn_retransmissions() {
     let rec = net.record.take().unwrap();
     let syns = segments(&rec, true);
     assert_eq!(syns.len(), 3, "the SYN and two retransmissions");
-    // RTO 1 s, then doubled: SYNs at 0, 1 and 3 s, given up at 7 s.
+    // FreeBSD: rexmit_initial 1 s, then rexmit_initial * tcp_backoff[n] + rexmit_slop:
+    // SYNs at 0, 1 and 3.2 s, given up 4.2 s later.
     assert_eq!(
         syns.iter().map(|(t, _)| *t / MS).collect::<Vec<_>>(),
-        [0, 1000, 3000]
+        [0, 1000, 3200]
     );
-    assert_eq!(net.now / MS, 7000);
+    assert_eq!(net.now / MS, 7400);
 }
 
 #[test]
 fn orphaned_fin_wait_2_times_out() {
     use plugtcp_framework::sockopt::TCP_LINGER2;
-    for (linger2, expect_s) in [(5, 5), (0, 60)] {
+    // TCP_LINGER2 5 s; else FreeBSD's TP_MAXIDLE (keepcnt 8 * keepintvl 75 s = 600 s),
+    // checked again a keepintvl later, so 675 s after the peer last spoke.
+    for (linger2, expect_s) in [(5, 5), (0, 675)] {
         let mut net = SimNet::builtin(link_10ms(), 16);
         let (c, _s) = established(&mut net);
         if linger2 > 0 {
@@ -715,7 +719,7 @@ fn orphaned_fin_wait_2_times_out() {
         net.a.close(c);
         assert!(net.run_until(net.now + SEC, |n| n.a.state(c) == Some(TcpState::FinWait2)));
         let t0 = net.now;
-        assert!(net.run_until(net.now + 120 * SEC, |n| n.a.state(c).is_none()));
+        assert!(net.run_until(net.now + 800 * SEC, |n| n.a.state(c).is_none()));
         let waited = (net.now - t0) as f64 / SEC as f64;
         assert!(
             (waited - expect_s as f64).abs() < 0.1,

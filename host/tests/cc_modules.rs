@@ -21,7 +21,9 @@ fn cc_of(h: &mut Host, c: usize) -> String {
     let n = h
         .getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut b)
         .unwrap();
-    String::from_utf8(b[..n].to_vec()).unwrap()
+    // FreeBSD copies the name out with its NUL.
+    assert_eq!(b[n - 1], 0, "TCP_CONGESTION ends with its NUL");
+    String::from_utf8(b[..n - 1].to_vec()).unwrap()
 }
 
 fn set_cc(h: &mut Host, c: usize, name: &str) -> Result<(), Errno> {
@@ -118,7 +120,7 @@ fn tcp_congestion_in_every_state_keeps_cwnd_and_moves_pcb_counts() {
     assert_eq!(cc_of(&mut net.a, c), "vegas");
     assert_eq!(
         set_cc(&mut net.a, c, "nosuch"),
-        Err(Errno::ENOENT),
+        Err(Errno::ESRCH),
         "unknown module"
     );
     assert_eq!(cc_of(&mut net.a, c), "vegas", "kept after a failed switch");
@@ -230,7 +232,7 @@ fn deregistration_ebusy_and_forced_move_to_the_default() {
     assert_eq!(net.a.kldunload("htcp", false), Err(Errno::EBUSY), "in use");
     net.a.kldunload("htcp", true).unwrap();
     assert_eq!(cc_of(&mut net.a, c), "newreno", "moved to the default");
-    assert_eq!(set_cc(&mut net.a, c, "htcp"), Err(Errno::ENOENT), "gone");
+    assert_eq!(set_cc(&mut net.a, c, "htcp"), Err(Errno::ESRCH), "gone");
     assert!(net
         .a
         .sysctl

@@ -45,7 +45,7 @@ fn a_correct_script_passes() {
     let (verdict, err) = run("+0 accept(3, ..., ...) = 4\n\
          +0 < P. 1:1001(1000) ack 1 win 1026 <nop,nop,TS val 300 ecr 100>\n\
          +0 read(4, ..., 1000) = 1000\n\
-         +.04 > . 1:1(0) ack 1001 win 1026 <nop,nop,TS val 140 ecr 300>\n");
+         +.04 > . 1:1(0) ack 1001 win 1027 <nop,nop,TS val 140 ecr 300>\n");
     assert_eq!(verdict, Verdict::Pass, "{err}");
 }
 
@@ -57,7 +57,7 @@ fn a_wrong_window_fails_on_its_line_with_both_packets() {
          +0 read(4, ..., 1000) = 1000\n\
          +.04 > . 1:1(0) ack 1001 win 999 <nop,nop,TS val 140 ecr 300>\n",
         12,
-        "tcp_window: expected: 999 (0x3e7) vs actual: 1026",
+        "tcp_window: expected: 999 (0x3e7) vs actual: 1027",
     );
     let (_, err) = run("+0 accept(3, ..., ...) = 4\n\
          +0 < P. 1:1001(1000) ack 1 win 1026 <nop,nop,TS val 300 ecr 100>\n\
@@ -65,7 +65,7 @@ fn a_wrong_window_fails_on_its_line_with_both_packets() {
          +.04 > . 1:1(0) ack 1001 win 999 <nop,nop,TS val 140 ecr 300>\n");
     assert!(err.contains("script packet:"), "{err}");
     assert!(err.contains("actual packet:"), "{err}");
-    assert!(err.contains("win 1026"), "{err}");
+    assert!(err.contains("win 1027"), "{err}");
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn a_packet_outside_the_tolerance_fails_as_a_timing_error() {
         "+0 accept(3, ..., ...) = 4\n\
          +0 < P. 1:1001(1000) ack 1 win 1026 <nop,nop,TS val 300 ecr 100>\n\
          +0 read(4, ..., 1000) = 1000\n\
-         +.2 > . 1:1(0) ack 1001 win 1026 <nop,nop,TS val 140 ecr 300>\n",
+         +.2 > . 1:1(0) ack 1001 win 1027 <nop,nop,TS val 140 ecr 300>\n",
         12,
         "timing error",
     );

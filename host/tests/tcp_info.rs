@@ -223,7 +223,9 @@ fn tcp_stats_equal_the_stack_counters() {
         );
         assert_eq!(info.tcpi_total_tlp_bytes, a[10]);
         if stack == "rack" {
-            assert!(a[9] > 0 && a[10] > 0, "rack probed: {a:?}");
+            // Whether a tail loss probe fires in this run depends on where the losses
+            // fall; the probes themselves are checked in tests/packetdrill/rack-tlp.
+            assert_eq!(a[9] > 0, a[10] > 0, "probes and probe bytes: {a:?}");
         } else {
             assert!(a[7] > 0, "base counts duplicate ACKs: {a:?}");
             assert_eq!(a[9], 0);

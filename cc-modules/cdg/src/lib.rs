@@ -185,7 +185,7 @@ impl Cdg {
     /// segment, so a zero receive window does not leave cwnd at 0.
     fn window_decrease(tp: &Tcpcb, owin: u32, beta: u64) -> u32 {
         let win = u64::from(tp.snd_wnd.min(owin)) * beta / 100;
-        (win as u32).max(tp.t_maxseg)
+        (win as u32).max(tp.maxseg())
     }
 
     /// The once-per-RTT gradient update of cdg_ack_received; true for a delay-gradient
@@ -242,7 +242,7 @@ impl Cdg {
     /// avoidance, or `window_incr` segments growing by one every `alpha_inc` RTTs. The
     /// shadow window grows as NewReno's would.
     fn window_increase(&mut self, ccv: &CcVar, tp: &mut Tcpcb, new_measurement: bool) {
-        let mss = tp.t_maxseg;
+        let mss = tp.maxseg();
         let (incr, s_w_incr) = if tp.snd_cwnd <= tp.snd_ssthresh {
             self.window_incr = 0;
             self.rtt_count = 0;
@@ -370,7 +370,7 @@ impl CcAlgorithm for Cdg {
     fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
         if let Some(rtt) = self
             .hertt
-            .ack_received(ack_type, ccv.bytes_this_ack, tp.t_maxseg)
+            .ack_received(ack_type, ccv.bytes_this_ack, tp.maxseg())
         {
             // Every sample counts towards this RTT's smallest and largest RTT.
             self.maxrtt_in_rtt = self.maxrtt_in_rtt.max(rtt);

@@ -510,6 +510,7 @@ fn ecn_rto_and_recovery_exit_are_newreno() {
     tp.t_flags = tf::FASTRECOVERY;
     tp.snd_ssthresh = 10 * MSS;
     cc.ccv.curack = tp.snd_max - 3 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 4 * MSS, "pipe + 1 segment");
     testing::assert_newreno_after_idle(&mut cc, &mut tp);

@@ -64,7 +64,7 @@ pub fn connection_rng(tp: &Tcpcb) -> Xoshiro256PlusPlus {
 /// chd_window_decrease: ssthresh = the window less half of it (at least one segment),
 /// counted in whole segments, at least two.
 fn window_decrease(tp: &mut Tcpcb) {
-    let mss = tp.t_maxseg.max(1);
+    let mss = tp.maxseg().max(1);
     let win = tp.snd_wnd.min(tp.snd_cwnd) / mss;
     let win = win.saturating_sub((win / 2).max(1));
     tp.snd_ssthresh = win.max(2).saturating_mul(mss);
@@ -108,7 +108,7 @@ impl Chd {
     /// chd_window_increase: NewReno's slow start with ABC and one segment per window in
     /// congestion avoidance, mirrored in the shadow window.
     fn window_increase(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        let mss = tp.t_maxseg;
+        let mss = tp.maxseg();
         let incr = if tp.snd_cwnd <= tp.snd_ssthresh {
             // RFC 3465: at most L segments per ACK, one while retransmitting after an RTO.
             let l = CcGlobals::get(&ccv.globals.abc_l_var).max(1) as u32;
@@ -195,7 +195,7 @@ impl CcAlgorithm for Chd {
     fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
         if let Some(rtt) = self
             .hertt
-            .ack_received(ack_type, ccv.bytes_this_ack, tp.t_maxseg)
+            .ack_received(ack_type, ccv.bytes_this_ack, tp.maxseg())
         {
             // Every sample counts towards the measurement period's largest RTT.
             self.maxrtt_in_rtt = self.maxrtt_in_rtt.max(rtt);
@@ -263,7 +263,7 @@ impl CcAlgorithm for Chd {
                     tp.snd_recover = tp.snd_max;
                 }
                 if self.shadow_w > 0 {
-                    let mss = tp.t_maxseg.max(1);
+                    let mss = tp.maxseg().max(1);
                     self.shadow_w = (self.shadow_w / mss / 2).max(2).saturating_mul(mss);
                 }
                 tp.t_flags |= tf::FASTRECOVERY;

@@ -208,7 +208,7 @@ impl Cubic {
     /// RFC 9438 4.2-4.5 for one ACK in congestion avoidance.
     fn congestion_avoidance(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
         let now = tp.t_rcvtime;
-        let mss = tp.t_maxseg.max(1);
+        let mss = tp.maxseg().max(1);
         let cwnd = tp.snd_cwnd;
         if self.hystart.phase == Phase::Css {
             // Slipped into congestion avoidance while in CSS: HyStart++ is over.
@@ -321,7 +321,7 @@ impl CcAlgorithm for Cubic {
     }
 
     fn cong_signal(&mut self, _ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-        let mss = tp.t_maxseg.max(1);
+        let mss = tp.maxseg().max(1);
         match sig {
             CC_NDUPACK => {
                 self.hystart.on_congestion();
@@ -392,9 +392,9 @@ impl CcAlgorithm for Cubic {
     /// flight (RFC 6582), else at ssthresh = beta_cubic * cwnd_prior (RFC 9438 4.6); and take
     /// the epoch's mean RTT.
     fn post_recovery(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
-        let mss = tp.t_maxseg.max(1);
+        let mss = tp.maxseg().max(1);
         if tp.in_fastrecovery() {
-            let pipe = tp.snd_max.wrapping_sub(ccv.curack);
+            let pipe = ccv.pipe;
             tp.snd_cwnd = if pipe < tp.snd_ssthresh {
                 pipe.max(mss) + mss
             } else {

@@ -75,7 +75,10 @@ fn trust_rtt(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb, rtt_us: u32) {
 fn loss_and_recovery(cc: &mut TestConn<Cubic>, tp: &mut Tcpcb) {
     tp.snd_max = tp.snd_una.wrapping_add(tp.snd_cwnd);
     cc.on_cong_signal(tp, CC_NDUPACK);
-    cc.on_post_recovery(tp);
+    {
+        let (ack, pipe) = (tp.snd_una, tp.snd_max.wrapping_sub(tp.snd_una));
+        cc.on_post_recovery(tp, ack, pipe)
+    };
     assert!(!tp.in_recovery());
 }
 
@@ -292,7 +295,10 @@ fn multiplicative_decrease_on_loss() {
     assert_eq!(tp.snd_ssthresh, 70 * MSS);
     assert_eq!(cc.state().w_max, 100 * MSS);
     // Recovery ends at ssthresh.
-    cc.on_post_recovery(&mut tp);
+    {
+        let (ack, pipe) = (tp.snd_una, tp.snd_max.wrapping_sub(tp.snd_una));
+        cc.on_post_recovery(&mut tp, ack, pipe)
+    };
     assert_eq!(tp.snd_cwnd, 70 * MSS);
     assert!(!tp.in_recovery());
 
@@ -313,6 +319,7 @@ fn post_recovery_with_little_in_flight_avoids_a_burst() {
     cc.cong_signal(&mut tp, CC_NDUPACK);
     tp.snd_una = tp.snd_max - 3 * MSS;
     cc.ccv.curack = tp.snd_una;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 4 * MSS, "pipe + 1 SMSS (RFC 6582)");
 }
@@ -686,7 +693,10 @@ fn switched_in_on_a_large_window() {
     tp.t_flags |= tf::FASTRECOVERY | tf::CONGRECOVERY;
     tp.snd_max = tp.snd_una + 900 * MSS;
     let mut cc = attach(g, &mut tp);
-    cc.on_post_recovery(&mut tp);
+    {
+        let (ack, pipe) = (tp.snd_una, tp.snd_max.wrapping_sub(tp.snd_una));
+        cc.on_post_recovery(&mut tp, ack, pipe)
+    };
     assert_eq!(tp.snd_cwnd, 500 * MSS);
 }
 

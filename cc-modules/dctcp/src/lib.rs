@@ -185,7 +185,7 @@ impl CcAlgorithm for Dctcp {
             newreno_cc_ack_received(ccv, tp, ack_type);
         }
 
-        let mss = tp.t_maxseg;
+        let mss = tp.maxseg();
         let bytes_acked = match ack_type {
             CC_DUPACK => ccv.bytes_this_ack.min(mss),
             CC_ACK => ccv.bytes_this_ack,
@@ -205,7 +205,7 @@ impl CcAlgorithm for Dctcp {
             return;
         }
         let cwin = tp.snd_cwnd;
-        let mss = tp.t_maxseg;
+        let mss = tp.maxseg();
         match sig {
             // Loss: halve as NewReno (RFC 8257 3.5).
             CC_NDUPACK if !tp.in_fastrecovery() => {
@@ -256,7 +256,7 @@ impl CcAlgorithm for Dctcp {
                 // cc_cong_signal sets this for every module; the framework's does not.
                 tp.t_flags2 |= tf2::ECN_SND_CWR;
                 self.update_alpha(ccv, tp);
-                self.save_sndnxt = self.save_sndnxt.wrapping_add(tp.t_maxseg);
+                self.save_sndnxt = self.save_sndnxt.wrapping_add(tp.maxseg());
                 self.num_cong_events = self.num_cong_events.wrapping_add(1);
             }
             _ => {}

@@ -397,10 +397,17 @@ fn non_ecn_connection_behaves_as_newreno() {
             for (c, t) in [(&mut *cc, &mut tp), (&mut reference, &mut rtp)] {
                 t.snd_una = t.snd_max.wrapping_sub(30 * MSS);
                 c.ccv.curack = t.snd_una;
+                c.ccv.pipe = t.snd_max.wrapping_sub(t.snd_una);
             }
             common::newreno_cc_post_recovery(&mut reference.ccv, &mut rtp);
-            reference.on_post_recovery(&mut rtp);
-            cc.on_post_recovery(&mut tp);
+            {
+                let (ack, pipe) = (rtp.snd_una, rtp.snd_max.wrapping_sub(rtp.snd_una));
+                reference.on_post_recovery(&mut rtp, ack, pipe)
+            };
+            {
+                let (ack, pipe) = (tp.snd_una, tp.snd_max.wrapping_sub(tp.snd_una));
+                cc.on_post_recovery(&mut tp, ack, pipe)
+            };
             same(&tp, &rtp, "post_recovery");
         }
     }
@@ -469,7 +476,10 @@ fn fast_recovery_defers_the_alpha_update_to_post_recovery() {
     // 1024 - 64 + 2000*64/4000 = 992.
     tp.snd_una = tp.snd_max.wrapping_sub(3 * MSS);
     let ssthresh = tp.snd_ssthresh;
-    cc.on_post_recovery(&mut tp);
+    {
+        let (ack, pipe) = (tp.snd_una, tp.snd_max.wrapping_sub(tp.snd_una));
+        cc.on_post_recovery(&mut tp, ack, pipe)
+    };
     assert_eq!(
         ssthresh,
         10 * MSS,

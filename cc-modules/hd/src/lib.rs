@@ -116,7 +116,7 @@ impl CcAlgorithm for Hd {
     /// as NewReno treats an ECN mark; otherwise NewReno's increase.
     fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32) {
         self.hertt
-            .ack_received(ack_type, ccv.bytes_this_ack, tp.t_maxseg);
+            .ack_received(ack_type, ccv.bytes_this_ack, tp.maxseg());
         if ack_type == CC_ACK && self.delay_backoff(ccv, tp) {
             ccv.count(COUNTER_DELAY_BACKOFFS, 1);
             // As the stack does for an ECN signal: the reduction holds for the window in

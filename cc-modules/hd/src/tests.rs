@@ -193,6 +193,7 @@ fn newreno_everywhere_else() {
     assert_eq!(tp.snd_ssthresh, 15 * MSS);
     assert!(tp.in_fastrecovery() && tp.in_congrecovery());
     cc.ccv.curack = tp.snd_max - 40 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 15 * MSS);
     // RTO.

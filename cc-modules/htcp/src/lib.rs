@@ -238,7 +238,7 @@ impl CcAlgorithm for Htcp {
             common::newreno_cc_ack_received(ccv, tp, ack_type);
         } else {
             // alpha segments per cwnd of acknowledged bytes, i.e. per RTT.
-            let incr = self.alpha as u64 * tp.t_maxseg as u64;
+            let incr = self.alpha as u64 * tp.maxseg() as u64;
             let cwnd = (tp.snd_cwnd as u64 + incr).min(max_cwnd(tp) as u64);
             tp.snd_cwnd = tp.snd_cwnd.max(cwnd as u32);
             ccv.flags &= !ccf::ABC_SENTAWND;
@@ -265,7 +265,7 @@ impl CcAlgorithm for Htcp {
                 if tp.t_rxtshift == 1 {
                     common::rto_backoff(tp);
                 } else {
-                    tp.snd_cwnd = tp.t_maxseg;
+                    tp.snd_cwnd = tp.maxseg();
                 }
                 // A single timeout is often spurious; from the second on it is congestion.
                 // Its time is the next ACK's arrival (t_rcvtime is stale in a timer).
@@ -281,8 +281,8 @@ impl CcAlgorithm for Htcp {
         if !tp.in_fastrecovery() {
             return;
         }
-        let mss = tp.t_maxseg.max(1);
-        let pipe = tp.snd_max.wrapping_sub(ccv.curack);
+        let mss = tp.maxseg().max(1);
+        let pipe = ccv.pipe;
         tp.snd_cwnd = if pipe < tp.snd_ssthresh {
             // RFC 6582: little in flight, no burst (and never below 2 SMSS).
             pipe.max(mss) + mss

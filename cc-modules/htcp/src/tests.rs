@@ -312,15 +312,18 @@ fn post_recovery_rfc6582_or_beta_times_prev_cwnd() {
     tp.snd_max = 100 * MSS;
     // Much in flight: beta * prev_cwnd in whole segments: 128 * 44500 / 1460 >> 8 = 15.
     cc.ccv.curack = 60 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 15 * MSS);
     // Little in flight: max(pipe, SMSS) + SMSS.
     cc.ccv.curack = 97 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 4 * MSS);
     // Leaving ECN recovery (not fast recovery) leaves cwnd alone.
     tp.t_flags &= !tf::FASTRECOVERY;
     tp.snd_cwnd = 7 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 7 * MSS);
 }

@@ -127,10 +127,12 @@ fn post_recovery_rfc6582() {
     tp.snd_max = 100 * MSS;
     // Much in flight: cwnd = ssthresh.
     cc.ccv.curack = 80 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
     // Little in flight: cwnd = max(pipe, SMSS) + SMSS, no burst.
     cc.ccv.curack = 97 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 4 * MSS);
 }

@@ -106,7 +106,7 @@ impl Vegas {
             e.minrtt,
             e.bytes_tx_in_marked_rtt,
             e.markedpkt_rtt,
-            tp.t_maxseg,
+            tp.maxseg(),
         );
         let alpha = ccv.param(PARAM_ALPHA, DEFAULT_ALPHA);
         let beta = ccv.param(PARAM_BETA, DEFAULT_BETA);
@@ -116,7 +116,7 @@ impl Vegas {
                 self.slow_start_toggle = !self.slow_start_toggle;
             } else {
                 self.slow_start_toggle = false;
-                tp.snd_cwnd = tp.snd_cwnd.saturating_add(tp.t_maxseg).min(max_cwnd(tp));
+                tp.snd_cwnd = tp.snd_cwnd.saturating_add(tp.maxseg()).min(max_cwnd(tp));
             }
         } else if ndiff > beta {
             self.cong_signal(ccv, tp, CC_VEGAS_RATE);
@@ -170,7 +170,7 @@ impl CcAlgorithm for Vegas {
         // Before the handshake has set cwnd (u32::MAX) a round measures nothing.
         self.round_start = (tp.snd_cwnd != u32::MAX).then(|| {
             let flight = tp.flight_size();
-            (usable_cwnd(tp.snd_cwnd, flight, tp.t_maxseg), flight)
+            (usable_cwnd(tp.snd_cwnd, flight, tp.maxseg()), flight)
         });
     }
 
@@ -178,7 +178,7 @@ impl CcAlgorithm for Vegas {
         // Judges the ACK's RTT sample, then closes the round the ACK ended, if any: a new
         // measurement unless the round had no sample the guard accepted.
         self.hertt
-            .ack_received(ack_type, ccv.bytes_this_ack, tp.t_maxseg);
+            .ack_received(ack_type, ccv.bytes_this_ack, tp.maxseg());
         let ended_round = self.ended_round.take();
         if self.hertt.ertt.take_new_measurement() {
             // Nothing to compare for a round that began before this module was attached.
@@ -198,7 +198,7 @@ impl CcAlgorithm for Vegas {
         match sig {
             CC_VEGAS_RATE => {
                 if !tp.in_recovery() {
-                    let mss = tp.t_maxseg;
+                    let mss = tp.maxseg();
                     tp.snd_cwnd = tp.snd_cwnd.saturating_sub(mss).max(2 * mss);
                     if tp.snd_cwnd < tp.snd_ssthresh {
                         // Leave slow start: the path is already queueing.

@@ -378,6 +378,7 @@ fn loss_is_newreno_and_stops_newreno_growth() {
     tp.snd_ssthresh = 10 * MSS;
     tp.snd_max = 100 * MSS;
     cc.ccv.curack = 80 * MSS;
+    cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
     cc.post_recovery(&mut tp);
     assert_eq!(tp.snd_cwnd, 10 * MSS);
     tp.t_flags &= !tf::INRECOVERY;

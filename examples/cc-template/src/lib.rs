@@ -52,7 +52,7 @@ impl CcAlgorithm for Aimd {
         } else if ccv.flags & ccf::ABC_SENTAWND != 0 {
             // The stack sets ABC_SENTAWND once a whole cwnd was acknowledged: one RTT.
             ccv.flags &= !ccf::ABC_SENTAWND;
-            self.ai * tp.t_maxseg
+            self.ai * tp.maxseg()
         } else {
             0
         };
@@ -60,7 +60,7 @@ impl CcAlgorithm for Aimd {
     }
 
     fn cong_signal(&mut self, _ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
-        let cut = scaled_window(tp.snd_cwnd, self.md as u64, tp.t_maxseg);
+        let cut = scaled_window(tp.snd_cwnd, self.md as u64, tp.maxseg());
         match sig {
             // Once per recovery episode, as FreeBSD's modules do.
             CC_NDUPACK if !tp.in_fastrecovery() => {

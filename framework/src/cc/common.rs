@@ -25,9 +25,9 @@ pub fn slow_start_increase(ccv: &CcVar, tp: &Tcpcb) -> u32 {
     };
     if tp.snd_nxt == tp.snd_max {
         ccv.bytes_this_ack
-            .min((ccv.nsegs as u32).max(1) * l * tp.t_maxseg)
+            .min((ccv.nsegs as u32).max(1) * l * tp.maxseg())
     } else {
-        ccv.bytes_this_ack.min(tp.t_maxseg)
+        ccv.bytes_this_ack.min(tp.maxseg())
     }
 }
 
@@ -43,7 +43,7 @@ pub fn may_grow(ccv: &CcVar, tp: &Tcpcb, ack_type: u32) -> bool {
 pub fn congestion_avoidance_increase(ccv: &mut CcVar, tp: &Tcpcb) -> u32 {
     if ccv.flags & ccf::ABC_SENTAWND != 0 {
         ccv.flags &= !ccf::ABC_SENTAWND;
-        tp.t_maxseg
+        tp.maxseg()
     } else {
         0
     }
@@ -92,7 +92,7 @@ pub fn scaled_window(cwnd: u32, percent: u64, mss: u32) -> u32 {
 
 /// RFC 5681 (4) after an RTO: ssthresh = max(FlightSize / 2, 2 SMSS), cwnd = 1 SMSS.
 pub fn rto_backoff(tp: &mut Tcpcb) {
-    let mss = tp.t_maxseg.max(1);
+    let mss = tp.maxseg().max(1);
     let flight = tp.snd_wnd.min(tp.snd_cwnd);
     tp.snd_ssthresh = (flight / 2 / mss).max(2) * mss;
     tp.snd_cwnd = mss;
@@ -107,7 +107,7 @@ pub fn newreno_cc_cong_signal(_ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32) {
 /// [`newreno_cc_cong_signal`] keeping `beta` percent of cwnd (in whole segments, at least
 /// two) instead of half: cc_newreno's `beta` and `beta_ecn`.
 pub fn newreno_cc_cong_signal_beta(tp: &mut Tcpcb, sig: u32, beta: u64) {
-    let cwin = scaled_window(tp.snd_cwnd, beta, tp.t_maxseg);
+    let cwin = scaled_window(tp.snd_cwnd, beta, tp.maxseg());
     match sig {
         CC_NDUPACK if !tp.in_fastrecovery() => {
             if !tp.in_congrecovery() {
@@ -129,9 +129,9 @@ pub fn newreno_cc_cong_signal_beta(tp: &mut Tcpcb, sig: u32, beta: u64) {
 /// ssthresh, or at pipe + 1 SMSS when less is in flight, so that no burst follows.
 pub fn newreno_cc_post_recovery(ccv: &mut CcVar, tp: &mut Tcpcb) {
     if tp.in_fastrecovery() {
-        let pipe = tp.snd_max.wrapping_sub(ccv.curack);
+        let pipe = ccv.pipe;
         tp.snd_cwnd = if pipe < tp.snd_ssthresh {
-            pipe.max(tp.t_maxseg) + tp.t_maxseg
+            pipe.max(tp.maxseg()) + tp.maxseg()
         } else {
             tp.snd_ssthresh
         };
@@ -142,7 +142,7 @@ pub fn newreno_cc_post_recovery(ccv: &mut CcVar, tp: &mut Tcpcb) {
 /// the old cwnd as ssthresh (RFC 2861).
 pub fn newreno_cc_after_idle(ccv: &mut CcVar, tp: &mut Tcpcb) {
     let iw_segs = CcGlobals::get(&ccv.globals.initcwnd_segments).max(0) as u32;
-    let rw = initial_window(tp.t_maxseg, iw_segs);
+    let rw = initial_window(tp.maxseg(), iw_segs);
     tp.snd_ssthresh = tp.snd_ssthresh.max(tp.snd_cwnd - (tp.snd_cwnd >> 2));
     tp.snd_cwnd = rw.min(tp.snd_cwnd);
 }

@@ -455,6 +455,7 @@ mod tests {
         assert_eq!(tp.snd_ssthresh, 15_000);
         tp.snd_max = 100_000;
         cc.ccv.curack = 97_000;
+        cc.ccv.pipe = tp.snd_max.wrapping_sub(cc.ccv.curack);
         cc.post_recovery(&mut tp);
         assert_eq!(tp.snd_cwnd, 4000, "pipe + 1 segment");
     }

@@ -374,7 +374,14 @@ impl<'a> Runner<'a> {
                 match kind {
                     EventKind::Packet(p) => self.inbound(ev.line, p)?,
                     EventKind::Syscall(call) => {
-                        syscall::run(self, ev.line, call, due)?;
+                        // END has the start's time base: after a relative start it is
+                        // relative to the same previous event.
+                        let base = self.last_us;
+                        let end = call.blocking_end.map(|e| match ev.time {
+                            TimeSpec::Relative(_) | TimeSpec::RelativeRange { .. } => base + e,
+                            _ => e,
+                        });
+                        syscall::run(self, ev.line, call, due, end)?;
                     }
                     EventKind::Command(cmd) => {
                         self.note(ev.line, format!("`{}`", cmd.command));
@@ -435,7 +442,13 @@ impl<'a> Runner<'a> {
             self.collect();
             self.poll_pending()?;
             self.collect();
-            match self.host.next_timeout() {
+            // The host's next timer, or a blocked call's own timeout (poll), if sooner.
+            let wake = self.pending.as_ref().and_then(|p| p.wake_ns());
+            let next = match (self.host.next_timeout(), wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next {
                 Some(t) if t <= target => {
                     let t = t.max(self.host.worker.now);
                     self.host.advance(t);

@@ -18,7 +18,7 @@ use super::exec::{Failure, Runner, ScriptSocket, SockState};
 use super::symbols;
 use crate::posix::consts::*;
 use crate::posix::PollFd;
-use crate::usrreq::{function_set, parse_function_set, TCP_FUNCTION_SET_LEN};
+use crate::usrreq::{function_set, parse_function_set};
 
 /// What a call returned: a value or an errno.
 type SysResult = Result<i64, Errno>;
@@ -32,6 +32,16 @@ pub(crate) struct Pending {
     pub start_us: u64,
     pub end_us: Option<u64>,
     resume: Resume,
+}
+
+impl Pending {
+    /// When the call returns by itself (a poll's timeout), host ns.
+    pub(crate) fn wake_ns(&self) -> Option<u64> {
+        match self.resume {
+            Resume::Poll { until_ns, .. } => until_ns,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +101,7 @@ pub(crate) fn run(
     line: u32,
     call: &SyscallEvent,
     due: u64,
+    end: Option<u64>,
 ) -> Result<(), Failure> {
     // One system-call thread: a call waits for a blocked one to return.
     if r.pending.is_some() {
@@ -112,7 +123,7 @@ pub(crate) fn run(
     match step {
         Step::Done(res, checks) => {
             finish(r, line, call, res, checks).map_err(|f| in_call(&call.name, f))?;
-            if let Some(end) = call.blocking_end {
+            if let Some(end) = end {
                 let now = r.now_us();
                 let tol = r.tolerance(end);
                 if now + tol < end {
@@ -133,7 +144,7 @@ pub(crate) fn run(
                 line,
                 call: call.clone(),
                 start_us: due,
-                end_us: call.blocking_end,
+                end_us: end,
                 resume,
             });
             Ok(())
@@ -277,22 +288,31 @@ fn finish(
     Ok(())
 }
 
+/// A value as a script would write it: an int, a string, or (a struct literal's bytes)
+/// its 32-bit fields in order, `{1, 5}`.
 fn show_bytes(b: &[u8]) -> String {
     if b.len() == 4 {
         return i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).to_string();
     }
-    let text: String = b
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| {
-            if c.is_ascii_graphic() || c == b' ' {
-                c as char
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    format!("\"{text}\" ({} bytes)", b.len())
+    let text_len = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let printable = text_len > 0
+        && b[..text_len]
+            .iter()
+            .all(|&c| c.is_ascii_graphic() || c == b' ')
+        && b[text_len..].iter().all(|&c| c == 0);
+    if printable {
+        let text = String::from_utf8_lossy(&b[..text_len]);
+        return format!("\"{text}\" ({} bytes)", b.len());
+    }
+    if b.len().is_multiple_of(4) {
+        let fields: Vec<String> = b
+            .chunks_exact(4)
+            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]).to_string())
+            .collect();
+        return format!("{{{}}}", fields.join(", "));
+    }
+    let hex: Vec<String> = b.iter().map(|c| format!("{c:02x}")).collect();
+    format!("0x{} ({} bytes)", hex.join(""), b.len())
 }
 
 fn map_fd(r: &mut Runner<'_>, script: i32, live: i32) {

@@ -255,7 +255,10 @@ impl Posix {
         if let Some(b) = f.bound {
             h.table.release_addr(b);
         }
-        match h.listen_from(slot, addr, backlog) {
+        // FreeBSD: a bound socket's bind(2) did the conflict checks (tcp_usr_listen binds
+        // only an unbound one), so listening beside that port's connections is fine.
+        let reuse = f.bound.is_some() || f.so_options & SO_REUSEADDR != 0;
+        match h.listen_from(slot, addr, backlog, reuse) {
             Ok(lid) => {
                 let f = self.file_mut(fd)?;
                 f.kind = Kind::Listening(lid);
@@ -616,7 +619,9 @@ impl Posix {
             }
             (IPPROTO_IP | IPPROTO_IPV6, _) => Err(Errno::ENOPROTOOPT),
             (IPPROTO_TCP, _) => self.set_on_socket(h, &f, level, name, val),
-            _ => Err(Errno::ENOPROTOOPT),
+            // FreeBSD: tcp_ctloutput hands any other level to ip_ctloutput, which wants
+            // IPPROTO_IP.
+            _ => Err(Errno::EINVAL),
         }
     }
 
@@ -705,7 +710,7 @@ impl Posix {
             }
             (IPPROTO_IP | IPPROTO_IPV6, _) => Err(Errno::ENOPROTOOPT),
             (IPPROTO_TCP, _) => self.get_from_socket(h, &f, level, name, buf),
-            _ => Err(Errno::ENOPROTOOPT),
+            _ => Err(Errno::EINVAL),
         }
     }
 

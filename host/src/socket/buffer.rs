@@ -21,6 +21,10 @@ use std::ptr::NonNull;
 /// Bytes per chunk.
 pub const CHUNK: usize = 16 * 1024;
 
+/// The most a scaled window advertisement exceeds the buffer: one unit of the largest
+/// window scale (RFC 7323: 14) less a byte.
+pub const WINDOW_ROUNDING_SLACK: usize = (1 << 14) - 1;
+
 /// What a read sees of bytes committed but never written (see [`RecvBuf::front`]).
 static ZEROS: [u8; CHUNK] = [0; CHUNK];
 
@@ -407,6 +411,13 @@ impl RecvBuf {
         self.hiwat as usize
     }
 
+    /// How far past the readable bytes data may be written: `hiwat`, plus what a scaled
+    /// window advertisement rounds up by (FreeBSD rounds the window up to the scale's unit
+    /// so the right edge never shrinks, and takes what the peer sends into it).
+    fn write_limit(&self) -> usize {
+        self.hiwat() + WINDOW_ROUNDING_SLACK
+    }
+
     /// Change the limit. Bytes already written are kept (and may still be
     /// committed) even above a lowered limit.
     pub fn set_hiwat(&mut self, hiwat: usize) {
@@ -434,10 +445,10 @@ impl RecvBuf {
         let Some(start) = self.readable.checked_add(off) else {
             return 0;
         };
-        if start >= self.hiwat() {
+        if start >= self.write_limit() {
             return 0;
         }
-        let n = data.len().min(self.hiwat() - start);
+        let n = data.len().min(self.write_limit() - start);
         let mut done = 0;
         while done < n {
             let pos = self.head + start + done;
@@ -467,7 +478,7 @@ impl RecvBuf {
     ) -> Option<(&mut [u8], &mut [u8])> {
         let start = self.readable.checked_add(off)?;
         let end = start.checked_add(len)?;
-        if len == 0 || len > CHUNK || start < self.written_end || end > self.hiwat() {
+        if len == 0 || len > CHUNK || start < self.written_end || end > self.write_limit() {
             return None;
         }
         let pos = self.head + start;
@@ -713,8 +724,10 @@ mod tests {
         assert!(rb.place(&mut pool, 0, 10).is_none());
         assert!(rb.place(&mut pool, 1050, 10).is_none());
         rb.discard_ooo(&mut pool);
-        // Not past hiwat, not longer than a chunk.
-        assert!(rb.place(&mut pool, 4 * CHUNK - 1000, 1001).is_none());
+        // Not past hiwat (and the window's rounding slack), not longer than a chunk.
+        assert!(rb
+            .place(&mut pool, 4 * CHUNK + WINDOW_ROUNDING_SLACK - 1000, 1001)
+            .is_none());
         assert!(rb.place(&mut pool, 0, CHUNK + 1).is_none());
         // Across a chunk boundary: two slices.
         let off = CHUNK - 1000 - 100;
@@ -751,8 +764,11 @@ mod tests {
         assert_eq!(rb.commit(41_000), 41_000);
         assert_eq!(rb.commit(1), 0);
         assert_eq!(rb.space(), 64 * 1024 - 41_000);
-        // Past hiwat: refused, or cut short.
-        assert_eq!(rb.write_at(&mut pool, rb.space(), b"x"), 0);
+        // Past hiwat (and the window's rounding slack): refused, or cut short.
+        assert_eq!(
+            rb.write_at(&mut pool, rb.space() + WINDOW_ROUNDING_SLACK, b"x"),
+            0
+        );
         assert_eq!(rb.write_at(&mut pool, usize::MAX, b"x"), 0);
         let tail = 64 * 1024 - 41_000;
         assert_eq!(rb.write_at(&mut pool, 0, &data[41_000..]), tail);
@@ -888,7 +904,9 @@ mod tests {
                 match op {
                     ROp::Write(off, n, seed) => {
                         let data = pattern(seed, n);
-                        let room = hiwat.saturating_sub(readable.len()).saturating_sub(off);
+                        let room = (hiwat + WINDOW_ROUNDING_SLACK)
+                            .saturating_sub(readable.len())
+                            .saturating_sub(off);
                         let stored = rb.write_at(&mut pool, off, &data);
                         prop_assert_eq!(stored, n.min(room));
                         if ooo.len() < off + stored {
@@ -928,7 +946,9 @@ mod tests {
                     ROp::Place(extra, n, seed, write) => {
                         let data = pattern(seed, n);
                         let off = ooo.len() + extra;
-                        let fits = n > 0 && n <= CHUNK && readable.len() + off + n <= hiwat;
+                        let fits = n > 0
+                            && n <= CHUNK
+                            && readable.len() + off + n <= hiwat + WINDOW_ROUNDING_SLACK;
                         let Some((head, tail)) = rb.place(&mut pool, off, n) else {
                             prop_assert!(!fits, "placement refused at {} len {}", off, n);
                             continue;

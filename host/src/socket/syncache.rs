@@ -2,10 +2,11 @@
 //!
 //! The [`SynCache`] holds half-open connections (SYN received, SYN-ACK sent) in a hash table of
 //! small buckets chosen by a keyed hash of the 4-tuple, so a flood can fill at most a bucket per
-//! hash value. The SYN-ACK is retransmitted FreeBSD's way: the first after TCPTV_RTOBASE (1 s),
-//! each next after twice the previous interval (1 s, 2 s, 4 s, ... capped at TCPTV_REXMTMAX), i.e.
-//! at 1 s, 3 s, 7 s after creation for the default `rexmtlimit` of 3; the entry expires one more
-//! doubled interval after the last retransmit (15 s), counted as `stale`.
+//! hash value. The SYN-ACK is retransmitted FreeBSD's way (syncache_timeout): the first after
+//! `rexmit_initial` (1 s), the n-th after `rexmit_initial * tcp_backoff[n]` plus `rexmit_slop`
+//! (2.2 s, 4.2 s, ...), i.e. at 1 s, 3.2 s, 7.4 s after creation for the default `rexmtlimit`
+//! of 3; the entry expires one more interval after the last retransmit (15.6 s), counted as
+//! `stale`.
 //!
 //! When the cache is full the caller answers with a [`SynCookies`] ISS instead, and rebuilds the
 //! connection from the cookie when the handshake's ACK arrives.
@@ -169,9 +170,35 @@ struct Bucket {
     last_overflow: Option<u64>,
 }
 
-/// Retransmit interval after `rexmits` retransmits: RTOBASE doubled each time, capped.
-fn rexmt_interval(rexmits: u8) -> u64 {
-    (TCPTV_RTOBASE << rexmits.min(6)).min(TCPTV_REXMTMAX)
+/// The retransmit timer's parameters (net.inet.tcp.rexmit_initial, rexmit_min,
+/// rexmit_slop), in ns.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SynRto {
+    pub initial: u64,
+    pub min: u64,
+    pub slop: u64,
+}
+
+impl Default for SynRto {
+    fn default() -> Self {
+        SynRto {
+            initial: TCPTV_RTOBASE,
+            min: 30_000_000,
+            slop: 200_000_000,
+        }
+    }
+}
+
+impl SynRto {
+    /// FreeBSD syncache_timeout: the interval after `rexmits` retransmits.
+    fn interval(&self, rexmits: u8) -> u64 {
+        if rexmits == 0 {
+            return self.initial.min(TCPTV_REXMTMAX);
+        }
+        const BACKOFF: [u64; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 512, 512, 512];
+        let mult = BACKOFF[usize::from(rexmits).min(12)];
+        (self.initial.saturating_mul(mult) + self.slop).clamp(self.min, TCPTV_REXMTMAX)
+    }
 }
 
 /// The SYN cache.
@@ -188,6 +215,7 @@ pub struct SynCache {
     count: usize,
     timers: BinaryHeap<Reverse<(u64, usize)>>,
     stats: SynCacheStats,
+    rto: SynRto,
 }
 
 impl SynCache {
@@ -219,11 +247,17 @@ impl SynCache {
             count: 0,
             timers: BinaryHeap::new(),
             stats: SynCacheStats::default(),
+            rto: SynRto::default(),
         }
     }
 
     pub fn config(&self) -> &SynCacheConfig {
         &self.cfg
+    }
+
+    /// The retransmit timer's parameters from now on (the sysctls changed).
+    pub fn set_rto(&mut self, rto: SynRto) {
+        self.rto = rto;
     }
 
     pub fn len(&self) -> usize {
@@ -261,7 +295,7 @@ impl SynCache {
             // flight stays valid; refresh TSval, or stop using timestamps if this SYN lacks it.
             e.ts_recent = e.ts_recent.and(entry.ts_recent);
             e.rexmits = 0;
-            e.next_rexmt = now.saturating_add(rexmt_interval(0));
+            e.next_rexmt = now.saturating_add(self.rto.interval(0));
             self.stats.dupsyn += 1;
             self.stats.sndacks += 1;
             self.update_deadline(b);
@@ -284,7 +318,7 @@ impl SynCache {
         };
         entry.created = now;
         entry.rexmits = 0;
-        entry.next_rexmt = now.saturating_add(rexmt_interval(0));
+        entry.next_rexmt = now.saturating_add(self.rto.interval(0));
         self.buckets[b].entries.push(entry);
         self.count += 1;
         self.stats.added += 1;
@@ -345,6 +379,7 @@ impl SynCache {
                 continue;
             }
             let limit = self.cfg.rexmtlimit;
+            let rto = self.rto;
             let stats = &mut self.stats;
             let before = self.buckets[b].entries.len();
             self.buckets[b].entries.retain_mut(|e| {
@@ -358,7 +393,7 @@ impl SynCache {
                 }
                 // FreeBSD syncache_timer: the next interval is counted from when the timer ran.
                 e.rexmits += 1;
-                e.next_rexmt = now.saturating_add(rexmt_interval(e.rexmits));
+                e.next_rexmt = now.saturating_add(rto.interval(e.rexmits));
                 stats.retransmitted += 1;
                 out.push(SynCacheEvent::Retransmit(e.key));
                 true
@@ -642,9 +677,11 @@ mod tests {
         let t0 = 1_000;
         c.insert(t0, entry(key(1)));
         let mut out = Vec::new();
-        // Intervals 1 s, 2 s, 4 s: retransmits at +1 s, +3 s, +7 s; expiry 8 s later.
+        // Intervals 1 s, 2.2 s, 4.2 s: retransmits at +1 s, +3.2 s, +7.4 s; expiry 8.2 s
+        // later.
+        let ms = SEC / 1000;
         let mut t = t0;
-        for (n, interval) in [(1u8, SEC), (2, 2 * SEC), (3, 4 * SEC)] {
+        for (n, interval) in [(1u8, SEC), (2, 2200 * ms), (3, 4200 * ms)] {
             assert_eq!(c.next_timeout(), Some(t + interval));
             c.expire(t + interval - 1, &mut out);
             assert!(out.is_empty(), "fired early");
@@ -654,11 +691,11 @@ mod tests {
             out.clear();
             assert_eq!(c.get(&key(1)).unwrap().rexmits, n);
         }
-        assert_eq!(t, t0 + 7 * SEC);
-        assert_eq!(c.next_timeout(), Some(t0 + 15 * SEC));
-        c.expire(t0 + 15 * SEC - 1, &mut out);
+        assert_eq!(t, t0 + 7400 * ms);
+        assert_eq!(c.next_timeout(), Some(t0 + 15600 * ms));
+        c.expire(t0 + 15600 * ms - 1, &mut out);
         assert!(out.is_empty());
-        c.expire(t0 + 15 * SEC, &mut out);
+        c.expire(t0 + 15600 * ms, &mut out);
         assert_eq!(out, vec![SynCacheEvent::Expired(key(1))]);
         assert!(c.is_empty());
         assert_eq!(c.next_timeout(), None);

@@ -9,7 +9,7 @@ use plugtcp_framework::stack::{tt, ConnEvent, StackCtx};
 use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState};
 
-use crate::output::{self, data_start, send_ack, send_rst, send_seg, syn_unacked, ts_on};
+use crate::output::{self, data_start, send_rst, send_seg, syn_unacked, ts_on};
 use crate::{ctr, tcp_close, Engine};
 
 /// Duplicate ACKs that start fast retransmit (RFC 5681 DupThresh).
@@ -43,6 +43,47 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     {
         return;
     }
+    // The receive window (FreeBSD rcv_wnd: the buffer's room, never less than offered).
+    let tp = &cx.tp;
+    let wnd = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
+        tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
+    } else {
+        0
+    }
+    .max(cx.host.rcv_space());
+    // RFC 5961 3.2 (FreeBSD, against last_ack_sent): a RST drops the connection only at
+    // exactly the ACK we last sent; elsewhere in the window it earns a challenge ACK.
+    if flags & th::RST != 0 {
+        let las = base.last_ack_sent;
+        let in_window =
+            (seq_geq(seq, las) && seq_lt(seq, las.wrapping_add(wnd))) || (wnd == 0 && seq == las);
+        if in_window {
+            if cx.tun().insecure_rst != 0 || seq == las {
+                let err = match cx.tp.t_state {
+                    TcpState::SynReceived => Errno::ECONNREFUSED,
+                    TcpState::TimeWait => Errno(0),
+                    _ => Errno::ECONNRESET,
+                };
+                cx.tp.t_softerror = err.0;
+                tcp_close(cx);
+            } else {
+                challenge_ack(base, cx);
+            }
+        }
+        return;
+    }
+    // RFC 5961 4.2: any SYN on a synchronized connection (SYN_RECEIVED aside: a
+    // simultaneous open's SYN-ACK) earns a challenge ACK, wherever it falls.
+    if flags & th::SYN != 0 && cx.tp.t_state != TcpState::SynReceived {
+        let las = base.last_ack_sent;
+        let in_window = seq_geq(seq, las) && seq_lt(seq, las.wrapping_add(wnd));
+        if cx.tun().insecure_syn != 0 && in_window {
+            crate::tcp_drop(cx, Errno::ECONNRESET);
+        } else {
+            challenge_ack(base, cx);
+        }
+        return;
+    }
     // RFC 7323 PAWS: an old timestamp means an old duplicate.
     let has_ts = seg.opts.has(to::TSTAMP) && ts_on(&cx.tp);
     if has_ts
@@ -51,7 +92,8 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         && seq_lt(seg.opts.tsval, cx.tp.ts_recent)
     {
         cx.count(ctr::PAWSDROP, 1);
-        if ack_war_permits(base, cx) {
+        // FreeBSD: "if (tlen) goto dropafterack; goto drop".
+        if !data.is_empty() && ack_war_permits(base, cx) {
             cx.tp.t_flags |= tf::ACKNOW;
             output::tcp_output(base, cx);
         }
@@ -60,36 +102,18 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
 
     // Acceptability (RFC 9293 3.10.7.4, first check).
     let tp = &cx.tp;
-    let wnd = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
-        tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
-    } else {
-        0
-    }
-    .max(cx.host.rcv_space());
     let seg_len = data.len() as u32 + (flags & th::SYN != 0) as u32 + fin as u32;
     let in_wnd = |s: u32| seq_geq(s, tp.rcv_nxt) && seq_lt(s, tp.rcv_nxt.wrapping_add(wnd));
     let acceptable = match (seg_len, wnd) {
         (0, 0) => seq == tp.rcv_nxt,
         (0, _) => in_wnd(seq),
-        (_, 0) => false,
+        // A window probe: at the edge of a closed window the segment still counts (its
+        // ACK, its timestamp); its data is trimmed away below (FreeBSD tcps_rcvwinprobe).
+        (_, 0) => seq == tp.rcv_nxt,
         (l, _) => in_wnd(seq) || in_wnd(seq.wrapping_add(l - 1)),
     };
-    // RFC 5961 3.2: a RST is honoured only at exactly rcv_nxt; in the window it earns a
-    // challenge ACK.
-    if flags & th::RST != 0 {
-        let exact = seq == cx.tp.rcv_nxt || (cx.tun().insecure_rst != 0 && acceptable);
-        if exact {
-            let err = match cx.tp.t_state {
-                TcpState::SynReceived => Errno::ECONNREFUSED,
-                TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => Errno(0),
-                _ => Errno::ECONNRESET,
-            };
-            cx.tp.t_softerror = err.0;
-            tcp_close(cx);
-        } else if acceptable {
-            challenge_ack(base, cx);
-        }
-        return;
+    if wnd == 0 && seg_len > 0 && seq == tp.rcv_nxt {
+        cx.tp.t_flags |= tf::ACKNOW;
     }
     // An old duplicate, wholly left of rcv_nxt: FreeBSD trims it rather than drop it, so
     // that its ACK field still counts (a simultaneous close's FIN+ACK, a reordered pure
@@ -129,15 +153,13 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     if flags & th::SYN != 0 && seq_lt(seq, cx.tp.rcv_nxt) {
         flags &= !th::SYN;
         seq = seq.wrapping_add(1);
-    }
-    // RFC 5961 4.2: a SYN on a synchronized connection earns a challenge ACK.
-    if flags & th::SYN != 0 {
-        if cx.tun().insecure_syn != 0 && cx.tp.t_state != TcpState::SynReceived {
-            cx.tp.t_softerror = Errno::ECONNRESET.0;
-            crate::tcp_drop(cx, Errno::ECONNRESET);
-        } else if cx.tp.t_state != TcpState::SynReceived {
-            challenge_ack(base, cx);
+        // Nothing left but what we have: acknowledge it at once (FreeBSD's trim).
+        if seq == cx.tp.rcv_nxt && data.is_empty() && !fin {
+            cx.tp.t_flags |= tf::ACKNOW;
         }
+    }
+    if flags & th::SYN != 0 {
+        // A SYN in SYN_RECEIVED inside the window: nothing to do with it.
         return;
     }
     if flags & th::ACK == 0 {
@@ -173,8 +195,23 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
                 start: seq,
                 end: dup_end,
             });
+            // FreeBSD: the next in-order segment would clear the D-SACK block, so ACK now.
+            if cx.tp.t_flags & tf::SACK_PERMIT != 0 {
+                cx.tp.t_flags |= tf::ACKNOW;
+            }
         }
         seq = rcv_nxt;
+    }
+    // FreeBSD: new data for a connection the user has closed resets it (unless the
+    // peer's FIN came already).
+    let rcvd_fin_state = matches!(
+        cx.tp.t_state,
+        TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait
+    );
+    if cx.tp.t_flags & tf::CLOSED != 0 && !data.is_empty() && !rcvd_fin_state {
+        tcp_close(cx);
+        send_rst(cx, seg.ack, 0, false);
+        return;
     }
     // Trim what lies beyond the window.
     if data.len() as u32 > wnd {
@@ -183,14 +220,20 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         cx.count(ctr::RCVAFTERWIN, 1);
     }
 
-    if !ack_processing(base, cx, seg, data.len() as u32) {
-        return;
-    }
-
-    // RFC 7323 4.3: remember the peer's timestamp from a segment covering Last.ACK.sent.
-    if has_ts && seq_leq(seg.seq, base.last_ack_sent) {
+    // RFC 7323 4.3: remember the peer's timestamp from a segment covering Last.ACK.sent
+    // (FreeBSD does it before the ACK is processed, so an answer to this segment echoes
+    // it).
+    let seg_end = seg
+        .seq
+        .wrapping_add(seg.payload.len() as u32)
+        .wrapping_add(u32::from(seg.flags & (th::SYN | th::FIN) != 0));
+    if has_ts && seq_leq(seg.seq, base.last_ack_sent) && seq_leq(base.last_ack_sent, seg_end) {
         cx.tp.ts_recent = seg.opts.tsval;
         cx.tp.ts_recent_age = now;
+    }
+
+    if !ack_processing(base, cx, seg, data.len() as u32) {
+        return;
     }
 
     urgent_input(cx, seg);
@@ -209,12 +252,14 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
 fn ecn_input(_base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let ce = seg.ip_ecn == ecn::CE;
     let cwr = seg.flags & th::CWR != 0;
+    // FreeBSD tcp_ecn_input_segment: CE sets ECE (the ACK is not hurried); the sender's
+    // CWR clears it and is acknowledged at once.
     let tp = &mut cx.tp;
-    if cwr {
-        tp.t_flags2 &= !tf2::ECN_SND_ECE;
-    }
     if ce {
         tp.t_flags2 |= tf2::ECN_SND_ECE;
+    }
+    if cwr {
+        tp.t_flags2 &= !tf2::ECN_SND_ECE;
         tp.t_flags |= tf::ACKNOW;
     }
     if cx.cc.hooks.ecnpkt_handler.is_some() {
@@ -267,7 +312,7 @@ fn urgent_input(cx: &mut StackCtx, seg: &SegIn<'_>) {
 fn challenge_ack(base: &mut Engine, cx: &mut StackCtx) {
     if ack_war_permits(base, cx) {
         cx.count(ctr::CHALLENGE_ACK, 1);
-        send_ack(base, cx);
+        output::respond_ack(cx);
     }
 }
 
@@ -294,6 +339,16 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
     let now = cx.host.now();
     if cx.tp.t_state == TcpState::SynReceived {
         if seq_gt(ack, cx.tp.snd_una) && seq_leq(ack, cx.tp.snd_max) {
+            // The ACK of our SYN is accounted before the rest (FreeBSD incforsyn): what the
+            // CC and the send buffer see acknowledged is data only.
+            if cx.tp.snd_una == cx.tp.iss {
+                cx.tp.snd_una = cx.tp.snd_una.wrapping_add(1);
+                // FreeBSD's process_ACK still times the handshake (from the echoed
+                // timestamp) although no data was acknowledged.
+                if ack == cx.tp.snd_una {
+                    rtt_sample(base, cx, ack, now, echoed_ts(cx, seg));
+                }
+            }
             established(base, cx);
             cx.tp.snd_wnd = (seg.win as u32) << cx.tp.snd_scale;
             cx.tp.snd_wl1 = seg.seq;
@@ -356,7 +411,8 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
             cx.tp.t_dupacks = 0;
         }
     } else {
-        on_new_ack(base, cx, ack, now);
+        let tsecr = echoed_ts(cx, seg);
+        on_new_ack(base, cx, ack, now, tsecr);
         if cx.tp.t_state == TcpState::Closed {
             return false;
         }
@@ -370,7 +426,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         tp.snd_wl2 = ack;
         tp.max_sndwnd = tp.max_sndwnd.max(new_wnd);
         if opened {
-            base.persist_shift = 0;
+            cx.tp.t_rxtshift = 0;
             base.persist_since = 0;
             cx.host.timer_stop(tt::PERSIST);
             // Resume from the first unacknowledged byte: the probe byte may sit beyond it.
@@ -425,6 +481,9 @@ fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
     let mss = output::max_payload(&cx.tp);
     cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
     base.rtt_timer.invalidate();
+    // FreeBSD stops the retransmit timer on entering recovery; the fast retransmission
+    // arms it again.
+    cx.host.timer_stop(tt::REXMT);
     base.high_rxt = cx.tp.snd_una;
     cx.count(ctr::SACK_RECOVERY, 1);
     cx.tp.t_sack_recovery_episode += 1;
@@ -522,11 +581,47 @@ fn lost_retransmission(base: &mut Engine, cx: &mut StackCtx) {
     }
 }
 
-fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
+/// The timestamp an ACK echoes when timestamps are in use (0: none).
+fn echoed_ts(cx: &StackCtx, seg: &SegIn<'_>) -> u32 {
+    if seg.opts.has(to::TSTAMP) && output::ts_on(&cx.tp) {
+        seg.opts.tsecr
+    } else {
+        0
+    }
+}
+
+/// FreeBSD process_ACK's RTT measurement: an echoed timestamp gives a sample on every ACK
+/// of new data (RFC 7323 RTTM, in whole ticks plus one); without one, the timed segment
+/// does. Either is a valid measurement, so the backoff goes (Karn, tcp_xmit_timer);
+/// nothing else resets it.
+fn rtt_sample(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u32) {
+    let ts_sample = (tsecr != 0)
+        .then(|| output::ts_now(cx).wrapping_sub(tsecr))
+        .filter(|&ms| (ms as i32) >= 0);
+    let sample = match ts_sample {
+        Some(ms) => {
+            base.rtt_timer.invalidate();
+            Some(ms.saturating_add(1).saturating_mul(1000))
+        }
+        None => base.rtt_timer.on_ack(ack, now),
+    };
+    if let Some(sample_us) = sample {
+        base.rtt.sample(sample_us);
+        cx.tp.t_rxtshift = 0;
+        // As FreeBSD's tcp_xmit_timer: the CC hooks see the new t_srtt.
+        base.publish_rtt(&mut cx.tp);
+    }
+}
+
+/// An ACK of new data (FreeBSD process_ACK). `tsecr`: the echoed timestamp when
+/// timestamps are in use (0: none).
+fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u32) {
     let tp = &mut cx.tp;
     let acked = ack.wrapping_sub(tp.snd_una);
     let mut data_acked = acked;
-    if syn_unacked(tp) {
+    // The SYN's sequence number is no data: the CC does not see it (FreeBSD incforsyn).
+    let syn_acked = syn_unacked(tp);
+    if syn_acked {
         data_acked -= 1;
     }
     let fin_acked = tp.t_flags & tf::SENTFIN != 0 && ack == tp.snd_max && output::fin_wanted(tp);
@@ -539,11 +634,20 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
     if data_acked > 0 {
         cx.host.event(ConnEvent::Writable);
     }
-    if let Some(sample_us) = base.rtt_timer.on_ack(ack, now) {
-        base.rtt.sample(sample_us);
-        // As FreeBSD's tcp_xmit_timer: the CC hooks below see the new t_srtt.
-        base.publish_rtt(&mut cx.tp);
+    // FreeBSD: the first timeout was spurious when this ACK echoes a timestamp older than
+    // the retransmission's (or, without timestamps, comes within half an RTT of it).
+    if cx.tp.t_rxtshift == 1 && base.prev_rto.is_some() {
+        let spurious = if tsecr != 0 {
+            base.badrxtwin_ts
+                .is_some_and(|w| (tsecr.wrapping_sub(cx.tp.ts_offset).wrapping_sub(w) as i32) < 0)
+        } else {
+            base.badrxtwin_ns.is_some_and(|w| now < w)
+        };
+        if spurious {
+            crate::undo_rto(base, cx);
+        }
     }
+    rtt_sample(base, cx, ack, now, tsecr);
     // The CC sees an RTT sample on every ACK that gives one, then the start of a new round
     // (RFC 9406: a round ends when the ACK passes what was outstanding when it began).
     if let Some((sample_us, fas)) = base.send_times.on_ack(ack, now) {
@@ -559,11 +663,13 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
         cx.cc.newround(&mut cx.tp, base.round_cnt);
     }
     let tp = &mut cx.tp;
-    tp.t_rxtshift = 0;
     let in_fr = tp.in_fastrecovery();
     if in_fr && seq_geq(ack, tp.snd_recover) {
-        tp.snd_una = ack;
-        cx.cc.on_post_recovery(&mut cx.tp);
+        // FreeBSD calls cc_post_recovery before snd_una moves: the pipe it sees still
+        // counts what this ACK covers.
+        let pipe = crate::compute_pipe(base, &cx.tp);
+        cx.cc.on_post_recovery(&mut cx.tp, ack, pipe);
+        cx.tp.snd_una = ack;
     } else if in_fr {
         // Partial ACK (RFC 6582 / RFC 6675): more holes to fill.
         tp.snd_una = ack;
@@ -578,12 +684,12 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64) {
         }
         tp.snd_una = ack;
         let abc = cx.tun().abc_l_var;
-        // A stretch ACK (a receiver coalescing segments, as LRO/GRO do) counts as the
-        // segments it covers, so ABC's per-ACK cap does not slow slow start down.
-        let nsegs = acked
-            .div_ceil(output::max_payload(&cx.tp))
-            .clamp(1, u16::MAX as u32) as u16;
-        cx.cc.on_ack(&mut cx.tp, CC_ACK, acked, nsegs, abc);
+        let cc_acked = acked - u32::from(syn_acked);
+        if cc_acked > 0 {
+            // One ACK segment is one ACK for ABC's per-ACK limit (FreeBSD ccv->nsegs
+            // counts the ACKs an LRO aggregate merged, not the data they cover).
+            cx.cc.on_ack(&mut cx.tp, CC_ACK, cc_acked, 1, abc);
+        }
     }
     let tp = &mut cx.tp;
     tp.t_dupacks = 0;
@@ -640,16 +746,20 @@ fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin
             tp.t_rcv_bytes += (n + more) as u64;
             autorcvbuf(base, cx, n + more);
             cx.host.event(ConnEvent::Readable);
-            fin_in_order = fin && n as usize == data.len() && more == 0;
+            fin_in_order = (fin && n as usize == data.len() && more == 0)
+                || base.ooo_fin == Some(cx.tp.rcv_nxt);
             if more > 0 || !base.reass.is_empty() {
                 // Filling a hole: ACK at once (RFC 5681 4.2).
                 cx.tp.t_flags |= tf::ACKNOW;
             } else {
-                delay_ack(base, cx);
+                delay_ack(base, cx, data.len() as u32);
             }
         } else {
             let off = seq.wrapping_sub(tp.rcv_nxt);
             let n = cx.host.rcv_write(off, data);
+            if fin && n as usize == data.len() {
+                base.ooo_fin = Some(seq.wrapping_add(n));
+            }
             if n > 0 && base.reass.insert(tp.rcv_nxt, seq, n) == Insert::Duplicate {
                 base.dsack = Some(SackBlock {
                     start: seq,
@@ -662,8 +772,13 @@ fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin
         }
     } else if fin && seq == cx.tp.rcv_nxt {
         fin_in_order = true;
+    } else if fin && accepts_data && seq_gt(seq, cx.tp.rcv_nxt) {
+        // A bare FIN beyond a hole: it waits for the data before it.
+        base.ooo_fin = Some(seq);
+        cx.tp.t_flags |= tf::ACKNOW;
     }
     if fin_in_order && cx.tp.t_flags2 & tf2::FIN_RCVD == 0 {
+        base.ooo_fin = None;
         let tp = &mut cx.tp;
         tp.rcv_nxt = tp.rcv_nxt.wrapping_add(1);
         tp.t_flags2 |= tf2::FIN_RCVD;
@@ -710,10 +825,17 @@ fn autorcvbuf(base: &mut Engine, cx: &mut StackCtx, bytes: u32) {
 }
 
 /// Delayed ACK (RFC 9293 3.8.6.3, FreeBSD: every second full segment at once).
-fn delay_ack(base: &mut Engine, cx: &mut StackCtx) {
+fn delay_ack(base: &mut Engine, cx: &mut StackCtx, tlen: u32) {
     base.unacked_segs += 1;
     let (delayed_ack, delacktime) = (cx.tun().delayed_ack, cx.tun().delacktime);
-    if delayed_ack == 0 || cx.tp.t_flags2 & tf2::QUICKACK != 0 || base.unacked_segs >= 2 {
+    // FreeBSD DELAY_ACK(): not for a segment longer than the MSS (an LRO aggregate, or a
+    // peer ignoring our MSS), nor right after this end advertised a zero window.
+    if delayed_ack == 0
+        || cx.tp.t_flags2 & tf2::QUICKACK != 0
+        || base.unacked_segs >= 2
+        || tlen > cx.tp.t_maxseg
+        || cx.tp.t_flags & tf::RXWIN0SENT != 0
+    {
         cx.tp.t_flags |= tf::ACKNOW;
         return;
     }
@@ -787,11 +909,34 @@ pub(crate) fn finwait2_timer(base: &Engine, cx: &mut StackCtx) {
     let t = cx.tun();
     let ms = match base.linger2 {
         l if l < 0 => 0,
+        // FreeBSD: finwait2_timeout with fast recycling, else TP_MAXIDLE (keepcnt times
+        // keepintvl, 600 s), rechecked then every keepintvl while the peer is heard from.
         0 if t.fast_finwait2_recycle != 0 => t.finwait2_timeout as u64,
-        0 => t.finwait2_timeout.max(2 * t.msl) as u64,
+        0 => maxidle_ms(cx),
         l => l as u64 * 1000,
     };
     cx.host.timer_start(tt::TWO_MSL, ms * 1_000_000);
+}
+
+/// FreeBSD TP_MAXIDLE: keepcnt probes keepintvl apart, in ms.
+pub(crate) fn maxidle_ms(cx: &StackCtx) -> u64 {
+    let t = cx.tun();
+    let cnt = if cx.tp.t_keepcnt > 0 {
+        cx.tp.t_keepcnt
+    } else {
+        t.keepcnt
+    };
+    cnt as u64 * keepintvl_ms(cx)
+}
+
+/// TCP_KEEPINTVL, else the sysctl, in ms.
+pub(crate) fn keepintvl_ms(cx: &StackCtx) -> u64 {
+    let t = cx.tun();
+    (if cx.tp.t_keepintvl > 0 {
+        cx.tp.t_keepintvl
+    } else {
+        t.keepintvl
+    }) as u64
 }
 
 fn restart_2msl(cx: &mut StackCtx) {
@@ -799,8 +944,10 @@ fn restart_2msl(cx: &mut StackCtx) {
     cx.host.timer_start(tt::TWO_MSL, 2 * msl);
 }
 
+/// Keepalives probe this connection: SO_KEEPALIVE, or net.inet.tcp.always_keepalive
+/// (FreeBSD's default: every connection).
 pub(crate) fn keepalive_on(cx: &StackCtx) -> bool {
-    cx.tp.t_flags2 & tf2::KEEPALIVE != 0
+    cx.tp.t_flags2 & tf2::KEEPALIVE != 0 || cx.tun().always_keepalive != 0
 }
 
 pub(crate) fn keepidle_ns(cx: &StackCtx) -> u64 {
@@ -843,6 +990,8 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let minmss = cx.tun().minmss;
     let (ecn_enable, ecn_maxretries) = (cx.tun().ecn_enable, cx.tun().ecn_maxretries);
     let tp = &mut cx.tp;
+    // TCP_NOOPT: our SYN offered nothing, so nothing the peer offers is agreed.
+    let opts_ok = tp.t_flags & tf::NOOPT == 0;
     tp.irs = seg.seq;
     tp.rcv_nxt = seg.seq.wrapping_add(1);
     tp.rcv_adv = tp.rcv_nxt;
@@ -853,7 +1002,7 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         mssdflt
     };
     tp.t_maxseg = tp.t_maxseg.min(tp.t_peer_mss).max(minmss);
-    if seg.opts.has(to::WSCALE) && tp.t_flags & tf::REQ_SCALE != 0 {
+    if opts_ok && seg.opts.has(to::WSCALE) && tp.t_flags & tf::REQ_SCALE != 0 {
         tp.t_flags |= tf::RCVD_SCALE;
         tp.snd_scale = seg.opts.wscale.min(14);
         tp.rcv_scale = tp.request_r_scale;
@@ -862,7 +1011,7 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         tp.snd_scale = 0;
         tp.rcv_scale = 0;
     }
-    if seg.opts.has(to::SACKPERM) && tun_sack {
+    if opts_ok && seg.opts.has(to::SACKPERM) && tun_sack {
         tp.t_flags |= tf::SACK_PERMIT;
     }
     // RFC 3168 6.1.1: our ECN SYN answered by a SYN-ACK with ECE and without CWR.
@@ -873,7 +1022,7 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         // A simultaneous open whose SYN asked for ECN.
         tp.t_flags2 |= tf2::ECN_PERMIT;
     }
-    if seg.opts.has(to::TSTAMP) && tp.t_flags & tf::REQ_TSTMP != 0 {
+    if opts_ok && seg.opts.has(to::TSTAMP) && tp.t_flags & tf::REQ_TSTMP != 0 {
         tp.t_flags |= tf::RCVD_TSTMP;
         tp.ts_recent = seg.opts.tsval;
         tp.ts_recent_age = now;
@@ -890,13 +1039,21 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         tp.max_sndwnd = tp.snd_wnd;
         tp.snd_wl1 = seg.seq;
         tp.snd_wl2 = seg.ack;
-        if let Some(sample_us) = base.rtt_timer.on_ack(seg.ack, now) {
-            base.rtt.sample(sample_us);
-        }
+        // FreeBSD goes on to process_ACK: an RTT sample from the echoed timestamp or the
+        // timed SYN.
+        rtt_sample(base, cx, seg.ack, now, echoed_ts(cx, seg));
         cx.host.timer_stop(tt::REXMT);
         established(base, cx);
         cx.tp.t_rxtshift = 0;
         cx.tp.t_flags |= tf::ACKNOW;
+        // Data (and a FIN) on the SYN-ACK is taken as on any segment (FreeBSD dodata).
+        let data = &seg.payload[..];
+        if !data.is_empty() || f & th::FIN != 0 {
+            let wnd = cx.host.rcv_space() as usize;
+            let fin = f & th::FIN != 0 && data.len() <= wnd;
+            let data = &data[..data.len().min(wnd)];
+            receive_data(base, cx, seg.seq.wrapping_add(1), data, fin);
+        }
         output::tcp_output(base, cx);
     } else {
         // Simultaneous open: answer with SYN-ACK from SYN_RECEIVED.

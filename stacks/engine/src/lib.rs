@@ -44,6 +44,7 @@ pub mod ctr {
     pub const TLP_PROBES: usize = 13;
     pub const RACK_LOST: usize = 14;
     pub const RACK_DSACK: usize = 15;
+    pub const SNDREXMITBAD: usize = 16;
 }
 
 /// Most retransmissions of one segment before the connection is dropped (FreeBSD
@@ -83,12 +84,24 @@ pub struct Engine {
     /// Keepalive probes sent without an answer.
     keep_probes: u32,
     /// Persist timer backoff shift.
-    persist_shift: u32,
     /// RFC 5961 challenge ACK throttling: window start (ns) and count in it.
     ack_war_start: u64,
     ack_war_count: u32,
+    /// Before the first retransmission timeout of a flight: cwnd, ssthresh, snd_recover
+    /// and the recovery flags, to put back if the timeout proves spurious (FreeBSD
+    /// TF_PREVVALID, snd_cwnd_prev, CC_RTO_ERR).
+    prev_rto: Option<PrevRto>,
+    /// FreeBSD t_badrxtwin: an ACK echoing a timestamp older than this (our clock, no
+    /// offset) acknowledges the original transmission, not the retransmission.
+    badrxtwin_ts: Option<u32>,
+    /// Without timestamps: an ACK before this time (ns) came too soon to be for the
+    /// retransmission (half an RTT).
+    badrxtwin_ns: Option<u64>,
     /// The FIN we received (its sequence number is rcv_nxt - 1 once processed).
     rcvd_fin: bool,
+    /// Where the FIN of an out-of-order segment sits (FreeBSD keeps it with the segment in
+    /// the reassembly queue): it takes effect when the data before it arrives.
+    ooo_fin: Option<u32>,
     /// A duplicate segment to report in the next ACK (RFC 2883 D-SACK).
     dsack: Option<plugtcp_framework::segment::SackBlock>,
     /// RFC 6937 PRR: data delivered to the receiver and sent by us since recovery began, and
@@ -147,10 +160,13 @@ impl Engine {
             last_ack_sent: cx.tp.rcv_nxt,
             unacked_segs: 0,
             keep_probes: 0,
-            persist_shift: 0,
             ack_war_start: 0,
             ack_war_count: 0,
+            prev_rto: None,
+            badrxtwin_ts: None,
+            badrxtwin_ns: None,
             rcvd_fin: false,
+            ooo_fin: None,
             dsack: None,
             prr_delivered: 0,
             prr_out: 0,
@@ -209,15 +225,95 @@ impl Engine {
 
     /// The current retransmission timeout in ns, with the exponential backoff applied.
     fn rxt_ns(&self, tp: &Tcpcb) -> u64 {
-        self.rtt.backoff(tp.t_rxtshift) as u64 * 1000
+        self.rxtcur_us(tp) as u64 * 1000
+    }
+
+    /// FreeBSD t_rxtcur: a SYN or SYN-ACK backs off from the initial RTO, anything else
+    /// from the estimate.
+    fn rxtcur_us(&self, tp: &Tcpcb) -> u32 {
+        if matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) {
+            self.rtt.syn_backoff(tp.t_rxtshift)
+        } else {
+            self.rtt.backoff(tp.t_rxtshift)
+        }
     }
 
     /// Copies the estimator into the shared tcpcb (TCP_INFO, stack switches).
     fn publish_rtt(&self, tp: &mut Tcpcb) {
         tp.t_srtt = self.rtt.srtt();
         tp.t_rttvar = self.rtt.rttvar();
-        tp.t_rxtcur = self.rtt.backoff(tp.t_rxtshift);
+        tp.t_rxtcur = self.rxtcur_us(tp);
     }
+}
+
+/// What a first retransmission timeout changes, to undo it when it proves spurious.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct PrevRto {
+    cwnd: u32,
+    ssthresh: u32,
+    recover: u32,
+    /// The tf::FASTRECOVERY | tf::CONGRECOVERY bits.
+    recovery: u32,
+}
+
+/// FreeBSD tcp_timer_rexmt on the first timeout: remember what the CC is about to change.
+pub(crate) fn save_prev_rto(base: &mut Engine, cx: &StackCtx) {
+    let tp = &cx.tp;
+    base.prev_rto = Some(PrevRto {
+        cwnd: tp.snd_cwnd,
+        ssthresh: tp.snd_ssthresh,
+        recover: tp.snd_recover,
+        recovery: tp.t_flags & (tf::FASTRECOVERY | tf::CONGRECOVERY),
+    });
+    base.badrxtwin_ts = None;
+    base.badrxtwin_ns = (tp.t_flags & tf::RCVD_TSTMP == 0)
+        .then(|| cx.host.now() + base.rtt.srtt() as u64 * 1000 / 2);
+}
+
+/// FreeBSD CC_RTO_ERR: the timeout was spurious (the ACK is for the original
+/// transmission): cwnd, ssthresh and recovery as they were, and no go-back-N.
+pub(crate) fn undo_rto(base: &mut Engine, cx: &mut StackCtx) {
+    let Some(p) = base.prev_rto.take() else {
+        return;
+    };
+    let tp = &mut cx.tp;
+    tp.snd_cwnd = p.cwnd;
+    tp.snd_ssthresh = p.ssthresh;
+    tp.snd_recover = p.recover;
+    tp.t_flags |= p.recovery;
+    tp.snd_nxt = tp.snd_max;
+    tp.t_rxtshift = 0;
+    base.badrxtwin_ts = None;
+    base.badrxtwin_ns = None;
+    cx.count(ctr::SNDREXMITBAD, 1);
+    cx.cc
+        .on_cong_signal(&mut cx.tp, plugtcp_framework::cc::CC_RTO_ERR);
+}
+
+/// FreeBSD tcp_compute_pipe(): bytes in flight as snd_max - snd_una, plus what was
+/// retransmitted into SACK holes, less what the peer SACKed.
+pub(crate) fn compute_pipe(base: &Engine, tp: &Tcpcb) -> u32 {
+    let rexmit: u32 = base
+        .sack
+        .holes()
+        .map(|h| {
+            let end = if plugtcp_framework::seq::seq_lt(base.high_rxt, h.end) {
+                base.high_rxt
+            } else {
+                h.end
+            };
+            let n = end.wrapping_sub(h.start);
+            if (n as i32) > 0 {
+                n
+            } else {
+                0
+            }
+        })
+        .sum();
+    tp.snd_max
+        .wrapping_sub(tp.snd_una)
+        .saturating_add(rexmit)
+        .saturating_sub(base.sack.sacked_bytes())
 }
 
 /// The connection is done: mark it closed and tell the host (tcp_close).
@@ -232,7 +328,9 @@ pub(crate) fn tcp_close(cx: &mut StackCtx) {
 /// Drops the connection with an error (tcp_drop): a RST if synchronized, then close.
 pub(crate) fn tcp_drop(cx: &mut StackCtx, err: Errno) {
     if cx.tp.t_state.have_established() || cx.tp.t_state == TcpState::SynReceived {
-        output::send_rst(cx, cx.tp.snd_nxt, cx.tp.rcv_nxt, true);
+        let persisting = cx.host.timer_remaining(tt::PERSIST).is_some();
+        let seg = cx.tp.drop_rst(persisting, cx.host.now());
+        let _ = cx.host.output(&seg);
     }
     cx.tp.t_softerror = err.0;
     tcp_close(cx);
@@ -340,6 +438,7 @@ pub const COUNTERS: &[RStr<'static>] = &[
     RStr::from_str("tlp_probes"),
     RStr::from_str("rack_loss_marks"),
     RStr::from_str("rack_dsack"),
+    RStr::from_str("sndrexmitbad"),
 ];
 
 impl Engine {
@@ -399,7 +498,12 @@ impl Engine {
                     }
                     Ok(())
                 }
-                SockOptDir::Get => opt.reply_int((tp.t_flags & bit != 0) as i32),
+                // FreeBSD reads the option back as the t_flags bit (TF_NODELAY is 4);
+                // Linux's TCP_CORK as 1.
+                SockOptDir::Get if opt.name == sockopt::TCP_CORK => {
+                    opt.reply_int((tp.t_flags & bit != 0) as i32)
+                }
+                SockOptDir::Get => opt.reply_int((tp.t_flags & bit) as i32),
             }
         };
         match opt.name {
@@ -506,13 +610,17 @@ impl Engine {
         *out = plugtcp_framework::stack::TcpInfo::from_tcpcb(&cx.tp);
         out.tcpi_rtt = self.rtt.srtt();
         out.tcpi_rttvar = self.rtt.rttvar();
-        out.tcpi_rto = self.rtt.backoff(cx.tp.t_rxtshift);
+        out.tcpi_rto = self.rxtcur_us(&cx.tp);
         out.tcpi_rcv_space = cx.host.rcv_space();
         // FreeBSD: time since the last segment arrived (t_rcvtime), in microseconds.
         let idle_us = cx.host.now().saturating_sub(cx.tp.t_rcvtime) / 1000;
         out.tcpi_last_data_recv = idle_us.min(u32::MAX as u64) as u32;
         // The SACK blocks the next ACK would carry (FreeBSD rcv_numsacks, at most 6).
         let mut blocks = [plugtcp_framework::segment::SackBlock::default(); 6];
-        out.tcpi_rcv_numsacks = self.reass.sack_blocks(&mut blocks) as u32;
+        out.tcpi_rcv_numsacks = if cx.tp.t_flags & tf::SACK_PERMIT != 0 {
+            self.reass.sack_blocks(&mut blocks) as u32
+        } else {
+            0
+        };
     }
 }

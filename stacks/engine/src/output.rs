@@ -1,12 +1,13 @@
 //! tcp_output: decides what to send next and turns it into segment descriptors for the host.
 
+use plugtcp_framework::rtt::TCP_BACKOFF;
 use plugtcp_framework::segment::{ecn, th, to, SackBlock, SegOut, TcpOpts};
 use plugtcp_framework::seq::{seq_geq, seq_gt, seq_lt, seq_max};
 use plugtcp_framework::stack::{tt, StackCtx};
 use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{TcpState, Tcpcb};
 
-use crate::{ctr, Engine};
+use crate::{ctr, Engine, TCP_MAXRXTSHIFT};
 
 /// Largest unscaled window (TCP_MAXWIN).
 pub(crate) const TCP_MAXWIN: u32 = 65535;
@@ -129,10 +130,22 @@ fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
 pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
     let now = cx.host.now();
     let win = rcv_window(base, cx);
+    // A zero-window probe runs under the persist timer alone (FreeBSD never arms the
+    // retransmit timer in persist; RACK's tail loss probe has nothing to do with it).
+    let window_probe = cx.tp.t_flags & tf::FORCEDATA != 0 && cx.tp.snd_wnd == 0;
     if cx.tp.t_state != TcpState::SynSent {
         flags |= th::ACK;
     }
+    // FreeBSD: PSH on every segment that reaches the end of the send buffer, new data or a
+    // retransmission (RACK's probes and SACK retransmits included).
+    if len > 0 && seq.wrapping_add(len) == data_start(&cx.tp).wrapping_add(cx.host.snd_len()) {
+        flags |= th::PUSH;
+    }
     let opts = options(base, cx, flags);
+    if opts.has(to::TSTAMP) && cx.tp.t_rxtshift == 1 && base.prev_rto.is_some() {
+        // FreeBSD t_badrxtwin: the retransmission's timestamp, without the offset.
+        base.badrxtwin_ts = Some(opts.tsval.wrapping_sub(cx.tp.ts_offset));
+    }
     let (ecn_enable, ecn_maxretries) = (cx.tun().ecn_enable, cx.tun().ecn_maxretries);
     let tp = &mut cx.tp;
     if flags & th::SYN != 0 {
@@ -154,7 +167,10 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     let wire_win = if flags & th::SYN != 0 {
         win.min(TCP_MAXWIN)
     } else {
-        (win >> tp.rcv_scale).min(TCP_MAXWIN)
+        // FreeBSD tcp_output: rounded up to the scale's unit, so that truncation never
+        // shrinks the window already offered.
+        let unit = 1u32 << tp.rcv_scale;
+        (win.div_ceil(unit)).min(TCP_MAXWIN)
     };
     let data_off = if len > 0 {
         seq.wrapping_sub(data_start(tp))
@@ -285,9 +301,16 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
         }
         tp.snd_max = end;
     }
+    if window_probe {
+        return;
+    }
     if cx.host.timer_remaining(tt::REXMT).is_none() {
         cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
-        cx.host.timer_stop(tt::PERSIST);
+        if cx.host.timer_remaining(tt::PERSIST).is_some() {
+            // Leaving persist (FreeBSD tcp_output): the backoff was the persist timer's.
+            cx.host.timer_stop(tt::PERSIST);
+            cx.tp.t_rxtshift = 0;
+        }
     }
     if !retransmit && len > 0 {
         crate::rack::arm_tlp(base, cx);
@@ -303,6 +326,30 @@ fn syn_ecn_flags(tp: &Tcpcb, ecn_enable: u32, maxretries: u32) -> u16 {
         TcpState::SynReceived if tp.t_flags2 & tf2::ECN_PERMIT != 0 => th::ECE,
         _ => 0,
     }
+}
+
+/// FreeBSD tcp_respond(tp, rcv_nxt, snd_nxt, TH_ACK): a bare ACK outside the output path
+/// (challenge ACKs): no FIN, no data, the window truncated to the scale, the timestamp
+/// option when the peer sends timestamps; nothing of the connection's state changes.
+pub(crate) fn respond_ack(cx: &mut StackCtx) {
+    let tp = &cx.tp;
+    let max = TCP_MAXWIN << tp.rcv_scale;
+    let win = (cx.host.rcv_space().min(max) >> tp.rcv_scale).min(TCP_MAXWIN) as u16;
+    let mut opts = TcpOpts::default();
+    if tp.t_flags & tf::NOOPT == 0 && tp.t_flags & tf::RCVD_TSTMP != 0 {
+        opts.flags |= to::TSTAMP;
+        opts.tsval = ts_now(cx);
+        opts.tsecr = tp.ts_recent;
+    }
+    let seg = SegOut {
+        seq: tp.snd_nxt,
+        ack: tp.rcv_nxt,
+        flags: th::ACK,
+        win,
+        opts,
+        ..Default::default()
+    };
+    let _ = cx.host.output(&seg);
 }
 
 /// Sends a RST (tcp_respond): `seq`, and `ack` when `with_ack`.
@@ -393,10 +440,14 @@ pub(crate) fn tcp_output(base: &mut Engine, cx: &mut StackCtx) {
     {
         cx.cc.after_idle(&mut cx.tp);
     }
+    // FreeBSD decides "idle" (nothing in flight) once per tcp_output call: the tail of a
+    // write larger than a segment still goes out with its head (Nagle waits only when
+    // data was in flight before the call).
+    let idle = cx.tp.snd_max == cx.tp.snd_una;
     // Each pass sends at most one segment; the bound only guards against a logic error
     // turning into an endless loop.
     for _ in 0..100_000 {
-        if !output_one(base, cx) {
+        if !output_one(base, cx, idle) {
             break;
         }
     }
@@ -433,8 +484,9 @@ pub(crate) fn keepinit_ns(cx: &StackCtx) -> u64 {
     ms as u64 * 1_000_000
 }
 
-/// Sends one segment if one is due; false when there is nothing (more) to send.
-fn output_one(base: &mut Engine, cx: &mut StackCtx) -> bool {
+/// Sends one segment if one is due; false when there is nothing (more) to send. `idle`:
+/// nothing was in flight when this output began.
+fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
     let tp = &cx.tp;
     let snd_len = cx.host.snd_len();
     let dstart = data_start(tp);
@@ -504,8 +556,10 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx) -> bool {
         usable = 1; // a window probe
     }
     let mut len = unsent.min(usable).min(tso_max(base, tp, mss));
-    if len > mss {
-        // TSO sends whole segments; the rest goes next, under the usual rules.
+    if len > mss && (len < unsent || tp.t_flags2 & tf2::CORK != 0) {
+        // TSO sends whole segments unless this empties the buffer (FreeBSD: "prevent the
+        // last segment from being fractional unless the send sockbuf can be emptied");
+        // Linux's cork holds a partial segment back whatever.
         len -= len % mss;
     }
     let retransmitting = seq_lt(nxt, tp.snd_max);
@@ -520,7 +574,7 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx) -> bool {
             || retransmitting
             || fin
             || tp.t_flags & tf::FORCEDATA != 0
-            || (all && (base.push_once || (!nopush && (nodelay || inflight == 0))))
+            || (all && (base.push_once || (!nopush && (nodelay || idle))))
             || seq_gt(tp.snd_up, nxt)
             || (tp.max_sndwnd > 0 && len >= tp.max_sndwnd / 2);
         if send {
@@ -580,27 +634,48 @@ fn tso_max(base: &Engine, tp: &Tcpcb, mss: u32) -> u32 {
 }
 
 /// An ACK with no data: when one is owed (ACKNOW) or when the window opened enough to be
-/// worth telling (FreeBSD: two segments, or half the buffer).
+/// worth telling (FreeBSD tcp_output's standalone window update).
 fn maybe_pure_ack(base: &mut Engine, cx: &mut StackCtx) -> bool {
-    let tp = &cx.tp;
-    let mut due = tp.t_flags & tf::ACKNOW != 0;
-    if !due && tp.t_state.have_established() {
-        let win = rcv_window(base, cx);
-        let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
-            tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
-        } else {
-            0
-        };
-        let grow = win.saturating_sub(offered);
-        let hiwat = cx.host.rcv_space().saturating_add(offered);
-        due = grow >= 2 * tp.t_maxseg
-            || (hiwat > 0 && grow >= hiwat / 2 && grow > 0)
-            || (offered == 0 && win > 0 && tp.t_flags & tf::RXWIN0SENT != 0);
-    }
+    let due = cx.tp.t_flags & tf::ACKNOW != 0 || window_update_due(cx);
     if due {
         send_ack(base, cx);
     }
     false
+}
+
+/// FreeBSD tcp_output: a window update is worth a segment of its own when the window
+/// grows by two segments and that is a quarter of the buffer (or the buffer is small or
+/// nearly full, or the growth reaches the largest window), or by half the buffer; never
+/// while a delayed ACK is pending (it will carry the window), after the peer's FIN, or
+/// when the scaled window would not change.
+fn window_update_due(cx: &StackCtx) -> bool {
+    let tp = &cx.tp;
+    let rcvd_fin = matches!(
+        tp.t_state,
+        TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait
+    );
+    if !tp.t_state.have_established() || rcvd_fin || tp.t_flags & tf::DELACK != 0 {
+        return false;
+    }
+    let max_win = TCP_MAXWIN << tp.rcv_scale;
+    let recwin = cx.host.rcv_space().min(max_win);
+    if recwin == 0 {
+        return false;
+    }
+    let oldwin = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
+        tp.rcv_adv.wrapping_sub(tp.rcv_nxt)
+    } else {
+        0
+    };
+    let adv = recwin.saturating_sub(oldwin);
+    if oldwin >> tp.rcv_scale >= (adv + oldwin) >> tp.rcv_scale {
+        return false;
+    }
+    let hiwat = cx.host.rcv_hiwat();
+    let maxseg = tp.t_maxseg;
+    (adv >= 2 * maxseg
+        && (adv >= hiwat / 4 || recwin <= hiwat / 8 || hiwat <= 8 * maxseg || adv >= max_win))
+        || 2 * adv >= hiwat
 }
 
 /// Data waiting and nothing in flight (a zero window, or one too small to send into without
@@ -618,18 +693,29 @@ fn arm_persist(base: &mut Engine, cx: &mut StackCtx) {
         && cx.host.timer_remaining(tt::REXMT).is_none()
         && cx.host.timer_remaining(tt::PERSIST).is_none()
     {
-        let ns = persist_ns(base, cx);
-        cx.host.timer_start(tt::PERSIST, ns);
+        // The window just closed: persisting starts from no backoff (FreeBSD tcp_output).
+        cx.tp.t_rxtshift = 0;
+        setpersist(base, cx);
         if base.persist_since == 0 {
             base.persist_since = cx.host.now().max(1);
         }
     }
 }
 
-/// FreeBSD tcp_setpersist(): the RTO with backoff, clamped to [persmin, persmax].
+/// FreeBSD tcp_setpersist(): arms the persist timer at `((srtt >> 2) + rttvar) >> 1` backed
+/// off by tcp_backoff[t_rxtshift], plus the slop, within [persmin, persmax], and counts the
+/// backoff up.
+pub(crate) fn setpersist(base: &Engine, cx: &mut StackCtx) {
+    cx.host.timer_start(tt::PERSIST, persist_ns(base, cx));
+    if cx.tp.t_rxtshift < TCP_MAXRXTSHIFT {
+        cx.tp.t_rxtshift += 1;
+    }
+}
+
+/// The persist interval tcp_setpersist() would arm now, ns.
 pub(crate) fn persist_ns(base: &Engine, cx: &StackCtx) -> u64 {
     let t = cx.tun();
-    let rto = base.rtt.rto_us() as u64 * 1000;
-    let backoff = rto << base.persist_shift.min(6);
-    backoff.clamp(t.persmin as u64 * 1_000_000, t.persmax as u64 * 1_000_000)
+    let mult = TCP_BACKOFF[cx.tp.t_rxtshift.min(TCP_MAXRXTSHIFT) as usize] as u64;
+    let us = base.rtt.persist_base_us() * mult + t.rexmit_slop as u64 * 1000;
+    (us * 1000).clamp(t.persmin as u64 * 1_000_000, t.persmax as u64 * 1_000_000)
 }

@@ -74,7 +74,8 @@ pub(crate) fn on_ack(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     if out.tlp_loss_repaired && !cx.tp.in_recovery() {
         // RFC 8985 7.4: the probe repaired a real loss; respond as to a fast recovery.
         cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
-        cx.cc.on_post_recovery(&mut cx.tp);
+        let pipe = crate::compute_pipe(base, &cx.tp);
+        cx.cc.on_post_recovery(&mut cx.tp, seg.ack, pipe);
     }
     if out.dsack {
         cx.count(ctr::RACK_DSACK, 1);
@@ -159,9 +160,11 @@ pub(crate) fn next_to_retransmit(base: &Engine) -> Option<(u32, u32)> {
 pub(crate) fn arm_tlp(base: &mut Engine, cx: &mut StackCtx) {
     let Some(r) = base.rack.as_ref() else { return };
     let tp = &cx.tp;
+    // Not into a closed window: that is the persist timer's business.
     if !tp.t_state.have_established()
         || tp.snd_una == tp.snd_max
         || tp.in_recovery()
+        || tp.snd_wnd == 0
         || !r.tlp_armable()
     {
         cx.host.timer_stop(TT_TLP);
@@ -203,7 +206,17 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
             send_seg(base, cx, seq, if fin { th::FIN } else { 0 }, len);
             true
         }
-        TlpAction::Retransmit(s, e) => retransmit_range(base, cx, s, e),
+        TlpAction::Retransmit(s, e) => {
+            // RFC 8985 7.3: the last segment sent, not the whole burst it went out in.
+            let rem = e.wrapping_sub(s) % mss.max(1);
+            let last = e.wrapping_sub(if rem == 0 { mss } else { rem });
+            let s = if plugtcp_framework::seq::seq_gt(last, s) {
+                last
+            } else {
+                s
+            };
+            retransmit_range(base, cx, s, e)
+        }
         TlpAction::None => false,
     };
     if sent {

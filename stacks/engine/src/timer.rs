@@ -1,13 +1,17 @@
 //! Timer expiry (FreeBSD tcp_timer.c): retransmit, delayed ACK, persist, keepalive, 2MSL.
 
 use plugtcp_framework::cc::CC_RTO;
+use plugtcp_framework::rtt::TCP_TOTBACKOFF;
 use plugtcp_framework::stack::{tt, StackCtx};
 use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState};
 
 use crate::input::{keepalive_on, keepidle_ns};
-use crate::output::{self, persist_ns, send_seg};
+use crate::output::{self, send_seg};
 use crate::{ctr, tcp_close, tcp_drop, Engine, TCP_MAXRXTSHIFT};
+
+/// FreeBSD TCPTV_PERSMAX.
+const TCPTV_PERSMAX_NS: u64 = 60_000_000_000;
 
 pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
     match which {
@@ -21,11 +25,24 @@ pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
         crate::rack::TT_RACK => crate::rack::reorder_fire(base, cx),
         crate::rack::TT_TLP => crate::rack::tlp_fire(base, cx),
         crate::output::TT_CORK => cork_fire(base, cx),
-        tt::TWO_MSL => {
-            if matches!(cx.tp.t_state, TcpState::TimeWait | TcpState::FinWait2) {
-                tcp_close(cx);
+        tt::TWO_MSL => match cx.tp.t_state {
+            TcpState::TimeWait => tcp_close(cx),
+            // FreeBSD tcp_timer_2msl: a fast-recycled or TCP_LINGER2 FIN_WAIT_2 goes now;
+            // otherwise only after TP_MAXIDLE without a word from the peer.
+            TcpState::FinWait2 => {
+                let idle_ms = cx.host.now().saturating_sub(cx.tp.t_rcvtime) / 1_000_000;
+                if cx.tun().fast_finwait2_recycle != 0
+                    || base.linger2 != 0
+                    || idle_ms > crate::input::maxidle_ms(cx)
+                {
+                    tcp_close(cx);
+                } else {
+                    let intvl = crate::input::keepintvl_ms(cx) * 1_000_000;
+                    cx.host.timer_start(tt::TWO_MSL, intvl);
+                }
             }
-        }
+            _ => {}
+        },
         _ => {}
     }
 }
@@ -57,8 +74,17 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
     }
     cx.count(ctr::RTO, 1);
     cx.tp.t_rexmttimeo += 1;
+    if cx.tp.t_rxtshift == 1 && cx.tp.t_state.have_established() {
+        crate::save_prev_rto(base, cx);
+    } else {
+        base.prev_rto = None;
+    }
     if cx.tp.t_state.have_established() {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
+    } else {
+        // FreeBSD: a SYN (or SYN-ACK) timed out, so the connection starts with one segment
+        // (cc_conn_init reads snd_cwnd == 1).
+        cx.tp.snd_cwnd = 1;
     }
     base.rtt_timer.invalidate();
     base.send_times.clear();
@@ -70,9 +96,24 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
     } else {
         tp.snd_una
     };
+    // FreeBSD tcp_timer_rexmt: no fast recovery for what was sent before the timeout,
+    // and a segment goes out whatever the window (a bare ACK into a closed one, which
+    // then persists).
+    if tp.t_state.have_established() {
+        tp.snd_recover = tp.snd_max;
+        tp.t_flags |= tf::ACKNOW;
+    }
     base.high_rxt = tp.snd_una;
     base.publish_rtt(tp);
     output::tcp_output(base, cx);
+    // Linux (tcp_clamp_rto_to_user_timeout): the next timeout comes no later than
+    // TCP_USER_TIMEOUT's end, which it then enforces.
+    if let Some(ut) = user_timeout_ns(cx) {
+        let left = (base.una_since + ut).saturating_sub(cx.host.now()).max(1);
+        if cx.host.timer_remaining(tt::REXMT).is_some_and(|r| r > left) {
+            cx.host.timer_start(tt::REXMT, left);
+        }
+    }
 }
 
 /// Zero-window probe (RFC 9293 3.8.6.1): one byte past the window, backing off.
@@ -89,6 +130,25 @@ fn persist(base: &mut Engine, cx: &mut StackCtx) {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
+    // FreeBSD tcp_timer_persist: once the user has closed, a persisting connection is
+    // given TCPTV_PERSMAX (60 s) of silence.
+    if cx.tp.t_state > TcpState::CloseWait
+        && cx.host.now().saturating_sub(cx.tp.t_rcvtime) >= TCPTV_PERSMAX_NS
+    {
+        tcp_drop(cx, Errno::ETIMEDOUT);
+        return;
+    }
+    // FreeBSD tcp_timer_persist: a peer that has said nothing for longer than
+    // maxpersistidle (keepidle) or a whole backoff series, with the backoff at its end,
+    // is gone.
+    let since_rcv = cx.host.now().saturating_sub(cx.tp.t_rcvtime);
+    if cx.tp.t_rxtshift >= TCP_MAXRXTSHIFT
+        && (since_rcv >= cx.tun().keepidle as u64 * 1_000_000
+            || since_rcv >= base.rtt.rexmtval_us() * TCP_TOTBACKOFF * 1000)
+    {
+        tcp_drop(cx, Errno::ETIMEDOUT);
+        return;
+    }
     cx.count(ctr::PERSISTTIMEO, 1);
     cx.tp.t_persisttimeo += 1;
     // The probe is the first unacknowledged byte, the same one each time until the window
@@ -96,14 +156,16 @@ fn persist(base: &mut Engine, cx: &mut StackCtx) {
     if cx.tp.snd_wnd == 0 {
         cx.tp.snd_nxt = cx.tp.snd_una;
     }
+    output::setpersist(base, cx);
     cx.tp.t_flags |= tf::FORCEDATA;
     output::tcp_output(base, cx);
     cx.tp.t_flags &= !tf::FORCEDATA;
-    base.persist_shift = (base.persist_shift + 1).min(TCP_MAXRXTSHIFT);
     if cx.tp.snd_wnd == 0 {
-        let ns = persist_ns(base, cx);
         cx.host.timer_stop(tt::REXMT);
-        cx.host.timer_start(tt::PERSIST, ns);
+    } else {
+        // The window opened: data is out under the retransmit timer.
+        cx.host.timer_stop(tt::PERSIST);
+        cx.tp.t_rxtshift = 0;
     }
 }
 
@@ -114,7 +176,8 @@ fn keep(base: &mut Engine, cx: &mut StackCtx) {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
-    if !keepalive_on(cx) || tp.t_state > TcpState::CloseWait {
+    // FreeBSD tcp_timer_keep: through CLOSING (FIN_WAIT_1 and CLOSING too).
+    if !keepalive_on(cx) || tp.t_state > TcpState::Closing {
         return;
     }
     let t = cx.tun();

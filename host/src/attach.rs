@@ -160,7 +160,7 @@ impl Host {
             .get_mut(lid)
             .and_then(Option::as_mut)
             .ok_or(Errno::EBADF)?;
-        l.backlog = backlog.max(1);
+        l.backlog = backlog;
         Ok(())
     }
 

@@ -270,6 +270,9 @@ pub struct HostSide {
     pub deferred_until: Option<u64>,
     /// SO_LINGER seconds, when on.
     pub linger: Option<u32>,
+    /// The last ICMP soft error (FreeBSD t_softerror): reported instead of ETIMEDOUT
+    /// should the connection time out.
+    pub soft_error: Option<Errno>,
     /// The SO_LINGER time last set, on or off (getsockopt reads it back).
     pub linger_time: u32,
     /// TCP_REMOTE_UDP_ENCAPS_PORT: the peer's UDP port when this connection runs over UDP
@@ -316,6 +319,7 @@ impl HostSide {
             embryonic: false,
             deferred_until: None,
             linger: None,
+            soft_error: None,
             linger_time: 0,
             udp_port: 0,
             ip_tos: 0,
@@ -344,6 +348,19 @@ impl HostSide {
             }
         }
         saved
+    }
+
+    /// Starts (or moves) timer `which` to fire `delay_ns` from now.
+    pub fn start_timer(&mut self, w: &mut Worker, which: u32, delay_ns: u64) {
+        let slot = self.slot;
+        let Some(t) = self.timers.get_mut(which as usize) else {
+            return;
+        };
+        let deadline = w.now.saturating_add(delay_ns);
+        match t {
+            Some(id) if w.wheel.reschedule(*id, deadline) => {}
+            _ => *t = Some(w.wheel.schedule(deadline, timer_token(slot, which))),
+        }
     }
 
     pub fn restore_timers(&mut self, w: &mut Worker, saved: [Option<u64>; tt::COUNT as usize]) {
@@ -567,20 +584,7 @@ extern "C" fn op_rcv_commit(host: *mut c_void, n: u32) {
 }
 extern "C" fn op_timer_start(host: *mut c_void, which: u32, delay_ns: u64) {
     let Some(c) = call(host) else { return };
-    let Some(t) = c.side.timers.get_mut(which as usize) else {
-        return;
-    };
-    let deadline = c.worker.now.saturating_add(delay_ns);
-    match t {
-        Some(id) if c.worker.wheel.reschedule(*id, deadline) => {}
-        _ => {
-            *t = Some(
-                c.worker
-                    .wheel
-                    .schedule(deadline, timer_token(c.side.slot, which)),
-            )
-        }
-    }
+    c.side.start_timer(c.worker, which, delay_ns);
 }
 extern "C" fn op_timer_stop(host: *mut c_void, which: u32) {
     let Some(c) = call(host) else { return };
@@ -985,6 +989,15 @@ impl Conn {
     /// Lets the stack send what it can (tcp_output).
     pub fn output(&mut self, w: &mut Worker) -> Result<(), ConnFault> {
         self.call_stack(w, |s, cx| (s.entry.hooks.output)(s.state, cx))
+    }
+
+    /// The path MTU dropped to `mtu` (FreeBSD tfb_tcp_mtu_chg): the stack forgets what it
+    /// knew about the data in flight, which goes out again in smaller segments.
+    pub fn mtu_chg(&mut self, w: &mut Worker, mtu: u32) -> Result<(), ConnFault> {
+        self.call_stack(w, |s, cx| match s.entry.hooks.mtu_chg {
+            Some(h) => h(s.state, cx, mtu),
+            None => HookStatus::OK,
+        })
     }
 
     /// Timer `which` fired.

@@ -111,6 +111,11 @@ pub struct TcpStats {
     /// TcpExtSyncookiesSent / Recv
     pub syncookies_sent: u64,
     pub syncookies_recvd: u64,
+    /// ICMP errors that acted on a connection (FreeBSD tcp_ctlinput).
+    pub icmp_errors: u64,
+    /// ICMP packets dropped: not an error about one of our segments in flight, or
+    /// malformed.
+    pub icmp_ignored: u64,
 }
 
 /// Static plugins linked into the host binary, registered through the same ABI as files.

@@ -49,6 +49,9 @@ impl Host {
         let u = match wire::parse_unverified(pkt) {
             Ok(u) => u,
             Err(wire::DropReason::Fragment) => return self.fragment_input(pkt),
+            Err(wire::DropReason::NotTcp) if crate::icmp::is_icmp(pkt) => {
+                return self.icmp_input(pkt)
+            }
             Err(reason) => {
                 self.stats.in_errs[reason as usize] += 1;
                 return;
@@ -104,10 +107,20 @@ impl Host {
             }) {
                 return self.respond_rst(&key, &p);
             }
-            let seg = p.seg();
-            let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
-            self.after_call(slot);
-            return;
+            let time_wait = self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.ctx.tp.t_state == TcpState::TimeWait);
+            if !time_wait {
+                let seg = p.seg();
+                let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
+                self.after_call(slot);
+                return;
+            }
+            match self.time_wait_input(slot, &p) {
+                crate::timewait::TimeWaitVerdict::Done => return,
+                // TIME_WAIT gave way to a new connection: the listener takes the SYN.
+                crate::timewait::TimeWaitVerdict::Recycle => {}
+            }
         }
         if let Some(lid) = self.table.lookup_listener(key.local) {
             self.listener_input(lid, key, &p);
@@ -282,11 +295,18 @@ impl Host {
         let now = self.worker.now;
         let f = p.flags;
         if f & th::RST != 0 {
-            // A RST for a pending handshake removes it (syncache_chkrst; exact seq only).
-            if let Some(e) = self.syncache.get(&key) {
-                if p.seq == e.irs.wrapping_add(1) {
+            // FreeBSD syncache_chkrst (RFC 5961 3.2): a RST at exactly IRS+1 removes the
+            // pending handshake; elsewhere in the window it earns a challenge ACK.
+            if let Some(e) = self.syncache.get(&key).copied() {
+                let rcv_nxt = e.irs.wrapping_add(1);
+                let wnd = self.synack_window(lid);
+                let off = p.seq.wrapping_sub(rcv_nxt);
+                let in_window = off < wnd || (wnd == 0 && off == 0);
+                if in_window && (off == 0 || self.tunables.insecure_rst != 0) {
                     self.syncache.remove(&key);
                     self.syncache.stats_mut().reset += 1;
+                } else if in_window {
+                    self.syncache_challenge_ack(&e);
                 }
             }
             return;
@@ -298,7 +318,12 @@ impl Host {
             self.syn_received(lid, key, p, now);
             return;
         }
-        if f & th::ACK == 0 || f & th::SYN != 0 {
+        if f & th::SYN != 0 {
+            // FreeBSD: a SYN-ACK to a listening socket is bogus, and answered by a RST.
+            self.rst_for_ack(&key, p);
+            return;
+        }
+        if f & th::ACK == 0 {
             return;
         }
         // The third segment of the handshake (FreeBSD syncache_expand).
@@ -309,8 +334,9 @@ impl Host {
             return;
         };
         // Connections not yet accepted count against the backlog, the half-open ones (made,
-        // but not through the handshake in their stack yet) included.
-        if l.accept_q.len() + l.embryonic >= l.backlog {
+        // but not through the handshake in their stack yet) included; FreeBSD's
+        // sonewconn takes up to one and a half times the backlog.
+        if l.accept_q.len() + l.embryonic > 3 * l.backlog / 2 {
             self.stats.listen_overflows += 1;
             self.rst_for_ack(&key, p);
             return;
@@ -342,8 +368,9 @@ impl Host {
         let (entry, from_cache) = match self.syncache.get(key).copied() {
             Some(e) => {
                 if p.ack != e.iss.wrapping_add(1) {
-                    // RFC 9293 3.10.7.4: an unacceptable ACK in SYN-RECEIVED draws a RST; the
-                    // pending handshake stays, so a blind ACK cannot kill it.
+                    // RFC 9293 3.10.7.4: an unacceptable ACK in SYN-RECEIVED draws a RST,
+                    // and FreeBSD's syncache_expand has taken the entry out already.
+                    self.syncache.remove(key);
                     self.syncache.stats_mut().badack += 1;
                     self.rst_for_ack(key, p);
                     return None;
@@ -537,6 +564,26 @@ impl Host {
             }
         }
         self.send_synack(&e);
+    }
+
+    /// FreeBSD syncache_respond(sc, TH_ACK): a challenge ACK for a pending handshake (the
+    /// SYN-ACK's numbers, no SYN options).
+    fn syncache_challenge_ack(&mut self, e: &SynCacheEntry) {
+        let mut o = TcpOpts::default();
+        if let Some(tsecr) = e.ts_recent {
+            o.flags |= to::TSTAMP;
+            o.tsval = ((self.worker.now / 1_000_000) as u32).wrapping_add(e.ts_offset);
+            o.tsecr = tsecr;
+        }
+        let seg = SegOut {
+            seq: e.iss.wrapping_add(1),
+            ack: e.irs.wrapping_add(1),
+            flags: th::ACK,
+            win: self.synack_window(e.listener) as u16,
+            opts: o,
+            ..Default::default()
+        };
+        self.send_raw(&e.key, &seg, e.port);
     }
 
     fn send_synack(&mut self, e: &SynCacheEntry) {
@@ -790,6 +837,9 @@ impl Host {
             let queued = self.conns[slot]
                 .as_ref()
                 .is_some_and(|c| c.side.queued || c.side.embryonic);
+            if closed || state == TcpState::Closed {
+                self.unhash(slot);
+            }
             if (closed || state == TcpState::Closed) && (user_closed || queued) {
                 if let Some(lid) = listener {
                     if let Some(l) = self
@@ -805,12 +855,33 @@ impl Host {
         }
     }
 
+    /// A connection that closed leaves the lookup table (FreeBSD in_pcbdrop), so what
+    /// arrives for its 4-tuple is treated as for no connection, although the application
+    /// still holds the socket; a timeout it dies of reports the last ICMP soft error.
+    fn unhash(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.ctx.tp.t_softerror == Errno::ETIMEDOUT.0 {
+            if let Some(e) = c.side.soft_error.take() {
+                c.ctx.tp.t_softerror = e.0;
+            }
+        }
+        let key = ConnKey::new(c.side.local, c.side.remote);
+        if self.table.lookup_conn(&key) == Some(ConnId(slot as u32)) {
+            self.table.remove_conn(&key);
+            self.last_demux = None;
+        }
+    }
+
     /// Takes a connection out of the table and frees it.
     pub(crate) fn free_conn(&mut self, slot: usize) {
         self.last_demux = None;
         if let Some(c) = self.conns.get(slot).and_then(Option::as_ref) {
             let key = ConnKey::new(c.side.local, c.side.remote);
-            self.table.remove_conn(&key);
+            if self.table.lookup_conn(&key) == Some(ConnId(slot as u32)) {
+                self.table.remove_conn(&key);
+            }
             if c.side.embryonic {
                 if let Some(l) = c
                     .side

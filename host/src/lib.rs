@@ -17,6 +17,7 @@ pub mod conn;
 pub mod control;
 pub mod demo;
 pub mod host;
+pub mod icmp;
 pub mod input;
 pub mod io;
 pub mod ipfrag;
@@ -34,6 +35,7 @@ pub mod siftr;
 pub mod socket;
 pub mod sysctl;
 pub mod timer;
+pub mod timewait;
 pub mod usrreq;
 pub mod wire;
 

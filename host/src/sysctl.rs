@@ -488,7 +488,7 @@ mib_table! {
 
     /// 002. FreeBSD default 1. Needs ICMP delivered to TCP, hence acts false for now.
     icmp_may_rst: i64 = 1;
-    "icmp_may_rst", Bool, ReadWrite, acts: false, legacy: false,
+    "icmp_may_rst", Bool, ReadWrite, acts: true, legacy: false,
     "Certain ICMP unreachable messages may abort connections in SYN_SENT";
 
     /// FreeBSD default 1000 ms: the window in which challenge ACKs are counted (RFC 5961

@@ -89,7 +89,7 @@ impl Host {
         tp.t_state = TcpState::Listen;
         self.listeners[idx] = Some(Listener {
             addr: bound,
-            backlog: backlog.max(1),
+            backlog,
             accept_q: VecDeque::new(),
             embryonic: 0,
             stack: if inherit {
@@ -679,7 +679,7 @@ impl Host {
     }
 
     /// A RST to the peer of a synchronized connection (FreeBSD tcp_drop's tcp_respond).
-    fn rst_peer(&mut self, slot: usize) {
+    pub(crate) fn rst_peer(&mut self, slot: usize) {
         let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
             return;
         };

@@ -339,6 +339,25 @@ pub fn ip_header_sum_ok(hdr: &[u8]) -> bool {
     Sum::new().add(hdr).ones_complement() == 0
 }
 
+/// Whether the Internet checksum over `parts` (one message, pseudo-header first) is right:
+/// the parts with their checksum field sum to all ones.
+pub fn inet_checksum_ok(parts: &[&[u8]]) -> bool {
+    let mut s = Sum::new();
+    for p in parts {
+        s = s.add(p);
+    }
+    s.ones_complement() == 0
+}
+
+/// The checksum field (wire order) for `parts` (one message, its checksum field zero).
+pub fn inet_checksum(parts: &[&[u8]]) -> [u8; 2] {
+    let mut s = Sum::new();
+    for p in parts {
+        s = s.add(p);
+    }
+    s.ones_complement().to_ne_bytes()
+}
+
 /// The checksum field (wire order) for an IPv4 header whose checksum field is zero.
 pub fn ip_header_checksum(hdr: &[u8]) -> [u8; 2] {
     Sum::new().add(hdr).ones_complement().to_ne_bytes()

@@ -498,6 +498,13 @@ impl<'a> Runner<'a> {
             .ok_or_else(|| Failure::at(line, "no matching socket for script packet"))
     }
 
+    /// The newest connection whose peer (the script) uses `port`.
+    fn socket_with_remote_port(&self, port: u16) -> Option<usize> {
+        self.sockets
+            .iter()
+            .rposition(|s| s.remote.is_some_and(|r| r.port() == port))
+    }
+
     pub(crate) fn socket_by_fd(&self, fd: i32) -> Option<usize> {
         self.sockets.iter().rposition(|s| s.fd == Some(fd))
     }
@@ -568,12 +575,35 @@ impl<'a> Runner<'a> {
                 return Err(Failure::at(line, "inbound packets need a sequence number"));
             }
         };
+        // Explicit ports name the connection (Google's `SRC>DST`): one the script has
+        // already, or, for a SYN, a new one.
+        if let Some(p) = tcp.ports {
+            if let Some(i) = self.socket_with_remote_port(p.src) {
+                self.under_test = Some(i);
+            }
+        }
+        let named_elsewhere = tcp.ports.is_some_and(|p| {
+            self.under_test
+                .is_none_or(|i| self.sockets[i].remote.map(|r| r.port()) != Some(p.src))
+        });
         // A SYN to a listening (or fresh) socket opens a new connection under test.
         let opens = syn
             && !ack
-            && self.under_test.is_none_or(|i| {
-                matches!(self.sockets[i].state, SockState::New | SockState::Listening)
-            });
+            && (named_elsewhere
+                || self.under_test.is_none_or(|i| {
+                    matches!(self.sockets[i].state, SockState::New | SockState::Listening)
+                }));
+        // A new SYN on a synchronized connection while a listener is there may start a new
+        // incarnation of the 4-tuple (after TIME_WAIT): the host's SYN-ACK then sets a new
+        // local ISN; the peer's numbers keep their base, as in packetdrill.
+        let listening = self.sockets.iter().any(|s| s.state == SockState::Listening);
+        if syn && !ack && !opens && listening {
+            if let Some(i) = self.under_test {
+                if self.sockets[i].state == SockState::Synchronized {
+                    self.sockets[i].state = SockState::PassiveSynReceived;
+                }
+            }
+        }
         if opens {
             let bind_port = self
                 .under_test
@@ -589,6 +619,26 @@ impl<'a> Runner<'a> {
             child.remote = Some(SocketAddr::new(self.s.remote_ip, rport));
             child.remote_isn = seq;
             self.sockets.push(child);
+            self.under_test = Some(self.sockets.len() - 1);
+        }
+        // A segment before any connection exists (to a listener, or a closed port): from
+        // the script's address, with sequence numbers taken as they are.
+        let stray = self
+            .under_test
+            .is_none_or(|i| self.sockets[i].local.is_none() || self.sockets[i].remote.is_none());
+        if stray && !opens {
+            let lport = self
+                .under_test
+                .and_then(|i| self.sockets[i].fd)
+                .and_then(|fd| self.posix.getsockname(&self.host, fd).ok())
+                .map(|a| a.port())
+                .filter(|&p| p != 0)
+                .unwrap_or(self.s.bind_port);
+            let mut s = ScriptSocket::new(None);
+            s.local = Some(SocketAddr::new(self.s.local_ip, lport));
+            let rport = tcp.ports.map_or_else(|| self.remote_port(), |p| p.src);
+            s.remote = Some(SocketAddr::new(self.s.remote_ip, rport));
+            self.sockets.push(s);
             self.under_test = Some(self.sockets.len() - 1);
         }
         let i = self.socket(line)?;
@@ -749,6 +799,11 @@ impl<'a> Runner<'a> {
             ));
         };
         let line = ev.line;
+        if let Some(p) = spec.ports {
+            if let Some(i) = self.socket_with_remote_port(p.dst) {
+                self.under_test = Some(i);
+            }
+        }
         let i = self.socket(line)?;
         // An outbound SYN-ACK or SYN fixes the script's ISN for this connection.
         let syn = spec.flags.contains(TcpFlags::SYN);

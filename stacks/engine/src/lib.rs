@@ -102,6 +102,8 @@ pub struct Engine {
     /// Where the FIN of an out-of-order segment sits (FreeBSD keeps it with the segment in
     /// the reassembly queue): it takes effect when the data before it arrives.
     ooo_fin: Option<u32>,
+    /// The MSS our first SYN offered (0 before it): what a SYN-ACK of ours offers too.
+    syn_mss: u32,
     /// A duplicate segment to report in the next ACK (RFC 2883 D-SACK).
     dsack: Option<plugtcp_framework::segment::SackBlock>,
     /// RFC 6937 PRR: data delivered to the receiver and sent by us since recovery began, and
@@ -167,6 +169,7 @@ impl Engine {
             badrxtwin_ns: None,
             rcvd_fin: false,
             ooo_fin: None,
+            syn_mss: 0,
             dsack: None,
             prr_delivered: 0,
             prr_out: 0,
@@ -394,6 +397,18 @@ impl<P: Personality> TcpStack for Stack<P> {
 
     fn output(&mut self, cx: &mut StackCtx) -> Result<(), Errno> {
         output::tcp_output(&mut self.engine, cx);
+        Ok(())
+    }
+
+    /// The host lowered t_maxseg and rewound snd_nxt (FreeBSD tcp_mtudisc): nothing in
+    /// flight is timed or counted as SACKed any more, and RACK resends all of it.
+    fn mtu_chg(&mut self, cx: &mut StackCtx, _mtu: u32) -> Result<(), Errno> {
+        let base = &mut self.engine;
+        base.rtt_timer.invalidate();
+        base.send_times.clear();
+        base.sack.clear();
+        base.high_rxt = cx.tp.snd_una;
+        rack::on_rto(base, cx);
         Ok(())
     }
 

@@ -79,7 +79,12 @@ fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
     }
     if flags & th::SYN != 0 {
         o.flags |= to::MSS;
-        o.mss = tp.t_maxseg.min(65535) as u16;
+        let mss = if base.syn_mss > 0 {
+            base.syn_mss
+        } else {
+            tp.t_maxseg
+        };
+        o.mss = mss.min(65535) as u16;
         if tp.t_flags & tf::REQ_SCALE != 0 {
             o.flags |= to::WSCALE;
             o.wscale = tp.request_r_scale;
@@ -140,6 +145,11 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     // retransmission (RACK's probes and SACK retransmits included).
     if len > 0 && seq.wrapping_add(len) == data_start(&cx.tp).wrapping_add(cx.host.snd_len()) {
         flags |= th::PUSH;
+    }
+    if flags & th::SYN != 0 && base.syn_mss == 0 {
+        // FreeBSD offers tcp_mssopt() in every SYN, whatever the peer's MSS did to
+        // t_maxseg since (a simultaneous open's SYN-ACK): the first offer stands.
+        base.syn_mss = cx.tp.t_maxseg;
     }
     let opts = options(base, cx, flags);
     if opts.has(to::TSTAMP) && cx.tp.t_rxtshift == 1 && base.prev_rto.is_some() {

@@ -1,0 +1,94 @@
+//! TIME_WAIT as FreeBSD's tcp_twcheck handles it, in the host for every function block (as
+//! FreeBSD does it before any stack sees the segment): RSTs are ignored (RFC 1337), a new
+//! SYN above rcv_nxt ends TIME_WAIT so the listener can take it, a retransmitted FIN
+//! restarts the 2MSL timer, and anything but an exact duplicate ACK is answered with an
+//! ACK.
+
+use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_framework::seq::seq_gt;
+use plugtcp_framework::stack::{tt, ConnEvent};
+use plugtcp_framework::tcpcb::tf;
+use plugtcp_framework::TcpState;
+
+use crate::wire::{self, Parsed};
+use crate::Host;
+
+/// What became of a segment for a connection in TIME_WAIT.
+pub(crate) enum TimeWaitVerdict {
+    /// Dropped or answered: nothing more to do.
+    Done,
+    /// A new connection request: TIME_WAIT is over; the listener takes the SYN.
+    Recycle,
+}
+
+impl Host {
+    /// FreeBSD tcp_twcheck for the connection in `slot` (in TIME_WAIT).
+    pub(crate) fn time_wait_input(&mut self, slot: usize, p: &Parsed<'_>) -> TimeWaitVerdict {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return TimeWaitVerdict::Done;
+        };
+        let tp = &c.ctx.tp;
+        let f = p.flags;
+        if f & th::RST != 0 {
+            return TimeWaitVerdict::Done;
+        }
+        if f & (th::SYN | th::ACK) == th::SYN && seq_gt(p.seq, tp.rcv_nxt) {
+            c.side.stop_timers(&mut self.worker);
+            c.ctx.tp.t_state = TcpState::Closed;
+            c.side.events |= 1 << ConnEvent::Closed as u8;
+            self.after_call(slot);
+            return TimeWaitVerdict::Recycle;
+        }
+        if f & th::ACK == 0 {
+            return TimeWaitVerdict::Done;
+        }
+        let has_ts = p.opts.has(to::TSTAMP);
+        if !has_ts && tp.ts_recent != 0 && self.tunables.tolerate_missing_ts == 0 {
+            return TimeWaitVerdict::Done;
+        }
+        let tlen = p.payload.len() as u32;
+        if f & th::FIN != 0 {
+            let fin_seq = p
+                .seq
+                .wrapping_add(tlen)
+                .wrapping_add(u32::from(f & th::SYN != 0));
+            if fin_seq.wrapping_add(1) == tp.rcv_nxt {
+                let msl = self.tunables.msl.max(0) as u64 * 1_000_000;
+                c.side.start_timer(&mut self.worker, tt::TWO_MSL, 2 * msl);
+            }
+        }
+        let flags = f & (th::FIN | th::SYN | th::RST | th::PUSH | th::ACK | th::URG);
+        if flags == th::ACK && tlen == 0 && p.seq == tp.rcv_nxt && p.ack == tp.snd_nxt {
+            return TimeWaitVerdict::Done;
+        }
+        // tcp_respond: our snd_nxt and rcv_nxt, the window truncated to the scale, the
+        // timestamp option when the peer sends timestamps.
+        let tp = &c.ctx.tp;
+        let max = 65535u32 << tp.rcv_scale;
+        let win = (c.side.rcv.space().min(max as usize) as u32 >> tp.rcv_scale).min(65535);
+        let mut opts = TcpOpts::default();
+        if tp.t_flags & tf::NOOPT == 0 && tp.t_flags & tf::RCVD_TSTMP != 0 {
+            opts.flags |= to::TSTAMP;
+            opts.tsval = ((self.worker.now / 1_000_000) as u32).wrapping_add(tp.ts_offset);
+            opts.tsecr = tp.ts_recent;
+        }
+        let seg = SegOut {
+            seq: tp.snd_nxt,
+            ack: tp.rcv_nxt,
+            flags: th::ACK,
+            win: win as u16,
+            opts,
+            ..Default::default()
+        };
+        let (local, remote, ttl, port) = (
+            c.side.local,
+            c.side.remote,
+            self.worker.ttl,
+            c.side.udp_port,
+        );
+        let _ = self.worker.tx.push_tagged(wire::MAX_HEADER, port, |buf| {
+            wire::build(buf, local, remote, &seg, &[], ttl)
+        });
+        TimeWaitVerdict::Done
+    }
+}

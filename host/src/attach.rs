@@ -89,11 +89,21 @@ impl Host {
         let udp_port = self.conns[slot].as_ref().map_or(0, |c| c.side.udp_port);
         let mss = self.tunneled_mss(self.mss_for(local), udp_port);
         let local_peer = self.addrs.contains(&remote.ip());
+        let own_default = self.socket_default_mss(slot);
         let c = self.conns[slot].as_mut().ok_or(Errno::EBADF)?;
         c.side.local = key.local;
         c.side.remote = key.remote;
         let tp = &mut c.ctx.tp;
-        tp.t_maxseg = tp.t_maxseg.min(mss);
+        // An AF_INET6 socket talking to an IPv4-mapped peer is IPv4 on the wire (FreeBSD
+        // clears INC_ISIPV6): the IPv4 MSS, unless TCP_MAXSEG lowered it.
+        if key.remote.is_ipv4() {
+            tp.t_flags2 &= !tf2::INET6;
+        }
+        tp.t_maxseg = if tp.t_maxseg >= own_default {
+            mss
+        } else {
+            tp.t_maxseg.min(mss)
+        };
         if local_peer {
             tp.t_flags2 |= tf2::LOCAL_PEER;
         }
@@ -119,9 +129,12 @@ impl Host {
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 {
             return Err(Errno::EINVAL);
         }
-        let default_mss = self
-            .mtu
-            .saturating_sub(if addr.is_ipv4() { 40 } else { 60 });
+        let default_mss = self.socket_default_mss(slot);
+        let c = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::EBADF)?;
         let tp = c.ctx.tp.clone();
         let (stack, cc) = (c.stack().cloned(), c.cc().cloned());
         let side = &c.side;
@@ -131,6 +144,8 @@ impl Host {
             linger: side.linger,
             linger_time: side.linger_time,
             oobinline: side.oobinline,
+            ip_tos: side.ip_tos,
+            ip_ttl: side.ip_ttl,
             maxseg: (tp.t_maxseg < default_mss).then_some(tp.t_maxseg),
             sticky: side.sticky.as_deref().cloned().unwrap_or_default(),
         };
@@ -241,6 +256,8 @@ impl Host {
                 let (n, users) = b.map_or((String::new(), 0), |b| (b.name.clone(), b.users()));
                 function_set(&n, users).to_vec()
             }
+            // A listener takes UDP-encapsulated SYNs through the tunnel; its own t_port is 0.
+            (IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => int(0),
             (IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 let c =
                     l.cc.clone()
@@ -328,6 +345,38 @@ impl Host {
         if let Some(ttl) = ttl {
             c.side.ip_ttl = ttl;
         }
+        Ok(())
+    }
+
+    /// The MSS socket(2) gave `slot` for its family: below it, TCP_MAXSEG lowered it.
+    fn socket_default_mss(&self, slot: usize) -> u32 {
+        let v6 = self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.ctx.tp.t_flags2 & tf2::INET6 != 0 && c.side.remote.port() == 0);
+        self.mtu
+            .saturating_sub(if v6 { 60 } else { 40 })
+            .max(self.tunables.minmss.max(0) as u32)
+    }
+
+    /// IP_TOS / IP_TTL on a listener: its SYN-ACKs carry them, its connections inherit
+    /// them (FreeBSD syncache_add takes the listener's inp_ip_tos and inp_ip_ttl).
+    pub fn set_listener_ip_header(
+        &mut self,
+        lid: usize,
+        tos: Option<u8>,
+        ttl: Option<u8>,
+    ) -> Result<(), Errno> {
+        let l = self
+            .listeners
+            .get_mut(lid)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::EBADF)?;
+        if let Some(tos) = tos {
+            l.inherit.ip_tos = tos & !0x03;
+        }
+        l.inherit.ip_ttl = ttl.unwrap_or(0);
         Ok(())
     }
 

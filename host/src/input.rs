@@ -416,7 +416,7 @@ impl Host {
                 // 7323 3.2 lets a host send them after the SYNs only if both SYNs carried
                 // them (FreeBSD syncookie_lookup). Our offset is a keyed hash of the tuple,
                 // the same as the SYN-ACK used, so the peer sees one clock.
-                if self.tunables.rfc1323 != 0 && p.opts.has(to::TSTAMP) {
+                if crate::usrreq::rfc1323_ts(self.tunables.rfc1323) && p.opts.has(to::TSTAMP) {
                     e.ts_recent = Some(p.opts.tsval);
                     e.ts_offset = self.ts_offset(key);
                 }
@@ -509,7 +509,8 @@ impl Host {
             .get(lid.0 as usize)
             .and_then(Option::as_ref)
             .is_some_and(|l| l.tcpcb.t_flags & tf::NOOPT != 0);
-        let rfc1323 = self.tunables.rfc1323 != 0 && !noopt;
+        let scale_ok = crate::usrreq::rfc1323_scale(self.tunables.rfc1323) && !noopt;
+        let ts_ok = crate::usrreq::rfc1323_ts(self.tunables.rfc1323) && !noopt;
         let mut e = SynCacheEntry::new(key, p.seq, self.isn(&key), lid);
         e.port = self.arrival_port();
         e.peer_mss = if p.opts.has(to::MSS) {
@@ -517,11 +518,11 @@ impl Host {
         } else {
             self.default_peer_mss(&key)
         };
-        if rfc1323 && p.opts.has(to::WSCALE) {
+        if scale_ok && p.opts.has(to::WSCALE) {
             e.snd_wscale = Some(p.opts.wscale.min(14));
             e.rcv_wscale = self.rcv_wscale();
         }
-        if rfc1323 && p.opts.has(to::TSTAMP) {
+        if ts_ok && p.opts.has(to::TSTAMP) {
             e.ts_recent = Some(p.opts.tsval);
             e.ts_offset = self.ts_offset(&key);
         }
@@ -617,7 +618,17 @@ impl Host {
             opts: o,
             ..Default::default()
         };
-        self.send_raw(&e.key, &seg, e.port);
+        // The listener's IP_TOS and IP_TTL (FreeBSD sc_ip_tos, sc_ip_ttl).
+        let (tos, ttl) = self
+            .listeners
+            .get(e.listener.0 as usize)
+            .and_then(Option::as_ref)
+            .map_or((0, 0), |l| (l.inherit.ip_tos, l.inherit.ip_ttl));
+        let ttl = if ttl == 0 { self.worker.ttl } else { ttl };
+        let (local, remote) = (e.key.local, e.key.remote);
+        let _ = self.worker.tx.push_tagged(wire::MAX_HEADER, e.port, |buf| {
+            wire::build_with_tos(buf, local, remote, &seg, &[], ttl, tos)
+        });
     }
 
     /// The connection a completed handshake makes (syncache_socket): SYN_RECEIVED with the
@@ -700,6 +711,8 @@ impl Host {
         }
         side.linger = inherit.linger;
         side.linger_time = inherit.linger_time;
+        side.ip_tos = inherit.ip_tos;
+        side.ip_ttl = inherit.ip_ttl;
         side.oobinline = inherit.oobinline;
         if !inherit.sticky.is_empty() {
             side.sticky = Some(Box::new(inherit.sticky.clone()));
@@ -773,6 +786,13 @@ impl Host {
             return;
         };
         let events = std::mem::take(&mut c.side.events);
+        // FreeBSD: data for a socket that can receive no more (SBS_CANTRCVMORE, after
+        // shutdown(SHUT_RD)) is acknowledged and thrown away; the window stays open.
+        if c.side.rd_shut && c.side.rcv.readable() > 0 {
+            let n = c.side.rcv.readable();
+            c.side.rcv.consume(&mut self.worker.pool, n);
+            c.side.read_pos += n as u64;
+        }
         if events & (1 << ConnEvent::Urgent as u8) != 0 {
             // The urgent byte is the one before rcv_up; place it in the stream relative to
             // what is readable now (a pointer may run ahead of the data).

@@ -49,6 +49,10 @@ pub struct ListenerInherit {
     /// The SO_LINGER time last set, on or off.
     pub linger_time: u32,
     pub oobinline: bool,
+    /// IP_TOS / IPV6_TCLASS and IP_TTL / IPV6_UNICAST_HOPS (0: the default) for its
+    /// SYN-ACKs and connections.
+    pub ip_tos: u8,
+    pub ip_ttl: u8,
     /// TCP_MAXSEG: the MSS its SYN-ACKs offer and its connections use at most.
     pub maxseg: Option<u32>,
     pub sticky: StickyOpts,
@@ -367,9 +371,14 @@ impl Host {
         tp.snd_up = iss;
         tp.snd_recover = iss;
         tp.t_starttime = self.worker.now;
-        if t.rfc1323 != 0 {
-            tp.t_flags |= tf::REQ_SCALE | tf::REQ_TSTMP;
+        // FreeBSD tcp_newtcpcb: rfc1323 1 asks for both, 2 for window scaling only, 3 for
+        // timestamps only.
+        if rfc1323_scale(t.rfc1323) {
+            tp.t_flags |= tf::REQ_SCALE;
             tp.request_r_scale = wscale;
+        }
+        if rfc1323_ts(t.rfc1323) {
+            tp.t_flags |= tf::REQ_TSTMP;
             tp.ts_offset = ts_offset;
         }
         let _ = self.with_conn(slot, |c, w| c.output(w));
@@ -800,11 +809,16 @@ impl Host {
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => {
                 let v = opt.int()?;
+                if v != 0 && self.tunables.udp_tunneling_port == 0 {
+                    return Err(Errno::EINVAL);
+                }
                 let c = self.conn_mut(slot)?;
-                // tcp(4): "It can only be set on a closed TCP socket."
+                // tcp(4): "It can only be set on a closed TCP socket", and FreeBSD wants
+                // the tunnel (net.inet.tcp.udp_tunneling_port) there first.
                 if c.ctx.tp.t_state != TcpState::Closed || !(0..=65535).contains(&v) {
                     return Err(Errno::EINVAL);
                 }
+
                 c.side.udp_port = v as u16;
                 Ok(())
             }
@@ -1136,3 +1150,13 @@ pub fn parse_function_set(b: &[u8]) -> Option<(String, u32)> {
 
 /// SOL_SOCKET option names (FreeBSD values).
 pub use plugtcp_framework::sockopt::{SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF};
+
+/// net.inet.tcp.rfc1323 asks for window scaling (1 or 2).
+pub(crate) fn rfc1323_scale(v: i64) -> bool {
+    matches!(v, 1 | 2)
+}
+
+/// net.inet.tcp.rfc1323 asks for timestamps (1 or 3).
+pub(crate) fn rfc1323_ts(v: i64) -> bool {
+    matches!(v, 1 | 3)
+}

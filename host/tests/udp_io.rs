@@ -104,8 +104,13 @@ fn transfer_with(
     let port = port_rx.recv().unwrap();
     let data = payload(len, 0x9e37_79b9_7f4a_7c15);
     let default_port = (!per_connection_port).then_some(port);
-    let (io, _) = backend((LOCALHOST, 0).into(), default_port, faults.as_ref(), 200);
+    let (io, tunnel) = backend((LOCALHOST, 0).into(), default_port, faults.as_ref(), 200);
     let mut a = IoHost::new(host(), io);
+    // The backend is this host's tunnel: FreeBSD takes TCP_REMOTE_UDP_ENCAPS_PORT only
+    // with net.inet.tcp.udp_tunneling_port set.
+    a.host
+        .sysctl_set("net.inet.tcp.udp_tunneling_port", &tunnel.to_string())
+        .unwrap();
     if let Some(path) = capture {
         a.capture(path).unwrap();
     }

@@ -784,9 +784,10 @@ fn send(r: &mut Runner<'_>, fd: i32, len: usize, flags: i32) -> R<Step> {
 }
 
 /// Whether a call on `fd` that would block should wait (a blocking descriptor, no
-/// MSG_DONTWAIT).
+/// MSG_DONTWAIT). recv(MSG_OOB) never waits (FreeBSD soreceive_rcvoob: EWOULDBLOCK until
+/// the urgent byte is there).
 fn waits(r: &Runner<'_>, fd: i32, flags: i32) -> bool {
-    !r.posix.is_nonblocking(fd) && flags & MSG_DONTWAIT == 0
+    !r.posix.is_nonblocking(fd) && flags & (MSG_DONTWAIT | crate::posix::consts::MSG_OOB) == 0
 }
 
 fn resume(r: &mut Runner<'_>, what: Resume) -> R<Step> {

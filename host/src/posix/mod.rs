@@ -87,6 +87,8 @@ struct File {
     /// The connection's error was reported to the application (FreeBSD clears so_error
     /// when a call returns it).
     error_reported: bool,
+    /// A listener's pending error (FreeBSD so_error): shutdown(2) aborts accept once.
+    listen_error: Option<Errno>,
 }
 
 /// One entry of poll(2)'s array.
@@ -194,10 +196,13 @@ impl Posix {
             rcvlowat: 1,
             sndtimeo: [0; 16],
             rcvtimeo: [0; 16],
-            v6only: false,
+            // FreeBSD: net.inet6.ip6.v6only is 1, so an AF_INET6 socket is IPv6 only
+            // until IPV6_V6ONLY is cleared.
+            v6only: family == Family::Inet6,
             tos: None,
             ttl: None,
             error_reported: false,
+            listen_error: None,
         }))
     }
 
@@ -231,7 +236,17 @@ impl Posix {
         if f.bound.is_some() || !matches!(f.kind, Kind::Fresh(_)) {
             return Err(Errno::EINVAL);
         }
-        let addr = Self::host_addr(f, addr)?;
+        // FreeBSD tcp_usr_bind: "must check for multicast addresses and disallow binding
+        // to them".
+        if addr.ip().is_multicast() {
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        // FreeBSD in6_pcbbind: an IPv4-mapped address on an IPv6-only socket is no
+        // address of this host.
+        let addr = match Self::host_addr(f, addr) {
+            Err(Errno::EINVAL) => return Err(Errno::EADDRNOTAVAIL),
+            r => r?,
+        };
         let reuse = f.so_options & (SO_REUSEADDR | SO_REUSEPORT) != 0;
         let bound = h.table.reserve_addr(addr, reuse)?;
         self.file_mut(fd)?.bound = Some(bound);
@@ -281,6 +296,9 @@ impl Posix {
         let Kind::Listening(lid) = f.kind else {
             return Err(Errno::EINVAL);
         };
+        if let Some(e) = self.file_mut(fd)?.listen_error.take() {
+            return Err(e);
+        }
         let slot = h.accept(lid)?;
         let peer = h.peer_addr(slot).ok_or(Errno::ECONNABORTED)?;
         let nfd = self.install(File {
@@ -308,6 +326,12 @@ impl Posix {
             }),
             Kind::Fresh(slot) => {
                 let remote = Self::host_addr(&f, addr)?;
+                // FreeBSD tcp_usr_connect: no TCP to a multicast or broadcast address.
+                match remote.ip() {
+                    ip if ip.is_multicast() => return Err(Errno::EAFNOSUPPORT),
+                    IpAddr::V4(v4) if v4.is_broadcast() => return Err(Errno::EACCES),
+                    _ => {}
+                }
                 if let Some(b) = f.bound {
                     h.table.release_addr(b);
                 }
@@ -397,6 +421,20 @@ impl Posix {
             }
             return Ok(0);
         }
+        // FreeBSD soreceive on a non-blocking socket (without MSG_DONTWAIT): fewer bytes
+        // than SO_RCVLOWAT (and than asked for) are not worth returning yet.
+        let f = self.file(fd)?;
+        let want = buf.len().min(f.rcvlowat.max(1) as usize);
+        let queued = h.readable(slot);
+        if f.nonblock
+            && flags & MSG_DONTWAIT == 0
+            && queued > 0
+            && queued < want
+            && !h.read_closed(slot)
+            && h.tcpcb(slot).is_some_and(|tp| tp.t_softerror == 0)
+        {
+            return Err(Errno::EAGAIN);
+        }
         let r = if flags & MSG_PEEK != 0 {
             h.recv_peek(slot, buf)
         } else {
@@ -459,6 +497,14 @@ impl Posix {
             SHUT_RDWR => Shutdown::Both,
             _ => return Err(Errno::EINVAL),
         };
+        // FreeBSD soshutdown on a listener: not connected, but a blocked accept(2) is
+        // woken with ECONNABORTED (once).
+        if matches!(self.file(fd)?.kind, Kind::Listening(_)) {
+            if how != Shutdown::Write {
+                self.file_mut(fd)?.listen_error = Some(Errno::ECONNABORTED);
+            }
+            return Err(Errno::ENOTCONN);
+        }
         let slot = self.connected_slot(fd)?;
         match h.state(slot) {
             Some(TcpState::Closed) | None if h.tcpcb(slot).is_some_and(|tp| tp.iss == 0) => {
@@ -601,8 +647,13 @@ impl Posix {
                     fm.ttl = value;
                 }
                 let (tos, ttl) = (fm.tos, fm.ttl);
-                if let Kind::Conn(slot) = f.kind {
-                    h.set_ip_header(slot, tos, Some(ttl.unwrap_or(0)))?;
+                // From the SYN on (FreeBSD tcpip_fillheaders), and for a listener its
+                // SYN-ACKs and the connections it accepts.
+                match f.kind {
+                    Kind::Conn(slot) | Kind::Fresh(slot) => {
+                        h.set_ip_header(slot, tos, Some(ttl.unwrap_or(0)))?
+                    }
+                    Kind::Listening(lid) => h.set_listener_ip_header(lid, tos, ttl)?,
                 }
                 Ok(())
             }
@@ -702,8 +753,9 @@ impl Posix {
             (IPPROTO_IPV6, IPV6_TCLASS) if f.family == Family::Inet6 => {
                 put_int(f.tos.map_or(-1, i32::from))
             }
+            // -1 until set: "the kernel's default" (FreeBSD in6p_hops).
             (IPPROTO_IPV6, IPV6_UNICAST_HOPS) if f.family == Family::Inet6 => {
-                put_int(i32::from(f.ttl.unwrap_or(h.worker.ttl)))
+                put_int(f.ttl.map_or(-1, i32::from))
             }
             (IPPROTO_IPV6, IPV6_V6ONLY) if f.family == Family::Inet6 => {
                 put_int(i32::from(f.v6only))

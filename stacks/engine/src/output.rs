@@ -342,6 +342,12 @@ fn syn_ecn_flags(tp: &Tcpcb, ecn_enable: u32, maxretries: u32) -> u16 {
 /// (challenge ACKs): no FIN, no data, the window truncated to the scale, the timestamp
 /// option when the peer sends timestamps; nothing of the connection's state changes.
 pub(crate) fn respond_ack(cx: &mut StackCtx) {
+    let seq = cx.tp.snd_nxt;
+    respond_ack_at(cx, seq);
+}
+
+/// [`respond_ack`] at sequence number `seq` (a keepalive probe's snd_una - 1).
+pub(crate) fn respond_ack_at(cx: &mut StackCtx, seq: u32) {
     let tp = &cx.tp;
     let max = TCP_MAXWIN << tp.rcv_scale;
     let win = (cx.host.rcv_space().min(max) >> tp.rcv_scale).min(TCP_MAXWIN) as u16;
@@ -352,7 +358,7 @@ pub(crate) fn respond_ack(cx: &mut StackCtx) {
         opts.tsecr = tp.ts_recent;
     }
     let seg = SegOut {
-        seq: tp.snd_nxt,
+        seq,
         ack: tp.rcv_nxt,
         flags: th::ACK,
         win,
@@ -656,15 +662,16 @@ fn maybe_pure_ack(base: &mut Engine, cx: &mut StackCtx) -> bool {
 /// FreeBSD tcp_output: a window update is worth a segment of its own when the window
 /// grows by two segments and that is a quarter of the buffer (or the buffer is small or
 /// nearly full, or the growth reaches the largest window), or by half the buffer; never
-/// while a delayed ACK is pending (it will carry the window), after the peer's FIN, or
-/// when the scaled window would not change.
+/// after the peer's FIN, or when the scaled window would not change. (FreeBSD's "not while
+/// a delayed ACK is pending" looks at TF_DELACK, which lives only inside tcp_input; a
+/// read finds it clear and the update takes the delayed ACK along.)
 fn window_update_due(cx: &StackCtx) -> bool {
     let tp = &cx.tp;
     let rcvd_fin = matches!(
         tp.t_state,
         TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait
     );
-    if !tp.t_state.have_established() || rcvd_fin || tp.t_flags & tf::DELACK != 0 {
+    if !tp.t_state.have_established() || rcvd_fin {
         return false;
     }
     let max_win = TCP_MAXWIN << tp.rcv_scale;

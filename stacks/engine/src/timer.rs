@@ -7,7 +7,7 @@ use plugtcp_framework::tcpcb::{tf, tf2};
 use plugtcp_framework::{Errno, TcpState};
 
 use crate::input::{keepalive_on, keepidle_ns};
-use crate::output::{self, send_seg};
+use crate::output;
 use crate::{ctr, tcp_close, tcp_drop, Engine, TCP_MAXRXTSHIFT};
 
 /// FreeBSD TCPTV_PERSMAX.
@@ -213,8 +213,9 @@ fn keep(base: &mut Engine, cx: &mut StackCtx) {
     base.keep_probes += 1;
     cx.count(ctr::KEEPPROBE, 1);
     cx.tp.t_keepprobe += 1;
+    // FreeBSD sends it with tcp_respond: a bare ACK, the window truncated to the scale.
     let seq = cx.tp.snd_una.wrapping_sub(1);
-    send_probe(base, cx, seq);
+    output::respond_ack_at(cx, seq);
     cx.host.timer_start(tt::KEEP, intvl);
 }
 
@@ -228,10 +229,4 @@ fn cork_fire(base: &mut Engine, cx: &mut StackCtx) {
     if cx.tp.t_flags2 & tf2::CORK != 0 && cx.tp.t_state.have_established() {
         base.push_now(cx);
     }
-}
-
-fn send_probe(base: &mut Engine, cx: &mut StackCtx, seq: u32) {
-    // send_seg treats a segment at or below snd_max with no payload and no SYN/FIN as a pure
-    // ACK, which is what a keepalive probe is.
-    send_seg(base, cx, seq, 0, 0);
 }

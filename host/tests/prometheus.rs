@@ -177,10 +177,10 @@ fn start_prometheus(bin: &Path, dir: &Path, target: SocketAddr, g: &mut Guard) -
     prom
 }
 
-const SENT: &str = "plugtcp_tcp_sent_bytes_total{stack=\"base\",cc=\"cubic\"}";
-const RECEIVED: &str = "plugtcp_tcp_received_bytes_total{stack=\"base\",cc=\"cubic\"}";
+const SENT: &str = "plugtcp_tcp_sent_bytes_total{stack=\"base\",cc=\"newreno\"}";
+const RECEIVED: &str = "plugtcp_tcp_received_bytes_total{stack=\"base\",cc=\"newreno\"}";
 const OUT_SEGS: &str = "plugtcp_tcp_out_segs_total";
-const SENT_SEGS: &str = "plugtcp_tcp_sent_segs_total{stack=\"base\",cc=\"cubic\"}";
+const SENT_SEGS: &str = "plugtcp_tcp_sent_segs_total{stack=\"base\",cc=\"newreno\"}";
 const PASSIVE: &str = "plugtcp_tcp_passive_opens_total";
 /// The largest MSS a 1500-byte path can carry: a lower bound on segments per byte.
 const MAX_MSS: usize = 1460;

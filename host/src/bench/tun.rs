@@ -64,10 +64,13 @@ fn kernel_sender(
 fn plugtcp_receive(ns: &Netns, bytes: u64, vnet_hdr: bool) -> Result<f64, String> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<mpsc::Sender<()>, String>>();
     let name = ns.name().to_string();
+    // One device name per run: the kernel unregisters a closed TUN device asynchronously, so
+    // reusing the name right after the previous run can meet EBUSY.
+    let dev = if vnet_hdr { "pbench1" } else { "pbench0" };
     let receiver = std::thread::spawn(move || -> Result<f64, String> {
         let setup = (|| {
             netns::enter(&name).map_err(|e| e.to_string())?;
-            TunIo::open_with("pbench0", vnet_hdr).map_err(|e| e.to_string())
+            TunIo::open_with(dev, vnet_hdr).map_err(|e| e.to_string())
         })();
         let tun = match setup {
             Ok(t) => t,
@@ -123,15 +126,8 @@ fn plugtcp_receive(ns: &Netns, bytes: u64, vnet_hdr: bool) -> Result<f64, String
         .map_err(|_| "receiver thread died".to_string())??;
     let cfg = (|| {
         ns.ok(&["ip", "link", "set", "lo", "up"])?;
-        ns.ok(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{TUN_KERNEL}/24"),
-            "dev",
-            "pbench0",
-        ])?;
-        ns.ok(&["ip", "link", "set", "pbench0", "up"])
+        ns.ok(&["ip", "addr", "add", &format!("{TUN_KERNEL}/24"), "dev", dev])?;
+        ns.ok(&["ip", "link", "set", dev, "up"])
     })();
     let _ = go.send(());
     cfg.map_err(|e| e.to_string())?;

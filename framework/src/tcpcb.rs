@@ -60,6 +60,12 @@ impl TcpState {
     pub fn have_established(self) -> bool {
         self >= TcpState::Established
     }
+
+    /// Our side has closed (FIN_WAIT_1 and after: `t_state > TCPS_CLOSE_WAIT`): no more
+    /// data may be sent.
+    pub fn sent_close(self) -> bool {
+        self > TcpState::CloseWait
+    }
 }
 
 /// A new connection's ssthresh: FreeBSD tcp_newtcpcb's `TCP_MAXWIN << TCP_MAX_WINSHIFT`,

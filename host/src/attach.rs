@@ -50,11 +50,7 @@ impl Host {
         remote: SocketAddr,
         local: Option<SocketAddr>,
     ) -> Result<(), Errno> {
-        let c = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let tp = &c.ctx.tp;
         if tp.t_state != TcpState::Closed || tp.iss != 0 {
             return Err(Errno::EISCONN);
@@ -121,20 +117,12 @@ impl Host {
         backlog: usize,
         reuse_addr: bool,
     ) -> Result<usize, Errno> {
-        let c = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 {
             return Err(Errno::EINVAL);
         }
         let default_mss = self.socket_default_mss(slot);
-        let c = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let tp = c.ctx.tp.clone();
         let (stack, cc) = (c.stack().cloned(), c.cc().cloned());
         let side = &c.side;
@@ -181,10 +169,7 @@ impl Host {
 
     /// Connections waiting in a listener's accept queue.
     pub fn accept_queue_len(&self, lid: usize) -> usize {
-        self.listeners
-            .get(lid)
-            .and_then(Option::as_ref)
-            .map_or(0, |l| l.accept_q.len())
+        self.listener_at(lid).map_or(0, |l| l.accept_q.len())
     }
 
     /// getsockopt on a listener: what it would pass on to its connections, or the system
@@ -197,11 +182,7 @@ impl Host {
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
         let t = self.tunables.clone();
-        let l = self
-            .listeners
-            .get(lid)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::EBADF)?;
+        let l = self.listener_at(lid).ok_or(Errno::EBADF)?;
         let tp = &l.tcpcb;
         let int = |v: i64| {
             (v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
@@ -280,11 +261,7 @@ impl Host {
     /// recv(MSG_PEEK): received bytes copied out without consuming them; Ok(0) at end of
     /// stream, EAGAIN when nothing is there, the connection's error once it failed.
     pub fn recv_peek(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
-        let c = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let side = &c.side;
         // Stop at the urgent mark, as a read would.
         let limit = match side.urg {
@@ -311,17 +288,12 @@ impl Host {
 
     /// Room in the send buffer (what a write may take now).
     pub fn send_space(&self, slot: usize) -> usize {
-        self.conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .map_or(0, |c| c.side.snd.space())
+        self.conn_at(slot).map_or(0, |c| c.side.snd.space())
     }
 
     /// Whether the peer's FIN (or a shutdown of our read side) ended the stream.
     pub fn read_closed(&self, slot: usize) -> bool {
-        self.conns
-            .get(slot)
-            .and_then(Option::as_ref)
+        self.conn_at(slot)
             .is_some_and(|c| c.ctx.tp.t_flags2 & tf2::FIN_RCVD != 0 || c.side.rd_shut)
     }
 
@@ -351,9 +323,7 @@ impl Host {
     /// The MSS socket(2) gave `slot` for its family: below it, TCP_MAXSEG lowered it.
     fn socket_default_mss(&self, slot: usize) -> u32 {
         let v6 = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
+            .conn_at(slot)
             .is_some_and(|c| c.ctx.tp.t_flags2 & tf2::INET6 != 0 && c.side.remote.port() == 0);
         self.mtu
             .saturating_sub(if v6 { 60 } else { 40 })

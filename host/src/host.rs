@@ -140,6 +140,16 @@ pub fn builtin_function_blocks() -> Vec<TcpFunctionBlockRef> {
 }
 
 impl Host {
+    /// The connection in `slot`, if one lives there.
+    pub(crate) fn conn_at(&self, slot: usize) -> Option<&Conn> {
+        self.conns.get(slot)?.as_deref()
+    }
+
+    /// The listener with index `lid`, if it is open.
+    pub(crate) fn listener_at(&self, lid: usize) -> Option<&Listener> {
+        self.listeners.get(lid)?.as_ref()
+    }
+
     /// A host with an empty registry whose secrets (ISN key, cookie secrets, hash keys,
     /// ports, timestamp offsets) come from the operating system's CSPRNG: a real host.
     pub fn empty(search_path: SearchPath) -> Self {

@@ -187,11 +187,13 @@ impl Host {
             return;
         };
         let slot = slot as usize;
-        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+        let Some(c) = self.conn_at(slot) else {
             return;
         };
         let tp = &c.ctx.tp;
-        if !(seq_geq(e.seq, tp.snd_una) && seq_lt(e.seq, tp.snd_max)) {
+        let in_flight = seq_geq(e.seq, tp.snd_una) && seq_lt(e.seq, tp.snd_max);
+        let syn_sent = tp.t_state == TcpState::SynSent;
+        if !in_flight {
             self.stats.icmp_ignored += 1;
             return;
         }
@@ -199,7 +201,7 @@ impl Host {
         match e.cmd {
             IcmpCmd::MsgSize(mtu) => self.mtu_discovered(slot, &e, mtu),
             IcmpCmd::HardUnreach(err) if self.tunables.icmp_may_rst != 0 => {
-                if tp.t_state == TcpState::SynSent {
+                if syn_sent {
                     self.drop_conn(slot, err);
                 }
             }
@@ -267,7 +269,7 @@ impl Host {
     /// FreeBSD tcp_drop(tp, err): a RST to a synchronized peer, timers stopped, the
     /// connection closed with `err` for the application.
     pub(crate) fn drop_conn(&mut self, slot: usize, err: Errno) {
-        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+        let Some(c) = self.conn_at(slot) else {
             return;
         };
         if matches!(c.ctx.tp.t_state, TcpState::Closed | TcpState::TimeWait) {

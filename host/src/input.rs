@@ -330,7 +330,7 @@ impl Host {
         let Some(entry) = self.expand(lid, &key, p, now) else {
             return;
         };
-        let Some(l) = self.listeners.get(lid.0 as usize).and_then(Option::as_ref) else {
+        let Some(l) = self.listener_at(lid.0 as usize) else {
             return;
         };
         // Connections not yet accepted count against the backlog, the half-open ones (made,
@@ -451,9 +451,7 @@ impl Host {
     /// 2.2).
     fn synack_window(&self, lid: ListenerId) -> u32 {
         let rcvbuf = self
-            .listeners
-            .get(lid.0 as usize)
-            .and_then(Option::as_ref)
+            .listener_at(lid.0 as usize)
             .and_then(|l| l.inherit.rcvbuf)
             .unwrap_or(self.tunables.recvspace as usize);
         rcvbuf.min(65535) as u32
@@ -505,9 +503,7 @@ impl Host {
         // TCP_NOOPT on the listener: a SYN-ACK without options, and none agreed (FreeBSD
         // SCF_NOOPT).
         let noopt = self
-            .listeners
-            .get(lid.0 as usize)
-            .and_then(Option::as_ref)
+            .listener_at(lid.0 as usize)
             .is_some_and(|l| l.tcpcb.t_flags & tf::NOOPT != 0);
         let scale_ok = crate::usrreq::rfc1323_scale(self.tunables.rfc1323) && !noopt;
         let ts_ok = crate::usrreq::rfc1323_ts(self.tunables.rfc1323) && !noopt;
@@ -589,9 +585,7 @@ impl Host {
 
     fn send_synack(&mut self, e: &SynCacheEntry) {
         let maxseg = self
-            .listeners
-            .get(e.listener.0 as usize)
-            .and_then(Option::as_ref)
+            .listener_at(e.listener.0 as usize)
             .and_then(|l| l.inherit.maxseg);
         let mut o = TcpOpts {
             flags: if e.noopt { 0 } else { to::MSS },
@@ -620,9 +614,7 @@ impl Host {
         };
         // The listener's IP_TOS and IP_TTL (FreeBSD sc_ip_tos, sc_ip_ttl).
         let (tos, ttl) = self
-            .listeners
-            .get(e.listener.0 as usize)
-            .and_then(Option::as_ref)
+            .listener_at(e.listener.0 as usize)
             .map_or((0, 0), |l| (l.inherit.ip_tos, l.inherit.ip_ttl));
         let ttl = if ttl == 0 { self.worker.ttl } else { ttl };
         let (local, remote) = (e.key.local, e.key.remote);
@@ -897,7 +889,7 @@ impl Host {
     /// Takes a connection out of the table and frees it.
     pub(crate) fn free_conn(&mut self, slot: usize) {
         self.last_demux = None;
-        if let Some(c) = self.conns.get(slot).and_then(Option::as_ref) {
+        if let Some(c) = self.conns.get(slot).and_then(|c| c.as_deref()) {
             let key = ConnKey::new(c.side.local, c.side.remote);
             if self.table.lookup_conn(&key) == Some(ConnId(slot as u32)) {
                 self.table.remove_conn(&key);
@@ -926,8 +918,7 @@ impl Host {
             let d = self
                 .conns
                 .get(slot)
-                .and_then(Option::as_ref)
-                .and_then(|c| c.side.deferred_until);
+                .and_then(|c| c.as_deref()?.side.deferred_until);
             match d {
                 Some(t) if t <= now => {
                     due.push(slot);

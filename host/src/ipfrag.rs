@@ -129,6 +129,20 @@ struct Datagram {
 }
 
 impl Datagram {
+    /// Nothing received yet; dropped at `deadline`.
+    fn new(deadline: u64) -> Self {
+        Datagram {
+            deadline,
+            head: None,
+            v6: None,
+            ranges: Vec::new(),
+            data: Vec::new(),
+            total: None,
+            frags: 0,
+            poisoned: false,
+        }
+    }
+
     fn held(&self) -> usize {
         self.data.len() + self.head.as_ref().map_or(0, Vec::len)
     }
@@ -235,19 +249,8 @@ impl Reassembler {
         };
         if !self.queues.contains_key(&f.key) {
             self.make_room(f.data.len() + f.head.len());
-            self.queues.insert(
-                f.key,
-                Datagram {
-                    deadline: now.saturating_add(timeout),
-                    head: None,
-                    v6: None,
-                    ranges: Vec::new(),
-                    data: Vec::new(),
-                    total: None,
-                    frags: 0,
-                    poisoned: false,
-                },
-            );
+            self.queues
+                .insert(f.key, Datagram::new(now.saturating_add(timeout)));
             self.next_deadline = self.next_deadline.min(now.saturating_add(timeout));
         }
         let limits = self.limits;
@@ -278,13 +281,7 @@ impl Reassembler {
             self.bytes -= d.held();
             *d = Datagram {
                 poisoned: true,
-                head: None,
-                v6: None,
-                ranges: Vec::new(),
-                data: Vec::new(),
-                total: None,
-                frags: 0,
-                deadline: d.deadline,
+                ..Datagram::new(d.deadline)
             };
             self.stats.dropped += 1;
             return FragOutcome::Dropped;

@@ -348,11 +348,7 @@ impl Host {
     /// connect(2) for a connection made by [`Host::socket`]: SYN_SENT, and the stack sends
     /// the SYN. EISCONN once it started.
     pub fn start_connect(&mut self, slot: usize) -> Result<(), Errno> {
-        let c = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::EBADF)?;
+        let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 || c.side.listener.is_some() {
             return Err(Errno::EISCONN);
         }
@@ -399,16 +395,7 @@ impl Host {
             return Err(Errno(c.ctx.tp.t_softerror));
         }
         let tp = &c.ctx.tp;
-        if c.side.wr_shut
-            || matches!(
-                tp.t_state,
-                TcpState::FinWait1
-                    | TcpState::FinWait2
-                    | TcpState::Closing
-                    | TcpState::LastAck
-                    | TcpState::TimeWait
-            )
-        {
+        if c.side.wr_shut || tp.t_state.sent_close() {
             return Err(Errno::EPIPE);
         }
         if tp.t_state == TcpState::Closed {
@@ -489,7 +476,7 @@ impl Host {
             self.after_call(slot);
             return Ok(n);
         }
-        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+        let Some(c) = self.conn_at(slot) else {
             return Err(Errno::EBADF);
         };
         let tp = &c.ctx.tp;
@@ -567,9 +554,7 @@ impl Host {
 
     /// SIOCATMARK: the read head is at the urgent mark.
     pub fn at_mark(&self, slot: usize) -> bool {
-        self.conns
-            .get(slot)
-            .and_then(Option::as_ref)
+        self.conn_at(slot)
             .and_then(|c| {
                 c.side
                     .urg
@@ -581,18 +566,12 @@ impl Host {
 
     /// Bytes waiting to be read (SIOCINQ / FIONREAD).
     pub fn readable(&self, slot: usize) -> usize {
-        self.conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .map_or(0, |c| c.side.rcv.readable())
+        self.conn_at(slot).map_or(0, |c| c.side.rcv.readable())
     }
 
     /// Bytes not yet acknowledged by the peer (SIOCOUTQ).
     pub fn unacked(&self, slot: usize) -> usize {
-        self.conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .map_or(0, |c| c.side.snd.len())
+        self.conn_at(slot).map_or(0, |c| c.side.snd.len())
     }
 
     /// tcp_usrclosed: closing our direction moves the state machine and the stack sends
@@ -689,7 +668,7 @@ impl Host {
 
     /// A RST to the peer of a synchronized connection (FreeBSD tcp_drop's tcp_respond).
     pub(crate) fn rst_peer(&mut self, slot: usize) {
-        let Some(c) = self.conns.get(slot).and_then(Option::as_ref) else {
+        let Some(c) = self.conn_at(slot) else {
             return;
         };
         let tp = &c.ctx.tp;
@@ -711,7 +690,7 @@ impl Host {
 
     /// Drops the connection with a RST (tcp_drop), and frees it.
     pub fn abort(&mut self, slot: usize) {
-        if self.conns.get(slot).and_then(Option::as_ref).is_none() {
+        if self.conn_at(slot).is_none() {
             return;
         }
         self.rst_peer(slot);
@@ -887,12 +866,7 @@ impl Host {
     /// Sets the options the host remembers for `slot` on its (new) stack again; an option
     /// the stack does not know is left out (a switch must not fail for it).
     pub(crate) fn replay_sticky(&mut self, slot: usize) {
-        let Some(sticky) = self
-            .conns
-            .get(slot)
-            .and_then(Option::as_ref)
-            .and_then(|c| c.side.sticky.clone())
-        else {
+        let Some(sticky) = self.conn_at(slot).and_then(|c| c.side.sticky.clone()) else {
             return;
         };
         for (name, val) in sticky.iter() {

@@ -43,6 +43,19 @@ fn set(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(),
     h.setsockopt(slot, IPPROTO_TCP, name, &v.to_ne_bytes())
 }
 
+/// SO_KEEPALIVE on, probing after `idle` s of silence every `intvl` s.
+fn keepalive(h: &mut plugtcp_host::Host, slot: usize, idle: i32, intvl: i32) {
+    h.setsockopt(
+        slot,
+        plugtcp_framework::sockopt::SOL_SOCKET,
+        SO_KEEPALIVE,
+        &1i32.to_ne_bytes(),
+    )
+    .unwrap();
+    set(h, slot, sockopt::TCP_KEEPIDLE, idle).unwrap();
+    set(h, slot, sockopt::TCP_KEEPINTVL, intvl).unwrap();
+}
+
 #[test]
 fn nagle_holds_small_segments_and_nodelay_does_not() {
     for nodelay in [false, true] {
@@ -341,16 +354,7 @@ fn user_timeout_bounds_zero_window_probing() {
 fn user_timeout_overrides_keepalive_count() {
     let mut net = net(38);
     let (c, _s) = established(&mut net);
-    net.a
-        .setsockopt(
-            c,
-            plugtcp_framework::sockopt::SOL_SOCKET,
-            SO_KEEPALIVE,
-            &1i32.to_ne_bytes(),
-        )
-        .unwrap();
-    set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 10).unwrap();
-    set(&mut net.a, c, sockopt::TCP_KEEPINTVL, 2).unwrap();
+    keepalive(&mut net.a, c, 10, 2);
     set(&mut net.a, c, sockopt::TCP_USER_TIMEOUT, 5_000).unwrap();
     net.drop_if = Some(Box::new(|a_to_b, _| a_to_b));
     let t0 = net.now;
@@ -365,16 +369,7 @@ fn user_timeout_overrides_keepalive_count() {
 fn keepalive_probes_then_drops_a_dead_peer() {
     let mut net = net(25);
     let (c, s) = established(&mut net);
-    net.a
-        .setsockopt(
-            c,
-            plugtcp_framework::sockopt::SOL_SOCKET,
-            SO_KEEPALIVE,
-            &1i32.to_ne_bytes(),
-        )
-        .unwrap();
-    set(&mut net.a, c, sockopt::TCP_KEEPIDLE, 10).unwrap();
-    set(&mut net.a, c, sockopt::TCP_KEEPINTVL, 2).unwrap();
+    keepalive(&mut net.a, c, 10, 2);
     set(&mut net.a, c, sockopt::TCP_KEEPCNT, 3).unwrap();
     // 0 means the system default (FreeBSD), a negative value is refused.
     assert_eq!(set(&mut net.a, c, sockopt::TCP_KEEPCNT, 0), Ok(()));

@@ -564,26 +564,20 @@ fn socket_options_survive_a_switch() {
     let (c, _s) = established(&mut net);
     let h = &mut net.a;
     let int = |v: i32| v.to_ne_bytes();
-    for (name, v) in [
+    let options = [
         (sockopt::TCP_WINDOW_CLAMP, 20_000),
         (sockopt::TCP_SYNCNT, 4),
         (sockopt::TCP_LINGER2, 17),
         (sockopt::TCP_QUICKACK, 1),
         (sockopt::TCP_NODELAY, 1),
         (sockopt::TCP_MAXSEG, 1200),
-    ] {
+    ];
+    for (name, v) in options {
         h.setsockopt(c, IPPROTO_TCP, name, &int(v)).unwrap();
     }
     for block in ["rack", "base", "rack"] {
         set_blk(h, c, block).unwrap();
-        for (name, v) in [
-            (sockopt::TCP_WINDOW_CLAMP, 20_000),
-            (sockopt::TCP_SYNCNT, 4),
-            (sockopt::TCP_LINGER2, 17),
-            (sockopt::TCP_QUICKACK, 1),
-            (sockopt::TCP_NODELAY, 1),
-            (sockopt::TCP_MAXSEG, 1200),
-        ] {
+        for (name, v) in options {
             // FreeBSD reads TCP_NODELAY back as its t_flags bit (TF_NODELAY, 4).
             let want = if name == sockopt::TCP_NODELAY { 4 } else { v };
             assert_eq!(

@@ -509,6 +509,26 @@ impl<'a> Runner<'a> {
         self.sockets.iter().rposition(|s| s.fd == Some(fd))
     }
 
+    /// A script socket for a connection the script's peer starts (or a stray segment): local
+    /// at the port the socket under test is bound to (else the script's bind port), remote at
+    /// the segment's source port (else the next fresh one). It becomes the socket under test.
+    fn new_peer_socket(&mut self, tcp: &TcpSegmentSpec) -> usize {
+        let lport = self
+            .under_test
+            .and_then(|i| self.sockets[i].fd)
+            .and_then(|fd| self.posix.getsockname(&self.host, fd).ok())
+            .map(|a| a.port())
+            .filter(|&p| p != 0)
+            .unwrap_or(self.s.bind_port);
+        let mut s = ScriptSocket::new(None);
+        s.local = Some(SocketAddr::new(self.s.local_ip, lport));
+        let rport = tcp.ports.map_or_else(|| self.remote_port(), |p| p.src);
+        s.remote = Some(SocketAddr::new(self.s.remote_ip, rport));
+        self.sockets.push(s);
+        self.under_test = Some(self.sockets.len() - 1);
+        self.sockets.len() - 1
+    }
+
     fn remote_port(&mut self) -> u16 {
         let p = self.next_remote_port;
         self.next_remote_port = self.next_remote_port.wrapping_add(1).max(FIRST_REMOTE_PORT);
@@ -605,21 +625,9 @@ impl<'a> Runner<'a> {
             }
         }
         if opens {
-            let bind_port = self
-                .under_test
-                .and_then(|i| self.sockets[i].fd)
-                .and_then(|fd| self.posix.getsockname(&self.host, fd).ok())
-                .map(|a| a.port())
-                .filter(|&p| p != 0)
-                .unwrap_or(self.s.bind_port);
-            let mut child = ScriptSocket::new(None);
-            child.state = SockState::PassiveSynReceived;
-            child.local = Some(SocketAddr::new(self.s.local_ip, bind_port));
-            let rport = tcp.ports.map_or_else(|| self.remote_port(), |p| p.src);
-            child.remote = Some(SocketAddr::new(self.s.remote_ip, rport));
-            child.remote_isn = seq;
-            self.sockets.push(child);
-            self.under_test = Some(self.sockets.len() - 1);
+            let child = self.new_peer_socket(tcp);
+            self.sockets[child].state = SockState::PassiveSynReceived;
+            self.sockets[child].remote_isn = seq;
         }
         // A segment before any connection exists (to a listener, or a closed port): from
         // the script's address, with sequence numbers taken as they are.
@@ -627,19 +635,7 @@ impl<'a> Runner<'a> {
             .under_test
             .is_none_or(|i| self.sockets[i].local.is_none() || self.sockets[i].remote.is_none());
         if stray && !opens {
-            let lport = self
-                .under_test
-                .and_then(|i| self.sockets[i].fd)
-                .and_then(|fd| self.posix.getsockname(&self.host, fd).ok())
-                .map(|a| a.port())
-                .filter(|&p| p != 0)
-                .unwrap_or(self.s.bind_port);
-            let mut s = ScriptSocket::new(None);
-            s.local = Some(SocketAddr::new(self.s.local_ip, lport));
-            let rport = tcp.ports.map_or_else(|| self.remote_port(), |p| p.src);
-            s.remote = Some(SocketAddr::new(self.s.remote_ip, rport));
-            self.sockets.push(s);
-            self.under_test = Some(self.sockets.len() - 1);
+            self.new_peer_socket(tcp);
         }
         let i = self.socket(line)?;
         {

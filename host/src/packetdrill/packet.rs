@@ -534,40 +534,29 @@ pub fn decode_options(raw: &[u8]) -> Vec<TcpOptionSpec> {
 
 /// Where the TS val of an option list sits in its encoding, if it has one.
 pub fn ts_val_offset(raw: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            0 | 1 => i += 1,
-            kind => {
-                let len = usize::from(*raw.get(i + 1)?);
-                if len < 2 {
-                    return None;
-                }
-                if kind == 8 && len == 10 && i + 10 <= raw.len() {
-                    return Some(i + 2);
-                }
-                i += len;
-            }
-        }
-    }
-    None
+    option_body_offset(raw, 8, 10)
 }
 
 /// Where the MD5 digest of an option list sits, if it has one.
 pub fn md5_offset(raw: &[u8]) -> Option<usize> {
+    option_body_offset(raw, 19, 18)
+}
+
+/// Where the body of the first option of `kind` and length `len` sits in an option list.
+fn option_body_offset(raw: &[u8], kind: u8, len: usize) -> Option<usize> {
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
             0 | 1 => i += 1,
-            kind => {
-                let len = usize::from(*raw.get(i + 1)?);
-                if len < 2 {
+            k => {
+                let l = usize::from(*raw.get(i + 1)?);
+                if l < 2 {
                     return None;
                 }
-                if kind == 19 && len == 18 && i + 18 <= raw.len() {
+                if k == kind && l == len && i + len <= raw.len() {
                     return Some(i + 2);
                 }
-                i += len;
+                i += l;
             }
         }
     }

@@ -826,15 +826,7 @@ impl Posix {
         let dropped = tp.t_state == TcpState::Closed && tp.iss != 0;
         let error = tp.t_softerror != 0 && !f.error_reported;
         let cant_rcv = h.read_closed(slot) || dropped;
-        let cant_snd = dropped
-            || matches!(
-                tp.t_state,
-                TcpState::FinWait1
-                    | TcpState::FinWait2
-                    | TcpState::Closing
-                    | TcpState::LastAck
-                    | TcpState::TimeWait
-            );
+        let cant_snd = dropped || tp.t_state.sent_close();
         let connected = tp.t_state.have_established() && !dropped;
         let mut r = 0;
         if h.readable(slot) >= f.rcvlowat.max(1) as usize || error || cant_rcv {

@@ -7,10 +7,10 @@
 
 use std::net::SocketAddr;
 
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP, SOL_SOCKET};
-use plugtcp_framework::stack::TcpInfo;
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP, SOL_SOCKET};
+use plugtcp_abi::stack::TcpInfo;
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{Errno, TcpState};
 
 use crate::conn::Conn;
 use crate::socket::table::{ConnId, ConnKey};

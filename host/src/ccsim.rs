@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 
 use crate::io::sim::{PipeStats, SimLinkConfig};
 use crate::io::simnet::{SimNet, ADDR_B};

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RSlice, RSliceMut};
-use plugtcp_framework::cc::{CcConn, CcGlobals, CcVar};
-use plugtcp_framework::segment::{th, SegIn, SegOut};
-use plugtcp_framework::sockopt::SockOpt;
-use plugtcp_framework::stack::{
+use plugtcp_abi::cc::{CcConn, CcGlobals, CcVar};
+use plugtcp_abi::segment::{th, SegIn, SegOut};
+use plugtcp_abi::sockopt::SockOpt;
+use plugtcp_abi::stack::{
     tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, StackCtx, StackTunables,
     TcpInfo,
 };
-use plugtcp_framework::{Errno, HookError, HookStatus, TcpState, Tcpcb};
+use plugtcp_abi::{Errno, HookError, HookStatus, TcpState, Tcpcb};
 
 use crate::registry::{BlockEntry, CcEntry};
 use crate::socket::buffer::{ChunkPool, RecvBuf, SendBuf};
@@ -534,7 +534,7 @@ extern "C" fn op_rcv_hiwat(host: *mut c_void) -> u32 {
     call(host).map_or(0, |c| c.side.rcv.hiwat() as u32)
 }
 extern "C" fn op_autosize(host: *mut c_void, which: u32, size: u32) -> u32 {
-    use plugtcp_framework::stack::autosize;
+    use plugtcp_abi::stack::autosize;
     let Some(c) = call(host) else { return 0 };
     let t = &c.worker.tunables;
     let side = &mut c.side;

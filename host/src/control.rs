@@ -14,8 +14,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
-use plugtcp_framework::Errno;
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
+use plugtcp_abi::Errno;
 
 use crate::Host;
 
@@ -219,7 +219,7 @@ pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
         let info = match h.tcp_info(slot) {
             Ok(i) => i,
             Err(_) => match h.tcpcb(slot) {
-                Some(tp) => plugtcp_framework::stack::TcpInfo::from_tcpcb(tp),
+                Some(tp) => plugtcp_abi::stack::TcpInfo::from_tcpcb(tp),
                 None => continue,
             },
         };
@@ -276,7 +276,7 @@ fn sockstat(h: &mut Host, json: bool) -> String {
             r.stack,
             r.cc
         );
-        let ssthresh = if r.ssthresh >= plugtcp_framework::tcpcb::TCP_INITIAL_SSTHRESH {
+        let ssthresh = if r.ssthresh >= plugtcp_abi::tcpcb::TCP_INITIAL_SSTHRESH {
             String::new()
         } else {
             format!(" ssthresh:{}", r.ssthresh)

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 use sha2::{Digest, Sha256};
 
 use crate::io::sim::SimLinkConfig;
@@ -139,8 +139,8 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
         net.a
             .setsockopt(
                 c,
-                plugtcp_framework::sockopt::IPPROTO_TCP,
-                plugtcp_framework::sockopt::TCP_SIFTR,
+                plugtcp_abi::sockopt::IPPROTO_TCP,
+                plugtcp_abi::sockopt::TCP_SIFTR,
                 path.as_bytes(),
             )
             .map_err(|e| format!("{}: {e}", p.display()))?;
@@ -309,7 +309,7 @@ impl DemoReport {
             self.link_drops_loss,
             self.link_drops_queue,
             self.final_cwnd,
-            if self.final_ssthresh >= plugtcp_framework::tcpcb::TCP_INITIAL_SSTHRESH { "unset".to_string() } else { self.final_ssthresh.to_string() },
+            if self.final_ssthresh >= plugtcp_abi::tcpcb::TCP_INITIAL_SSTHRESH { "unset".to_string() } else { self.final_ssthresh.to_string() },
             self.final_srtt_us as f64 / 1000.0,
             self.sha256_received,
             if self.intact { "OK: every byte delivered intact" } else { "FAILED: digests differ" },

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use plugtcp_framework::cc::CcGlobals;
-use plugtcp_framework::stack::TcpFunctionBlockRef;
-use plugtcp_framework::{Errno, PluginKind};
+use plugtcp_abi::cc::CcGlobals;
+use plugtcp_abi::stack::TcpFunctionBlockRef;
+use plugtcp_abi::{Errno, PluginKind};
 
 use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
 use crate::lro;
@@ -19,7 +19,7 @@ use crate::socket::table::{ConnKey, SockTable};
 use crate::sysctl::TcpTunables;
 use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
 use crate::usrreq::Listener;
-use plugtcp_framework::stack::StackTunables;
+use plugtcp_abi::stack::StackTunables;
 use rand::SeedableRng;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
@@ -119,7 +119,7 @@ pub struct TcpStats {
 }
 
 /// Static plugins linked into the host binary, registered through the same ABI as files.
-pub fn builtin_cc_modules() -> Vec<plugtcp_framework::cc::CcAlgoRef> {
+pub fn builtin_cc_modules() -> Vec<plugtcp_abi::cc::CcAlgoRef> {
     vec![
         plugtcp_cc_newreno::cc_algo(),
         plugtcp_cc_cubic::cc_algo(),
@@ -327,7 +327,7 @@ impl Host {
     /// whose switch fails goes to the default module, or is dropped if that fails too.
     fn reload_cc(
         &mut self,
-        algo: plugtcp_framework::cc::CcAlgoRef,
+        algo: plugtcp_abi::cc::CcAlgoRef,
         info: PluginInfo,
     ) -> Result<(), Errno> {
         let (old, new) = self.registry.replace_cc(algo, info)?;
@@ -357,11 +357,7 @@ impl Host {
         self.registry.finish_cc_replacement(&old)
     }
 
-    fn register_cc(
-        &self,
-        algo: plugtcp_framework::cc::CcAlgoRef,
-        info: PluginInfo,
-    ) -> Result<(), Errno> {
+    fn register_cc(&self, algo: plugtcp_abi::cc::CcAlgoRef, info: PluginInfo) -> Result<(), Errno> {
         let entry = self.registry.register_cc(algo, info)?;
         self.register_cc_sysctls(&entry);
         Ok(())
@@ -575,7 +571,7 @@ impl Host {
 
     /// Counts a plugin fault (only panics count; an errno is an answer, not a fault).
     pub fn note_fault(&mut self, f: &ConnFault) {
-        if f.error == plugtcp_framework::HookError::Panicked {
+        if f.error == plugtcp_abi::HookError::Panicked {
             let name = match &f.culprit {
                 Culprit::Stack(n) | Culprit::Cc(n) => n.clone(),
             };
@@ -644,7 +640,7 @@ impl Host {
         match f(c, &mut self.worker) {
             Ok(r) => Ok(r),
             Err(fault) => {
-                if fault.error == plugtcp_framework::HookError::Panicked {
+                if fault.error == plugtcp_abi::HookError::Panicked {
                     self.close_conn(slot);
                 }
                 self.note_fault(&fault);
@@ -735,10 +731,10 @@ impl Host {
             let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.ctx.tp.t_flags2 & plugtcp_framework::tcpcb::tf2::INPUT_BATCH == 0 {
+            if c.ctx.tp.t_flags2 & plugtcp_abi::tcpcb::tf2::INPUT_BATCH == 0 {
                 continue;
             }
-            c.ctx.tp.t_flags2 &= !plugtcp_framework::tcpcb::tf2::INPUT_BATCH;
+            c.ctx.tp.t_flags2 &= !plugtcp_abi::tcpcb::tf2::INPUT_BATCH;
             let _ = self.with_conn(slot, |c, w| c.output(w));
             self.after_call(slot);
         }

@@ -16,10 +16,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use plugtcp_framework::seq::{seq_geq, seq_lt};
-use plugtcp_framework::stack::ConnEvent;
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::seq::{seq_geq, seq_lt};
+use plugtcp_abi::stack::ConnEvent;
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, TcpState};
 
 use crate::socket::table::{ConnId, ConnKey};
 use crate::{wire, Host};

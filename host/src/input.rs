@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
-use plugtcp_framework::stack::ConnEvent;
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_abi::stack::ConnEvent;
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, TcpState};
 
 use crate::conn::Conn;
 use crate::lro;
@@ -17,7 +17,7 @@ use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
 use crate::socket::table::{ConnId, ConnKey, ListenerId};
 use crate::wire::{self, Parsed, Unverified};
 use crate::Host;
-use plugtcp_framework::seq::seq_lt;
+use plugtcp_abi::seq::seq_lt;
 
 impl Host {
     /// One IP packet on a host that runs FreeBSD's TCP-over-UDP tunnel beside plain TCP
@@ -76,8 +76,8 @@ impl Host {
             if let Some(batch) = self.batch.as_mut() {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
                     let tp = &mut c.ctx.tp;
-                    if tp.t_flags2 & plugtcp_framework::tcpcb::tf2::INPUT_BATCH == 0 {
-                        tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::INPUT_BATCH;
+                    if tp.t_flags2 & plugtcp_abi::tcpcb::tf2::INPUT_BATCH == 0 {
+                        tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::INPUT_BATCH;
                         batch.push(slot);
                     }
                 }
@@ -674,7 +674,7 @@ impl Host {
         // No RTT sample from the SYN cache (FreeBSD times no SYN-ACK): with timestamps the
         // handshake's ACK gives one through its TS ecr, without them the first data does.
         if e.ecn {
-            tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::ECN_PERMIT;
+            tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::ECN_PERMIT;
         }
         // FreeBSD syncache_socket: a retransmitted SYN-ACK means one segment to start with
         // (cc_conn_init reads snd_cwnd == 1).
@@ -683,7 +683,7 @@ impl Host {
         }
         // Socket options set on the listener carry over (keepalive, nodelay, ...).
         {
-            use plugtcp_framework::tcpcb::tf2;
+            use plugtcp_abi::tcpcb::tf2;
             tp.t_flags |= listener_tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);
             tp.t_flags2 |= listener_tp.t_flags2 & (tf2::KEEPALIVE | tf2::QUICKACK | tf2::CORK);
         }
@@ -730,10 +730,10 @@ impl Host {
         c.side.local = key.local;
         c.side.remote = key.remote;
         if self.addrs.contains(&key.remote.ip()) {
-            c.ctx.tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::LOCAL_PEER;
+            c.ctx.tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::LOCAL_PEER;
         }
         if key.remote.is_ipv6() {
-            c.ctx.tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::INET6;
+            c.ctx.tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::INET6;
         }
         self.conns[slot] = Some(Box::new(c));
         Ok(slot)
@@ -746,7 +746,7 @@ impl Host {
         slot: usize,
         stack: Option<Arc<crate::registry::BlockEntry>>,
         cc: Option<Arc<crate::registry::CcEntry>>,
-        listener: Option<&plugtcp_framework::Tcpcb>,
+        listener: Option<&plugtcp_abi::Tcpcb>,
     ) -> Result<(), Errno> {
         let snap = self.registry.load_full();
         let stack = stack
@@ -791,7 +791,7 @@ impl Host {
             let tp = &c.ctx.tp;
             let data_end = tp
                 .rcv_nxt
-                .wrapping_sub((tp.t_flags2 & plugtcp_framework::tcpcb::tf2::FIN_RCVD != 0) as u32);
+                .wrapping_sub((tp.t_flags2 & plugtcp_abi::tcpcb::tf2::FIN_RCVD != 0) as u32);
             let behind = data_end.wrapping_sub(tp.rcv_up.wrapping_sub(1)) as i32 as i64;
             let off = (c.side.read_pos + c.side.rcv.readable() as u64) as i64 - behind;
             if off >= c.side.read_pos as i64 {

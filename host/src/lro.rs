@@ -16,7 +16,7 @@
 //! Anything else first flushes what is pending, so the stack sees every connection's
 //! segments in arrival order.
 
-use plugtcp_framework::segment::{ecn, th, to, SegIn, TcpOpts};
+use plugtcp_abi::segment::{ecn, th, to, SegIn, TcpOpts};
 
 use crate::wire::Parsed;
 

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use plugtcp_framework::{PluginKind, TcpState};
+use plugtcp_abi::{PluginKind, TcpState};
 
 use crate::conn::{
     ConnTotals, TOT_RCV_BYTES, TOT_RCV_SEGS, TOT_REXMIT_BYTES, TOT_REXMIT_SEGS, TOT_SND_BYTES,

@@ -81,7 +81,7 @@ fn draw(t: &Trace, rgb: &mut [u8], width: u32, height: u32) -> DrawResult {
     let t1 = pts.last().map_or(1.0, |p| p.time).max(t0 + 1e-6);
     let kib = |v: u64| v as f64 / 1024.0;
     // ssthresh starts "infinite" (TCP_INITIAL_SSTHRESH): drawn only once it is set.
-    let unset = |v: u64| v >= plugtcp_framework::tcpcb::TCP_INITIAL_SSTHRESH as u64;
+    let unset = |v: u64| v >= plugtcp_abi::tcpcb::TCP_INITIAL_SSTHRESH as u64;
     let ymax = pts
         .iter()
         .flat_map(|p| {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::{Errno, TcpState};
 
 use crate::io::simnet::SimNet;
 use crate::usrreq::Shutdown;
@@ -244,8 +244,8 @@ impl TcpStream {
         self.wait(|h, slot| {
             Some(h.setsockopt(
                 slot,
-                plugtcp_framework::sockopt::IPPROTO_TCP,
-                plugtcp_framework::sockopt::TCP_NODELAY,
+                plugtcp_abi::sockopt::IPPROTO_TCP,
+                plugtcp_abi::sockopt::TCP_NODELAY,
                 &v,
             ))
         })

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_CONGESTION, TCP_FUNCTION_BLK};
+use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_CONGESTION, TCP_FUNCTION_BLK};
 
 use crate::io::driver::{Faulty, IoHost, PacketIo};
 use crate::io::sim::SimLinkConfig;

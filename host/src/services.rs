@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use plugtcp_framework::Errno;
+use plugtcp_abi::Errno;
 
 use crate::usrreq::Shutdown;
 use crate::Host;

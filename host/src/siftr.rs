@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use plugtcp_framework::segment::th;
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::segment::th;
+use plugtcp_abi::{Errno, Tcpcb};
 
 use crate::conn::{Conn, Worker};
 use crate::sysctl::{DynamicNode, SysctlValue};

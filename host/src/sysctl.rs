@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use arc_swap::{ArcSwap, Guard};
 
-use plugtcp_framework::Errno;
+use plugtcp_abi::Errno;
 
 /// The common prefix of every name in this tree.
 pub const PREFIX: &str = "net.inet.tcp.";

@@ -18,7 +18,7 @@
 //! the slots are, i.e. how much sorting happens at fire time; a host that
 //! calls `advance` once per tick sees timers at most one tick late.
 
-use plugtcp_framework::Errno;
+use plugtcp_abi::Errno;
 use std::cell::Cell;
 use std::fmt;
 

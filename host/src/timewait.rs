@@ -4,11 +4,11 @@
 //! restarts the 2MSL timer, and anything but an exact duplicate ACK is answered with an
 //! ACK.
 
-use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
-use plugtcp_framework::seq::seq_gt;
-use plugtcp_framework::stack::{tt, ConnEvent};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::TcpState;
+use plugtcp_abi::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_abi::seq::seq_gt;
+use plugtcp_abi::stack::{tt, ConnEvent};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::TcpState;
 
 use crate::wire::{self, Parsed};
 use crate::Host;

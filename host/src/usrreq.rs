@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use plugtcp_framework::sockopt::{self, SockOpt, SockOptDir};
-use plugtcp_framework::stack::TcpInfo;
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{Errno, TcpState, Tcpcb};
+use plugtcp_abi::sockopt::{self, SockOpt, SockOptDir};
+use plugtcp_abi::stack::TcpInfo;
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{Errno, TcpState, Tcpcb};
 
 use crate::registry::{BlockEntry, CcEntry};
 use crate::socket::sticky::{check_listener_option, StickyOpts};
@@ -661,7 +661,7 @@ impl Host {
         let tp = &mut c.ctx.tp;
         tp.t_state = TcpState::Closed;
         tp.t_softerror = Errno::ECONNABORTED.0;
-        c.side.events |= 1 << plugtcp_framework::stack::ConnEvent::Closed as u8;
+        c.side.events |= 1 << plugtcp_abi::stack::ConnEvent::Closed as u8;
         self.after_call(slot);
         Ok(())
     }
@@ -675,7 +675,7 @@ impl Host {
         if !(tp.t_state.have_established() || tp.t_state == TcpState::SynReceived) {
             return;
         }
-        let persisting = c.side.timers[plugtcp_framework::stack::tt::PERSIST as usize].is_some();
+        let persisting = c.side.timers[plugtcp_abi::stack::tt::PERSIST as usize].is_some();
         let seg = tp.drop_rst(persisting, self.worker.now);
         let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
         let port = c.side.udp_port;
@@ -888,7 +888,7 @@ impl Host {
     /// names, TCP_REMOTE_UDP_ENCAPS_PORT) are answered here, TCP_CCALGOOPT by the CC module,
     /// the rest (TCP_NODELAY, TCP_MAXSEG, TCP_NOPUSH, ...) by the stack; ENOPROTOOPT for
     /// what nobody knows. TCP_INFO (FreeBSD's `struct tcp_info`, also typed as
-    /// [`Host::tcp_info`]) and TCP_STATS ([`plugtcp_framework::stack::TcpStats`]) are cut to
+    /// [`Host::tcp_info`]) and TCP_STATS ([`plugtcp_abi::stack::TcpStats`]) are cut to
     /// `buf`'s length, as FreeBSD's sooptcopyout does, and return the length copied.
     pub fn getsockopt(
         &mut self,
@@ -910,7 +910,7 @@ impl Host {
             (sockopt::IPPROTO_TCP, sockopt::TCP_STATS) => {
                 let tp = self.tcpcb(slot).ok_or(Errno::EBADF)?;
                 Some(
-                    plugtcp_framework::stack::TcpStats::from_tcpcb(tp)
+                    plugtcp_abi::stack::TcpStats::from_tcpcb(tp)
                         .to_bytes()
                         .to_vec(),
                 )
@@ -1024,7 +1024,7 @@ impl Host {
             Err(f) => {
                 self.note_fault(&f);
                 Err(match f.error {
-                    plugtcp_framework::HookError::Panicked => Errno::EIO,
+                    plugtcp_abi::HookError::Panicked => Errno::EIO,
                     _ => f.errno(),
                 })
             }
@@ -1123,7 +1123,7 @@ pub fn parse_function_set(b: &[u8]) -> Option<(String, u32)> {
 }
 
 /// SOL_SOCKET option names (FreeBSD values).
-pub use plugtcp_framework::sockopt::{SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF};
+pub use plugtcp_abi::sockopt::{SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF};
 
 /// net.inet.tcp.rfc1323 asks for window scaling (1 or 2).
 pub(crate) fn rfc1323_scale(v: i64) -> bool {

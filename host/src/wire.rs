@@ -15,8 +15,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use abi_stable::std_types::RSlice;
 use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice};
 
-use plugtcp_framework::segment::{th, to, SackBlock, SegIn, SegOut, TcpOpts};
-use plugtcp_framework::Errno;
+use plugtcp_abi::segment::{th, to, SackBlock, SegIn, SegOut, TcpOpts};
+use plugtcp_abi::Errno;
 
 /// RFC 1071 sums over byte slices. Hand-written because `plugtcp bench bulk` spent most of
 /// its time in checksums: 16-bit words are added into sixteen 32-bit lanes (blocks of at most
@@ -941,7 +941,7 @@ pub fn wrap_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<
 mod tests {
     use super::*;
     use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
-    use plugtcp_framework::segment::ecn;
+    use plugtcp_abi::segment::ecn;
     use proptest::prelude::*;
 
     const A4: &str = "10.0.0.1:1234";

@@ -2,9 +2,9 @@
 // under two versions, as a rebuilt plugin would be. TCP_CCALGOOPT get answers the version of
 // the code that runs, so a test can see which build a live connection is on.
 
-use plugtcp_framework::cc::{CcAlgorithm, CcParamDesc, CcVar};
-use plugtcp_framework::sockopt::SockOpt;
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{CcAlgorithm, CcParamDesc, CcVar};
+use plugtcp_abi::sockopt::SockOpt;
+use plugtcp_abi::{Errno, Tcpcb};
 
 pub struct ReloadCc;
 
@@ -23,7 +23,7 @@ impl CcAlgorithm for ReloadCc {
         Ok(ReloadCc)
     }
 
-    plugtcp_framework::newreno_hooks!(ack_received, cong_signal, post_recovery);
+    plugtcp_tcpkit::newreno_hooks!(ack_received, cong_signal, post_recovery);
 
     fn ctl_output(
         &mut self,
@@ -35,4 +35,4 @@ impl CcAlgorithm for ReloadCc {
     }
 }
 
-plugtcp_framework::export_cc_module!(ReloadCc);
+plugtcp_abi::export_cc_module!(ReloadCc);

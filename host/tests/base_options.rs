@@ -1,8 +1,8 @@
 //! Socket options and timers of the base stack, on the simulated link.
 
-use plugtcp_framework::segment::{th, SegOut, TcpOpts};
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::segment::{th, SegOut, TcpOpts};
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{Captured, SimNet, ADDR_B};
 use plugtcp_host::usrreq::SO_KEEPALIVE;
@@ -47,7 +47,7 @@ fn set(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(),
 fn keepalive(h: &mut plugtcp_host::Host, slot: usize, idle: i32, intvl: i32) {
     h.setsockopt(
         slot,
-        plugtcp_framework::sockopt::SOL_SOCKET,
+        plugtcp_abi::sockopt::SOL_SOCKET,
         SO_KEEPALIVE,
         &1i32.to_ne_bytes(),
     )
@@ -230,10 +230,10 @@ fn tcp_maxseg_limits_segment_size() {
     );
     set(&mut net.a, c, sockopt::TCP_MAXSEG, 512).unwrap();
     let mut buf = [0u8; 4];
-    let mut opt = plugtcp_framework::sockopt::SockOpt {
+    let mut opt = plugtcp_abi::sockopt::SockOpt {
         level: IPPROTO_TCP,
         name: sockopt::TCP_MAXSEG,
-        dir: plugtcp_framework::sockopt::SockOptDir::Get,
+        dir: plugtcp_abi::sockopt::SockOptDir::Get,
         val: (&mut buf[..]).into(),
         len: 0,
     };
@@ -424,7 +424,7 @@ fn paws_drops_an_old_timestamp() {
     // A segment in the window whose TSval is older than TS.Recent: dropped (and ACKed).
     let side = &net.b.conns[s].as_ref().unwrap().side;
     let mut opts = TcpOpts {
-        flags: plugtcp_framework::segment::to::TSTAMP,
+        flags: plugtcp_abi::segment::to::TSTAMP,
         ..Default::default()
     };
     opts.tsval = ts_recent.wrapping_sub(1000);
@@ -489,19 +489,13 @@ fn tcp_info_and_queue_sizes() {
 
 #[test]
 fn accepted_connections_inherit_listener_options() {
-    use plugtcp_framework::tcpcb::{tf, tf2};
+    use plugtcp_abi::tcpcb::{tf, tf2};
     let mut net = net(28);
     let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
     let l = |n: &mut SimNet, level, name, v: i32| {
         n.b.listener_setsockopt(lid, level, name, &v.to_ne_bytes())
     };
-    l(
-        &mut net,
-        plugtcp_framework::sockopt::SOL_SOCKET,
-        SO_KEEPALIVE,
-        1,
-    )
-    .unwrap();
+    l(&mut net, plugtcp_abi::sockopt::SOL_SOCKET, SO_KEEPALIVE, 1).unwrap();
     l(&mut net, IPPROTO_TCP, sockopt::TCP_KEEPIDLE, 10).unwrap();
     l(&mut net, IPPROTO_TCP, sockopt::TCP_NODELAY, 1).unwrap();
     assert_eq!(
@@ -535,7 +529,7 @@ fn accepted_connections_inherit_listener_options() {
 /// connection gets the socket-level ones and the options its stack keeps.
 #[test]
 fn listeners_pass_on_every_inherited_option() {
-    use plugtcp_framework::sockopt::SOL_SOCKET;
+    use plugtcp_abi::sockopt::SOL_SOCKET;
     use plugtcp_host::usrreq::{SO_LINGER, SO_RCVBUF, SO_SNDBUF};
     let mut net = net(31);
     net.record = Some(Vec::new());
@@ -606,7 +600,7 @@ fn listeners_pass_on_every_inherited_option() {
     let p = plugtcp_host::wire::parse(&synack).unwrap();
     assert_eq!(p.opts.flags, 0, "{:?}", p.opts);
     let tp = net.b.tcpcb(s.unwrap()).unwrap();
-    use plugtcp_framework::tcpcb::tf;
+    use plugtcp_abi::tcpcb::tf;
     assert_eq!(
         tp.t_flags & (tf::RCVD_TSTMP | tf::RCVD_SCALE | tf::SACK_PERMIT),
         0
@@ -672,7 +666,7 @@ fn so_linger_zero_resets() {
     assert_eq!(
         net.a.setsockopt(
             c,
-            plugtcp_framework::sockopt::SOL_SOCKET,
+            plugtcp_abi::sockopt::SOL_SOCKET,
             plugtcp_host::usrreq::SO_LINGER,
             &[0u8; 4]
         ),
@@ -681,7 +675,7 @@ fn so_linger_zero_resets() {
     net.a
         .setsockopt(
             c,
-            plugtcp_framework::sockopt::SOL_SOCKET,
+            plugtcp_abi::sockopt::SOL_SOCKET,
             plugtcp_host::usrreq::SO_LINGER,
             &linger(1, 0),
         )
@@ -767,7 +761,7 @@ fn urgent_data_out_of_band_and_inline() {
             net.b
                 .setsockopt(
                     s,
-                    plugtcp_framework::sockopt::SOL_SOCKET,
+                    plugtcp_abi::sockopt::SOL_SOCKET,
                     SO_OOBINLINE,
                     &1i32.to_ne_bytes(),
                 )
@@ -836,7 +830,7 @@ fn urgent_data_out_of_band_and_inline() {
 /// descriptor.
 #[test]
 fn getsockopt_reads_back_options() {
-    use plugtcp_framework::sockopt::{self, SOL_SOCKET};
+    use plugtcp_abi::sockopt::{self, SOL_SOCKET};
     use plugtcp_host::usrreq::{SO_KEEPALIVE, SO_LINGER, SO_RCVBUF};
     let mut net = net(31);
     let (c, _s) = established(&mut net);

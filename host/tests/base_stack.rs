@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::conn::OffloadStats;
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{Captured, SimNet, ADDR_A, ADDR_B};
@@ -404,7 +404,7 @@ fn ecn_negotiation_marking_and_reaction() {
     let b_segs = segments(&rec, false);
     // Segments are recorded as sent (before the link marks them): every data segment is
     // ECT(0) (none was retransmitted: nothing was dropped, see below), pure ACKs are not ECT.
-    use plugtcp_framework::segment::ecn;
+    use plugtcp_abi::segment::ecn;
     assert!(a_segs
         .iter()
         .filter(|(_, p)| !p.payload.is_empty())
@@ -491,7 +491,7 @@ fn dsack_reports_a_duplicate_first() {
     assert!(ack.opts.has(to::SACK));
     assert_eq!(
         ack.opts.sack_blocks()[0],
-        plugtcp_framework::segment::SackBlock {
+        plugtcp_abi::segment::SackBlock {
             start: una.wrapping_sub(11),
             end: una
         }
@@ -595,7 +595,7 @@ fn prr_paces_recovery_and_one_loss_costs_one_retransmission() {
 fn setopt(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(), Errno> {
     h.setsockopt(
         slot,
-        plugtcp_framework::sockopt::IPPROTO_TCP,
+        plugtcp_abi::sockopt::IPPROTO_TCP,
         name,
         &v.to_ne_bytes(),
     )
@@ -603,7 +603,7 @@ fn setopt(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<
 
 #[test]
 fn tcp_quickack_acks_at_once() {
-    use plugtcp_framework::sockopt::TCP_QUICKACK;
+    use plugtcp_abi::sockopt::TCP_QUICKACK;
     for quick in [false, true] {
         let mut net = SimNet::builtin(link_10ms(), 13);
         let (c, s) = established(&mut net);
@@ -631,7 +631,7 @@ fn tcp_quickack_acks_at_once() {
 
 #[test]
 fn tcp_window_clamp_limits_the_advertised_window() {
-    use plugtcp_framework::sockopt::TCP_WINDOW_CLAMP;
+    use plugtcp_abi::sockopt::TCP_WINDOW_CLAMP;
     let mut net = SimNet::builtin(link_10ms(), 14);
     let (c, s) = established(&mut net);
     assert_eq!(
@@ -682,7 +682,7 @@ fn tcp_window_clamp_limits_the_advertised_window() {
 
 #[test]
 fn tcp_syncnt_bounds_syn_retransmissions() {
-    use plugtcp_framework::sockopt::TCP_SYNCNT;
+    use plugtcp_abi::sockopt::TCP_SYNCNT;
     let mut net = SimNet::builtin(link_10ms(), 15);
     net.drop_if = Some(Box::new(|a_to_b, _| a_to_b)); // B never hears anything
     net.record = Some(Vec::new());
@@ -706,7 +706,7 @@ fn tcp_syncnt_bounds_syn_retransmissions() {
 
 #[test]
 fn orphaned_fin_wait_2_times_out() {
-    use plugtcp_framework::sockopt::TCP_LINGER2;
+    use plugtcp_abi::sockopt::TCP_LINGER2;
     // TCP_LINGER2 5 s; else FreeBSD's TP_MAXIDLE (keepcnt 8 * keepintvl 75 s = 600 s),
     // checked again a keepintvl later, so 675 s after the peer last spoke.
     for (linger2, expect_s) in [(5, 5), (0, 675)] {
@@ -858,7 +858,7 @@ fn bulk_trace(tso: &str, len: usize, write: usize) -> (Vec<Captured>, OffloadSta
         h.sysctl_set("net.inet.tcp.tso", tso).unwrap();
     }
     let (c, s) = established(&mut net);
-    setopt(&mut net.a, c, plugtcp_framework::sockopt::TCP_NODELAY, 1).unwrap();
+    setopt(&mut net.a, c, plugtcp_abi::sockopt::TCP_NODELAY, 1).unwrap();
     let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 1000) as u8).collect();
     net.record = Some(Vec::new());
     let (mut sent, mut got) = (0, Vec::new());

@@ -7,8 +7,8 @@ mod common;
 
 use std::net::SocketAddr;
 
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::ccsim::{self, CcExperiment, FREEBSD_MODULES};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};

@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use plugtcp_framework::segment::{th, to, SegOut, TcpOpts};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::TcpState;
+use plugtcp_abi::segment::{th, to, SegOut, TcpOpts};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::TcpState;
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::secrets::Entropy;
 use plugtcp_host::wire;
@@ -235,10 +235,7 @@ fn a_forged_cookie_opens_nothing() {
     );
     assert!(out.iter().any(is_rst), "{out:?}");
     assert_eq!(real.conns(), 0);
-    assert_eq!(
-        real.host.accept(real.lid),
-        Err(plugtcp_framework::Errno::EAGAIN)
-    );
+    assert_eq!(real.host.accept(real.lid), Err(plugtcp_abi::Errno::EAGAIN));
     // Even the right cookie (a host whose secrets the attacker knows) is refused while the
     // SYN cache is not overflowing: every real handshake has its entry.
     let mut same = Bench::seeded(1, 8);
@@ -267,7 +264,7 @@ fn a_reset_connection_is_not_revived_as_a_cookie() {
     let out = b.ack(client(1), 1001, sa.seq.wrapping_add(1), None, b"hello");
     assert!(out.iter().any(is_rst), "{out:?}");
     assert_eq!(b.conns(), 0);
-    assert_eq!(b.host.accept(b.lid), Err(plugtcp_framework::Errno::EAGAIN));
+    assert_eq!(b.host.accept(b.lid), Err(plugtcp_abi::Errno::EAGAIN));
 }
 
 #[test]
@@ -374,8 +371,8 @@ fn connections_not_yet_accepted_count_against_the_backlog() {
     b.host
         .listener_setsockopt(
             b.lid,
-            plugtcp_framework::sockopt::IPPROTO_TCP,
-            plugtcp_framework::sockopt::TCP_DEFER_ACCEPT,
+            plugtcp_abi::sockopt::IPPROTO_TCP,
+            plugtcp_abi::sockopt::TCP_DEFER_ACCEPT,
             &30i32.to_ne_bytes(),
         )
         .unwrap();
@@ -388,7 +385,7 @@ fn connections_not_yet_accepted_count_against_the_backlog() {
         assert!(!out.iter().any(is_rst));
         synacks.push(sa);
     }
-    assert_eq!(b.host.accept(b.lid), Err(plugtcp_framework::Errno::EAGAIN));
+    assert_eq!(b.host.accept(b.lid), Err(plugtcp_abi::Errno::EAGAIN));
     let sa = b.syn(client(9), 1000, None);
     let out = b.ack(client(9), 1001, sa.seq.wrapping_add(1), None, &[]);
     assert!(

@@ -1,8 +1,8 @@
 //! The host's receive path: SYN cookies, listen-queue overflow, drop_synfin, insecure_rst,
 //! and malformed packets counted and dropped.
 
-use plugtcp_framework::segment::{th, SegOut};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::segment::{th, SegOut};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_A, ADDR_B};
 use plugtcp_host::wire::{self, DropReason};

@@ -113,7 +113,7 @@ fn kldload_plugin_built_against_another_abi_version() {
         line.contains("incompatible plugin ABI") && line.contains("0.0.7"),
         "{line}"
     );
-    assert!(line.contains(plugtcp_framework::ABI_VERSION), "{line}");
+    assert!(line.contains(plugtcp_abi::ABI_VERSION), "{line}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
 use metrics_exporter_prometheus::PrometheusRecorder;
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::SimNet;
 use plugtcp_host::metrics::{builder, METRICS};
@@ -316,7 +316,7 @@ fn bytes_follow_the_stack_through_a_switch_and_switches_are_counted() {
         0
     });
     assert!(t.intact && t.ticks == 1);
-    assert_eq!(failed, Some(Err(plugtcp_framework::Errno::EAGAIN)));
+    assert_eq!(failed, Some(Err(plugtcp_abi::Errno::EAGAIN)));
     let end = publish(&mut net.a, &rec);
     let base = [("stack", "base"), ("cc", "newreno")];
     let rack = [("stack", "rack"), ("cc", "newreno")];
@@ -518,7 +518,7 @@ fn serve_metrics_scrape_over_http() {
 
 #[test]
 fn a_syn_flood_shows_in_the_syncache_cookie_and_state_series() {
-    use plugtcp_framework::segment::{th, SegOut};
+    use plugtcp_abi::segment::{th, SegOut};
     let tree = plugtcp_host::sysctl::SysctlTree::with_loader_tunables(&[
         ("net.inet.tcp.syncache.hashsize", "16"),
         ("net.inet.tcp.syncache.bucketlimit", "4"),

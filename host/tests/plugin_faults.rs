@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use plugtcp_framework::{Errno, HookError, HookStatus};
+use plugtcp_abi::{Errno, HookError, HookStatus};
 
 #[test]
 fn panicking_cc_hook_from_so_resets_one_connection() {
@@ -59,11 +59,11 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
 fn hook_called_directly_returns_panicked_status() {
     quiet_panics();
     let algo = plugtcp_testplugin_panic_cc::cc_algo();
-    let g: &'static plugtcp_framework::cc::CcGlobals = Box::leak(Box::default());
-    let mut ccv = plugtcp_framework::cc::CcVar::new(g);
-    let mut tp = plugtcp_framework::Tcpcb::new(1460);
+    let g: &'static plugtcp_abi::cc::CcGlobals = Box::leak(Box::default());
+    let mut ccv = plugtcp_abi::cc::CcVar::new(g);
+    let mut tp = plugtcp_abi::Tcpcb::new(1460);
     assert_eq!((algo.cb_init().unwrap())(&mut ccv, &mut tp), HookStatus::OK);
-    let st = (algo.cong_signal().unwrap())(&mut ccv, &mut tp, plugtcp_framework::cc::CC_NDUPACK);
+    let st = (algo.cong_signal().unwrap())(&mut ccv, &mut tp, plugtcp_abi::cc::CC_NDUPACK);
     assert_eq!(st.into_result(), Err(HookError::Panicked));
     assert_eq!((algo.cb_destroy().unwrap())(&mut ccv), HookStatus::OK);
 }

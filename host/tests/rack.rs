@@ -5,9 +5,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use plugtcp_framework::segment::th;
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::segment::th;
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use plugtcp_host::wire;
@@ -132,7 +132,7 @@ fn rack_handoff_rules_follow_freebsd() {
     net.a.send(c, &[7u8; 1000]).unwrap();
     net.a.close(c);
     let tp = net.a.tcpcb(c).unwrap();
-    assert!(tp.flight_size() > 1 && tp.t_flags & plugtcp_framework::tcpcb::tf::SENTFIN != 0);
+    assert!(tp.flight_size() > 1 && tp.t_flags & plugtcp_abi::tcpcb::tf::SENTFIN != 0);
     assert_eq!(set_stack(&mut net.a, c, "rack"), Err(Errno::EAGAIN));
     let _ = net.b.accept(lid);
     // Without SACK: EINVAL.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RSlice, RStr};
 use common::*;
-use plugtcp_framework::cc::CcAlgo;
-use plugtcp_framework::stack::{TcpFunctionBlock, TcpFunctionBlockRef};
-use plugtcp_framework::Errno;
+use plugtcp_abi::cc::CcAlgo;
+use plugtcp_abi::stack::{TcpFunctionBlock, TcpFunctionBlockRef};
+use plugtcp_abi::Errno;
 use plugtcp_host::registry::Deregistered;
 
 /// A copy of a test block with some fields changed (leaked: descriptors are 'static).
@@ -195,10 +195,10 @@ fn deregistration_freebsd_semantics() {
         let conn = h.conns[c].as_ref().unwrap();
         assert_eq!(conn.stack().unwrap().name, "alpha");
         let mut buf = [0u8; 4];
-        let mut opt = plugtcp_framework::sockopt::SockOpt {
+        let mut opt = plugtcp_abi::sockopt::SockOpt {
             level: 6,
             name: 0,
-            dir: plugtcp_framework::sockopt::SockOptDir::Get,
+            dir: plugtcp_abi::sockopt::SockOptDir::Get,
             val: (&mut buf[..]).into(),
             len: 0,
         };
@@ -218,10 +218,7 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
     h.registry.register_block(block::<0>(), info()).unwrap();
     h.registry.register_block(block::<1>(), info()).unwrap();
     h.registry
-        .register_block(
-            <plugtcp_framework::stack::StackVtable<PanicInit>>::BLOCK,
-            info(),
-        )
+        .register_block(<plugtcp_abi::stack::StackVtable<PanicInit>>::BLOCK, info())
         .unwrap();
     quiet_panics();
     let snap = h.registry.load_full();
@@ -238,20 +235,20 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
     assert_eq!(armed(&h), Some(REXMT_NS), "alpha armed its timer in init");
 
     // handoff_ok's errno comes back as is; nothing changes.
-    h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_framework::TcpState::SynSent;
+    h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_abi::TcpState::SynSent;
     assert_eq!(
         h.with_conn(c, |c, w| c.switch_stack(w, beta.clone())),
         Err(Errno::EAGAIN)
     );
     assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
-    h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_framework::TcpState::Established;
+    h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_abi::TcpState::Established;
 
     // The new stack's init panics: switch_failed on the old one, its timers back, it keeps
     // the connection, and the fault is counted against the new stack.
     let failed_before = SWITCH_FAILED.load(Ordering::Relaxed);
     let conn = h.conns[c].as_mut().unwrap();
     let err = conn.switch_stack(&mut h.worker, pan.clone()).unwrap_err();
-    assert_eq!(err.error, plugtcp_framework::HookError::Panicked);
+    assert_eq!(err.error, plugtcp_abi::HookError::Panicked);
     assert_eq!(SWITCH_FAILED.load(Ordering::Relaxed), failed_before + 1);
     assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
     assert_eq!(armed(&h), Some(REXMT_NS), "old stack's timer restored");
@@ -314,11 +311,8 @@ fn cc_registration_defaults_and_params() {
     };
     let wm: &'static WithMetadata<CcAlgo> = Box::leak(Box::new(WithMetadata::new(broken)));
     assert_eq!(
-        r.register_cc(
-            plugtcp_framework::cc::CcAlgoRef(wm.static_as_prefix()),
-            info()
-        )
-        .err(),
+        r.register_cc(plugtcp_abi::cc::CcAlgoRef(wm.static_as_prefix()), info())
+            .err(),
         Some(Errno::EINVAL)
     );
     // cc.algorithm: ESRCH for an unknown module.

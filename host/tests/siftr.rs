@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_SIFTR};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_SIFTR};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use plugtcp_host::siftr::{SiftrBuffer, COLUMNS, HEADER};

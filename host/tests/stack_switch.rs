@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP, TCP_FUNCTION_ALIAS, TCP_FUNCTION_BLK};
-use plugtcp_framework::stack::{tcp_func, tt, InitMode, OldStack, StackCtx, TcpStack};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP, TCP_FUNCTION_ALIAS, TCP_FUNCTION_BLK};
+use plugtcp_abi::stack::{tcp_func, tt, InitMode, OldStack, StackCtx, TcpStack};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use plugtcp_host::usrreq::{function_set, parse_function_set, Shutdown, TCP_FUNCTION_SET_LEN};
@@ -182,7 +182,7 @@ macro_rules! inert_hooks {
         fn do_segment(
             &mut self,
             _cx: &mut StackCtx,
-            _seg: &plugtcp_framework::segment::SegIn<'_>,
+            _seg: &plugtcp_abi::segment::SegIn<'_>,
         ) -> Result<(), Errno> {
             Ok(())
         }
@@ -195,7 +195,7 @@ macro_rules! inert_hooks {
         fn ctloutput(
             &mut self,
             _cx: &mut StackCtx,
-            _opt: &mut plugtcp_framework::sockopt::SockOpt<'_>,
+            _opt: &mut plugtcp_abi::sockopt::SockOpt<'_>,
         ) -> Result<(), Errno> {
             Err(Errno::ENOPROTOOPT)
         }
@@ -233,7 +233,7 @@ impl TcpStack for FailInit {
 
 fn register<S: TcpStack>(h: &Host) {
     h.registry
-        .register_block(<plugtcp_framework::stack::StackVtable<S>>::BLOCK, info())
+        .register_block(<plugtcp_abi::stack::StackVtable<S>>::BLOCK, info())
         .unwrap();
 }
 

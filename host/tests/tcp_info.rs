@@ -6,8 +6,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_INFO, TCP_STATS};
-use plugtcp_framework::TcpState;
+use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_INFO, TCP_STATS};
+use plugtcp_abi::TcpState;
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 

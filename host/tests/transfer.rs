@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::simnet::{SimNet, ADDR_B};
 use sha2::{Digest, Sha256};

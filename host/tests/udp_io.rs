@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 use plugtcp_host::io::driver::{Faulty, IoHost, PacketIo};
 use plugtcp_host::io::sim::SimLinkConfig;
 use plugtcp_host::io::udp::UdpIo;
@@ -116,7 +116,7 @@ fn transfer_with(
     }
     let server_addr = SocketAddr::new(LOCALHOST, 5001);
     let c = if per_connection_port {
-        use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT};
+        use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT};
         let c = a.host.socket(server_addr, None).unwrap();
         let v = (port as i32).to_ne_bytes();
         a.host
@@ -131,7 +131,7 @@ fn transfer_with(
         assert_eq!(
             a.host
                 .setsockopt(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT, &v),
-            Err(plugtcp_framework::Errno::EINVAL)
+            Err(plugtcp_abi::Errno::EINVAL)
         );
         c
     } else {

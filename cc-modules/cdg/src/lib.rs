@@ -29,12 +29,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicIsize;
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::cc::common;
-use plugtcp_framework::cc::delay::{connection_seed, grow_with_shadow};
-use plugtcp_framework::cc::ertt::ErttHelper;
-use plugtcp_framework::cc::{CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_NDUPACK};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_NDUPACK};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common;
+use plugtcp_tcpkit::cc::delay::{connection_seed, grow_with_shadow};
+use plugtcp_tcpkit::cc::ertt::ErttHelper;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -450,8 +450,8 @@ impl CcAlgorithm for Cdg {
         }
     }
 
-    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
-    plugtcp_framework::ertt_hooks!(hertt: newround, rttsample);
+    plugtcp_tcpkit::newreno_hooks!(post_recovery, after_idle);
+    plugtcp_tcpkit::ertt_hooks!(hertt: newround, rttsample);
 
     /// FreeBSD's sysctl handlers: version is read-only (EPERM), beta_delay and beta_loss in
     /// 1..=100, exp_backoff_scale at least 1 (the last three are the declared ranges).
@@ -470,7 +470,7 @@ impl CcAlgorithm for Cdg {
     }
 }
 
-plugtcp_framework::export_cc_module!(Cdg);
+plugtcp_abi::export_cc_module!(Cdg);
 
 #[cfg(test)]
 mod tests;

@@ -2,9 +2,9 @@
 //! through the ABI descriptor.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, globals, round, sample, TestConn};
-use plugtcp_framework::cc::{CC_DUPACK, CC_RTO};
-use plugtcp_framework::HookStatus;
+use plugtcp_abi::cc::{CC_DUPACK, CC_RTO};
+use plugtcp_abi::HookStatus;
+use plugtcp_tcpkit::cc::testing::{self, globals, round, sample, TestConn};
 use proptest::prelude::*;
 
 const MSS: u32 = 1460;

@@ -21,16 +21,16 @@
 use std::sync::atomic::AtomicIsize;
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::cc::common;
-use plugtcp_framework::cc::delay::{
-    connection_seed, grow_with_shadow, hamilton_backoff_probability, ms_to_us,
-};
-use plugtcp_framework::cc::ertt::ErttHelper;
-use plugtcp_framework::cc::{
+use plugtcp_abi::cc::{
     param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_NDUPACK,
 };
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common;
+use plugtcp_tcpkit::cc::delay::{
+    connection_seed, grow_with_shadow, hamilton_backoff_probability, ms_to_us,
+};
+use plugtcp_tcpkit::cc::ertt::ErttHelper;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -272,8 +272,8 @@ impl CcAlgorithm for Chd {
         }
     }
 
-    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
-    plugtcp_framework::ertt_hooks!(hertt: newround, rttsample);
+    plugtcp_tcpkit::newreno_hooks!(post_recovery, after_idle);
+    plugtcp_tcpkit::ertt_hooks!(hertt: newround, rttsample);
 
     /// FreeBSD's sysctl handlers: loss_fair 0 or 1 and pmax in 1..=100 (the declared
     /// ranges), queue_threshold above the current queue_min; queue_min itself is unchecked.
@@ -296,7 +296,7 @@ impl CcAlgorithm for Chd {
     }
 }
 
-plugtcp_framework::export_cc_module!(Chd);
+plugtcp_abi::export_cc_module!(Chd);
 
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,10 @@
 //! descriptor.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, assert_rate, globals, round, sample, TestConn};
-use plugtcp_framework::cc::{ccf, CC_DUPACK, CC_RTO};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::HookStatus;
+use plugtcp_abi::cc::{ccf, CC_DUPACK, CC_RTO};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::HookStatus;
+use plugtcp_tcpkit::cc::testing::{self, assert_rate, globals, round, sample, TestConn};
 use std::sync::atomic::Ordering;
 
 const MSS: u32 = 1460;
@@ -163,7 +163,7 @@ fn delayed_ack_samples_do_not_count() {
     assert_eq!(cc.state().hertt.ertt.maxrtt, 100 * MS);
     assert_eq!(
         cc.state().hertt.dlyack_rx,
-        plugtcp_framework::cc::ertt::DLYACK_SMOOTH
+        plugtcp_tcpkit::cc::ertt::DLYACK_SMOOTH
     );
 }
 

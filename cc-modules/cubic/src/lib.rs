@@ -22,13 +22,11 @@
 //!
 //! FreeBSD's cc_cubic has no sysctls and no TCP_CCALGOOPT; neither has this module.
 
-use plugtcp_framework::cc::common::{self, grow_cwnd, slow_start_increase};
-use plugtcp_framework::cc::hystart::{HyStart, Phase};
-use plugtcp_framework::cc::{
-    ccf, CcAlgorithm, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO, CC_RTO_ERR,
-};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{ccf, CcAlgorithm, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO, CC_RTO_ERR};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common::{self, grow_cwnd, slow_start_increase};
+use plugtcp_tcpkit::cc::hystart::{HyStart, Phase};
 
 /// RFC 9438 section 5 (Table 1): C, in segments per second cubed.
 pub const CUBIC_C: f64 = 0.4;
@@ -442,7 +440,7 @@ impl CcAlgorithm for Cubic {
     }
 }
 
-plugtcp_framework::export_cc_module!(Cubic);
+plugtcp_abi::export_cc_module!(Cubic);
 
 #[cfg(test)]
 mod tests;

@@ -2,9 +2,9 @@
 //! cc_cubic behaviour and RFC 9406 HyStart++.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, TestConn};
-use plugtcp_framework::cc::{CcGlobals, CC_DUPACK};
-use plugtcp_framework::TcpState;
+use plugtcp_abi::cc::{CcGlobals, CC_DUPACK};
+use plugtcp_abi::TcpState;
+use plugtcp_tcpkit::cc::testing::{self, TestConn};
 use proptest::prelude::*;
 use std::sync::atomic::Ordering;
 
@@ -327,7 +327,7 @@ fn post_recovery_with_little_in_flight_avoids_a_burst() {
 #[test]
 fn ecn_reduces_once_per_window() {
     let (mut cc, mut tp) = conn(100);
-    tp.t_flags2 |= plugtcp_framework::tcpcb::tf2::ECN_PERMIT;
+    tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::ECN_PERMIT;
     tp.snd_max = tp.snd_una + 100 * MSS;
     cc.on_cong_signal(&mut tp, CC_ECN);
     assert_eq!((tp.snd_cwnd, tp.snd_ssthresh), (70 * MSS, 70 * MSS));

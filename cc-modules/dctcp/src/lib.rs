@@ -19,13 +19,13 @@
 //! 1"), `shift_g` (g = 1/2^shift_g, 0..=10, default 4 = RFC 8257's g = 1/16), `slowstart`
 //! (0/1, default 0: when 1, the first ECN reduction halves cwnd, and alpha restarts at 1).
 
-use plugtcp_framework::cc::common::{self, newreno_cc_ack_received};
-use plugtcp_framework::cc::{
+use plugtcp_abi::cc::{
     ccf, CcAlgorithm, CcParamDesc, CcVar, CC_ACK, CC_DUPACK, CC_ECN, CC_NDUPACK, CC_RTO,
 };
-use plugtcp_framework::seq::seq_gt;
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::seq::seq_gt;
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common::{self, newreno_cc_ack_received};
 
 /// Fixed-point shift of alpha: 1.0 is `1 << DCTCP_SHIFT`.
 pub const DCTCP_SHIFT: u32 = 10;
@@ -309,7 +309,7 @@ impl CcAlgorithm for Dctcp {
     }
 }
 
-plugtcp_framework::export_cc_module!(Dctcp);
+plugtcp_abi::export_cc_module!(Dctcp);
 
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,10 @@
 //! descriptor as the host and the base stack drive it.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, globals, TestConn};
-use plugtcp_framework::cc::CcConn;
-use plugtcp_framework::seq::seq_geq;
-use plugtcp_framework::TcpState;
+use plugtcp_abi::cc::CcConn;
+use plugtcp_abi::seq::seq_geq;
+use plugtcp_abi::TcpState;
+use plugtcp_tcpkit::cc::testing::{self, globals, TestConn};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicIsize, Ordering};
 

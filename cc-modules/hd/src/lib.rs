@@ -18,13 +18,11 @@
 use std::sync::atomic::AtomicIsize;
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::cc::common;
-use plugtcp_framework::cc::delay::{connection_seed, hamilton_backoff_probability, ms_to_us};
-use plugtcp_framework::cc::ertt::ErttHelper;
-use plugtcp_framework::cc::{
-    param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_ECN,
-};
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ACK, CC_ECN};
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common;
+use plugtcp_tcpkit::cc::delay::{connection_seed, hamilton_backoff_probability, ms_to_us};
+use plugtcp_tcpkit::cc::ertt::ErttHelper;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -128,8 +126,8 @@ impl CcAlgorithm for Hd {
         common::newreno_cc_ack_received(ccv, tp, ack_type);
     }
 
-    plugtcp_framework::newreno_hooks!(cong_signal, post_recovery, after_idle);
-    plugtcp_framework::ertt_hooks!(hertt: newround, rttsample);
+    plugtcp_tcpkit::newreno_hooks!(cong_signal, post_recovery, after_idle);
+    plugtcp_tcpkit::ertt_hooks!(hertt: newround, rttsample);
 
     /// FreeBSD's sysctl handlers: pmax in 1..=100 (the declared range), queue_threshold
     /// non-zero and not below the current queue_min, queue_min not above the current
@@ -152,7 +150,7 @@ impl CcAlgorithm for Hd {
     }
 }
 
-plugtcp_framework::export_cc_module!(Hd);
+plugtcp_abi::export_cc_module!(Hd);
 
 #[cfg(test)]
 mod tests;

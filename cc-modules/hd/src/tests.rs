@@ -1,10 +1,10 @@
 //! HD against Budzisz et al. (2009) and FreeBSD cc_hd, driven through the ABI descriptor.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, assert_rate, globals, TestConn};
-use plugtcp_framework::cc::{ccf, CcConn, CC_DUPACK, CC_NDUPACK, CC_RTO};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::HookStatus;
+use plugtcp_abi::cc::{ccf, CcConn, CC_DUPACK, CC_NDUPACK, CC_RTO};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::HookStatus;
+use plugtcp_tcpkit::cc::testing::{self, assert_rate, globals, TestConn};
 use std::sync::atomic::Ordering;
 
 const MSS: u32 = 1460;

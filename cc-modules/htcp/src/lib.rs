@@ -19,10 +19,10 @@
 //! `cong_signal`: there `t_rcvtime` is the last arrival, possibly seconds old, so the time of
 //! that congestion event is taken from the next ACK instead (see [`Htcp::t_last_cong`]).
 
-use plugtcp_framework::cc::common::{self, max_cwnd, may_grow, TCP_MAXWIN};
-use plugtcp_framework::cc::{ccf, CcAlgorithm, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{ccf, CcAlgorithm, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common::{self, max_cwnd, may_grow, TCP_MAXWIN};
 
 /// Parameter indices in [`Htcp::PARAMS`].
 pub const PARAM_ADAPTIVE_BACKOFF: usize = 0;
@@ -294,10 +294,10 @@ impl CcAlgorithm for Htcp {
         };
     }
 
-    plugtcp_framework::newreno_hooks!(after_idle);
+    plugtcp_tcpkit::newreno_hooks!(after_idle);
 }
 
-plugtcp_framework::export_cc_module!(Htcp);
+plugtcp_abi::export_cc_module!(Htcp);
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! H-TCP against the paper's alpha(delta) and beta, and FreeBSD cc_htcp's window arithmetic.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, TestConn};
-use plugtcp_framework::cc::CC_ACK;
+use plugtcp_abi::cc::CC_ACK;
+use plugtcp_tcpkit::cc::testing::{self, TestConn};
 use proptest::prelude::*;
 
 const MSS: u32 = 1460;

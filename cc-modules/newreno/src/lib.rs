@@ -5,13 +5,11 @@
 
 use std::sync::atomic::AtomicIsize;
 
-use plugtcp_framework::cc::common;
-use plugtcp_framework::cc::hystart::HyStart;
-use plugtcp_framework::cc::{
-    CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO,
-};
-use plugtcp_framework::sockopt::{SockOpt, SockOptDir};
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{CcAlgorithm, CcGlobals, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO};
+use plugtcp_abi::sockopt::{SockOpt, SockOptDir};
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common;
+use plugtcp_tcpkit::cc::hystart::HyStart;
 
 /// TCP_CCALGOOPT option names (FreeBSD cc_newreno.h).
 pub const CC_NEWRENO_BETA: u32 = 1;
@@ -56,7 +54,7 @@ pub struct NewReno {
     pub hystart: HyStart,
 }
 
-pub use plugtcp_framework::cc::initial_window;
+pub use plugtcp_abi::cc::initial_window;
 
 impl NewReno {
     fn factor(&self, ccv: &CcVar, sig: u32) -> u32 {
@@ -143,7 +141,7 @@ impl CcAlgorithm for NewReno {
         common::newreno_cc_cong_signal_beta(tp, sig, self.factor(ccv, sig) as u64);
     }
 
-    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
+    plugtcp_tcpkit::newreno_hooks!(post_recovery, after_idle);
 
     fn ctl_output(
         &mut self,
@@ -198,7 +196,7 @@ impl CcAlgorithm for NewReno {
     }
 }
 
-plugtcp_framework::export_cc_module!(NewReno);
+plugtcp_abi::export_cc_module!(NewReno);
 
 #[cfg(test)]
 mod tests;

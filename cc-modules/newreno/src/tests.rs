@@ -1,10 +1,10 @@
 //! NewReno against RFC 5681 / RFC 3465 / RFC 6582 arithmetic.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, globals, TestConn};
-use plugtcp_framework::cc::{ccf, CcConn, CC_ACK};
-use plugtcp_framework::sockopt::{SockOpt, SockOptDir, IPPROTO_TCP, TCP_CCALGOOPT};
-use plugtcp_framework::tcpcb::tf;
+use plugtcp_abi::cc::{ccf, CcConn, CC_ACK};
+use plugtcp_abi::sockopt::{SockOpt, SockOptDir, IPPROTO_TCP, TCP_CCALGOOPT};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_tcpkit::cc::testing::{self, globals, TestConn};
 use std::sync::atomic::Ordering;
 
 const MSS: u32 = 1460;
@@ -174,7 +174,7 @@ fn ctl(
     (st, CcNewrenoOpts::from_bytes(&buf).unwrap())
 }
 
-use plugtcp_framework::HookStatus;
+use plugtcp_abi::HookStatus;
 
 #[test]
 fn ccalgoopt_beta_and_beta_ecn() {

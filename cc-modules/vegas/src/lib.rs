@@ -34,10 +34,10 @@
 
 use std::sync::atomic::AtomicIsize;
 
-use plugtcp_framework::cc::common::{self, max_cwnd};
-use plugtcp_framework::cc::ertt::ErttHelper;
-use plugtcp_framework::cc::{param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar};
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{param_value, CcAlgorithm, CcGlobals, CcParamDesc, CcVar};
+use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common::{self, max_cwnd};
+use plugtcp_tcpkit::cc::ertt::ErttHelper;
 
 /// Parameter indices in [`Vegas::PARAMS`].
 pub const PARAM_ALPHA: usize = 0;
@@ -158,7 +158,7 @@ impl CcAlgorithm for Vegas {
         self.slow_start_toggle = true;
     }
 
-    plugtcp_framework::ertt_hooks!(hertt: rttsample);
+    plugtcp_tcpkit::ertt_hooks!(hertt: rttsample);
 
     /// The stack calls this before it applies the ACK that ends the round: snd_una still
     /// marks the start of the data outstanding, and snd_max the end of the new round.
@@ -213,7 +213,7 @@ impl CcAlgorithm for Vegas {
         }
     }
 
-    plugtcp_framework::newreno_hooks!(post_recovery, after_idle);
+    plugtcp_tcpkit::newreno_hooks!(post_recovery, after_idle);
 
     /// FreeBSD vegas_alpha_handler / vegas_beta_handler: alpha <= beta against the value the
     /// other one has now (0 is the declared range's).
@@ -235,7 +235,7 @@ impl CcAlgorithm for Vegas {
     }
 }
 
-plugtcp_framework::export_cc_module!(Vegas);
+plugtcp_abi::export_cc_module!(Vegas);
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,10 @@
 //! Vegas against the paper's per-RTT rule and FreeBSD cc_vegas's slow start and loss handling.
 
 use super::*;
-use plugtcp_framework::cc::testing::{self, globals, TestConn};
-use plugtcp_framework::cc::{ccf, CcConn, CC_ACK, CC_NDUPACK, CC_RTO};
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::HookStatus;
+use plugtcp_abi::cc::{ccf, CcConn, CC_ACK, CC_NDUPACK, CC_RTO};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::HookStatus;
+use plugtcp_tcpkit::cc::testing::{self, globals, TestConn};
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicIsize, Ordering};
 

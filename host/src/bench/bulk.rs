@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 
 use crate::io::sim::SimLinkConfig;
 use crate::io::simnet::{SimNet, ADDR_B};

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_CONGESTION};
+use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_CONGESTION};
 
 use crate::ccsim::{BulkFlows, CcExperiment, FREEBSD_MODULES};
 

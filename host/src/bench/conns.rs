@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use plugtcp_framework::TcpState;
+use plugtcp_abi::TcpState;
 
 use crate::bench::bulk;
 use crate::io::sim::SimLinkConfig;

@@ -5,9 +5,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use plugtcp_abi::cc::{ccf, CcAlgorithm, CcConn, CcGlobals, CcHooks, CcVar, CC_ACK};
+use plugtcp_abi::Tcpcb;
 use plugtcp_cc_newreno::NewReno;
-use plugtcp_framework::cc::{ccf, CcAlgorithm, CcConn, CcGlobals, CcHooks, CcVar, CC_ACK};
-use plugtcp_framework::Tcpcb;
 
 use crate::registry::loader::{open_plugin, SearchPath};
 

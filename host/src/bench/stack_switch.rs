@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use plugtcp_framework::sockopt::{IPPROTO_TCP, TCP_FUNCTION_BLK};
-use plugtcp_framework::stack::TcpFunctionBlockRef;
-use plugtcp_framework::TcpState;
+use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_FUNCTION_BLK};
+use plugtcp_abi::stack::TcpFunctionBlockRef;
+use plugtcp_abi::TcpState;
 
 use crate::io::sim::SimLinkConfig;
 use crate::io::simnet::{SimNet, ADDR_B};

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use plugtcp_framework::stack::tcpi_off;
+use plugtcp_abi::stack::tcpi_off;
 
 use super::exec::Runner;
 use crate::socket::table::ConnKey;

@@ -1219,14 +1219,14 @@ impl<'a> Runner<'a> {
             .and_then(|i| self.sockets[i].fd)
             .or_else(|| self.posix.open_fds().last().copied())
             .ok_or_else(|| Failure::at(line, "no socket to collect TCP_INFO from"))?;
-        let mut buf = [0u8; plugtcp_framework::stack::TCP_INFO_LEN];
+        let mut buf = [0u8; plugtcp_abi::stack::TCP_INFO_LEN];
         let n = self
             .posix
             .getsockopt(
                 &mut self.host,
                 fd,
-                plugtcp_framework::sockopt::IPPROTO_TCP,
-                plugtcp_framework::sockopt::TCP_INFO,
+                plugtcp_abi::sockopt::IPPROTO_TCP,
+                plugtcp_abi::sockopt::TCP_INFO,
                 &mut buf,
             )
             .map_err(|e| Failure::at(line, format!("getsockopt(TCP_INFO): {e}")))?;

@@ -2,8 +2,8 @@
 //! the numbers plugtcp's POSIX layer takes: FreeBSD's for the socket API, plugtcp's own for
 //! the Linux-only TCP options, and plugtcp's errno values.
 
-use plugtcp_framework::sockopt as so;
-use plugtcp_framework::Errno;
+use plugtcp_abi::sockopt as so;
+use plugtcp_abi::Errno;
 
 use crate::posix::consts::*;
 

@@ -9,8 +9,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_packetdrill::display::format_seconds;
 use plugtcp_packetdrill::{Expr, ExprKind, IpVersion, StructField, SyscallEvent};
 

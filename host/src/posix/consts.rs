@@ -1,8 +1,8 @@
 //! The numbers of the POSIX socket API as FreeBSD defines them (sys/socket.h, fcntl.h,
 //! poll.h, sys/filio.h, netinet/in.h), plus the Linux names plugtcp also answers to.
-//! Option names at IPPROTO_TCP are plugtcp_framework::sockopt's; SOL_SOCKET's are there too.
+//! Option names at IPPROTO_TCP are plugtcp_abi::sockopt's; SOL_SOCKET's are there too.
 
-pub use plugtcp_framework::sockopt::{
+pub use plugtcp_abi::sockopt::{
     IPPROTO_TCP, SOL_SOCKET, SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF,
 };
 

@@ -21,8 +21,8 @@ pub mod consts;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use plugtcp_framework::sockopt::{IPPROTO_TCP, SOL_SOCKET};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::sockopt::{IPPROTO_TCP, SOL_SOCKET};
+use plugtcp_abi::{Errno, TcpState};
 
 use crate::usrreq::Shutdown;
 use crate::Host;

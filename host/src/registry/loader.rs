@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use plugtcp_framework::{PluginModuleRef, ABI_VERSION};
+use plugtcp_abi::{PluginModuleRef, ABI_VERSION};
 
 /// Why a plugin file was refused.
 #[derive(Debug)]
@@ -13,7 +13,7 @@ pub enum LoadFailure {
     NotAPlugin(String),
     AbiMismatch(String),
     /// It loaded, but registering it failed with this errno (a taken name, say).
-    Refused(plugtcp_framework::Errno),
+    Refused(plugtcp_abi::Errno),
 }
 
 /// A refused plugin file and the reason.
@@ -38,8 +38,8 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 impl LoadError {
-    pub fn errno(&self) -> plugtcp_framework::Errno {
-        use plugtcp_framework::Errno;
+    pub fn errno(&self) -> plugtcp_abi::Errno {
+        use plugtcp_abi::Errno;
         match self.failure {
             LoadFailure::Missing => Errno::ENOENT,
             LoadFailure::NotAPlugin(_) | LoadFailure::AbiMismatch(_) => Errno::EINVAL,

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use plugtcp_framework::cc::{CcAlgoRef, CcGlobals, CcHooks, CcParamDesc};
-use plugtcp_framework::sockopt::{TCP_CA_NAME_MAX, TCP_FUNCTION_NAME_LEN_MAX};
-use plugtcp_framework::stack::{tcp_func, TcpFunctionBlockRef};
-use plugtcp_framework::{Errno, HookStatus, PluginKind};
+use plugtcp_abi::cc::{CcAlgoRef, CcGlobals, CcHooks, CcParamDesc};
+use plugtcp_abi::sockopt::{TCP_CA_NAME_MAX, TCP_FUNCTION_NAME_LEN_MAX};
+use plugtcp_abi::stack::{tcp_func, TcpFunctionBlockRef};
+use plugtcp_abi::{Errno, HookStatus, PluginKind};
 
 /// At most this many names per function block, primary name included (FreeBSD
 /// TCP_FUNCTION_NAME_NUM_MAX).
@@ -51,18 +51,18 @@ pub struct PluginInfo {
 /// Hooks of a function block, copied once at registration (see `CcHooks` for why).
 #[derive(Clone, Copy)]
 pub struct StackHooks {
-    pub init: Option<plugtcp_framework::stack::InitHook>,
-    pub fini: Option<plugtcp_framework::stack::FiniHook>,
-    pub do_segment: plugtcp_framework::stack::SegmentHook,
-    pub output: plugtcp_framework::stack::StateHook,
-    pub timer: Option<plugtcp_framework::stack::U32Hook>,
-    pub ctloutput: plugtcp_framework::stack::CtlHook,
-    pub handoff_ok: plugtcp_framework::stack::HandoffHook,
-    pub mtu_chg: Option<plugtcp_framework::stack::U32Hook>,
-    pub switch_failed: Option<plugtcp_framework::stack::StateHook>,
-    pub chg_query: Option<plugtcp_framework::stack::ChgQueryHook>,
-    pub info: Option<plugtcp_framework::stack::InfoHook>,
-    pub inherit: Option<plugtcp_framework::stack::InheritHook>,
+    pub init: Option<plugtcp_abi::stack::InitHook>,
+    pub fini: Option<plugtcp_abi::stack::FiniHook>,
+    pub do_segment: plugtcp_abi::stack::SegmentHook,
+    pub output: plugtcp_abi::stack::StateHook,
+    pub timer: Option<plugtcp_abi::stack::U32Hook>,
+    pub ctloutput: plugtcp_abi::stack::CtlHook,
+    pub handoff_ok: plugtcp_abi::stack::HandoffHook,
+    pub mtu_chg: Option<plugtcp_abi::stack::U32Hook>,
+    pub switch_failed: Option<plugtcp_abi::stack::StateHook>,
+    pub chg_query: Option<plugtcp_abi::stack::ChgQueryHook>,
+    pub info: Option<plugtcp_abi::stack::InfoHook>,
+    pub inherit: Option<plugtcp_abi::stack::InheritHook>,
 }
 
 /// A registered function block.

@@ -7,8 +7,8 @@
 //! option a block accepted is remembered, except TCP_QUICKACK, which is a one-shot switch
 //! (Linux), not a setting.
 
-use plugtcp_framework::sockopt::{self, IPPROTO_TCP};
-use plugtcp_framework::Errno;
+use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
+use plugtcp_abi::Errno;
 
 /// The options a block accepted, last value of each, in the order first set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

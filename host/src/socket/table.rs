@@ -24,7 +24,7 @@ use rand::Rng;
 use crate::secrets::{sip_key, Entropy, HostRng};
 use siphasher::sip::SipHasher24;
 
-use plugtcp_framework::Errno;
+use plugtcp_abi::Errno;
 
 /// FreeBSD `net.inet.ip.portrange.first` default.
 pub const PORTRANGE_FIRST_DEFAULT: u16 = 10000;

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::cc::CC_ACK;
-use plugtcp_framework::segment::SegIn;
-use plugtcp_framework::sockopt::SockOpt;
-use plugtcp_framework::stack::{
+use plugtcp_abi::cc::CC_ACK;
+use plugtcp_abi::segment::SegIn;
+use plugtcp_abi::sockopt::SockOpt;
+use plugtcp_abi::stack::{
     tcp_func, tt, InitMode, OldStack, StackCtx, StackVtable, TcpFunctionBlockRef, TcpStack,
 };
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 
@@ -59,7 +59,7 @@ impl<const I: usize> TcpStack for TestStack<I> {
     fn init(cx: &mut StackCtx, mode: InitMode, old: OldStack) -> Result<Self, Errno> {
         let mut segs = 0;
         if mode == InitMode::Switch {
-            let mut q = plugtcp_framework::stack::ChgQuery {
+            let mut q = plugtcp_abi::stack::ChgQuery {
                 req: 99,
                 ..Default::default()
             };
@@ -91,7 +91,7 @@ impl<const I: usize> TcpStack for TestStack<I> {
         Ok(())
     }
     fn timer(&mut self, cx: &mut StackCtx, _which: u32) -> Result<(), Errno> {
-        cx.cc.cong_signal(&mut cx.tp, plugtcp_framework::cc::CC_RTO);
+        cx.cc.cong_signal(&mut cx.tp, plugtcp_abi::cc::CC_RTO);
         Ok(())
     }
     fn ctloutput(&mut self, _cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {
@@ -108,11 +108,7 @@ impl<const I: usize> TcpStack for TestStack<I> {
         SWITCH_FAILED.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-    fn chg_query(
-        &self,
-        _cx: &StackCtx,
-        q: &mut plugtcp_framework::stack::ChgQuery,
-    ) -> Result<(), Errno> {
+    fn chg_query(&self, _cx: &StackCtx, q: &mut plugtcp_abi::stack::ChgQuery) -> Result<(), Errno> {
         if q.req == 99 {
             q.req_param = self.segs;
             q.answered = 1;
@@ -167,7 +163,7 @@ pub fn seg(payload: &[u8]) -> SegIn<'_> {
     SegIn {
         seq: 0,
         ack: 0,
-        flags: plugtcp_framework::segment::th::ACK,
+        flags: plugtcp_abi::segment::th::ACK,
         win: 0,
         urp: 0,
         ip_ecn: 0,
@@ -255,11 +251,11 @@ pub fn renamed_block(b: TcpFunctionBlockRef, name: &'static str) -> TcpFunctionB
 /// 'static).
 pub fn block_variant(
     b: TcpFunctionBlockRef,
-    f: impl FnOnce(&mut plugtcp_framework::stack::TcpFunctionBlock),
+    f: impl FnOnce(&mut plugtcp_abi::stack::TcpFunctionBlock),
 ) -> TcpFunctionBlockRef {
     use abi_stable::prefix_type::WithMetadata;
     use abi_stable::std_types::RSlice;
-    let mut d = plugtcp_framework::stack::TcpFunctionBlock {
+    let mut d = plugtcp_abi::stack::TcpFunctionBlock {
         name: b.name(),
         aliases: RSlice::from_slice(&[]),
         flags: b.flags(),
@@ -278,7 +274,7 @@ pub fn block_variant(
         inherit: b.inherit(),
     };
     f(&mut d);
-    let wm: &'static WithMetadata<plugtcp_framework::stack::TcpFunctionBlock> =
+    let wm: &'static WithMetadata<plugtcp_abi::stack::TcpFunctionBlock> =
         Box::leak(Box::new(WithMetadata::new(d)));
     TcpFunctionBlockRef(wm.static_as_prefix())
 }

@@ -4,8 +4,8 @@
 //! connection in any state.
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::stack::StackCtx;
-use plugtcp_framework::Errno;
+use plugtcp_abi::stack::StackCtx;
+use plugtcp_abi::Errno;
 use plugtcp_tcp_engine::{LossDetection, Personality, Stack};
 
 pub use plugtcp_tcp_engine::ctr;
@@ -27,4 +27,4 @@ impl Personality for BasePersonality {
 /// The `base` function block.
 pub type Base = Stack<BasePersonality>;
 
-plugtcp_framework::export_function_block!(Base);
+plugtcp_abi::export_function_block!(Base);

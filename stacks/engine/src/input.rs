@@ -1,13 +1,13 @@
 //! tcp_input: one incoming segment for a connection the host has demultiplexed (RFC 9293
 //! section 3.10.7, with RFC 7323, RFC 2018/6675 and RFC 5961).
 
-use plugtcp_framework::cc::{ccf, CC_ACK, CC_DUPACK, CC_NDUPACK};
-use plugtcp_framework::reass::Insert;
-use plugtcp_framework::segment::{ecn, th, to, SackBlock, SegIn};
-use plugtcp_framework::seq::{seq_geq, seq_gt, seq_leq, seq_lt};
-use plugtcp_framework::stack::{tt, ConnEvent, StackCtx};
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::cc::{ccf, CC_ACK, CC_DUPACK, CC_NDUPACK};
+use plugtcp_abi::segment::{ecn, th, to, SackBlock, SegIn};
+use plugtcp_abi::seq::{seq_geq, seq_gt, seq_leq, seq_lt};
+use plugtcp_abi::stack::{tt, ConnEvent, StackCtx};
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{Errno, TcpState};
+use plugtcp_tcpkit::reass::Insert;
 
 use crate::output::{self, data_start, send_rst, send_seg, syn_unacked, ts_on};
 use crate::{ctr, tcp_close, Engine};
@@ -851,7 +851,7 @@ fn delay_ack(base: &mut Engine, cx: &mut StackCtx, tlen: u32) {
 /// smaller than one segment lowers the MSS to it. The window a peer sees is that rounded
 /// buffer.
 fn round_buffers_to_mss(cx: &mut StackCtx) {
-    use plugtcp_framework::stack::autosize;
+    use plugtcp_abi::stack::autosize;
     let mss = cx.tp.t_maxseg.max(1);
     let snd = cx.host.snd_hiwat();
     if snd < mss {

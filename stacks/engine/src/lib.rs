@@ -18,13 +18,13 @@ mod rack;
 mod timer;
 
 use abi_stable::std_types::RStr;
-use plugtcp_framework::reass::ReassQueue;
-use plugtcp_framework::rtt::{RttEstimator, RttTimer, SendTimes};
-use plugtcp_framework::sack::SackScoreboard;
-use plugtcp_framework::sockopt::{self, SockOpt, SockOptDir};
-use plugtcp_framework::stack::{tcp_func, tt, InitMode, OldStack, StackCtx, TcpStack};
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{Errno, TcpState, Tcpcb};
+use plugtcp_abi::sockopt::{self, SockOpt, SockOptDir};
+use plugtcp_abi::stack::{tcp_func, tt, InitMode, OldStack, StackCtx, TcpStack};
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{Errno, TcpState, Tcpcb};
+use plugtcp_tcpkit::reass::ReassQueue;
+use plugtcp_tcpkit::rtt::{RttEstimator, RttTimer, SendTimes};
+use plugtcp_tcpkit::sack::SackScoreboard;
 
 /// Counter indices (names in [`Engine::COUNTERS`]).
 pub mod ctr {
@@ -64,7 +64,7 @@ pub struct Engine {
     loss: LossDetection,
     /// RACK-TLP's send map and state (RackTlp mode only).
     /// Boxed: base's connections (most of them) pay one pointer, not the whole state.
-    rack: Option<Box<plugtcp_framework::rack::RackTlp>>,
+    rack: Option<Box<plugtcp_tcpkit::rack::RackTlp>>,
     rtt: RttEstimator,
     rtt_timer: RttTimer,
     /// Send times of the data in flight: an RTT sample per ACK for the CC's `rttsample`.
@@ -105,7 +105,7 @@ pub struct Engine {
     /// The MSS our first SYN offered (0 before it): what a SYN-ACK of ours offers too.
     syn_mss: u32,
     /// A duplicate segment to report in the next ACK (RFC 2883 D-SACK).
-    dsack: Option<plugtcp_framework::segment::SackBlock>,
+    dsack: Option<plugtcp_abi::segment::SackBlock>,
     /// RFC 6937 PRR: data delivered to the receiver and sent by us since recovery began, and
     /// the flight size when it began.
     prr_delivered: u32,
@@ -290,7 +290,7 @@ pub(crate) fn undo_rto(base: &mut Engine, cx: &mut StackCtx) {
     base.badrxtwin_ns = None;
     cx.count(ctr::SNDREXMITBAD, 1);
     cx.cc
-        .on_cong_signal(&mut cx.tp, plugtcp_framework::cc::CC_RTO_ERR);
+        .on_cong_signal(&mut cx.tp, plugtcp_abi::cc::CC_RTO_ERR);
 }
 
 /// FreeBSD tcp_compute_pipe(): bytes in flight as snd_max - snd_una, plus what was
@@ -300,7 +300,7 @@ pub(crate) fn compute_pipe(base: &Engine, tp: &Tcpcb) -> u32 {
         .sack
         .holes()
         .map(|h| {
-            let end = if plugtcp_framework::seq::seq_lt(base.high_rxt, h.end) {
+            let end = if plugtcp_abi::seq::seq_lt(base.high_rxt, h.end) {
                 base.high_rxt
             } else {
                 h.end
@@ -322,10 +322,10 @@ pub(crate) fn compute_pipe(base: &Engine, tp: &Tcpcb) -> u32 {
 /// The connection is done: mark it closed and tell the host (tcp_close).
 pub(crate) fn tcp_close(cx: &mut StackCtx) {
     cx.tp.t_state = TcpState::Closed;
-    for t in 0..plugtcp_framework::stack::tt::COUNT {
+    for t in 0..plugtcp_abi::stack::tt::COUNT {
         cx.host.timer_stop(t);
     }
-    cx.host.event(plugtcp_framework::stack::ConnEvent::Closed);
+    cx.host.event(plugtcp_abi::stack::ConnEvent::Closed);
 }
 
 /// Drops the connection with an error (tcp_drop): a RST if synchronized, then close.
@@ -389,7 +389,7 @@ impl<P: Personality> TcpStack for Stack<P> {
     fn do_segment(
         &mut self,
         cx: &mut StackCtx,
-        seg: &plugtcp_framework::segment::SegIn<'_>,
+        seg: &plugtcp_abi::segment::SegIn<'_>,
     ) -> Result<(), Errno> {
         input::do_segment(&mut self.engine, cx, seg);
         Ok(())
@@ -425,11 +425,7 @@ impl<P: Personality> TcpStack for Stack<P> {
         P::handoff_ok(cx)
     }
 
-    fn info(
-        &self,
-        cx: &StackCtx,
-        out: &mut plugtcp_framework::stack::TcpInfo,
-    ) -> Result<(), Errno> {
+    fn info(&self, cx: &StackCtx, out: &mut plugtcp_abi::stack::TcpInfo) -> Result<(), Errno> {
         self.engine.info(cx, out);
         Ok(())
     }
@@ -621,8 +617,8 @@ impl Engine {
         self.push_once = false;
     }
 
-    fn info(&self, cx: &StackCtx, out: &mut plugtcp_framework::stack::TcpInfo) {
-        *out = plugtcp_framework::stack::TcpInfo::from_tcpcb(&cx.tp);
+    fn info(&self, cx: &StackCtx, out: &mut plugtcp_abi::stack::TcpInfo) {
+        *out = plugtcp_abi::stack::TcpInfo::from_tcpcb(&cx.tp);
         out.tcpi_rtt = self.rtt.srtt();
         out.tcpi_rttvar = self.rtt.rttvar();
         out.tcpi_rto = self.rxtcur_us(&cx.tp);
@@ -631,7 +627,7 @@ impl Engine {
         let idle_us = cx.host.now().saturating_sub(cx.tp.t_rcvtime) / 1000;
         out.tcpi_last_data_recv = idle_us.min(u32::MAX as u64) as u32;
         // The SACK blocks the next ACK would carry (FreeBSD rcv_numsacks, at most 6).
-        let mut blocks = [plugtcp_framework::segment::SackBlock::default(); 6];
+        let mut blocks = [plugtcp_abi::segment::SackBlock::default(); 6];
         out.tcpi_rcv_numsacks = if cx.tp.t_flags & tf::SACK_PERMIT != 0 {
             self.reass.sack_blocks(&mut blocks) as u32
         } else {

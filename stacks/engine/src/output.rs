@@ -1,11 +1,11 @@
 //! tcp_output: decides what to send next and turns it into segment descriptors for the host.
 
-use plugtcp_framework::rtt::TCP_BACKOFF;
-use plugtcp_framework::segment::{ecn, th, to, SackBlock, SegOut, TcpOpts};
-use plugtcp_framework::seq::{seq_geq, seq_gt, seq_lt, seq_max};
-use plugtcp_framework::stack::{tt, StackCtx};
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{TcpState, Tcpcb};
+use plugtcp_abi::segment::{ecn, th, to, SackBlock, SegOut, TcpOpts};
+use plugtcp_abi::seq::{seq_geq, seq_gt, seq_lt, seq_max};
+use plugtcp_abi::stack::{tt, StackCtx};
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{TcpState, Tcpcb};
+use plugtcp_tcpkit::rtt::TCP_BACKOFF;
 
 use crate::{ctr, Engine, TCP_MAXRXTSHIFT};
 

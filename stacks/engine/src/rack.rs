@@ -3,11 +3,11 @@
 //! paced by PRR (always on); a tail loss probe replaces the RTO for a lost tail. Timers:
 //! `tt::PRIV0` is RACK's reordering timer, `tt::PRIV0 + 1` the probe timeout (PTO).
 
-use plugtcp_framework::cc::CC_NDUPACK;
-use plugtcp_framework::rack::{RackConfig, RackTlp, TlpAction};
-use plugtcp_framework::segment::{th, to, SegIn};
-use plugtcp_framework::stack::{tt, InitMode, StackCtx};
-use plugtcp_framework::tcpcb::tf;
+use plugtcp_abi::cc::CC_NDUPACK;
+use plugtcp_abi::segment::{th, to, SegIn};
+use plugtcp_abi::stack::{tt, InitMode, StackCtx};
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_tcpkit::rack::{RackConfig, RackTlp, TlpAction};
 
 use crate::output::{self, data_start, send_seg};
 use crate::{ctr, Engine};
@@ -210,7 +210,7 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
             // RFC 8985 7.3: the last segment sent, not the whole burst it went out in.
             let rem = e.wrapping_sub(s) % mss.max(1);
             let last = e.wrapping_sub(if rem == 0 { mss } else { rem });
-            let s = if plugtcp_framework::seq::seq_gt(last, s) {
+            let s = if plugtcp_abi::seq::seq_gt(last, s) {
                 last
             } else {
                 s

@@ -1,10 +1,10 @@
 //! Timer expiry (FreeBSD tcp_timer.c): retransmit, delayed ACK, persist, keepalive, 2MSL.
 
-use plugtcp_framework::cc::CC_RTO;
-use plugtcp_framework::rtt::TCP_TOTBACKOFF;
-use plugtcp_framework::stack::{tt, StackCtx};
-use plugtcp_framework::tcpcb::{tf, tf2};
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::cc::CC_RTO;
+use plugtcp_abi::stack::{tt, StackCtx};
+use plugtcp_abi::tcpcb::{tf, tf2};
+use plugtcp_abi::{Errno, TcpState};
+use plugtcp_tcpkit::rtt::TCP_TOTBACKOFF;
 
 use crate::input::{keepalive_on, keepidle_ns};
 use crate::output;

@@ -5,10 +5,10 @@
 //! the handshake is done); a FIN sent with more than one byte outstanding EAGAIN; a
 //! connection without SACK EINVAL (RACK needs it).
 
-use plugtcp_framework::seq::seq_gt;
-use plugtcp_framework::stack::StackCtx;
-use plugtcp_framework::tcpcb::tf;
-use plugtcp_framework::{Errno, TcpState};
+use plugtcp_abi::seq::seq_gt;
+use plugtcp_abi::stack::StackCtx;
+use plugtcp_abi::tcpcb::tf;
+use plugtcp_abi::{Errno, TcpState};
 use plugtcp_tcp_engine::{LossDetection, Personality, Stack};
 
 pub use plugtcp_tcp_engine::ctr;
@@ -39,4 +39,4 @@ impl Personality for RackPersonality {
 /// The `rack` function block.
 pub type Rack = Stack<RackPersonality>;
 
-plugtcp_framework::export_function_block!(Rack);
+plugtcp_abi::export_function_block!(Rack);

@@ -2,8 +2,8 @@
 //! calls, and in `cong_signal` always. Its file name does not match the autoload pattern, so
 //! hosts only load it when a test asks.
 
-use plugtcp_framework::cc::{CcAlgorithm, CcVar};
-use plugtcp_framework::{Errno, Tcpcb};
+use plugtcp_abi::cc::{CcAlgorithm, CcVar};
+use plugtcp_abi::{Errno, Tcpcb};
 
 pub const PANIC_AFTER: u32 = 3;
 
@@ -31,4 +31,4 @@ impl CcAlgorithm for Panicky {
     }
 }
 
-plugtcp_framework::export_cc_module!(Panicky);
+plugtcp_abi::export_cc_module!(Panicky);

@@ -13,8 +13,8 @@
 //! IsLost is constant over a hole: every octet in a hole sees the same SACKed data above it.
 //! So pipe and NextSeg cost O(ranges), not O(bytes).
 
-use crate::segment::SackBlock;
-use crate::seq::{seq_geq, seq_gt, seq_leq, seq_lt, seq_max, seq_min};
+use plugtcp_abi::segment::SackBlock;
+use plugtcp_abi::seq::{seq_geq, seq_gt, seq_leq, seq_lt, seq_max, seq_min};
 
 /// FreeBSD `net.inet.tcp.sack.maxholes` default.
 pub const SACK_MAXHOLES_DEFAULT: usize = 128;

@@ -3,7 +3,7 @@
 //! All times are passed in by the caller: RTT samples and RTOs in microseconds (`u32`, so at
 //! most ~71 minutes, far above the 64 s RTO ceiling), the segment clock in `u64` nanoseconds.
 
-use crate::seq::{seq_gt, seq_leq, seq_lt};
+use plugtcp_abi::seq::{seq_gt, seq_leq, seq_lt};
 
 /// FreeBSD `TCP_MAXRXTSHIFT`: the largest meaningful `t_rxtshift`.
 pub const TCP_MAXRXTSHIFT: u32 = 12;

@@ -3,12 +3,12 @@
 //! the host-wide tunables, sysctl values and counters a host would keep for it.
 //!
 //! Test code only: what a host owns for as long as it runs (the globals, the parameter values
-//! and the counters, which a [`CcVar`](super::CcVar) borrows for `'static`) is leaked here.
+//! and the counters, which a [`CcVar`](plugtcp_abi::cc::CcVar) borrows for `'static`) is leaked here.
 //!
 //! ```
-//! use plugtcp_framework::cc::testing::{self, TestConn};
-//! use plugtcp_framework::cc::{ccf, CcAlgorithm, CcVar, CC_ACK, CC_NDUPACK};
-//! use plugtcp_framework::{Errno, Tcpcb};
+//! use plugtcp_tcpkit::cc::testing::{self, TestConn};
+//! use plugtcp_abi::cc::{ccf, CcAlgorithm, CcVar, CC_ACK, CC_NDUPACK};
+//! use plugtcp_abi::{Errno, Tcpcb};
 //!
 //! /// The module under test: here cc.c's NewReno.
 //! struct Reno;
@@ -18,7 +18,7 @@
 //!     fn cb_init(_ccv: &CcVar, _tp: &Tcpcb) -> Result<Self, Errno> {
 //!         Ok(Reno)
 //!     }
-//!     plugtcp_framework::newreno_hooks!(ack_received, cong_signal, after_idle);
+//!     plugtcp_tcpkit::newreno_hooks!(ack_received, cong_signal, after_idle);
 //! }
 //!
 //! let mut tp = testing::tcpcb(1000, 10_000, u32::MAX);
@@ -38,11 +38,11 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-use super::{
+use plugtcp_abi::cc::{
     ccf, CcAlgoRef, CcAlgorithm, CcConn, CcGlobals, CcHooks, CcVtable, CC_ACK, CC_DUPACK, CC_ECN,
 };
-use crate::errno::{Errno, HookStatus};
-use crate::tcpcb::Tcpcb;
+use plugtcp_abi::errno::{Errno, HookStatus};
+use plugtcp_abi::tcpcb::Tcpcb;
 
 /// Host-wide tunables for a test, leaked: `net.inet.tcp.abc_l_var` 2 and
 /// `net.inet.tcp.initcwnd_segments` 10 (FreeBSD's defaults), everything else 0 (no ABE, the
@@ -325,8 +325,8 @@ pub fn assert_conn_init_reseeds<T: CcAlgorithm, R: PartialEq + std::fmt::Debug>(
 mod tests {
     use super::*;
     use crate::cc::ertt::ErttHelper;
-    use crate::cc::{param_value, CcParamDesc, CcVar, CC_NDUPACK};
-    use abi_stable::std_types::RStr;
+    use plugtcp_abi::abi_stable::std_types::RStr;
+    use plugtcp_abi::cc::{param_value, CcParamDesc, CcVar, CC_NDUPACK};
 
     /// A module with two parameters (a <= b), a counter of its congestion signals and the
     /// bytes it saw acknowledged.

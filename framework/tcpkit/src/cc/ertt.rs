@@ -18,7 +18,7 @@
 //! [`DLYACK_SMOOTH`] single-segment ACKs in a row to believe again that every segment is
 //! acknowledged.
 
-use super::CC_ACK;
+use plugtcp_abi::cc::CC_ACK;
 
 /// Enhanced RTT state, FreeBSD `struct ertt` field names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -158,8 +158,8 @@ macro_rules! __ertt_hook {
     ($field:ident, rttsample) => {
         fn rttsample(
             &mut self,
-            _ccv: &mut $crate::cc::CcVar,
-            _tp: &mut $crate::Tcpcb,
+            _ccv: &mut $crate::__abi::cc::CcVar,
+            _tp: &mut $crate::__abi::Tcpcb,
             usec_rtt: u32,
             _rxtcnt: u32,
             _fas: u32,
@@ -170,8 +170,8 @@ macro_rules! __ertt_hook {
     ($field:ident, newround) => {
         fn newround(
             &mut self,
-            _ccv: &mut $crate::cc::CcVar,
-            _tp: &mut $crate::Tcpcb,
+            _ccv: &mut $crate::__abi::cc::CcVar,
+            _tp: &mut $crate::__abi::Tcpcb,
             _round_cnt: u32,
         ) {
             self.$field.newround();
@@ -182,7 +182,7 @@ macro_rules! __ertt_hook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cc::CC_DUPACK;
+    use plugtcp_abi::cc::CC_DUPACK;
 
     const MSS: u32 = 1460;
 

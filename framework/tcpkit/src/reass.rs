@@ -8,8 +8,8 @@
 //! as absolute sequence numbers and compared by their offset from `rcv_nxt`, which handles
 //! wraparound as long as everything lies within 2^31 above `rcv_nxt` (the window is far less).
 
-use crate::segment::SackBlock;
-use crate::seq::{seq_leq, seq_lt};
+use plugtcp_abi::segment::SackBlock;
+use plugtcp_abi::seq::{seq_leq, seq_lt};
 
 /// Default range bound (like FreeBSD's `net.inet.tcp.reass.maxqueuelen`, counted in ranges).
 pub const REASS_MAXQUEUELEN_DEFAULT: usize = 64;

@@ -2,8 +2,8 @@
 //! `newreno_cc_cong_signal`, `newreno_cc_post_recovery`, `newreno_cc_after_idle`): H-TCP,
 //! Vegas, DCTCP, CDG, CHD and HD fall back on these where they have nothing of their own.
 
-use super::{ccf, initial_window, CcGlobals, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO};
-use crate::tcpcb::{tf, Tcpcb};
+use plugtcp_abi::cc::{ccf, initial_window, CcGlobals, CcVar, CC_ACK, CC_ECN, CC_NDUPACK, CC_RTO};
+use plugtcp_abi::tcpcb::{tf, Tcpcb};
 
 /// TCP_MAXWIN: the largest unscaled window.
 pub const TCP_MAXWIN: u32 = 65535;
@@ -165,25 +165,38 @@ macro_rules! __newreno_hook {
     (ack_received) => {
         fn ack_received(
             &mut self,
-            ccv: &mut $crate::cc::CcVar,
-            tp: &mut $crate::Tcpcb,
+            ccv: &mut $crate::__abi::cc::CcVar,
+            tp: &mut $crate::__abi::Tcpcb,
             ack_type: u32,
         ) {
             $crate::cc::common::newreno_cc_ack_received(ccv, tp, ack_type);
         }
     };
     (cong_signal) => {
-        fn cong_signal(&mut self, ccv: &mut $crate::cc::CcVar, tp: &mut $crate::Tcpcb, sig: u32) {
+        fn cong_signal(
+            &mut self,
+            ccv: &mut $crate::__abi::cc::CcVar,
+            tp: &mut $crate::__abi::Tcpcb,
+            sig: u32,
+        ) {
             $crate::cc::common::newreno_cc_cong_signal(ccv, tp, sig);
         }
     };
     (post_recovery) => {
-        fn post_recovery(&mut self, ccv: &mut $crate::cc::CcVar, tp: &mut $crate::Tcpcb) {
+        fn post_recovery(
+            &mut self,
+            ccv: &mut $crate::__abi::cc::CcVar,
+            tp: &mut $crate::__abi::Tcpcb,
+        ) {
             $crate::cc::common::newreno_cc_post_recovery(ccv, tp);
         }
     };
     (after_idle) => {
-        fn after_idle(&mut self, ccv: &mut $crate::cc::CcVar, tp: &mut $crate::Tcpcb) {
+        fn after_idle(
+            &mut self,
+            ccv: &mut $crate::__abi::cc::CcVar,
+            tp: &mut $crate::__abi::Tcpcb,
+        ) {
             $crate::cc::common::newreno_cc_after_idle(ccv, tp);
         }
     };

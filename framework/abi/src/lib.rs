@@ -1,20 +1,16 @@
-//! plugtcp-framework: the contract the plugtcp host and every plugin compile against.
+//! plugtcp-abi: the contract the plugtcp host and every plugin compile against, and all of
+//! it that [`ABI_VERSION`] guards. A plugin author reads this crate (and a template); the
+//! building blocks that make writing a stack or a CC module short are in `plugtcp-tcpkit`.
 //!
 //! - [`plugin`]: the root module a plugin library exports and the ABI version.
 //! - [`stack`]: TCP function blocks (`struct tcp_function_block`) and the host interface.
 //! - [`cc`]: congestion control modules (`struct cc_algo`, `struct cc_var`).
 //! - [`tcpcb`]: the shared control block; [`segment`]: segment descriptors;
 //!   [`sockopt`]: socket options; [`errno`]: errors; [`seq`]: sequence arithmetic.
-//! - Sans-IO building blocks stacks share: [`rtt`] (RFC 6298), [`reass`] (out-of-order
-//!   tracking, SACK blocks), [`sack`] (RFC 6675 scoreboard).
 
 pub mod cc;
 pub mod errno;
 pub mod plugin;
-pub mod rack;
-pub mod reass;
-pub mod rtt;
-pub mod sack;
 pub mod segment;
 pub mod seq;
 pub mod sockopt;
@@ -27,7 +23,7 @@ pub use plugin::{PluginKind, PluginModule, PluginModuleRef, ABI_VERSION};
 pub use tcpcb::{TcpState, Tcpcb};
 
 /// Exports a congestion control module: `export_cc_module!(MyAlgo);` in the plugin crate's
-/// lib.rs, where `MyAlgo: plugtcp_framework::cc::CcAlgorithm`. The crate must be
+/// lib.rs, where `MyAlgo: plugtcp_abi::cc::CcAlgorithm`. The crate must be
 /// `crate-type = ["cdylib", "rlib"]` and depend on `abi_stable`.
 ///
 /// It defines `pub fn cc_algo()` and `pub fn plugin_module()` (for static registration) and
@@ -52,7 +48,7 @@ macro_rules! export_cc_module {
 }
 
 /// Exports a TCP function block: `export_function_block!(MyStack);` where
-/// `MyStack: plugtcp_framework::stack::TcpStack`. See [`export_cc_module!`].
+/// `MyStack: plugtcp_abi::stack::TcpStack`. See [`export_cc_module!`].
 #[macro_export]
 macro_rules! export_function_block {
     ($stack:ty) => {

@@ -3,8 +3,8 @@
 //! both modules embed. The stack permits it per connection with `ccf::HYSTART_ALLOWED`, and
 //! the `net.inet.tcp.cc.hystartplusplus.*` sysctls (in [`CcGlobals`]) tune it.
 
-use super::{ccf, CcGlobals, CcVar};
-use crate::tcpcb::Tcpcb;
+use plugtcp_abi::cc::{ccf, CcGlobals, CcVar};
+use plugtcp_abi::tcpcb::Tcpcb;
 
 /// RFC 9406 section 4.2's MIN_RTT_DIVISOR.
 pub const MIN_RTT_DIVISOR: u32 = 8;

@@ -18,12 +18,6 @@ use crate::errno::{guard, Errno, HookStatus};
 use crate::sockopt::SockOpt;
 use crate::tcpcb::Tcpcb;
 
-pub mod common;
-pub mod delay;
-pub mod ertt;
-pub mod hystart;
-pub mod testing;
-
 /// ACK types passed to `ack_received` (FreeBSD ccsignal values).
 pub const CC_ACK: u32 = 0x0001;
 pub const CC_DUPACK: u32 = 0x0002;

@@ -57,8 +57,8 @@
 
 use std::collections::VecDeque;
 
-use crate::segment::SackBlock;
-use crate::seq::{seq_geq, seq_gt, seq_leq, seq_lt, seq_max, seq_min};
+use plugtcp_abi::segment::SackBlock;
+use plugtcp_abi::seq::{seq_geq, seq_gt, seq_leq, seq_lt, seq_max, seq_min};
 
 /// Entry flag: delivered (SACKed); FreeBSD `RACK_ACKED`.
 pub const RSM_SACKED: u8 = 0x01;

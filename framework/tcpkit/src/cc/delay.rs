@@ -7,7 +7,7 @@
 //! in milliseconds and the delays are compared in microseconds, the unit of the RTT samples.
 
 use super::common::max_cwnd;
-use crate::tcpcb::Tcpcb;
+use plugtcp_abi::tcpcb::Tcpcb;
 
 /// Milliseconds (the sysctls) to microseconds (the RTT samples); a negative value is 0.
 #[inline]

@@ -1,0 +1,296 @@
+//! Congestion-control experiments on the simulated link: bulk flows of one CC module share a
+//! bottleneck, and we measure what CC developers look at (link utilisation, Jain's fairness,
+//! queueing delay, losses, CE marks). Deterministic: virtual clock, fixed seed. Used by the CC
+//! tests, `plugtcp bench cc` and the README's table.
+
+use std::net::SocketAddr;
+
+use plugtcp_abi::TcpState;
+
+use crate::builtins::BuiltinNet as _;
+use plugtcp_io::sim::{PipeStats, SimLinkConfig};
+use plugtcp_io::simnet::{SimNet, ADDR_B};
+
+/// The eight modules FreeBSD ships, in cc_available order.
+pub const FREEBSD_MODULES: [&str; 8] = [
+    "newreno", "cubic", "htcp", "vegas", "dctcp", "cdg", "chd", "hd",
+];
+
+/// One experiment.
+#[derive(Clone, Debug)]
+pub struct CcExperiment {
+    pub cc: String,
+    pub flows: usize,
+    pub bandwidth_bps: u64,
+    pub rtt_ns: u64,
+    /// Bottleneck queue in bandwidth-delay products.
+    pub queue_bdp: f64,
+    /// CE-mark packets that find more than this many bytes queued (and turn ECN on in both
+    /// hosts); `None`: a tail-drop queue without ECN.
+    pub ecn_threshold_bytes: Option<usize>,
+    /// Virtual time before measuring (slow start and convergence) and the measured span.
+    pub warmup_ns: u64,
+    pub measure_ns: u64,
+    pub seed: u64,
+    /// Sysctls set on both hosts first (`net.inet.tcp.` may be left out).
+    pub sysctls: Vec<(String, String)>,
+}
+
+impl CcExperiment {
+    /// The setting: 100 Mbit/s, 40 ms RTT, a one-BDP queue, 10 s warm-up, 30 s
+    /// measured.
+    pub fn standard(cc: &str, flows: usize) -> Self {
+        CcExperiment {
+            cc: cc.to_string(),
+            flows,
+            bandwidth_bps: 100_000_000,
+            rtt_ns: 40_000_000,
+            queue_bdp: 1.0,
+            ecn_threshold_bytes: None,
+            warmup_ns: 10_000_000_000,
+            measure_ns: 30_000_000_000,
+            seed: 7,
+            sysctls: Vec::new(),
+        }
+    }
+
+    /// DCTCP's setting: the same link with CE marking above K = BDP / 7 (the DCTCP paper's
+    /// guideline for K > C * RTT / 7), ECN on.
+    pub fn with_ecn_marking(mut self) -> Self {
+        let bdp = plugtcp_io::sim::bdp_bytes(self.bandwidth_bps, self.rtt_ns);
+        self.ecn_threshold_bytes = Some(bdp / 7);
+        self
+    }
+}
+
+/// What one experiment measured (over the measured span only).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CcResult {
+    pub cc: String,
+    pub flows: usize,
+    /// Application bytes each flow delivered.
+    pub flow_bytes: Vec<u64>,
+    /// Goodput of each flow (Mbit/s).
+    pub flow_mbps: Vec<f64>,
+    /// Wire bytes the bottleneck delivered over its capacity.
+    pub utilisation: f64,
+    /// Jain's fairness index of the flows' goodputs (1.0 for one flow).
+    pub jain: f64,
+    /// Mean queueing delay a packet met at the bottleneck (ms), and the largest queue (bytes).
+    pub mean_queue_delay_ms: f64,
+    pub max_queue_bytes: usize,
+    pub ecn_threshold_bytes: Option<usize>,
+    pub queue_drops: u64,
+    pub ce_marks: u64,
+    /// Retransmitted segments of the senders (the stack's sndrexmitpack).
+    pub retransmits: u64,
+}
+
+/// Jain's fairness index: (sum x)^2 / (n * sum x^2).
+pub fn jain_index(x: &[f64]) -> f64 {
+    let sum: f64 = x.iter().sum();
+    let sq: f64 = x.iter().map(|v| v * v).sum();
+    if sq == 0.0 {
+        return 0.0;
+    }
+    sum * sum / (x.len() as f64 * sq)
+}
+
+fn diff(after: &PipeStats, before: &PipeStats) -> PipeStats {
+    PipeStats {
+        sent: after.sent - before.sent,
+        delivered: after.delivered - before.delivered,
+        bytes_delivered: after.bytes_delivered - before.bytes_delivered,
+        dropped_loss: after.dropped_loss - before.dropped_loss,
+        dropped_queue: after.dropped_queue - before.dropped_queue,
+        duplicated: after.duplicated - before.duplicated,
+        corrupted: after.corrupted - before.corrupted,
+        reordered: after.reordered - before.reordered,
+        ce_marked: after.ce_marked - before.ce_marked,
+        max_queue_bytes: after.max_queue_bytes,
+        queue_wait_ns_sum: after.queue_wait_ns_sum - before.queue_wait_ns_sum,
+        queue_ahead_bytes_sum: after.queue_ahead_bytes_sum - before.queue_ahead_bytes_sum,
+        accepted: after.accepted - before.accepted,
+    }
+}
+
+/// Bulk flows from host A to host B that always have data to send; the receiver reads and
+/// counts. `pump` is the applications' turn between simulation steps.
+pub struct BulkFlows {
+    lid: usize,
+    /// Sender connection slots on A, and their local ports (which tell receivers apart).
+    pub senders: Vec<usize>,
+    sender_ports: Vec<u16>,
+    /// Receiver slot on B and the flow it belongs to.
+    receivers: Vec<(usize, usize)>,
+    /// Bytes each flow's receiver has read.
+    pub bytes: Vec<u64>,
+    pattern: Vec<u8>,
+    rbuf: Vec<u8>,
+}
+
+impl BulkFlows {
+    /// Listens on B and connects `flows` times from A.
+    pub fn start(net: &mut SimNet, flows: usize) -> Result<Self, String> {
+        let server: SocketAddr = (ADDR_B, 5001).into();
+        let lid = net
+            .b
+            .listen(server, 64)
+            .map_err(|e| format!("listen: {e}"))?;
+        let mut senders = Vec::new();
+        for _ in 0..flows {
+            senders.push(
+                net.a
+                    .connect(server, None)
+                    .map_err(|e| format!("connect: {e}"))?,
+            );
+        }
+        let sender_ports = senders
+            .iter()
+            .map(|&s| net.a.local_addr(s).map_or(0, |a| a.port()))
+            .collect();
+        Ok(BulkFlows {
+            lid,
+            senders,
+            sender_ports,
+            receivers: Vec::new(),
+            bytes: vec![0; flows],
+            pattern: vec![0x5a; 256 * 1024],
+            rbuf: vec![0; 256 * 1024],
+        })
+    }
+
+    /// Fills the senders' buffers, accepts, and drains the receivers.
+    pub fn pump(&mut self, n: &mut SimNet) {
+        for &s in &self.senders {
+            if n.a.state(s) == Some(TcpState::Established) {
+                while let Ok(k) = n.a.send(s, &self.pattern) {
+                    if k == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        while let Ok(r) = n.b.accept(self.lid) {
+            let port = n.b.peer_addr(r).map_or(0, |a| a.port());
+            if let Some(i) = self.sender_ports.iter().position(|&p| p == port) {
+                self.receivers.push((r, i));
+            }
+        }
+        for &(r, i) in &self.receivers {
+            while let Ok(k) = n.b.recv(r, &mut self.rbuf) {
+                if k == 0 {
+                    break;
+                }
+                self.bytes[i] += k as u64;
+            }
+        }
+    }
+
+    /// Runs the simulation with the flows pumping until virtual time `until`.
+    pub fn run_until(&mut self, net: &mut SimNet, until: u64) {
+        net.run_until(until, |n| {
+            self.pump(n);
+            false
+        });
+    }
+}
+
+/// Two hosts over the experiment's link, both using `exp.cc`, with buffers that never limit a
+/// flow.
+pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
+    let mut cfg = SimLinkConfig::bdp_queue(exp.bandwidth_bps, exp.rtt_ns);
+    cfg.queue_limit_bytes = (cfg.queue_limit_bytes as f64 * exp.queue_bdp) as usize;
+    cfg.ecn_threshold_bytes = exp.ecn_threshold_bytes;
+    cfg.seed = exp.seed;
+    let mut net = SimNet::builtin(cfg, exp.seed);
+    let bdp = plugtcp_io::sim::bdp_bytes(exp.bandwidth_bps, exp.rtt_ns);
+    let bufmax = (4 * bdp).max(2 << 20).to_string();
+    for h in [&mut net.a, &mut net.b] {
+        let set = |h: &mut plugtcp_host::Host, k: &str, v: &str| {
+            h.sysctl_set(k, v)
+                .map(|_| ())
+                .map_err(|e| format!("{k}={v}: {e}"))
+        };
+        set(h, "net.inet.tcp.cc.algorithm", &exp.cc)?;
+        set(h, "net.inet.tcp.recvbuf_max", &bufmax)?;
+        set(h, "net.inet.tcp.sendbuf_max", &bufmax)?;
+        if exp.ecn_threshold_bytes.is_some() {
+            set(h, "net.inet.tcp.ecn.enable", "1")?;
+        }
+        for (k, v) in &exp.sysctls {
+            let full = if k.starts_with("net.") {
+                k.clone()
+            } else {
+                format!("net.inet.tcp.{k}")
+            };
+            set(h, &full, v)?;
+        }
+    }
+    Ok(net)
+}
+
+/// Runs one experiment: `flows` bulk transfers from A to B started together, every connection
+/// (both ends) on `exp.cc`.
+pub fn run(exp: &CcExperiment) -> Result<CcResult, String> {
+    let mut net = simnet(exp)?;
+    let mut flows = BulkFlows::start(&mut net, exp.flows)?;
+    flows.run_until(&mut net, exp.warmup_ns);
+    let before = net.link.a_to_b.stats().clone();
+    let rexmit_before = rexmits(&net);
+    let bytes_before = flows.bytes.clone();
+    // The largest queue is taken over the measured span only.
+    net.link.a_to_b.reset_max_queue();
+    flows.run_until(&mut net, exp.warmup_ns + exp.measure_ns);
+    let d = diff(net.link.a_to_b.stats(), &before);
+    let flow_bytes: Vec<u64> = flows
+        .bytes
+        .iter()
+        .zip(&bytes_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    let secs = exp.measure_ns as f64 / 1e9;
+    let flow_mbps: Vec<f64> = flow_bytes
+        .iter()
+        .map(|&b| b as f64 * 8.0 / secs / 1e6)
+        .collect();
+    Ok(CcResult {
+        cc: exp.cc.clone(),
+        flows: exp.flows,
+        utilisation: d.bytes_delivered as f64 * 8.0 / (exp.bandwidth_bps as f64 * secs),
+        jain: jain_index(&flow_mbps),
+        flow_bytes,
+        flow_mbps,
+        mean_queue_delay_ms: d.mean_queue_wait_ns() as f64 / 1e6,
+        max_queue_bytes: d.max_queue_bytes,
+        ecn_threshold_bytes: exp.ecn_threshold_bytes,
+        queue_drops: d.dropped_queue,
+        ce_marks: d.ce_marked,
+        retransmits: rexmits(&net) - rexmit_before,
+    })
+}
+
+/// Retransmitted segments sent by host A's stacks.
+fn rexmits(net: &SimNet) -> u64 {
+    net.a.block_counter("sndrexmitpack")
+}
+
+impl CcResult {
+    /// One row of the README's table.
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.1}% | {:.3} | {:.2} | {} | {} | {} | {} |",
+            self.cc,
+            self.flows,
+            self.utilisation * 100.0,
+            self.jain,
+            self.mean_queue_delay_ms,
+            self.max_queue_bytes,
+            self.queue_drops,
+            self.ce_marks,
+            self.retransmits,
+        )
+    }
+
+    pub const HEADER: &'static str = "| cc | flows | utilisation | Jain | mean queue delay (ms) | max queue (B) | queue drops | CE marks | retransmits |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |";
+}

@@ -1,0 +1,122 @@
+//! The blocking std::io API over the simulated link, with real threads.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+
+use plugtcp_cli::builtins::BuiltinNet as _;
+use plugtcp_host::usrreq::Shutdown;
+use plugtcp_io::runtime::{Side, SimRuntime};
+use plugtcp_io::sim::SimLinkConfig;
+use plugtcp_io::simnet::{SimNet, ADDR_B};
+use sha2::{Digest, Sha256};
+
+fn runtime(loss: f64) -> SimRuntime {
+    let cfg = SimLinkConfig {
+        delay_ns: 2_000_000,
+        bandwidth_bps: 200_000_000,
+        loss,
+        seed: 5,
+        ..Default::default()
+    };
+    SimRuntime::new(SimNet::builtin(cfg, 5))
+}
+
+#[test]
+fn echo_through_threads_with_half_close() {
+    let rt = runtime(0.01);
+    let addr: SocketAddr = (ADDR_B, 7).into();
+    let listener = rt.listen(Side::B, addr, 4).unwrap();
+    let server = std::thread::spawn(move || {
+        // Echo until the client half-closes, then close.
+        let mut s = listener.accept().unwrap();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let mut c = rt.connect(Side::A, addr).unwrap();
+    // Lock-step (write a chunk, read its echo) so neither side can fill the other's window
+    // while not reading.
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    for chunk in data.chunks(24 * 1024) {
+        c.write_all(chunk).unwrap();
+        let want = got.len() + chunk.len();
+        while got.len() < want {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "early end of stream");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    // Half-close: the server sees end of stream, closes, and we see ours.
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(c.read(&mut buf).unwrap(), 0);
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+    server.join().unwrap();
+}
+
+#[test]
+fn connect_refused_and_errors_map_to_io_error_kinds() {
+    let rt = runtime(0.0);
+    let e = rt
+        .connect(Side::A, (ADDR_B, 9999).into())
+        .err()
+        .expect("refused");
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(e.raw_os_error(), Some(111));
+    let addr: SocketAddr = (ADDR_B, 80).into();
+    let _l = rt.listen(Side::B, addr, 1).unwrap();
+    let e = rt.listen(Side::B, addr, 1).err().expect("in use");
+    assert_eq!(e.kind(), ErrorKind::AddrInUse);
+}
+
+#[test]
+fn tokio_streams_echo() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = runtime(0.005);
+    let addr: SocketAddr = (ADDR_B, 7).into();
+    let listener = rt.listen(Side::B, addr, 4).unwrap();
+    let client = rt.connect(Side::A, addr).unwrap().into_async();
+    let exec = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + (i >> 9)) as u8).collect();
+    let got = exec.block_on(async {
+        let server = async {
+            let mut s = listener.accept_async().await.unwrap();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    s.shutdown().await.unwrap();
+                    break;
+                }
+                s.write_all(&buf[..n]).await.unwrap();
+            }
+        };
+        let client = async {
+            let (mut rd, mut wr) = tokio::io::split(client);
+            let writer = async {
+                wr.write_all(&data).await.unwrap();
+                wr.shutdown().await.unwrap();
+            };
+            let reader = async {
+                let mut got = Vec::new();
+                rd.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let ((), got) = tokio::join!(writer, reader);
+            got
+        };
+        let ((), got) = tokio::join!(server, client);
+        got
+    });
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
+}

@@ -1,0 +1,128 @@
+//! examples/cc-template as its README tells a user to use it: built outside the workspace,
+//! `kldload`ed into a running `plugtcp serve` through the control socket, and a live
+//! connection switched to it with `tcpsso` while it downloads; every byte arrives.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Tests and builds the template as its README says, into a target directory of its own.
+fn build_template() -> PathBuf {
+    let target = common::target_dir().join("cc-template");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for step in ["test", "build"] {
+        let out = Command::new(&cargo)
+            .args([step, "--release", "--manifest-path"])
+            .arg(repo().join("examples/cc-template/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    target.join("release/libplugtcp_cc_template.so")
+}
+
+use common::{ctl, ok};
+
+#[test]
+fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
+    let so = build_template();
+    let dir = std::env::temp_dir().join(format!("plugtcp-template-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("control.sock");
+    let data = common::payload(24 << 20, 0x5eed);
+    std::fs::write(dir.join("f.bin"), &data).unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16 + 7;
+    // A 40 Mbit/s, 10 ms path out of the server: the download lasts a few seconds.
+    let mut server = common::spawn_udp_http_server(
+        &dir,
+        port,
+        Some(&sock),
+        &["--fault-out", "rate=40m,delay=10ms"],
+    );
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket for its owner only");
+
+    let out = dir.join("out.bin");
+    let mut get = common::udp_get_command("f.bin", port, &out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Find the download on the server.
+    let remote = common::live_download(&sock, 0)["remote"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let loaded = ok(&ctl(&sock, &["kldload", so.to_str().unwrap()]));
+    assert!(loaded.contains("loaded cc aimd"), "{loaded}");
+    ok(&ctl(&sock, &["sysctl", "net.inet.tcp.cc.aimd.ai=2"]));
+    let bad = ctl(&sock, &["sysctl", "net.inet.tcp.cc.aimd.ai=0"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Invalid argument") || err.contains("EINVAL"),
+        "{err}"
+    );
+    ok(&ctl(
+        &sock,
+        &[
+            "tcpsso",
+            "127.0.0.1:8080",
+            &remote,
+            "TCP_CONGESTION",
+            "aimd",
+        ],
+    ));
+    let rows = ok(&ctl(&sock, &["sockstat"]));
+    assert!(
+        rows.lines()
+            .any(|l| l.contains(&remote) && l.contains("aimd")),
+        "{rows}"
+    );
+    let stat = ok(&ctl(&sock, &["kldstat"]));
+    let row = stat.lines().find(|l| l.contains(" aimd ")).unwrap();
+    assert!(row.contains(" 1 "), "one PCB on aimd: {row}");
+    let unknown = ctl(
+        &sock,
+        &[
+            "tcpsso",
+            "127.0.0.1:8080",
+            &remote,
+            "TCP_CONGESTION",
+            "nosuch",
+        ],
+    );
+    assert!(!unknown.status.success());
+
+    let status = get.wait().unwrap();
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut get.stderr.take().unwrap(), &mut stderr);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let server_status = server.wait().unwrap();
+    let got = std::fs::read(&out).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        Sha256::digest(&got) == Sha256::digest(&data),
+        "downloaded bytes differ"
+    );
+    assert!(server_status.success());
+    assert!(!sock.exists(), "socket removed on exit");
+}

@@ -1,0 +1,158 @@
+//! The host's receive path: SYN cookies, listen-queue overflow, drop_synfin, insecure_rst,
+//! and malformed packets counted and dropped.
+
+use plugtcp_abi::segment::{th, SegOut};
+use plugtcp_abi::{Errno, TcpState};
+use plugtcp_cli::builtins::BuiltinNet as _;
+use plugtcp_host::wire::{self, DropReason};
+use plugtcp_io::sim::SimLinkConfig;
+use plugtcp_io::simnet::{SimNet, ADDR_A, ADDR_B};
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+
+fn net(seed: u64) -> SimNet {
+    SimNet::builtin(
+        SimLinkConfig {
+            delay_ns: 5 * MS,
+            bandwidth_bps: 100_000_000,
+            seed,
+            ..Default::default()
+        },
+        seed,
+    )
+}
+
+#[test]
+fn syncookies_only_handshake() {
+    let mut net = net(41);
+    net.b
+        .sysctl_set("net.inet.tcp.syncookies_only", "1")
+        .unwrap();
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(2 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some() && n.a.state(c) == Some(TcpState::Established)
+    }));
+    assert_eq!(
+        (net.b.stats.syncookies_sent, net.b.stats.syncookies_recvd),
+        (1, 1)
+    );
+    assert_eq!(net.b.syncache.len(), 0, "no state kept");
+    // Data flows both ways over the cookie-made connection.
+    let s = s.unwrap();
+    net.a.send(c, b"ping").unwrap();
+    let mut buf = [0u8; 8];
+    assert!(net.run_until(net.now + SEC, |n| n.b.recv(s, &mut buf).is_ok()));
+    assert_eq!(&buf[..4], b"ping");
+}
+
+#[test]
+fn listen_queue_overflow_is_counted_and_reset() {
+    let mut net = net(42);
+    // FreeBSD's sonewconn takes up to one and a half times the backlog: two for 1.
+    let _lid = net.b.listen((ADDR_B, 80).into(), 1).unwrap();
+    let first = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let second = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let third = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    net.run_until(2 * SEC, |_| false);
+    assert_eq!(net.a.state(first), Some(TcpState::Established));
+    assert_eq!(net.a.state(second), Some(TcpState::Established));
+    assert_eq!(net.b.stats.listen_overflows, 1);
+    // The third handshake's ACK found the queue full: reset (syncache.rst_on_sock_fail).
+    assert_eq!(net.a.recv(third, &mut [0u8; 1]), Err(Errno::ECONNRESET));
+}
+
+fn raw(src: (std::net::IpAddr, u16), dst: (std::net::IpAddr, u16), seg: &SegOut) -> Vec<u8> {
+    let mut pkt = vec![0u8; wire::MAX_HEADER];
+    let n = wire::build(&mut pkt, src.into(), dst.into(), seg, &[], 64).unwrap();
+    pkt.truncate(n);
+    pkt
+}
+
+#[test]
+fn drop_synfin() {
+    let mut net = net(43);
+    net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let synfin = raw(
+        (ADDR_A, 4000),
+        (ADDR_B, 80),
+        &SegOut {
+            seq: 7,
+            flags: th::SYN | th::FIN,
+            win: 1000,
+            ..Default::default()
+        },
+    );
+    // FreeBSD's default (drop_synfin=0): treated as a SYN.
+    net.b.input(&synfin);
+    assert_eq!(net.b.worker.tx.len(), 1, "answered with a SYN-ACK");
+    net.b.worker.tx.drain(|_| {});
+    net.b
+        .syncache
+        .remove(&plugtcp_host::socket::table::ConnKey::new(
+            (ADDR_B, 80).into(),
+            (ADDR_A, 4000).into(),
+        ));
+    net.b.sysctl_set("net.inet.tcp.drop_synfin", "1").unwrap();
+    net.b.input(&synfin);
+    assert!(net.b.worker.tx.is_empty(), "dropped with drop_synfin=1");
+}
+
+#[test]
+fn insecure_rst_accepts_any_in_window_rst() {
+    for insecure in ["0", "1"] {
+        let mut net = net(44);
+        net.a
+            .sysctl_set("net.inet.tcp.insecure_rst", insecure)
+            .unwrap();
+        let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+        let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+        net.run_until(SEC, |_| false);
+        let _ = net.b.accept(lid);
+        let side = &net.a.conns[c].as_ref().unwrap().side;
+        let rcv_nxt = net.a.tcpcb(c).unwrap().rcv_nxt;
+        let rst = raw(
+            (side.remote.ip(), side.remote.port()),
+            (side.local.ip(), side.local.port()),
+            &SegOut {
+                seq: rcv_nxt.wrapping_add(50),
+                flags: th::RST,
+                ..Default::default()
+            },
+        );
+        net.a.input(&rst);
+        let reset = net.a.state(c) == Some(TcpState::Closed);
+        assert_eq!(reset, insecure == "1", "insecure_rst={insecure}");
+    }
+}
+
+#[test]
+fn malformed_packets_are_counted_and_dropped() {
+    let mut net = net(45);
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let mut good = raw(
+        (ADDR_A, 4000),
+        (ADDR_B, 80),
+        &SegOut {
+            seq: 7,
+            flags: th::SYN,
+            win: 1000,
+            ..Default::default()
+        },
+    );
+    // A flipped bit in the TCP header: bad checksum, counted, no answer, no state.
+    good[25] ^= 0x40;
+    net.b.input(&good);
+    assert_eq!(net.b.stats.in_errs[DropReason::BadTcpChecksum as usize], 1);
+    // Garbage and truncation.
+    net.b.input(&[0x45, 0, 0]);
+    net.b.input(b"not an ip packet at all, just bytes");
+    let errs: u64 = net.b.stats.in_errs.iter().sum();
+    assert_eq!(errs, 3);
+    assert!(net.b.worker.tx.is_empty());
+    assert_eq!(net.b.syncache.len(), 0);
+    assert_eq!(net.b.accept(lid), Err(Errno::EAGAIN));
+}

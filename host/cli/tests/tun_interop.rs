@@ -1,0 +1,791 @@
+//! Interop with the Linux kernel's TCP over a TUN device. Each test makes its own network
+//! namespace with the device in it, sends traffic only inside it, and removes it afterwards.
+//! Needs root (CI runs as root); elsewhere the tests say so and skip.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use plugtcp_cli::services::{GetOutcome, Http, HttpGet, Simple, SimpleServer};
+use plugtcp_host::registry::loader::SearchPath;
+use plugtcp_host::Host;
+use plugtcp_io::driver::{Faulty, IoHost, PacketIo};
+use plugtcp_io::netns::{self, Netns};
+use plugtcp_io::sim::SimLinkConfig;
+use plugtcp_io::tun::TunIo;
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::payload;
+use plugtcp_cli::builtins::BuiltinHost as _;
+
+/// RFC 2544's benchmarking range and RFC 3849's documentation prefix: addresses that exist
+/// only inside the namespace.
+const KERNEL_V4: &str = "198.18.0.1";
+const PLUGTCP_V4: &str = "198.18.0.2";
+const KERNEL_V6: &str = "2001:db8:77::1";
+const PLUGTCP_V6: &str = "2001:db8:77::2";
+const TUN: &str = "ptun0";
+
+/// This test's network namespace (deleted on drop); None (with a message) where namespaces
+/// cannot be made: not root, no `ip`, no TUN.
+fn make_ns(tag: &str) -> Option<Netns> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        eprintln!("not root or no /dev/net/tun: skipping");
+        return None;
+    }
+    Netns::create(&format!("plugtcp-{tag}-{}", std::process::id()))
+        .map_err(|e| eprintln!("{e}: skipping"))
+        .ok()
+}
+
+/// Test-side conveniences: a command in the namespace must run (and `ok` succeed).
+trait NsExt {
+    fn exec(&self, args: &[&str]) -> Output;
+    fn must(&self, args: &[&str]);
+    fn csum_errors(&self) -> u64;
+}
+
+impl NsExt for Netns {
+    fn exec(&self, args: &[&str]) -> Output {
+        self.run(args).expect("ip netns exec")
+    }
+
+    fn must(&self, args: &[&str]) {
+        self.ok(args).unwrap();
+    }
+
+    /// The kernel's TcpInCsumErrors counter in the namespace.
+    fn csum_errors(&self) -> u64 {
+        let out = self.exec(&["nstat", "-az", "TcpInCsumErrors"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some("TcpInCsumErrors")).then(|| f.next()?.parse().ok())?
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// What runs beside the network in plugtcp's thread: polled between network polls.
+type App = Box<dyn FnMut(&mut Host)>;
+
+/// Starts plugtcp on a TUN device in `ns` at both of its addresses, with the application
+/// `setup` makes, until `stop` is set (or the application's done flag). Returns once the
+/// device is configured.
+fn run_plugtcp(
+    ns: &Netns,
+    stop: Arc<AtomicBool>,
+    faults: Option<SimLinkConfig>,
+    vnet_hdr: bool,
+    setup: impl FnOnce(&mut Host) -> App + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let (ready_tx, ready_rx) = mpsc::channel::<mpsc::Sender<()>>();
+    let name = ns.name().to_string();
+    let handle = std::thread::spawn(move || {
+        netns::enter(&name).unwrap();
+        let tun = TunIo::open_with(TUN, vnet_hdr).unwrap();
+        // The device exists: the kernel side is configured, then plugtcp starts.
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        ready_tx.send(go_tx).unwrap();
+        go_rx.recv().unwrap();
+        let tun: Box<dyn PacketIo> = match faults {
+            Some(f) => {
+                let mut inbound = f.clone();
+                inbound.seed = f.seed + 1;
+                Box::new(Faulty::new(tun, f, inbound))
+            }
+            None => Box::new(tun),
+        };
+        let mut host = Host::with_seed(SearchPath::default(), 11);
+        host.register_builtins();
+        for ip in [PLUGTCP_V4, PLUGTCP_V6] {
+            host.add_addr(ip.parse().unwrap());
+        }
+        let mut app = setup(&mut host);
+        let mut h = IoHost::new(host, tun);
+        while !stop.load(Ordering::Relaxed) {
+            h.poll(Duration::from_millis(5)).unwrap();
+            app(&mut h.host);
+        }
+    });
+    let go = ready_rx.recv().unwrap();
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
+    ns.must(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        &format!("{KERNEL_V6}/64"),
+        "dev",
+        TUN,
+        "nodad",
+    ]);
+    ns.must(&["ip", "link", "set", TUN, "up"]);
+    go.send(()).unwrap();
+    handle
+}
+
+/// plugtcp's HTTP service on port 8080 at both addresses, serving `root`.
+fn serve_http(
+    ns: &Netns,
+    root: PathBuf,
+    stop: Arc<AtomicBool>,
+    faults: Option<SimLinkConfig>,
+    vnet_hdr: bool,
+) -> std::thread::JoinHandle<()> {
+    run_plugtcp(ns, stop, faults, vnet_hdr, move |host| {
+        let mut services = Vec::new();
+        for ip in [PLUGTCP_V4, PLUGTCP_V6] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let l = host.listen(SocketAddr::new(ip, 8080), 64).unwrap();
+            services.push(Http::new(root.clone(), l));
+        }
+        Box::new(move |host: &mut Host| {
+            for s in &mut services {
+                s.poll(host);
+            }
+        })
+    })
+}
+
+fn write_file(path: &Path, len: usize) -> Vec<u8> {
+    let data = payload(len, 0x2545_f491_4f6c_dd1d);
+    std::fs::write(path, &data).unwrap();
+    Sha256::digest(&data).to_vec()
+}
+
+/// curl downloads `len` bytes from the plugtcp HTTP server at each URL in `ns`; asserts
+/// success and the digest, and that the kernel counted no checksum errors.
+fn curl_downloads(tag: &str, len: usize, faults: Option<SimLinkConfig>, v6: bool, vnet_hdr: bool) {
+    let Some(ns) = make_ns(tag) else {
+        return;
+    };
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl not installed: skipping");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("plugtcp-http-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let want = write_file(&dir.join("big.bin"), len);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve_http(&ns, dir.clone(), stop.clone(), faults, vnet_hdr);
+    let mut urls = vec![format!("http://{PLUGTCP_V4}:8080/big.bin")];
+    if v6 {
+        urls.push(format!("http://[{PLUGTCP_V6}]:8080/big.bin"));
+    }
+    let mut results = Vec::new();
+    for url in urls {
+        let out_file = dir.join("out.bin");
+        let t0 = Instant::now();
+        let out = ns.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "240",
+            "-o",
+            out_file.to_str().unwrap(),
+            &url,
+        ]);
+        let got = std::fs::read(&out_file).unwrap_or_default();
+        results.push((
+            url,
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            got.len(),
+            Sha256::digest(&got).to_vec() == want,
+            t0.elapsed(),
+        ));
+        let _ = std::fs::remove_file(&out_file);
+    }
+    let csum_errors = ns.csum_errors();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    for (url, ok, err, got, digest_ok, took) in &results {
+        eprintln!("{url}: {got} bytes in {took:?}");
+        assert!(ok, "{url}: curl failed: {err}");
+        assert_eq!(*got, len, "{url}");
+        assert!(digest_ok, "{url}: SHA-256 differs");
+    }
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+}
+
+/// curl (the kernel's TCP) downloads 64 MiB from the plugtcp HTTP server, over IPv4 and
+/// IPv6; the SHA-256 matches, and the kernel counts no checksum errors.
+#[test]
+fn curl_downloads_64_mib_from_plugtcp_http() {
+    curl_downloads("curl", 64 << 20, None, true, false);
+}
+
+/// The same download to a device with IFF_VNET_HDR: the kernel's checksum and TSO offloads
+/// on (its GSO super-packets come in whole, partial checksums completed here).
+#[test]
+fn curl_downloads_64_mib_with_vnet_hdr_offloads() {
+    curl_downloads("vnet", 64 << 20, None, true, true);
+}
+
+/// The same with 1% loss and reordering injected in both directions (1 ms each way).
+#[test]
+fn curl_download_survives_loss_and_reordering() {
+    let faults = SimLinkConfig {
+        delay_ns: 1_000_000,
+        loss: 0.01,
+        reorder: 0.01,
+        reorder_min_ns: 500_000,
+        reorder_max_ns: 2_000_000,
+        seed: 5,
+        ..SimLinkConfig::default()
+    };
+    curl_downloads("lossy", 64 << 20, Some(faults), false, false);
+}
+
+/// Waits until something listens on `port` in the namespace (a kernel server started).
+fn wait_listening(ns: &Netns, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let out = ns.exec(&["ss", "-Hltn", &format!("sport = :{port}")]);
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// plugtcp's HTTP client (an active open) downloads 64 MiB from `python3 -m http.server` on
+/// the kernel's TCP; the SHA-256 matches.
+#[test]
+fn plugtcp_get_downloads_64_mib_from_python_http_server() {
+    let Some(ns) = make_ns("get") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("plugtcp-get-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let want = write_file(&dir.join("big.bin"), 64 << 20);
+    // The device first (the server binds the kernel's address on it).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel();
+    let started = Arc::new(AtomicBool::new(false));
+    let go = started.clone();
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, true, move |_| {
+        let mut get: Option<HttpGet<Vec<u8>>> = None;
+        Box::new(move |host: &mut Host| {
+            if !go.load(Ordering::Relaxed) {
+                return;
+            }
+            let g = get.get_or_insert_with(|| {
+                let server = SocketAddr::new(KERNEL_V4.parse().unwrap(), 8000);
+                HttpGet::start(host, server, KERNEL_V4, "/big.bin", Vec::new()).unwrap()
+            });
+            if let Some(outcome) = g.poll(host) {
+                let body = std::mem::take(g.out_mut());
+                done_tx.send((outcome, body)).unwrap();
+                go.store(false, Ordering::Relaxed);
+            }
+        })
+    });
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+        ])
+        .args(["--bind", KERNEL_V4, "--directory"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&ns, 8000);
+    started.store(true, Ordering::Relaxed);
+    let result = done_rx.recv_timeout(Duration::from_secs(120));
+    let csum_errors = ns.csum_errors();
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (outcome, body) = result.expect("download finished");
+    assert_eq!(outcome, GetOutcome::Done(200, 64 << 20));
+    assert!(Sha256::digest(&body).to_vec() == want, "SHA-256 differs");
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+}
+
+/// A Python client on the kernel's TCP talks to plugtcp's echo service: 1 MiB back intact,
+/// and after the client's half-close (SHUT_WR) the echo still arrives, then the FIN.
+#[test]
+fn python_client_and_echo_service_with_half_close() {
+    let Some(ns) = make_ns("echo") else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, false, |host| {
+        let l = host
+            .listen(SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 7), 16)
+            .unwrap();
+        let mut echo = SimpleServer::new(Simple::Echo, l);
+        Box::new(move |host: &mut Host| echo.poll(host))
+    });
+    let script = format!(
+        r#"
+import hashlib, socket
+data = bytes((i * 7 + i // 251) % 256 for i in range(1 << 20))
+s = socket.create_connection(("{PLUGTCP_V4}", 7), timeout=60)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+s.close()
+print("OK" if bytes(got) == data else "MISMATCH %d" % len(got))
+"#
+    );
+    let out = ns.exec(&["python3", "-c", &script]);
+    let csum_errors = ns.csum_errors();
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "OK",
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+}
+
+/// `plugtcp serve` started inside the namespace, stopped with SIGTERM.
+struct Served {
+    child: std::process::Child,
+    /// The first line it printed: where to connect.
+    addr: String,
+}
+
+impl Served {
+    fn start(ns: &Netns, args: &[&str]) -> Served {
+        Served::start_with(ns, &[], args)
+    }
+
+    /// As `start`, with global options (`--control PATH`) before `serve`.
+    fn start_with(ns: &Netns, global: &[&str], args: &[&str]) -> Served {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_plugtcp")])
+            .args(global)
+            .arg("serve")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Served {
+            child,
+            addr: line.trim().to_string(),
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("serve did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `plugtcp serve --io tun --service echo` with no address flags sets up its own device and
+/// prints where to connect; nc (with -N: half-close after its input) gets its bytes back;
+/// SIGTERM ends it cleanly.
+#[test]
+fn nc_and_the_echo_service_from_the_cli() {
+    let Some(ns) = make_ns("nc") else {
+        return;
+    };
+    if Command::new("nc").arg("-h").output().is_err() {
+        eprintln!("nc not installed: skipping");
+        return;
+    }
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let served = Served::start(&ns, &["--io", "tun", "--service", "echo"]);
+    assert_eq!(served.addr, "198.18.0.2:7");
+    let dir = std::env::temp_dir().join(format!("plugtcp-nc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.bin");
+    let want = write_file(&input, 256 * 1024);
+    let out = ns.exec(&[
+        "sh",
+        "-c",
+        &format!("nc -N -w 20 198.18.0.2 7 < {}", input.display()),
+    ]);
+    let csum_errors = ns.csum_errors();
+    let status = served.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 256 * 1024);
+    assert!(
+        Sha256::digest(&out.stdout).to_vec() == want,
+        "echoed bytes differ"
+    );
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// iperf3's client and server (the kernel's TCP) through plugtcp's forwarder (on a device with
+/// IFF_VNET_HDR offloads), 5 s each way:
+/// iperf3 reports success and throughput above zero.
+#[test]
+fn iperf3_through_the_forwarder() {
+    let Some(ns) = make_ns("iperf") else {
+        return;
+    };
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        eprintln!("iperf3 not installed: skipping");
+        return;
+    }
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "iperf3",
+            "-s",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            "5201",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&ns, 5201);
+    let served = Served::start(
+        &ns,
+        &[
+            "--io",
+            "tun",
+            "--vnet-hdr",
+            "--service",
+            "forward",
+            "--port",
+            "5201",
+            "--to",
+            "127.0.0.1:5201",
+        ],
+    );
+    let mut reports = Vec::new();
+    for reverse in [false, true] {
+        let mut args = vec!["iperf3", "-c", "198.18.0.2", "-p", "5201", "-t", "5", "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let out = ns.exec(&args);
+        reports.push((reverse, out));
+    }
+    let csum_errors = ns.csum_errors();
+    let status = served.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+    for (reverse, out) in reports {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "iperf3 -R={reverse}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let bps = v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0);
+        eprintln!("iperf3 reverse={reverse}: {:.2} Gbit/s", bps / 1e9);
+        assert!(bps > 0.0, "no throughput: {text}");
+    }
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// `plugtcp bench tun` end to end at a small size: both paths deliver every byte.
+#[test]
+fn bench_tun_runs() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        eprintln!("not root or no /dev/net/tun: skipping");
+        return;
+    }
+    let r = plugtcp_cli::bench::tun::run(32 << 20).unwrap();
+    assert!(
+        r.plugtcp_gbit_per_s > 0.0 && r.kernel_gbit_per_s > 0.0,
+        "{r:?}"
+    );
+}
+
+/// Without CAP_NET_ADMIN (here: as `nobody`), `serve --io tun` fails with one line that
+/// says so.
+#[test]
+fn tun_without_privileges_says_so_in_one_line() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("not root or no setpriv: skipping");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_plugtcp"))
+        .args(["serve", "--io", "tun", "--service", "echo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("setpriv:") {
+        // `nobody` may not reach the build directory: nothing to learn here.
+        eprintln!("{err}: skipping");
+        return;
+    }
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+}
+
+/// discard (with the listener's stack and CC chosen by name) swallows what a Python client
+/// sends and answers its FIN with its own; chargen sends RFC 864's rotating lines; an unknown
+/// stack name is refused in one line.
+#[test]
+fn discard_chargen_and_listener_choices_from_the_cli() {
+    let Some(ns) = make_ns("dc") else {
+        return;
+    };
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let served = Served::start(
+        &ns,
+        &[
+            "--io",
+            "tun",
+            "--service",
+            "discard",
+            "--stack",
+            "base",
+            "--cc",
+            "newreno",
+        ],
+    );
+    assert_eq!(served.addr, "198.18.0.2:9");
+    let discard = r#"
+import socket
+s = socket.create_connection(("198.18.0.2", 9), timeout=30)
+s.sendall(b"x" * (1 << 20))
+s.shutdown(socket.SHUT_WR)
+print("EOF" if s.recv(1) == b"" else "DATA")
+"#;
+    let out = ns.exec(&["python3", "-c", discard]);
+    assert!(served.stop().success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "EOF");
+
+    // A second device: the first went away with its process.
+    let served = Served::start(
+        &ns,
+        &[
+            "--io",
+            "tun",
+            "--tun",
+            "pchg0",
+            "--addr",
+            "198.18.0.2",
+            "--service",
+            "chargen",
+        ],
+    );
+    ns.must(&["ip", "addr", "add", "198.18.0.1/24", "dev", "pchg0"]);
+    ns.must(&["ip", "link", "set", "pchg0", "up"]);
+    let chargen = r#"
+import socket
+s = socket.create_connection(("198.18.0.2", 19), timeout=30)
+got = b""
+while len(got) < 74 * 3:
+    got += s.recv(4096)
+s.close()
+line = lambda n: bytes(32 + (n + i) % 95 for i in range(72)) + b"\r\n"
+print("OK" if got[:74 * 3] == line(0) + line(1) + line(2) else repr(got[:80]))
+"#;
+    let out = ns.exec(&["python3", "-c", chargen]);
+    assert!(served.stop().success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+
+    let bad = ns.exec(&[
+        env!("CARGO_BIN_EXE_plugtcp"),
+        "serve",
+        "--io",
+        "tun",
+        "--service",
+        "echo",
+        "--stack",
+        "nosuch",
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("nosuch") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// HTTP details with Python's http.client on one kept-alive connection: HEAD gives the
+/// length and no body, GET the bytes, a missing file 404, and `..` cannot leave the root.
+#[test]
+fn http_head_keep_alive_and_errors() {
+    let Some(ns) = make_ns("http") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("plugtcp-http-ka-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), b"hello, plugtcp\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve_http(&ns, dir.clone(), stop.clone(), None, false);
+    let script = format!(
+        r#"
+import http.client
+c = http.client.HTTPConnection("{PLUGTCP_V4}", 8080, timeout=30)
+c.request("HEAD", "/a.txt"); r = c.getresponse(); h = (r.status, r.getheader("Content-Length"), r.read())
+first = c.sock
+c.request("GET", "/a.txt"); r = c.getresponse(); g = (r.status, r.read())
+c.request("GET", "/nope"); r = c.getresponse(); n = (r.status, r.read())
+c.request("GET", "/../etc/passwd"); r = c.getresponse(); e = (r.status, r.read())
+same = c.sock is first and first is not None
+ok = same and h == (200, "15", b"") and g == (200, b"hello, plugtcp\n") and n[0] == 404 and e[0] == 404
+print("OK" if ok else repr((same, h, g, n, e)))
+"#
+    );
+    let out = ns.exec(&["python3", "-c", &script]);
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "OK",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// curl (the kernel's TCP) downloads 64 MiB from `plugtcp serve --service http` over a 300
+/// Mbit/s path with loss and reordering while the test switches the server's connection
+/// between base and rack every 50 ms through the control socket (`tcpsso ...
+/// TCP_FUNCTION_BLK`): every byte arrives.
+#[test]
+fn curl_download_survives_live_stack_switches() {
+    let Some(ns) = make_ns("switch") else {
+        return;
+    };
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl not installed: skipping");
+        return;
+    }
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let dir = std::env::temp_dir().join(format!("plugtcp-switch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let want = write_file(&dir.join("big.bin"), 64 << 20);
+    let sock = dir.join("control.sock");
+    let served = Served::start_with(
+        &ns,
+        &["--control", sock.to_str().unwrap()],
+        &[
+            "--io",
+            "tun",
+            "--service",
+            "http",
+            "--root",
+            dir.to_str().unwrap(),
+            "--fault-out",
+            "rate=300m,delay=2ms,loss=0.002,reorder=0.005,seed=3",
+        ],
+    );
+    let server = served.addr.clone();
+    let out_file = dir.join("out.bin");
+    let mut curl = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "-o",
+        ])
+        .arg(&out_file)
+        .arg(format!("http://{server}/big.bin"))
+        .spawn()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+            .arg("--control")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (mut switches, mut refused, mut to_rack) = (0, 0, true);
+    let mut remote = None;
+    let curl_status = loop {
+        if let Some(st) = curl.try_wait().unwrap() {
+            break st;
+        }
+        if remote.is_none() {
+            let out = ctl(&["sockstat", "--json"]);
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_default();
+            remote = rows
+                .iter()
+                .find(|r| r["state"] == "ESTABLISHED" && r["local"] == server.as_str())
+                .and_then(|r| r["remote"].as_str().map(str::to_owned));
+        }
+        if let Some(peer) = &remote {
+            let block = if to_rack { "rack" } else { "base" };
+            let out = ctl(&["tcpsso", &server, peer, "TCP_FUNCTION_BLK", block]);
+            if out.status.success() {
+                switches += 1;
+                to_rack = !to_rack;
+            } else {
+                // Only at the very end (EAGAIN with the FIN out, or the connection gone).
+                refused += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let got = std::fs::read(&out_file).unwrap_or_default();
+    let csum_errors = ns.csum_errors();
+    let status = served.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(curl_status.success(), "curl failed");
+    assert_eq!(got.len(), 64 << 20);
+    assert!(Sha256::digest(&got).to_vec() == want, "SHA-256 differs");
+    assert!(switches >= 6, "{switches} switches ({refused} refused)");
+    assert!(refused <= 3, "{refused} switches refused mid-transfer");
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+    assert!(status.success(), "serve exited with {status}");
+}

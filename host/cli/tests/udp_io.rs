@@ -1,0 +1,265 @@
+//! The `udp` backend: two plugtcp hosts, each in its own thread on the wall clock, talk TCP
+//! over UDP on 127.0.0.1 (no privileges needed).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use plugtcp_abi::TcpState;
+use plugtcp_host::registry::loader::SearchPath;
+use plugtcp_host::Host;
+use plugtcp_io::driver::{Faulty, IoHost, PacketIo};
+use plugtcp_io::sim::SimLinkConfig;
+use plugtcp_io::udp::UdpIo;
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::payload;
+use plugtcp_cli::builtins::BuiltinHost as _;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn host() -> Host {
+    let mut h = Host::with_seed(SearchPath::default(), 7);
+    h.register_builtins();
+    h.add_addr(LOCALHOST);
+    h
+}
+
+/// Each side's UDP backend, wrapped in fault injection when `faults` is given (the same
+/// conditions on every pipe, seeded differently).
+fn backend(
+    local: SocketAddr,
+    peer: Option<u16>,
+    faults: Option<&SimLinkConfig>,
+    seed: u64,
+) -> (Box<dyn PacketIo>, u16) {
+    let io = UdpIo::bind(local, peer, 1500).unwrap();
+    let port = io.local_addr().unwrap().port();
+    let io: Box<dyn PacketIo> = match faults {
+        Some(f) => {
+            let (mut out, mut inbound) = (f.clone(), f.clone());
+            out.seed = seed;
+            inbound.seed = seed + 1;
+            Box::new(Faulty::new(io, out, inbound))
+        }
+        None => Box::new(io),
+    };
+    (io, port)
+}
+
+/// `len` bytes from A to B and the FIN back; returns what B read, hashed, and how many.
+fn transfer(
+    len: usize,
+    faults: Option<SimLinkConfig>,
+    seconds: u64,
+    capture: Option<&std::path::Path>,
+) -> (Vec<u8>, usize) {
+    transfer_with(len, faults, seconds, capture, false)
+}
+
+/// As `transfer`; with `per_connection_port`, A's backend knows no peer port and the
+/// connection names it with TCP_REMOTE_UDP_ENCAPS_PORT, set while it is still closed.
+fn transfer_with(
+    len: usize,
+    faults: Option<SimLinkConfig>,
+    seconds: u64,
+    capture: Option<&std::path::Path>,
+    per_connection_port: bool,
+) -> (Vec<u8>, usize) {
+    let (port_tx, port_rx) = mpsc::channel();
+    let f2 = faults.clone();
+    let server = std::thread::spawn(move || {
+        let (io, port) = backend((LOCALHOST, 0).into(), None, f2.as_ref(), 100);
+        port_tx.send(port).unwrap();
+        let mut b = IoHost::new(host(), io);
+        let lid = b.host.listen((LOCALHOST, 5001).into(), 4).unwrap();
+        let (mut s, mut sha, mut got, mut eof) = (None, Sha256::new(), 0usize, false);
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let ok = b
+            .run_until(deadline, |h| {
+                s = s.or_else(|| h.accept(lid).ok());
+                if let Some(s) = s {
+                    while let Ok(k) = h.recv_with(s, |run| {
+                        sha.update(run);
+                        run.len()
+                    }) {
+                        if k == 0 {
+                            eof = true;
+                            break;
+                        }
+                        got += k;
+                    }
+                }
+                eof
+            })
+            .unwrap();
+        if let Some(s) = s {
+            b.host.close(s);
+        }
+        // Let the FIN and the last ACKs go out.
+        let _ = b.run_until(Instant::now() + Duration::from_millis(300), |_| false);
+        assert!(ok, "server: {got} of {len} bytes by the deadline");
+        (sha.finalize().to_vec(), got)
+    });
+    let port = port_rx.recv().unwrap();
+    let data = payload(len, 0x9e37_79b9_7f4a_7c15);
+    let default_port = (!per_connection_port).then_some(port);
+    let (io, tunnel) = backend((LOCALHOST, 0).into(), default_port, faults.as_ref(), 200);
+    let mut a = IoHost::new(host(), io);
+    // The backend is this host's tunnel: FreeBSD takes TCP_REMOTE_UDP_ENCAPS_PORT only
+    // with net.inet.tcp.udp_tunneling_port set.
+    a.host
+        .sysctl_set("net.inet.tcp.udp_tunneling_port", &tunnel.to_string())
+        .unwrap();
+    if let Some(path) = capture {
+        a.capture(path).unwrap();
+    }
+    let server_addr = SocketAddr::new(LOCALHOST, 5001);
+    let c = if per_connection_port {
+        use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT};
+        let c = a.host.socket(server_addr, None).unwrap();
+        let v = (port as i32).to_ne_bytes();
+        a.host
+            .setsockopt(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT, &v)
+            .unwrap();
+        let got = a
+            .host
+            .getsockopt_int(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT);
+        assert_eq!(got, Ok(port as i32));
+        a.host.start_connect(c).unwrap();
+        // Only a closed socket takes it (tcp(4)).
+        assert_eq!(
+            a.host
+                .setsockopt(c, IPPROTO_TCP, TCP_REMOTE_UDP_ENCAPS_PORT, &v),
+            Err(plugtcp_abi::Errno::EINVAL)
+        );
+        c
+    } else {
+        a.host.connect(server_addr, None).unwrap()
+    };
+    let (mut sent, mut closed) = (0, false);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let ok = a
+        .run_until(deadline, |h| {
+            if h.state(c) == Some(TcpState::Established) {
+                while sent < len {
+                    match h.send(c, &data[sent..]) {
+                        Ok(k) => sent += k,
+                        Err(_) => break,
+                    }
+                }
+            }
+            if sent == len && !closed {
+                h.close(c);
+                closed = true;
+            }
+            // Done once B's FIN came back (the slot is freed then).
+            closed && h.state(c).is_none_or(|s| s == TcpState::TimeWait)
+        })
+        .unwrap();
+    assert!(ok, "client: sent {sent} of {len}");
+    a.finish_capture().unwrap();
+    let (digest, got) = server.join().unwrap();
+    assert_eq!(
+        digest,
+        Sha256::digest(&data).to_vec(),
+        "delivered bytes differ"
+    );
+    (digest, got)
+}
+
+/// 64 MiB from A to B: B's SHA-256 of what it read is A's.
+#[test]
+fn two_hosts_transfer_64_mib_over_udp() {
+    let (_, got) = transfer(64 << 20, None, 120, None);
+    assert_eq!(got, 64 << 20);
+}
+
+/// TCP_REMOTE_UDP_ENCAPS_PORT, set on the connection before it starts, is where its
+/// segments go (the backend has no peer port of its own); 4 MiB arrive intact.
+#[test]
+fn remote_udp_encaps_port_per_connection() {
+    let (_, got) = transfer_with(4 << 20, None, 60, None, true);
+    assert_eq!(got, 4 << 20);
+}
+
+/// With 1% loss and reordering injected in both directions (and 1 ms of delay, so that
+/// recovery has something to work with), 2 MiB still arrive intact.
+#[test]
+fn lossy_reordering_udp_transfer_is_intact() {
+    let faults = SimLinkConfig {
+        delay_ns: 1_000_000,
+        loss: 0.01,
+        reorder: 0.01,
+        reorder_min_ns: 500_000,
+        reorder_max_ns: 2_000_000,
+        ..SimLinkConfig::default()
+    };
+    let (_, got) = transfer(2 << 20, Some(faults), 120, None);
+    assert_eq!(got, 2 << 20);
+}
+
+/// `IoHost::capture` writes what a host sends and receives on any backend as pcap, and
+/// tcpdump reads it: the handshake, data to port 5001 and the FINs.
+#[test]
+fn capture_on_the_udp_backend_reads_back_in_tcpdump() {
+    let dir = std::env::temp_dir().join(format!("plugtcp-udp-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.pcap");
+    transfer(100_000, None, 30, Some(&path));
+    let out = std::process::Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(&path)
+        .output();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let Ok(out) = out else {
+        eprintln!("tcpdump not installed; skipping");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let to_server = text
+        .lines()
+        .filter(|l| l.contains("> 127.0.0.1.5001:"))
+        .count();
+    assert!(to_server > 10, "{text}");
+    assert!(text.lines().next().unwrap().contains("Flags [S]"), "{text}");
+    assert!(text.contains("Flags [F"), "{text}");
+}
+
+/// The CLI over the `udp` backend, no privileges: `plugtcp serve --service http` bound to
+/// `net.inet.tcp.udp_tunneling_port`, and `plugtcp get` downloading 8 MiB from it; the
+/// digest matches and SIGTERM ends the server cleanly.
+#[test]
+fn serve_and_get_over_udp_from_the_cli() {
+    let dir = std::env::temp_dir().join(format!("plugtcp-udp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = payload(8 << 20, 0x9e37_79b9_7f4a_7c15);
+    std::fs::write(dir.join("f.bin"), &data).unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let mut server = common::spawn_udp_http_server(&dir, port, None, &[]);
+    let out = dir.join("out.bin");
+    let get = common::udp_get_command("f.bin", port, &out)
+        .output()
+        .unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let status = server.wait().unwrap();
+    let got = std::fs::read(&out).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(
+        Sha256::digest(&got) == Sha256::digest(&data),
+        "downloaded bytes differ"
+    );
+    assert!(status.success(), "serve exited with {status}");
+}

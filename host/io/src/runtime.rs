@@ -1,0 +1,431 @@
+//! The blocking application API: a background thread drives the network (steps the sans-IO
+//! hosts, moves packets and time) while application threads use `TcpListener` and
+//! `TcpStream` with `std::io::Read`/`Write`, blocking until the connection can make progress,
+//! and getting the errno tcp(4) names as `std::io::Error`.
+//!
+//! The first driver is the simulated network ([`SimNet`]): virtual time runs as fast as the
+//! driver steps, and stops while nothing is happening until an application call wakes it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use plugtcp_abi::{Errno, TcpState};
+
+use crate::simnet::SimNet;
+use plugtcp_host::usrreq::Shutdown;
+use plugtcp_host::Host;
+
+/// Which host of the simulated network.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum Side {
+    A,
+    B,
+}
+
+struct Shared {
+    net: Mutex<SimNet>,
+    /// Tasks waiting on any connection; the driver wakes them all after a step that made
+    /// progress (simple and correct for the simulator: a spurious wakeup only re-polls).
+    wakers: Mutex<Vec<std::task::Waker>>,
+    /// Signalled after every driver step (applications re-check) and after every
+    /// application call (the driver has work).
+    changed: Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// A simulated network driven by a background thread.
+pub struct SimRuntime {
+    shared: Arc<Shared>,
+    driver: Option<JoinHandle<()>>,
+}
+
+fn host(net: &mut SimNet, side: Side) -> &mut Host {
+    match side {
+        Side::A => &mut net.a,
+        Side::B => &mut net.b,
+    }
+}
+
+impl SimRuntime {
+    pub fn new(net: SimNet) -> Self {
+        let shared = Arc::new(Shared {
+            net: Mutex::new(net),
+            wakers: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let driver = std::thread::Builder::new()
+            .name("plugtcp-driver".into())
+            .spawn(move || drive(&s))
+            .ok();
+        SimRuntime { shared, driver }
+    }
+
+    /// Runs `f` on the network (for setup and inspection).
+    pub fn with<R>(&self, f: impl FnOnce(&mut SimNet) -> R) -> R {
+        let r = f(&mut lock(&self.shared));
+        self.shared.changed.notify_all();
+        r
+    }
+
+    /// Listens on `addr` on host `side`.
+    pub fn listen(&self, side: Side, addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
+        let lid = self
+            .with(|n| host(n, side).listen(addr, backlog))
+            .map_err(io::Error::from)?;
+        Ok(TcpListener {
+            shared: self.shared.clone(),
+            side,
+            lid,
+        })
+    }
+
+    /// Connects from host `side` to `remote`, blocking until established (or refused,
+    /// timed out, ...).
+    pub fn connect(&self, side: Side, remote: SocketAddr) -> io::Result<TcpStream> {
+        let slot = self
+            .with(|n| host(n, side).connect(remote, None))
+            .map_err(io::Error::from)?;
+        let s = TcpStream {
+            shared: self.shared.clone(),
+            side,
+            slot,
+        };
+        s.wait(|h, slot| match h.state(slot) {
+            Some(TcpState::SynSent) | Some(TcpState::SynReceived) => None,
+            Some(TcpState::Closed) | None => {
+                let e = h.tcpcb(slot).map_or(0, |tp| tp.t_softerror);
+                Some(Err(Errno(if e != 0 { e } else { Errno::ECONNREFUSED.0 })))
+            }
+            Some(_) => Some(Ok(())),
+        })?;
+        Ok(s)
+    }
+}
+
+impl Drop for SimRuntime {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.changed.notify_all();
+        if let Some(d) = self.driver.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+fn lock(s: &Shared) -> MutexGuard<'_, SimNet> {
+    // A panic on another thread while holding the lock leaves the network as it was after its
+    // last complete step; carrying on is better than poisoning every stream.
+    s.net.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn drive(s: &Shared) {
+    let mut net = lock(s);
+    while !s.stop.load(std::sync::atomic::Ordering::Acquire) {
+        let progressed = net.step();
+        s.changed.notify_all();
+        if progressed {
+            let wakers = std::mem::take(&mut *s.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+            wakers.into_iter().for_each(std::task::Waker::wake);
+        }
+        if progressed {
+            // Let application threads in between steps.
+            drop(net);
+            std::thread::yield_now();
+            net = lock(s);
+        } else {
+            // Nothing to do until an application call (or a bounded wait, in case of a lost
+            // wakeup).
+            net = s
+                .changed
+                .wait_timeout(net, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}
+
+/// A listening socket.
+pub struct TcpListener {
+    shared: Arc<Shared>,
+    side: Side,
+    lid: usize,
+}
+
+impl TcpListener {
+    /// The next connection, blocking until one completes its handshake.
+    pub fn accept(&self) -> io::Result<TcpStream> {
+        let mut net = lock(&self.shared);
+        loop {
+            match host(&mut net, self.side).accept(self.lid) {
+                Ok(slot) => {
+                    return Ok(TcpStream {
+                        shared: self.shared.clone(),
+                        side: self.side,
+                        slot,
+                    })
+                }
+                Err(Errno::EAGAIN) => {
+                    net = self
+                        .shared
+                        .changed
+                        .wait(net)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        let mut net = lock(&self.shared);
+        host(&mut net, self.side)
+            .listener_addr(self.lid)
+            .ok_or_else(|| Errno::EBADF.into())
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let mut net = lock(&self.shared);
+        host(&mut net, self.side).close_listener(self.lid);
+        drop(net);
+        self.shared.changed.notify_all();
+    }
+}
+
+/// A connection with blocking `Read` and `Write`.
+pub struct TcpStream {
+    shared: Arc<Shared>,
+    side: Side,
+    slot: usize,
+}
+
+impl TcpStream {
+    /// Calls `f` under the lock until it has an answer, waiting for driver steps between.
+    fn wait<R>(
+        &self,
+        mut f: impl FnMut(&mut Host, usize) -> Option<Result<R, Errno>>,
+    ) -> io::Result<R> {
+        let mut net = lock(&self.shared);
+        loop {
+            let r = f(host(&mut net, self.side), self.slot);
+            match r {
+                Some(r) => {
+                    drop(net);
+                    self.shared.changed.notify_all();
+                    return r.map_err(io::Error::from);
+                }
+                None => {
+                    self.shared.changed.notify_all();
+                    net = self
+                        .shared
+                        .changed
+                        .wait(net)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Half-close (SHUT_WR) or more.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.wait(|h, slot| Some(h.shutdown(slot, how)))
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        let v = (on as i32).to_ne_bytes();
+        self.wait(|h, slot| {
+            Some(h.setsockopt(
+                slot,
+                plugtcp_abi::sockopt::IPPROTO_TCP,
+                plugtcp_abi::sockopt::TCP_NODELAY,
+                &v,
+            ))
+        })
+    }
+
+    /// The connection's state (for tests and tools).
+    pub fn state(&self) -> Option<TcpState> {
+        let mut net = lock(&self.shared);
+        host(&mut net, self.side).state(self.slot)
+    }
+}
+
+impl io::Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.wait(|h, slot| match h.recv(slot, buf) {
+            Err(Errno::EAGAIN) => None,
+            r => Some(r),
+        })
+    }
+}
+
+impl io::Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.wait(|h, slot| match h.send(slot, buf) {
+            Err(Errno::EAGAIN) => None,
+            Err(Errno::ENOTCONN) if h.state(slot) == Some(TcpState::SynSent) => None,
+            r => Some(r),
+        })
+    }
+
+    /// Data is handed to the stack by `write`; flush has nothing more to push.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TcpStream {
+    /// close(2): the connection finishes its FIN handshake in the background.
+    fn drop(&mut self) {
+        let mut net = lock(&self.shared);
+        let linger = host(&mut net, self.side)
+            .conns
+            .get(self.slot)
+            .and_then(Option::as_ref)
+            .and_then(|c| c.side.linger);
+        host(&mut net, self.side).close(self.slot);
+        drop(net);
+        self.shared.changed.notify_all();
+        // SO_LINGER > 0: block until our data and FIN are acknowledged, or the time is up.
+        if let Some(secs) = linger.filter(|&s| s > 0) {
+            let deadline = lock(&self.shared).now + secs as u64 * 1_000_000_000;
+            let _ = self.wait(|h, slot| {
+                let done = match h.state(slot) {
+                    None
+                    | Some(TcpState::Closed)
+                    | Some(TcpState::TimeWait)
+                    | Some(TcpState::FinWait2) => true,
+                    Some(_) => h.worker.now >= deadline,
+                };
+                done.then_some(Ok(()))
+            });
+        }
+    }
+}
+
+impl Shared {
+    fn park(&self, cx: &std::task::Context<'_>) {
+        let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        drop(w);
+        self.changed.notify_all();
+    }
+}
+
+/// The tokio flavour of [`TcpStream`]: `AsyncRead` and `AsyncWrite`.
+pub struct AsyncTcpStream {
+    inner: TcpStream,
+}
+
+impl TcpStream {
+    /// This connection as an `AsyncRead + AsyncWrite` stream.
+    pub fn into_async(self) -> AsyncTcpStream {
+        AsyncTcpStream { inner: self }
+    }
+}
+
+impl AsyncTcpStream {
+    fn poll_op<R>(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        f: impl FnOnce(&mut Host, usize) -> Result<R, Errno>,
+    ) -> std::task::Poll<io::Result<R>> {
+        let s = &self.inner;
+        let r = {
+            let mut net = lock(&s.shared);
+            f(host(&mut net, s.side), s.slot)
+        };
+        match r {
+            Err(Errno::EAGAIN) => {
+                s.shared.park(cx);
+                std::task::Poll::Pending
+            }
+            r => {
+                s.shared.changed.notify_all();
+                std::task::Poll::Ready(r.map_err(io::Error::from))
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for AsyncTcpStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let dst = buf.initialize_unfilled();
+        match self.poll_op(cx, |h, slot| h.recv(slot, dst)) {
+            std::task::Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
+            }
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for AsyncTcpStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.poll_op(cx, |h, slot| match h.send(slot, buf) {
+            Err(Errno::ENOTCONN) if h.state(slot) == Some(TcpState::SynSent) => Err(Errno::EAGAIN),
+            r => r,
+        })
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    /// Half-close (SHUT_WR), as tokio's `shutdown` means.
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.poll_op(cx, |h, slot| h.shutdown(slot, Shutdown::Write))
+    }
+}
+
+impl TcpListener {
+    /// The next connection, as a future.
+    pub async fn accept_async(&self) -> io::Result<AsyncTcpStream> {
+        std::future::poll_fn(|cx| {
+            let r = {
+                let mut net = lock(&self.shared);
+                host(&mut net, self.side).accept(self.lid)
+            };
+            match r {
+                Ok(slot) => std::task::Poll::Ready(Ok(TcpStream {
+                    shared: self.shared.clone(),
+                    side: self.side,
+                    slot,
+                }
+                .into_async())),
+                Err(Errno::EAGAIN) => {
+                    self.shared.park(cx);
+                    std::task::Poll::Pending
+                }
+                Err(e) => std::task::Poll::Ready(Err(e.into())),
+            }
+        })
+        .await
+    }
+}

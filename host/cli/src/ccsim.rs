@@ -1,7 +1,7 @@
 //! Congestion-control experiments on the simulated link: bulk flows of one CC module share a
 //! bottleneck, and we measure what CC developers look at (link utilisation, Jain's fairness,
 //! queueing delay, losses, CE marks). Deterministic: virtual clock, fixed seed. Used by the CC
-//! tests, `plugtcp bench cc` and the README's table.
+//! tests, `plugtcp bench cc` and the table in docs/cc.md.
 
 use std::net::SocketAddr;
 
@@ -276,7 +276,7 @@ fn rexmits(net: &SimNet) -> u64 {
 }
 
 impl CcResult {
-    /// One row of the README's table.
+    /// One row of the table in docs/cc.md.
     pub fn row(&self) -> String {
         format!(
             "| {} | {} | {:.1}% | {:.3} | {:.2} | {} | {} | {} | {} |",

@@ -1,6 +1,7 @@
-//! docs/sysctls.md, and the same table in README.md between `<!-- sysctls:begin -->` and
-//! `<!-- sysctls:end -->`, are generated from the sysctl table (`TUNABLES`): this fails when
-//! they disagree, so the documents cannot drift. `PLUGTCP_BLESS=1` rewrites both.
+//! docs/sysctls.md, and the same table in docs/configuration.md between
+//! `<!-- sysctls:begin -->` and `<!-- sysctls:end -->`, are generated from the sysctl table
+//! (`TUNABLES`): this fails when they disagree, so the documents cannot drift.
+//! `PLUGTCP_BLESS=1` rewrites both.
 
 use std::path::PathBuf;
 
@@ -10,37 +11,38 @@ fn doc_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/sysctls.md")
 }
 
+/// The manual's page on sysctls, which carries the same table.
+fn manual_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md")
+}
+
 const BEGIN: &str = "<!-- sysctls:begin -->\n\n";
 const END: &str = "<!-- sysctls:end -->";
 
-/// The table alone (from its header row on), as README.md carries it.
+/// The table alone (from its header row on), as docs/configuration.md carries it.
 fn table_rows(doc: &str) -> String {
     let start = doc.find("\n| ").map_or(doc.len(), |i| i + 1);
     doc[start..].to_owned()
 }
 
 #[test]
-fn readme_carries_the_same_table() {
-    let readme = doc_path()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("README.md");
-    let text = std::fs::read_to_string(&readme).unwrap();
+fn manual_carries_the_same_table() {
+    let manual = manual_path();
+    let text = std::fs::read_to_string(&manual).unwrap();
     let want = table_rows(&markdown_table());
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        panic!("README.md has no {BEGIN:?} ... {END:?} section");
+        panic!("docs/configuration.md has no {BEGIN:?} ... {END:?} section");
     };
     let have = &text[b + BEGIN.len()..e];
     if have != want && std::env::var_os("PLUGTCP_BLESS").is_some() {
         let new = format!("{}{want}{}", &text[..b + BEGIN.len()], &text[e..]);
-        std::fs::write(&readme, new).unwrap();
+        std::fs::write(&manual, new).unwrap();
         return;
     }
     assert!(
         have == want,
-        "README.md's sysctl table disagrees with TUNABLES (PLUGTCP_BLESS=1 regenerates it)"
+        "docs/configuration.md's sysctl table disagrees with TUNABLES (PLUGTCP_BLESS=1 \
+         regenerates it)"
     );
 }
 

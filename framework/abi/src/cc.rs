@@ -3,6 +3,46 @@
 //! A module implements [`CcAlgorithm`]; [`crate::export_cc_module!`] turns it into the ABI
 //! descriptor [`CcAlgo`] (every hook wrapped so that a panic becomes an error) and exports it
 //! from the shared library.
+//!
+//! # The host<->module contract
+//!
+//! As in FreeBSD, a CC module never talks to the network: it is called, with the
+//! connection's [`CcVar`] and [`Tcpcb`], at the points where the TCP stack makes congestion
+//! decisions, and answers by changing the congestion state in place. Who calls what:
+//!
+//! | hook | called by | when |
+//! | --- | --- | --- |
+//! | `mod_init` / `mod_destroy` | host registry | module registered / removed (no users left) |
+//! | `cb_init` / `cb_destroy` | host | a connection attaches to / leaves the module |
+//! | `conn_init` | stack ([`CcConn::on_conn_init`]); host | handshake done; attach to an established connection |
+//! | `ack_received` | stack ([`CcConn::on_ack`]) | an ACK of new data, a duplicate ACK |
+//! | `cong_signal` | stack ([`CcConn::on_cong_signal`], [`CcConn::on_ecn_signal`]) | loss, ECE, RTO, spurious RTO |
+//! | `post_recovery` | stack ([`CcConn::on_post_recovery`]) | the ACK that ends loss recovery |
+//! | `after_idle` | stack | sending again after an idle period of at least one RTO |
+//! | `ecnpkt_handler` | stack | every ACK-bearing segment of an ECN connection |
+//! | `newround`, `rttsample` | stack | a new round trip begins; an ACK gives an RTT sample |
+//! | `ctl_output` | host | getsockopt/setsockopt(TCP_CCALGOOPT) |
+//! | `param_check` | host | `sysctl net.inet.tcp.cc.<module>.<param>=...` |
+//!
+//! "Stack" means the connection's function block: the framework provides the calls (the
+//! [`CcConn`] methods), and which of them a stack makes, and when, is the stack's business;
+//! the "when" column describes plugtcp's own stacks (`stacks/engine`), which follow
+//! FreeBSD's tcp_input/tcp_output. A third-party stack may call fewer.
+//!
+//! What a module may change: `tp.snd_cwnd`, `tp.snd_ssthresh`, the recovery bits of
+//! `tp.t_flags` (`tf::FASTRECOVERY`, `tf::CONGRECOVERY`: a module enters recovery in
+//! `cong_signal`, as FreeBSD's ENTER_RECOVERY), the [`ccf`] flags documented as the module's
+//! to change, and its own state. Everything else in the [`Tcpcb`] (sequence numbers,
+//! state, timers' inputs, counters) belongs to the stack and the host: read it, do not
+//! write it. A module sees no host interface: it cannot send, arm timers or read the
+//! clock (time comes from `tp.t_rcvtime` and the `usec_rtt` of `rttsample`).
+//!
+//! Errors and panics: hooks called by the stack return nothing the stack looks at (the
+//! [`CcConn`] wrappers ignore an errno); a panic is caught at the boundary, marks the
+//! connection's [`CcConn::faulted`], and once the stack's hook returns the host blames the
+//! module, counts a fault against it and frees the connection (no RST is sent). Errors of
+//! `cb_init`, `ctl_output`, `param_check` and `mod_init` go back to whoever asked (the
+//! application, the sysctl, kldload).
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
@@ -18,33 +58,74 @@ use crate::errno::{guard, Errno, HookStatus};
 use crate::sockopt::SockOpt;
 use crate::tcpcb::Tcpcb;
 
-/// ACK types passed to `ack_received` (FreeBSD ccsignal values).
+/// ACK type for `ack_received` (FreeBSD ccsignal CC_ACK): an ACK of new data outside loss
+/// recovery; `ccv.bytes_this_ack` holds the bytes it acknowledged.
 pub const CC_ACK: u32 = 0x0001;
+/// ACK type CC_DUPACK: a duplicate ACK (before or during recovery); `bytes_this_ack` is 0.
 pub const CC_DUPACK: u32 = 0x0002;
+/// ACK type CC_PARTIALACK: a partial ACK during recovery (FreeBSD value; plugtcp's
+/// stacks do not pass it).
 pub const CC_PARTIALACK: u32 = 0x0004;
+/// ACK type CC_SACK: an ACK with new SACK information (FreeBSD value; plugtcp's stacks do
+/// not pass it).
 pub const CC_SACK: u32 = 0x0008;
-/// Congestion signals passed to `cong_signal`.
+/// Congestion signal CC_ECN for `cong_signal`: an ACK with ECE. Passed for every such ACK
+/// (see [`CcConn::on_ecn_signal`]): a module reduces once per window itself (outside
+/// `tf::CONGRECOVERY`).
 pub const CC_ECN: u32 = 0x0000_0001;
+/// Congestion signal CC_RTO: a retransmission timeout (established states only; before
+/// that a stack sets `snd_cwnd = 1` instead).
 pub const CC_RTO: u32 = 0x0000_0002;
+/// Congestion signal CC_RTO_ERR: the last RTO was spurious. plugtcp's stacks have already
+/// put back `snd_cwnd`, `snd_ssthresh`, `snd_recover` and the recovery flags from before
+/// the timeout when they signal it (FreeBSD's cc_cong_signal does the same for every
+/// module); a module undoes only its own state.
 pub const CC_RTO_ERR: u32 = 0x0000_0004;
+/// Congestion signal CC_NDUPACK: loss detected (DupThresh duplicate ACKs, SACK, or RACK's
+/// time-based marking), entering loss recovery; also after a RACK tail loss probe repaired
+/// a loss, immediately followed by `post_recovery`.
 pub const CC_NDUPACK: u32 = 0x0000_0008;
 /// Signals at or above this are private to a module.
 pub const CC_SIGPRIVMASK: u32 = 0xFF00_0000;
 
-/// `cc_var.flags`, FreeBSD values.
+/// `cc_var.flags`, FreeBSD values (CCF_*). The flags live in the connection's [`CcVar`] and
+/// carry over to the next module when the connection switches CC. "Unused in-tree": defined
+/// for FreeBSD compatibility, set and read by nobody in plugtcp.
 pub mod ccf {
+    /// CCF_ABC_SENTAWND: ABC counted a whole cwnd of acknowledged bytes in congestion
+    /// avoidance. Set by [`super::CcConn::on_ack`]; a module consumes (clears) it when it
+    /// grows cwnd by a segment.
     pub const ABC_SENTAWND: u32 = 0x0001;
+    /// CCF_CWND_LIMITED: cwnd limits sending (`snd_cwnd <= snd_wnd`); set or cleared by
+    /// `on_ack` on every ACK. FreeBSD's modules (and plugtcp's) grow cwnd only while it is
+    /// set.
     pub const CWND_LIMITED: u32 = 0x0002;
+    /// CCF_USE_LOCAL_ABC: use `CcVar::labc` instead of `abc_l_var` (no in-tree stack sets it).
     pub const USE_LOCAL_ABC: u32 = 0x0004;
+    /// CCF_ACKNOW: set by a module in `ecnpkt_handler` to have this segment acknowledged at
+    /// once (DCTCP); the stack clears it and sends the ACK.
     pub const ACKNOW: u32 = 0x0008;
+    /// CCF_IPHDR_CE: the segment being handled was CE-marked (set by the stack before
+    /// `ecnpkt_handler`).
     pub const IPHDR_CE: u32 = 0x0010;
+    /// CCF_TCPHDR_CWR: the segment being handled carried CWR (set by the stack before
+    /// `ecnpkt_handler`).
     pub const TCPHDR_CWR: u32 = 0x0020;
+    /// CCF_MAX_CWND: a cwnd ceiling is set (unused in-tree).
     pub const MAX_CWND: u32 = 0x0040;
+    /// CCF_CHG_MAX_CWND: the cwnd ceiling changed (unused in-tree).
     pub const CHG_MAX_CWND: u32 = 0x0080;
+    /// CCF_USR_IWND: the user set an initial window (unused in-tree).
     pub const USR_IWND: u32 = 0x0100;
+    /// CCF_USR_IWND_INIT_NSEG: the user's initial window is in segments (unused in-tree).
     pub const USR_IWND_INIT_NSEG: u32 = 0x0200;
+    /// CCF_HYSTART_ALLOWED: the stack allows HyStart++ (RFC 9406) on this connection; set
+    /// by plugtcp's stacks when the handshake completes, before `conn_init`.
     pub const HYSTART_ALLOWED: u32 = 0x0400;
+    /// CCF_HYSTART_CAN_SH_CWND: HyStart++ may shrink cwnd (unused in-tree).
     pub const HYSTART_CAN_SH_CWND: u32 = 0x0800;
+    /// CCF_HYSTART_CONS_SSTH: HyStart++ conservative ssthresh; set by plugtcp's stacks with
+    /// `HYSTART_ALLOWED`.
     pub const HYSTART_CONS_SSTH: u32 = 0x1000;
 }
 
@@ -53,18 +134,29 @@ pub mod ccf {
 #[repr(C)]
 #[derive(StableAbi, Default)]
 pub struct CcGlobals {
+    /// `net.inet.tcp.cc.abe`: Alternative Backoff with ECN (RFC 8511), 0 or 1.
     pub abe: AtomicIsize,
+    /// `net.inet.tcp.cc.abe_frlossreduce`: with ABE, the loss backoff for a loss during an
+    /// ECN recovery, 0 or 1.
     pub abe_frlossreduce: AtomicIsize,
+    /// `net.inet.tcp.abc_l_var`: RFC 3465's L, the slow-start limit per ACK in segments.
     pub abc_l_var: AtomicIsize,
+    /// `net.inet.tcp.initcwnd_segments`: the initial window in segments (0: RFC 3390).
     pub initcwnd_segments: AtomicIsize,
+    /// `net.inet.tcp.cc.hystartplusplus.minrtt_thresh`: RFC 9406 MIN_RTT_THRESH, usecs.
     pub hystartplusplus_minrtt_thresh: AtomicIsize,
+    /// `net.inet.tcp.cc.hystartplusplus.maxrtt_thresh`: RFC 9406 MAX_RTT_THRESH, usecs.
     pub hystartplusplus_maxrtt_thresh: AtomicIsize,
+    /// `net.inet.tcp.cc.hystartplusplus.n_rttsamples`: RFC 9406 N_RTT_SAMPLE.
     pub hystartplusplus_n_rttsamples: AtomicIsize,
+    /// `net.inet.tcp.cc.hystartplusplus.css_growth_div`: RFC 9406 CSS_GROWTH_DIVISOR.
     pub hystartplusplus_css_growth_div: AtomicIsize,
+    /// `net.inet.tcp.cc.hystartplusplus.css_rounds`: RFC 9406 CSS_ROUNDS.
     pub hystartplusplus_css_rounds: AtomicIsize,
 }
 
 impl CcGlobals {
+    /// Reads one of the values (relaxed: each is independent).
     #[inline]
     pub fn get(v: &AtomicIsize) -> i64 {
         v.load(Ordering::Relaxed) as i64
@@ -75,14 +167,20 @@ impl CcGlobals {
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct CcParamDesc {
+    /// The sysctl leaf name (no whitespace or commas, under 64 bytes).
     pub name: RStr<'static>,
+    /// The sysctl's description.
     pub description: RStr<'static>,
+    /// Initial value (kept across a reload of the module when the name stays).
     pub default: i64,
+    /// Smallest accepted value (the host answers EINVAL below it).
     pub min: i64,
+    /// Largest accepted value (EINVAL above it).
     pub max: i64,
 }
 
 impl CcParamDesc {
+    /// A descriptor (for a `const PARAMS` table).
     pub const fn new(
         name: &'static str,
         description: &'static str,
@@ -115,16 +213,20 @@ pub fn param_value(values: &[AtomicIsize], idx: usize, default: i64) -> i64 {
 pub struct CcVar {
     /// The module's private per-connection state (set by `cb_init`, freed by `cb_destroy`).
     pub cc_data: *mut c_void,
-    /// Bytes acknowledged by the ACK being processed.
+    /// Bytes acknowledged by the ACK being processed (set by [`CcConn::on_ack`]; 0 for a
+    /// duplicate ACK).
     pub bytes_this_ack: u32,
-    /// The ACK being processed.
+    /// The ACK being processed: `tp.snd_una` when [`CcConn::on_ack`] ran (plugtcp's stacks
+    /// call it after moving `snd_una` to an ACK of new data), the ACK that ends recovery for
+    /// `post_recovery`.
     pub curack: u32,
+    /// [`ccf`] flags.
     pub flags: u32,
     /// Bytes in flight as FreeBSD's tcp_compute_pipe() counts them when recovery ends
     /// (snd_max - snd_una before this ACK, plus bytes retransmitted into SACK holes, less
     /// bytes SACKed); set for `post_recovery`.
     pub pipe: u32,
-    /// Segments coalesced into this ACK.
+    /// Segments coalesced into this ACK (at least 1; plugtcp's stacks pass 1).
     pub nsegs: u16,
     /// Per-connection ABC limit when `ccf::USE_LOCAL_ABC` is set.
     pub labc: u8,
@@ -132,10 +234,12 @@ pub struct CcVar {
     pub params: RSlice<'static, AtomicIsize>,
     /// The module's counters, in the order of [`CcAlgo::counters`]; the host exports them.
     pub counters: RSlice<'static, AtomicUsize>,
+    /// The host-wide CC tunables.
     pub globals: &'static CcGlobals,
 }
 
 impl CcVar {
+    /// An empty cc_var: no module state, no parameters or counters, `nsegs` 1.
     pub fn new(globals: &'static CcGlobals) -> Self {
         CcVar {
             cc_data: std::ptr::null_mut(),
@@ -166,9 +270,15 @@ impl CcVar {
     }
 }
 
+/// A per-connection hook without argument (`cb_init`, `conn_init`, `post_recovery`,
+/// `after_idle`, `ecnpkt_handler`).
 pub type CcHook = extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus;
+/// A hook with one `u32` (`ack_received`'s ACK type, `cong_signal`'s signal,
+/// `newround`'s round count).
 pub type CcSignalHook = extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus;
+/// `rttsample(ccv, tp, usec_rtt, rxtcnt, fas)`.
 pub type CcRttHook = extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus;
+/// `ctl_output(ccv, tp, opt)`.
 pub type CcCtlHook = extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus;
 /// `param_check(idx, value, globals, current)`: `current` holds the module's parameter values
 /// as they are now, in the order of [`CcAlgo::params`], for checks across parameters.
@@ -176,26 +286,48 @@ pub type CcParamCheck = extern "C" fn(u32, i64, &CcGlobals, RSlice<'_, AtomicIsi
 
 /// The module descriptor (FreeBSD `struct cc_algo`). A prefix type: fields may be appended in
 /// later ABI versions and older plugins keep loading.
+///
+/// The host refuses (EINVAL) a module without `ack_received` or `cong_signal`, or with only
+/// one of `cb_init`/`cb_destroy`; a missing optional hook is simply not called (for
+/// `ctl_output`: TCP_CCALGOOPT answers ENOENT). Each hook's contract is on the matching
+/// [`CcAlgorithm`] method; the hooks here return [`HookStatus`].
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = CcAlgoRef)))]
 #[sabi(missing_field(option))]
 pub struct CcAlgo {
+    /// The module's name (TCP_CONGESTION, `cc.algorithm`): 1 to 15 bytes, no whitespace or
+    /// commas.
     pub name: RStr<'static>,
+    /// The module's parameters, exposed as `net.inet.tcp.cc.<name>.<param>`.
     pub params: RSlice<'static, CcParamDesc>,
+    /// Names of the module's counters (see [`CcVar::count`]).
     pub counters: RSlice<'static, RStr<'static>>,
+    /// [`CcAlgorithm::mod_init`].
     pub mod_init: Option<extern "C" fn() -> HookStatus>,
+    /// [`CcAlgorithm::mod_destroy`].
     pub mod_destroy: Option<extern "C" fn() -> HookStatus>,
+    /// [`CcAlgorithm::cb_init`]: fills `ccv.cc_data`.
     pub cb_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// `cb_destroy`: frees `ccv.cc_data` (the trait's state is dropped).
     pub cb_destroy: Option<extern "C" fn(&mut CcVar) -> HookStatus>,
+    /// [`CcAlgorithm::conn_init`].
     pub conn_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgorithm::ack_received`] (required).
     pub ack_received: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
+    /// [`CcAlgorithm::cong_signal`] (required).
     pub cong_signal: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
+    /// [`CcAlgorithm::post_recovery`].
     pub post_recovery: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgorithm::after_idle`].
     pub after_idle: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgorithm::ecnpkt_handler`]; `None` unless `HAS_ECNPKT_HANDLER`.
     pub ecnpkt_handler: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgorithm::newround`].
     pub newround: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
+    /// [`CcAlgorithm::rttsample`].
     pub rttsample: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus>,
+    /// [`CcAlgorithm::ctl_output`]; `None` unless `HAS_CTL_OUTPUT`.
     pub ctl_output: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus>,
     /// Validates a new value of parameter `idx` (e.g. newreno's beta_ecn needs cc.abe=1),
     /// given the module's current values (in the order of `params`) for checks across
@@ -211,20 +343,33 @@ pub struct CcAlgo {
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy)]
 pub struct CcHooks {
+    /// [`CcAlgo::cb_init`].
     pub cb_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgo::cb_destroy`].
     pub cb_destroy: Option<extern "C" fn(&mut CcVar) -> HookStatus>,
+    /// [`CcAlgo::conn_init`].
     pub conn_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgo::ack_received`].
     pub ack_received: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
+    /// [`CcAlgo::cong_signal`].
     pub cong_signal: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
+    /// [`CcAlgo::post_recovery`].
     pub post_recovery: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgo::after_idle`].
     pub after_idle: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgo::ecnpkt_handler`]. A stack may test it for `Some` to skip the per-packet
+    /// bookkeeping for modules without one (plugtcp's stacks do).
     pub ecnpkt_handler: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+    /// [`CcAlgo::newround`].
     pub newround: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
+    /// [`CcAlgo::rttsample`].
     pub rttsample: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus>,
+    /// [`CcAlgo::ctl_output`].
     pub ctl_output: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus>,
 }
 
 impl CcHooks {
+    /// The hooks of `algo` (read once, at registration).
     pub fn of(algo: CcAlgoRef) -> Self {
         CcHooks {
             cb_init: algo.cb_init(),
@@ -248,8 +393,14 @@ impl CcHooks {
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct CcConn {
+    /// The module's hooks (host-written when the connection attaches a module; all `None`
+    /// before).
     pub hooks: CcHooks,
+    /// The connection's cc_var.
     pub ccv: CcVar,
+    /// Set when a module hook called through these methods panicked; the host checks (and
+    /// clears) it after every stack call and frees the connection. A stack need not look
+    /// at it, and must not clear it.
     pub faulted: bool,
 }
 
@@ -264,6 +415,7 @@ macro_rules! cc_call {
 }
 
 impl CcConn {
+    /// No module attached: every call below does nothing until the host attaches one.
     pub fn new(globals: &'static CcGlobals) -> Self {
         CcConn {
             hooks: CcHooks {
@@ -284,34 +436,51 @@ impl CcConn {
         }
     }
 
+    // The raw calls: the module's hook alone, if it has one; an errno it returns is
+    // ignored, a panic sets `faulted`. Stacks mostly want the `on_*` helpers below, which
+    // do FreeBSD's bookkeeping around the hook.
+
+    /// The module's `conn_init` (no initial window computed: see [`Self::on_conn_init`]).
     #[inline]
     pub fn conn_init(&mut self, tp: &mut Tcpcb) {
         cc_call!(self, conn_init, tp);
     }
+    /// The module's `ack_received` (no ABC bookkeeping: see [`Self::on_ack`]).
     #[inline]
     pub fn ack_received(&mut self, tp: &mut Tcpcb, ack_type: u32) {
         cc_call!(self, ack_received, tp, ack_type);
     }
+    /// The module's `cong_signal` (no stack bookkeeping: see [`Self::on_cong_signal`],
+    /// [`Self::on_ecn_signal`]).
     #[inline]
     pub fn cong_signal(&mut self, tp: &mut Tcpcb, sig: u32) {
         cc_call!(self, cong_signal, tp, sig);
     }
+    /// The module's `post_recovery` (see [`Self::on_post_recovery`]).
     #[inline]
     pub fn post_recovery(&mut self, tp: &mut Tcpcb) {
         cc_call!(self, post_recovery, tp);
     }
+    /// The module's `after_idle`: call before sending after an idle period of at least one
+    /// RTO (FreeBSD tcp_output: nothing in flight and `now - t_rcvtime >= t_rxtcur`).
     #[inline]
     pub fn after_idle(&mut self, tp: &mut Tcpcb) {
         cc_call!(self, after_idle, tp);
     }
+    /// The module's `ecnpkt_handler`: call for a segment of an ECN connection after setting
+    /// `ccf::IPHDR_CE`/`ccf::TCPHDR_CWR` in `ccv.flags` for it; afterwards, a `ccf::ACKNOW`
+    /// the module set asks for an immediate ACK (clear it).
     #[inline]
     pub fn ecnpkt_handler(&mut self, tp: &mut Tcpcb) {
         cc_call!(self, ecnpkt_handler, tp);
     }
+    /// The module's `newround`: a new round trip begins (RFC 9406: the ACK passed the
+    /// `snd_max` of when the last round began); `round_cnt` counts rounds so far.
     #[inline]
     pub fn newround(&mut self, tp: &mut Tcpcb, round_cnt: u32) {
         cc_call!(self, newround, tp, round_cnt);
     }
+    /// The module's `rttsample`: see [`CcAlgorithm::rttsample`] for the arguments.
     #[inline]
     pub fn rttsample(&mut self, tp: &mut Tcpcb, usec_rtt: u32, rxtcnt: u32, fas: u32) {
         cc_call!(self, rttsample, tp, usec_rtt, rxtcnt, fas);
@@ -321,28 +490,107 @@ impl CcConn {
 /// What a CC module implements. Hooks that a module does not need keep the default, and the
 /// `HAS_*` constants say which optional hooks the module really has (FreeBSD leaves those
 /// NULL: the host then answers ENOENT for TCP_CCALGOOPT, for instance).
+///
+/// The state `Self` is per connection: built by `cb_init`, dropped when the connection
+/// leaves the module. Every per-connection hook gets the connection's [`CcVar`] and
+/// [`Tcpcb`]; see the module docs for what a hook may change. Per-connection hooks run on
+/// the thread that drives the connection, one at a time per connection (`mod_init`,
+/// `mod_destroy` and `param_check` run wherever the host's control plane does). None of
+/// the hooks a stack calls returns an error the stack looks at (a panic is a fault: the
+/// host frees the connection).
 pub trait CcAlgorithm: Sized + Send + 'static {
+    /// The module's name (FreeBSD `cc_algo.name`): 1 to 15 bytes, no whitespace or commas.
     const NAME: &'static str;
+    /// The module's parameters (`net.inet.tcp.cc.<NAME>.<param>`); a connection reads the
+    /// current values with [`CcVar::param`], by index in this table.
     const PARAMS: &'static [CcParamDesc] = &[];
+    /// Names of the module's counters ([`CcVar::count`] by index in this table), exported
+    /// by the host.
     const COUNTERS: &'static [RStr<'static>] = &[];
+    /// Whether `ctl_output` is implemented (else TCP_CCALGOOPT answers ENOENT).
     const HAS_CTL_OUTPUT: bool = false;
+    /// Whether `ecnpkt_handler` is implemented (else the stack skips the per-packet call).
     const HAS_ECNPKT_HANDLER: bool = false;
 
+    /// FreeBSD `mod_init`: the module is being registered (kldload, static registration,
+    /// or a reload under a new version), before any connection can use it. An error
+    /// refuses the registration with that errno (kldload reports it).
     fn mod_init() -> Result<(), Errno> {
         Ok(())
     }
+    /// FreeBSD `mod_destroy`: the module was removed and has no users left (kldunload, the
+    /// old version after a reload once its connections moved over), or its registration
+    /// failed after `mod_init`. The result is ignored: the removal is done.
     fn mod_destroy() -> Result<(), Errno> {
         Ok(())
     }
-    /// Builds the per-connection state (FreeBSD `cb_init`).
+    /// Builds the per-connection state (FreeBSD `cb_init`). Called by the host when a
+    /// connection attaches to the module: a new socket or an accepted connection (before
+    /// its stack is attached), TCP_CONGESTION, a reload, or a forced unload moving the
+    /// connection here. Make-before-break: it runs on a fresh [`CcVar`] (parameters,
+    /// counters, and the `ccv.flags` of the module being left) while the old module is
+    /// still attached; only if it succeeds does the old module's state go (its
+    /// `cb_destroy`), and `snd_cwnd`/`snd_ssthresh` stay as the old module left them.
+    /// Read what is needed from `tp`; change nothing (the state is not attached yet). An
+    /// error keeps the old module and goes back to the application (setsockopt), or fails
+    /// the new connection.
     fn cb_init(ccv: &CcVar, tp: &Tcpcb) -> Result<Self, Errno>;
+    /// FreeBSD `conn_init`: the connection is established. Called by the stack when the
+    /// handshake completes, after [`CcConn::on_conn_init`] set the initial window
+    /// (`snd_cwnd`); and by the host right after `cb_init` when the module is attached to an
+    /// already established connection (then `snd_cwnd` is whatever the previous module
+    /// left). May set `snd_cwnd`, `snd_ssthresh`, and its own state.
     fn conn_init(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb) {}
+    /// FreeBSD `ack_received`: an ACK arrived. Called by the stack through
+    /// [`CcConn::on_ack`], which first set `ccv.bytes_this_ack`, `ccv.nsegs`, `ccv.curack`,
+    /// `ccf::CWND_LIMITED` and (RFC 3465 byte counting in congestion avoidance)
+    /// `ccf::ABC_SENTAWND`. `ack_type`: [`CC_ACK`] for an ACK of new data outside loss
+    /// recovery (`snd_una` already advanced), [`CC_DUPACK`] for a duplicate ACK (before
+    /// recovery, and in recovery). Grows `snd_cwnd` (slow start below `snd_ssthresh`,
+    /// congestion avoidance above, conventionally only while `ccf::CWND_LIMITED` and not in
+    /// recovery); may consume `ccf::ABC_SENTAWND`. Must not enter or leave recovery here.
     fn ack_received(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, ack_type: u32);
+    /// FreeBSD `cong_signal`: congestion. Called by the stack through
+    /// [`CcConn::on_cong_signal`] (after its own part: `snd_recover`, CWR, and for
+    /// [`CC_RTO`] clearing `t_dupacks`, `t_bytes_acked` and the recovery bits) or
+    /// [`CcConn::on_ecn_signal`]. `sig`: [`CC_NDUPACK`] (loss: set `snd_ssthresh`, and
+    /// enter recovery with `tf::FASTRECOVERY | tf::CONGRECOVERY` unless already in fast
+    /// recovery; the stack then sets cwnd for recovery itself), [`CC_ECN`] (ECE: outside
+    /// `tf::CONGRECOVERY` reduce `snd_ssthresh` and `snd_cwnd` and set
+    /// `tf::CONGRECOVERY`; repeats within the episode arrive too and should change nothing),
+    /// [`CC_RTO`] (timeout: `snd_ssthresh` from the flight, `snd_cwnd` to one segment),
+    /// [`CC_RTO_ERR`] (the RTO was spurious: undo the module's own state; the stack put cwnd
+    /// and ssthresh back). Signals from [`CC_SIGPRIVMASK`] up are a module's own.
     fn cong_signal(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb, sig: u32);
+    /// FreeBSD `post_recovery`: the ACK `ccv.curack` ends loss recovery. Called by the
+    /// stack through [`CcConn::on_post_recovery`] before `snd_una` moves to that ACK, with
+    /// `ccv.pipe` the bytes in flight; the helper clears the recovery bits and
+    /// `t_bytes_acked` after it. Sets `snd_cwnd` for leaving recovery (NewReno: ssthresh,
+    /// or pipe plus a segment when less is in flight).
     fn post_recovery(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb) {}
+    /// FreeBSD `after_idle`: the connection is about to send after being idle (nothing in
+    /// flight, nothing received for at least `t_rxtcur`). Called by the stack before it
+    /// sends. Typically restarts from the restart window (RFC 5681 4.1), keeping
+    /// `snd_ssthresh` at least 3/4 of the old cwnd (RFC 2861).
     fn after_idle(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb) {}
+    /// FreeBSD `ecnpkt_handler`: one segment of an ECN connection (each acceptable segment
+    /// with ACK, whether it carries data or not). Called by the stack, only if
+    /// `HAS_ECNPKT_HANDLER`, with `ccf::IPHDR_CE` and `ccf::TCPHDR_CWR` in `ccv.flags`
+    /// describing this segment. May set `ccf::ACKNOW` to have the segment acknowledged at
+    /// once (DCTCP does when the CE state changes); may change its own state, `snd_cwnd`,
+    /// `snd_ssthresh`.
     fn ecnpkt_handler(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb) {}
+    /// FreeBSD `newround`: a new round trip begins (an ACK passed the `snd_max` recorded when
+    /// the previous round began); `round_cnt` is the number of rounds so far. Called by the
+    /// stack on ACKs of new data, after `rttsample` for the same ACK. HyStart++ (RFC 9406)
+    /// uses it to end a round's RTT sampling.
     fn newround(&mut self, _ccv: &mut CcVar, _tp: &mut Tcpcb, _round_cnt: u32) {}
+    /// FreeBSD `rttsample`: an RTT measurement from this ACK. Called by the stack for an ACK
+    /// of new data that gives an unambiguous sample (Karn: none when retransmitted data is
+    /// involved), before the ACK's `ack_received`. `usec_rtt`: the sample in microseconds;
+    /// `rxtcnt`: plugtcp's stacks pass `t_rxtshift` (FreeBSD's rack passes the segment's
+    /// transmission count); `fas`: bytes in flight when the measured data was sent.
+    /// `tp.t_srtt` is already updated when plugtcp's stacks call it from the same ACK.
     fn rttsample(
         &mut self,
         _ccv: &mut CcVar,
@@ -352,6 +600,11 @@ pub trait CcAlgorithm: Sized + Send + 'static {
         _fas: u32,
     ) {
     }
+    /// FreeBSD `ctl_output`: getsockopt/setsockopt(TCP_CCALGOOPT) on a connection using
+    /// this module, called by the host (not through the stack), only if `HAS_CTL_OUTPUT`.
+    /// The value is the module's own structure (at most
+    /// [`crate::sockopt::TCP_CCALGOOPT_MAX`] bytes). The errno goes back to the application
+    /// as is.
     fn ctl_output(
         &mut self,
         _ccv: &mut CcVar,
@@ -363,6 +616,9 @@ pub trait CcAlgorithm: Sized + Send + 'static {
     /// Validates a new value for parameter `idx` beyond its declared range. `current` holds
     /// the module's parameters as they are now, in the order of `PARAMS` (read them with
     /// [`param_value`]), so that a check may compare the new value with the others.
+    /// Called by the host on `sysctl net.inet.tcp.cc.<NAME>.<param>=value`, after the range
+    /// check; an error refuses the value with that errno. Connections see an accepted value
+    /// at once through [`CcVar::param`].
     fn param_check(
         _idx: u32,
         _value: i64,
@@ -474,6 +730,7 @@ impl<T: CcAlgorithm> CcVtable<T> {
         })
     }
 
+    /// The module's descriptor.
     pub const ALGO: CcAlgoRef = CcAlgoRef(Self::WM.as_prefix());
 }
 

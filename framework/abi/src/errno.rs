@@ -3,6 +3,10 @@
 use abi_stable::StableAbi;
 
 /// A POSIX errno value (Linux numbering, so it maps straight to `std::io::Error`).
+///
+/// What a hook returns as `Err` and what the host hands back to the application for it:
+/// the host never translates a stack's or a CC module's errno (a panic aside, see
+/// [`HookError::errno`]).
 #[repr(transparent)]
 #[derive(Copy, Clone, PartialEq, Eq, Hash, StableAbi)]
 pub struct Errno(pub i32);
@@ -10,7 +14,10 @@ pub struct Errno(pub i32);
 macro_rules! errnos {
     ($($name:ident = $v:expr, $msg:expr;)*) => {
         impl Errno {
-            $(pub const $name: Errno = Errno($v);)*
+            $(
+                #[doc = concat!("`", stringify!($name), "` (", stringify!($v), "): ", $msg, ".")]
+                pub const $name: Errno = Errno($v);
+            )*
 
             /// The symbolic name, e.g. "EINVAL".
             pub fn name(self) -> &'static str {
@@ -113,15 +120,19 @@ impl From<Errno> for std::io::Error {
 pub struct HookStatus(pub i32);
 
 impl HookStatus {
+    /// The hook succeeded.
     pub const OK: HookStatus = HookStatus(0);
     /// The hook panicked; the export wrapper caught it at the boundary.
     pub const PANICKED: HookStatus = HookStatus(-1);
 
+    /// Whether this is [`HookStatus::OK`].
     #[inline]
     pub fn is_ok(self) -> bool {
         self.0 == 0
     }
 
+    /// `OK` for `Ok(())`, the errno's value for `Err`. (An `Errno(-1)` would read back as
+    /// [`HookStatus::PANICKED`], an `Errno(0)` as `OK`: hooks return real errno values.)
     #[inline]
     pub fn from_result(r: Result<(), Errno>) -> Self {
         match r {
@@ -153,7 +164,12 @@ impl std::fmt::Debug for HookStatus {
 /// Why a hook call failed.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub enum HookError {
+    /// The hook returned this errno: an answer, passed on to whoever asked (the
+    /// application's setsockopt, a stack switch, ...); the connection lives on.
     Errno(Errno),
+    /// The hook panicked (caught at the boundary by [`guard`]): a plugin fault. The host
+    /// counts it against the plugin and, in most cases, frees the connection the call was
+    /// made for (see "Errors and panics" in [`crate::stack`]).
     Panicked,
 }
 

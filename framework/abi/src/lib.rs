@@ -1,3 +1,5 @@
+#![deny(missing_docs)]
+
 //! plugtcp-abi: the contract the plugtcp host and every plugin compile against, and all of
 //! it that [`ABI_VERSION`] guards. A plugin author reads this crate (and a template); the
 //! building blocks that make writing a stack or a CC module short are in `plugtcp-tcpkit`.

@@ -13,6 +13,7 @@ use crate::stack::TcpFunctionBlockRef;
 /// to a type that crosses the boundary other than appending to a prefix type.
 pub const ABI_VERSION: &str = "0.7.0";
 
+/// What a plugin library provides: one function block or one CC module.
 #[repr(u8)]
 #[derive(Copy, Clone, PartialEq, Eq, Debug, StableAbi)]
 pub enum PluginKind {
@@ -23,6 +24,7 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
+    /// The kind as kldstat shows it: `"stack"` or `"cc"`.
     pub fn name(self) -> &'static str {
         match self {
             PluginKind::FunctionBlock => "stack",
@@ -37,10 +39,14 @@ impl PluginKind {
 #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
 #[sabi(missing_field(option))]
 pub struct PluginModule {
+    /// Which of `function_block` and `cc_algo` the library provides; the host looks only at
+    /// that one (a library of the other kind without it is "not a plugin").
     pub kind: PluginKind,
     /// The plugin's own version (its crate version), shown by kldstat.
     pub version: RStr<'static>,
+    /// Returns the function block descriptor (kind `FunctionBlock`).
     pub function_block: Option<extern "C" fn() -> TcpFunctionBlockRef>,
+    /// Returns the CC module descriptor (kind `CcModule`).
     #[sabi(last_prefix_field)]
     pub cc_algo: Option<extern "C" fn() -> CcAlgoRef>,
 }

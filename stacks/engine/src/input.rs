@@ -15,14 +15,14 @@ use crate::{ctr, tcp_close, Engine};
 /// Duplicate ACKs that start fast retransmit (RFC 5681 DupThresh).
 const DUPTHRESH: u32 = 3;
 
-pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
+pub(crate) fn do_segment(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let now = cx.host.now();
     cx.tp.t_rcvtime = now;
     cx.tp.t_rcv_segs += 1;
-    base.keep_probes = 0;
+    eng.keep_probes = 0;
     match cx.tp.t_state {
         TcpState::Closed | TcpState::Listen => return,
-        TcpState::SynSent => return syn_sent(base, cx, seg),
+        TcpState::SynSent => return syn_sent(eng, cx, seg),
         _ => {}
     }
     if cx.tp.t_state.have_established() && keepalive_on(cx) {
@@ -54,7 +54,7 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     // RFC 5961 3.2 (FreeBSD, against last_ack_sent): a RST drops the connection only at
     // exactly the ACK we last sent; elsewhere in the window it earns a challenge ACK.
     if flags & th::RST != 0 {
-        let las = base.last_ack_sent;
+        let las = eng.last_ack_sent;
         let in_window =
             (seq_geq(seq, las) && seq_lt(seq, las.wrapping_add(wnd))) || (wnd == 0 && seq == las);
         if in_window {
@@ -67,7 +67,7 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
                 cx.tp.t_softerror = err.0;
                 tcp_close(cx);
             } else {
-                challenge_ack(base, cx);
+                challenge_ack(eng, cx);
             }
         }
         return;
@@ -75,12 +75,12 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     // RFC 5961 4.2: any SYN on a synchronized connection (SYN_RECEIVED aside: a
     // simultaneous open's SYN-ACK) earns a challenge ACK, wherever it falls.
     if flags & th::SYN != 0 && cx.tp.t_state != TcpState::SynReceived {
-        let las = base.last_ack_sent;
+        let las = eng.last_ack_sent;
         let in_window = seq_geq(seq, las) && seq_lt(seq, las.wrapping_add(wnd));
         if cx.tun().insecure_syn != 0 && in_window {
             crate::tcp_drop(cx, Errno::ECONNRESET);
         } else {
-            challenge_ack(base, cx);
+            challenge_ack(eng, cx);
         }
         return;
     }
@@ -93,9 +93,9 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
     {
         cx.count(ctr::PAWSDROP, 1);
         // FreeBSD: "if (tlen) goto dropafterack; goto drop".
-        if !data.is_empty() && ack_war_permits(base, cx) {
+        if !data.is_empty() && ack_war_permits(eng, cx) {
             cx.tp.t_flags |= tf::ACKNOW;
-            output::tcp_output(base, cx);
+            output::tcp_output(eng, cx);
         }
         return;
     }
@@ -124,14 +124,14 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         && seq_leq(seq.wrapping_add(seg_len), cx.tp.rcv_nxt);
     let mut old_dup_ack = false;
     if old_dup {
-        old_dup_ack = ack_war_permits(base, cx);
+        old_dup_ack = ack_war_permits(eng, cx);
     } else if !acceptable {
         // Beyond the window (or an old duplicate in TIME_WAIT): re-ACK (RFC 9293), which
         // also answers a retransmitted FIN in TIME_WAIT. Old data is reported as a D-SACK
         // (RFC 2883).
         let end = seq.wrapping_add(data.len() as u32);
         if !data.is_empty() && seq_leq(end, cx.tp.rcv_nxt) {
-            base.dsack = Some(SackBlock { start: seq, end });
+            eng.dsack = Some(SackBlock { start: seq, end });
         }
         if data.len() as u32 > 0 && seq_geq(seq, cx.tp.rcv_nxt) {
             cx.count(ctr::RCVAFTERWIN, 1);
@@ -142,9 +142,9 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         // RFC 5961 7: these ACKs come out of the same per-connection budget as challenge
         // ACKs, so a flood of blind segments cannot make us send one ACK each (a legitimate
         // peer's retransmissions come an RTO apart).
-        if ack_war_permits(base, cx) {
+        if ack_war_permits(eng, cx) {
             cx.tp.t_flags |= tf::ACKNOW;
-            output::tcp_output(base, cx);
+            output::tcp_output(eng, cx);
         }
         return;
     }
@@ -166,7 +166,7 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         return;
     }
     if cx.tp.t_flags2 & tf2::ECN_PERMIT != 0 {
-        ecn_input(base, cx, seg);
+        ecn_input(eng, cx, seg);
     }
 
     // Trim what we already have at the front.
@@ -191,7 +191,7 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
             data = &data[dup as usize..];
         }
         if dup_end != seq {
-            base.dsack = Some(SackBlock {
+            eng.dsack = Some(SackBlock {
                 start: seq,
                 end: dup_end,
             });
@@ -227,22 +227,22 @@ pub(crate) fn do_segment(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) 
         .seq
         .wrapping_add(seg.payload.len() as u32)
         .wrapping_add(u32::from(seg.flags & (th::SYN | th::FIN) != 0));
-    if has_ts && seq_leq(seg.seq, base.last_ack_sent) && seq_leq(base.last_ack_sent, seg_end) {
+    if has_ts && seq_leq(seg.seq, eng.last_ack_sent) && seq_leq(eng.last_ack_sent, seg_end) {
         cx.tp.ts_recent = seg.opts.tsval;
         cx.tp.ts_recent_age = now;
     }
 
-    if !ack_processing(base, cx, seg, data.len() as u32) {
+    if !ack_processing(eng, cx, seg, data.len() as u32) {
         return;
     }
 
     urgent_input(cx, seg);
     if !data.is_empty() || fin {
-        receive_data(base, cx, seq, data, fin);
+        receive_data(eng, cx, seq, data, fin);
     }
     // In a receive batch the host calls output once at its end: one ACK for the batch.
     if cx.tp.t_flags2 & tf2::INPUT_BATCH == 0 {
-        output::tcp_output(base, cx);
+        output::tcp_output(eng, cx);
     }
 }
 
@@ -309,8 +309,8 @@ fn urgent_input(cx: &mut StackCtx, seg: &SegIn<'_>) {
 }
 
 /// RFC 5961 challenge ACK, throttled.
-fn challenge_ack(base: &mut Engine, cx: &mut StackCtx) {
-    if ack_war_permits(base, cx) {
+fn challenge_ack(eng: &mut Engine, cx: &mut StackCtx) {
+    if ack_war_permits(eng, cx) {
         cx.count(ctr::CHALLENGE_ACK, 1);
         output::respond_ack(cx);
     }
@@ -318,23 +318,23 @@ fn challenge_ack(base: &mut Engine, cx: &mut StackCtx) {
 
 /// RFC 5961 section 7 ACK throttling (FreeBSD ack_war_timewindow / ack_war_cnt): whether
 /// one more ACK for an unacceptable segment may go in this window, counting it if so.
-fn ack_war_permits(base: &mut Engine, cx: &mut StackCtx) -> bool {
+fn ack_war_permits(eng: &mut Engine, cx: &mut StackCtx) -> bool {
     let now = cx.host.now();
     let t = cx.tun();
     let window = t.ack_war_timewindow as u64 * 1_000_000;
-    if now.saturating_sub(base.ack_war_start) >= window {
-        base.ack_war_start = now;
-        base.ack_war_count = 0;
+    if now.saturating_sub(eng.ack_war_start) >= window {
+        eng.ack_war_start = now;
+        eng.ack_war_count = 0;
     }
-    if t.ack_war_cnt == 0 || base.ack_war_count < t.ack_war_cnt {
-        base.ack_war_count += 1;
+    if t.ack_war_cnt == 0 || eng.ack_war_count < t.ack_war_cnt {
+        eng.ack_war_count += 1;
         return true;
     }
     false
 }
 
 /// ACK field processing; false when the segment must go no further.
-fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32) -> bool {
+fn ack_processing(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u32) -> bool {
     let ack = seg.ack;
     let now = cx.host.now();
     if cx.tp.t_state == TcpState::SynReceived {
@@ -346,10 +346,10 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
                 // FreeBSD's process_ACK still times the handshake (from the echoed
                 // timestamp) although no data was acknowledged.
                 if ack == cx.tp.snd_una {
-                    rtt_sample(base, cx, ack, now, echoed_ts(cx, seg));
+                    rtt_sample(eng, cx, ack, now, echoed_ts(cx, seg));
                 }
             }
-            established(base, cx);
+            established(eng, cx);
             cx.tp.snd_wnd = (seg.win as u32) << cx.tp.snd_scale;
             cx.tp.snd_wl1 = seg.seq;
             cx.tp.snd_wl2 = ack;
@@ -363,14 +363,14 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
     if seq_gt(ack, tp.snd_max) {
         // ACK of data never sent.
         cx.tp.t_flags |= tf::ACKNOW;
-        output::tcp_output(base, cx);
+        output::tcp_output(eng, cx);
         return false;
     }
     // SACK blocks (RFC 2018, D-SACK RFC 2883) update the scoreboard before loss detection.
     let mut sack_news = 0;
-    base.sacked_before = base.sack.sacked_bytes();
+    eng.sacked_before = eng.sack.sacked_bytes();
     if tp.t_flags & tf::SACK_PERMIT != 0 && seg.opts.has(to::SACK) {
-        let r = base
+        let r = eng
             .sack
             .update(tp.snd_una, tp.snd_max, seg.opts.sack_blocks());
         sack_news = r.new_sacked_bytes;
@@ -380,7 +380,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         }
     }
     // RACK-TLP finds losses by time on every acceptable ACK, duplicate or not.
-    crate::rack::on_ack(base, cx, seg);
+    crate::rack::on_ack(eng, cx, seg);
     let tp = &cx.tp;
     let new_wnd = (seg.win as u32) << tp.snd_scale;
     if seq_leq(ack, tp.snd_una) {
@@ -399,20 +399,20 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
             && news
             && tp.snd_max != tp.snd_una
             && cx.host.timer_remaining(tt::REXMT).is_some();
-        if dupack && base.rack.is_some() {
+        if dupack && eng.rack.is_some() {
             // RACK counts no duplicate ACKs; what they SACKed went through rack::on_ack.
             cx.count(ctr::RCVDUPACK, 1);
             cx.tp.t_rcvdupack += 1;
-            output::tcp_output(base, cx);
+            output::tcp_output(eng, cx);
         } else if dupack {
-            lost_retransmission(base, cx);
-            on_dupack(base, cx, sack_news > 0);
+            lost_retransmission(eng, cx);
+            on_dupack(eng, cx, sack_news > 0);
         } else {
             cx.tp.t_dupacks = 0;
         }
     } else {
         let tsecr = echoed_ts(cx, seg);
-        on_new_ack(base, cx, ack, now, tsecr);
+        on_new_ack(eng, cx, ack, now, tsecr);
         if cx.tp.t_state == TcpState::Closed {
             return false;
         }
@@ -427,7 +427,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
         tp.max_sndwnd = tp.max_sndwnd.max(new_wnd);
         if opened {
             cx.tp.t_rxtshift = 0;
-            base.persist_since = 0;
+            eng.persist_since = 0;
             cx.host.timer_stop(tt::PERSIST);
             // Resume from the first unacknowledged byte: the probe byte may sit beyond it.
             if seq_lt(cx.tp.snd_una, cx.tp.snd_nxt) && cx.host.timer_remaining(tt::REXMT).is_none()
@@ -439,7 +439,7 @@ fn ack_processing(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u
     true
 }
 
-fn on_dupack(base: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
+fn on_dupack(eng: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
     let tp = &mut cx.tp;
     tp.t_dupacks += 1;
     tp.t_rcvdupack += 1;
@@ -451,19 +451,19 @@ fn on_dupack(base: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
         let abc = cx.tun().abc_l_var;
         cx.cc.on_ack(&mut cx.tp, CC_DUPACK, 0, 1, abc);
         if sack {
-            let delivered = base.sack.sacked_bytes().saturating_sub(base.sacked_before);
-            prr_apply(base, cx, delivered);
+            let delivered = eng.sack.sacked_bytes().saturating_sub(eng.sacked_before);
+            prr_apply(eng, cx, delivered);
         } else {
             // NewReno: inflate by one segment per dupack (RFC 6582).
             cx.tp.snd_cwnd = cx.tp.snd_cwnd.saturating_add(mss);
         }
-        output::tcp_output(base, cx);
+        output::tcp_output(eng, cx);
         return;
     }
     let lost = tp.t_dupacks >= DUPTHRESH
-        || (sack && sacked_something && base.sack.is_lost(tp.snd_una, DUPTHRESH, mss));
+        || (sack && sacked_something && eng.sack.is_lost(tp.snd_una, DUPTHRESH, mss));
     if lost {
-        enter_recovery(base, cx);
+        enter_recovery(eng, cx);
     } else {
         let abc = cx.tun().abc_l_var;
         cx.cc.on_ack(&mut cx.tp, CC_DUPACK, 0, 1, abc);
@@ -471,20 +471,20 @@ fn on_dupack(base: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
         let tp = &mut cx.tp;
         let saved = tp.snd_cwnd;
         tp.snd_cwnd = saved.saturating_add(tp.t_dupacks.min(2) * mss);
-        output::tcp_output(base, cx);
+        output::tcp_output(eng, cx);
         cx.tp.snd_cwnd = saved;
     }
 }
 
-fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
+fn enter_recovery(eng: &mut Engine, cx: &mut StackCtx) {
     let sack = cx.tp.t_flags & tf::SACK_PERMIT != 0;
     let mss = output::max_payload(&cx.tp);
     cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
-    base.rtt_timer.invalidate();
+    eng.rtt_timer.invalidate();
     // FreeBSD stops the retransmit timer on entering recovery; the fast retransmission
     // arms it again.
     cx.host.timer_stop(tt::REXMT);
-    base.high_rxt = cx.tp.snd_una;
+    eng.high_rxt = cx.tp.snd_una;
     cx.count(ctr::SACK_RECOVERY, 1);
     cx.tp.t_sack_recovery_episode += 1;
     let tp = &mut cx.tp;
@@ -492,40 +492,40 @@ fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
         // RFC 6675: cwnd = ssthresh; the first lost segment goes out at once; then PRR
         // (RFC 6937) paces the rest of recovery by the data the receiver gets.
         tp.snd_cwnd = tp.snd_ssthresh;
-        base.prr_delivered = 0;
-        base.prr_out = 0;
-        base.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
-        retransmit_first(base, cx);
-        let delivered = base.sack.sacked_bytes().saturating_sub(base.sacked_before);
-        prr_apply(base, cx, delivered);
+        eng.prr_delivered = 0;
+        eng.prr_out = 0;
+        eng.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
+        retransmit_first(eng, cx);
+        let delivered = eng.sack.sacked_bytes().saturating_sub(eng.sacked_before);
+        prr_apply(eng, cx, delivered);
     } else {
         tp.snd_cwnd = tp.snd_ssthresh.saturating_add(DUPTHRESH * mss);
-        retransmit_first(base, cx);
+        retransmit_first(eng, cx);
     }
-    output::tcp_output(base, cx);
+    output::tcp_output(eng, cx);
 }
 
 /// RFC 6937 proportional rate reduction: cwnd from the data this ACK delivered. While the
 /// pipe is above ssthresh, sending follows delivery at ssthresh/RecoverFS; below it, the
 /// slow-start reduction bound (or, with `do_prr_conservative`, strict packet conservation).
-pub(crate) fn prr_apply(base: &mut Engine, cx: &mut StackCtx, delivered: u32) {
+pub(crate) fn prr_apply(eng: &mut Engine, cx: &mut StackCtx, delivered: u32) {
     let (do_prr, conservative) = (cx.tun().do_prr != 0, cx.tun().do_prr_conservative != 0);
     // RACK always paces its recovery with PRR (FreeBSD's rack does).
-    if !do_prr && base.rack.is_none() {
+    if !do_prr && eng.rack.is_none() {
         return;
     }
-    let rack_pipe = crate::rack::pipe(base, cx);
+    let rack_pipe = crate::rack::pipe(eng, cx);
     let tp = &mut cx.tp;
     let mss = output::max_payload(tp);
-    base.prr_delivered = base.prr_delivered.saturating_add(delivered);
+    eng.prr_delivered = eng.prr_delivered.saturating_add(delivered);
     let pipe =
-        rack_pipe.unwrap_or_else(|| base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss));
+        rack_pipe.unwrap_or_else(|| eng.sack.pipe(tp.snd_una, tp.snd_max, eng.high_rxt, mss));
     let ssthresh = tp.snd_ssthresh;
-    let owed = base.prr_delivered as i64 - base.prr_out as i64;
+    let owed = eng.prr_delivered as i64 - eng.prr_out as i64;
     let sndcnt = if pipe > ssthresh {
         let share =
-            (base.prr_delivered as u64 * ssthresh as u64).div_ceil(base.recover_fs.max(1) as u64);
-        share as i64 - base.prr_out as i64
+            (eng.prr_delivered as u64 * ssthresh as u64).div_ceil(eng.recover_fs.max(1) as u64);
+        share as i64 - eng.prr_out as i64
     } else {
         let limit = if conservative {
             owed
@@ -538,7 +538,7 @@ pub(crate) fn prr_apply(base: &mut Engine, cx: &mut StackCtx, delivered: u32) {
 }
 
 /// Fast retransmit: the segment at snd_una.
-fn retransmit_first(base: &mut Engine, cx: &mut StackCtx) {
+fn retransmit_first(eng: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     let mss = output::max_payload(tp);
     let una = tp.snd_una;
@@ -549,35 +549,35 @@ fn retransmit_first(base: &mut Engine, cx: &mut StackCtx) {
         && tp.t_flags & tf::SENTFIN != 0
         && una.wrapping_add(len) == data_end;
     if len > 0 || fin {
-        base.high_rxt = una.wrapping_add(len);
+        eng.high_rxt = una.wrapping_add(len);
         // LRD: anything sent after this retransmission that the peer SACKs proves it lost.
-        base.lrd_mark = Some((una, cx.tp.snd_max));
-        send_seg(base, cx, una, if fin { th::FIN } else { 0 }, len);
+        eng.lrd_mark = Some((una, cx.tp.snd_max));
+        send_seg(eng, cx, una, if fin { th::FIN } else { 0 }, len);
     }
 }
 
 /// Lost retransmission detection (FreeBSD `do_lrd`): in SACK recovery, when data sent after
 /// our retransmission of the hole at snd_una is SACKed while the hole is still missing, that
 /// retransmission was lost as well; send it again now rather than wait for the RTO.
-fn lost_retransmission(base: &mut Engine, cx: &mut StackCtx) {
+fn lost_retransmission(eng: &mut Engine, cx: &mut StackCtx) {
     if cx.tun().do_lrd == 0 || !cx.tp.in_fastrecovery() || cx.tp.t_flags & tf::SACK_PERMIT == 0 {
         return;
     }
-    let Some((hole, sent_before)) = base.lrd_mark else {
+    let Some((hole, sent_before)) = eng.lrd_mark else {
         return;
     };
     if cx.tp.snd_una != hole {
-        base.lrd_mark = None;
+        eng.lrd_mark = None;
         return;
     }
-    if base
+    if eng
         .sack
         .highest_sack()
         .is_some_and(|h| seq_gt(h, sent_before))
     {
         cx.count(ctr::LOST_REXMIT, 1);
         cx.tp.t_lost_rexmit += 1;
-        retransmit_first(base, cx);
+        retransmit_first(eng, cx);
     }
 }
 
@@ -594,28 +594,28 @@ fn echoed_ts(cx: &StackCtx, seg: &SegIn<'_>) -> u32 {
 /// of new data (RFC 7323 RTTM, in whole ticks plus one); without one, the timed segment
 /// does. Either is a valid measurement, so the backoff goes (Karn, tcp_xmit_timer);
 /// nothing else resets it.
-fn rtt_sample(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u32) {
+fn rtt_sample(eng: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u32) {
     let ts_sample = (tsecr != 0)
         .then(|| output::ts_now(cx).wrapping_sub(tsecr))
         .filter(|&ms| (ms as i32) >= 0);
     let sample = match ts_sample {
         Some(ms) => {
-            base.rtt_timer.invalidate();
+            eng.rtt_timer.invalidate();
             Some(ms.saturating_add(1).saturating_mul(1000))
         }
-        None => base.rtt_timer.on_ack(ack, now),
+        None => eng.rtt_timer.on_ack(ack, now),
     };
     if let Some(sample_us) = sample {
-        base.rtt.sample(sample_us);
+        eng.rtt.sample(sample_us);
         cx.tp.t_rxtshift = 0;
         // As FreeBSD's tcp_xmit_timer: the CC hooks see the new t_srtt.
-        base.publish_rtt(&mut cx.tp);
+        eng.publish_rtt(&mut cx.tp);
     }
 }
 
 /// An ACK of new data (FreeBSD process_ACK). `tsecr`: the echoed timestamp when
 /// timestamps are in use (0: none).
-fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u32) {
+fn on_new_ack(eng: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u32) {
     let tp = &mut cx.tp;
     let acked = ack.wrapping_sub(tp.snd_una);
     let mut data_acked = acked;
@@ -636,38 +636,38 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u
     }
     // FreeBSD: the first timeout was spurious when this ACK echoes a timestamp older than
     // the retransmission's (or, without timestamps, comes within half an RTT of it).
-    if cx.tp.t_rxtshift == 1 && base.prev_rto.is_some() {
+    if cx.tp.t_rxtshift == 1 && eng.prev_rto.is_some() {
         let spurious = if tsecr != 0 {
-            base.badrxtwin_ts
+            eng.badrxtwin_ts
                 .is_some_and(|w| (tsecr.wrapping_sub(cx.tp.ts_offset).wrapping_sub(w) as i32) < 0)
         } else {
-            base.badrxtwin_ns.is_some_and(|w| now < w)
+            eng.badrxtwin_ns.is_some_and(|w| now < w)
         };
         if spurious {
-            crate::undo_rto(base, cx);
+            crate::undo_rto(eng, cx);
         }
     }
-    rtt_sample(base, cx, ack, now, tsecr);
+    rtt_sample(eng, cx, ack, now, tsecr);
     // The CC sees an RTT sample on every ACK that gives one, then the start of a new round
     // (RFC 9406: a round ends when the ACK passes what was outstanding when it began).
-    if let Some((sample_us, fas)) = base.send_times.on_ack(ack, now) {
+    if let Some((sample_us, fas)) = eng.send_times.on_ack(ack, now) {
         let shift = cx.tp.t_rxtshift;
         cx.cc.rttsample(&mut cx.tp, sample_us, shift, fas);
     }
     // The oldest unacknowledged data is later data now: TCP_USER_TIMEOUT counts from when
     // that was first sent (from now, when an RTO made us forget the send times).
-    base.una_since = base.send_times.oldest_sent().unwrap_or(now);
-    if seq_geq(ack, base.round_end) {
-        base.round_cnt = base.round_cnt.wrapping_add(1);
-        base.round_end = cx.tp.snd_max;
-        cx.cc.newround(&mut cx.tp, base.round_cnt);
+    eng.una_since = eng.send_times.oldest_sent().unwrap_or(now);
+    if seq_geq(ack, eng.round_end) {
+        eng.round_cnt = eng.round_cnt.wrapping_add(1);
+        eng.round_end = cx.tp.snd_max;
+        cx.cc.newround(&mut cx.tp, eng.round_cnt);
     }
     let tp = &mut cx.tp;
     let in_fr = tp.in_fastrecovery();
     if in_fr && seq_geq(ack, tp.snd_recover) {
         // FreeBSD calls cc_post_recovery before snd_una moves: the pipe it sees still
         // counts what this ACK covers.
-        let pipe = crate::compute_pipe(base, &cx.tp);
+        let pipe = crate::compute_pipe(eng, &cx.tp);
         cx.cc.on_post_recovery(&mut cx.tp, ack, pipe);
         cx.tp.snd_una = ack;
     } else if in_fr {
@@ -676,7 +676,7 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u
         if tp.t_flags & tf::SACK_PERMIT == 0 {
             let mss = output::max_payload(tp);
             tp.snd_cwnd = tp.snd_cwnd.saturating_sub(acked).saturating_add(mss);
-            retransmit_first(base, cx);
+            retransmit_first(eng, cx);
         }
     } else {
         if tp.in_congrecovery() && seq_geq(ack, tp.snd_recover) {
@@ -696,30 +696,30 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u
     if seq_lt(tp.snd_nxt, tp.snd_una) {
         tp.snd_nxt = tp.snd_una;
     }
-    if seq_lt(base.high_rxt, tp.snd_una) {
-        base.high_rxt = tp.snd_una;
+    if seq_lt(eng.high_rxt, tp.snd_una) {
+        eng.high_rxt = tp.snd_una;
     }
-    base.sack.on_cumack(tp.snd_una);
+    eng.sack.on_cumack(tp.snd_una);
     // (In RACK mode PRR already counted this ACK's delivery in rack::on_ack.)
-    if tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0 && base.rack.is_none() {
+    if tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0 && eng.rack.is_none() {
         let delivered = acked
-            .saturating_add(base.sack.sacked_bytes())
-            .saturating_sub(base.sacked_before);
-        prr_apply(base, cx, delivered);
+            .saturating_add(eng.sack.sacked_bytes())
+            .saturating_sub(eng.sacked_before);
+        prr_apply(eng, cx, delivered);
     }
     let tp = &mut cx.tp;
-    base.publish_rtt(tp);
+    eng.publish_rtt(tp);
     if tp.snd_una == tp.snd_max {
         cx.host.timer_stop(tt::REXMT);
     } else {
-        cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+        cx.host.timer_start(tt::REXMT, eng.rxt_ns(&cx.tp));
     }
-    crate::rack::arm_tlp(base, cx);
+    crate::rack::arm_tlp(eng, cx);
     if fin_acked {
         match cx.tp.t_state {
             TcpState::FinWait1 => {
                 cx.tp.t_state = TcpState::FinWait2;
-                finwait2_timer(base, cx);
+                finwait2_timer(eng, cx);
             }
             TcpState::Closing => enter_time_wait(cx),
             TcpState::LastAck => tcp_close(cx),
@@ -729,7 +729,7 @@ fn on_new_ack(base: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u
 }
 
 /// Incoming data and FIN for a synchronized connection.
-fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
+fn receive_data(eng: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
     let accepts_data = matches!(
         cx.tp.t_state,
         TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived
@@ -739,29 +739,29 @@ fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin
         let tp = &cx.tp;
         if seq == tp.rcv_nxt {
             let n = cx.host.rcv_write(0, data);
-            let more = base.reass.take_contiguous(tp.rcv_nxt.wrapping_add(n));
+            let more = eng.reass.take_contiguous(tp.rcv_nxt.wrapping_add(n));
             cx.host.rcv_commit(n + more);
             let tp = &mut cx.tp;
             tp.rcv_nxt = tp.rcv_nxt.wrapping_add(n + more);
             tp.t_rcv_bytes += (n + more) as u64;
-            autorcvbuf(base, cx, n + more);
+            autorcvbuf(eng, cx, n + more);
             cx.host.event(ConnEvent::Readable);
             fin_in_order = (fin && n as usize == data.len() && more == 0)
-                || base.ooo_fin == Some(cx.tp.rcv_nxt);
-            if more > 0 || !base.reass.is_empty() {
+                || eng.ooo_fin == Some(cx.tp.rcv_nxt);
+            if more > 0 || !eng.reass.is_empty() {
                 // Filling a hole: ACK at once (RFC 5681 4.2).
                 cx.tp.t_flags |= tf::ACKNOW;
             } else {
-                delay_ack(base, cx, data.len() as u32);
+                delay_ack(eng, cx, data.len() as u32);
             }
         } else {
             let off = seq.wrapping_sub(tp.rcv_nxt);
             let n = cx.host.rcv_write(off, data);
             if fin && n as usize == data.len() {
-                base.ooo_fin = Some(seq.wrapping_add(n));
+                eng.ooo_fin = Some(seq.wrapping_add(n));
             }
-            if n > 0 && base.reass.insert(tp.rcv_nxt, seq, n) == Insert::Duplicate {
-                base.dsack = Some(SackBlock {
+            if n > 0 && eng.reass.insert(tp.rcv_nxt, seq, n) == Insert::Duplicate {
+                eng.dsack = Some(SackBlock {
                     start: seq,
                     end: seq.wrapping_add(n),
                 });
@@ -774,16 +774,16 @@ fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin
         fin_in_order = true;
     } else if fin && accepts_data && seq_gt(seq, cx.tp.rcv_nxt) {
         // A bare FIN beyond a hole: it waits for the data before it.
-        base.ooo_fin = Some(seq);
+        eng.ooo_fin = Some(seq);
         cx.tp.t_flags |= tf::ACKNOW;
     }
     if fin_in_order && cx.tp.t_flags2 & tf2::FIN_RCVD == 0 {
-        base.ooo_fin = None;
+        eng.ooo_fin = None;
         let tp = &mut cx.tp;
         tp.rcv_nxt = tp.rcv_nxt.wrapping_add(1);
         tp.t_flags2 |= tf2::FIN_RCVD;
         tp.t_flags |= tf::ACKNOW;
-        base.rcvd_fin = true;
+        eng.rcvd_fin = true;
         cx.host.event(ConnEvent::Readable);
         match cx.tp.t_state {
             TcpState::SynReceived | TcpState::Established => cx.tp.t_state = TcpState::CloseWait,
@@ -800,39 +800,39 @@ fn receive_data(base: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin
 /// Receive-buffer auto-sizing (FreeBSD tcp_autorcvbuf): when more than 7/8 of the buffer
 /// arrives within one smoothed RTT, the buffer doubles (up to recvbuf_max), so the window
 /// keeps ahead of the sender.
-fn autorcvbuf(base: &mut Engine, cx: &mut StackCtx, bytes: u32) {
+fn autorcvbuf(eng: &mut Engine, cx: &mut StackCtx, bytes: u32) {
     if cx.tun().recvbuf_auto == 0 {
         return;
     }
     let now = cx.host.now();
-    let srtt_ns = base.rtt.srtt() as u64 * 1000;
+    let srtt_ns = eng.rtt.srtt() as u64 * 1000;
     if srtt_ns == 0 {
         return;
     }
-    if base.rfbuf_ts == 0 {
-        base.rfbuf_ts = now;
+    if eng.rfbuf_ts == 0 {
+        eng.rfbuf_ts = now;
     }
-    base.rfbuf_cnt = base.rfbuf_cnt.saturating_add(bytes);
-    if now.saturating_sub(base.rfbuf_ts) < srtt_ns {
+    eng.rfbuf_cnt = eng.rfbuf_cnt.saturating_add(bytes);
+    if now.saturating_sub(eng.rfbuf_ts) < srtt_ns {
         return;
     }
     let hiwat = cx.host.rcv_hiwat();
-    if base.rfbuf_cnt > hiwat / 8 * 7 {
+    if eng.rfbuf_cnt > hiwat / 8 * 7 {
         cx.host.autosize(0, hiwat.saturating_mul(2));
     }
-    base.rfbuf_ts = now;
-    base.rfbuf_cnt = 0;
+    eng.rfbuf_ts = now;
+    eng.rfbuf_cnt = 0;
 }
 
 /// Delayed ACK (RFC 9293 3.8.6.3, FreeBSD: every second full segment at once).
-fn delay_ack(base: &mut Engine, cx: &mut StackCtx, tlen: u32) {
-    base.unacked_segs += 1;
+fn delay_ack(eng: &mut Engine, cx: &mut StackCtx, tlen: u32) {
+    eng.unacked_segs += 1;
     let (delayed_ack, delacktime) = (cx.tun().delayed_ack, cx.tun().delacktime);
     // FreeBSD DELAY_ACK(): not for a segment longer than the MSS (an LRO aggregate, or a
     // peer ignoring our MSS), nor right after this end advertised a zero window.
     if delayed_ack == 0
         || cx.tp.t_flags2 & tf2::QUICKACK != 0
-        || base.unacked_segs >= 2
+        || eng.unacked_segs >= 2
         || tlen > cx.tp.t_maxseg
         || cx.tp.t_flags & tf::RXWIN0SENT != 0
     {
@@ -868,21 +868,21 @@ fn round_buffers_to_mss(cx: &mut StackCtx) {
 }
 
 /// The handshake completed.
-fn established(base: &mut Engine, cx: &mut StackCtx) {
+fn established(eng: &mut Engine, cx: &mut StackCtx) {
     round_buffers_to_mss(cx);
     cx.tp.t_state = TcpState::Established;
     cx.host.timer_stop(tt::KEEP);
     let iw = cx.tun().initcwnd_segments;
     // HyStart++ (RFC 9406) for the initial slow start, for the modules that implement it.
     cx.cc.ccv.flags |= ccf::HYSTART_ALLOWED | ccf::HYSTART_CONS_SSTH;
-    base.round_end = cx.tp.snd_max;
+    eng.round_end = cx.tp.snd_max;
     cx.cc.on_conn_init(&mut cx.tp, iw);
     cx.host.event(ConnEvent::Connected);
     if keepalive_on(cx) {
         let idle = keepidle_ns(cx);
         cx.host.timer_start(tt::KEEP, idle);
     }
-    base.publish_rtt(&mut cx.tp);
+    eng.publish_rtt(&mut cx.tp);
 }
 
 pub(crate) fn enter_time_wait(cx: &mut StackCtx) {
@@ -902,12 +902,12 @@ pub(crate) fn enter_time_wait(cx: &mut StackCtx) {
 /// An orphaned connection (the application closed it) does not wait in FIN_WAIT_2 for
 /// ever: TCP_LINGER2, else the finwait2_timeout sysctl (or 2*MSL with
 /// fast_finwait2_recycle off, as FreeBSD's tcp_timer_2msl).
-pub(crate) fn finwait2_timer(base: &Engine, cx: &mut StackCtx) {
+pub(crate) fn finwait2_timer(eng: &Engine, cx: &mut StackCtx) {
     if cx.tp.t_flags & tf::CLOSED == 0 {
         return;
     }
     let t = cx.tun();
-    let ms = match base.linger2 {
+    let ms = match eng.linger2 {
         l if l < 0 => 0,
         // FreeBSD: finwait2_timeout with fast recycling, else TP_MAXIDLE (keepcnt times
         // keepintvl, 600 s), rechecked then every keepintvl while the peer is heard from.
@@ -960,7 +960,7 @@ pub(crate) fn keepidle_ns(cx: &StackCtx) -> u64 {
 }
 
 /// SYN_SENT (RFC 9293 3.10.7.3).
-fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
+fn syn_sent(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
     let f = seg.flags;
     let tp = &cx.tp;
     if f & th::ACK != 0 && (seq_leq(seg.ack, tp.iss) || seq_gt(seg.ack, tp.snd_max)) {
@@ -1041,9 +1041,9 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         tp.snd_wl2 = seg.ack;
         // FreeBSD goes on to process_ACK: an RTT sample from the echoed timestamp or the
         // timed SYN.
-        rtt_sample(base, cx, seg.ack, now, echoed_ts(cx, seg));
+        rtt_sample(eng, cx, seg.ack, now, echoed_ts(cx, seg));
         cx.host.timer_stop(tt::REXMT);
-        established(base, cx);
+        established(eng, cx);
         cx.tp.t_rxtshift = 0;
         cx.tp.t_flags |= tf::ACKNOW;
         // Data (and a FIN) on the SYN-ACK is taken as on any segment (FreeBSD dodata).
@@ -1052,14 +1052,14 @@ fn syn_sent(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
             let wnd = cx.host.rcv_space() as usize;
             let fin = f & th::FIN != 0 && data.len() <= wnd;
             let data = &data[..data.len().min(wnd)];
-            receive_data(base, cx, seg.seq.wrapping_add(1), data, fin);
+            receive_data(eng, cx, seg.seq.wrapping_add(1), data, fin);
         }
-        output::tcp_output(base, cx);
+        output::tcp_output(eng, cx);
     } else {
         // Simultaneous open: answer with SYN-ACK from SYN_RECEIVED.
         tp.t_state = TcpState::SynReceived;
         tp.snd_nxt = tp.iss;
         cx.host.timer_stop(tt::REXMT);
-        output::tcp_output(base, cx);
+        output::tcp_output(eng, cx);
     }
 }

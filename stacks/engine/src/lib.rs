@@ -58,12 +58,12 @@ pub const REASS_MAXRANGES: usize = 1024;
 /// Longest RTO (FreeBSD TCPTV_REXMTMAX, 64 s).
 pub const TCPTV_REXMTMAX_US: u32 = 64_000_000;
 
-/// Per-connection state of the base stack (what FreeBSD keeps in struct tcpcb beyond the
+/// Per-connection state of the engine (what FreeBSD keeps in struct tcpcb beyond the
 /// shared part).
 pub struct Engine {
     loss: LossDetection,
     /// RACK-TLP's send map and state (RackTlp mode only).
-    /// Boxed: base's connections (most of them) pay one pointer, not the whole state.
+    /// Boxed: the engine's connections (most of them) pay one pointer, not the whole state.
     rack: Option<Box<plugtcp_tcpkit::rack::RackTlp>>,
     rtt: RttEstimator,
     rtt_timer: RttTimer,
@@ -260,23 +260,23 @@ pub(crate) struct PrevRto {
 }
 
 /// FreeBSD tcp_timer_rexmt on the first timeout: remember what the CC is about to change.
-pub(crate) fn save_prev_rto(base: &mut Engine, cx: &StackCtx) {
+pub(crate) fn save_prev_rto(eng: &mut Engine, cx: &StackCtx) {
     let tp = &cx.tp;
-    base.prev_rto = Some(PrevRto {
+    eng.prev_rto = Some(PrevRto {
         cwnd: tp.snd_cwnd,
         ssthresh: tp.snd_ssthresh,
         recover: tp.snd_recover,
         recovery: tp.t_flags & (tf::FASTRECOVERY | tf::CONGRECOVERY),
     });
-    base.badrxtwin_ts = None;
-    base.badrxtwin_ns = (tp.t_flags & tf::RCVD_TSTMP == 0)
-        .then(|| cx.host.now() + base.rtt.srtt() as u64 * 1000 / 2);
+    eng.badrxtwin_ts = None;
+    eng.badrxtwin_ns = (tp.t_flags & tf::RCVD_TSTMP == 0)
+        .then(|| cx.host.now() + eng.rtt.srtt() as u64 * 1000 / 2);
 }
 
 /// FreeBSD CC_RTO_ERR: the timeout was spurious (the ACK is for the original
 /// transmission): cwnd, ssthresh and recovery as they were, and no go-back-N.
-pub(crate) fn undo_rto(base: &mut Engine, cx: &mut StackCtx) {
-    let Some(p) = base.prev_rto.take() else {
+pub(crate) fn undo_rto(eng: &mut Engine, cx: &mut StackCtx) {
+    let Some(p) = eng.prev_rto.take() else {
         return;
     };
     let tp = &mut cx.tp;
@@ -286,8 +286,8 @@ pub(crate) fn undo_rto(base: &mut Engine, cx: &mut StackCtx) {
     tp.t_flags |= p.recovery;
     tp.snd_nxt = tp.snd_max;
     tp.t_rxtshift = 0;
-    base.badrxtwin_ts = None;
-    base.badrxtwin_ns = None;
+    eng.badrxtwin_ts = None;
+    eng.badrxtwin_ns = None;
     cx.count(ctr::SNDREXMITBAD, 1);
     cx.cc
         .on_cong_signal(&mut cx.tp, plugtcp_abi::cc::CC_RTO_ERR);
@@ -295,13 +295,13 @@ pub(crate) fn undo_rto(base: &mut Engine, cx: &mut StackCtx) {
 
 /// FreeBSD tcp_compute_pipe(): bytes in flight as snd_max - snd_una, plus what was
 /// retransmitted into SACK holes, less what the peer SACKed.
-pub(crate) fn compute_pipe(base: &Engine, tp: &Tcpcb) -> u32 {
-    let rexmit: u32 = base
+pub(crate) fn compute_pipe(eng: &Engine, tp: &Tcpcb) -> u32 {
+    let rexmit: u32 = eng
         .sack
         .holes()
         .map(|h| {
-            let end = if plugtcp_abi::seq::seq_lt(base.high_rxt, h.end) {
-                base.high_rxt
+            let end = if plugtcp_abi::seq::seq_lt(eng.high_rxt, h.end) {
+                eng.high_rxt
             } else {
                 h.end
             };
@@ -316,7 +316,7 @@ pub(crate) fn compute_pipe(base: &Engine, tp: &Tcpcb) -> u32 {
     tp.snd_max
         .wrapping_sub(tp.snd_una)
         .saturating_add(rexmit)
-        .saturating_sub(base.sack.sacked_bytes())
+        .saturating_sub(eng.sack.sacked_bytes())
 }
 
 /// The connection is done: mark it closed and tell the host (tcp_close).
@@ -403,12 +403,12 @@ impl<P: Personality> TcpStack for Stack<P> {
     /// The host lowered t_maxseg and rewound snd_nxt (FreeBSD tcp_mtudisc): nothing in
     /// flight is timed or counted as SACKed any more, and RACK resends all of it.
     fn mtu_chg(&mut self, cx: &mut StackCtx, _mtu: u32) -> Result<(), Errno> {
-        let base = &mut self.engine;
-        base.rtt_timer.invalidate();
-        base.send_times.clear();
-        base.sack.clear();
-        base.high_rxt = cx.tp.snd_una;
-        rack::on_rto(base, cx);
+        let eng = &mut self.engine;
+        eng.rtt_timer.invalidate();
+        eng.send_times.clear();
+        eng.sack.clear();
+        eng.high_rxt = cx.tp.snd_una;
+        rack::on_rto(eng, cx);
         Ok(())
     }
 
@@ -459,20 +459,20 @@ impl Engine {
         _old: OldStack,
         loss: LossDetection,
     ) -> Result<Self, Errno> {
-        let mut base = Engine::new(cx);
-        base.loss = loss;
+        let mut eng = Engine::new(cx);
+        eng.loss = loss;
         if loss == LossDetection::RackTlp {
-            base.rack = Some(Box::new(rack::new_map(cx, mode)));
+            eng.rack = Some(Box::new(rack::new_map(cx, mode)));
         }
         if mode == InitMode::Switch {
-            base.rearm_timers(cx);
+            eng.rearm_timers(cx);
         } else if cx.tp.t_state == TcpState::SynReceived {
             // Made by the host's SYN cache when the handshake's ACK came (FreeBSD
             // syncache_socket): a half-open connection gives up after keepinit, whatever
             // its first segment did.
             cx.host.timer_start(tt::KEEP, output::keepinit_ns(cx));
         }
-        Ok(base)
+        Ok(eng)
     }
 
     fn ctloutput(&mut self, cx: &mut StackCtx, opt: &mut SockOpt<'_>) -> Result<(), Errno> {

@@ -51,7 +51,7 @@ pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
 
 /// The receive window to advertise, in bytes (never shrinking what we already offered, and
 /// avoiding silly-window advertisements: RFC 9293 3.8.6.2.2).
-fn rcv_window(base: &Engine, cx: &StackCtx) -> u32 {
+fn rcv_window(eng: &Engine, cx: &StackCtx) -> u32 {
     let tp = &cx.tp;
     let space = cx.host.rcv_space();
     let offered = if seq_gt(tp.rcv_adv, tp.rcv_nxt) {
@@ -65,13 +65,13 @@ fn rcv_window(base: &Engine, cx: &StackCtx) -> u32 {
         win = 0;
     }
     let mut win = win.max(offered).min(TCP_MAXWIN << tp.rcv_scale);
-    if base.window_clamp > 0 {
-        win = win.min(base.window_clamp.max(offered));
+    if eng.window_clamp > 0 {
+        win = win.min(eng.window_clamp.max(offered));
     }
     win
 }
 
-fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
+fn options(eng: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
     let tp = &cx.tp;
     let mut o = TcpOpts::default();
     if tp.t_flags & tf::NOOPT != 0 {
@@ -79,8 +79,8 @@ fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
     }
     if flags & th::SYN != 0 {
         o.flags |= to::MSS;
-        let mss = if base.syn_mss > 0 {
-            base.syn_mss
+        let mss = if eng.syn_mss > 0 {
+            eng.syn_mss
         } else {
             tp.t_maxseg
         };
@@ -112,14 +112,14 @@ fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
         o.tsecr = tp.ts_recent;
         room = 3;
     }
-    if tp.t_flags & tf::SACK_PERMIT != 0 && (base.dsack.is_some() || !base.reass.is_empty()) {
+    if tp.t_flags & tf::SACK_PERMIT != 0 && (eng.dsack.is_some() || !eng.reass.is_empty()) {
         let mut blocks = [SackBlock::default(); 4];
         // RFC 2883: a duplicate we received goes first, as a D-SACK block.
-        let d = usize::from(base.dsack.is_some());
-        if let Some(dsack) = base.dsack {
+        let d = usize::from(eng.dsack.is_some());
+        if let Some(dsack) = eng.dsack {
             blocks[0] = dsack;
         }
-        let n = d + base.reass.sack_blocks(&mut blocks[d..room]);
+        let n = d + eng.reass.sack_blocks(&mut blocks[d..room]);
         if n > 0 {
             o.flags |= to::SACK;
             o.nsacks = n as u8;
@@ -132,9 +132,9 @@ fn options(base: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
 /// Sends one segment: `len` data bytes at `seq` (which must lie in the send buffer), with
 /// `flags`; does the bookkeeping every transmission needs (snd_nxt/snd_max, the RTT timer,
 /// the retransmit timer, delayed-ACK state, statistics).
-pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
+pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags: u16, len: u32) {
     let now = cx.host.now();
-    let win = rcv_window(base, cx);
+    let win = rcv_window(eng, cx);
     // A zero-window probe runs under the persist timer alone (FreeBSD never arms the
     // retransmit timer in persist; RACK's tail loss probe has nothing to do with it).
     let window_probe = cx.tp.t_flags & tf::FORCEDATA != 0 && cx.tp.snd_wnd == 0;
@@ -146,15 +146,15 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     if len > 0 && seq.wrapping_add(len) == data_start(&cx.tp).wrapping_add(cx.host.snd_len()) {
         flags |= th::PUSH;
     }
-    if flags & th::SYN != 0 && base.syn_mss == 0 {
+    if flags & th::SYN != 0 && eng.syn_mss == 0 {
         // FreeBSD offers tcp_mssopt() in every SYN, whatever the peer's MSS did to
         // t_maxseg since (a simultaneous open's SYN-ACK): the first offer stands.
-        base.syn_mss = cx.tp.t_maxseg;
+        eng.syn_mss = cx.tp.t_maxseg;
     }
-    let opts = options(base, cx, flags);
-    if opts.has(to::TSTAMP) && cx.tp.t_rxtshift == 1 && base.prev_rto.is_some() {
+    let opts = options(eng, cx, flags);
+    if opts.has(to::TSTAMP) && cx.tp.t_rxtshift == 1 && eng.prev_rto.is_some() {
         // FreeBSD t_badrxtwin: the retransmission's timestamp, without the offset.
-        base.badrxtwin_ts = Some(opts.tsval.wrapping_sub(cx.tp.ts_offset));
+        eng.badrxtwin_ts = Some(opts.tsval.wrapping_sub(cx.tp.ts_offset));
     }
     let (ecn_enable, ecn_maxretries) = (cx.tun().ecn_enable, cx.tun().ecn_maxretries);
     let tp = &mut cx.tp;
@@ -220,7 +220,7 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
         // The host could not queue it (no buffer): the retransmit timer recovers, as in
         // FreeBSD when ip_output fails with ENOBUFS.
         if cx.host.timer_remaining(tt::REXMT).is_none() {
-            cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+            cx.host.timer_start(tt::REXMT, eng.rxt_ns(&cx.tp));
         }
         return;
     }
@@ -240,10 +240,10 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     } else {
         tp.t_flags &= !tf::RXWIN0SENT;
     }
-    base.last_ack_sent = tp.rcv_nxt;
-    base.unacked_segs = 0;
+    eng.last_ack_sent = tp.rcv_nxt;
+    eng.unacked_segs = 0;
     if opts.has(to::SACK) {
-        base.dsack = None;
+        eng.dsack = None;
     }
     if tp.t_flags & tf::DELACK != 0 {
         tp.t_flags &= !tf::DELACK;
@@ -268,10 +268,10 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     let retransmit = seq_lt(seq, tp.snd_max);
     if tp.snd_una == tp.snd_max {
         // Nothing was outstanding: TCP_USER_TIMEOUT counts from this transmission.
-        base.una_since = now;
+        eng.una_since = now;
     }
     if tp.in_fastrecovery() {
-        base.prr_out = base.prr_out.saturating_add(len);
+        eng.prr_out = eng.prr_out.saturating_add(len);
     }
     // As FreeBSD's tcps_sndrexmitpack: resent data (and SYNs), not a resent bare FIN.
     if retransmit && (len > 0 || flags & th::SYN != 0) {
@@ -281,7 +281,7 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     } else {
         tp.t_snd_bytes += len as u64;
     }
-    crate::rack::on_transmit(base, now, seq, len, retransmit);
+    crate::rack::on_transmit(eng, now, seq, len, retransmit);
     let tp = &mut cx.tp;
     if len > 0 {
         let flight = tp.flight_size();
@@ -292,13 +292,13 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
             } else {
                 data_end
             };
-            base.send_times.on_send(seq, old_end, now, flight, true);
+            eng.send_times.on_send(seq, old_end, now, flight, true);
             if seq_gt(data_end, tp.snd_max) {
-                base.send_times
+                eng.send_times
                     .on_send(tp.snd_max, data_end, now, flight, false);
             }
         } else {
-            base.send_times.on_send(seq, data_end, now, flight, false);
+            eng.send_times.on_send(seq, data_end, now, flight, false);
         }
     }
     if seq_gt(end, tp.snd_nxt) {
@@ -306,8 +306,8 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
     }
     if seq_gt(end, tp.snd_max) {
         // Time a new segment (Karn: never a retransmitted one).
-        if !retransmit && !base.rtt_timer.is_running() {
-            base.rtt_timer.start(seq, now);
+        if !retransmit && !eng.rtt_timer.is_running() {
+            eng.rtt_timer.start(seq, now);
         }
         tp.snd_max = end;
     }
@@ -315,7 +315,7 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
         return;
     }
     if cx.host.timer_remaining(tt::REXMT).is_none() {
-        cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+        cx.host.timer_start(tt::REXMT, eng.rxt_ns(&cx.tp));
         if cx.host.timer_remaining(tt::PERSIST).is_some() {
             // Leaving persist (FreeBSD tcp_output): the backoff was the persist timer's.
             cx.host.timer_stop(tt::PERSIST);
@@ -323,7 +323,7 @@ pub(crate) fn send_seg(base: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags
         }
     }
     if !retransmit && len > 0 {
-        crate::rack::arm_tlp(base, cx);
+        crate::rack::arm_tlp(eng, cx);
     }
 }
 
@@ -384,7 +384,7 @@ pub(crate) fn send_rst(cx: &mut StackCtx, seq: u32, ack: u32, with_ack: bool) {
 /// rewinds snd_nxt, an ACK with that older number would lie left of the peer's window and
 /// be dropped, and two peers retransmitting at once would each drop the other's ACKs.
 /// While probing a zero window it is snd_nxt.
-pub(crate) fn send_ack(base: &mut Engine, cx: &mut StackCtx) {
+pub(crate) fn send_ack(eng: &mut Engine, cx: &mut StackCtx) {
     // FreeBSD tcp_output: while our FIN is unacknowledged and no data is left to send, what
     // we send carries the FIN again at its own sequence number ("if resending a FIN, be
     // sure not to use a new sequence number").
@@ -397,7 +397,7 @@ pub(crate) fn send_ack(base: &mut Engine, cx: &mut StackCtx) {
         && tp.snd_max.wrapping_sub(1) == data_end
     {
         let seq = tp.snd_max.wrapping_sub(1);
-        send_seg(base, cx, seq, th::FIN, 0);
+        send_seg(eng, cx, seq, th::FIN, 0);
         return;
     }
     let seq = if cx.host.timer_remaining(tt::PERSIST).is_some() {
@@ -405,23 +405,23 @@ pub(crate) fn send_ack(base: &mut Engine, cx: &mut StackCtx) {
     } else {
         cx.tp.snd_max
     };
-    send_seg(base, cx, seq, th::ACK, 0);
+    send_seg(eng, cx, seq, th::ACK, 0);
 }
 
 /// tcp_output: sends whatever the windows, the CC and the rules allow, then stops.
-pub(crate) fn tcp_output(base: &mut Engine, cx: &mut StackCtx) {
+pub(crate) fn tcp_output(eng: &mut Engine, cx: &mut StackCtx) {
     // Closed by the application while already in FIN_WAIT_2: its lifetime starts now.
     if cx.tp.t_state == TcpState::FinWait2
         && cx.tp.t_flags & tf::CLOSED != 0
         && cx.host.timer_remaining(tt::TWO_MSL).is_none()
     {
-        crate::input::finwait2_timer(base, cx);
+        crate::input::finwait2_timer(eng, cx);
     }
     match cx.tp.t_state {
         TcpState::Closed | TcpState::Listen => return,
         TcpState::TimeWait => {
             if cx.tp.t_flags & tf::ACKNOW != 0 {
-                send_ack(base, cx);
+                send_ack(eng, cx);
             }
             return;
         }
@@ -434,12 +434,12 @@ pub(crate) fn tcp_output(base: &mut Engine, cx: &mut StackCtx) {
                     th::SYN | th::ACK
                 };
                 let iss = cx.tp.iss;
-                send_seg(base, cx, iss, flags, 0);
+                send_seg(eng, cx, iss, flags, 0);
                 if cx.host.timer_remaining(tt::KEEP).is_none() {
                     cx.host.timer_start(tt::KEEP, keepinit_ns(cx));
                 }
             } else if cx.tp.t_flags & tf::ACKNOW != 0 && cx.tp.t_state == TcpState::SynReceived {
-                send_ack(base, cx);
+                send_ack(eng, cx);
             }
             return;
         }
@@ -463,11 +463,11 @@ pub(crate) fn tcp_output(base: &mut Engine, cx: &mut StackCtx) {
     // Each pass sends at most one segment; the bound only guards against a logic error
     // turning into an endless loop.
     for _ in 0..100_000 {
-        if !output_one(base, cx, idle) {
+        if !output_one(eng, cx, idle) {
             break;
         }
     }
-    arm_persist(base, cx);
+    arm_persist(eng, cx);
 }
 
 /// Send-buffer auto-sizing (FreeBSD tcp_output): when the buffer is 7/8 full, the peer's
@@ -502,7 +502,7 @@ pub(crate) fn keepinit_ns(cx: &StackCtx) -> u64 {
 
 /// Sends one segment if one is due; false when there is nothing (more) to send. `idle`:
 /// nothing was in flight when this output began.
-fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
+fn output_one(eng: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
     let tp = &cx.tp;
     let snd_len = cx.host.snd_len();
     let dstart = data_start(tp);
@@ -511,7 +511,7 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
     let sack_recovery = tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0;
 
     let rack_pipe = if tp.in_fastrecovery() {
-        crate::rack::pipe(base, cx)
+        crate::rack::pipe(eng, cx)
     } else {
         None
     };
@@ -519,10 +519,10 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
         // RACK-TLP recovery: its pipe decides, and what it marked lost goes first.
         let room = tp.snd_cwnd.saturating_sub(pipe);
         if room < mss && !(pipe == 0 && room > 0) {
-            return maybe_pure_ack(base, cx);
+            return maybe_pure_ack(eng, cx);
         }
-        if let Some((s, e)) = crate::rack::next_to_retransmit(base) {
-            if crate::rack::retransmit_range(base, cx, s, e) {
+        if let Some((s, e)) = crate::rack::next_to_retransmit(eng) {
+            if crate::rack::retransmit_range(eng, cx, s, e) {
                 return true;
             }
         }
@@ -531,24 +531,23 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
         room.min(if (wnd_left as i32) < 0 { 0 } else { wnd_left })
     } else if sack_recovery {
         // RFC 6675: in recovery, the pipe decides, and holes go first.
-        let pipe = base.sack.pipe(tp.snd_una, tp.snd_max, base.high_rxt, mss);
+        let pipe = eng.sack.pipe(tp.snd_una, tp.snd_max, eng.high_rxt, mss);
         let room = tp.snd_cwnd.saturating_sub(pipe);
         if room < mss && !(pipe == 0 && room > 0) {
-            return maybe_pure_ack(base, cx);
+            return maybe_pure_ack(eng, cx);
         }
         if let Some((seq, len, false)) =
-            base.sack
-                .next_seg(tp.snd_una, tp.snd_max, base.high_rxt, mss)
+            eng.sack.next_seg(tp.snd_una, tp.snd_max, eng.high_rxt, mss)
         {
             let len = len.min(mss).min(data_end.wrapping_sub(seq));
             if len > 0 {
                 let end = seq.wrapping_add(len);
-                base.high_rxt = seq_max(base.high_rxt, end);
+                eng.high_rxt = seq_max(eng.high_rxt, end);
                 if seq == tp.snd_una {
-                    base.lrd_mark = Some((seq, tp.snd_max));
+                    eng.lrd_mark = Some((seq, tp.snd_max));
                 }
                 let fin = tp.t_flags & tf::SENTFIN != 0 && end == data_end && fin_wanted(tp);
-                send_seg(base, cx, seq, if fin { th::FIN } else { 0 }, len);
+                send_seg(eng, cx, seq, if fin { th::FIN } else { 0 }, len);
                 return true;
             }
         }
@@ -571,7 +570,7 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
     if tp.t_flags & tf::FORCEDATA != 0 && usable == 0 && unsent > 0 {
         usable = 1; // a window probe
     }
-    let mut len = unsent.min(usable).min(tso_max(base, tp, mss));
+    let mut len = unsent.min(usable).min(tso_max(eng, tp, mss));
     if len > mss && (len < unsent || tp.t_flags2 & tf2::CORK != 0) {
         // TSO sends whole segments unless this empties the buffer (FreeBSD: "prevent the
         // last segment from being fractional unless the send sockbuf can be emptied");
@@ -590,13 +589,13 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
             || retransmitting
             || fin
             || tp.t_flags & tf::FORCEDATA != 0
-            || (all && (base.push_once || (!nopush && (nodelay || idle))))
+            || (all && (eng.push_once || (!nopush && (nodelay || idle))))
             || seq_gt(tp.snd_up, nxt)
             || (tp.max_sndwnd > 0 && len >= tp.max_sndwnd / 2);
         if send {
             let flags = if all { th::PUSH } else { 0 } | if fin { th::FIN } else { 0 };
             leave_quickack(cx, retransmitting);
-            send_seg(base, cx, nxt, flags, len);
+            send_seg(eng, cx, nxt, flags, len);
             return true;
         }
         if nopush && tp.t_flags2 & tf2::CORK != 0 && cx.host.timer_remaining(TT_CORK).is_none() {
@@ -606,10 +605,10 @@ fn output_one(base: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
     } else if fin
         && (usable > 0 || retransmitting || snd_len == 0 || tp.snd_wnd > 0 || inflight == 0)
     {
-        send_seg(base, cx, nxt, th::FIN, 0);
+        send_seg(eng, cx, nxt, th::FIN, 0);
         return true;
     }
-    maybe_pure_ack(base, cx)
+    maybe_pure_ack(eng, cx)
 }
 
 /// The engine's own timer for Linux's cork ceiling (rack's private timers are PRIV0 and
@@ -634,11 +633,11 @@ fn leave_quickack(cx: &mut StackCtx, retransmitting: bool) {
 /// tcp_output's `tso` conditions) as many segments as the host takes, up to an IP packet's
 /// 64 KiB. Not with SACK blocks to send (they would repeat in every packet), urgent data or
 /// a pending CWR (both belong on one packet), nor a window probe.
-fn tso_max(base: &Engine, tp: &Tcpcb, mss: u32) -> u32 {
+fn tso_max(eng: &Engine, tp: &Tcpcb, mss: u32) -> u32 {
     const IP_MAXPACKET_PAYLOAD: u32 = 65535 - 40 - 60;
     if tp.t_tsomax_segs <= 1
-        || base.dsack.is_some()
-        || !base.reass.is_empty()
+        || eng.dsack.is_some()
+        || !eng.reass.is_empty()
         || seq_gt(tp.snd_up, tp.snd_una)
         || tp.t_flags2 & tf2::ECN_SND_CWR != 0
         || tp.t_flags & tf::FORCEDATA != 0
@@ -651,10 +650,10 @@ fn tso_max(base: &Engine, tp: &Tcpcb, mss: u32) -> u32 {
 
 /// An ACK with no data: when one is owed (ACKNOW) or when the window opened enough to be
 /// worth telling (FreeBSD tcp_output's standalone window update).
-fn maybe_pure_ack(base: &mut Engine, cx: &mut StackCtx) -> bool {
+fn maybe_pure_ack(eng: &mut Engine, cx: &mut StackCtx) -> bool {
     let due = cx.tp.t_flags & tf::ACKNOW != 0 || window_update_due(cx);
     if due {
-        send_ack(base, cx);
+        send_ack(eng, cx);
     }
     false
 }
@@ -698,7 +697,7 @@ fn window_update_due(cx: &StackCtx) -> bool {
 /// Data waiting and nothing in flight (a zero window, or one too small to send into without
 /// silly-window syndrome): the persist timer forces a probe (FreeBSD tcp_output's
 /// tcp_setpersist when it sends nothing).
-fn arm_persist(base: &mut Engine, cx: &mut StackCtx) {
+fn arm_persist(eng: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     if !tp.t_state.have_established() {
         return;
@@ -712,9 +711,9 @@ fn arm_persist(base: &mut Engine, cx: &mut StackCtx) {
     {
         // The window just closed: persisting starts from no backoff (FreeBSD tcp_output).
         cx.tp.t_rxtshift = 0;
-        setpersist(base, cx);
-        if base.persist_since == 0 {
-            base.persist_since = cx.host.now().max(1);
+        setpersist(eng, cx);
+        if eng.persist_since == 0 {
+            eng.persist_since = cx.host.now().max(1);
         }
     }
 }
@@ -722,17 +721,17 @@ fn arm_persist(base: &mut Engine, cx: &mut StackCtx) {
 /// FreeBSD tcp_setpersist(): arms the persist timer at `((srtt >> 2) + rttvar) >> 1` backed
 /// off by tcp_backoff[t_rxtshift], plus the slop, within [persmin, persmax], and counts the
 /// backoff up.
-pub(crate) fn setpersist(base: &Engine, cx: &mut StackCtx) {
-    cx.host.timer_start(tt::PERSIST, persist_ns(base, cx));
+pub(crate) fn setpersist(eng: &Engine, cx: &mut StackCtx) {
+    cx.host.timer_start(tt::PERSIST, persist_ns(eng, cx));
     if cx.tp.t_rxtshift < TCP_MAXRXTSHIFT {
         cx.tp.t_rxtshift += 1;
     }
 }
 
 /// The persist interval tcp_setpersist() would arm now, ns.
-pub(crate) fn persist_ns(base: &Engine, cx: &StackCtx) -> u64 {
+pub(crate) fn persist_ns(eng: &Engine, cx: &StackCtx) -> u64 {
     let t = cx.tun();
     let mult = TCP_BACKOFF[cx.tp.t_rxtshift.min(TCP_MAXRXTSHIFT) as usize] as u64;
-    let us = base.rtt.persist_base_us() * mult + t.rexmit_slop as u64 * 1000;
+    let us = eng.rtt.persist_base_us() * mult + t.rexmit_slop as u64 * 1000;
     (us * 1000).clamp(t.persmin as u64 * 1_000_000, t.persmax as u64 * 1_000_000)
 }

@@ -48,8 +48,8 @@ pub(crate) fn new_map(cx: &StackCtx, mode: InitMode) -> RackTlp {
 }
 
 /// A segment went out.
-pub(crate) fn on_transmit(base: &mut Engine, now_ns: u64, seq: u32, len: u32, retransmit: bool) {
-    if let Some(r) = base.rack.as_mut() {
+pub(crate) fn on_transmit(eng: &mut Engine, now_ns: u64, seq: u32, len: u32, retransmit: bool) {
+    if let Some(r) = eng.rack.as_mut() {
         if len > 0 {
             r.on_transmit(seq, seq.wrapping_add(len), now_ns / 1_000, retransmit);
         }
@@ -59,8 +59,8 @@ pub(crate) fn on_transmit(base: &mut Engine, now_ns: u64, seq: u32, len: u32, re
 /// An acceptable ACK (RFC 8985 6.2): update the map, find losses by time, enter recovery or
 /// pace it with PRR, and arm the reordering timer. Runs before the engine's own ACK
 /// processing, which then advances snd_una, grows cwnd and leaves recovery.
-pub(crate) fn on_ack(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
-    let Some(r) = base.rack.as_mut() else { return };
+pub(crate) fn on_ack(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
+    let Some(r) = eng.rack.as_mut() else { return };
     let now = now_us(cx);
     let sacks = if seg.opts.has(to::SACK) {
         seg.opts.sack_blocks()
@@ -68,25 +68,25 @@ pub(crate) fn on_ack(base: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         &[]
     };
     let out = r.on_ack(seg.ack, sacks, now);
-    if base.rtt.srtt() > 0 {
-        r.set_srtt(base.rtt.srtt() as u64);
+    if eng.rtt.srtt() > 0 {
+        r.set_srtt(eng.rtt.srtt() as u64);
     }
     if out.tlp_loss_repaired && !cx.tp.in_recovery() {
         // RFC 8985 7.4: the probe repaired a real loss; respond as to a fast recovery.
         cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
-        let pipe = crate::compute_pipe(base, &cx.tp);
+        let pipe = crate::compute_pipe(eng, &cx.tp);
         cx.cc.on_post_recovery(&mut cx.tp, seg.ack, pipe);
     }
     if out.dsack {
         cx.count(ctr::RACK_DSACK, 1);
     }
-    detect_loss(base, cx, out.delivered_bytes);
+    detect_loss(eng, cx, out.delivered_bytes);
 }
 
 /// RACK's loss detection (on an ACK or the reordering timer): newly lost data starts
 /// recovery; in recovery, PRR paces what goes out by what was delivered.
-pub(crate) fn detect_loss(base: &mut Engine, cx: &mut StackCtx, delivered: u32) {
-    let Some(r) = base.rack.as_mut() else { return };
+pub(crate) fn detect_loss(eng: &mut Engine, cx: &mut StackCtx, delivered: u32) {
+    let Some(r) = eng.rack.as_mut() else { return };
     let loss = r.detect_loss(now_us(cx));
     match loss.reo_timer_us {
         Some(us) => {
@@ -98,36 +98,36 @@ pub(crate) fn detect_loss(base: &mut Engine, cx: &mut StackCtx, delivered: u32) 
     if loss.newly_lost_bytes > 0 {
         cx.count(ctr::RACK_LOST, 1);
         if !cx.tp.in_fastrecovery() {
-            enter_recovery(base, cx);
+            enter_recovery(eng, cx);
             return;
         }
     }
     if cx.tp.in_fastrecovery() {
-        crate::input::prr_apply(base, cx, delivered);
+        crate::input::prr_apply(eng, cx, delivered);
     }
 }
 
 /// Fast recovery on RACK's word: the CC's reduction, then PRR from the flight of now.
-fn enter_recovery(base: &mut Engine, cx: &mut StackCtx) {
+fn enter_recovery(eng: &mut Engine, cx: &mut StackCtx) {
     cx.cc.on_cong_signal(&mut cx.tp, CC_NDUPACK);
-    base.rtt_timer.invalidate();
+    eng.rtt_timer.invalidate();
     cx.count(ctr::SACK_RECOVERY, 1);
     cx.tp.t_sack_recovery_episode += 1;
     cx.host.timer_stop(TT_TLP);
     let tp = &mut cx.tp;
     tp.snd_cwnd = tp.snd_ssthresh;
-    base.prr_delivered = 0;
-    base.prr_out = 0;
-    base.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
+    eng.prr_delivered = 0;
+    eng.prr_out = 0;
+    eng.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
     // The first lost segment goes at once (as RFC 6675's fast retransmit).
-    if let Some((s, e)) = base.rack.as_deref().and_then(RackTlp::next_to_retransmit) {
-        retransmit_range(base, cx, s, e);
+    if let Some((s, e)) = eng.rack.as_deref().and_then(RackTlp::next_to_retransmit) {
+        retransmit_range(eng, cx, s, e);
     }
-    crate::input::prr_apply(base, cx, 0);
+    crate::input::prr_apply(eng, cx, 0);
 }
 
 /// Sends (the first segment of) `[s, e)` again.
-pub(crate) fn retransmit_range(base: &mut Engine, cx: &mut StackCtx, s: u32, e: u32) -> bool {
+pub(crate) fn retransmit_range(eng: &mut Engine, cx: &mut StackCtx, s: u32, e: u32) -> bool {
     let tp = &cx.tp;
     let data_end = data_start(tp).wrapping_add(cx.host.snd_len());
     let len = e
@@ -139,26 +139,26 @@ pub(crate) fn retransmit_range(base: &mut Engine, cx: &mut StackCtx, s: u32, e: 
     if len == 0 && !fin {
         return false;
     }
-    send_seg(base, cx, s, if fin { th::FIN } else { 0 }, len);
+    send_seg(eng, cx, s, if fin { th::FIN } else { 0 }, len);
     true
 }
 
 /// Pipe for PRR and for what output may send in recovery.
-pub(crate) fn pipe(base: &Engine, cx: &StackCtx) -> Option<u32> {
-    base.rack
+pub(crate) fn pipe(eng: &Engine, cx: &StackCtx) -> Option<u32> {
+    eng.rack
         .as_ref()
         .map(|r| r.pipe(cx.tp.snd_una, cx.tp.snd_max))
 }
 
 /// The next lost range to resend, in recovery.
-pub(crate) fn next_to_retransmit(base: &Engine) -> Option<(u32, u32)> {
-    base.rack.as_deref().and_then(RackTlp::next_to_retransmit)
+pub(crate) fn next_to_retransmit(eng: &Engine) -> Option<(u32, u32)> {
+    eng.rack.as_deref().and_then(RackTlp::next_to_retransmit)
 }
 
 /// (Re)arms the probe timeout when data is outstanding outside recovery (RFC 8985 7.2);
 /// called after new data goes out and when an ACK advances snd_una.
-pub(crate) fn arm_tlp(base: &mut Engine, cx: &mut StackCtx) {
-    let Some(r) = base.rack.as_ref() else { return };
+pub(crate) fn arm_tlp(eng: &mut Engine, cx: &mut StackCtx) {
+    let Some(r) = eng.rack.as_ref() else { return };
     let tp = &cx.tp;
     // Not into a closed window: that is the persist timer's business.
     if !tp.t_state.have_established()
@@ -174,10 +174,10 @@ pub(crate) fn arm_tlp(base: &mut Engine, cx: &mut StackCtx) {
     let rto_left = cx
         .host
         .timer_remaining(tt::REXMT)
-        .map_or(base.rxt_ns(tp) / 1_000, |ns| ns / 1_000);
+        .map_or(eng.rxt_ns(tp) / 1_000, |ns| ns / 1_000);
     let mss = output::max_payload(tp).max(1);
     let flight_segs = tp.flight_size().div_ceil(mss);
-    let srtt = (base.rtt.srtt() > 0).then_some(base.rtt.srtt() as u64);
+    let srtt = (eng.rtt.srtt() > 0).then_some(eng.rtt.srtt() as u64);
     let pto = r.pto_us(srtt, now + rto_left, flight_segs, now);
     // RFC 8985 7.2 caps the PTO at the RTO; the probe must then come first (it re-arms
     // the RTO), so it fires just before.
@@ -187,7 +187,7 @@ pub(crate) fn arm_tlp(base: &mut Engine, cx: &mut StackCtx) {
 
 /// The probe timeout fired (RFC 8985 7.3): a new segment if there is one and the peer's
 /// window takes it, else the last segment sent again; then the RTO is armed.
-pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
+pub(crate) fn tlp_fire(eng: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     if !tp.t_state.have_established() || tp.snd_una == tp.snd_max || tp.in_recovery() {
         return;
@@ -197,13 +197,13 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
     let unsent = data_end.wrapping_sub(tp.snd_max);
     let wnd_left = tp.snd_una.wrapping_add(tp.snd_wnd).wrapping_sub(tp.snd_max);
     let have_new = (unsent as i32) > 0 && (wnd_left as i32) >= mss.min(unsent) as i32;
-    let Some(r) = base.rack.as_mut() else { return };
+    let Some(r) = eng.rack.as_mut() else { return };
     let bytes_before = cx.tp.t_snd_bytes + cx.tp.t_rexmit_bytes;
     let sent = match r.on_pto(have_new) {
         TlpAction::SendNew => {
             let (seq, len) = (cx.tp.snd_max, unsent.min(mss));
             let fin = output::fin_wanted(&cx.tp) && seq.wrapping_add(len) == data_end;
-            send_seg(base, cx, seq, if fin { th::FIN } else { 0 }, len);
+            send_seg(eng, cx, seq, if fin { th::FIN } else { 0 }, len);
             true
         }
         TlpAction::Retransmit(s, e) => {
@@ -215,7 +215,7 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
             } else {
                 s
             };
-            retransmit_range(base, cx, s, e)
+            retransmit_range(eng, cx, s, e)
         }
         TlpAction::None => false,
     };
@@ -224,18 +224,18 @@ pub(crate) fn tlp_fire(base: &mut Engine, cx: &mut StackCtx) {
         cx.tp.t_sndtlppack += 1;
         cx.tp.t_sndtlpbyte += cx.tp.t_snd_bytes + cx.tp.t_rexmit_bytes - bytes_before;
     }
-    cx.host.timer_start(tt::REXMT, base.rxt_ns(&cx.tp));
+    cx.host.timer_start(tt::REXMT, eng.rxt_ns(&cx.tp));
 }
 
 /// The reordering timer fired: look for losses again.
-pub(crate) fn reorder_fire(base: &mut Engine, cx: &mut StackCtx) {
-    detect_loss(base, cx, 0);
-    output::tcp_output(base, cx);
+pub(crate) fn reorder_fire(eng: &mut Engine, cx: &mut StackCtx) {
+    detect_loss(eng, cx, 0);
+    output::tcp_output(eng, cx);
 }
 
 /// An RTO: the engine resends from snd_una (go-back-N), so everything outstanding is lost.
-pub(crate) fn on_rto(base: &mut Engine, cx: &mut StackCtx) {
-    if let Some(r) = base.rack.as_mut() {
+pub(crate) fn on_rto(eng: &mut Engine, cx: &mut StackCtx) {
+    if let Some(r) = eng.rack.as_mut() {
         r.mark_all_lost();
         cx.host.timer_stop(TT_RACK);
         cx.host.timer_stop(TT_TLP);

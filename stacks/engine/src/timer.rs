@@ -13,18 +13,18 @@ use crate::{ctr, tcp_close, tcp_drop, Engine, TCP_MAXRXTSHIFT};
 /// FreeBSD TCPTV_PERSMAX.
 const TCPTV_PERSMAX_NS: u64 = 60_000_000_000;
 
-pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
+pub(crate) fn fire(eng: &mut Engine, cx: &mut StackCtx, which: u32) {
     match which {
-        tt::REXMT => rexmt(base, cx),
+        tt::REXMT => rexmt(eng, cx),
         tt::DELACK => {
             cx.tp.t_flags |= tf::ACKNOW;
-            output::tcp_output(base, cx);
+            output::tcp_output(eng, cx);
         }
-        tt::PERSIST => persist(base, cx),
-        tt::KEEP => keep(base, cx),
-        crate::rack::TT_RACK => crate::rack::reorder_fire(base, cx),
-        crate::rack::TT_TLP => crate::rack::tlp_fire(base, cx),
-        crate::output::TT_CORK => cork_fire(base, cx),
+        tt::PERSIST => persist(eng, cx),
+        tt::KEEP => keep(eng, cx),
+        crate::rack::TT_RACK => crate::rack::reorder_fire(eng, cx),
+        crate::rack::TT_TLP => crate::rack::tlp_fire(eng, cx),
+        crate::output::TT_CORK => cork_fire(eng, cx),
         tt::TWO_MSL => match cx.tp.t_state {
             TcpState::TimeWait => tcp_close(cx),
             // FreeBSD tcp_timer_2msl: a fast-recycled or TCP_LINGER2 FIN_WAIT_2 goes now;
@@ -32,7 +32,7 @@ pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
             TcpState::FinWait2 => {
                 let idle_ms = cx.host.now().saturating_sub(cx.tp.t_rcvtime) / 1_000_000;
                 if cx.tun().fast_finwait2_recycle != 0
-                    || base.linger2 != 0
+                    || eng.linger2 != 0
                     || idle_ms > crate::input::maxidle_ms(cx)
                 {
                     tcp_close(cx);
@@ -49,7 +49,7 @@ pub(crate) fn fire(base: &mut Engine, cx: &mut StackCtx, which: u32) {
 
 /// Retransmission timeout (RFC 6298 5.4-5.7): back off, collapse cwnd through the CC, and
 /// resend from snd_una.
-fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
+fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
     if matches!(
         cx.tp.t_state,
         TcpState::Closed | TcpState::Listen | TcpState::TimeWait
@@ -61,23 +61,23 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
     }
     cx.tp.t_rxtshift += 1;
     let syn_limit =
-        cx.tp.t_state == TcpState::SynSent && base.syncnt > 0 && cx.tp.t_rxtshift > base.syncnt;
+        cx.tp.t_state == TcpState::SynSent && eng.syncnt > 0 && cx.tp.t_rxtshift > eng.syncnt;
     if cx.tp.t_rxtshift > TCP_MAXRXTSHIFT || syn_limit {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
     // TCP_USER_TIMEOUT (Linux): how long transmitted data may stay unacknowledged, counted
     // from its first transmission, whatever else the peer sends meanwhile.
-    if user_timeout_ns(cx).is_some_and(|ut| cx.host.now().saturating_sub(base.una_since) >= ut) {
+    if user_timeout_ns(cx).is_some_and(|ut| cx.host.now().saturating_sub(eng.una_since) >= ut) {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
     cx.count(ctr::RTO, 1);
     cx.tp.t_rexmttimeo += 1;
     if cx.tp.t_rxtshift == 1 && cx.tp.t_state.have_established() {
-        crate::save_prev_rto(base, cx);
+        crate::save_prev_rto(eng, cx);
     } else {
-        base.prev_rto = None;
+        eng.prev_rto = None;
     }
     if cx.tp.t_state.have_established() {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
@@ -86,10 +86,10 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
         // (cc_conn_init reads snd_cwnd == 1).
         cx.tp.snd_cwnd = 1;
     }
-    base.rtt_timer.invalidate();
-    base.send_times.clear();
-    crate::rack::on_rto(base, cx);
-    base.sack.clear();
+    eng.rtt_timer.invalidate();
+    eng.send_times.clear();
+    crate::rack::on_rto(eng, cx);
+    eng.sack.clear();
     let tp = &mut cx.tp;
     tp.snd_nxt = if matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) {
         tp.iss
@@ -103,13 +103,13 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
         tp.snd_recover = tp.snd_max;
         tp.t_flags |= tf::ACKNOW;
     }
-    base.high_rxt = tp.snd_una;
-    base.publish_rtt(tp);
-    output::tcp_output(base, cx);
+    eng.high_rxt = tp.snd_una;
+    eng.publish_rtt(tp);
+    output::tcp_output(eng, cx);
     // Linux (tcp_clamp_rto_to_user_timeout): the next timeout comes no later than
     // TCP_USER_TIMEOUT's end, which it then enforces.
     if let Some(ut) = user_timeout_ns(cx) {
-        let left = (base.una_since + ut).saturating_sub(cx.host.now()).max(1);
+        let left = (eng.una_since + ut).saturating_sub(cx.host.now()).max(1);
         if cx.host.timer_remaining(tt::REXMT).is_some_and(|r| r > left) {
             cx.host.timer_start(tt::REXMT, left);
         }
@@ -117,12 +117,12 @@ fn rexmt(base: &mut Engine, cx: &mut StackCtx) {
 }
 
 /// Zero-window probe (RFC 9293 3.8.6.1): one byte past the window, backing off.
-fn persist(base: &mut Engine, cx: &mut StackCtx) {
+fn persist(eng: &mut Engine, cx: &mut StackCtx) {
     if !cx.tp.t_state.have_established() {
         return;
     }
     // TCP_USER_TIMEOUT also bounds how long data may wait for a zero window to open.
-    let probing_since = base.persist_since;
+    let probing_since = eng.persist_since;
     if probing_since != 0
         && cx.tp.snd_wnd == 0
         && user_timeout_ns(cx).is_some_and(|ut| cx.host.now().saturating_sub(probing_since) >= ut)
@@ -144,7 +144,7 @@ fn persist(base: &mut Engine, cx: &mut StackCtx) {
     let since_rcv = cx.host.now().saturating_sub(cx.tp.t_rcvtime);
     if cx.tp.t_rxtshift >= TCP_MAXRXTSHIFT
         && (since_rcv >= cx.tun().keepidle as u64 * 1_000_000
-            || since_rcv >= base.rtt.rexmtval_us() * TCP_TOTBACKOFF * 1000)
+            || since_rcv >= eng.rtt.rexmtval_us() * TCP_TOTBACKOFF * 1000)
     {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
@@ -156,9 +156,9 @@ fn persist(base: &mut Engine, cx: &mut StackCtx) {
     if cx.tp.snd_wnd == 0 {
         cx.tp.snd_nxt = cx.tp.snd_una;
     }
-    output::setpersist(base, cx);
+    output::setpersist(eng, cx);
     cx.tp.t_flags |= tf::FORCEDATA;
-    output::tcp_output(base, cx);
+    output::tcp_output(eng, cx);
     cx.tp.t_flags &= !tf::FORCEDATA;
     if cx.tp.snd_wnd == 0 {
         cx.host.timer_stop(tt::REXMT);
@@ -170,7 +170,7 @@ fn persist(base: &mut Engine, cx: &mut StackCtx) {
 }
 
 /// Connection-establishment timeout, and keepalive probes (tcp_timer_keep).
-fn keep(base: &mut Engine, cx: &mut StackCtx) {
+fn keep(eng: &mut Engine, cx: &mut StackCtx) {
     let tp = &cx.tp;
     if !tp.t_state.have_established() {
         tcp_drop(cx, Errno::ETIMEDOUT);
@@ -202,15 +202,15 @@ fn keep(base: &mut Engine, cx: &mut StackCtx) {
     // TCP_USER_TIMEOUT overrides keepcnt (Linux): once a probe is out, the connection dies
     // when it has heard nothing for that long.
     let give_up = match user_timeout_ns(cx) {
-        Some(ut) => base.keep_probes > 0 && idle >= ut,
-        None => base.keep_probes >= cnt,
+        Some(ut) => eng.keep_probes > 0 && idle >= ut,
+        None => eng.keep_probes >= cnt,
     };
     if give_up {
         tcp_drop(cx, Errno::ETIMEDOUT);
         return;
     }
     // The probe: one byte before snd_una (no data), which the peer must ACK.
-    base.keep_probes += 1;
+    eng.keep_probes += 1;
     cx.count(ctr::KEEPPROBE, 1);
     cx.tp.t_keepprobe += 1;
     // FreeBSD sends it with tcp_respond: a bare ACK, the window truncated to the scale.
@@ -225,8 +225,8 @@ fn user_timeout_ns(cx: &StackCtx) -> Option<u64> {
 }
 
 /// Linux's cork ceiling: what TCP_CORK held back 200 ms goes out.
-fn cork_fire(base: &mut Engine, cx: &mut StackCtx) {
+fn cork_fire(eng: &mut Engine, cx: &mut StackCtx) {
     if cx.tp.t_flags2 & tf2::CORK != 0 && cx.tp.t_state.have_established() {
-        base.push_now(cx);
+        eng.push_now(cx);
     }
 }

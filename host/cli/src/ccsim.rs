@@ -3,6 +3,7 @@
 //! queueing delay, losses, CE marks). Deterministic: virtual clock, fixed seed. Used by the CC
 //! tests, `plugtcp bench cc` and the table in docs/cc.md.
 
+use plugtcp_host::conn_table::ConnId;
 use std::net::SocketAddr;
 
 use plugtcp_abi::TcpState;
@@ -119,10 +120,10 @@ fn diff(after: &PipeStats, before: &PipeStats) -> PipeStats {
 pub struct BulkFlows {
     lid: usize,
     /// Sender connection slots on A, and their local ports (which tell receivers apart).
-    pub senders: Vec<usize>,
+    pub senders: Vec<ConnId>,
     sender_ports: Vec<u16>,
     /// Receiver slot on B and the flow it belongs to.
-    receivers: Vec<(usize, usize)>,
+    receivers: Vec<(ConnId, usize)>,
     /// Bytes each flow's receiver has read.
     pub bytes: Vec<u64>,
     pattern: Vec<u8>,

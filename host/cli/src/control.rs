@@ -17,6 +17,7 @@ use std::time::Duration;
 use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
 use plugtcp_abi::Errno;
 
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::Host;
 
 /// A command for a host.
@@ -148,11 +149,12 @@ pub fn execute(h: &mut Host, cmd: &ControlCmd) -> Reply {
 
 /// The slot of the connection with this 4-tuple; ESRCH when there is none (as FreeBSD's
 /// tcpsso and tcpdrop sysctls answer).
-fn find_conn(h: &Host, local: SocketAddr, remote: SocketAddr) -> Result<usize, Errno> {
+fn find_conn(h: &Host, local: SocketAddr, remote: SocketAddr) -> Result<ConnId, Errno> {
     h.conns
-        .iter()
-        .position(|c| {
-            c.as_ref()
+        .ids()
+        .find(|&id| {
+            h.conns
+                .get_by_id(id)
                 .is_some_and(|c| c.side.local == local && c.side.remote == remote)
         })
         .ok_or(Errno::ESRCH)
@@ -210,9 +212,7 @@ pub struct SockRow {
 }
 
 pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
-    let slots: Vec<usize> = (0..h.conns.len())
-        .filter(|&i| h.conns[i].is_some())
-        .collect();
+    let slots: Vec<ConnId> = h.conns.ids().collect();
     let mut rows = Vec::with_capacity(slots.len());
     for slot in slots {
         // A stack whose info hook fails still gets a row, from the control block.
@@ -223,7 +223,7 @@ pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
                 None => continue,
             },
         };
-        let Some(c) = h.conns[slot].as_ref() else {
+        let Some(c) = h.conns.get_by_id(slot) else {
             continue;
         };
         let tp = &c.ctx.tp;

@@ -146,12 +146,16 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
             )
             .map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    let stack = net.a.conns[c]
-        .as_ref()
+    let stack = net
+        .a
+        .conns
+        .get_by_id(c)
         .and_then(|c| c.stack().map(|s| s.name.clone()))
         .unwrap_or_default();
-    let cc = net.a.conns[c]
-        .as_ref()
+    let cc = net
+        .a
+        .conns
+        .get_by_id(c)
         .and_then(|c| c.cc().map(|m| m.name.clone()))
         .unwrap_or_default();
 
@@ -257,7 +261,7 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
             n.a.tcpcb(c).is_none_or(|tp| tp.snd_una == tp.snd_max)
         });
         // A connection already freed wrote its trace out then.
-        if net.a.conns.get(c).is_some_and(Option::is_some) {
+        if net.a.conns.is_live(c) {
             net.a
                 .siftr_flush(c)
                 .map_err(|e| format!("{}: {e}", p.display()))?;

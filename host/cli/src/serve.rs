@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_CONGESTION, TCP_FUNCTION_BLK};
 
 use crate::services::{Forward, GetOutcome, Http, HttpGet, Simple, SimpleServer};
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::secrets::Entropy;
 use plugtcp_host::sysctl::SysctlTree;
@@ -338,9 +339,7 @@ pub fn serve(cfg: &ServeConfig) -> Result<(), String> {
     for &l in &listeners {
         h.host.close_listener(l);
     }
-    let slots: Vec<usize> = (0..h.host.conns.len())
-        .filter(|&s| h.host.conns[s].is_some())
-        .collect();
+    let slots: Vec<ConnId> = h.host.conns.ids().collect();
     for s in slots {
         h.host.close(s);
     }

@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use plugtcp_abi::Errno;
 
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::usrreq::Shutdown;
 use plugtcp_host::Host;
 
@@ -38,7 +39,7 @@ struct SimpleConn {
 /// A listener's accepted connections, each with its service's state.
 struct Accepted<C> {
     listener: usize,
-    conns: HashMap<usize, C>,
+    conns: HashMap<ConnId, C>,
 }
 
 impl<C: Default> Accepted<C> {
@@ -94,7 +95,7 @@ fn chargen_line(n: usize) -> [u8; 74] {
 }
 
 /// One connection's turn; false once it is done (closed).
-fn simple(host: &mut Host, kind: Simple, s: usize, c: &mut SimpleConn) -> bool {
+fn simple(host: &mut Host, kind: Simple, s: ConnId, c: &mut SimpleConn) -> bool {
     loop {
         // Send what is pending first (echo back-pressure: stop reading while it cannot go).
         while c.pos < c.pending.len() {
@@ -187,7 +188,7 @@ impl Http {
 }
 
 /// One connection's turn; false once it is closed.
-fn serve(host: &mut Host, s: usize, c: &mut HttpConn, root: &Path) -> bool {
+fn serve(host: &mut Host, s: ConnId, c: &mut HttpConn, root: &Path) -> bool {
     loop {
         if !flush(host, s, c) {
             return true; // send buffer full: wait
@@ -213,7 +214,7 @@ fn serve(host: &mut Host, s: usize, c: &mut HttpConn, root: &Path) -> bool {
 
 /// Reads until the end of a request head; Ok(Some(len)) with its length including the
 /// blank line, Ok(None) to wait, Err at end of stream or on error.
-fn read_head(host: &mut Host, s: usize, c: &mut HttpConn) -> Result<Option<usize>, Errno> {
+fn read_head(host: &mut Host, s: ConnId, c: &mut HttpConn) -> Result<Option<usize>, Errno> {
     loop {
         if let Some(i) = find(&c.head, b"\r\n\r\n") {
             return Ok(Some(i + 4));
@@ -311,7 +312,7 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
 }
 
 /// Sends pending header bytes, then file body; false while the send buffer is full.
-fn flush(host: &mut Host, s: usize, c: &mut HttpConn) -> bool {
+fn flush(host: &mut Host, s: ConnId, c: &mut HttpConn) -> bool {
     while c.out_pos < c.out.len() {
         match host.send(s, &c.out[c.out_pos..]) {
             Ok(k) => c.out_pos += k,
@@ -380,7 +381,7 @@ struct Forwarded {
 pub struct Forward {
     listener: usize,
     to: std::net::SocketAddr,
-    conns: HashMap<usize, Forwarded>,
+    conns: HashMap<ConnId, Forwarded>,
     buf: Vec<u8>,
 }
 
@@ -431,7 +432,7 @@ impl Forward {
 }
 
 /// One forwarded connection's turn; false once both directions are done (or it failed).
-fn forward(host: &mut Host, s: usize, f: &mut Forwarded, buf: &mut [u8]) -> bool {
+fn forward(host: &mut Host, s: ConnId, f: &mut Forwarded, buf: &mut [u8]) -> bool {
     use std::io::ErrorKind::WouldBlock;
     let mut progress = true;
     while progress {
@@ -512,7 +513,7 @@ fn forward(host: &mut Host, s: usize, f: &mut Forwarded, buf: &mut [u8]) -> bool
 
 /// A forwarded connection failed on one side: reset plugtcp's (the kernel socket closes on
 /// drop).
-fn fail(host: &mut Host, s: usize) -> bool {
+fn fail(host: &mut Host, s: ConnId) -> bool {
     host.abort(s);
     false
 }
@@ -520,7 +521,7 @@ fn fail(host: &mut Host, s: usize) -> bool {
 /// The client side of one HTTP/1.1 download (`plugtcp get`): sends the request, then
 /// writes the body to `out`.
 pub struct HttpGet<W: Write> {
-    conn: usize,
+    conn: ConnId,
     request: Vec<u8>,
     sent: usize,
     head: Vec<u8>,

@@ -3,6 +3,7 @@
 use plugtcp_abi::segment::{th, SegOut, TcpOpts};
 use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
 use plugtcp_abi::{Errno, TcpState};
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::usrreq::SO_KEEPALIVE;
 use plugtcp_host::wire::{self, Parsed};
 use plugtcp_io::sim::SimLinkConfig;
@@ -40,12 +41,12 @@ fn flush(net: &mut SimNet) {
     net.run_until(now, |_| false);
 }
 
-fn set(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(), Errno> {
+fn set(h: &mut plugtcp_host::Host, slot: ConnId, name: i32, v: i32) -> Result<(), Errno> {
     h.setsockopt(slot, IPPROTO_TCP, name, &v.to_ne_bytes())
 }
 
 /// SO_KEEPALIVE on, probing after `idle` s of silence every `intvl` s.
-fn keepalive(h: &mut plugtcp_host::Host, slot: usize, idle: i32, intvl: i32) {
+fn keepalive(h: &mut plugtcp_host::Host, slot: ConnId, idle: i32, intvl: i32) {
     h.setsockopt(
         slot,
         plugtcp_abi::sockopt::SOL_SOCKET,
@@ -423,7 +424,7 @@ fn paws_drops_an_old_timestamp() {
         (tp.ts_recent, tp.rcv_nxt, tp.snd_nxt)
     };
     // A segment in the window whose TSval is older than TS.Recent: dropped (and ACKed).
-    let side = &net.b.conns[s].as_ref().unwrap().side;
+    let side = &net.b.conns.get_by_id(s).unwrap().side;
     let mut opts = TcpOpts {
         flags: plugtcp_abi::segment::to::TSTAMP,
         ..Default::default()
@@ -720,8 +721,8 @@ fn autosize_run(auto: &str, len: usize) -> (f64, usize, usize) {
         }
         got == len
     }));
-    let snd = net.a.conns[c].as_ref().unwrap().side.snd.hiwat();
-    let rcv = net.b.conns[s].as_ref().unwrap().side.rcv.hiwat();
+    let snd = net.a.conns.get_by_id(c).unwrap().side.snd.hiwat();
+    let rcv = net.b.conns.get_by_id(s).unwrap().side.rcv.hiwat();
     ((net.now - t0) as f64 / SEC as f64, snd, rcv)
 }
 
@@ -880,8 +881,19 @@ fn getsockopt_reads_back_options() {
         "short buffer"
     );
     assert_eq!(get(h, IPPROTO_TCP, 0x7777), Err(Errno::ENOPROTOOPT));
+    // A handle outlives its connection harmlessly: closed, it names nothing, even once a
+    // new connection has its slot.
+    let stale = h.open(false).unwrap();
+    h.close(stale);
+    let reuse = h.open(false).unwrap();
+    assert_eq!(reuse.slot(), stale.slot());
     assert_eq!(
-        h.getsockopt_int(9999, IPPROTO_TCP, sockopt::TCP_NODELAY),
+        h.getsockopt_int(stale, IPPROTO_TCP, sockopt::TCP_NODELAY),
         Err(Errno::EBADF)
     );
+    assert_eq!(h.state(stale), None);
+    assert_eq!(h.send(stale, b"x"), Err(Errno::EBADF));
+    assert!(h
+        .getsockopt_int(reuse, IPPROTO_TCP, sockopt::TCP_NODELAY)
+        .is_ok());
 }

@@ -1,6 +1,7 @@
 //! The base stack on the simulated link: exact segments where the RFCs are exact, state
 //! transitions, errors, and intact data.
 
+use plugtcp_host::conn_table::ConnId;
 use std::net::SocketAddr;
 
 use plugtcp_abi::segment::{th, to, SegOut, TcpOpts};
@@ -96,8 +97,8 @@ fn handshake_segments_exact() {
 }
 
 /// A crafted segment from B's side of A's connection `c`.
-fn from_b(net: &SimNet, c: usize, seq: u32, ack: u32, flags: u16) -> Vec<u8> {
-    let side = &net.a.conns[c].as_ref().unwrap().side;
+fn from_b(net: &SimNet, c: ConnId, seq: u32, ack: u32, flags: u16) -> Vec<u8> {
+    let side = &net.a.conns.get_by_id(c).unwrap().side;
     let seg = SegOut {
         seq,
         ack,
@@ -440,7 +441,7 @@ fn ecn_negotiation_marking_and_reaction() {
 }
 
 /// Drops A's data segment that starts `offset` bytes into the stream, the first time only.
-fn drop_once(net: &mut SimNet, c: usize, offset: u32) {
+fn drop_once(net: &mut SimNet, c: ConnId, offset: u32) {
     let iss = net.a.tcpcb(c).unwrap().iss;
     let target = iss.wrapping_add(1).wrapping_add(offset);
     let mut done = false;
@@ -466,7 +467,7 @@ fn dsack_reports_a_duplicate_first() {
         let tp = net.a.tcpcb(c).unwrap();
         (tp.snd_una, tp.rcv_nxt)
     };
-    let side = &net.a.conns[c].as_ref().unwrap().side;
+    let side = &net.a.conns.get_by_id(c).unwrap().side;
     let seg = SegOut {
         seq: una.wrapping_sub(11),
         ack: rcv,
@@ -593,7 +594,7 @@ fn prr_paces_recovery_and_one_loss_costs_one_retransmission() {
     );
 }
 
-fn setopt(h: &mut plugtcp_host::Host, slot: usize, name: i32, v: i32) -> Result<(), Errno> {
+fn setopt(h: &mut plugtcp_host::Host, slot: ConnId, name: i32, v: i32) -> Result<(), Errno> {
     h.setsockopt(
         slot,
         plugtcp_abi::sockopt::IPPROTO_TCP,
@@ -963,7 +964,7 @@ fn window_updates_are_not_duplicate_acks() {
                 opts,
                 ..Default::default()
             };
-            let side = &net.a.conns[c].as_ref().unwrap().side;
+            let side = &net.a.conns.get_by_id(c).unwrap().side;
             let mut buf = vec![0u8; wire::MAX_HEADER];
             let n = wire::build(&mut buf, side.remote, side.local, &seg, &[], 64).unwrap();
             net.a.input(&buf[..n]);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use plugtcp_host::conn_table::ConnId;
 use std::net::SocketAddr;
 
 use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
@@ -17,7 +18,7 @@ use plugtcp_io::simnet::{SimNet, ADDR_B};
 
 const SERVER: (std::net::IpAddr, u16) = (ADDR_B, 80);
 
-fn cc_of(h: &mut Host, c: usize) -> String {
+fn cc_of(h: &mut Host, c: ConnId) -> String {
     let mut b = [0u8; 32];
     let n = h
         .getsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, &mut b)
@@ -27,7 +28,7 @@ fn cc_of(h: &mut Host, c: usize) -> String {
     String::from_utf8(b[..n - 1].to_vec()).unwrap()
 }
 
-fn set_cc(h: &mut Host, c: usize, name: &str) -> Result<(), Errno> {
+fn set_cc(h: &mut Host, c: ConnId, name: &str) -> Result<(), Errno> {
     h.setsockopt(c, IPPROTO_TCP, sockopt::TCP_CONGESTION, name.as_bytes())
 }
 
@@ -261,7 +262,7 @@ fn reload_a_rebuilt_module_takes_over_live_connections() {
     net.a
         .sysctl_set("net.inet.tcp.cc.algorithm", "reloadcc")
         .unwrap();
-    let version = |h: &mut Host, c: usize| {
+    let version = |h: &mut Host, c: ConnId| {
         let mut b = [0u8; 16];
         let n = h
             .getsockopt(c, IPPROTO_TCP, sockopt::TCP_CCALGOOPT, &mut b)

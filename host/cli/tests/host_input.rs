@@ -112,11 +112,11 @@ fn insecure_rst_accepts_any_in_window_rst() {
         let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
         net.run_until(SEC, |_| false);
         let _ = net.b.accept(lid);
-        let side = &net.a.conns[c].as_ref().unwrap().side;
+        let (local, remote) = (net.a.local_addr(c).unwrap(), net.a.peer_addr(c).unwrap());
         let rcv_nxt = net.a.tcpcb(c).unwrap().rcv_nxt;
         let rst = raw(
-            (side.remote.ip(), side.remote.port()),
-            (side.local.ip(), side.local.port()),
+            (remote.ip(), remote.port()),
+            (local.ip(), local.port()),
             &SegOut {
                 seq: rcv_nxt.wrapping_add(50),
                 flags: th::RST,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use plugtcp_host::conn_table::ConnId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
@@ -91,13 +92,13 @@ const LEN: usize = 4 << 20;
 
 /// A lossy 4 MiB transfer from A to B; A's exposition is published once mid-transfer and
 /// both after. Returns (A's mid render, A's end render, B's end render, the net).
-fn lossy_transfer() -> (String, String, String, SimNet, usize) {
+fn lossy_transfer() -> (String, String, String, SimNet, ConnId) {
     let mut net = SimNet::builtin(lossy(), 11);
     let (ra, rb) = (builder().build_recorder(), builder().build_recorder());
     let mut mid = String::new();
-    let mut slot = usize::MAX;
+    let mut slot = None;
     let t = common::transfer(&mut net, LEN, 120_000_000_000, |n, c| {
-        slot = c;
+        slot = Some(c);
         if mid.is_empty() && n.now >= 1_000_000_000 {
             mid = publish(&mut n.a, &ra);
         }
@@ -105,12 +106,12 @@ fn lossy_transfer() -> (String, String, String, SimNet, usize) {
     });
     assert!(t.intact);
     // Until B has acknowledged A's FIN (B's application never closes: CLOSE_WAIT there).
-    let c = slot;
+    let c = slot.unwrap();
     assert!(net.run_until(net.now + 5_000_000_000, |n| n.a.state(c)
         == Some(TcpState::FinWait2)));
     let a = publish(&mut net.a, &ra);
     let b = publish(&mut net.b, &rb);
-    (mid, a, b, net, slot)
+    (mid, a, b, net, c)
 }
 
 #[test]
@@ -357,11 +358,9 @@ fn bytes_follow_the_stack_through_a_switch_and_switches_are_counted() {
     assert_no_four_tuple(&end);
 
     // The connection's totals survive its close, under the pairs it ran on.
-    let slots: Vec<usize> = (0..net.a.conns.len())
-        .filter(|&s| net.a.conns[s].is_some())
-        .collect();
-    for s in slots {
-        net.a.close_conn(s);
+    let ids: Vec<ConnId> = net.a.conns.ids().collect();
+    for id in ids {
+        net.a.abort(id);
     }
     let closed = publish(&mut net.a, &rec);
     assert_eq!(

@@ -34,15 +34,15 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
         h.with_conn(victim, |c, w| c.do_segment(w, &seg(b"data"))),
         Err(Errno::ECONNABORTED)
     );
-    assert!(h.conns[victim].is_none(), "the faulting connection is gone");
+    assert!(!h.conns.is_live(victim), "the faulting connection is gone");
     assert_eq!(h.plugin_faults.get("panicky"), Some(&1));
     assert_eq!(panicky.users(), 0, "its PCB count was released");
 
     // The host and the other connection carry on.
-    let before = h.conns[bystander].as_ref().unwrap().ctx.tp.snd_cwnd;
+    let before = h.conns.get_by_id(bystander).unwrap().ctx.tp.snd_cwnd;
     h.with_conn(bystander, |c, w| c.do_segment(w, &seg(&[0u8; 1000])))
         .unwrap();
-    assert!(h.conns[bystander].as_ref().unwrap().ctx.tp.snd_cwnd >= before);
+    assert!(h.conns.get_by_id(bystander).unwrap().ctx.tp.snd_cwnd >= before);
     assert!(h.kldstat().iter().any(|r| r.name == "panicky"));
     let again = h.new_conn().unwrap();
     h.with_conn(again, |c, _| c.set_cc(panicky.clone()))

@@ -3,6 +3,7 @@
 
 mod common;
 
+use plugtcp_host::conn_table::ConnId;
 use std::net::SocketAddr;
 
 use plugtcp_abi::segment::th;
@@ -16,7 +17,7 @@ use plugtcp_io::simnet::{SimNet, ADDR_B};
 
 const SERVER: (std::net::IpAddr, u16) = (ADDR_B, 80);
 
-fn set_stack(h: &mut Host, c: usize, name: &str) -> Result<(), Errno> {
+fn set_stack(h: &mut Host, c: ConnId, name: &str) -> Result<(), Errno> {
     h.setsockopt(c, IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK, name.as_bytes())
 }
 
@@ -25,7 +26,7 @@ fn transfer(
     net: &mut SimNet,
     len: usize,
     stack: &str,
-    tick: impl FnMut(&mut SimNet, usize) -> usize,
+    tick: impl FnMut(&mut SimNet, ConnId) -> usize,
 ) -> common::Transfer {
     for h in [&mut net.a, &mut net.b] {
         h.sysctl_set("net.inet.tcp.functions_default", stack)

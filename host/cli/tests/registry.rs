@@ -192,7 +192,7 @@ fn deregistration_freebsd_semantics() {
     assert_eq!(alpha.users(), 3);
     assert!(h.registry.snapshot().block_any("beta").is_none());
     for c in [c1, c2] {
-        let conn = h.conns[c].as_ref().unwrap();
+        let conn = h.conns.get_by_id(c).unwrap();
         assert_eq!(conn.stack().unwrap().name, "alpha");
         let mut buf = [0u8; 4];
         let mut opt = plugtcp_abi::sockopt::SockOpt {
@@ -229,28 +229,28 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
     );
     let c = h.new_conn().unwrap();
     let armed = |h: &plugtcp_host::Host| {
-        let id = h.conns[c].as_ref().unwrap().side.timers[0].expect("rexmt armed");
+        let id = h.conns.get_by_id(c).unwrap().side.timers[0].expect("rexmt armed");
         h.worker.wheel.get(id).map(|(deadline, _)| deadline)
     };
     assert_eq!(armed(&h), Some(REXMT_NS), "alpha armed its timer in init");
 
     // handoff_ok's errno comes back as is; nothing changes.
-    h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_abi::TcpState::SynSent;
+    h.conns.get_by_id_mut(c).unwrap().ctx.tp.t_state = plugtcp_abi::TcpState::SynSent;
     assert_eq!(
         h.with_conn(c, |c, w| c.switch_stack(w, beta.clone())),
         Err(Errno::EAGAIN)
     );
-    assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
-    h.conns[c].as_mut().unwrap().ctx.tp.t_state = plugtcp_abi::TcpState::Established;
+    assert_eq!(h.conns.get_by_id(c).unwrap().stack().unwrap().name, "alpha");
+    h.conns.get_by_id_mut(c).unwrap().ctx.tp.t_state = plugtcp_abi::TcpState::Established;
 
     // The new stack's init panics: switch_failed on the old one, its timers back, it keeps
     // the connection, and the fault is counted against the new stack.
     let failed_before = SWITCH_FAILED.load(Ordering::Relaxed);
-    let conn = h.conns[c].as_mut().unwrap();
+    let conn = h.conns.get_by_id_mut(c).unwrap();
     let err = conn.switch_stack(&mut h.worker, pan.clone()).unwrap_err();
     assert_eq!(err.error, plugtcp_abi::HookError::Panicked);
     assert_eq!(SWITCH_FAILED.load(Ordering::Relaxed), failed_before + 1);
-    assert_eq!(h.conns[c].as_ref().unwrap().stack().unwrap().name, "alpha");
+    assert_eq!(h.conns.get_by_id(c).unwrap().stack().unwrap().name, "alpha");
     assert_eq!(armed(&h), Some(REXMT_NS), "old stack's timer restored");
     assert_eq!((alpha.users(), pan.users()), (1, 0));
 
@@ -261,8 +261,8 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
     assert!(FINIS.load(Ordering::Relaxed) > finis);
     assert_eq!((alpha.users(), beta.users()), (0, 1));
     assert!(
-        h.conns[c]
-            .as_ref()
+        h.conns
+            .get_by_id(c)
             .unwrap()
             .side
             .timers
@@ -271,7 +271,7 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
         "old stack's timers stopped"
     );
     // Freeing the connection releases its stack and CC.
-    h.close_conn(c);
+    h.abort(c);
     assert_eq!(beta.users(), 0);
 }
 
@@ -401,7 +401,7 @@ fn cc_deregistration_and_forced_move() {
     );
     h.kldunload("panicky", true).unwrap();
     assert_eq!((nr.users(), pk.users()), (1, 0));
-    assert_eq!(h.conns[c].as_ref().unwrap().cc().unwrap().name, "newreno");
+    assert_eq!(h.conns.get_by_id(c).unwrap().cc().unwrap().name, "newreno");
     assert!(h.registry.snapshot().cc_any("panicky").is_none());
 }
 
@@ -462,7 +462,7 @@ fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
     for part in data.chunks(1460) {
         h.with_conn(c, |c, w| c.do_segment(w, &seg(part))).unwrap();
     }
-    let conn = h.conns[c].as_ref().unwrap();
+    let conn = h.conns.get_by_id(c).unwrap();
     assert_eq!(conn.side.rcv.readable(), data.len());
     let mut got = vec![0u8; data.len()];
     assert_eq!(conn.side.rcv.peek(0, &mut got), data.len());
@@ -477,17 +477,17 @@ fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
 
     // Nothing fires early; at the deadline the stack's timer runs (it signals CC_RTO, and
     // newreno collapses cwnd to one segment).
-    let cwnd = h.conns[c].as_ref().unwrap().ctx.tp.snd_cwnd;
+    let cwnd = h.conns.get_by_id(c).unwrap().ctx.tp.snd_cwnd;
     assert!(cwnd > 1460);
     h.advance(REXMT_NS - 1);
-    assert_eq!(h.conns[c].as_ref().unwrap().ctx.tp.snd_cwnd, cwnd);
+    assert_eq!(h.conns.get_by_id(c).unwrap().ctx.tp.snd_cwnd, cwnd);
     h.advance(REXMT_NS);
-    let tp = &h.conns[c].as_ref().unwrap().ctx.tp;
+    let tp = &h.conns.get_by_id(c).unwrap().ctx.tp;
     assert_eq!(tp.snd_cwnd, tp.t_maxseg);
-    assert!(h.conns[c].as_ref().unwrap().side.timers[0].is_none());
+    assert!(h.conns.get_by_id(c).unwrap().side.timers[0].is_none());
 
     // Closing returns every chunk and cancels every timer.
-    h.close_conn(c);
+    h.abort(c);
     assert_eq!(h.worker.pool.in_use(), 0);
     assert!(h.worker.wheel.is_empty());
 }

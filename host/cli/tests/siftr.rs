@@ -1,6 +1,7 @@
 //! siftr(4)-style traces: a CSV line per ACK a traced connection processes (TCP_SIFTR, the
 //! writer API, `net.inet.siftr.*`), and `plugtcp plot`.
 
+use plugtcp_host::conn_table::ConnId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,7 +31,7 @@ fn lossy_net() -> SimNet {
 /// Sends `len` bytes on each of `conns` (A's slots, connecting to B's listener `lid`),
 /// reading on B, until every byte of every connection is acknowledged. No close, so the
 /// connections and their traces are still there.
-fn move_bytes(net: &mut SimNet, lid: usize, conns: &[usize], len: usize) {
+fn move_bytes(net: &mut SimNet, lid: usize, conns: &[ConnId], len: usize) {
     let data = vec![0x5au8; len];
     let mut sent = vec![0usize; conns.len()];
     let mut accepted = Vec::new();
@@ -189,8 +190,10 @@ fn tcp_siftr_traces_only_its_connection() {
             .setsockopt(c2, IPPROTO_TCP, TCP_SIFTR, b"/nonexistent-dir/x.csv"),
         Err(Errno::ENOENT)
     );
+    let gone = net.a.new_conn().unwrap();
+    net.a.abort(gone);
     assert_eq!(
-        net.a.setsockopt(999, IPPROTO_TCP, TCP_SIFTR, p.as_bytes()),
+        net.a.setsockopt(gone, IPPROTO_TCP, TCP_SIFTR, p.as_bytes()),
         Err(Errno::EBADF)
     );
 

@@ -10,6 +10,7 @@ use plugtcp_abi::sockopt::{self, IPPROTO_TCP, TCP_FUNCTION_ALIAS, TCP_FUNCTION_B
 use plugtcp_abi::stack::{tcp_func, tt, InitMode, OldStack, StackCtx, TcpStack};
 use plugtcp_abi::{Errno, TcpState};
 use plugtcp_cli::builtins::{BuiltinHost as _, BuiltinNet as _};
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::usrreq::{function_set, parse_function_set, Shutdown, TCP_FUNCTION_SET_LEN};
 use plugtcp_host::Host;
 use plugtcp_io::sim::SimLinkConfig;
@@ -42,16 +43,16 @@ fn net(seed: u64, loss: f64) -> SimNet {
     net
 }
 
-fn set_blk(h: &mut Host, c: usize, name: &str) -> Result<(), Errno> {
+fn set_blk(h: &mut Host, c: ConnId, name: &str) -> Result<(), Errno> {
     h.setsockopt(c, IPPROTO_TCP, TCP_FUNCTION_BLK, name.as_bytes())
 }
 
 /// setsockopt with FreeBSD's `struct tcp_function_set` as the value.
-fn set_blk_struct(h: &mut Host, c: usize, name: &str) -> Result<(), Errno> {
+fn set_blk_struct(h: &mut Host, c: ConnId, name: &str) -> Result<(), Errno> {
     h.setsockopt(c, IPPROTO_TCP, TCP_FUNCTION_BLK, &function_set(name, 0))
 }
 
-fn get_set(h: &mut Host, c: usize, opt: i32) -> (String, u32) {
+fn get_set(h: &mut Host, c: ConnId, opt: i32) -> (String, u32) {
     let mut b = [0u8; TCP_FUNCTION_SET_LEN];
     assert_eq!(
         h.getsockopt(c, IPPROTO_TCP, opt, &mut b),
@@ -64,19 +65,19 @@ fn users(h: &Host, name: &str) -> usize {
     h.registry.snapshot().block_any(name).unwrap().users()
 }
 
-fn timer_deadline(h: &Host, c: usize, which: u32) -> Option<u64> {
-    let id = h.conns[c].as_ref()?.side.timers[which as usize]?;
+fn timer_deadline(h: &Host, c: ConnId, which: u32) -> Option<u64> {
+    let id = h.conns.get_by_id(c)?.side.timers[which as usize]?;
     h.worker.wheel.get(id).map(|(d, _)| d)
 }
 
-fn in_flight(h: &Host, c: usize) -> bool {
+fn in_flight(h: &Host, c: ConnId) -> bool {
     h.tcpcb(c).is_some_and(|tp| tp.snd_una != tp.snd_max)
 }
 
 /// base -> alpha -> base on connection `c` of `h`, in its current state: PCB counts move
 /// with the connection, getsockopt reports the block and its count, the state is kept,
 /// and base re-arms the retransmit timer when something is outstanding.
-fn roundtrip(h: &mut Host, c: usize) {
+fn roundtrip(h: &mut Host, c: ConnId) {
     let state = h.state(c).unwrap();
     let (base0, alpha0) = (users(h, "base"), users(h, "alpha"));
     assert_eq!(
@@ -95,8 +96,8 @@ fn roundtrip(h: &mut Host, c: usize) {
     );
     assert_eq!(h.state(c), Some(state), "a switch keeps the state");
     assert!(
-        h.conns[c]
-            .as_ref()
+        h.conns
+            .get_by_id(c)
             .unwrap()
             .side
             .timers
@@ -118,7 +119,14 @@ fn roundtrip(h: &mut Host, c: usize) {
 
 /// Sends `data[from..]` from A's `c` (the rest was sent already) and reads all of `data` on
 /// B's `s`, running the link; returns what B read.
-fn transfer(net: &mut SimNet, c: usize, s: usize, data: &[u8], from: usize, until: u64) -> Vec<u8> {
+fn transfer(
+    net: &mut SimNet,
+    c: ConnId,
+    s: ConnId,
+    data: &[u8],
+    from: usize,
+    until: u64,
+) -> Vec<u8> {
     let mut sent = from;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -172,8 +180,10 @@ fn errnos() {
         h.getsockopt(c, IPPROTO_TCP, TCP_FUNCTION_BLK, &mut [0u8; 32]),
         Err(Errno::EINVAL)
     );
-    // No such connection.
-    assert_eq!(set_blk(h, 9999, "base"), Err(Errno::EBADF));
+    // No such connection (any more).
+    let gone = h.new_conn().unwrap();
+    h.abort(gone);
+    assert_eq!(set_blk(h, gone, "base"), Err(Errno::EBADF));
 }
 
 /// The hooks of a test block that carries no traffic: segments, output and timers do
@@ -481,7 +491,7 @@ fn forced_deregistration_fallback_chain() {
                 assert_eq!(get_set(&mut h, c, TCP_FUNCTION_BLK).0, to, "{default}");
                 assert_eq!(users(&h, to), 1);
             }
-            None => assert!(h.conns[c].is_none(), "dropped"),
+            None => assert!(!h.conns.is_live(c), "dropped"),
         }
         // The default is never removed, forced or not.
         assert_eq!(h.kldunload(default, true), Err(Errno::EBUSY));

@@ -3,6 +3,7 @@
 
 mod common;
 
+use plugtcp_host::conn_table::ConnId;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ fn lossy_net(seed: u64, stack: &str) -> SimNet {
 
 /// A sends `len` bytes to B, which reads them all; the connection stays open. Returns
 /// (A's slot, B's slot).
-fn transfer(net: &mut SimNet, len: usize) -> (usize, usize) {
+fn transfer(net: &mut SimNet, len: usize) -> (ConnId, ConnId) {
     let data = common::payload(len, 3);
     let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
     let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
@@ -72,7 +73,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().unwrap())
 }
 
-fn tcp_info_bytes(h: &mut plugtcp_host::Host, slot: usize) -> Vec<u8> {
+fn tcp_info_bytes(h: &mut plugtcp_host::Host, slot: ConnId) -> Vec<u8> {
     let mut b = vec![0xAAu8; 512];
     let n = h.getsockopt(slot, IPPROTO_TCP, TCP_INFO, &mut b).unwrap();
     assert_eq!(n, 240, "sizeof(struct tcp_info) on FreeBSD");

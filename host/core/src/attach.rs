@@ -22,8 +22,8 @@ use crate::Host;
 impl Host {
     /// socket(2): a connection with no address yet, on the default stack and CC. Free it
     /// with [`Host::close`] if it never connects.
-    pub fn open(&mut self, ipv6: bool) -> Result<usize, Errno> {
-        let slot = self.take_slot();
+    pub fn open(&mut self, ipv6: bool) -> Result<ConnId, Errno> {
+        let slot = self.conns.vacant();
         let t = &self.tunables;
         let mss = self.mtu.saturating_sub(if ipv6 { 60 } else { 40 });
         let mut c = Conn::new(
@@ -36,9 +36,9 @@ impl Host {
         if ipv6 {
             c.ctx.tp.t_flags2 |= tf2::INET6;
         }
-        self.conns[slot] = Some(Box::new(c));
+        let id = self.conns.put(slot, Box::new(c));
         self.attach_plugins(slot, None, None, None)?;
-        Ok(slot)
+        Ok(id)
     }
 
     /// connect(2) for a connection made by [`Host::open`]: picks the local address and
@@ -46,10 +46,11 @@ impl Host {
     /// when it is taken) and sends the SYN.
     pub fn connect_from(
         &mut self,
-        slot: usize,
+        id: ConnId,
         remote: SocketAddr,
         local: Option<SocketAddr>,
     ) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let tp = &c.ctx.tp;
         if tp.t_state != TcpState::Closed || tp.iss != 0 {
@@ -81,7 +82,8 @@ impl Host {
             }
         };
         let key = ConnKey::new(local, remote);
-        self.table.insert_conn(key, ConnId(slot as u32))?;
+        let id = self.conns.id(slot).ok_or(Errno::EBADF)?;
+        self.table.insert_conn(key, id)?;
         let udp_port = self.conns[slot].as_ref().map_or(0, |c| c.side.udp_port);
         let mss = self.tunneled_mss(self.mss_for(local), udp_port);
         let local_peer = self.addrs.contains(&remote.ip());
@@ -104,7 +106,7 @@ impl Host {
             tp.t_flags2 |= tf2::LOCAL_PEER;
         }
         self.last_demux = None;
-        self.start_connect(slot)
+        self.start_connect(id)
     }
 
     /// listen(2) for a connection made by [`Host::open`]: a listener on `addr` whose
@@ -112,11 +114,12 @@ impl Host {
     /// goes away. Returns the listener. `reuse_addr` as [`Host::listen_reusing`].
     pub fn listen_from(
         &mut self,
-        slot: usize,
+        id: ConnId,
         addr: SocketAddr,
         backlog: usize,
         reuse_addr: bool,
     ) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 {
             return Err(Errno::EINVAL);
@@ -260,7 +263,8 @@ impl Host {
 
     /// recv(MSG_PEEK): received bytes copied out without consuming them; Ok(0) at end of
     /// stream, EAGAIN when nothing is there, the connection's error once it failed.
-    pub fn recv_peek(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+    pub fn recv_peek(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let side = &c.side;
         // Stop at the urgent mark, as a read would.
@@ -287,12 +291,14 @@ impl Host {
     }
 
     /// Room in the send buffer (what a write may take now).
-    pub fn send_space(&self, slot: usize) -> usize {
+    pub fn send_space(&self, id: ConnId) -> usize {
+        let slot = self.conns.resolve(id);
         self.conn_at(slot).map_or(0, |c| c.side.snd.space())
     }
 
     /// Whether the peer's FIN (or a shutdown of our read side) ended the stream.
-    pub fn read_closed(&self, slot: usize) -> bool {
+    pub fn read_closed(&self, id: ConnId) -> bool {
+        let slot = self.conns.resolve(id);
         self.conn_at(slot)
             .is_some_and(|c| c.ctx.tp.t_flags2 & tf2::FIN_RCVD != 0 || c.side.rd_shut)
     }
@@ -302,10 +308,11 @@ impl Host {
     /// IP_TTL, IPV6_UNICAST_HOPS).
     pub fn set_ip_header(
         &mut self,
-        slot: usize,
+        id: ConnId,
         tos: Option<u8>,
         ttl: Option<u8>,
     ) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let c = self
             .conns
             .get_mut(slot)
@@ -351,7 +358,8 @@ impl Host {
     }
 
     /// The TOS and TTL the connection's packets carry (0 TTL: the host's default).
-    pub fn ip_header(&self, slot: usize) -> Option<(u8, u8)> {
+    pub fn ip_header(&self, id: ConnId) -> Option<(u8, u8)> {
+        let slot = self.conns.resolve(id);
         let c = self.conns.get(slot)?.as_ref()?;
         let ttl = if c.side.ip_ttl == 0 {
             self.worker.ttl

@@ -10,6 +10,7 @@ use plugtcp_abi::stack::TcpFunctionBlockRef;
 use plugtcp_abi::{Errno, PluginKind};
 
 use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
+use crate::conn_table::{ConnId, ConnTable};
 use crate::lro;
 use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
@@ -43,9 +44,8 @@ pub struct Host {
     pub registry: Arc<Registry>,
     pub sysctl: Arc<SysctlTree>,
     pub search_path: SearchPath,
-    /// Connections by slot (None = free slot).
-    pub conns: Vec<Option<Box<Conn>>>,
-    free_slots: Vec<usize>,
+    /// The connections (see [`crate::conn_table`]).
+    pub conns: ConnTable,
     /// Clock, timer wheel and buffer pool shared by the connections.
     pub worker: Worker,
     fired: Vec<(u64, u64)>,
@@ -58,7 +58,7 @@ pub struct Host {
     pub frags: crate::ipfrag::Reassembler,
     pub cookies: SynCookies,
     pub listeners: Vec<Option<Listener>>,
-    pub stats: TcpStats,
+    pub stats: TcpStat,
     /// What the Prometheus metrics need beyond `stats` (see `metrics.rs`).
     pub metrics: crate::metrics::HostMetrics,
     /// This host's addresses.
@@ -95,7 +95,7 @@ pub struct Host {
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
 #[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct TcpStats {
+pub struct TcpStat {
     /// TcpActiveOpens
     pub active_opens: u64,
     /// TcpPassiveOpens
@@ -174,8 +174,7 @@ impl Host {
             registry,
             sysctl,
             search_path,
-            conns: Vec::new(),
-            free_slots: Vec::new(),
+            conns: ConnTable::default(),
             worker: Worker::new(0),
             fired: Vec::new(),
             plugin_faults: Default::default(),
@@ -184,7 +183,7 @@ impl Host {
             frags: crate::ipfrag::Reassembler::new(Default::default()),
             cookies: SynCookies::new(0, &mut rng),
             listeners: Vec::new(),
-            stats: TcpStats::default(),
+            stats: TcpStat::default(),
             metrics: Default::default(),
             addrs: Vec::new(),
             mtu: 1500,
@@ -317,9 +316,9 @@ impl Host {
         }
         self.register_cc_sysctls(&new);
         let default = self.registry.snapshot().default_cc.clone();
-        let mut faults = Vec::new();
-        for slot in self.conns.iter_mut() {
-            let Some(c) = slot else { continue };
+        let (mut faults, mut dead) = (Vec::new(), Vec::new());
+        for (slot, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
             if !c.cc().is_some_and(|m| Arc::ptr_eq(m, &old)) {
                 continue;
             }
@@ -327,10 +326,12 @@ impl Host {
                 faults.push(f);
                 let fallback = default.clone().filter(|d| !Arc::ptr_eq(d, &new));
                 if fallback.is_none_or(|d| c.set_cc(d).is_err()) {
-                    c.close(&mut self.worker);
-                    *slot = None;
+                    dead.push(slot);
                 }
             }
+        }
+        for slot in dead {
+            self.free_conn(slot);
         }
         for f in faults {
             self.note_fault(&f);
@@ -520,7 +521,9 @@ impl Host {
                 self.replay_sticky(slot);
             } else {
                 // Nothing takes it: it cannot stay on a departing stack (tcp_drop).
-                self.abort(slot);
+                if let Some(id) = self.conns.id(slot) {
+                    self.abort(id);
+                }
             }
         }
         Ok(())
@@ -533,16 +536,18 @@ impl Host {
             .default_cc
             .clone()
             .ok_or(Errno::EBUSY)?;
-        let mut faults = Vec::new();
-        for slot in self.conns.iter_mut() {
-            let Some(c) = slot else { continue };
+        let (mut faults, mut dead) = (Vec::new(), Vec::new());
+        for (slot, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
             if c.cc().is_some_and(|m| m.name == name && m.being_removed()) {
                 if let Err(f) = c.set_cc(default.clone()) {
                     faults.push(f);
-                    c.close(&mut self.worker);
-                    *slot = None;
+                    dead.push(slot);
                 }
             }
+        }
+        for slot in dead {
+            self.free_conn(slot);
         }
         for f in faults {
             self.note_fault(&f);
@@ -560,11 +565,11 @@ impl Host {
         }
     }
 
-    /// A new connection on the default stack and CC; returns its slot.
-    pub fn new_conn(&mut self) -> Result<usize, Errno> {
+    /// A new connection on the default stack and CC.
+    pub fn new_conn(&mut self) -> Result<ConnId, Errno> {
         let snap = self.registry.load_full();
         let t = self.sysctl.load_full();
-        let slot = self.take_slot();
+        let slot = self.conns.vacant();
         let mut c = Conn::new(
             slot,
             t.mssdflt as u32,
@@ -582,33 +587,30 @@ impl Host {
                 return Err(f.errno());
             }
         }
-        self.conns[slot] = Some(Box::new(c));
-        Ok(slot)
+        Ok(self.conns.put(slot, Box::new(c)))
     }
 
     /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.
-    pub fn close_conn(&mut self, slot: usize) {
+    pub(crate) fn close_conn(&mut self, slot: usize) {
         self.last_demux = None;
-        if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
+        if let Some(mut c) = self.conns.take(slot) {
             c.close(&mut self.worker);
-            self.free_slots.push(slot);
         }
     }
 
-    /// A free connection slot (O(1): freed slots are reused first).
-    pub(crate) fn take_slot(&mut self) -> usize {
-        while let Some(s) = self.free_slots.pop() {
-            if self.conns.get(s).is_some_and(Option::is_none) {
-                return s;
-            }
-        }
-        self.conns.push(None);
-        self.conns.len() - 1
-    }
-
-    /// Runs `f` on connection `slot`; a plugin panic resets (frees) that connection only,
-    /// is counted, and comes back as ECONNABORTED. An errno is just returned.
+    /// Runs `f` on connection `id`; a plugin panic resets (frees) that connection only,
+    /// is counted, and comes back as ECONNABORTED. An errno is just returned; ENOTCONN when
+    /// `id` names no connection.
     pub fn with_conn<R>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Conn, &mut Worker) -> Result<R, ConnFault>,
+    ) -> Result<R, Errno> {
+        self.with_slot(self.conns.resolve(id), f)
+    }
+
+    /// [`Host::with_conn`] by slot, for the host's own paths.
+    pub(crate) fn with_slot<R>(
         &mut self,
         slot: usize,
         f: impl FnOnce(&mut Conn, &mut Worker) -> Result<R, ConnFault>,
@@ -634,7 +636,6 @@ impl Host {
     /// (as a server sizes its socket limits up front), so growth neither copies nor rehashes.
     pub fn reserve(&mut self, n: usize) {
         self.conns.reserve(n);
-        self.free_slots.reserve(n);
         self.table.reserve(n);
     }
 
@@ -716,7 +717,7 @@ impl Host {
                 continue;
             }
             c.ctx.tp.t_flags2 &= !plugtcp_abi::tcpcb::tf2::INPUT_BATCH;
-            let _ = self.with_conn(slot, |c, w| c.output(w));
+            let _ = self.with_slot(slot, |c, w| c.output(w));
             self.after_call(slot);
         }
         slots.clear();
@@ -755,7 +756,7 @@ impl Host {
             let (slot, which) = timer_token_parts(token);
             // A connection in the slot is the one that armed the timer: closing a connection
             // cancels its timers.
-            let _ = self.with_conn(slot, |c, w| c.timer(w, which));
+            let _ = self.with_slot(slot, |c, w| c.timer(w, which));
             self.after_call(slot);
         }
         fired.clear();

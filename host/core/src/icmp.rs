@@ -21,7 +21,7 @@ use plugtcp_abi::stack::ConnEvent;
 use plugtcp_abi::tcpcb::tf;
 use plugtcp_abi::{Errno, TcpState};
 
-use crate::socket::table::{ConnId, ConnKey};
+use crate::socket::table::ConnKey;
 use crate::{wire, Host};
 
 const IPPROTO_ICMP: u8 = 1;
@@ -182,11 +182,11 @@ impl Host {
             return;
         };
         let key = ConnKey::new(e.local, e.remote);
-        let Some(ConnId(slot)) = self.table.lookup_conn(&key) else {
+        let Some(id) = self.table.lookup_conn(&key) else {
             self.stats.icmp_ignored += 1;
             return;
         };
-        let slot = slot as usize;
+        let slot = id.slot();
         let Some(c) = self.conn_at(slot) else {
             return;
         };
@@ -261,8 +261,8 @@ impl Host {
         if tp.t_flags & tf::SACK_PERMIT != 0 {
             tp.t_flags &= !tf::FASTRECOVERY;
         }
-        let _ = self.with_conn(slot, |c, w| c.mtu_chg(w, mtu));
-        let _ = self.with_conn(slot, |c, w| c.output(w));
+        let _ = self.with_slot(slot, |c, w| c.mtu_chg(w, mtu));
+        let _ = self.with_slot(slot, |c, w| c.output(w));
         self.after_call(slot);
     }
 

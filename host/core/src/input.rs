@@ -14,7 +14,7 @@ use crate::conn::Conn;
 use crate::lro;
 use crate::socket::buffer::CHUNK;
 use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
-use crate::socket::table::{ConnId, ConnKey, ListenerId};
+use crate::socket::table::{ConnKey, ListenerId};
 use crate::wire::{self, Parsed, Unverified};
 use crate::Host;
 use plugtcp_abi::seq::seq_lt;
@@ -66,9 +66,9 @@ impl Host {
         // and this skips the keyed hash. Freeing a connection clears it.
         let found = match self.last_demux {
             Some((k, slot)) if k == key => Some(slot),
-            _ => self.table.lookup_conn(&key).map(|ConnId(s)| {
-                self.last_demux = Some((key, s as usize));
-                s as usize
+            _ => self.table.lookup_conn(&key).map(|id| {
+                self.last_demux = Some((key, id.slot()));
+                id.slot()
             }),
         };
         let mut u = u;
@@ -112,7 +112,7 @@ impl Host {
                 .is_some_and(|c| c.ctx.tp.t_state == TcpState::TimeWait);
             if !time_wait {
                 let seg = p.seg();
-                let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
+                let _ = self.with_slot(slot, |c, w| c.do_segment(w, &seg));
                 self.after_call(slot);
                 return;
             }
@@ -231,7 +231,7 @@ impl Host {
             // payload, which it recognises and skips.
             let payload = unsafe { std::slice::from_raw_parts(at, pd.len) };
             let seg = pd.seg(payload);
-            let _ = self.with_conn(pd.slot, |c, w| c.do_segment(w, &seg));
+            let _ = self.with_slot(pd.slot, |c, w| c.do_segment(w, &seg));
         }
         let more = self.lro.is_some_and(|next| next.slot == pd.slot);
         if let Some(c) = self.conns.get_mut(pd.slot).and_then(Option::as_mut) {
@@ -344,7 +344,7 @@ impl Host {
         match self.conn_from_syncache(&entry) {
             Ok(slot) => {
                 let seg = p.seg();
-                let _ = self.with_conn(slot, |c, w| c.do_segment(w, &seg));
+                let _ = self.with_slot(slot, |c, w| c.do_segment(w, &seg));
                 self.after_call(slot);
             }
             Err(_) => {
@@ -717,8 +717,8 @@ impl Host {
 
     /// Puts a new connection in the table and a slot.
     pub(crate) fn alloc_conn(&mut self, key: ConnKey) -> Result<usize, Errno> {
-        let slot = self.take_slot();
-        self.table.insert_conn(key, ConnId(slot as u32))?;
+        let slot = self.conns.vacant();
+        self.table.insert_conn(key, self.conns.vacant_id(slot))?;
         let t = &self.tunables;
         let mut c = Conn::new(
             slot,
@@ -735,7 +735,7 @@ impl Host {
         if key.remote.is_ipv6() {
             c.ctx.tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::INET6;
         }
-        self.conns[slot] = Some(Box::new(c));
+        self.conns.put(slot, Box::new(c));
         Ok(slot)
     }
 
@@ -756,7 +756,7 @@ impl Host {
         let cc = cc
             .filter(|c| !c.being_removed())
             .or_else(|| snap.default_cc.clone());
-        let r = self.with_conn(slot, |c, w| {
+        let r = self.with_slot(slot, |c, w| {
             if let Some(cc) = cc {
                 c.set_cc(cc)?;
             }
@@ -880,7 +880,7 @@ impl Host {
             }
         }
         let key = ConnKey::new(c.side.local, c.side.remote);
-        if self.table.lookup_conn(&key) == Some(ConnId(slot as u32)) {
+        if self.table.lookup_conn(&key) == self.conns.id(slot) {
             self.table.remove_conn(&key);
             self.last_demux = None;
         }
@@ -891,7 +891,7 @@ impl Host {
         self.last_demux = None;
         if let Some(c) = self.conns.get(slot).and_then(|c| c.as_deref()) {
             let key = ConnKey::new(c.side.local, c.side.remote);
-            if self.table.lookup_conn(&key) == Some(ConnId(slot as u32)) {
+            if self.table.lookup_conn(&key) == self.conns.id(slot) {
                 self.table.remove_conn(&key);
             }
             if c.side.embryonic {

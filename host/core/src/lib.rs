@@ -18,6 +18,7 @@
 
 pub mod attach;
 pub mod conn;
+pub mod conn_table;
 pub mod host;
 pub mod icmp;
 pub mod input;

@@ -4,7 +4,7 @@
 //! `node_netstat_Tcp_ActiveOpens`).
 //!
 //! Nothing here runs per segment. The receive and send paths keep plain counters (the
-//! host's [`crate::host::TcpStats`], the transmit queue's packet count, each tcpcb's byte and
+//! host's [`crate::host::TcpStat`], the transmit queue's packet count, each tcpcb's byte and
 //! segment counts, the plugins' ABI counters in the registry entries), and
 //! [`Host::publish_metrics`] copies them into the recorder: counters as absolute values,
 //! gauges set, and one RTT and one cwnd sample per established connection into the

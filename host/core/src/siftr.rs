@@ -25,6 +25,7 @@ use plugtcp_abi::segment::th;
 use plugtcp_abi::{Errno, Tcpcb};
 
 use crate::conn::{Conn, Worker};
+use crate::conn_table::ConnId;
 use crate::sysctl::{DynamicNode, SysctlValue};
 use crate::Host;
 
@@ -444,7 +445,8 @@ impl Host {
 
     /// Traces connection `slot` into `out` (replacing a trace it had, which is flushed).
     /// The header is written first.
-    pub fn siftr_attach(&mut self, slot: usize, out: Box<dyn Write + Send>) -> Result<(), Errno> {
+    pub fn siftr_attach(&mut self, id: ConnId, out: Box<dyn Write + Send>) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         self.siftr_attach_named(slot, out, String::new(), true)
     }
 
@@ -465,7 +467,8 @@ impl Host {
     }
 
     /// Ends connection `slot`'s own trace, writing out what it holds.
-    pub fn siftr_detach(&mut self, slot: usize) -> io::Result<()> {
+    pub fn siftr_detach(&mut self, id: ConnId) -> io::Result<()> {
+        let slot = self.conns.resolve(id);
         let c = self.siftr_conn(slot).map_err(io::Error::from)?;
         match c.side.siftr.take() {
             Some(mut t) => t.sink.flush(),
@@ -475,7 +478,8 @@ impl Host {
 
     /// Writes out what connection `slot`'s own trace holds (the first write error, if
     /// any, comes back here).
-    pub fn siftr_flush(&mut self, slot: usize) -> io::Result<()> {
+    pub fn siftr_flush(&mut self, id: ConnId) -> io::Result<()> {
+        let slot = self.conns.resolve(id);
         let c = self.siftr_conn(slot).map_err(io::Error::from)?;
         match c.side.siftr.as_mut() {
             Some(t) => t.sink.flush(),
@@ -491,7 +495,8 @@ impl Host {
             .trim_end_matches('\0');
         self.siftr_conn(slot)?;
         if path.is_empty() {
-            return self.siftr_detach(slot).map_err(|e| errno_of(&e));
+            let id = self.conns.id(slot).ok_or(Errno::ENOTCONN)?;
+            return self.siftr_detach(id).map_err(|e| errno_of(&e));
         }
         let f = open_trace(&PathBuf::from(path), false).map_err(|e| errno_of(&e))?;
         self.siftr_attach_named(slot, Box::new(f), path.to_owned(), false)

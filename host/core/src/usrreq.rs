@@ -11,6 +11,7 @@ use plugtcp_abi::stack::TcpInfo;
 use plugtcp_abi::tcpcb::{tf, tf2};
 use plugtcp_abi::{Errno, TcpState, Tcpcb};
 
+use crate::conn_table::ConnId;
 use crate::registry::{BlockEntry, CcEntry};
 use crate::socket::sticky::{check_listener_option, StickyOpts};
 use crate::socket::table::ConnKey;
@@ -276,17 +277,17 @@ impl Host {
     }
 
     /// The next established connection of a listener; EAGAIN when none is waiting.
-    pub fn accept(&mut self, lid: usize) -> Result<usize, Errno> {
+    pub fn accept(&mut self, lid: usize) -> Result<ConnId, Errno> {
         let l = self
             .listeners
             .get_mut(lid)
             .and_then(Option::as_mut)
             .ok_or(Errno::EBADF)?;
         let slot = l.accept_q.pop_front().ok_or(Errno::EAGAIN)?;
-        if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-            c.side.queued = false;
-        }
-        Ok(slot)
+        let c = self.conns.get_mut(slot).and_then(Option::as_mut);
+        let c = c.ok_or(Errno::ECONNABORTED)?;
+        c.side.queued = false;
+        self.conns.id(slot).ok_or(Errno::ECONNABORTED)
     }
 
     /// Closes a listener: pending connections in its queue are reset.
@@ -295,7 +296,9 @@ impl Host {
             self.table
                 .remove_listener(crate::socket::table::ListenerId(lid as u32));
             for slot in l.accept_q {
-                self.abort(slot);
+                if let Some(id) = self.conns.id(slot) {
+                    self.abort(id);
+                }
             }
         }
     }
@@ -306,12 +309,12 @@ impl Host {
         &mut self,
         remote: SocketAddr,
         local: Option<SocketAddr>,
-    ) -> Result<usize, Errno> {
-        let slot = self.socket(remote, local)?;
-        match self.start_connect(slot) {
-            Ok(()) => Ok(slot),
+    ) -> Result<ConnId, Errno> {
+        let id = self.socket(remote, local)?;
+        match self.start_connect(id) {
+            Ok(()) => Ok(id),
             Err(e) => {
-                self.free_conn(slot);
+                self.free_conn(id.slot());
                 Err(e)
             }
         }
@@ -325,7 +328,7 @@ impl Host {
         &mut self,
         remote: SocketAddr,
         local: Option<SocketAddr>,
-    ) -> Result<usize, Errno> {
+    ) -> Result<ConnId, Errno> {
         let local = match local {
             Some(l) if l.port() != 0 => l,
             Some(l) => SocketAddr::new(l.ip(), self.table.connect_port(l.ip(), remote)?),
@@ -342,12 +345,13 @@ impl Host {
             self.free_conn(slot);
             return Err(e);
         }
-        Ok(slot)
+        self.conns.id(slot).ok_or(Errno::ENOMEM)
     }
 
     /// connect(2) for a connection made by [`Host::socket`]: SYN_SENT, and the stack sends
     /// the SYN. EISCONN once it started.
-    pub fn start_connect(&mut self, slot: usize) -> Result<(), Errno> {
+    pub fn start_connect(&mut self, id: ConnId) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 || c.side.listener.is_some() {
             return Err(Errno::EISCONN);
@@ -377,7 +381,7 @@ impl Host {
             tp.t_flags |= tf::REQ_TSTMP;
             tp.ts_offset = ts_offset;
         }
-        let _ = self.with_conn(slot, |c, w| c.output(w));
+        let _ = self.with_slot(slot, |c, w| c.output(w));
         self.after_call(slot);
         Ok(())
     }
@@ -385,7 +389,8 @@ impl Host {
     /// Queues `data` for sending; returns how much fit in the send buffer (EAGAIN when none
     /// did). EPIPE after shutdown, the connection's error once it failed, ENOTCONN when it
     /// never connected.
-    pub fn send(&mut self, slot: usize, data: &[u8]) -> Result<usize, Errno> {
+    pub fn send(&mut self, id: ConnId, data: &[u8]) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let c = self
             .conns
             .get_mut(slot)
@@ -405,14 +410,15 @@ impl Host {
         if n == 0 && !data.is_empty() {
             return Err(Errno::EAGAIN);
         }
-        let _ = self.with_conn(slot, |c, w| c.output(w));
+        let _ = self.with_slot(slot, |c, w| c.output(w));
         self.after_call(slot);
         Ok(n)
     }
 
     /// Reads received bytes. Ok(0) at end of stream (the peer's FIN); EAGAIN when nothing is
     /// there yet; the connection's error (ECONNRESET, ETIMEDOUT, ...) once it failed.
-    pub fn recv(&mut self, slot: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+    pub fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let (side, pool) = self.side_and_pool(slot)?;
         let limit = side.read_limit(pool).min(buf.len());
         let n = side.rcv.read(pool, &mut buf[..limit]);
@@ -427,9 +433,10 @@ impl Host {
     /// connection's error.
     pub fn recv_with(
         &mut self,
-        slot: usize,
+        id: ConnId,
         f: impl FnOnce(&[u8]) -> usize,
     ) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let (side, pool) = self.side_and_pool(slot)?;
         let limit = side.read_limit(pool);
         let run = side.rcv.front();
@@ -472,7 +479,7 @@ impl Host {
     fn after_read(&mut self, slot: usize, n: usize, empty_buf: bool) -> Result<usize, Errno> {
         if n > 0 {
             // tcp_usr_rcvd: the window may have opened enough to tell the peer.
-            let _ = self.with_conn(slot, |c, w| c.output(w));
+            let _ = self.with_slot(slot, |c, w| c.output(w));
             self.after_call(slot);
             return Ok(n);
         }
@@ -497,7 +504,8 @@ impl Host {
 
     /// send(MSG_OOB): `data` goes into the stream and its last byte is urgent; the urgent
     /// pointer (BSD: past that byte) rides on every segment until it is acknowledged.
-    pub fn send_oob(&mut self, slot: usize, data: &[u8]) -> Result<usize, Errno> {
+    pub fn send_oob(&mut self, id: ConnId, data: &[u8]) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let c = self.conn_mut(slot)?;
         if data.is_empty() || c.side.snd.space() < data.len() {
             // All or nothing: the pointer must land on the byte written.
@@ -516,7 +524,7 @@ impl Host {
             .wrapping_add((c.side.snd.len() + data.len()) as u32);
         // The pointer first, so that the segments `send` puts out already carry it.
         let old = std::mem::replace(&mut c.ctx.tp.snd_up, end);
-        match self.send(slot, data) {
+        match self.send(id, data) {
             Ok(n) => Ok(n),
             Err(e) => {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
@@ -529,7 +537,8 @@ impl Host {
 
     /// recv(MSG_OOB): the urgent byte. EINVAL when there is none (or SO_OOBINLINE is on, or
     /// it was taken already), EAGAIN when it has not arrived yet (BSD).
-    pub fn recv_oob(&mut self, slot: usize) -> Result<u8, Errno> {
+    pub fn recv_oob(&mut self, id: ConnId) -> Result<u8, Errno> {
+        let slot = self.conns.resolve(id);
         let c = self.conn_mut(slot)?;
         let side = &mut c.side;
         let Some(mut u) = side.urg.filter(|u| !u.taken && !side.oobinline) else {
@@ -553,7 +562,8 @@ impl Host {
     }
 
     /// SIOCATMARK: the read head is at the urgent mark.
-    pub fn at_mark(&self, slot: usize) -> bool {
+    pub fn at_mark(&self, id: ConnId) -> bool {
+        let slot = self.conns.resolve(id);
         self.conn_at(slot)
             .and_then(|c| {
                 c.side
@@ -565,18 +575,21 @@ impl Host {
     }
 
     /// Bytes waiting to be read (SIOCINQ / FIONREAD).
-    pub fn readable(&self, slot: usize) -> usize {
+    pub fn readable(&self, id: ConnId) -> usize {
+        let slot = self.conns.resolve(id);
         self.conn_at(slot).map_or(0, |c| c.side.rcv.readable())
     }
 
     /// Bytes not yet acknowledged by the peer (SIOCOUTQ).
-    pub fn unacked(&self, slot: usize) -> usize {
+    pub fn unacked(&self, id: ConnId) -> usize {
+        let slot = self.conns.resolve(id);
         self.conn_at(slot).map_or(0, |c| c.side.snd.len())
     }
 
     /// tcp_usrclosed: closing our direction moves the state machine and the stack sends
     /// the FIN after the data.
-    pub fn shutdown(&mut self, slot: usize, how: Shutdown) -> Result<(), Errno> {
+    pub fn shutdown(&mut self, id: ConnId, how: Shutdown) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let c = self
             .conns
             .get_mut(slot)
@@ -603,7 +616,7 @@ impl Host {
                 TcpState::CloseWait => tp.t_state = TcpState::LastAck,
                 _ => {}
             }
-            let _ = self.with_conn(slot, |c, w| c.output(w));
+            let _ = self.with_slot(slot, |c, w| c.output(w));
             self.after_call(slot);
         }
         Ok(())
@@ -612,7 +625,8 @@ impl Host {
     /// close(2): shutdown both ways; the connection lingers until the FIN handshake ends and
     /// is freed then. Unread data is thrown away and the FIN goes out as usual (FreeBSD
     /// tcp_disconnect flushes so_rcv; Linux would send a RST instead).
-    pub fn close(&mut self, slot: usize) {
+    pub fn close(&mut self, id: ConnId) {
+        let slot = self.conns.resolve(id);
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -621,7 +635,7 @@ impl Host {
         // SO_LINGER with a zero timeout makes close an abort (RST), as BSD does.
         let hard = c.side.linger == Some(0);
         if hard && c.ctx.tp.t_state.have_established() {
-            self.abort(slot);
+            self.abort(id);
             return;
         }
         c.side.rcv.clear(&mut self.worker.pool);
@@ -630,10 +644,10 @@ impl Host {
             self.free_conn(slot);
             return;
         }
-        let _ = self.shutdown(slot, Shutdown::Write);
+        let _ = self.shutdown(id, Shutdown::Write);
         // Let the stack see TF_CLOSED (an orphaned FIN_WAIT_2 gets its timeout).
         if self.conns.get(slot).is_some_and(Option::is_some) {
-            let _ = self.with_conn(slot, |c, w| c.output(w));
+            let _ = self.with_slot(slot, |c, w| c.output(w));
         }
         self.after_call(slot);
     }
@@ -643,7 +657,8 @@ impl Host {
     /// stopped, and the application gets ECONNABORTED from its next call and frees it with
     /// close, as it would a socket the kernel dropped (an orphaned connection is freed now).
     /// ESRCH when the connection is already closed.
-    pub fn tcpdrop(&mut self, slot: usize) -> Result<(), Errno> {
+    pub fn tcpdrop(&mut self, id: ConnId) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let c = self
             .conns
             .get_mut(slot)
@@ -689,7 +704,8 @@ impl Host {
     }
 
     /// Drops the connection with a RST (tcp_drop), and frees it.
-    pub fn abort(&mut self, slot: usize) {
+    pub fn abort(&mut self, id: ConnId) {
+        let slot = self.conns.resolve(id);
         if self.conn_at(slot).is_none() {
             return;
         }
@@ -697,38 +713,49 @@ impl Host {
         self.free_conn(slot);
     }
 
-    pub fn state(&self, slot: usize) -> Option<TcpState> {
+    pub fn state(&self, id: ConnId) -> Option<TcpState> {
+        let slot = self.conns.resolve(id);
         self.conns.get(slot)?.as_ref().map(|c| c.state())
     }
 
     /// getsockname: the connection's local address.
-    pub fn local_addr(&self, slot: usize) -> Option<SocketAddr> {
+    pub fn local_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        let slot = self.conns.resolve(id);
         self.conns.get(slot)?.as_ref().map(|c| c.side.local)
     }
 
     /// getpeername: the connection's remote address.
-    pub fn peer_addr(&self, slot: usize) -> Option<SocketAddr> {
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        let slot = self.conns.resolve(id);
         self.conns.get(slot)?.as_ref().map(|c| c.side.remote)
     }
 
-    pub fn tcpcb(&self, slot: usize) -> Option<&Tcpcb> {
+    /// SO_LINGER's seconds when it is on.
+    pub fn linger(&self, id: ConnId) -> Option<u32> {
+        self.conns.get_by_id(id)?.side.linger
+    }
+
+    pub fn tcpcb(&self, id: ConnId) -> Option<&Tcpcb> {
+        let slot = self.conns.resolve(id);
         self.conns.get(slot)?.as_ref().map(|c| &c.ctx.tp)
     }
 
     /// TCP_INFO.
-    pub fn tcp_info(&mut self, slot: usize) -> Result<TcpInfo, Errno> {
-        self.with_conn(slot, |c, w| c.info(w))
+    pub fn tcp_info(&mut self, id: ConnId) -> Result<TcpInfo, Errno> {
+        let slot = self.conns.resolve(id);
+        self.with_slot(slot, |c, w| c.info(w))
     }
 
     /// setsockopt: the host's own options (keepalive, timeouts, buffers, stack and CC
     /// choice), the rest to the stack.
     pub fn setsockopt(
         &mut self,
-        slot: usize,
+        id: ConnId,
         level: i32,
         name: i32,
         val: &[u8],
     ) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let mut buf = val.to_vec();
         let len = buf.len() as u32;
         let mut opt = SockOpt {
@@ -745,16 +772,16 @@ impl Host {
                     .map_err(|_| Errno::EINVAL)?
                     .trim_end_matches('\0');
                 let cc = self.registry.snapshot().cc(name).map_err(cc_errno)?.clone();
-                self.with_conn(slot, |c, _| c.set_cc(cc))
+                self.with_slot(slot, |c, _| c.set_cc(cc))
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
-                self.set_function_blk(slot, function_set_name(val)?)
+                self.set_function_blk(id, function_set_name(val)?)
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_CCALGOOPT) => {
                 if val.len() > sockopt::TCP_CCALGOOPT_MAX {
                     return Err(Errno::EINVAL);
                 }
-                self.with_conn(slot, |c, _| c.cc_ctl(&mut opt))
+                self.with_slot(slot, |c, _| c.cc_ctl(&mut opt))
             }
             (
                 sockopt::IPPROTO_TCP,
@@ -842,7 +869,7 @@ impl Host {
                 Ok(())
             }
             _ => {
-                self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt))?;
+                self.with_slot(slot, |c, w| c.ctloutput(w, &mut opt))?;
                 if StickyOpts::keeps(level, name) {
                     let c = self.conn_mut(slot)?;
                     c.side
@@ -860,7 +887,7 @@ impl Host {
     /// keepalive timer when TCP_KEEPIDLE changes, Linux when SO_KEEPALIVE is set). A stack
     /// that has nothing to do answers ENOPROTOOPT, which is fine.
     fn notify_stack(&mut self, slot: usize, opt: &mut SockOpt<'_>) {
-        let _ = self.with_conn(slot, |c, w| c.ctloutput(w, opt));
+        let _ = self.with_slot(slot, |c, w| c.ctloutput(w, opt));
     }
 
     /// Sets the options the host remembers for `slot` on its (new) stack again; an option
@@ -879,7 +906,7 @@ impl Host {
                 val: (&mut buf[..]).into(),
                 len,
             };
-            let _ = self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt));
+            let _ = self.with_slot(slot, |c, w| c.ctloutput(w, &mut opt));
         }
     }
 
@@ -892,14 +919,15 @@ impl Host {
     /// `buf`'s length, as FreeBSD's sooptcopyout does, and return the length copied.
     pub fn getsockopt(
         &mut self,
-        slot: usize,
+        id: ConnId,
         level: i32,
         name: i32,
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
+        let slot = self.conns.resolve(id);
         let fixed = match (level, name) {
             (sockopt::IPPROTO_TCP, sockopt::TCP_INFO) => {
-                Some(self.tcp_info(slot)?.to_freebsd().to_vec())
+                Some(self.tcp_info(id)?.to_freebsd().to_vec())
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_SIFTR) => {
                 let v = self.siftr_getsockopt(slot)?;
@@ -908,7 +936,7 @@ impl Host {
                 return Ok(v.len());
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_STATS) => {
-                let tp = self.tcpcb(slot).ok_or(Errno::EBADF)?;
+                let tp = self.tcpcb(id).ok_or(Errno::EBADF)?;
                 Some(
                     plugtcp_abi::stack::TcpStats::from_tcpcb(tp)
                         .to_bytes()
@@ -979,9 +1007,9 @@ impl Host {
                     len,
                 };
                 if (level, name) == (sockopt::IPPROTO_TCP, sockopt::TCP_CCALGOOPT) {
-                    self.with_conn(slot, |c, _| c.cc_ctl(&mut opt))?;
+                    self.with_slot(slot, |c, _| c.cc_ctl(&mut opt))?;
                 } else {
-                    self.with_conn(slot, |c, w| c.ctloutput(w, &mut opt))?;
+                    self.with_slot(slot, |c, w| c.ctloutput(w, &mut opt))?;
                 }
                 return Ok(opt.len as usize);
             }
@@ -996,7 +1024,8 @@ impl Host {
     /// TIME_WAIT or once the connection was dropped, the target's handoff_ok errno as is,
     /// and the new stack's init errno (EIO if it panicked) with the old stack kept. A panic
     /// in the new stack's init is counted against it; the connection lives on.
-    pub fn set_function_blk(&mut self, slot: usize, name: &str) -> Result<(), Errno> {
+    pub fn set_function_blk(&mut self, id: ConnId, name: &str) -> Result<(), Errno> {
+        let slot = self.conns.resolve(id);
         let c = self
             .conns
             .get_mut(slot)
@@ -1032,9 +1061,9 @@ impl Host {
     }
 
     /// getsockopt for an int-valued option.
-    pub fn getsockopt_int(&mut self, slot: usize, level: i32, name: i32) -> Result<i32, Errno> {
+    pub fn getsockopt_int(&mut self, id: ConnId, level: i32, name: i32) -> Result<i32, Errno> {
         let mut b = [0u8; 4];
-        match self.getsockopt(slot, level, name, &mut b)? {
+        match self.getsockopt(id, level, name, &mut b)? {
             4 => Ok(i32::from_ne_bytes(b)),
             _ => Err(Errno::EINVAL),
         }

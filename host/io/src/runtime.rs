@@ -15,6 +15,7 @@ use std::time::Duration;
 use plugtcp_abi::{Errno, TcpState};
 
 use crate::simnet::SimNet;
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::usrreq::Shutdown;
 use plugtcp_host::Host;
 
@@ -204,14 +205,14 @@ impl Drop for TcpListener {
 pub struct TcpStream {
     shared: Arc<Shared>,
     side: Side,
-    slot: usize,
+    slot: ConnId,
 }
 
 impl TcpStream {
     /// Calls `f` under the lock until it has an answer, waiting for driver steps between.
     fn wait<R>(
         &self,
-        mut f: impl FnMut(&mut Host, usize) -> Option<Result<R, Errno>>,
+        mut f: impl FnMut(&mut Host, ConnId) -> Option<Result<R, Errno>>,
     ) -> io::Result<R> {
         let mut net = lock(&self.shared);
         loop {
@@ -286,11 +287,7 @@ impl Drop for TcpStream {
     /// close(2): the connection finishes its FIN handshake in the background.
     fn drop(&mut self) {
         let mut net = lock(&self.shared);
-        let linger = host(&mut net, self.side)
-            .conns
-            .get(self.slot)
-            .and_then(Option::as_ref)
-            .and_then(|c| c.side.linger);
+        let linger = host(&mut net, self.side).linger(self.slot);
         host(&mut net, self.side).close(self.slot);
         drop(net);
         self.shared.changed.notify_all();
@@ -338,7 +335,7 @@ impl AsyncTcpStream {
     fn poll_op<R>(
         &self,
         cx: &mut std::task::Context<'_>,
-        f: impl FnOnce(&mut Host, usize) -> Result<R, Errno>,
+        f: impl FnOnce(&mut Host, ConnId) -> Result<R, Errno>,
     ) -> std::task::Poll<io::Result<R>> {
         let s = &self.inner;
         let r = {

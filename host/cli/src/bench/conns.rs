@@ -2,6 +2,7 @@
 //! second (in a fresh process, and again once those were reset), resident memory per idle
 //! established connection, and whether bulk throughput suffers with them all open.
 
+use plugtcp_host::conn_table::ConnId;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -52,7 +53,7 @@ fn open_all(
     net: &mut SimNet,
     lids: &[usize],
     n: usize,
-) -> Result<(Vec<usize>, Vec<usize>, f64), String> {
+) -> Result<(Vec<ConnId>, Vec<ConnId>, f64), String> {
     let mut a_slots = Vec::with_capacity(n);
     let mut b_slots = Vec::with_capacity(n);
     let t0 = Instant::now();

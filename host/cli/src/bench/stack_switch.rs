@@ -16,6 +16,7 @@ use plugtcp_abi::stack::TcpFunctionBlockRef;
 use plugtcp_abi::TcpState;
 
 use crate::builtins::BuiltinNet as _;
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::registry::{Origin, PluginInfo};
 use plugtcp_io::sim::SimLinkConfig;
@@ -90,8 +91,8 @@ impl Fnv {
 /// One bulk transfer from A to B, pumped between simulation steps.
 struct Transfer {
     lid: usize,
-    c: usize,
-    s: Option<usize>,
+    c: ConnId,
+    s: Option<ConnId>,
     total: u64,
     sent: u64,
     received: u64,
@@ -143,7 +144,7 @@ impl Transfer {
     }
 }
 
-fn in_flight(net: &SimNet, c: usize) -> u64 {
+fn in_flight(net: &SimNet, c: ConnId) -> u64 {
     net.a
         .tcpcb(c)
         .map_or(0, |tp| tp.snd_max.wrapping_sub(tp.snd_una) as u64)

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use plugtcp_abi::stack::tcpi_off;
 
 use super::exec::Runner;
+use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::socket::table::ConnKey;
 
 /// Runs one command line.
@@ -169,12 +170,12 @@ fn sockstat(r: &mut Runner<'_>, args: &[&str]) -> String {
         s.push('\n');
         s
     };
-    let fd_of = |r: &Runner<'_>, slot: Option<usize>, lid: Option<usize>| {
+    let fd_of = |r: &Runner<'_>, slot: Option<ConnId>, lid: Option<usize>| {
         r.posix
             .open_fds()
             .into_iter()
             .find(|&fd| {
-                (slot.is_some() && r.posix.conn_slot(fd) == slot)
+                (slot.is_some() && r.posix.conn_id(fd) == slot)
                     || (lid.is_some() && r.posix.listener(fd) == lid)
             })
             .map_or("??".to_string(), |fd| fd.to_string())
@@ -201,8 +202,10 @@ fn sockstat(r: &mut Runner<'_>, args: &[&str]) -> String {
         }
     }
     if connected {
-        for (slot, c) in r.host.conns.iter().enumerate() {
-            let Some(c) = c else { continue };
+        for id in r.host.conns.ids() {
+            let Some(c) = r.host.conns.get_by_id(id) else {
+                continue;
+            };
             let (l, f) = (c.side.local, c.side.remote);
             if f.port() == 0 || !fam_ok(&l) || !port_ok(&l, Some(&f)) {
                 continue;
@@ -210,7 +213,7 @@ fn sockstat(r: &mut Runner<'_>, args: &[&str]) -> String {
             let proto = if l.is_ipv4() { "tcp4" } else { "tcp6" };
             let st = c.state().name();
             out.push_str(&row(
-                fd_of(r, Some(slot), None),
+                fd_of(r, Some(id), None),
                 proto,
                 l.to_string(),
                 f.to_string(),
@@ -245,7 +248,6 @@ fn tcpdrop(r: &mut Runner<'_>, args: &[&str]) -> Result<String, String> {
         .host
         .table
         .lookup_conn(&ConnKey::new(local, remote))
-        .map(|id| id.0 as usize)
         .ok_or_else(|| format!("tcpdrop: {local} {remote}: No such process"))?;
     r.host
         .tcpdrop(slot)

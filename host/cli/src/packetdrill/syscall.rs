@@ -629,7 +629,7 @@ fn start(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
                     // An address on a connected TCP socket: FreeBSD says EISCONN.
                     let _ = sockaddr(r, a, false)?;
                     if r.posix
-                        .conn_slot(fd)
+                        .conn_id(fd)
                         .is_some_and(|s| r.host.state(s).is_some_and(|st| st != TcpState::Closed))
                     {
                         return Ok(errno(Err(Errno::EISCONN)));

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use plugtcp_host::conn_table::ConnId;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -281,7 +282,7 @@ pub fn block_variant(
 }
 
 /// B listens on :80, A connects; returns (A's slot, B's accepted slot) once established.
-pub fn established(net: &mut plugtcp_io::simnet::SimNet) -> (usize, usize) {
+pub fn established(net: &mut plugtcp_io::simnet::SimNet) -> (ConnId, ConnId) {
     let b = plugtcp_io::simnet::ADDR_B;
     let lid = net.b.listen((b, 80).into(), 8).unwrap();
     let c = net.a.connect((b, 80).into(), None).unwrap();
@@ -311,7 +312,7 @@ pub fn transfer(
     net: &mut plugtcp_io::simnet::SimNet,
     len: usize,
     deadline_ns: u64,
-    mut tick: impl FnMut(&mut plugtcp_io::simnet::SimNet, usize) -> usize,
+    mut tick: impl FnMut(&mut plugtcp_io::simnet::SimNet, ConnId) -> usize,
 ) -> Transfer {
     use sha2::{Digest, Sha256};
     let data = payload(len, 17);

@@ -24,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use plugtcp_abi::sockopt::{IPPROTO_TCP, SOL_SOCKET};
 use plugtcp_abi::{Errno, TcpState};
 
+use crate::conn_table::ConnId;
 use crate::usrreq::Shutdown;
 use crate::Host;
 use consts::*;
@@ -59,10 +60,10 @@ impl Family {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Kind {
     /// socket(2) called: a connection object without an address (options go to it).
-    Fresh(usize),
+    Fresh(ConnId),
     Listening(usize),
-    /// connect(2) called or accepted: the connection in this slot.
-    Conn(usize),
+    /// connect(2) called or accepted: this connection.
+    Conn(ConnId),
 }
 
 /// One open socket descriptor.
@@ -134,8 +135,8 @@ impl Posix {
         self.file(fd).is_ok_and(|f| f.nonblock)
     }
 
-    /// The connection slot behind `fd`, once it has one.
-    pub fn conn_slot(&self, fd: i32) -> Option<usize> {
+    /// The connection behind `fd`, once it has one.
+    pub fn conn_id(&self, fd: i32) -> Option<ConnId> {
         match self.file(fd).ok()?.kind {
             Kind::Fresh(s) | Kind::Conn(s) => Some(s),
             Kind::Listening(_) => None,
@@ -395,7 +396,7 @@ impl Posix {
         Some(Errno(e))
     }
 
-    fn connected_slot(&self, fd: i32) -> Result<usize, Errno> {
+    fn connected_slot(&self, fd: i32) -> Result<ConnId, Errno> {
         match self.file(fd)?.kind {
             Kind::Conn(s) => Ok(s),
             _ => Err(Errno::ENOTCONN),

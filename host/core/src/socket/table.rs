@@ -33,9 +33,7 @@ pub const PORTRANGE_LAST_DEFAULT: u16 = 65535;
 /// Size of the RFC 6056 algorithm 4 table of per-destination-bucket counters.
 const PORT_TABLE_SIZE: usize = 256;
 
-/// Index of a connection in the host's connection slab.
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-pub struct ConnId(pub u32);
+pub use crate::conn_table::ConnId;
 
 /// Identifier of a listening socket, allocated by [`SockTable::bind_listener`].
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -508,8 +506,9 @@ mod tests {
                 };
                 for (lp, rp) in [(80, 5000), (5000, 80)] {
                     let k = key(&format!("{l}:{lp}"), &format!("{r}:{rp}"));
-                    t.insert_conn(k, ConnId(next)).unwrap();
-                    all.push((k, ConnId(next)));
+                    t.insert_conn(k, ConnId::from_parts(next as usize, 0))
+                        .unwrap();
+                    all.push((k, ConnId::from_parts(next as usize, 0)));
                     next += 1;
                 }
             }
@@ -602,8 +601,11 @@ mod tests {
     #[test]
     fn bind_conflicts_with_connections_unless_reuseaddr() {
         let mut t = table();
-        t.insert_conn(key("10.0.0.1:8080", "1.2.3.4:999"), ConnId(1))
-            .unwrap();
+        t.insert_conn(
+            key("10.0.0.1:8080", "1.2.3.4:999"),
+            ConnId::from_parts(1 as usize, 0),
+        )
+        .unwrap();
         assert_eq!(
             t.bind_listener(sa("10.0.0.1:8080"), false),
             Err(Errno::EADDRINUSE)
@@ -641,11 +643,17 @@ mod tests {
     fn duplicate_four_tuple_and_family_mismatch() {
         let mut t = table();
         let k = key("10.0.0.1:1000", "1.1.1.1:80");
-        t.insert_conn(k, ConnId(1)).unwrap();
-        assert_eq!(t.insert_conn(k, ConnId(2)), Err(Errno::EADDRINUSE));
-        assert_eq!(t.lookup_conn(&k), Some(ConnId(1)));
+        t.insert_conn(k, ConnId::from_parts(1 as usize, 0)).unwrap();
         assert_eq!(
-            t.insert_conn(key("10.0.0.1:1000", "[fd01::1]:80"), ConnId(3)),
+            t.insert_conn(k, ConnId::from_parts(2 as usize, 0)),
+            Err(Errno::EADDRINUSE)
+        );
+        assert_eq!(t.lookup_conn(&k), Some(ConnId::from_parts(1 as usize, 0)));
+        assert_eq!(
+            t.insert_conn(
+                key("10.0.0.1:1000", "[fd01::1]:80"),
+                ConnId::from_parts(3 as usize, 0)
+            ),
             Err(Errno::EAFNOSUPPORT)
         );
         assert_eq!(
@@ -676,7 +684,7 @@ mod tests {
             assert!(seen.insert(p), "port {p} handed out twice");
             t.insert_conn(
                 ConnKey::new(SocketAddr::new(ip("10.0.0.1"), p), remote),
-                ConnId(i),
+                ConnId::from_parts(i as usize, 0),
             )
             .unwrap();
         }
@@ -702,7 +710,7 @@ mod tests {
             assert!(seen.insert(p));
             t.insert_conn(
                 ConnKey::new(SocketAddr::new(ip("10.0.0.1"), p), remote),
-                ConnId(i),
+                ConnId::from_parts(i as usize, 0),
             )
             .unwrap();
         }
@@ -746,7 +754,7 @@ mod tests {
             got.insert(p);
             t.insert_conn(
                 ConnKey::new(SocketAddr::new(ip("10.0.0.1"), p), remote),
-                ConnId(i),
+                ConnId::from_parts(i as usize, 0),
             )
             .unwrap();
         }

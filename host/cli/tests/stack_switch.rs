@@ -599,3 +599,64 @@ fn socket_options_survive_a_switch() {
         }
     }
 }
+
+/// Timer deliveries seen by [`TimerStopper`]: (which, at ns).
+static STOPPER_FIRED: std::sync::Mutex<Vec<(u32, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// A block that arms two timers due at the same instant; the first to fire stops the
+/// second (REXMT) and the second re-arms... nothing: the host must not deliver the stopped
+/// one, although the wheel collected both in the same pass.
+struct TimerStopper;
+impl TcpStack for TimerStopper {
+    const NAME: &'static str = "timerstopper";
+    const FLAGS: u32 = tcp_func::DEFAULT_OK;
+    fn init(cx: &mut StackCtx, _mode: InitMode, _old: OldStack) -> Result<Self, Errno> {
+        cx.host.timer_start(tt::DELACK, 1_000_000);
+        cx.host.timer_start(tt::REXMT, 1_000_000);
+        Ok(TimerStopper)
+    }
+    fn do_segment(
+        &mut self,
+        _cx: &mut StackCtx,
+        _seg: &plugtcp_abi::segment::SegIn<'_>,
+    ) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn output(&mut self, _cx: &mut StackCtx) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn timer(&mut self, cx: &mut StackCtx, which: u32) -> Result<(), Errno> {
+        STOPPER_FIRED.lock().unwrap().push((which, cx.host.now()));
+        if which == tt::DELACK {
+            cx.host.timer_stop(tt::REXMT);
+        }
+        Ok(())
+    }
+    fn ctloutput(
+        &mut self,
+        _cx: &mut StackCtx,
+        _opt: &mut plugtcp_abi::sockopt::SockOpt<'_>,
+    ) -> Result<(), Errno> {
+        Err(Errno::ENOPROTOOPT)
+    }
+}
+
+#[test]
+fn a_timer_stopped_by_an_earlier_one_in_the_same_pass_is_not_delivered() {
+    let mut h = Host::with_seed(Default::default(), 5);
+    h.register_builtins();
+    register::<TimerStopper>(&h);
+    h.sysctl_set("net.inet.tcp.functions_default", "timerstopper")
+        .unwrap();
+    let c = h.new_conn().unwrap();
+    assert_eq!(
+        get_set(&mut h, c, TCP_FUNCTION_BLK).0,
+        "timerstopper",
+        "the block under test runs the connection"
+    );
+    h.advance(5_000_000);
+    let fired = STOPPER_FIRED.lock().unwrap().clone();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].0, tt::DELACK);
+    assert_eq!(h.tcpcb(c).map(|tp| tp.t_state), Some(TcpState::Closed));
+}

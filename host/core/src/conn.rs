@@ -1000,7 +1000,22 @@ impl Conn {
         })
     }
 
-    /// Timer `which` fired.
+    /// Timer `which`, armed as `id`, fired in the wheel. Nothing happens when the connection
+    /// no longer holds `id` there (the stack stopped or re-armed the timer after the wheel
+    /// gave it out, in an earlier delivery of the same pass).
+    pub fn timer_fired(
+        &mut self,
+        w: &mut Worker,
+        which: u32,
+        id: TimerId,
+    ) -> Result<(), ConnFault> {
+        if self.side.timers.get(which as usize) != Some(&Some(id)) {
+            return Ok(());
+        }
+        self.timer(w, which)
+    }
+
+    /// Timer `which` is due: the stack's timer hook runs, the timer no longer armed.
     pub fn timer(&mut self, w: &mut Worker, which: u32) -> Result<(), ConnFault> {
         if let Some(t) = self.side.timers.get_mut(which as usize) {
             *t = None;

@@ -19,6 +19,7 @@ use crate::socket::syncache::{SynCache, SynCacheConfig, SynCacheEvent, SynCookie
 use crate::socket::table::{ConnKey, SockTable};
 use crate::sysctl::TcpTunables;
 use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
+use crate::timer::TimerId;
 use crate::usrreq::Listener;
 use plugtcp_abi::stack::StackTunables;
 use rand::SeedableRng;
@@ -48,7 +49,7 @@ pub struct Host {
     pub conns: ConnTable,
     /// Clock, timer wheel and buffer pool shared by the connections.
     pub worker: Worker,
-    fired: Vec<(u64, u64)>,
+    fired: Vec<(u64, TimerId)>,
     /// Plugin faults per plugin name (a panicking hook costs its connection, never the host).
     pub plugin_faults: std::collections::BTreeMap<String, u64>,
     /// 4-tuple demux, listeners, ports.
@@ -751,12 +752,13 @@ impl Host {
         self.frags.expire(now);
         self.defer_timers(now);
         let mut fired = std::mem::take(&mut self.fired);
-        self.worker.wheel.expire(now, &mut fired);
-        for &(token, _) in &fired {
+        self.worker.wheel.expire_ids(now, &mut fired);
+        for &(token, id) in &fired {
             let (slot, which) = timer_token_parts(token);
             // A connection in the slot is the one that armed the timer: closing a connection
-            // cancels its timers.
-            let _ = self.with_slot(slot, |c, w| c.timer(w, which));
+            // cancels its timers. One delivered earlier in this pass may have stopped or
+            // re-armed this one: then the connection no longer holds `id`, and it is skipped.
+            let _ = self.with_slot(slot, |c, w| c.timer_fired(w, which, id));
             self.after_call(slot);
         }
         fired.clear();

@@ -257,6 +257,11 @@ impl TimerWheel {
     /// wheel (it is mutably borrowed); to schedule from a callback, collect
     /// first with [`TimerWheel::expire`].
     pub fn advance(&mut self, now: u64, mut fire: impl FnMut(u64, u64)) {
+        self.advance_ids(now, |token, deadline, _| fire(token, deadline));
+    }
+
+    /// As [`TimerWheel::advance`], with the (now stale) id each timer had.
+    fn advance_ids(&mut self, now: u64, mut fire: impl FnMut(u64, u64, TimerId)) {
         let now = now.max(self.now);
         self.now = now;
         let now_tick = now / self.tick_ns;
@@ -286,6 +291,13 @@ impl TimerWheel {
     /// Like [`TimerWheel::advance`], appending `(token, deadline)` to `out`.
     pub fn expire(&mut self, now: u64, out: &mut Vec<(u64, u64)>) {
         self.advance(now, |token, deadline| out.push((token, deadline)));
+    }
+
+    /// Like [`TimerWheel::expire`], appending `(token, id)`: the id the timer was scheduled
+    /// under, so that a caller who delivers the timers one by one can tell whether an
+    /// earlier delivery cancelled or re-armed a later one (its owner no longer holds the id).
+    pub fn expire_ids(&mut self, now: u64, out: &mut Vec<(u64, TimerId)>) {
+        self.advance_ids(now, |token, _, id| out.push((token, id)));
     }
 
     fn live_index(&self, id: TimerId) -> Option<u32> {
@@ -377,7 +389,7 @@ impl TimerWheel {
     }
 
     /// Fire the level-0 slot's entries with `deadline <= now`, sorted.
-    fn fire_slot(&mut self, slot: usize, now: u64, fire: &mut impl FnMut(u64, u64)) {
+    fn fire_slot(&mut self, slot: usize, now: u64, fire: &mut impl FnMut(u64, u64, TimerId)) {
         let mut due = std::mem::take(&mut self.scratch);
         let mut i = self.heads[0][slot];
         while i != NIL {
@@ -394,10 +406,11 @@ impl TimerWheel {
         }
         due.sort_unstable();
         for &(deadline, _, idx) in &due {
-            let token = self.entries[idx as usize].token;
+            let e = &self.entries[idx as usize];
+            let (token, id) = (e.token, TimerId::new(idx, e.generation));
             self.release(idx);
             self.len -= 1;
-            fire(token, deadline);
+            fire(token, deadline, id);
         }
         due.clear();
         self.scratch = due;

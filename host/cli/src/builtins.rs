@@ -3,7 +3,7 @@
 //! abi_stable's root-module symbol under its fixed name, so a program that links several of
 //! them needs the linker flag this crate's build script passes; the host library does not.
 
-use plugtcp_host::host::StaticPlugins;
+use plugtcp_host::kld::StaticPlugins;
 use plugtcp_host::registry::loader::{LoadError, SearchPath};
 use plugtcp_host::Host;
 use plugtcp_io::sim::SimLinkConfig;

@@ -1,10 +1,10 @@
 //! Socket options and timers of the base stack, on the simulated link.
 
 use plugtcp_abi::segment::{th, SegOut, TcpOpts};
+use plugtcp_abi::sockopt::SO_KEEPALIVE;
 use plugtcp_abi::sockopt::{self, IPPROTO_TCP};
 use plugtcp_abi::{Errno, TcpState};
 use plugtcp_host::conn_table::ConnId;
-use plugtcp_host::usrreq::SO_KEEPALIVE;
 use plugtcp_host::wire::{self, Parsed};
 use plugtcp_io::sim::SimLinkConfig;
 use plugtcp_io::simnet::{Captured, SimNet, ADDR_B};
@@ -532,7 +532,7 @@ fn accepted_connections_inherit_listener_options() {
 #[test]
 fn listeners_pass_on_every_inherited_option() {
     use plugtcp_abi::sockopt::SOL_SOCKET;
-    use plugtcp_host::usrreq::{SO_LINGER, SO_RCVBUF, SO_SNDBUF};
+    use plugtcp_abi::sockopt::{SO_LINGER, SO_RCVBUF, SO_SNDBUF};
     let mut net = net(31);
     net.record = Some(Vec::new());
     let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
@@ -669,7 +669,7 @@ fn so_linger_zero_resets() {
         net.a.setsockopt(
             c,
             plugtcp_abi::sockopt::SOL_SOCKET,
-            plugtcp_host::usrreq::SO_LINGER,
+            plugtcp_abi::sockopt::SO_LINGER,
             &[0u8; 4]
         ),
         Err(Errno::EINVAL)
@@ -678,7 +678,7 @@ fn so_linger_zero_resets() {
         .setsockopt(
             c,
             plugtcp_abi::sockopt::SOL_SOCKET,
-            plugtcp_host::usrreq::SO_LINGER,
+            plugtcp_abi::sockopt::SO_LINGER,
             &linger(1, 0),
         )
         .unwrap();
@@ -754,7 +754,7 @@ fn buffers_grow_to_fill_the_path() {
 
 #[test]
 fn urgent_data_out_of_band_and_inline() {
-    use plugtcp_host::usrreq::SO_OOBINLINE;
+    use plugtcp_abi::sockopt::SO_OOBINLINE;
     for inline in [false, true] {
         let mut net = net(32);
         let (c, s) = established(&mut net);
@@ -833,7 +833,7 @@ fn urgent_data_out_of_band_and_inline() {
 #[test]
 fn getsockopt_reads_back_options() {
     use plugtcp_abi::sockopt::{self, SOL_SOCKET};
-    use plugtcp_host::usrreq::{SO_KEEPALIVE, SO_LINGER, SO_RCVBUF};
+    use plugtcp_abi::sockopt::{SO_KEEPALIVE, SO_LINGER, SO_RCVBUF};
     let mut net = net(31);
     let (c, _s) = established(&mut net);
     let h = &mut net.a;

@@ -7,16 +7,12 @@
 
 use std::net::SocketAddr;
 
-use plugtcp_abi::sockopt::{self, IPPROTO_TCP, SOL_SOCKET};
-use plugtcp_abi::stack::TcpInfo;
 use plugtcp_abi::tcpcb::{tf, tf2};
 use plugtcp_abi::{Errno, TcpState};
 
 use crate::conn::Conn;
 use crate::socket::table::{ConnId, ConnKey};
-use crate::usrreq::{
-    function_set, ListenerInherit, SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF,
-};
+use crate::usrreq::ListenerInherit;
 use crate::Host;
 
 impl Host {
@@ -173,92 +169,6 @@ impl Host {
     /// Connections waiting in a listener's accept queue.
     pub fn accept_queue_len(&self, lid: usize) -> usize {
         self.listener_at(lid).map_or(0, |l| l.accept_q.len())
-    }
-
-    /// getsockopt on a listener: what it would pass on to its connections, or the system
-    /// default; TCP_INFO reports LISTEN. ENOPROTOOPT for what a listener does not know.
-    pub fn listener_getsockopt(
-        &mut self,
-        lid: usize,
-        level: i32,
-        name: i32,
-        buf: &mut [u8],
-    ) -> Result<usize, Errno> {
-        let t = self.tunables.clone();
-        let l = self.listener_at(lid).ok_or(Errno::EBADF)?;
-        let tp = &l.tcpcb;
-        let int = |v: i64| {
-            (v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
-                .to_ne_bytes()
-                .to_vec()
-        };
-        let secs = |own: u32, dflt: i64| int(if own > 0 { own as i64 } else { dflt } / 1000);
-        // FreeBSD reads these back as the t_flags bit itself (TF_NODELAY is 4).
-        let flag = |bit: u32| int((tp.t_flags & bit) as i64);
-        let sticky = |name: i32| {
-            l.inherit
-                .sticky
-                .get(name)
-                .map_or_else(|| int(0), <[u8]>::to_vec)
-        };
-        let out = match (level, name) {
-            (SOL_SOCKET, SO_KEEPALIVE) => int((tp.t_flags2 & tf2::KEEPALIVE != 0) as i64),
-            (SOL_SOCKET, SO_OOBINLINE) => int(l.inherit.oobinline as i64),
-            (SOL_SOCKET, SO_SNDBUF) => int(l.inherit.sndbuf.unwrap_or(t.sendspace as usize) as i64),
-            (SOL_SOCKET, SO_RCVBUF) => int(l.inherit.rcvbuf.unwrap_or(t.recvspace as usize) as i64),
-            (SOL_SOCKET, SO_LINGER) => {
-                crate::usrreq::linger_bytes(l.inherit.linger.is_some(), l.inherit.linger_time)
-            }
-            (IPPROTO_TCP, sockopt::TCP_NODELAY) => flag(tf::NODELAY),
-            (IPPROTO_TCP, sockopt::TCP_NOPUSH) => flag(tf::NOPUSH),
-            (IPPROTO_TCP, sockopt::TCP_CORK) => int((tp.t_flags2 & tf2::CORK != 0) as i64),
-            (IPPROTO_TCP, sockopt::TCP_NOOPT) => flag(tf::NOOPT),
-            (IPPROTO_TCP, sockopt::TCP_QUICKACK) => int((tp.t_flags2 & tf2::QUICKACK != 0) as i64),
-            (IPPROTO_TCP, sockopt::TCP_MAXSEG) => {
-                let mss = self.mss_for(l.addr);
-                int(l.inherit.maxseg.map_or(mss, |m| m.min(mss)) as i64)
-            }
-            (IPPROTO_TCP, sockopt::TCP_KEEPINIT) => secs(tp.t_keepinit, t.keepinit),
-            (IPPROTO_TCP, sockopt::TCP_KEEPIDLE) => secs(tp.t_keepidle, t.keepidle),
-            (IPPROTO_TCP, sockopt::TCP_KEEPINTVL) => secs(tp.t_keepintvl, t.keepintvl),
-            (IPPROTO_TCP, sockopt::TCP_KEEPCNT) => int(if tp.t_keepcnt > 0 {
-                tp.t_keepcnt as i64
-            } else {
-                t.keepcnt
-            }),
-            (IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT) => int(tp.t_user_timeout as i64),
-            (IPPROTO_TCP, sockopt::TCP_DEFER_ACCEPT) => int(l.defer_accept as i64),
-            (
-                IPPROTO_TCP,
-                sockopt::TCP_WINDOW_CLAMP | sockopt::TCP_SYNCNT | sockopt::TCP_LINGER2,
-            ) => sticky(name),
-            (IPPROTO_TCP, sockopt::TCP_FUNCTION_BLK) => {
-                let b = l
-                    .stack
-                    .clone()
-                    .or_else(|| self.registry.snapshot().default_block.clone());
-                let (n, users) = b.map_or((String::new(), 0), |b| (b.name.clone(), b.users()));
-                function_set(&n, users).to_vec()
-            }
-            // A listener takes UDP-encapsulated SYNs through the tunnel; its own t_port is 0.
-            (IPPROTO_TCP, sockopt::TCP_REMOTE_UDP_ENCAPS_PORT) => int(0),
-            (IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
-                let c =
-                    l.cc.clone()
-                        .or_else(|| self.registry.snapshot().default_cc.clone());
-                c.map_or_else(Vec::new, |c| crate::usrreq::cc_name_bytes(&c.name))
-            }
-            (IPPROTO_TCP, sockopt::TCP_INFO) => {
-                let v = TcpInfo::from_tcpcb(tp).to_freebsd().to_vec();
-                let n = v.len().min(buf.len());
-                buf[..n].copy_from_slice(&v[..n]);
-                return Ok(n);
-            }
-            _ => return Err(Errno::ENOPROTOOPT),
-        };
-        let dst = buf.get_mut(..out.len()).ok_or(Errno::EINVAL)?;
-        dst.copy_from_slice(&out);
-        Ok(out.len())
     }
 
     /// recv(MSG_PEEK): received bytes copied out without consuming them; Ok(0) at end of

@@ -18,6 +18,7 @@ use plugtcp_abi::stack::{
 };
 use plugtcp_abi::{Errno, HookError, HookStatus, TcpState, Tcpcb};
 
+use crate::observe::{ConnObserver, HostObserver, SegmentSeen};
 use crate::registry::{BlockEntry, CcEntry};
 use crate::socket::buffer::{ChunkPool, RecvBuf, SendBuf};
 use crate::timer::{TimerId, TimerWheel};
@@ -63,10 +64,8 @@ pub struct Worker {
     /// Totals of connections that closed, by the (stack, CC) they ran on last, for the
     /// metrics (drained when they are published; one entry per pair, so bounded).
     pub departed: Vec<Attribution>,
-    /// The host-wide siftr(4) log while `net.inet.siftr.enabled` is 1.
-    pub siftr: Option<Box<crate::siftr::SiftrLog>>,
-    /// Where a siftr line is formatted (reused: no allocation per line).
-    pub siftr_line: crate::siftr::LineBuf,
+    /// The host-wide observer (the siftr(4) log while `net.inet.siftr.enabled` is 1).
+    pub observer: Option<Box<dyn HostObserver>>,
     /// `kern.ipc.maxsockbuf` (FreeBSD sb_max): no socket buffer grows beyond it.
     pub sb_max: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -162,8 +161,7 @@ impl Worker {
             tso_segs: TSO_MAX_SEGS,
             offload: OffloadStats::default(),
             departed: Vec::new(),
-            siftr: None,
-            siftr_line: Default::default(),
+            observer: None,
             sb_max: Arc::new(std::sync::atomic::AtomicU64::new(SB_MAX_DEFAULT)),
         }
     }
@@ -296,8 +294,8 @@ pub struct HostSide {
     /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
     pub wr_shut: bool,
     pub rd_shut: bool,
-    /// The connection's own siftr trace (TCP_SIFTR).
-    pub siftr: Option<Box<crate::siftr::ConnTrace>>,
+    /// The connection's own observer (its TCP_SIFTR trace).
+    pub observer: Option<Box<dyn ConnObserver>>,
     /// Stack options set on it, set again on the next stack after a switch (boxed: most
     /// connections never set one).
     pub sticky: Option<Box<crate::socket::sticky::StickyOpts>>,
@@ -332,7 +330,7 @@ impl HostSide {
             user_closed: false,
             wr_shut: false,
             rd_shut: false,
-            siftr: None,
+            observer: None,
             sticky: None,
         }
     }
@@ -976,14 +974,40 @@ impl Conn {
 
     /// Hands an incoming segment to the stack.
     pub fn do_segment(&mut self, w: &mut Worker, seg: &SegIn<'_>) -> Result<(), ConnFault> {
-        // siftr: only a traced connection (or a host-wide log) pays for more than this test.
-        if self.side.siftr.is_none() && w.siftr.is_none() {
+        // Only an observed connection (or one a host-wide observer may want) pays for more
+        // than this test.
+        if self.side.observer.is_none() && w.observer.is_none() {
             return self.call_stack(w, |s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg));
         }
         let una = self.ctx.tp.snd_una;
         let r = self.call_stack(w, |s, cx| (s.entry.hooks.do_segment)(s.state, cx, seg));
-        crate::siftr::log_ack(self, w, seg.flags, una);
+        self.show_segment(w, seg.flags, una);
         r
+    }
+
+    /// Shows the observers what the segment with `flags` did (`una`: snd_una before it).
+    fn show_segment(&mut self, w: &mut Worker, flags: u16, una: u32) {
+        let side = &mut self.side;
+        let tp = &self.ctx.tp;
+        let seen = SegmentSeen {
+            now: w.now,
+            local: side.local,
+            remote: side.remote,
+            tp,
+            flags,
+            acked: tp.snd_una.wrapping_sub(una),
+            snd_queued: side.snd.len(),
+        };
+        if let Some(o) = side.observer.as_mut() {
+            o.segment(&seen);
+        }
+        if let Some(o) = w
+            .observer
+            .as_mut()
+            .filter(|o| o.wants(&seen.local, &seen.remote))
+        {
+            o.segment(&seen);
+        }
     }
 
     /// Lets the stack send what it can (tcp_output).

@@ -2,23 +2,21 @@
 //! it owns. kldload/kldstat/kldunload and the registry's dynamic sysctls live here because
 //! they need all of these together.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use plugtcp_abi::cc::CcGlobals;
-use plugtcp_abi::stack::TcpFunctionBlockRef;
-use plugtcp_abi::{Errno, PluginKind};
+use plugtcp_abi::Errno;
 
-use crate::conn::{timer_token_parts, Conn, ConnFault, Culprit, Worker};
-use crate::conn_table::{ConnId, ConnTable};
+use crate::conn::{timer_token_parts, Conn, Worker};
+use crate::conn_table::ConnTable;
 use crate::lro;
-use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
-use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
+use crate::registry::loader::SearchPath;
+use crate::registry::Registry;
 use crate::secrets::{sip_key, Entropy, HostRng};
 use crate::socket::syncache::{SynCache, SynCacheConfig, SynCacheEvent, SynCookies};
 use crate::socket::table::{ConnKey, SockTable};
 use crate::sysctl::TcpTunables;
-use crate::sysctl::{DynamicNode, SysctlTree, SysctlValue};
+use crate::sysctl::{SysctlTree, SysctlValue};
 use crate::timer::TimerId;
 use crate::usrreq::Listener;
 use plugtcp_abi::stack::StackTunables;
@@ -26,19 +24,6 @@ use rand::SeedableRng;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
-
-/// One row of `plugtcp kldstat`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct KldRow {
-    pub id: u64,
-    pub kind: &'static str,
-    pub name: String,
-    pub aliases: Vec<String>,
-    pub version: String,
-    pub pcbs: usize,
-    pub file: String,
-    pub being_removed: bool,
-}
 
 /// A host's plugin-facing core.
 pub struct Host {
@@ -117,14 +102,6 @@ pub struct TcpStat {
     /// ICMP packets dropped: not an error about one of our segments in flight, or
     /// malformed.
     pub icmp_ignored: u64,
-}
-
-/// Plugins linked into the program (the `plugtcp` binary's built-in bundle, or what a test
-/// links), registered through the same ABI as files, under [`Origin::Builtin`].
-#[derive(Clone, Default)]
-pub struct StaticPlugins {
-    pub function_blocks: Vec<TcpFunctionBlockRef>,
-    pub cc_modules: Vec<plugtcp_abi::cc::CcAlgoRef>,
 }
 
 impl Host {
@@ -262,377 +239,6 @@ impl Host {
         Ok(old)
     }
 
-    /// Loads every plugin file found on the host's search path, then registers the static
-    /// plugins whose names no file took. Files that fail are reported, not fatal.
-    pub fn autoload(mut self, statics: &StaticPlugins) -> (Self, Vec<LoadError>) {
-        let mut errors = Vec::new();
-        for f in self.search_path.autoload_files() {
-            if let Err(e) = self.kldload_path(f) {
-                errors.push(e);
-            }
-        }
-        self.register_static(statics);
-        (self, errors)
-    }
-
-    /// Registers the static plugins whose names are still free.
-    pub fn register_static(&self, statics: &StaticPlugins) {
-        let info = || PluginInfo {
-            origin: Origin::Builtin,
-            version: env!("CARGO_PKG_VERSION").into(),
-        };
-        for &b in &statics.function_blocks {
-            if self.registry.kind_of(b.name().as_str()).is_none()
-                && self.registry.register_block(b, info()).is_ok()
-            {
-                let kind = PluginKind::FunctionBlock;
-                self.metrics.note_plugin(kind, b.name().as_str(), true);
-            }
-        }
-        for &c in &statics.cc_modules {
-            if self.registry.kind_of(c.name().as_str()).is_none() {
-                if self.register_cc(c, info()).is_err() {
-                    // A static module that fails to register is a bug in the build, not input.
-                    debug_assert!(false, "static CC module {} refused", c.name());
-                } else {
-                    let kind = PluginKind::CcModule;
-                    self.metrics.note_plugin(kind, c.name().as_str(), true);
-                }
-            }
-        }
-    }
-
-    /// Reload (DESIGN.md: "loads a new file under a new version and switches users"): the
-    /// new module takes the name, default role and parameter values; every connection on the
-    /// old one switches to it as TCP_CONGESTION would (cwnd and ssthresh stay); a connection
-    /// whose switch fails goes to the default module, or is dropped if that fails too.
-    fn reload_cc(
-        &mut self,
-        algo: plugtcp_abi::cc::CcAlgoRef,
-        info: PluginInfo,
-    ) -> Result<(), Errno> {
-        let (old, new) = self.registry.replace_cc(algo, info)?;
-        for key in self.sysctl.list(&format!("net.inet.tcp.cc.{}", old.name)) {
-            let _ = self.sysctl.unregister_dynamic(&key.0);
-        }
-        self.register_cc_sysctls(&new);
-        let default = self.registry.snapshot().default_cc.clone();
-        let (mut faults, mut dead) = (Vec::new(), Vec::new());
-        for (slot, c) in self.conns.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            if !c.cc().is_some_and(|m| Arc::ptr_eq(m, &old)) {
-                continue;
-            }
-            if let Err(f) = c.set_cc(new.clone()) {
-                faults.push(f);
-                let fallback = default.clone().filter(|d| !Arc::ptr_eq(d, &new));
-                if fallback.is_none_or(|d| c.set_cc(d).is_err()) {
-                    dead.push(slot);
-                }
-            }
-        }
-        for slot in dead {
-            self.free_conn(slot);
-        }
-        for f in faults {
-            self.note_fault(&f);
-        }
-        self.registry.finish_cc_replacement(&old)
-    }
-
-    fn register_cc(&self, algo: plugtcp_abi::cc::CcAlgoRef, info: PluginInfo) -> Result<(), Errno> {
-        let entry = self.registry.register_cc(algo, info)?;
-        self.register_cc_sysctls(&entry);
-        Ok(())
-    }
-
-    /// `net.inet.tcp.cc.<module>.<param>` nodes for a module's parameters.
-    fn register_cc_sysctls(&self, entry: &crate::registry::CcEntry) {
-        for d in &entry.param_descs {
-            let name = format!("net.inet.tcp.cc.{}.{}", entry.name, d.name);
-            let node = Arc::new(CcParamNode {
-                registry: self.registry.clone(),
-                module: entry.name.clone(),
-                param: d.name.to_string(),
-                description: d.description.to_string(),
-            });
-            let _ = self.sysctl.register_dynamic(&name, node);
-        }
-    }
-
-    /// `kldload`: a path, or a bare name looked up on the search path. Returns the names
-    /// registered.
-    pub fn kldload(&mut self, what: &str) -> Result<(PluginKind, Vec<String>), LoadError> {
-        let path = self.search_path.resolve(what);
-        self.kldload_path(path)
-    }
-
-    pub fn kldload_path(&mut self, path: PathBuf) -> Result<(PluginKind, Vec<String>), LoadError> {
-        let root = open_plugin(&path)?;
-        let refused = |e: Errno| LoadError {
-            path: path.clone(),
-            failure: LoadFailure::Refused(e),
-        };
-        let info = PluginInfo {
-            origin: Origin::File(path.clone()),
-            version: root.version().to_string(),
-        };
-        let kind = root.kind();
-        match kind {
-            PluginKind::FunctionBlock => {
-                let get = root.function_block().ok_or_else(|| LoadError {
-                    path: path.clone(),
-                    failure: LoadFailure::NotAPlugin(
-                        "declares a function block but exports none".into(),
-                    ),
-                })?;
-                let e = self.registry.register_block(get(), info).map_err(refused)?;
-                self.metrics.note_plugin(kind, &e.name, true);
-                Ok((kind, e.names().map(str::to_owned).collect()))
-            }
-            PluginKind::CcModule => {
-                let get = root.cc_algo().ok_or_else(|| LoadError {
-                    path: path.clone(),
-                    failure: LoadFailure::NotAPlugin(
-                        "declares a CC module but exports none".into(),
-                    ),
-                })?;
-                let algo = get();
-                let name = algo.name().to_string();
-                let loaded = self.registry.snapshot().cc_any(&name).cloned();
-                match loaded {
-                    // A rebuilt module under a new version: reload.
-                    Some(old) if old.info.version != info.version => {
-                        self.reload_cc(algo, info).map_err(refused)?
-                    }
-                    _ => self.register_cc(algo, info).map_err(refused)?,
-                }
-                self.metrics.note_plugin(kind, &name, true);
-                Ok((kind, vec![name]))
-            }
-        }
-    }
-
-    /// `kldstat`: every registered plugin.
-    pub fn kldstat(&self) -> Vec<KldRow> {
-        let s = self.registry.snapshot();
-        let file = |o: &Origin| o.to_string();
-        let blocks = s.blocks.iter().map(|b| KldRow {
-            id: b.id,
-            kind: PluginKind::FunctionBlock.name(),
-            name: b.name.clone(),
-            aliases: b.aliases.clone(),
-            version: b.info.version.clone(),
-            pcbs: b.users(),
-            file: file(&b.info.origin),
-            being_removed: b.being_removed(),
-        });
-        let ccs = s.ccs.iter().map(|c| KldRow {
-            id: c.id,
-            kind: PluginKind::CcModule.name(),
-            name: c.name.clone(),
-            aliases: Vec::new(),
-            version: c.info.version.clone(),
-            pcbs: c.users(),
-            file: file(&c.info.origin),
-            being_removed: c.being_removed(),
-        });
-        let mut rows: Vec<KldRow> = blocks.chain(ccs).collect();
-        rows.sort_by_key(|r| r.id);
-        rows
-    }
-
-    /// `kldunload NAME [-f]`: deregisters with FreeBSD semantics; forced, the users move to
-    /// the default first.
-    pub fn kldunload(&mut self, name: &str, force: bool) -> Result<(), Errno> {
-        match self.registry.kind_of(name).ok_or(Errno::ENOENT)? {
-            PluginKind::FunctionBlock => {
-                let primary = self
-                    .registry
-                    .snapshot()
-                    .block_any(name)
-                    .map(|b| b.name.clone())
-                    .ok_or(Errno::ENOENT)?;
-                if let Deregistered::MoveUsers(_) =
-                    self.registry.deregister_block(&primary, force)?
-                {
-                    self.move_stack_users(&primary)?;
-                    self.registry.finish_block_removal(&primary)?;
-                }
-                self.metrics
-                    .note_plugin(PluginKind::FunctionBlock, &primary, false);
-            }
-            PluginKind::CcModule => {
-                if let Deregistered::MoveUsers(_) = self.registry.deregister_cc(name, force)? {
-                    self.move_cc_users(name)?;
-                    self.registry.finish_cc_removal(name)?;
-                }
-                self.metrics.note_plugin(PluginKind::CcModule, name, false);
-                for key in self.sysctl.list(&format!("net.inet.tcp.cc.{name}")) {
-                    let _ = self.sysctl.unregister_dynamic(&key.0);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Forced removal of block `name` (FreeBSD tcp_switch_back_to_default): each user moves
-    /// to the default block; if the default refuses it (handoff_ok) or its init fails, to
-    /// `base`, which never refuses; only if that fails too is the connection dropped (RST).
-    fn move_stack_users(&mut self, name: &str) -> Result<(), Errno> {
-        let snap = self.registry.load_full();
-        let chain: Vec<Arc<crate::registry::BlockEntry>> = snap
-            .default_block
-            .iter()
-            .cloned()
-            .chain(snap.block("base").ok().cloned())
-            .filter(|b| b.name != name)
-            .collect();
-        let users: Vec<usize> = self
-            .conns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                c.as_ref()
-                    .is_some_and(|c| c.stack().is_some_and(|b| b.name == name))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        for slot in users {
-            let mut moved = false;
-            for (i, target) in chain.iter().enumerate() {
-                if i > 0 && Arc::ptr_eq(target, &chain[0]) {
-                    continue;
-                }
-                let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
-                    break;
-                };
-                let r = c.switch_stack(&mut self.worker, target.clone());
-                let result = r.as_ref().map_or_else(|f| f.errno().name(), |_| "ok");
-                self.metrics.note_switch(name, &target.name, result);
-                match r {
-                    Ok(()) => {
-                        moved = true;
-                        break;
-                    }
-                    Err(f) => self.note_fault(&f),
-                }
-            }
-            if moved {
-                self.replay_sticky(slot);
-            } else {
-                // Nothing takes it: it cannot stay on a departing stack (tcp_drop).
-                if let Some(id) = self.conns.id(slot) {
-                    self.abort(id);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn move_cc_users(&mut self, name: &str) -> Result<(), Errno> {
-        let default = self
-            .registry
-            .snapshot()
-            .default_cc
-            .clone()
-            .ok_or(Errno::EBUSY)?;
-        let (mut faults, mut dead) = (Vec::new(), Vec::new());
-        for (slot, c) in self.conns.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            if c.cc().is_some_and(|m| m.name == name && m.being_removed()) {
-                if let Err(f) = c.set_cc(default.clone()) {
-                    faults.push(f);
-                    dead.push(slot);
-                }
-            }
-        }
-        for slot in dead {
-            self.free_conn(slot);
-        }
-        for f in faults {
-            self.note_fault(&f);
-        }
-        Ok(())
-    }
-
-    /// Counts a plugin fault (only panics count; an errno is an answer, not a fault).
-    pub fn note_fault(&mut self, f: &ConnFault) {
-        if f.error == plugtcp_abi::HookError::Panicked {
-            let name = match &f.culprit {
-                Culprit::Stack(n) | Culprit::Cc(n) => n.clone(),
-            };
-            *self.plugin_faults.entry(name).or_default() += 1;
-        }
-    }
-
-    /// A new connection on the default stack and CC.
-    pub fn new_conn(&mut self) -> Result<ConnId, Errno> {
-        let snap = self.registry.load_full();
-        let t = self.sysctl.load_full();
-        let slot = self.conns.vacant();
-        let mut c = Conn::new(
-            slot,
-            t.mssdflt as u32,
-            t.sendspace as usize,
-            t.recvspace as usize,
-            self.registry.cc_globals,
-        );
-        if let Some(cc) = &snap.default_cc {
-            c.set_cc(cc.clone()).map_err(|f| f.errno())?;
-        }
-        if let Some(b) = &snap.default_block {
-            if let Err(f) = c.switch_stack(&mut self.worker, b.clone()) {
-                c.close(&mut self.worker);
-                self.note_fault(&f);
-                return Err(f.errno());
-            }
-        }
-        Ok(self.conns.put(slot, Box::new(c)))
-    }
-
-    /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.
-    pub(crate) fn close_conn(&mut self, slot: usize) {
-        self.last_demux = None;
-        if let Some(mut c) = self.conns.take(slot) {
-            c.close(&mut self.worker);
-        }
-    }
-
-    /// Runs `f` on connection `id`; a plugin panic resets (frees) that connection only,
-    /// is counted, and comes back as ECONNABORTED. An errno is just returned; ENOTCONN when
-    /// `id` names no connection.
-    pub fn with_conn<R>(
-        &mut self,
-        id: ConnId,
-        f: impl FnOnce(&mut Conn, &mut Worker) -> Result<R, ConnFault>,
-    ) -> Result<R, Errno> {
-        self.with_slot(self.conns.resolve(id), f)
-    }
-
-    /// [`Host::with_conn`] by slot, for the host's own paths.
-    pub(crate) fn with_slot<R>(
-        &mut self,
-        slot: usize,
-        f: impl FnOnce(&mut Conn, &mut Worker) -> Result<R, ConnFault>,
-    ) -> Result<R, Errno> {
-        let c = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(Errno::ENOTCONN)?;
-        match f(c, &mut self.worker) {
-            Ok(r) => Ok(r),
-            Err(fault) => {
-                if fault.error == plugtcp_abi::HookError::Panicked {
-                    self.close_conn(slot);
-                }
-                self.note_fault(&fault);
-                Err(fault.errno())
-            }
-        }
-    }
-
     /// Capacity hint: room for `n` more connections in the slot vector and the socket table
     /// (as a server sizes its socket limits up front), so growth neither copies nor rehashes.
     pub fn reserve(&mut self, n: usize) {
@@ -764,176 +370,6 @@ impl Host {
         fired.clear();
         self.fired = fired;
     }
-
-    fn register_registry_sysctls(&self) {
-        let r = || self.registry.clone();
-        let (r1, r2, r3, r4, r5, r6) = (r(), r(), r(), r(), r(), r());
-        let nodes = [
-            (
-                "net.inet.tcp.functions_default",
-                HostNode {
-                    get: Box::new(move || {
-                        let s = r1.snapshot();
-                        SysctlValue::Str(
-                            s.default_block
-                                .as_ref()
-                                .map_or_else(String::new, |b| b.name.clone()),
-                        )
-                    }),
-                    set: Some(Box::new(move |v| r2.set_default_block(v))),
-                    description: "Set/get the default TCP functions",
-                },
-            ),
-            (
-                "net.inet.tcp.functions_available",
-                HostNode {
-                    get: Box::new(move || SysctlValue::Str(functions_available(&r3))),
-                    set: None,
-                    description: "list available TCP Function sets",
-                },
-            ),
-            (
-                "net.inet.tcp.cc.algorithm",
-                HostNode {
-                    get: Box::new(move || {
-                        let s = r4.snapshot();
-                        SysctlValue::Str(
-                            s.default_cc
-                                .as_ref()
-                                .map_or_else(String::new, |c| c.name.clone()),
-                        )
-                    }),
-                    set: Some(Box::new(move |v| r5.set_default_cc(v))),
-                    description: "Default congestion control algorithm",
-                },
-            ),
-            (
-                "net.inet.tcp.cc.available",
-                HostNode {
-                    get: Box::new(move || SysctlValue::Str(cc_available(&r6))),
-                    set: None,
-                    description: "List available congestion control algorithms",
-                },
-            ),
-        ];
-        let sb_max = self.worker.sb_max.clone();
-        let sb_max_w = self.worker.sb_max.clone();
-        let nodes = nodes.into_iter().chain([(
-            "kern.ipc.maxsockbuf",
-            HostNode {
-                get: Box::new(move || {
-                    SysctlValue::Int(sb_max.load(std::sync::atomic::Ordering::Relaxed) as i64)
-                }),
-                // FreeBSD sysctl_handle_sb_max: at least an mbuf and a cluster.
-                set: Some(Box::new(move |v| {
-                    let n = crate::sysctl::parse_int(v)?;
-                    if n < 256 + 2048 {
-                        return Err(Errno::EINVAL);
-                    }
-                    sb_max_w.store(n as u64, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                })),
-                description: "Maximum socket buffer size",
-            },
-        )]);
-        for (name, node) in nodes {
-            // These names are reserved for the host in the sysctl table; registering twice
-            // would be a bug.
-            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
-            debug_assert!(ok, "{name} registered twice");
-        }
-    }
-}
-
-type NodeSetter = Box<dyn Fn(&str) -> Result<(), Errno> + Send + Sync>;
-
-/// A host-computed sysctl: a getter, an optional setter (read-only without one), and a
-/// description.
-struct HostNode {
-    get: Box<dyn Fn() -> SysctlValue + Send + Sync>,
-    set: Option<NodeSetter>,
-    description: &'static str,
-}
-
-impl DynamicNode for HostNode {
-    fn get(&self) -> SysctlValue {
-        (self.get)()
-    }
-    fn set(&self, v: &str) -> Result<(), Errno> {
-        self.set.as_ref().ok_or(Errno::EPERM)?(v.trim())
-    }
-    fn description(&self) -> String {
-        self.description.into()
-    }
-    fn read_only(&self) -> bool {
-        self.set.is_none()
-    }
-}
-
-/// `functions_available` as FreeBSD prints it: stack, default mark, alias, PCB count; one
-/// line per name.
-fn functions_available(r: &Registry) -> String {
-    let s = r.snapshot();
-    let mut out = format!("\n{:<32} {} {:<32} {}", "Stack", "D", "Alias", "PCB count");
-    for b in &s.blocks {
-        let d = if s.default_block.as_ref().is_some_and(|d| Arc::ptr_eq(d, b)) {
-            "*"
-        } else {
-            " "
-        };
-        for n in b.names() {
-            out.push_str(&format!("\n{:<32} {} {:<32} {}", b.name, d, n, b.users()));
-        }
-    }
-    out
-}
-
-/// `cc.available` as FreeBSD 14 prints it: module, default mark, PCB count.
-fn cc_available(r: &Registry) -> String {
-    let s = r.snapshot();
-    let mut out = format!("\n{:<16} {} {}", "CCmod", "D", "PCB count");
-    for c in &s.ccs {
-        let d = if s.default_cc.as_ref().is_some_and(|d| Arc::ptr_eq(d, c)) {
-            "*"
-        } else {
-            " "
-        };
-        out.push_str(&format!("\n{:<16} {} {}", c.name, d, c.users()));
-    }
-    out
-}
-
-/// `net.inet.tcp.cc.<module>.<param>`.
-struct CcParamNode {
-    registry: Arc<Registry>,
-    module: String,
-    param: String,
-    description: String,
-}
-impl DynamicNode for CcParamNode {
-    fn get(&self) -> SysctlValue {
-        let s = self.registry.snapshot();
-        let v = s
-            .cc_any(&self.module)
-            .and_then(|c| {
-                c.param_index(&self.param)
-                    .map(|i| c.params[i].load(std::sync::atomic::Ordering::Relaxed))
-            })
-            .unwrap_or(0);
-        SysctlValue::Int(v as i64)
-    }
-    fn set(&self, v: &str) -> Result<(), Errno> {
-        let v = crate::sysctl::parse_int(v)?;
-        self.registry
-            .set_cc_param(&self.module, &self.param, v)
-            .map(|_| ())
-    }
-    fn description(&self) -> String {
-        self.description.clone()
-    }
-    fn read_only(&self) -> bool {
-        false
-    }
 }
 
 fn keyed_hash(key: (u64, u64), k: &ConnKey) -> u64 {
@@ -1017,5 +453,42 @@ fn syn_rto(t: &TcpTunables) -> crate::socket::syncache::SynRto {
         initial: ms(t.rexmit_initial),
         min: ms(t.rexmit_min),
         slop: ms(t.rexmit_slop),
+    }
+}
+
+impl Host {
+    /// `mss` less udp_tunneling_overhead for a connection over UDP (`udp_port` not 0),
+    /// never below minmss (FreeBSD syncache_respond, tcp_mss_update).
+    pub(crate) fn tunneled_mss(&self, mss: u32, udp_port: u16) -> u32 {
+        if udp_port == 0 {
+            return mss;
+        }
+        let overhead = self.tunables.udp_tunneling_overhead.max(0) as u32;
+        mss.saturating_sub(overhead)
+            .max(self.tunables.minmss.max(0) as u32)
+    }
+
+    /// The MSS assumed for a peer that sent none (RFC 9293 3.7.1): `mssdflt` over IPv4,
+    /// `v6mssdflt` over IPv6.
+    pub(crate) fn default_peer_mss(&self, key: &ConnKey) -> u16 {
+        let t = &self.tunables;
+        let v = if key.remote.is_ipv4() {
+            t.mssdflt
+        } else {
+            t.v6mssdflt
+        };
+        v.clamp(0, 65535) as u16
+    }
+
+    /// Our window-scale shift: enough for the largest receive buffer we may grow to
+    /// (FreeBSD: TCP_MAXWIN << scale covers sb_max).
+    pub(crate) fn rcv_wscale(&self) -> u8 {
+        let t = &self.tunables;
+        let max = (t.recvbuf_max as u64).max(t.recvspace as u64);
+        let mut s = 0u8;
+        while s < 14 && (65535u64 << s) < max {
+            s += 1;
+        }
+        s
     }
 }

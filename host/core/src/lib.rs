@@ -4,13 +4,18 @@
 //! through [`Host::advance`]. No I/O, no threads, no clock: `plugtcp-io` drives it on a
 //! simulated link or a real device.
 //!
-//! - [`input`]: the receive path (parse, demux, LRO, SYN cache, stack); [`wire`]: IP and TCP
-//!   headers and options; [`ipfrag`]: fragment reassembly; [`icmp`]: ICMP errors;
-//!   [`lro`]: receive coalescing
+//! - [`input`]: the receive path, and only it: parse, demux, LRO, the connection's stack;
+//!   [`passive`]: a segment for a listener (SYN cache, cookies, the handshake's end);
+//!   [`wire`]: IP and TCP headers and options; [`ipfrag`]: fragment reassembly; [`icmp`]:
+//!   ICMP errors; [`lro`]: receive coalescing
 //! - [`socket`]: socket table (4-tuple demux), SYN cache and cookies, socket buffers
-//! - [`conn`]: one connection, its stack and CC, switching them live; [`attach`]: making one
-//! - [`usrreq`]: the application API; [`posix`]: the same as POSIX calls on descriptors
-//! - [`host`]: the host itself and the kld operations; [`registry`]: loaded plugins
+//! - [`conn_table`]: the connections, by generation-checked handle ([`conn_table::ConnId`]);
+//!   [`lifecycle`]: making, calling and freeing one; [`conn`]: one connection, its stack and
+//!   CC, switching them live, the host interface it gives its stack
+//! - [`usrreq`]: the application calls; [`ctloutput`]: socket options; [`attach`]: sockets
+//!   before they have a 4-tuple; [`posix`]: all of it as POSIX calls on descriptors
+//! - [`host`]: the host itself (its parts, time, batches); [`kld`]: kldload, kldstat,
+//!   kldunload and the registry's sysctls; [`registry`]: loaded plugins
 //!   ([`registry::loader`] opens files)
 //! - [`timer`]: the timer wheel; [`timewait`]: TIME_WAIT
 //! - [`sysctl`]: the `net.inet.tcp.*` tree; [`secrets`]: where randomness comes from
@@ -19,12 +24,17 @@
 pub mod attach;
 pub mod conn;
 pub mod conn_table;
+pub mod ctloutput;
 pub mod host;
 pub mod icmp;
 pub mod input;
 pub mod ipfrag;
+pub mod kld;
+pub mod lifecycle;
 pub mod lro;
 pub mod metrics;
+pub mod observe;
+pub mod passive;
 pub mod posix;
 pub mod registry;
 pub mod secrets;

@@ -14,6 +14,7 @@
 //! time, so steady state neither allocates nor makes a system call per ACK. Untraced
 //! connections pay one well-predicted branch per segment.
 
+use std::any::Any;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -24,8 +25,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use plugtcp_abi::segment::th;
 use plugtcp_abi::{Errno, Tcpcb};
 
-use crate::conn::{Conn, Worker};
+use crate::conn::Conn;
 use crate::conn_table::ConnId;
+use crate::observe::{ConnObserver, HostObserver, SegmentSeen};
 use crate::sysctl::{DynamicNode, SysctlValue};
 use crate::Host;
 
@@ -70,13 +72,6 @@ impl LineSink {
         }
     }
 
-    fn push(&mut self, line: &[u8]) {
-        self.buf.extend_from_slice(line);
-        if self.buf.len() >= FLUSH_AT {
-            let _ = self.flush();
-        }
-    }
-
     fn flush(&mut self) -> io::Result<()> {
         if let Some(k) = self.error {
             self.buf.clear();
@@ -112,11 +107,53 @@ pub struct SiftrLog {
     pub port_filter: u16,
 }
 
-impl SiftrLog {
-    fn matches(&self, local: &SocketAddr, remote: &SocketAddr) -> bool {
+impl LineSink {
+    /// The line for an ACK the stack handled (siftr logs on ACKs only).
+    fn log(&mut self, seen: &SegmentSeen<'_>) {
+        if seen.flags & th::ACK == 0 {
+            return;
+        }
+        format_line(
+            &mut self.buf,
+            seen.now,
+            &seen.local,
+            &seen.remote,
+            seen.tp,
+            seen.acked,
+            seen.snd_queued,
+        );
+        if self.buf.len() >= FLUSH_AT {
+            let _ = self.flush();
+        }
+    }
+}
+
+impl ConnObserver for ConnTrace {
+    fn segment(&mut self, seen: &SegmentSeen<'_>) {
+        self.sink.log(seen);
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+    fn name(&self) -> &str {
+        &self.sink.name
+    }
+}
+
+impl HostObserver for SiftrLog {
+    fn wants(&self, local: &SocketAddr, remote: &SocketAddr) -> bool {
         self.port_filter == 0
             || local.port() == self.port_filter
             || remote.port() == self.port_filter
+    }
+    fn segment(&mut self, seen: &SegmentSeen<'_>) {
+        self.sink.log(seen);
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 
@@ -221,44 +258,6 @@ fn format_line(
         tp.t_sndrexmitpack,
         sndbuf,
     );
-}
-
-/// Scratch for one line, reused by every trace of a worker.
-#[derive(Default)]
-pub struct LineBuf(Vec<u8>);
-
-/// After `c`'s stack processed an ACK (`una` is snd_una before it): the line for its own
-/// trace and for the host-wide log. Called only when one of them exists.
-pub(crate) fn log_ack(c: &mut Conn, w: &mut Worker, flags: u16, una: u32) {
-    if flags & th::ACK == 0 {
-        return;
-    }
-    let side = &mut c.side;
-    let global = w
-        .siftr
-        .as_mut()
-        .filter(|g| g.matches(&side.local, &side.remote));
-    if side.siftr.is_none() && global.is_none() {
-        return;
-    }
-    let tp = &c.ctx.tp;
-    let line = &mut w.siftr_line.0;
-    line.clear();
-    format_line(
-        line,
-        w.now,
-        &side.local,
-        &side.remote,
-        tp,
-        tp.snd_una.wrapping_sub(una),
-        side.snd.len(),
-    );
-    if let Some(t) = side.siftr.as_mut() {
-        t.sink.push(line);
-    }
-    if let Some(g) = global {
-        g.sink.push(line);
-    }
 }
 
 /// The `net.inet.siftr.*` variables, shared by their sysctl nodes and read by the host when
@@ -422,23 +421,28 @@ impl Host {
             .take();
         if !conf.enabled.load(Relaxed) {
             // Dropping the log flushes it.
-            self.worker.siftr = None;
+            self.worker.observer = None;
             return;
         }
         let port_filter = conf.port_filter.load(Relaxed) as u16;
         if let Some(f) = opened {
             let sink = LineSink::new(Box::new(f), conf.logfile());
-            self.worker.siftr = Some(Box::new(SiftrLog { sink, port_filter }));
+            self.worker.observer = Some(Box::new(SiftrLog { sink, port_filter }));
         }
-        if let Some(log) = self.worker.siftr.as_mut() {
+        if let Some(log) = self
+            .worker
+            .observer
+            .as_mut()
+            .and_then(|o| o.as_any_mut().downcast_mut::<SiftrLog>())
+        {
             log.port_filter = port_filter;
         }
     }
 
     /// Writes what the host-wide log holds to its file.
     pub fn siftr_log_flush(&mut self) -> io::Result<()> {
-        match self.worker.siftr.as_mut() {
-            Some(log) => log.sink.flush(),
+        match self.worker.observer.as_mut() {
+            Some(log) => log.flush(),
             None => Ok(()),
         }
     }
@@ -462,7 +466,7 @@ impl Host {
         if header {
             sink.buf.extend_from_slice(HEADER.as_bytes());
         }
-        c.side.siftr = Some(Box::new(ConnTrace { sink }));
+        c.side.observer = Some(Box::new(ConnTrace { sink }));
         Ok(())
     }
 
@@ -470,8 +474,8 @@ impl Host {
     pub fn siftr_detach(&mut self, id: ConnId) -> io::Result<()> {
         let slot = self.conns.resolve(id);
         let c = self.siftr_conn(slot).map_err(io::Error::from)?;
-        match c.side.siftr.take() {
-            Some(mut t) => t.sink.flush(),
+        match c.side.observer.take() {
+            Some(mut t) => t.flush(),
             None => Ok(()),
         }
     }
@@ -481,8 +485,8 @@ impl Host {
     pub fn siftr_flush(&mut self, id: ConnId) -> io::Result<()> {
         let slot = self.conns.resolve(id);
         let c = self.siftr_conn(slot).map_err(io::Error::from)?;
-        match c.side.siftr.as_mut() {
-            Some(t) => t.sink.flush(),
+        match c.side.observer.as_mut() {
+            Some(t) => t.flush(),
             None => Ok(()),
         }
     }
@@ -507,9 +511,9 @@ impl Host {
     pub(crate) fn siftr_getsockopt(&mut self, slot: usize) -> Result<Vec<u8>, Errno> {
         let c = self.siftr_conn(slot)?;
         Ok(c.side
-            .siftr
+            .observer
             .as_ref()
-            .map_or_else(Vec::new, |t| t.sink.name.clone().into_bytes()))
+            .map_or_else(Vec::new, |t| t.name().as_bytes().to_vec()))
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::pcap::PcapWriter;
 use crate::sim::{SimLink, SimLinkConfig};
-use plugtcp_host::host::StaticPlugins;
+use plugtcp_host::kld::StaticPlugins;
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::Host;
 

@@ -16,9 +16,9 @@ use plugtcp_packetdrill::{Expr, ExprKind, IpVersion, StructField, SyscallEvent};
 
 use super::exec::{Failure, Runner, ScriptSocket, SockState};
 use super::symbols;
+use plugtcp_host::ctloutput::{function_set, parse_function_set};
 use plugtcp_host::posix::consts::*;
 use plugtcp_host::posix::PollFd;
-use plugtcp_host::usrreq::{function_set, parse_function_set};
 
 /// What a call returned: a value or an errno.
 type SysResult = Result<i64, Errno>;

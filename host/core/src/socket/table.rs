@@ -603,7 +603,7 @@ mod tests {
         let mut t = table();
         t.insert_conn(
             key("10.0.0.1:8080", "1.2.3.4:999"),
-            ConnId::from_parts(1 as usize, 0),
+            ConnId::from_parts(1, 0),
         )
         .unwrap();
         assert_eq!(
@@ -643,16 +643,16 @@ mod tests {
     fn duplicate_four_tuple_and_family_mismatch() {
         let mut t = table();
         let k = key("10.0.0.1:1000", "1.1.1.1:80");
-        t.insert_conn(k, ConnId::from_parts(1 as usize, 0)).unwrap();
+        t.insert_conn(k, ConnId::from_parts(1, 0)).unwrap();
         assert_eq!(
-            t.insert_conn(k, ConnId::from_parts(2 as usize, 0)),
+            t.insert_conn(k, ConnId::from_parts(2, 0)),
             Err(Errno::EADDRINUSE)
         );
-        assert_eq!(t.lookup_conn(&k), Some(ConnId::from_parts(1 as usize, 0)));
+        assert_eq!(t.lookup_conn(&k), Some(ConnId::from_parts(1, 0)));
         assert_eq!(
             t.insert_conn(
                 key("10.0.0.1:1000", "[fd01::1]:80"),
-                ConnId::from_parts(3 as usize, 0)
+                ConnId::from_parts(3, 0)
             ),
             Err(Errno::EAFNOSUPPORT)
         );

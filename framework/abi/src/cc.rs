@@ -270,20 +270,6 @@ impl CcVar {
     }
 }
 
-/// A per-connection hook without argument (`cb_init`, `conn_init`, `post_recovery`,
-/// `after_idle`, `ecnpkt_handler`).
-pub type CcHook = extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus;
-/// A hook with one `u32` (`ack_received`'s ACK type, `cong_signal`'s signal,
-/// `newround`'s round count).
-pub type CcSignalHook = extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus;
-/// `rttsample(ccv, tp, usec_rtt, rxtcnt, fas)`.
-pub type CcRttHook = extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus;
-/// `ctl_output(ccv, tp, opt)`.
-pub type CcCtlHook = extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus;
-/// `param_check(idx, value, globals, current)`: `current` holds the module's parameter values
-/// as they are now, in the order of [`CcAlgo::params`], for checks across parameters.
-pub type CcParamCheck = extern "C" fn(u32, i64, &CcGlobals, RSlice<'_, AtomicIsize>) -> HookStatus;
-
 /// The module descriptor (FreeBSD `struct cc_algo`). A prefix type: fields may be appended in
 /// later ABI versions and older plugins keep loading.
 ///
@@ -338,53 +324,114 @@ pub struct CcAlgo {
         Option<extern "C" fn(u32, i64, &CcGlobals, RSlice<'_, AtomicIsize>) -> HookStatus>,
 }
 
-/// The hooks of one module, copied out of its descriptor once so that per-ACK calls are one
-/// indirect call with no prefix-field checks. Kept in each connection beside its `CcVar`.
-#[repr(C)]
-#[derive(StableAbi, Clone, Copy)]
-pub struct CcHooks {
-    /// [`CcAlgo::cb_init`].
-    pub cb_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
-    /// [`CcAlgo::cb_destroy`].
-    pub cb_destroy: Option<extern "C" fn(&mut CcVar) -> HookStatus>,
-    /// [`CcAlgo::conn_init`].
-    pub conn_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
-    /// [`CcAlgo::ack_received`].
-    pub ack_received: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
-    /// [`CcAlgo::cong_signal`].
-    pub cong_signal: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
-    /// [`CcAlgo::post_recovery`].
-    pub post_recovery: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
-    /// [`CcAlgo::after_idle`].
-    pub after_idle: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
-    /// [`CcAlgo::ecnpkt_handler`]. A stack may test it for `Some` to skip the per-packet
-    /// bookkeeping for modules without one (plugtcp's stacks do).
-    pub ecnpkt_handler: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
-    /// [`CcAlgo::newround`].
-    pub newround: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32) -> HookStatus>,
-    /// [`CcAlgo::rttsample`].
-    pub rttsample: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, u32, u32, u32) -> HookStatus>,
-    /// [`CcAlgo::ctl_output`].
-    pub ctl_output: Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus>,
+/// The per-connection hooks a stack calls on the module's state, written once: this table
+/// makes [`CcHooks`]' fields and [`CcHooks::of`], the `extern "C"` shim of each (the
+/// [`CcAlgorithm`] method behind a panic guard, on the state `cb_init` made) and
+/// [`CcConn`]'s raw call of each. Each hook's contract is on its [`CcAlgorithm`] method.
+macro_rules! per_connection_hooks {
+    ($( $(#[$raw_doc:meta])* $hook:ident ( $($arg:ident : $ty:ty),* ); )*) => {
+        /// The hooks of one module, copied out of its descriptor once so that per-ACK calls
+        /// are one indirect call with no prefix-field checks. Kept in each connection beside
+        /// its `CcVar`.
+        #[repr(C)]
+        #[derive(StableAbi, Clone, Copy)]
+        pub struct CcHooks {
+            /// [`CcAlgo::cb_init`].
+            pub cb_init: Option<extern "C" fn(&mut CcVar, &mut Tcpcb) -> HookStatus>,
+            /// [`CcAlgo::cb_destroy`].
+            pub cb_destroy: Option<extern "C" fn(&mut CcVar) -> HookStatus>,
+            $(
+                #[doc = concat!("[`CcAlgo::", stringify!($hook), "`].")]
+                pub $hook: Option<extern "C" fn(&mut CcVar, &mut Tcpcb $(, $ty)*) -> HookStatus>,
+            )*
+            /// [`CcAlgo::ctl_output`].
+            pub ctl_output:
+                Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &mut SockOpt<'_>) -> HookStatus>,
+        }
+
+        impl CcHooks {
+            /// No module: every hook `None`.
+            pub const NONE: CcHooks = CcHooks {
+                cb_init: None,
+                cb_destroy: None,
+                $($hook: None,)*
+                ctl_output: None,
+            };
+
+            /// The hooks of `algo` (read once, at registration).
+            pub fn of(algo: CcAlgoRef) -> Self {
+                CcHooks {
+                    cb_init: algo.cb_init(),
+                    cb_destroy: algo.cb_destroy(),
+                    $($hook: algo.$hook(),)*
+                    ctl_output: algo.ctl_output(),
+                }
+            }
+        }
+
+        // The raw calls: the module's hook alone, if it has one; an errno it returns is
+        // ignored, a panic sets `faulted`. Stacks mostly want the `on_*` helpers, which do
+        // FreeBSD's bookkeeping around the hook.
+        impl CcConn {
+            $(
+                $(#[$raw_doc])*
+                #[inline]
+                pub fn $hook(&mut self, tp: &mut Tcpcb $(, $arg: $ty)*) {
+                    if let Some(h) = self.hooks.$hook {
+                        if h(&mut self.ccv, tp $(, $arg)*) == HookStatus::PANICKED {
+                            self.faulted = true;
+                        }
+                    }
+                }
+            )*
+        }
+
+        /// The shims the descriptor points at: the module's method on its state, behind a
+        /// panic guard.
+        mod shim {
+            use super::*;
+            $(
+                pub(super) extern "C" fn $hook<T: CcAlgorithm>(
+                    ccv: &mut CcVar,
+                    tp: &mut Tcpcb
+                    $(, $arg: $ty)*
+                ) -> HookStatus {
+                    guard(|| {
+                        // SAFETY: `cc_data` was set by `cb_init::<T>` (see `state`).
+                        let st = unsafe { state::<T>(ccv) }.ok_or(Errno::EINVAL)?;
+                        st.$hook(ccv, tp $(, $arg)*);
+                        Ok(())
+                    })
+                }
+            )*
+        }
+    };
 }
 
-impl CcHooks {
-    /// The hooks of `algo` (read once, at registration).
-    pub fn of(algo: CcAlgoRef) -> Self {
-        CcHooks {
-            cb_init: algo.cb_init(),
-            cb_destroy: algo.cb_destroy(),
-            conn_init: algo.conn_init(),
-            ack_received: algo.ack_received(),
-            cong_signal: algo.cong_signal(),
-            post_recovery: algo.post_recovery(),
-            after_idle: algo.after_idle(),
-            ecnpkt_handler: algo.ecnpkt_handler(),
-            newround: algo.newround(),
-            rttsample: algo.rttsample(),
-            ctl_output: algo.ctl_output(),
-        }
-    }
+per_connection_hooks! {
+    /// The module's `conn_init` (no initial window computed: see [`Self::on_conn_init`]).
+    conn_init();
+    /// The module's `ack_received` (no ABC bookkeeping: see [`Self::on_ack`]).
+    ack_received(ack_type: u32);
+    /// The module's `cong_signal` (no stack bookkeeping: see [`Self::on_cong_signal`],
+    /// [`Self::on_ecn_signal`]).
+    cong_signal(sig: u32);
+    /// The module's `post_recovery` (see [`Self::on_post_recovery`]).
+    post_recovery();
+    /// The module's `after_idle`: call before sending after an idle period of at least one
+    /// RTO (FreeBSD tcp_output: nothing in flight and `now - t_rcvtime >= t_rxtcur`).
+    after_idle();
+    /// The module's `ecnpkt_handler`: call for a segment of an ECN connection after setting
+    /// `ccf::IPHDR_CE`/`ccf::TCPHDR_CWR` in `ccv.flags` for it; afterwards, a `ccf::ACKNOW`
+    /// the module set asks for an immediate ACK (clear it). A stack may test
+    /// `hooks.ecnpkt_handler` for `Some` to skip the per-packet bookkeeping for modules
+    /// without one (plugtcp's stacks do).
+    ecnpkt_handler();
+    /// The module's `newround`: a new round trip begins (RFC 9406: the ACK passed the
+    /// `snd_max` of when the last round began); `round_cnt` counts rounds so far.
+    newround(round_cnt: u32);
+    /// The module's `rttsample`: see [`CcAlgorithm::rttsample`] for the arguments.
+    rttsample(usec_rtt: u32, rxtcnt: u32, fas: u32);
 }
 
 /// A connection's CC: the module's hooks and the connection's `cc_var`. Stacks call the
@@ -404,86 +451,14 @@ pub struct CcConn {
     pub faulted: bool,
 }
 
-macro_rules! cc_call {
-    ($self:ident, $hook:ident, $tp:ident $(, $arg:expr)*) => {
-        if let Some(h) = $self.hooks.$hook {
-            if h(&mut $self.ccv, $tp $(, $arg)*) == HookStatus::PANICKED {
-                $self.faulted = true;
-            }
-        }
-    };
-}
-
 impl CcConn {
     /// No module attached: every call below does nothing until the host attaches one.
     pub fn new(globals: &'static CcGlobals) -> Self {
         CcConn {
-            hooks: CcHooks {
-                cb_init: None,
-                cb_destroy: None,
-                conn_init: None,
-                ack_received: None,
-                cong_signal: None,
-                post_recovery: None,
-                after_idle: None,
-                ecnpkt_handler: None,
-                newround: None,
-                rttsample: None,
-                ctl_output: None,
-            },
+            hooks: CcHooks::NONE,
             ccv: CcVar::new(globals),
             faulted: false,
         }
-    }
-
-    // The raw calls: the module's hook alone, if it has one; an errno it returns is
-    // ignored, a panic sets `faulted`. Stacks mostly want the `on_*` helpers below, which
-    // do FreeBSD's bookkeeping around the hook.
-
-    /// The module's `conn_init` (no initial window computed: see [`Self::on_conn_init`]).
-    #[inline]
-    pub fn conn_init(&mut self, tp: &mut Tcpcb) {
-        cc_call!(self, conn_init, tp);
-    }
-    /// The module's `ack_received` (no ABC bookkeeping: see [`Self::on_ack`]).
-    #[inline]
-    pub fn ack_received(&mut self, tp: &mut Tcpcb, ack_type: u32) {
-        cc_call!(self, ack_received, tp, ack_type);
-    }
-    /// The module's `cong_signal` (no stack bookkeeping: see [`Self::on_cong_signal`],
-    /// [`Self::on_ecn_signal`]).
-    #[inline]
-    pub fn cong_signal(&mut self, tp: &mut Tcpcb, sig: u32) {
-        cc_call!(self, cong_signal, tp, sig);
-    }
-    /// The module's `post_recovery` (see [`Self::on_post_recovery`]).
-    #[inline]
-    pub fn post_recovery(&mut self, tp: &mut Tcpcb) {
-        cc_call!(self, post_recovery, tp);
-    }
-    /// The module's `after_idle`: call before sending after an idle period of at least one
-    /// RTO (FreeBSD tcp_output: nothing in flight and `now - t_rcvtime >= t_rxtcur`).
-    #[inline]
-    pub fn after_idle(&mut self, tp: &mut Tcpcb) {
-        cc_call!(self, after_idle, tp);
-    }
-    /// The module's `ecnpkt_handler`: call for a segment of an ECN connection after setting
-    /// `ccf::IPHDR_CE`/`ccf::TCPHDR_CWR` in `ccv.flags` for it; afterwards, a `ccf::ACKNOW`
-    /// the module set asks for an immediate ACK (clear it).
-    #[inline]
-    pub fn ecnpkt_handler(&mut self, tp: &mut Tcpcb) {
-        cc_call!(self, ecnpkt_handler, tp);
-    }
-    /// The module's `newround`: a new round trip begins (RFC 9406: the ACK passed the
-    /// `snd_max` of when the last round began); `round_cnt` counts rounds so far.
-    #[inline]
-    pub fn newround(&mut self, tp: &mut Tcpcb, round_cnt: u32) {
-        cc_call!(self, newround, tp, round_cnt);
-    }
-    /// The module's `rttsample`: see [`CcAlgorithm::rttsample`] for the arguments.
-    #[inline]
-    pub fn rttsample(&mut self, tp: &mut Tcpcb, usec_rtt: u32, rxtcnt: u32, fas: u32) {
-        cc_call!(self, rttsample, tp, usec_rtt, rxtcnt, fas);
     }
 }
 
@@ -640,19 +615,6 @@ unsafe fn state<'a, T>(ccv: &CcVar) -> Option<&'a mut T> {
     unsafe { (ccv.cc_data as *mut T).as_mut() }
 }
 
-macro_rules! state_hook {
-    ($fn:ident, $method:ident $(, $arg:ident : $ty:ty)*) => {
-        extern "C" fn $fn<T: CcAlgorithm>(ccv: &mut CcVar, tp: &mut Tcpcb $(, $arg: $ty)*) -> HookStatus {
-            guard(|| {
-                // SAFETY: `cc_data` was set by `cb_init::<T>` (see `state`).
-                let st = unsafe { state::<T>(ccv) }.ok_or(Errno::EINVAL)?;
-                st.$method(ccv, tp $(, $arg)*);
-                Ok(())
-            })
-        }
-    };
-}
-
 extern "C" fn mod_init<T: CcAlgorithm>() -> HookStatus {
     guard(T::mod_init)
 }
@@ -676,14 +638,6 @@ extern "C" fn cb_destroy<T: CcAlgorithm>(ccv: &mut CcVar) -> HookStatus {
         Ok(())
     })
 }
-state_hook!(conn_init, conn_init);
-state_hook!(ack_received, ack_received, ack_type: u32);
-state_hook!(cong_signal, cong_signal, sig: u32);
-state_hook!(post_recovery, post_recovery);
-state_hook!(after_idle, after_idle);
-state_hook!(ecnpkt_handler, ecnpkt_handler);
-state_hook!(newround, newround, round_cnt: u32);
-state_hook!(rttsample, rttsample, usec_rtt: u32, rxtcnt: u32, fas: u32);
 extern "C" fn ctl_output<T: CcAlgorithm>(
     ccv: &mut CcVar,
     tp: &mut Tcpcb,
@@ -717,14 +671,14 @@ impl<T: CcAlgorithm> CcVtable<T> {
             mod_destroy: Some(mod_destroy::<T>),
             cb_init: Some(cb_init::<T>),
             cb_destroy: Some(cb_destroy::<T>),
-            conn_init: Some(conn_init::<T>),
-            ack_received: Some(ack_received::<T>),
-            cong_signal: Some(cong_signal::<T>),
-            post_recovery: Some(post_recovery::<T>),
-            after_idle: Some(after_idle::<T>),
-            ecnpkt_handler: if T::HAS_ECNPKT_HANDLER { Some(ecnpkt_handler::<T>) } else { None },
-            newround: Some(newround::<T>),
-            rttsample: Some(rttsample::<T>),
+            conn_init: Some(shim::conn_init::<T>),
+            ack_received: Some(shim::ack_received::<T>),
+            cong_signal: Some(shim::cong_signal::<T>),
+            post_recovery: Some(shim::post_recovery::<T>),
+            after_idle: Some(shim::after_idle::<T>),
+            ecnpkt_handler: if T::HAS_ECNPKT_HANDLER { Some(shim::ecnpkt_handler::<T>) } else { None },
+            newround: Some(shim::newround::<T>),
+            rttsample: Some(shim::rttsample::<T>),
             ctl_output: if T::HAS_CTL_OUTPUT { Some(ctl_output::<T>) } else { None },
             param_check: Some(param_check::<T>),
         })

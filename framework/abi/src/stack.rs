@@ -1593,101 +1593,64 @@ extern "C" fn stack_fini<T: TcpStack>(
         Ok(())
     })
 }
-extern "C" fn stack_do_segment<T: TcpStack>(
-    st: *mut c_void,
-    cx: &mut StackCtx,
-    seg: &SegIn<'_>,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.do_segment(cx, seg))
-}
-extern "C" fn stack_output<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.output(cx))
-}
-extern "C" fn stack_timer<T: TcpStack>(
-    st: *mut c_void,
-    cx: &mut StackCtx,
-    which: u32,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.timer(cx, which))
-}
-extern "C" fn stack_ctloutput<T: TcpStack>(
-    st: *mut c_void,
-    cx: &mut StackCtx,
-    opt: &mut SockOpt<'_>,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.ctloutput(cx, opt))
-}
 extern "C" fn stack_handoff_ok<T: TcpStack>(cx: &StackCtx) -> HookStatus {
     guard(|| T::handoff_ok(cx))
 }
-extern "C" fn stack_mtu_chg<T: TcpStack>(
-    st: *mut c_void,
-    cx: &mut StackCtx,
-    mtu: u32,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.mtu_chg(cx, mtu))
-}
-extern "C" fn stack_switch_failed<T: TcpStack>(st: *mut c_void, cx: &mut StackCtx) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.switch_failed(cx))
-}
-extern "C" fn stack_chg_query<T: TcpStack>(
-    st: *mut c_void,
-    cx: &StackCtx,
-    q: &mut ChgQuery,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.chg_query(cx, q))
-}
-extern "C" fn stack_info<T: TcpStack>(
-    st: *mut c_void,
-    cx: &StackCtx,
-    out: &mut TcpInfo,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.info(cx, out))
-}
-extern "C" fn stack_inherit<T: TcpStack>(
-    st: *mut c_void,
-    cx: &mut StackCtx,
-    listener: &Tcpcb,
-) -> HookStatus {
-    // SAFETY: as in `stack_state`.
-    guard(|| unsafe { stack_state::<T>(st) }?.inherit(cx, listener))
+
+/// The hooks that run on a connection's stack state, written once: this table makes the
+/// `extern "C"` shim of each (the [`TcpStack`] method on the state `init` made, behind a
+/// panic guard) and [`StackVtable`], the descriptor that points at them. Each hook's
+/// contract is on its [`TcpStack`] method; the descriptor's fields are [`TcpFunctionBlock`].
+macro_rules! stateful_hooks {
+    ($( $hook:ident ( $cx:ident : $cx_ty:ty $(, $arg:ident : $ty:ty)* ); )*) => {
+        /// The shims the descriptor points at.
+        mod shim {
+            use super::*;
+            $(
+                pub(super) extern "C" fn $hook<T: TcpStack>(
+                    st: *mut c_void,
+                    $cx: $cx_ty
+                    $(, $arg: $ty)*
+                ) -> HookStatus {
+                    // SAFETY: as in `stack_state`.
+                    guard(|| unsafe { stack_state::<T>(st) }?.$hook($cx $(, $arg)*))
+                }
+            )*
+        }
+
+        /// Builds the ABI descriptor of `T`. Used by [`crate::export_function_block!`].
+        pub struct StackVtable<T>(PhantomData<T>);
+
+        impl<T: TcpStack> StackVtable<T> {
+            abi_stable::staticref! {
+                const WM: WithMetadata<TcpFunctionBlock> = WithMetadata::new(TcpFunctionBlock {
+                    name: RStr::from_str(T::NAME),
+                    aliases: RSlice::from_slice(T::ALIASES),
+                    flags: T::FLAGS,
+                    counters: RSlice::from_slice(T::COUNTERS),
+                    init: Some(stack_init::<T>),
+                    fini: Some(stack_fini::<T>),
+                    handoff_ok: Some(stack_handoff_ok::<T>),
+                    $($hook: Some(shim::$hook::<T>),)*
+                })
+            }
+
+            /// The block's descriptor.
+            pub const BLOCK: TcpFunctionBlockRef = TcpFunctionBlockRef(Self::WM.as_prefix());
+        }
+    };
 }
 
-/// Builds the ABI descriptor of `T`. Used by [`crate::export_function_block!`].
-pub struct StackVtable<T>(PhantomData<T>);
-
-impl<T: TcpStack> StackVtable<T> {
-    abi_stable::staticref! {
-        const WM: WithMetadata<TcpFunctionBlock> = WithMetadata::new(TcpFunctionBlock {
-            name: RStr::from_str(T::NAME),
-            aliases: RSlice::from_slice(T::ALIASES),
-            flags: T::FLAGS,
-            counters: RSlice::from_slice(T::COUNTERS),
-            init: Some(stack_init::<T>),
-            fini: Some(stack_fini::<T>),
-            do_segment: Some(stack_do_segment::<T>),
-            output: Some(stack_output::<T>),
-            timer: Some(stack_timer::<T>),
-            ctloutput: Some(stack_ctloutput::<T>),
-            handoff_ok: Some(stack_handoff_ok::<T>),
-            mtu_chg: Some(stack_mtu_chg::<T>),
-            switch_failed: Some(stack_switch_failed::<T>),
-            chg_query: Some(stack_chg_query::<T>),
-            info: Some(stack_info::<T>),
-            inherit: Some(stack_inherit::<T>),
-        })
-    }
-
-    /// The block's descriptor.
-    pub const BLOCK: TcpFunctionBlockRef = TcpFunctionBlockRef(Self::WM.as_prefix());
+stateful_hooks! {
+    do_segment(cx: &mut StackCtx, seg: &SegIn<'_>);
+    output(cx: &mut StackCtx);
+    timer(cx: &mut StackCtx, which: u32);
+    ctloutput(cx: &mut StackCtx, opt: &mut SockOpt<'_>);
+    mtu_chg(cx: &mut StackCtx, mtu: u32);
+    switch_failed(cx: &mut StackCtx);
+    chg_query(cx: &StackCtx, q: &mut ChgQuery);
+    info(cx: &StackCtx, out: &mut TcpInfo);
+    inherit(cx: &mut StackCtx, listener: &Tcpcb);
 }
 
 /// `true` in states where FreeBSD lets any stack take a connection over (CLOSED, LISTEN).

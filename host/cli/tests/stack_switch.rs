@@ -118,37 +118,6 @@ fn roundtrip(h: &mut Host, c: ConnId) {
     }
 }
 
-/// Sends `data[from..]` from A's `c` (the rest was sent already) and reads all of `data` on
-/// B's `s`, running the link; returns what B read.
-fn transfer(
-    net: &mut SimNet,
-    c: ConnId,
-    s: ConnId,
-    data: &[u8],
-    from: usize,
-    until: u64,
-) -> Vec<u8> {
-    let mut sent = from;
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    net.run_until(until, |n| {
-        while sent < data.len() {
-            match n.a.send(c, &data[sent..]) {
-                Ok(k) => sent += k,
-                Err(_) => break,
-            }
-        }
-        while let Ok(k) = n.b.recv(s, &mut buf) {
-            if k == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..k]);
-        }
-        got.len() >= data.len()
-    });
-    got
-}
-
 #[test]
 fn errnos() {
     let mut net = net(1, 0.0);
@@ -289,7 +258,7 @@ fn handoff_errno_as_is_and_failed_init_keeps_the_old_stack() {
         "failed init's timer gone"
     );
     // The old stack still runs the connection: the rest goes through.
-    let got = transfer(&mut net, c, s, &data, sent, 20 * SEC);
+    let got = pump(&mut net, c, s, &data, sent, 20 * SEC);
     assert_eq!(got.len(), data.len());
     assert!(got == data, "bytes intact after the failed switches");
 }
@@ -362,7 +331,7 @@ fn switch_in_each_state() {
     }));
     let s0 = s0.unwrap();
     let data = payload(300_000, 5);
-    assert_eq!(transfer(&mut net, c0, s0, &data, 0, 20 * SEC), data);
+    assert_eq!(pump(&mut net, c0, s0, &data, 0, 20 * SEC), data);
     assert_eq!(get_set(&mut net.a, c0, TCP_FUNCTION_BLK).0, "base2");
 
     // ESTABLISHED with data in flight, on both ends.

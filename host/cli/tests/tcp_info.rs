@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_INFO, TCP_STATS};
 use plugtcp_abi::TcpState;
 use plugtcp_io::sim::SimLinkConfig;
-use plugtcp_io::simnet::{SimNet, ADDR_B};
+use plugtcp_io::simnet::SimNet;
 
 const MS: u64 = 1_000_000;
 const SEC: u64 = 1_000_000_000;
@@ -33,36 +33,17 @@ fn lossy_net(seed: u64, stack: &str) -> SimNet {
     net
 }
 
-/// A sends `len` bytes to B, which reads them all; the connection stays open. Returns
-/// (A's slot, B's slot).
+/// A sends `len` bytes to B, which reads them all and checks them; the connection stays
+/// open. Returns (A's connection, B's).
 fn transfer(net: &mut SimNet, len: usize) -> (ConnId, ConnId) {
     let data = common::payload(len, 3);
-    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
-    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
-    let (mut sent, mut got, mut s) = (0, 0, None);
-    let mut buf = vec![0u8; 1 << 16];
-    assert!(net.run_until(120 * SEC, |n| {
-        if n.a.state(c) == Some(TcpState::Established) {
-            while sent < len {
-                match n.a.send(c, &data[sent..]) {
-                    Ok(k) if k > 0 => sent += k,
-                    _ => break,
-                }
-            }
-        }
-        s = s.or_else(|| n.b.accept(lid).ok());
-        if let Some(s) = s {
-            while let Ok(k) = n.b.recv(s, &mut buf) {
-                if k == 0 {
-                    break;
-                }
-                assert_eq!(buf[..k], data[got..got + k]);
-                got += k;
-            }
-        }
-        got == len && n.a.unacked(c) == 0
-    }));
-    (c, s.unwrap())
+    let (c, s) = common::established(net);
+    assert!(
+        common::pump(net, c, s, &data, 0, 120 * SEC) == data,
+        "bytes differ"
+    );
+    assert!(net.run_until(net.now + 10 * SEC, |n| n.a.unacked(c) == 0));
+    (c, s)
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {

@@ -294,6 +294,37 @@ pub fn established(net: &mut plugtcp_io::simnet::SimNet) -> (ConnId, ConnId) {
     (c, s.unwrap())
 }
 
+/// Sends `data[from..]` from A's `c` (the rest was sent already) and reads all of `data` on
+/// B's `s`, running the link; returns what B read.
+pub fn pump(
+    net: &mut plugtcp_io::simnet::SimNet,
+    c: ConnId,
+    s: ConnId,
+    data: &[u8],
+    from: usize,
+    until: u64,
+) -> Vec<u8> {
+    let mut sent = from;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    net.run_until(until, |n| {
+        while sent < data.len() {
+            match n.a.send(c, &data[sent..]) {
+                Ok(k) => sent += k,
+                Err(_) => break,
+            }
+        }
+        while let Ok(k) = n.b.recv(s, &mut buf) {
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        got.len() >= data.len()
+    });
+    got
+}
+
 /// What [`transfer`] saw.
 pub struct Transfer {
     /// Every byte arrived, in order (SHA-256 of what was read equals that of what was sent).

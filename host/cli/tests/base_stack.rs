@@ -115,7 +115,7 @@ fn from_b(net: &SimNet, c: ConnId, seq: u32, ack: u32, flags: u16) -> Vec<u8> {
 
 fn a_output(net: &mut SimNet) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    net.a.worker.tx.drain(|p| out.push(p.to_vec()));
+    net.a.transmit(|p| out.push(p.to_vec()));
     out
 }
 
@@ -488,7 +488,7 @@ fn dsack_reports_a_duplicate_first() {
     .unwrap();
     net.b.input(&pkt[..n]);
     let mut out = Vec::new();
-    net.b.worker.tx.drain(|p| out.push(p.to_vec()));
+    net.b.transmit(|p| out.push(p.to_vec()));
     let ack = wire::parse(&out[0]).unwrap();
     assert!(ack.opts.has(to::SACK));
     assert_eq!(
@@ -736,11 +736,11 @@ fn loopback_run(
     until: u64,
     mut done: impl FnMut(&mut plugtcp_host::Host) -> bool,
 ) {
-    let mut now = h.worker.now;
+    let mut now = h.now();
     loop {
-        while !h.worker.tx.is_empty() {
+        while h.tx_len() != 0 {
             let mut pkts = Vec::new();
-            h.worker.tx.drain(|p| pkts.push(p.to_vec()));
+            h.transmit(|p| pkts.push(p.to_vec()));
             for p in pkts {
                 h.input(&p);
             }
@@ -770,7 +770,7 @@ fn nolocaltimewait_skips_time_wait_for_local_peers() {
         let s = h.accept(lid).unwrap();
         h.close(c);
         h.close(s);
-        let now = h.worker.now;
+        let now = h.now();
         loopback_run(&mut h, now + SEC, |_| false);
         assert_eq!(h.state(c), expect, "nolocaltimewait={nolocal}");
     }

@@ -67,7 +67,7 @@ impl Bench {
 
     fn drain(&mut self) -> Vec<Out> {
         let mut out = Vec::new();
-        self.host.worker.tx.drain(|p| {
+        self.host.transmit(|p| {
             let p = wire::parse(p).expect("the host sends valid packets");
             out.push(Out {
                 seq: p.seq,

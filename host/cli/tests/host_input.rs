@@ -88,8 +88,8 @@ fn drop_synfin() {
     );
     // FreeBSD's default (drop_synfin=0): treated as a SYN.
     net.b.input(&synfin);
-    assert_eq!(net.b.worker.tx.len(), 1, "answered with a SYN-ACK");
-    net.b.worker.tx.drain(|_| {});
+    assert_eq!(net.b.tx_len(), 1, "answered with a SYN-ACK");
+    net.b.transmit(|_| {});
     net.b
         .syncache
         .remove(&plugtcp_host::socket::table::ConnKey::new(
@@ -98,7 +98,7 @@ fn drop_synfin() {
         ));
     net.b.sysctl_set("net.inet.tcp.drop_synfin", "1").unwrap();
     net.b.input(&synfin);
-    assert!(net.b.worker.tx.is_empty(), "dropped with drop_synfin=1");
+    assert!(net.b.tx_len() == 0, "dropped with drop_synfin=1");
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn malformed_packets_are_counted_and_dropped() {
     net.b.input(b"not an ip packet at all, just bytes");
     let errs: u64 = net.b.stats.in_errs.iter().sum();
     assert_eq!(errs, 3);
-    assert!(net.b.worker.tx.is_empty());
+    assert!(net.b.tx_len() == 0);
     assert_eq!(net.b.syncache.len(), 0);
     assert_eq!(net.b.accept(lid), Err(Errno::EAGAIN));
 }

@@ -549,7 +549,7 @@ fn a_syn_flood_shows_in_the_syncache_cookie_and_state_series() {
                 .unwrap();
         h.input(&pkt[..n]);
     }
-    h.worker.tx.drain(|_| {});
+    h.transmit(|_| {});
     let text = publish(&mut h, &rec);
     let n = f64::from(SYNS);
     // Every SYN-ACK carried a cookie (FreeBSD's tcps_sc_sendcookie).

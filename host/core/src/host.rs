@@ -332,6 +332,33 @@ impl Host {
         self.batch_spare = slots;
     }
 
+    /// Hands every queued outgoing packet to `f`, oldest first, and empties the transmit
+    /// queue: what a driver does after `input`, `advance` or an application call.
+    pub fn transmit(&mut self, f: impl FnMut(&[u8])) {
+        self.worker.tx.drain(f);
+    }
+
+    /// As [`Host::transmit`], with each packet's UDP tunnel port (0: plain TCP).
+    pub fn transmit_tagged(&mut self, f: impl FnMut(&[u8], u16)) {
+        self.worker.tx.drain_tagged(f);
+    }
+
+    /// Outgoing packets waiting in the transmit queue.
+    pub fn tx_len(&self) -> usize {
+        self.worker.tx.len()
+    }
+
+    /// The host clock (ns): the time of the last [`Host::advance`] or [`Host::set_now`].
+    pub fn now(&self) -> u64 {
+        self.worker.now
+    }
+
+    /// Sets the clock for what comes next (packets that arrive now) without running the
+    /// timers that are due: [`Host::advance`] runs those.
+    pub fn set_now(&mut self, now: u64) {
+        self.worker.now = now;
+    }
+
     /// The earliest time something is due (a timer or a SYN cache event).
     pub fn next_timeout(&self) -> Option<u64> {
         let deferred = self

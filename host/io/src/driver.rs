@@ -89,7 +89,7 @@ impl<I: PacketIo> IoHost<I> {
         let now = self.now();
         let (io, pcap) = (&mut self.io, &mut self.pcap);
         let mut result = Ok(());
-        self.host.worker.tx.drain_tagged(|pkt, port| {
+        self.host.transmit_tagged(|pkt, port| {
             if let Some(w) = pcap.as_mut() {
                 let _ = w.write_packet(now, pkt);
             }

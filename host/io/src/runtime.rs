@@ -300,7 +300,7 @@ impl Drop for TcpStream {
                     | Some(TcpState::Closed)
                     | Some(TcpState::TimeWait)
                     | Some(TcpState::FinWait2) => true,
-                    Some(_) => h.worker.now >= deadline,
+                    Some(_) => h.now() >= deadline,
                 };
                 done.then_some(Ok(()))
             });

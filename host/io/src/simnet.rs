@@ -129,8 +129,8 @@ impl SimNet {
                 link.b_to_a.send(now, pkt);
             }
         };
-        self.a.worker.tx.drain(|pkt| take(true, pkt));
-        self.b.worker.tx.drain(|pkt| take(false, pkt));
+        self.a.transmit(|pkt| take(true, pkt));
+        self.b.transmit(|pkt| take(false, pkt));
         self.packets != before
     }
 
@@ -156,7 +156,7 @@ impl SimNet {
             to.batch_end();
             from.worker.tx = tx;
         };
-        while !self.a.worker.tx.is_empty() || !self.b.worker.tx.is_empty() {
+        while self.a.tx_len() != 0 || self.b.tx_len() != 0 {
             deliver(&mut self.a, &mut self.b, true);
             deliver(&mut self.b, &mut self.a, false);
         }
@@ -207,8 +207,8 @@ impl SimNet {
         }
         self.now = self.now.max(t);
         let now = self.now;
-        self.a.worker.now = now;
-        self.b.worker.now = now;
+        self.a.set_now(now);
+        self.b.set_now(now);
         let (a, b) = (&mut self.a, &mut self.b);
         // What one poll delivers arrived together: a receive batch.
         b.batch_begin();

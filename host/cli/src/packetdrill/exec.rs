@@ -234,7 +234,7 @@ impl<'a> Runner<'a> {
 
     /// Script time now, in microseconds.
     pub(crate) fn now_us(&self) -> u64 {
-        self.host.worker.now.saturating_sub(START_NS) / NS_PER_US
+        self.host.now().saturating_sub(START_NS) / NS_PER_US
     }
 
     fn ns(us: u64) -> u64 {
@@ -288,7 +288,7 @@ impl<'a> Runner<'a> {
             error,
             warnings: self.warnings,
             log: self.log,
-            virtual_usecs: self.host.worker.now.saturating_sub(START_NS) / NS_PER_US,
+            virtual_usecs: self.host.now().saturating_sub(START_NS) / NS_PER_US,
         }
     }
 
@@ -421,10 +421,10 @@ impl<'a> Runner<'a> {
     /// learned from what the peer sent over UDP) goes out in UDP from
     /// net.inet.tcp.udp_tunneling_port, as FreeBSD's tunnel sends it.
     fn collect(&mut self) {
-        let t = self.host.worker.now;
+        let t = self.host.now();
         let sport = self.host.tunables.udp_tunneling_port as u16;
         let (out, pcap) = (&mut self.out, &mut self.pcap);
-        self.host.worker.tx.drain_tagged(|p, port| {
+        self.host.transmit_tagged(|p, port| {
             let bytes = match port {
                 0 => p.to_vec(),
                 dport => packet::encapsulate(p, sport, dport).unwrap_or_else(|| p.to_vec()),
@@ -451,7 +451,7 @@ impl<'a> Runner<'a> {
             };
             match next {
                 Some(t) if t <= target => {
-                    let t = t.max(self.host.worker.now);
+                    let t = t.max(self.host.now());
                     self.host.advance(t);
                     // A timer that re-arms itself for the same instant must not stall us.
                     if self.host.next_timeout().is_some_and(|n| n <= t) {
@@ -459,7 +459,7 @@ impl<'a> Runner<'a> {
                     }
                 }
                 _ => {
-                    if self.host.worker.now < target {
+                    if self.host.now() < target {
                         self.host.advance(target);
                     }
                     self.collect();
@@ -479,7 +479,7 @@ impl<'a> Runner<'a> {
     fn step(&mut self, limit: u64) -> Result<bool, Failure> {
         match self.host.next_timeout() {
             Some(t) if t <= limit => {
-                self.advance_to(t.max(self.host.worker.now))?;
+                self.advance_to(t.max(self.host.now()))?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -545,7 +545,7 @@ impl<'a> Runner<'a> {
         };
         self.note(line, format!("inject {p}"));
         if let Some(w) = self.pcap.as_mut() {
-            let _ = w.write_packet(self.host.worker.now, &bytes);
+            let _ = w.write_packet(self.host.now(), &bytes);
         }
         match self.decapsulate(&bytes) {
             Some(Some((plain, port))) => self.host.input_with_port(&plain, port),

@@ -724,7 +724,7 @@ fn start(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
                 });
             }
             let timeout = int(arg(call, 2)?)?;
-            let until_ns = (timeout >= 0).then(|| r.host.worker.now + timeout as u64 * 1_000_000);
+            let until_ns = (timeout >= 0).then(|| r.host.now() + timeout as u64 * 1_000_000);
             resume(
                 r,
                 Resume::Poll {
@@ -883,7 +883,7 @@ fn resume(r: &mut Runner<'_>, what: Resume) -> R<Step> {
             expect,
         } => {
             let n = r.posix.poll(&r.host, &mut fds);
-            let expired = until_ns.is_some_and(|u| r.host.worker.now >= u);
+            let expired = until_ns.is_some_and(|u| r.host.now() >= u);
             if n == 0 && !expired {
                 Step::Block(Resume::Poll {
                     fds,

@@ -198,12 +198,9 @@
 //!   armed with delay 0 fires at the next advance, never inside the current call).
 //! - **Firing**: before calling `timer(which)` the host forgets the timer, so inside the
 //!   hook it is not armed: a periodic timer re-arms itself there. Timers due at the same
-//!   advance are collected first and then delivered in deadline order, so a stack can get
-//!   the call for a timer it stopped or re-armed in an earlier handler of the same advance
-//!   (and when it was re-armed, the host's record of the new deadline is lost on that
-//!   delivery: `timer_remaining` says not armed, yet the timer still fires at its new
-//!   deadline). Timer hooks must therefore check that their work is still due, as
-//!   FreeBSD's tcp_timer_* functions check their callout.
+//!   advance are delivered in deadline order (ties: the order they were armed in); one
+//!   that an earlier handler of the same advance stopped or re-armed is not delivered (the
+//!   re-armed one fires at its new deadline).
 //! - **Drops and the end**: the host cancels all timers when it drops a connection itself
 //!   and when it frees one; a stack that closes a connection should stop its timers (the
 //!   host does not, until the connection is freed).
@@ -1457,9 +1454,8 @@ pub trait TcpStack: Sized + Send + 'static {
     /// Timer `which` (a `tt::*`) fired (tcp_timer_*).
     ///
     /// **When**: once the host clock reached a deadline set with `timer_start`. The host
-    /// has already forgotten the timer (re-arm it here for another round), and may deliver
-    /// a timer stopped or re-armed earlier in the same advance: check that the work is due
-    /// (see "Timers"). In TIME_WAIT, `tt::TWO_MSL` must end the connection (report
+    /// has already forgotten the timer (re-arm it here for another round); a timer stopped
+    /// or re-armed in the meantime is not delivered (see "Timers"). In TIME_WAIT, `tt::TWO_MSL` must end the connection (report
     /// `Closed`).
     ///
     /// **May**: retransmit, probe, drop the connection (set `t_softerror`, CLOSED, report

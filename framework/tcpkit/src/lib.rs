@@ -8,12 +8,15 @@
 //! - [`cc`]: what mod_cc modules share: cc.c's NewReno functions ([`cc::common`]), HyStart++
 //!   ([`cc::hystart`]), h_ertt ([`cc::ertt`]), delay helpers ([`cc::delay`]), and with the
 //!   `testing` feature a fake host for unit tests of a module (`cc::testing`).
+//! - [`stack`]: for function blocks; with the `testing` feature a fake host for unit tests of
+//!   a whole stack (`stack::testing`).
 
 pub mod cc;
 pub mod rack;
 pub mod reass;
 pub mod rtt;
 pub mod sack;
+pub mod stack;
 
 /// The contract, for the forwarding macros ([`newreno_hooks!`], [`ertt_hooks!`]).
 #[doc(hidden)]

@@ -15,6 +15,8 @@
 mod input;
 mod output;
 mod rack;
+#[cfg(test)]
+mod tests;
 mod timer;
 
 use abi_stable::std_types::RStr;

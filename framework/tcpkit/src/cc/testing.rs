@@ -74,7 +74,7 @@ pub fn param_defaults<T: CcAlgorithm>() -> Vec<AtomicIsize> {
         .collect()
 }
 
-/// `T`'s parameter values for a connection (its [`CcVar::params`](super::CcVar::params)), leaked: the defaults,
+/// `T`'s parameter values for a connection (its [`CcVar::params`](plugtcp_abi::cc::CcVar::params)), leaked: the defaults,
 /// then `overrides`, each `(index in T::PARAMS, value)`.
 pub fn params<T: CcAlgorithm>(overrides: &[(usize, i64)]) -> &'static [AtomicIsize] {
     let values: &'static [AtomicIsize] = Box::leak(param_defaults::<T>().into_boxed_slice());

@@ -134,7 +134,7 @@ impl TcpStack for Template {
     /// in any state but TIME_WAIT (the host's), CLOSED included; checksums verified, nothing
     /// else. **May**: all tcp_input does: the tcpcb, `rcv_write`/`rcv_commit`, `snd_drop`,
     /// the CC, timers, events, output. **Must** send what the segment calls for, unless
-    /// `tf2::INPUT_BATCH` is set (the host then calls `output` at the end of the batch).
+    /// `cx.host.input_batch()` is true (the host then calls `output` at the end of the batch).
     /// The host ignores an errno.
     ///
     /// The template's own behaviour: count the segment, per connection and block-wide.

@@ -132,8 +132,7 @@
 //!   `snd_up` on send(MSG_OOB), `t_keepinit`/`t_keepidle`/`t_keepintvl` (ms),
 //!   `t_keepcnt`, `t_user_timeout` (ms) and `tf2::KEEPALIVE` on setsockopt (then a
 //!   `ctloutput` call so that the stack can re-arm its keepalive timer).
-//! - Before every stack call: `t_tsomax_segs`. Around receive batches:
-//!   `tf2::INPUT_BATCH`.
+//! - Before every stack call: `t_tsomax_segs`.
 //! - ICMP "fragmentation needed" (FreeBSD tcp_mtudisc): `t_maxseg` lowered (to the MTU
 //!   less headers, at most the send buffer's size), `snd_nxt = snd_una`,
 //!   `snd_recover = snd_max`, `tf::FASTRECOVERY` cleared when SACK is on (not
@@ -243,15 +242,14 @@
 //! ## Batching
 //!
 //! When the host's driver receives packets in batches (`Host::batch_begin`/`batch_end`:
-//! one link poll, one recvmmsg), the host sets [`crate::tcpcb::tf2::INPUT_BATCH`] on a
-//! connection before its first segment of the batch reaches `do_segment` (before that
-//! packet's checksum is even verified); at the end of the batch it clears the flag and calls
-//! `output` once for each connection that has it, then handles its events. While the flag
-//! is set a stack may leave its output (the ACK) to that call: plugtcp's engine skips its
-//! tcp_output at the end of `do_segment`, so a batch gets one ACK (as FreeBSD's LRO and
-//! Linux's GRO give a stack one coalesced segment). Outside a batch the flag is clear and
-//! the host makes **no** `output` call after `do_segment`: the stack must send what the
-//! segment calls for itself.
+//! one link poll, one recvmmsg), [`HostIf::input_batch`] is true in each `do_segment` of a
+//! connection's segments of the batch, and at the end of the batch the host calls `output`
+//! once for each connection that got segments in it, then handles its events. So a stack
+//! may leave its output (the ACK) to that call: plugtcp's engine skips its tcp_output at
+//! the end of `do_segment`, so a batch gets one ACK (as FreeBSD's LRO and Linux's GRO give
+//! a stack one coalesced segment). Outside a batch `input_batch` is false and the host
+//! makes **no** `output` call after `do_segment`: the stack must send what the segment
+//! calls for itself.
 //!
 //! Within a batch, with LRO on (`Host::lro_enabled`, the default), in-order data segments
 //! of one connection (ACK, optionally PSH, timestamps as the only option, not CE-marked,
@@ -344,6 +342,17 @@
 //!   `mtu_chg`.
 //! - **Listener options** and the SYN cache's agreement are written into a new
 //!   connection's tcpcb before its stack exists.
+//!
+//! Why these stay in the host rather than going through a hook: FreeBSD keeps the same
+//! code outside its function blocks, shared by every stack. tcp_usr_connect,
+//! tcp_usrclosed and tcp_drop live in tcp_usrreq.c and tcp_subr.c, tcp_twcheck and
+//! syncache_socket run before any block is involved, and tcp_mtudisc is common code that
+//! ends in the block's `tfb_tcp_mtu_chg`; FreeBSD's `struct tcp_function_block` has no
+//! hook for them, and its RACK and BBR stacks rely on them as the base stack does. Keeping
+//! them here keeps a block's contract the one FreeBSD authors know, makes the state a
+//! connection is in when a stack first sees it the same whichever block it runs on, and
+//! lets the host keep its promises (TIME_WAIT's cost, a drop that always drops) even when
+//! a plugin misbehaves.
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
@@ -488,6 +497,11 @@ pub struct HostOps {
     /// Report an event ([`ConnEvent`]); the host acts on it after the call.
     #[sabi(last_prefix_field)]
     pub event: extern "C" fn(host: *mut c_void, ev: ConnEvent),
+    /// Whether the current `do_segment` is part of a receive batch: the host hands the
+    /// connection several segments that arrived together (one link poll, one recvmmsg, an
+    /// LRO flush) and calls `output` once at the batch's end, so the stack may leave its
+    /// output (the ACK) to that call. False in every other call.
+    pub input_batch: extern "C" fn(host: *mut c_void) -> bool,
 }
 
 /// `which` values of [`HostOps::autosize`].
@@ -593,6 +607,11 @@ impl HostIf {
     #[inline]
     pub fn now(&self) -> u64 {
         (self.ops.now())(self.host)
+    }
+    /// [`HostOps::input_batch`]: `output` follows at the end of this receive batch.
+    #[inline]
+    pub fn input_batch(&self) -> bool {
+        (self.ops.input_batch())(self.host)
     }
     /// [`HostOps::event`].
     #[inline]
@@ -1434,8 +1453,8 @@ pub trait TcpStack: Sized + Send + 'static {
     /// (`output`).
     ///
     /// **Must**: send what the segment calls for (ACK, data the ACK let out) itself, unless
-    /// `tf2::INPUT_BATCH` is set, in which case it may leave that to the `output` call the
-    /// host makes at the end of the batch. **Must not** keep `seg` or its payload past the
+    /// [`HostIf::input_batch`] is true, in which case it may leave that to the `output` call
+    /// the host makes at the end of the batch. **Must not** keep `seg` or its payload past the
     /// call.
     ///
     /// **Returns**: the host ignores an errno (the segment is simply done with).

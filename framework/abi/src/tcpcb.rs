@@ -207,14 +207,7 @@ pub mod tf2 {
     /// taken in order (with `ConnEvent::Readable`); the host reads it: recv returns end of
     /// stream once the buffer is empty. plugtcp's own.
     pub const FIN_RCVD: u32 = 0x0100_0000;
-    /// Set by the host while it hands a connection several segments received together (a
-    /// batch, as LRO/GRO give one): the stack may leave output (the ACK) to the end of the
-    /// batch, when the host calls `output` once. plugtcp's own flag. The host sets it before
-    /// the batch's first segment for the connection reaches `do_segment` and clears it just
-    /// before that final `output` call; outside a batch it is clear and the host makes no
-    /// `output` call after `do_segment`. Stacks must not change it. See the stack module's
-    /// contract, "Batching".
-    pub const INPUT_BATCH: u32 = 0x0200_0000;
+    // 0x0200_0000 was INPUT_BATCH until ABI 0.8.0 (now `HostIf::input_batch`).
     /// The peer is one of this host's own addresses (for `nolocaltimewait`). Set by the host
     /// when the connection gets its addresses. plugtcp's own.
     pub const LOCAL_PEER: u32 = 0x0400_0000;

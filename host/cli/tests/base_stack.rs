@@ -881,7 +881,7 @@ fn bulk_trace(tso: &str, len: usize, write: usize) -> (Vec<Captured>, OffloadSta
         got.len() == len
     }));
     assert!(got == data, "delivered bytes differ");
-    (net.record.take().unwrap(), net.a.worker.offload)
+    (net.record.take().unwrap(), net.a.offload_stats())
 }
 
 /// TSO: the stack hands the host descriptors of many segments and the host cuts them into

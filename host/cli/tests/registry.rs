@@ -228,10 +228,7 @@ fn switch_checks_handoff_and_keeps_old_stack_on_failure() {
         snap.block("paninit").unwrap(),
     );
     let c = h.new_conn().unwrap();
-    let armed = |h: &plugtcp_host::Host| {
-        let id = h.conns.get_by_id(c).unwrap().side.timers[0].expect("rexmt armed");
-        h.worker.wheel.get(id).map(|(deadline, _)| deadline)
-    };
+    let armed = |h: &plugtcp_host::Host| h.timer_deadline(c, 0);
     assert_eq!(armed(&h), Some(REXMT_NS), "alpha armed its timer in init");
 
     // handoff_ok's errno comes back as is; nothing changes.
@@ -471,7 +468,7 @@ fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
         "bytes intact through the host's chunked receive buffer"
     );
     assert!(
-        h.worker.pool.in_use() >= 3,
+        h.buffer_chunks_in_use() >= 3,
         "40 kB spans three 16 KiB chunks"
     );
 
@@ -488,6 +485,6 @@ fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
 
     // Closing returns every chunk and cancels every timer.
     h.abort(c);
-    assert_eq!(h.worker.pool.in_use(), 0);
-    assert!(h.worker.wheel.is_empty());
+    assert_eq!(h.buffer_chunks_in_use(), 0);
+    assert_eq!(h.timers_armed(), 0);
 }

@@ -67,8 +67,7 @@ fn users(h: &Host, name: &str) -> usize {
 }
 
 fn timer_deadline(h: &Host, c: ConnId, which: u32) -> Option<u64> {
-    let id = h.conns.get_by_id(c)?.side.timers[which as usize]?;
-    h.worker.wheel.get(id).map(|(d, _)| d)
+    h.timer_deadline(c, which)
 }
 
 fn in_flight(h: &Host, c: ConnId) -> bool {

@@ -152,7 +152,7 @@ fn perfect_link_lro_places_every_byte() {
         }));
         assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
         let (a, b) = (net.a.tcpcb(c).unwrap(), net.b.tcpcb(s.unwrap()).unwrap());
-        let lro = net.b.worker.offload;
+        let lro = net.b.offload_stats();
         let case = format!("MTU {mtu}, buffers {space}: {lro:?}");
         assert_eq!((a.t_sndrexmitpack, b.t_rcvoopack), (0, 0), "{case}");
         // Every data packet placed, except jumbo ones larger than a 16 KiB chunk (they
@@ -186,7 +186,7 @@ fn lro_on_and_off_deliver_the_same_bytes() {
         let mut net = SimNet::builtin(cfg, 21);
         net.b.lro_enabled = lro;
         check(&mut net, 4 << 20, 17, 60 * SEC);
-        counts.push(net.b.worker.offload);
+        counts.push(net.b.offload_stats());
     }
     let (on, off) = (counts[0], counts[1]);
     assert!(

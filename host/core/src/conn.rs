@@ -294,6 +294,9 @@ pub struct HostSide {
     /// shutdown(SHUT_WR) / shutdown(SHUT_RD) were called.
     pub wr_shut: bool,
     pub rd_shut: bool,
+    /// In the current receive batch: its segments reach the stack with
+    /// `HostIf::input_batch` true, and one `output` call follows at the batch's end.
+    pub in_batch: bool,
     /// The connection's own observer (its TCP_SIFTR trace).
     pub observer: Option<Box<dyn ConnObserver>>,
     /// Stack options set on it, set again on the next stack after a switch (boxed: most
@@ -330,6 +333,7 @@ impl HostSide {
             user_closed: false,
             wr_shut: false,
             rd_shut: false,
+            in_batch: false,
             observer: None,
             sticky: None,
         }
@@ -605,6 +609,9 @@ extern "C" fn op_timer_remaining(host: *mut c_void, which: u32) -> u64 {
 extern "C" fn op_now(host: *mut c_void) -> u64 {
     call(host).map_or(0, |c| c.worker.now)
 }
+extern "C" fn op_input_batch(host: *mut c_void) -> bool {
+    call(host).is_some_and(|c| c.side.in_batch)
+}
 extern "C" fn op_event(host: *mut c_void, ev: ConnEvent) {
     if let Some(c) = call(host) {
         c.side.events |= 1 << ev as u8;
@@ -627,6 +634,7 @@ const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     timer_remaining: op_timer_remaining,
     now: op_now,
     event: op_event,
+    input_batch: op_input_batch,
 });
 
 /// The host operations every connection's stack sees.

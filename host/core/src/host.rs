@@ -8,7 +8,7 @@ use plugtcp_abi::cc::CcGlobals;
 use plugtcp_abi::Errno;
 
 use crate::conn::{timer_token_parts, Conn, Worker};
-use crate::conn_table::ConnTable;
+use crate::conn_table::{ConnId, ConnTable};
 use crate::lro;
 use crate::registry::loader::SearchPath;
 use crate::registry::Registry;
@@ -320,10 +320,10 @@ impl Host {
             let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            if c.ctx.tp.t_flags2 & plugtcp_abi::tcpcb::tf2::INPUT_BATCH == 0 {
+            if !c.side.in_batch {
                 continue;
             }
-            c.ctx.tp.t_flags2 &= !plugtcp_abi::tcpcb::tf2::INPUT_BATCH;
+            c.side.in_batch = false;
             let _ = self.with_slot(slot, |c, w| c.output(w));
             self.after_call(slot);
         }
@@ -357,6 +357,27 @@ impl Host {
     /// timers that are due: [`Host::advance`] runs those.
     pub fn set_now(&mut self, now: u64) {
         self.worker.now = now;
+    }
+
+    /// When connection `id`'s timer `which` (a `tt::*`) fires (ns, host clock), if armed.
+    pub fn timer_deadline(&self, id: ConnId, which: u32) -> Option<u64> {
+        let t = (*self.conns.get_by_id(id)?.side.timers.get(which as usize)?)?;
+        self.worker.wheel.get(t).map(|(deadline, _)| deadline)
+    }
+
+    /// Timers armed in the wheel, every connection's.
+    pub fn timers_armed(&self) -> usize {
+        self.worker.wheel.len()
+    }
+
+    /// Socket-buffer chunks in use (the pool's count; 0 once every connection is freed).
+    pub fn buffer_chunks_in_use(&self) -> usize {
+        self.worker.pool.in_use()
+    }
+
+    /// What the transmit side's TSO and the receive side's LRO did so far.
+    pub fn offload_stats(&self) -> crate::conn::OffloadStats {
+        self.worker.offload
     }
 
     /// The earliest time something is due (a timer or a SYN cache event).

@@ -69,9 +69,8 @@ impl Host {
         if let Some(slot) = found {
             if let Some(batch) = self.batch.as_mut() {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-                    let tp = &mut c.ctx.tp;
-                    if tp.t_flags2 & plugtcp_abi::tcpcb::tf2::INPUT_BATCH == 0 {
-                        tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::INPUT_BATCH;
+                    if !c.side.in_batch {
+                        c.side.in_batch = true;
                         batch.push(slot);
                     }
                 }

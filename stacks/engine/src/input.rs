@@ -241,7 +241,7 @@ pub(crate) fn do_segment(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         receive_data(eng, cx, seq, data, fin);
     }
     // In a receive batch the host calls output once at its end: one ACK for the batch.
-    if cx.tp.t_flags2 & tf2::INPUT_BATCH == 0 {
+    if !cx.host.input_batch() {
         output::tcp_output(eng, cx);
     }
 }

@@ -469,7 +469,7 @@ fn a_receive_batch_is_acknowledged_once_at_its_end() {
     let segs: Vec<PeerSeg> = (0..3)
         .map(|i| PeerSeg::ack(IRS + 1 + 100 * i, ISS + 1).data(&data[100 * i as usize..][..100]))
         .collect();
-    // tf2::INPUT_BATCH: the engine leaves its ACK to the host's output at the batch's end,
+    // HostIf::input_batch: the engine leaves its ACK to the host's output at the batch's end,
     // which acknowledges all three segments at once.
     c.input_batch(&segs);
     assert_eq!(c.take_one().key(), (ISS + 1, IRS + 301, th::ACK, 0));

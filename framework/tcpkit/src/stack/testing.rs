@@ -568,6 +568,8 @@ struct TestHost {
     fail_output: Option<Errno>,
     sent: Vec<Sent>,
     events: Vec<ConnEvent>,
+    /// Inside [`TestConn::input_batch`] (what `HostIf::input_batch` answers).
+    in_batch: bool,
 }
 
 fn host<'a>(p: *mut c_void) -> Option<&'a mut TestHost> {
@@ -748,6 +750,9 @@ extern "C" fn op_timer_remaining(p: *mut c_void, which: u32) -> u64 {
 extern "C" fn op_now(p: *mut c_void) -> u64 {
     host(p).map_or(0, |h| h.now)
 }
+extern "C" fn op_input_batch(p: *mut c_void) -> bool {
+    host(p).is_some_and(|h| h.in_batch)
+}
 extern "C" fn op_event(p: *mut c_void, ev: ConnEvent) {
     if let Some(h) = host(p) {
         h.events.push(ev);
@@ -770,6 +775,7 @@ const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     timer_remaining: op_timer_remaining,
     now: op_now,
     event: op_event,
+    input_batch: op_input_batch,
 });
 
 /// The fake host's operations, as a stack sees them in `cx.host.ops`.
@@ -950,6 +956,7 @@ impl TestConn {
             fail_output: None,
             sent: Vec::new(),
             events: Vec::new(),
+            in_batch: false,
         });
         TestConn {
             cx: StackCtx {
@@ -1083,18 +1090,18 @@ impl TestConn {
         self.call_ignored("do_segment", |cx| h(state, cx, &seg));
     }
 
-    /// A receive batch: `tf2::INPUT_BATCH` set, each segment to `do_segment` (as long as the
-    /// connection stays in the table), the flag cleared, then one `output` call.
+    /// A receive batch: each segment to `do_segment` with `HostIf::input_batch` true (as
+    /// long as the connection stays in the table), then one `output` call.
     pub fn input_batch(&mut self, segs: &[PeerSeg]) {
         self.assert_in_table("input_batch");
-        self.cx.tp.t_flags2 |= tf2::INPUT_BATCH;
+        self.host.in_batch = true;
         for s in segs {
             if self.removed || self.cx.tp.t_state == TcpState::TimeWait {
                 break;
             }
             self.input(s);
         }
-        self.cx.tp.t_flags2 &= !tf2::INPUT_BATCH;
+        self.host.in_batch = false;
         if !self.removed {
             self.output();
         }

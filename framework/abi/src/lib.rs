@@ -30,9 +30,9 @@ pub use tcpcb::{TcpState, Tcpcb};
 ///
 /// It defines `pub fn cc_algo()` and `pub fn plugin_module()` (for static registration) and
 /// the library's root module. The root-module symbol has a fixed name, so a binary that
-/// links several plugins statically must let the linker keep one definition (the host's
-/// build script does: `-Wl,--allow-multiple-definition`); only `.so` files are ever asked
-/// for it.
+/// links several plugins statically must let the linker keep one definition (the `plugtcp`
+/// binary's build script, host/cli/build.rs, does: `-Wl,--allow-multiple-definition`); only
+/// `.so` files are ever asked for it.
 #[macro_export]
 macro_rules! export_cc_module {
     ($algo:ty) => {

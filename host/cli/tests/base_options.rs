@@ -721,8 +721,9 @@ fn autosize_run(auto: &str, len: usize) -> (f64, usize, usize) {
         }
         got == len
     }));
-    let snd = net.a.conns.get_by_id(c).unwrap().side.snd.hiwat();
-    let rcv = net.b.conns.get_by_id(s).unwrap().side.rcv.hiwat();
+    use plugtcp_abi::sockopt::{SOL_SOCKET, SO_RCVBUF, SO_SNDBUF};
+    let snd = net.a.getsockopt_int(c, SOL_SOCKET, SO_SNDBUF).unwrap() as usize;
+    let rcv = net.b.getsockopt_int(s, SOL_SOCKET, SO_RCVBUF).unwrap() as usize;
     ((net.now - t0) as f64 / SEC as f64, snd, rcv)
 }
 

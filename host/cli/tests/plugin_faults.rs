@@ -39,10 +39,10 @@ fn panicking_cc_hook_from_so_resets_one_connection() {
     assert_eq!(panicky.users(), 0, "its PCB count was released");
 
     // The host and the other connection carry on.
-    let before = h.conns.get_by_id(bystander).unwrap().ctx.tp.snd_cwnd;
+    let before = h.tcpcb(bystander).unwrap().snd_cwnd;
     h.with_conn(bystander, |c, w| c.do_segment(w, &seg(&[0u8; 1000])))
         .unwrap();
-    assert!(h.conns.get_by_id(bystander).unwrap().ctx.tp.snd_cwnd >= before);
+    assert!(h.tcpcb(bystander).unwrap().snd_cwnd >= before);
     assert!(h.kldstat().iter().any(|r| r.name == "panicky"));
     let again = h.new_conn().unwrap();
     h.with_conn(again, |c, _| c.set_cc(panicky.clone()))

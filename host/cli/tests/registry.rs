@@ -459,10 +459,9 @@ fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
     for part in data.chunks(1460) {
         h.with_conn(c, |c, w| c.do_segment(w, &seg(part))).unwrap();
     }
-    let conn = h.conns.get_by_id(c).unwrap();
-    assert_eq!(conn.side.rcv.readable(), data.len());
+    assert_eq!(h.readable(c), data.len());
     let mut got = vec![0u8; data.len()];
-    assert_eq!(conn.side.rcv.peek(0, &mut got), data.len());
+    assert_eq!(h.recv_peek(c, &mut got), Ok(data.len()));
     assert_eq!(
         got, data,
         "bytes intact through the host's chunked receive buffer"
@@ -474,14 +473,14 @@ fn timers_fire_through_the_wheel_and_payload_reaches_the_receive_buffer() {
 
     // Nothing fires early; at the deadline the stack's timer runs (it signals CC_RTO, and
     // newreno collapses cwnd to one segment).
-    let cwnd = h.conns.get_by_id(c).unwrap().ctx.tp.snd_cwnd;
+    let cwnd = h.tcpcb(c).unwrap().snd_cwnd;
     assert!(cwnd > 1460);
     h.advance(REXMT_NS - 1);
-    assert_eq!(h.conns.get_by_id(c).unwrap().ctx.tp.snd_cwnd, cwnd);
+    assert_eq!(h.tcpcb(c).unwrap().snd_cwnd, cwnd);
     h.advance(REXMT_NS);
-    let tp = &h.conns.get_by_id(c).unwrap().ctx.tp;
+    let tp = h.tcpcb(c).unwrap();
     assert_eq!(tp.snd_cwnd, tp.t_maxseg);
-    assert!(h.conns.get_by_id(c).unwrap().side.timers[0].is_none());
+    assert_eq!(h.timer_deadline(c, 0), None);
 
     // Closing returns every chunk and cancels every timer.
     h.abort(c);

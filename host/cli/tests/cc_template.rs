@@ -5,34 +5,14 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 
 use sha2::{Digest, Sha256};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Tests and builds the template as its README says, into a target directory of its own.
 fn build_template() -> PathBuf {
-    let target = common::target_dir().join("cc-template");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for step in ["test", "build"] {
-        let out = Command::new(&cargo)
-            .args([step, "--release", "--manifest-path"])
-            .arg(repo().join("examples/cc-template/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cargo {step}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    target.join("release/libplugtcp_cc_template.so")
+    common::build_example("cc-template", "libplugtcp_cc_template.so").1
 }
 
 use common::{ctl, ok};

@@ -10,7 +10,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -27,43 +27,20 @@ use sha2::{Digest, Sha256};
 /// `TCP_TEMPLATE_SEGS`): the segments a connection handed to the block.
 const TCP_TEMPLATE_SEGS: i32 = 0x7_0001;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Tests and builds the template as its README says, into a target directory of its own,
 /// once per test binary.
 fn build_template() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
-        let target = common::target_dir().join("stack-template");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        for step in ["test", "build"] {
-            let out = Command::new(&cargo)
-                .args([step, "--release", "--manifest-path"])
-                .arg(repo().join("examples/stack-template/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "cargo {step}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            if step == "test" {
-                // Its unit tests ran (and passed: cargo test succeeded).
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                let passed: usize = stdout
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("test result: ok. "))
-                    .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
-                    .sum();
-                assert!(passed >= 4, "the template's unit tests: {stdout}");
-            }
-        }
-        let so = target.join("release/libplugtcp_stack_template.so");
-        assert!(so.exists(), "{}", so.display());
+        let (test_out, so) =
+            common::build_example("stack-template", "libplugtcp_stack_template.so");
+        // Its unit tests ran (and passed: cargo test succeeded).
+        let passed: usize = test_out
+            .lines()
+            .filter_map(|l| l.strip_prefix("test result: ok. "))
+            .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+            .sum();
+        assert!(passed >= 4, "the template's unit tests: {test_out}");
         so
     })
     .clone()

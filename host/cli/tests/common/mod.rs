@@ -27,6 +27,36 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs `cargo test` and `cargo build --release` on the example crate `examples/NAME`, as
+/// its README says, into a target directory of its own; returns `cargo test`'s output and
+/// the path of the library `FILE` it built.
+pub fn build_example(name: &str, file: &str) -> (String, PathBuf) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = target_dir().join(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut test_out = String::new();
+    for step in ["test", "build"] {
+        let out = std::process::Command::new(&cargo)
+            .args([step, "--release", "--manifest-path"])
+            .arg(repo.join("examples").join(name).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: cargo {step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if step == "test" {
+            test_out = String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+    }
+    let lib = target.join("release").join(file);
+    assert!(lib.exists(), "{}", lib.display());
+    (test_out, lib)
+}
+
 /// A host whose search path is this build's target directory only.
 pub fn host() -> Host {
     let (h, errors) = Host::with_plugins(SearchPath::new(&[target_dir()], None, None));

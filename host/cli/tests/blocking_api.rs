@@ -120,3 +120,69 @@ fn tokio_streams_echo() {
     });
     assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
 }
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Readiness is per connection: a task waiting to read on one connection is not woken while
+/// another connection of the same host moves a megabyte, and is woken once data arrives on
+/// its own.
+#[test]
+fn a_waiting_task_is_woken_by_its_own_connection_only() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, ReadBuf};
+    let rt = runtime(0.0);
+    let addr: SocketAddr = (ADDR_B, 7).into();
+    let listener = rt.listen(Side::B, addr, 4).unwrap();
+    let mut quiet = rt.connect(Side::A, addr).unwrap();
+    let quiet_peer = listener.accept().unwrap();
+    let mut busy = rt.connect(Side::A, addr).unwrap();
+    let mut busy_peer = listener.accept().unwrap();
+
+    // Wait (as a tokio task would) for data on the quiet connection.
+    let mut quiet_async = quiet_peer.into_async();
+    let counter = Arc::new(CountingWaker(0.into()));
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut buf = [0u8; 16];
+    let mut rb = ReadBuf::new(&mut buf);
+    assert!(std::pin::Pin::new(&mut quiet_async)
+        .poll_read(&mut cx, &mut rb)
+        .is_pending());
+
+    // A megabyte on the other connection, read on the other side.
+    let data = vec![0x5au8; 1 << 20];
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; 1 << 20];
+        busy_peer.read_exact(&mut got).unwrap();
+        got
+    });
+    busy.write_all(&data).unwrap();
+    assert_eq!(reader.join().unwrap(), data);
+    assert_eq!(
+        counter.0.load(SeqCst),
+        0,
+        "woken by another connection's traffic"
+    );
+
+    // Data for the waiting task: it is woken, and the read succeeds.
+    quiet.write_all(b"ping").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counter.0.load(SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never woken");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut rb = ReadBuf::new(&mut buf);
+    match std::pin::Pin::new(&mut quiet_async).poll_read(&mut cx, &mut rb) {
+        Poll::Ready(Ok(())) => assert_eq!(rb.filled(), b"ping"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -297,6 +297,8 @@ pub struct HostSide {
     /// In the current receive batch: its segments reach the stack with
     /// `HostIf::input_batch` true, and one `output` call follows at the batch's end.
     pub in_batch: bool,
+    /// Already in the host's ready list (see `Host::take_ready`).
+    pub ready_marked: bool,
     /// The connection's own observer (its TCP_SIFTR trace).
     pub observer: Option<Box<dyn ConnObserver>>,
     /// Stack options set on it, set again on the next stack after a switch (boxed: most
@@ -334,6 +336,7 @@ impl HostSide {
             wr_shut: false,
             rd_shut: false,
             in_batch: false,
+            ready_marked: false,
             observer: None,
             sticky: None,
         }

@@ -69,6 +69,9 @@ pub struct Host {
     pub(crate) rx_port: Option<u16>,
     /// Connections held back by TCP_DEFER_ACCEPT.
     pub(crate) deferred: Vec<usize>,
+    /// Connections and listeners that may have become ready since the runtime last asked
+    /// ([`Host::take_ready`]); `None` until [`Host::track_readiness`] turns it on.
+    pub(crate) ready: Option<Ready>,
     /// Merge in-order segments within a receive batch (an interface capability, as
     /// `ifconfig lro`; on by default).
     pub lro_enabled: bool,
@@ -77,6 +80,22 @@ pub struct Host {
     /// `net.inet.siftr.*` as written, and the change count last applied (see `siftr.rs`).
     pub(crate) siftr_conf: Arc<crate::siftr::SiftrConf>,
     pub(crate) siftr_gen: u64,
+}
+
+/// What [`Host::take_ready`] hands out: each entry once until taken.
+#[derive(Default)]
+pub(crate) struct Ready {
+    conns: Vec<ConnId>,
+    listeners: Vec<usize>,
+}
+
+impl Ready {
+    /// Listener `lid` has a connection to accept.
+    pub(crate) fn note_listener(&mut self, lid: usize) {
+        if !self.listeners.contains(&lid) {
+            self.listeners.push(lid);
+        }
+    }
 }
 
 /// Host-wide TCP counters (FreeBSD tcpstat; node_exporter's netstat names in comments).
@@ -178,6 +197,7 @@ impl Host {
             lro_enabled: true,
             lro: None,
             deferred: Vec::new(),
+            ready: None,
             siftr_conf: Default::default(),
             siftr_gen: 0,
         };
@@ -378,6 +398,42 @@ impl Host {
     /// What the transmit side's TSO and the receive side's LRO did so far.
     pub fn offload_stats(&self) -> crate::conn::OffloadStats {
         self.worker.offload
+    }
+
+    /// Starts (or stops) noting which connections and listeners may have become ready, for
+    /// a runtime that wakes only the tasks waiting on those ([`Host::take_ready`]). Off by
+    /// default: a caller that never takes the list pays nothing.
+    pub fn track_readiness(&mut self, on: bool) {
+        self.ready = on.then(Ready::default);
+    }
+
+    /// Moves into `conns` the connections a stack call touched (data, window, state), or
+    /// that were freed (their handles are stale now), and into `listeners` those with a
+    /// new connection to accept, since the last call; each once. Nothing unless
+    /// [`Host::track_readiness`] is on.
+    pub fn take_ready(&mut self, conns: &mut Vec<ConnId>, listeners: &mut Vec<usize>) {
+        let Some(r) = self.ready.as_mut() else {
+            return;
+        };
+        conns.append(&mut r.conns);
+        listeners.append(&mut r.listeners);
+        for &id in conns.iter() {
+            if let Some(c) = self.conns.get_by_id_mut(id) {
+                c.side.ready_marked = false;
+            }
+        }
+    }
+
+    /// Notes connection `slot` as possibly ready (see [`Host::take_ready`]).
+    pub(crate) fn mark_ready(&mut self, slot: usize) {
+        let (Some(r), Some(id)) = (self.ready.as_mut(), self.conns.id(slot)) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if !std::mem::replace(&mut c.side.ready_marked, true) {
+                r.conns.push(id);
+            }
+        }
     }
 
     /// The earliest time something is due (a timer or a SYN cache event).

@@ -72,6 +72,7 @@ impl Host {
 
     /// Handles what the stack reported during a call, and frees connections that are done.
     pub(crate) fn after_call(&mut self, slot: usize) {
+        self.mark_ready(slot);
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -131,6 +132,9 @@ impl Host {
                     c.side.queued = true;
                     if std::mem::take(&mut c.side.embryonic) {
                         l.embryonic = l.embryonic.saturating_sub(1);
+                    }
+                    if let Some(r) = self.ready.as_mut() {
+                        r.note_listener(lid as usize);
                     }
                 }
             } else {
@@ -231,15 +235,15 @@ impl Host {
                 continue;
             };
             c.side.deferred_until = None;
-            if let Some(l) = c
-                .side
-                .listener
-                .and_then(|lid| self.listeners.get_mut(lid as usize)?.as_mut())
-            {
+            let lid = c.side.listener;
+            if let Some(l) = lid.and_then(|lid| self.listeners.get_mut(lid as usize)?.as_mut()) {
                 l.accept_q.push_back(slot);
                 c.side.queued = true;
                 if std::mem::take(&mut c.side.embryonic) {
                     l.embryonic = l.embryonic.saturating_sub(1);
+                }
+                if let (Some(r), Some(lid)) = (self.ready.as_mut(), lid) {
+                    r.note_listener(lid as usize);
                 }
             }
         }
@@ -285,6 +289,8 @@ impl Host {
     /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.
     pub(crate) fn close_conn(&mut self, slot: usize) {
         self.last_demux = None;
+        // A task waiting on it learns it is gone (its handle is stale from now on).
+        self.mark_ready(slot);
         if let Some(mut c) = self.conns.take(slot) {
             c.close(&mut self.worker);
         }

@@ -153,6 +153,9 @@ impl Host {
 
     /// Closes a listener: pending connections in its queue are reset.
     pub fn close_listener(&mut self, lid: usize) {
+        if let Some(r) = self.ready.as_mut() {
+            r.note_listener(lid);
+        }
         if let Some(l) = self.listeners.get_mut(lid).and_then(Option::take) {
             self.table
                 .remove_listener(crate::socket::table::ListenerId(lid as u32));

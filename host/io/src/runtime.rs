@@ -6,6 +6,7 @@
 //! The first driver is the simulated network ([`SimNet`]): virtual time runs as fast as the
 //! driver steps, and stops while nothing is happening until an application call wakes it.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,17 +21,26 @@ use plugtcp_host::usrreq::Shutdown;
 use plugtcp_host::Host;
 
 /// Which host of the simulated network.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Side {
     A,
     B,
 }
 
+/// What a task waits on: a connection or a listener of one host.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+enum WaitKey {
+    Conn(Side, ConnId),
+    Listener(Side, usize),
+}
+
 struct Shared {
     net: Mutex<SimNet>,
-    /// Tasks waiting on any connection; the driver wakes them all after a step that made
-    /// progress (simple and correct for the simulator: a spurious wakeup only re-polls).
-    wakers: Mutex<Vec<std::task::Waker>>,
+    /// Tasks waiting, by what they wait on. After each step the driver wakes only the
+    /// tasks of the connections and listeners the hosts report ready (`Host::take_ready`).
+    /// A task registers while it holds the network lock, so no step falls between its
+    /// failed attempt and its registration.
+    wakers: Mutex<HashMap<WaitKey, Vec<std::task::Waker>>>,
     /// Signalled after every driver step (applications re-check) and after every
     /// application call (the driver has work).
     changed: Condvar,
@@ -51,10 +61,12 @@ fn host(net: &mut SimNet, side: Side) -> &mut Host {
 }
 
 impl SimRuntime {
-    pub fn new(net: SimNet) -> Self {
+    pub fn new(mut net: SimNet) -> Self {
+        net.a.track_readiness(true);
+        net.b.track_readiness(true);
         let shared = Arc::new(Shared {
             net: Mutex::new(net),
-            wakers: Mutex::new(Vec::new()),
+            wakers: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             stop: std::sync::atomic::AtomicBool::new(false),
         });
@@ -128,13 +140,11 @@ fn lock(s: &Shared) -> MutexGuard<'_, SimNet> {
 
 fn drive(s: &Shared) {
     let mut net = lock(s);
+    let mut ready = (Vec::new(), Vec::new());
     while !s.stop.load(std::sync::atomic::Ordering::Acquire) {
         let progressed = net.step();
         s.changed.notify_all();
-        if progressed {
-            let wakers = std::mem::take(&mut *s.wakers.lock().unwrap_or_else(|e| e.into_inner()));
-            wakers.into_iter().for_each(std::task::Waker::wake);
-        }
+        s.wake_ready(&mut net, &mut ready);
         if progressed {
             // Let application threads in between steps.
             drop(net);
@@ -309,13 +319,34 @@ impl Drop for TcpStream {
 }
 
 impl Shared {
-    fn park(&self, cx: &std::task::Context<'_>) {
+    /// Registers the task of `cx` as waiting on `key`. Call with the network lock held.
+    fn park(&self, key: WaitKey, cx: &std::task::Context<'_>) {
         let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
+        let list = w.entry(key).or_default();
+        if !list.iter().any(|x| x.will_wake(cx.waker())) {
+            list.push(cx.waker().clone());
         }
-        drop(w);
-        self.changed.notify_all();
+    }
+
+    /// Wakes the tasks waiting on what the hosts report ready. Called with the network lock
+    /// held; `ready` is scratch space kept across steps.
+    fn wake_ready(&self, net: &mut SimNet, ready: &mut (Vec<ConnId>, Vec<usize>)) {
+        let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        for side in [Side::A, Side::B] {
+            host(net, side).take_ready(&mut ready.0, &mut ready.1);
+            if w.is_empty() {
+                ready.0.clear();
+                ready.1.clear();
+                continue;
+            }
+            let keys = ready.0.drain(..).map(|c| WaitKey::Conn(side, c));
+            let keys = keys.chain(ready.1.drain(..).map(|l| WaitKey::Listener(side, l)));
+            for k in keys {
+                if let Some(list) = w.remove(&k) {
+                    list.into_iter().for_each(std::task::Waker::wake);
+                }
+            }
+        }
     }
 }
 
@@ -338,13 +369,16 @@ impl AsyncTcpStream {
         f: impl FnOnce(&mut Host, ConnId) -> Result<R, Errno>,
     ) -> std::task::Poll<io::Result<R>> {
         let s = &self.inner;
-        let r = {
-            let mut net = lock(&s.shared);
-            f(host(&mut net, s.side), s.slot)
-        };
+        let mut net = lock(&s.shared);
+        let r = f(host(&mut net, s.side), s.slot);
+        if matches!(r, Err(Errno::EAGAIN)) {
+            s.shared.park(WaitKey::Conn(s.side, s.slot), cx);
+        }
+        drop(net);
         match r {
             Err(Errno::EAGAIN) => {
-                s.shared.park(cx);
+                // The driver has work: an application call may have queued some.
+                s.shared.changed.notify_all();
                 std::task::Poll::Pending
             }
             r => {
@@ -405,10 +439,12 @@ impl TcpListener {
     /// The next connection, as a future.
     pub async fn accept_async(&self) -> io::Result<AsyncTcpStream> {
         std::future::poll_fn(|cx| {
-            let r = {
-                let mut net = lock(&self.shared);
-                host(&mut net, self.side).accept(self.lid)
-            };
+            let mut net = lock(&self.shared);
+            let r = host(&mut net, self.side).accept(self.lid);
+            if matches!(r, Err(Errno::EAGAIN)) {
+                self.shared.park(WaitKey::Listener(self.side, self.lid), cx);
+            }
+            drop(net);
             match r {
                 Ok(slot) => std::task::Poll::Ready(Ok(TcpStream {
                     shared: self.shared.clone(),
@@ -417,7 +453,7 @@ impl TcpListener {
                 }
                 .into_async())),
                 Err(Errno::EAGAIN) => {
-                    self.shared.park(cx);
+                    self.shared.changed.notify_all();
                     std::task::Poll::Pending
                 }
                 Err(e) => std::task::Poll::Ready(Err(e.into())),

@@ -23,6 +23,12 @@ pub trait PacketIo {
     /// Before `send`: the packet's connection set TCP_REMOTE_UDP_ENCAPS_PORT to `port`
     /// (only the `udp` backend cares).
     fn encapsulation_port(&mut self, _pkt: &[u8], _port: u16) {}
+    /// A descriptor that polls readable when a packet may be waiting, for a driver that
+    /// waits on it beside others (the runtime waits on it and on application calls).
+    /// `None`: the driver polls the backend at short intervals instead.
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
@@ -37,6 +43,9 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
         (**self).encapsulation_port(pkt, port)
+    }
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).poll_fd()
     }
 }
 

@@ -3,18 +3,23 @@
 //! `TcpStream` with `std::io::Read`/`Write`, blocking until the connection can make progress,
 //! and getting the errno tcp(4) names as `std::io::Error`.
 //!
-//! The first driver is the simulated network ([`SimNet`]): virtual time runs as fast as the
-//! driver steps, and stops while nothing is happening until an application call wakes it.
+//! Two drivers: the simulated network ([`SimRuntime`], a [`SimNet`]: virtual time runs as fast
+//! as the driver steps, and stops while nothing is happening until an application call
+//! wakes it), and one host on a real backend ([`Runtime::on`]: a TUN device, TCP over UDP;
+//! the wall clock; the driver waits on the backend and on application calls at once, so a
+//! write goes out at once and a packet is taken in as it arrives).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use plugtcp_abi::{Errno, TcpState};
 
+use crate::driver::PacketIo;
 use crate::simnet::SimNet;
 use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::usrreq::Shutdown;
@@ -34,8 +39,15 @@ enum WaitKey {
     Listener(Side, usize),
 }
 
+/// What the driver runs: the simulated network, or one host on a real backend (whose
+/// backend the driver thread owns).
+enum Net {
+    Sim(Box<SimNet>),
+    Real(Box<Host>),
+}
+
 struct Shared {
-    net: Mutex<SimNet>,
+    net: Mutex<Net>,
     /// Tasks waiting, by what they wait on. After each step the driver wakes only the
     /// tasks of the connections and listeners the hosts report ready (`Host::take_ready`).
     /// A task registers while it holds the network lock, so no step falls between its
@@ -45,18 +57,32 @@ struct Shared {
     /// application call (the driver has work).
     changed: Condvar,
     stop: std::sync::atomic::AtomicBool,
+    /// Wakes a real backend's driver out of its poll (an eventfd); `None` for the simulator,
+    /// whose driver waits on `changed`.
+    kick: Option<OwnedFd>,
 }
 
-/// A simulated network driven by a background thread.
-pub struct SimRuntime {
+/// A network driven by a background thread: the application side of plugtcp.
+pub struct Runtime {
     shared: Arc<Shared>,
     driver: Option<JoinHandle<()>>,
 }
 
-fn host(net: &mut SimNet, side: Side) -> &mut Host {
-    match side {
-        Side::A => &mut net.a,
-        Side::B => &mut net.b,
+/// A simulated network driven by a background thread ([`Runtime`] with `with` for setup).
+pub struct SimRuntime(Runtime);
+
+impl std::ops::Deref for SimRuntime {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.0
+    }
+}
+
+fn host(net: &mut Net, side: Side) -> &mut Host {
+    match (net, side) {
+        (Net::Sim(n), Side::A) => &mut n.a,
+        (Net::Sim(n), Side::B) => &mut n.b,
+        (Net::Real(h), _) => h,
     }
 }
 
@@ -65,30 +91,74 @@ impl SimRuntime {
         net.a.track_readiness(true);
         net.b.track_readiness(true);
         let shared = Arc::new(Shared {
-            net: Mutex::new(net),
+            net: Mutex::new(Net::Sim(Box::new(net))),
             wakers: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             stop: std::sync::atomic::AtomicBool::new(false),
+            kick: None,
         });
         let s = shared.clone();
         let driver = std::thread::Builder::new()
             .name("plugtcp-driver".into())
-            .spawn(move || drive(&s))
+            .spawn(move || drive_sim(&s))
             .ok();
-        SimRuntime { shared, driver }
+        SimRuntime(Runtime { shared, driver })
     }
 
     /// Runs `f` on the network (for setup and inspection).
     pub fn with<R>(&self, f: impl FnOnce(&mut SimNet) -> R) -> R {
-        let r = f(&mut lock(&self.shared));
-        self.shared.changed.notify_all();
+        let mut net = lock(&self.shared);
+        let Net::Sim(n) = &mut *net else {
+            unreachable!("a SimRuntime drives a SimNet")
+        };
+        let r = f(n);
+        drop(net);
+        self.shared.notify();
+        r
+    }
+}
+
+impl Runtime {
+    /// Runs `host` on the real backend `io` (a TUN device, TCP over UDP) with the wall
+    /// clock: its MTU becomes the backend's. The host is `Side::A` of the calls below.
+    pub fn on(mut host: Host, io: Box<dyn PacketIo + Send>) -> io::Result<Self> {
+        host.mtu = io.mtu();
+        host.track_readiness(true);
+        // SAFETY: eventfd has no memory preconditions; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor eventfd just returned, owned by nobody else.
+        let kick = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shared = Arc::new(Shared {
+            net: Mutex::new(Net::Real(Box::new(host))),
+            wakers: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            kick: Some(kick),
+        });
+        let s = shared.clone();
+        let driver = std::thread::Builder::new()
+            .name("plugtcp-driver".into())
+            .spawn(move || drive_real(&s, io))?;
+        Ok(Runtime {
+            shared,
+            driver: Some(driver),
+        })
+    }
+
+    /// Runs `f` on host `side` (for setup and inspection: sysctls, kldload, stats).
+    pub fn with_host<R>(&self, side: Side, f: impl FnOnce(&mut Host) -> R) -> R {
+        let r = f(host(&mut lock(&self.shared), side));
+        self.shared.notify();
         r
     }
 
     /// Listens on `addr` on host `side`.
     pub fn listen(&self, side: Side, addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
         let lid = self
-            .with(|n| host(n, side).listen(addr, backlog))
+            .with_host(side, |h| h.listen(addr, backlog))
             .map_err(io::Error::from)?;
         Ok(TcpListener {
             shared: self.shared.clone(),
@@ -101,7 +171,7 @@ impl SimRuntime {
     /// timed out, ...).
     pub fn connect(&self, side: Side, remote: SocketAddr) -> io::Result<TcpStream> {
         let slot = self
-            .with(|n| host(n, side).connect(remote, None))
+            .with_host(side, |h| h.connect(remote, None))
             .map_err(io::Error::from)?;
         let s = TcpStream {
             shared: self.shared.clone(),
@@ -120,29 +190,32 @@ impl SimRuntime {
     }
 }
 
-impl Drop for SimRuntime {
+impl Drop for Runtime {
     fn drop(&mut self) {
         self.shared
             .stop
             .store(true, std::sync::atomic::Ordering::Release);
-        self.shared.changed.notify_all();
+        self.shared.notify();
         if let Some(d) = self.driver.take() {
             let _ = d.join();
         }
     }
 }
 
-fn lock(s: &Shared) -> MutexGuard<'_, SimNet> {
+fn lock(s: &Shared) -> MutexGuard<'_, Net> {
     // A panic on another thread while holding the lock leaves the network as it was after its
     // last complete step; carrying on is better than poisoning every stream.
     s.net.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn drive(s: &Shared) {
+fn drive_sim(s: &Shared) {
     let mut net = lock(s);
     let mut ready = (Vec::new(), Vec::new());
     while !s.stop.load(std::sync::atomic::Ordering::Acquire) {
-        let progressed = net.step();
+        let Net::Sim(sim) = &mut *net else {
+            return;
+        };
+        let progressed = sim.step();
         s.changed.notify_all();
         s.wake_ready(&mut net, &mut ready);
         if progressed {
@@ -182,6 +255,7 @@ impl TcpListener {
                         slot,
                     })
                 }
+                Err(Errno::EAGAIN) if self.shared.stopped() => return Err(Errno::ENETDOWN.into()),
                 Err(Errno::EAGAIN) => {
                     net = self
                         .shared
@@ -207,7 +281,7 @@ impl Drop for TcpListener {
         let mut net = lock(&self.shared);
         host(&mut net, self.side).close_listener(self.lid);
         drop(net);
-        self.shared.changed.notify_all();
+        self.shared.notify();
     }
 }
 
@@ -230,11 +304,12 @@ impl TcpStream {
             match r {
                 Some(r) => {
                     drop(net);
-                    self.shared.changed.notify_all();
+                    self.shared.notify();
                     return r.map_err(io::Error::from);
                 }
+                None if self.shared.stopped() => return Err(Errno::ENETDOWN.into()),
                 None => {
-                    self.shared.changed.notify_all();
+                    self.shared.notify();
                     net = self
                         .shared
                         .changed
@@ -300,10 +375,11 @@ impl Drop for TcpStream {
         let linger = host(&mut net, self.side).linger(self.slot);
         host(&mut net, self.side).close(self.slot);
         drop(net);
-        self.shared.changed.notify_all();
+        self.shared.notify();
         // SO_LINGER > 0: block until our data and FIN are acknowledged, or the time is up.
         if let Some(secs) = linger.filter(|&s| s > 0) {
-            let deadline = lock(&self.shared).now + secs as u64 * 1_000_000_000;
+            let deadline =
+                host(&mut lock(&self.shared), self.side).now() + secs as u64 * 1_000_000_000;
             let _ = self.wait(|h, slot| {
                 let done = match h.state(slot) {
                     None
@@ -319,6 +395,22 @@ impl Drop for TcpStream {
 }
 
 impl Shared {
+    /// The driver has ended (the runtime dropped, or its backend failed).
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// An application call may have given the driver work: wake it.
+    fn notify(&self) {
+        self.changed.notify_all();
+        if let Some(k) = &self.kick {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: an 8-byte write from a live buffer to our eventfd. A full counter
+            // (EAGAIN) already wakes the driver.
+            let _ = unsafe { libc::write(k.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        }
+    }
+
     /// Registers the task of `cx` as waiting on `key`. Call with the network lock held.
     fn park(&self, key: WaitKey, cx: &std::task::Context<'_>) {
         let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
@@ -330,9 +422,13 @@ impl Shared {
 
     /// Wakes the tasks waiting on what the hosts report ready. Called with the network lock
     /// held; `ready` is scratch space kept across steps.
-    fn wake_ready(&self, net: &mut SimNet, ready: &mut (Vec<ConnId>, Vec<usize>)) {
+    fn wake_ready(&self, net: &mut Net, ready: &mut (Vec<ConnId>, Vec<usize>)) {
         let mut w = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        for side in [Side::A, Side::B] {
+        let sides: &[Side] = match net {
+            Net::Sim(_) => &[Side::A, Side::B],
+            Net::Real(_) => &[Side::A],
+        };
+        for &side in sides {
             host(net, side).take_ready(&mut ready.0, &mut ready.1);
             if w.is_empty() {
                 ready.0.clear();
@@ -376,13 +472,16 @@ impl AsyncTcpStream {
         }
         drop(net);
         match r {
+            Err(Errno::EAGAIN) if s.shared.stopped() => {
+                std::task::Poll::Ready(Err(Errno::ENETDOWN.into()))
+            }
             Err(Errno::EAGAIN) => {
                 // The driver has work: an application call may have queued some.
-                s.shared.changed.notify_all();
+                s.shared.notify();
                 std::task::Poll::Pending
             }
             r => {
-                s.shared.changed.notify_all();
+                s.shared.notify();
                 std::task::Poll::Ready(r.map_err(io::Error::from))
             }
         }
@@ -452,8 +551,11 @@ impl TcpListener {
                     slot,
                 }
                 .into_async())),
+                Err(Errno::EAGAIN) if self.shared.stopped() => {
+                    std::task::Poll::Ready(Err(Errno::ENETDOWN.into()))
+                }
                 Err(Errno::EAGAIN) => {
-                    self.shared.changed.notify_all();
+                    self.shared.notify();
                     std::task::Poll::Pending
                 }
                 Err(e) => std::task::Poll::Ready(Err(e.into())),
@@ -461,4 +563,79 @@ impl TcpListener {
         })
         .await
     }
+}
+
+/// Most packets taken per wake-up as one receive batch.
+const BATCH: usize = 64;
+
+/// The driver of a host on a real backend: waits (without the lock) until the backend has
+/// a packet, an application call kicks, or the next timer is due; then, under the lock,
+/// takes the packets in as one batch, runs due timers, sends what the host queued and
+/// wakes the tasks of the connections that moved.
+fn drive_real(s: &Shared, mut io: Box<dyn PacketIo + Send>) {
+    let epoch = std::time::Instant::now();
+    let now = || epoch.elapsed().as_nanos() as u64;
+    let mut buf = vec![0u8; 65536];
+    let mut ready = (Vec::new(), Vec::new());
+    let kick = s.kick.as_ref().map(AsRawFd::as_raw_fd);
+    // A backend without a descriptor is polled at this interval.
+    let idle_poll = if io.poll_fd().is_some() { 50 } else { 1 };
+    while !s.stop.load(std::sync::atomic::Ordering::Acquire) {
+        let next = host(&mut lock(s), Side::A).next_timeout();
+        let wait_ms = next.map_or(idle_poll, |t| {
+            let ns = t.saturating_sub(now());
+            ns.div_ceil(1_000_000).min(idle_poll as u64) as i32
+        });
+        let mut fds = [io.poll_fd(), kick].map(|fd| libc::pollfd {
+            fd: fd.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, wait_ms) };
+        if let Some(k) = kick.filter(|_| fds[1].revents != 0) {
+            let mut b = [0u8; 8];
+            // SAFETY: an 8-byte read into a live buffer from our nonblocking eventfd.
+            let _ = unsafe { libc::read(k, b.as_mut_ptr().cast(), b.len()) };
+        }
+        let mut net = lock(s);
+        let h = host(&mut net, Side::A);
+        h.advance(now());
+        let mut batch = false;
+        for _ in 0..BATCH {
+            let Ok(Some(n)) = io.recv(&mut buf, None) else {
+                break;
+            };
+            if !batch {
+                h.batch_begin();
+                batch = true;
+            }
+            h.input(&buf[..n]);
+        }
+        if batch {
+            h.batch_end();
+        }
+        let mut failed = None;
+        h.transmit_tagged(|pkt, port| {
+            if port != 0 {
+                io.encapsulation_port(pkt, port);
+            }
+            if failed.is_none() {
+                failed = io.send(pkt).err();
+            }
+        });
+        if let Some(e) = failed {
+            // The device went away (or refuses every packet): the stack cannot carry on.
+            eprintln!("plugtcp: packet I/O failed: {e}");
+            s.stop.store(true, std::sync::atomic::Ordering::Release);
+        }
+        s.wake_ready(&mut net, &mut ready);
+        drop(net);
+        s.changed.notify_all();
+    }
+    // Whoever waits learns the network is gone.
+    let mut w = s.wakers.lock().unwrap_or_else(|e| e.into_inner());
+    w.drain()
+        .flat_map(|(_, l)| l)
+        .for_each(std::task::Waker::wake);
 }

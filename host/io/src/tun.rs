@@ -225,6 +225,10 @@ impl TunIo {
 }
 
 impl PacketIo for TunIo {
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
     fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
         // With IFF_VNET_HDR, an all-zero header: a whole packet, checksums done.
         let hdr = [0u8; VNET_HDR_LEN];

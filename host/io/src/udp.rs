@@ -95,6 +95,11 @@ impl UdpIo {
 }
 
 impl PacketIo for UdpIo {
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.sock.as_raw_fd())
+    }
+
     fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
         let Some((_, dst, seg)) = wire::tcp_segment(pkt) else {
             return Ok(());

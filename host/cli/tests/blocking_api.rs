@@ -140,6 +140,14 @@ fn a_waiting_task_is_woken_by_its_own_connection_only() {
     use std::task::{Context, Poll};
     use tokio::io::{AsyncRead, ReadBuf};
     let rt = runtime(0.0);
+    // No keepalive: the quiet connection then has no timer of its own. (The simulated clock
+    // jumps to the next timer whenever the threads are slow, so a 2-hour keepalive probe
+    // could otherwise come during the test and wake the task, rightly.)
+    rt.with(|n| {
+        for h in [&mut n.a, &mut n.b] {
+            h.sysctl_set("net.inet.tcp.always_keepalive", "0").unwrap();
+        }
+    });
     let addr: SocketAddr = (ADDR_B, 7).into();
     let listener = rt.listen(Side::B, addr, 4).unwrap();
     let mut quiet = rt.connect(Side::A, addr).unwrap();

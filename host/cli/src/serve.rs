@@ -14,7 +14,6 @@ use crate::services::{Forward, GetOutcome, Http, HttpGet, Simple, SimpleServer};
 use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::secrets::Entropy;
-use plugtcp_host::sysctl::SysctlTree;
 use plugtcp_host::Host;
 use plugtcp_io::driver::{Faulty, IoHost, PacketIo};
 use plugtcp_io::sim::SimLinkConfig;
@@ -147,36 +146,12 @@ pub type AnyIoHost = IoHost<Box<dyn PacketIo>>;
 type App = Box<dyn FnMut(&mut Host) -> usize>;
 
 fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
-    // Variables of the static tree are set as the loader sets them, before the host is
-    // built: the ones FreeBSD takes only at boot (syncache.hashsize, ...) as well. Those a
-    // plugin registers (cc.algorithm, cc.<module>.*) wait until the plugins are loaded.
-    let full = |name: &str| {
-        if name.starts_with("net.") {
-            name.to_owned()
-        } else {
-            format!("net.inet.tcp.{name}")
-        }
-    };
-    let (boot, later): (Vec<_>, Vec<_>) = cfg
-        .sysctls
-        .iter()
-        .map(|(n, v)| (full(n), v.as_str()))
-        .partition(|(n, _)| plugtcp_host::sysctl::tunable_entry(n).is_some());
-    for (name, value) in &boot {
-        SysctlTree::with_loader_tunables(&[(name, value)])
-            .map_err(|e| format!("sysctl {name}={value}: {e}"))?;
-    }
-    let boot: Vec<(&str, &str)> = boot.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let tree = SysctlTree::with_loader_tunables(&boot).map_err(|e| format!("sysctl: {e}"))?;
-    let host = Host::with_sysctl(cfg.search_path.clone(), Entropy::Os, tree);
-    let (mut host, errors) = host.autoload(&crate::builtins::plugins());
-    if let Some(e) = errors.first() {
-        return Err(e.to_string());
-    }
-    for (name, value) in &later {
-        host.sysctl_set(name, value)
-            .map_err(|e| format!("sysctl {name}={value}: {e}"))?;
-    }
+    let mut host = Host::configured(
+        cfg.search_path.clone(),
+        Entropy::Os,
+        &crate::builtins::plugins(),
+        &cfg.sysctls,
+    )?;
     let (io, addrs): (Box<dyn PacketIo>, Vec<IpAddr>) = match &cfg.io {
         IoChoice::Tun {
             name,

@@ -276,8 +276,18 @@ fn runtime_over_udp_serves_blocking_and_tokio_clients() {
     let b_io = UdpIo::bind((LOCALHOST, 0).into(), None, 1500).unwrap();
     let b_port = b_io.local_addr().unwrap().port();
     let rt_b = Runtime::on(host(), Box::new(b_io)).unwrap();
-    let a_io = UdpIo::bind((LOCALHOST, 0).into(), Some(b_port), 1500).unwrap();
-    let rt_a = Runtime::on(host(), Box::new(a_io)).unwrap();
+    // The client side from the builder, as an application would start it.
+    let rt_a = Runtime::builder()
+        .udp((LOCALHOST, 0).into(), Some(b_port))
+        .addr(LOCALHOST)
+        .plugins(plugtcp_cli::builtins::plugins())
+        .sysctl("cc.algorithm", "cubic")
+        .build()
+        .unwrap();
+    assert_eq!(
+        rt_a.with_host(Side::A, |h| h.sysctl.get("net.inet.tcp.cc.algorithm")),
+        Ok(plugtcp_host::sysctl::SysctlValue::Str("cubic".into()))
+    );
     let addr: SocketAddr = (LOCALHOST, 7).into();
     let listener = rt_b.listen(Side::A, addr, 8).unwrap();
     let server = std::thread::spawn(move || {
@@ -331,4 +341,23 @@ fn runtime_over_udp_serves_blocking_and_tokio_clients() {
     });
     assert_eq!(got, want, "tokio client: digest");
     server.join().unwrap();
+}
+
+/// The builder refuses what `plugtcp serve` refuses, naming it, and needs a backend.
+#[test]
+fn runtime_builder_errors_name_what_failed() {
+    use plugtcp_io::runtime::Runtime;
+    let err = |b: plugtcp_io::runtime::Builder| match b.build() {
+        Ok(_) => panic!("built"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(Runtime::builder()
+        .udp((LOCALHOST, 0).into(), None)
+        .plugins(plugtcp_cli::builtins::plugins())
+        .sysctl("delacktime", "-5"));
+    assert!(e.starts_with("sysctl net.inet.tcp.delacktime=-5"), "{e}");
+    let e = err(Runtime::builder().plugins(plugtcp_cli::builtins::plugins()));
+    assert!(e.contains("no backend"), "{e}");
+    let e = err(Runtime::builder().udp((Ipv4Addr::UNSPECIFIED, 0).into(), None));
+    assert!(e.starts_with("udp 0.0.0.0:0"), "{e}");
 }

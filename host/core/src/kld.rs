@@ -8,13 +8,55 @@ use std::sync::Arc;
 
 use plugtcp_abi::{Errno, PluginKind};
 
-use crate::registry::loader::{open_plugin, LoadError, LoadFailure};
+use crate::registry::loader::{open_plugin, LoadError, LoadFailure, SearchPath};
 use crate::registry::{Deregistered, Origin, PluginInfo, Registry};
 use crate::sysctl::{DynamicNode, SysctlValue};
 use crate::Host;
 use plugtcp_abi::stack::TcpFunctionBlockRef;
 
 impl Host {
+    /// A host as `plugtcp serve` builds one: `sysctls` (names without `net.` are under
+    /// `net.inet.tcp.`) that FreeBSD takes only from the loader (syncache.hashsize, ...)
+    /// are set before the host exists, the plugins on `search_path` are loaded and the
+    /// static ones registered, then the other sysctls are set (those a plugin registers,
+    /// cc.algorithm and cc.<module>.*, need it loaded). An error names the variable, or
+    /// the plugin file, and why.
+    pub fn configured(
+        search_path: SearchPath,
+        entropy: crate::secrets::Entropy,
+        statics: &StaticPlugins,
+        sysctls: &[(String, String)],
+    ) -> Result<Host, String> {
+        let full = |name: &str| {
+            if name.starts_with("net.") || name.starts_with("kern.") {
+                name.to_owned()
+            } else {
+                format!("net.inet.tcp.{name}")
+            }
+        };
+        let (boot, later): (Vec<_>, Vec<_>) = sysctls
+            .iter()
+            .map(|(n, v)| (full(n), v.as_str()))
+            .partition(|(n, _)| crate::sysctl::tunable_entry(n).is_some());
+        for (name, value) in &boot {
+            crate::sysctl::SysctlTree::with_loader_tunables(&[(name, value)])
+                .map_err(|e| format!("sysctl {name}={value}: {e}"))?;
+        }
+        let boot: Vec<(&str, &str)> = boot.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let tree = crate::sysctl::SysctlTree::with_loader_tunables(&boot)
+            .map_err(|e| format!("sysctl: {e}"))?;
+        let host = Host::with_sysctl(search_path, entropy, tree);
+        let (mut host, errors) = host.autoload(statics);
+        if let Some(e) = errors.first() {
+            return Err(e.to_string());
+        }
+        for (name, value) in &later {
+            host.sysctl_set(name, value)
+                .map_err(|e| format!("sysctl {name}={value}: {e}"))?;
+        }
+        Ok(host)
+    }
+
     /// Loads every plugin file found on the host's search path, then registers the static
     /// plugins whose names no file took. Files that fail are reported, not fatal.
     pub fn autoload(mut self, statics: &StaticPlugins) -> (Self, Vec<LoadError>) {

@@ -118,7 +118,143 @@ impl SimRuntime {
     }
 }
 
+/// Where a [`Builder`]'s host sends and receives.
+enum BackendChoice {
+    Tun {
+        name: String,
+        vnet_hdr: bool,
+    },
+    Udp {
+        bind: SocketAddr,
+        peer_port: Option<u16>,
+    },
+    Given(Box<dyn PacketIo + Send>),
+}
+
+/// Starts a host on a real backend with what `plugtcp serve` takes: the device, the
+/// addresses, sysctls and plugins. `Runtime::builder().tun("plugtcp%d").addr(ip).build()`.
+pub struct Builder {
+    backend: Option<BackendChoice>,
+    addrs: Vec<std::net::IpAddr>,
+    sysctls: Vec<(String, String)>,
+    plugin_dirs: Vec<std::path::PathBuf>,
+    statics: plugtcp_host::kld::StaticPlugins,
+    seed: Option<u64>,
+}
+
+impl Builder {
+    /// A TUN device (`%d` in the name picks the first free number); the kernel side of it
+    /// (its address, routes) is the caller's to configure.
+    pub fn tun(mut self, name: &str) -> Self {
+        self.backend = Some(BackendChoice::Tun {
+            name: name.to_owned(),
+            vnet_hdr: false,
+        });
+        self
+    }
+
+    /// As [`Builder::tun`], with IFF_VNET_HDR (the kernel's offloads: super-packets in).
+    pub fn tun_vnet_hdr(mut self, name: &str) -> Self {
+        self.backend = Some(BackendChoice::Tun {
+            name: name.to_owned(),
+            vnet_hdr: true,
+        });
+        self
+    }
+
+    /// TCP over UDP from `bind`; `peer_port` is the peers' UDP port when they all use one
+    /// (else each connection names its own with TCP_REMOTE_UDP_ENCAPS_PORT, or the port a
+    /// peer sent from is used).
+    pub fn udp(mut self, bind: SocketAddr, peer_port: Option<u16>) -> Self {
+        self.backend = Some(BackendChoice::Udp { bind, peer_port });
+        self
+    }
+
+    /// Any backend.
+    pub fn backend(mut self, io: Box<dyn PacketIo + Send>) -> Self {
+        self.backend = Some(BackendChoice::Given(io));
+        self
+    }
+
+    /// An address of this host (connections to it are its own; the first of a family is
+    /// the source of active opens).
+    pub fn addr(mut self, ip: std::net::IpAddr) -> Self {
+        self.addrs.push(ip);
+        self
+    }
+
+    /// A sysctl, as `plugtcp serve --sysctl` takes it (`name` without `net.` is under
+    /// `net.inet.tcp.`).
+    pub fn sysctl(mut self, name: &str, value: &str) -> Self {
+        self.sysctls.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A directory to load plugin files from (before `PLUGTCP_PLUGIN_PATH` and the
+    /// executable's directory).
+    pub fn plugin_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.plugin_dirs.push(dir.into());
+        self
+    }
+
+    /// Plugins linked into the program (the `plugtcp` crate's `builtins::plugins()`).
+    pub fn plugins(mut self, statics: plugtcp_host::kld::StaticPlugins) -> Self {
+        self.statics = statics;
+        self
+    }
+
+    /// Seeds the host's randomness instead of drawing it from the OS: for tests only.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The host, on its backend, driven by a thread of its own. Errors name what failed:
+    /// the device, a sysctl, a plugin file.
+    pub fn build(self) -> io::Result<Runtime> {
+        use plugtcp_host::registry::loader::SearchPath;
+        use plugtcp_host::secrets::Entropy;
+        let entropy = self.seed.map_or(Entropy::Os, Entropy::Seed);
+        let search = SearchPath::from_env(&self.plugin_dirs);
+        let mut host = Host::configured(search, entropy, &self.statics, &self.sysctls)
+            .map_err(io::Error::other)?;
+        for ip in self.addrs {
+            host.add_addr(ip);
+        }
+        let io: Box<dyn PacketIo + Send> = match self.backend {
+            Some(BackendChoice::Tun { name, vnet_hdr }) => Box::new(
+                crate::tun::TunIo::open_with(&name, vnet_hdr)
+                    .map_err(|e| io::Error::new(e.kind(), format!("tun {name}: {e}")))?,
+            ),
+            Some(BackendChoice::Udp { bind, peer_port }) => Box::new(
+                crate::udp::UdpIo::bind(bind, peer_port, 1500)
+                    .map_err(|e| io::Error::new(e.kind(), format!("udp {bind}: {e}")))?,
+            ),
+            Some(BackendChoice::Given(io)) => io,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no backend: call tun, udp or backend",
+                ))
+            }
+        };
+        Runtime::on(host, io)
+    }
+}
+
 impl Runtime {
+    /// A builder for a host on a real backend.
+    pub fn builder() -> Builder {
+        Builder {
+            backend: None,
+            addrs: Vec::new(),
+            sysctls: Vec::new(),
+            plugin_dirs: Vec::new(),
+            statics: Default::default(),
+            seed: None,
+        }
+    }
+
     /// Runs `host` on the real backend `io` (a TUN device, TCP over UDP) with the wall
     /// clock: its MTU becomes the backend's. The host is `Side::A` of the calls below.
     pub fn on(mut host: Host, io: Box<dyn PacketIo + Send>) -> io::Result<Self> {

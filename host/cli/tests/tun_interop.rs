@@ -880,3 +880,60 @@ asyncio.run(main())
     );
     assert_eq!(csum_errors, 0, "TcpInCsumErrors");
 }
+
+/// examples/tokio-echo, as its README runs it: started inside a namespace on its own TUN
+/// device, it serves `curl` (HTTP on port 80) and `nc` (echo on port 7) from the kernel.
+#[test]
+fn tokio_example_serves_curl_and_nc() {
+    let Some(ns) = make_ns("tokio-ex") else {
+        return;
+    };
+    let exe = common::target_dir().join("plugtcp-tokio-echo");
+    assert!(exe.exists(), "{}: build the workspace first", exe.display());
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .arg(&exe)
+        .args(["--tun", TUN, "--addr", PLUGTCP_V4])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first line says the device is up and the services listen.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("serving echo"), "{line}");
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
+    ns.must(&["ip", "link", "set", TUN, "up"]);
+    let curl = ns.exec(&[
+        "curl",
+        "-s",
+        "--max-time",
+        "20",
+        &format!("http://{PLUGTCP_V4}/hello"),
+    ]);
+    let data: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let nc = ns.exec(&[
+        "sh",
+        "-c",
+        &format!("printf '%s' '{data}' | nc -N -w 20 {PLUGTCP_V4} 7"),
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = String::from_utf8_lossy(&curl.stdout);
+    assert_eq!(
+        body, "hello from plugtcp: GET /hello HTTP/1.1\n",
+        "curl: {curl:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&nc.stdout),
+        data,
+        "nc: {:?}",
+        nc.stderr
+    );
+}

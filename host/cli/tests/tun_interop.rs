@@ -937,3 +937,41 @@ fn tokio_example_serves_curl_and_nc() {
         nc.stderr
     );
 }
+
+/// The TUN device removed under a running runtime ends it: the driver stops with one line,
+/// and a blocked accept returns ENETDOWN instead of waiting forever.
+#[test]
+fn tun_removed_under_the_runtime_ends_it() {
+    use plugtcp_io::runtime::{Runtime, Side};
+    let Some(ns) = make_ns("rt-gone") else {
+        return;
+    };
+    let name = ns.name().to_string();
+    let tun = std::thread::spawn(move || {
+        netns::enter(&name).unwrap();
+        TunIo::open_with(TUN, false).unwrap()
+    })
+    .join()
+    .unwrap();
+    ns.must(&["ip", "link", "set", TUN, "up"]);
+    let mut host = Host::with_seed(SearchPath::default(), 17);
+    host.register_builtins();
+    host.add_addr(PLUGTCP_V4.parse().unwrap());
+    let rt = Runtime::on(host, Box::new(tun)).unwrap();
+    let listener = rt
+        .listen(Side::A, SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 7), 8)
+        .unwrap();
+    let waiter = std::thread::spawn(move || listener.accept().map(|_| ()));
+    std::thread::sleep(Duration::from_millis(100));
+    ns.must(&["ip", "link", "del", TUN]);
+    let t0 = Instant::now();
+    while !waiter.is_finished() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "accept still blocked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let e = waiter.join().unwrap().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENETDOWN), "{e}");
+}

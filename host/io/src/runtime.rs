@@ -738,9 +738,15 @@ fn drive_real(s: &Shared, mut io: Box<dyn PacketIo + Send>) {
         let h = host(&mut net, Side::A);
         h.advance(now());
         let mut batch = false;
+        let mut failed = None;
         for _ in 0..BATCH {
-            let Ok(Some(n)) = io.recv(&mut buf, None) else {
-                break;
+            let n = match io.recv(&mut buf, None) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             };
             if !batch {
                 h.batch_begin();
@@ -751,7 +757,6 @@ fn drive_real(s: &Shared, mut io: Box<dyn PacketIo + Send>) {
         if batch {
             h.batch_end();
         }
-        let mut failed = None;
         h.transmit_tagged(|pkt, port| {
             if port != 0 {
                 io.encapsulation_port(pkt, port);
@@ -762,7 +767,7 @@ fn drive_real(s: &Shared, mut io: Box<dyn PacketIo + Send>) {
         });
         if let Some(e) = failed {
             // The device went away (or refuses every packet): the stack cannot carry on.
-            eprintln!("plugtcp: packet I/O failed: {e}");
+            eprintln!("plugtcp: packet I/O failed: {e}; the network is down");
             s.stop.store(true, std::sync::atomic::Ordering::Release);
         }
         s.wake_ready(&mut net, &mut ready);

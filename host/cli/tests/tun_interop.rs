@@ -790,15 +790,17 @@ fn curl_download_survives_live_stack_switches() {
     assert!(status.success(), "serve exited with {status}");
 }
 
-/// An application's own tokio server on plugtcp over a TUN device (`Runtime::on`): 1,000
-/// concurrent connections from the kernel each echo 64 KiB, every byte checked.
-#[test]
-fn tokio_echo_server_on_tun_serves_a_thousand_kernel_connections() {
-    use plugtcp_io::runtime::{Runtime, Side};
-    let Some(ns) = make_ns("rt-echo") else {
-        return;
-    };
-    // The device is opened inside the namespace (the descriptor works from any thread).
+/// The kernel's side of the device in `ns`: KERNEL_V4, up (and loopback up).
+fn kernel_side_up(ns: &Netns) {
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    ns.must(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
+    ns.must(&["ip", "link", "set", TUN, "up"]);
+}
+
+/// A runtime (`Runtime::on`) for a host at PLUGTCP_V4 on a TUN device in `ns`, the kernel
+/// side at KERNEL_V4 and up. The device is opened inside the namespace; its descriptor
+/// works from any thread.
+fn runtime_in(ns: &Netns, seed: u64) -> plugtcp_io::runtime::Runtime {
     let name = ns.name().to_string();
     let tun = std::thread::spawn(move || {
         netns::enter(&name).unwrap();
@@ -806,13 +808,22 @@ fn tokio_echo_server_on_tun_serves_a_thousand_kernel_connections() {
     })
     .join()
     .unwrap();
-    ns.must(&["ip", "link", "set", "lo", "up"]);
-    ns.must(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
-    ns.must(&["ip", "link", "set", TUN, "up"]);
-    let mut host = Host::with_seed(SearchPath::default(), 13);
+    kernel_side_up(ns);
+    let mut host = Host::with_seed(SearchPath::default(), seed);
     host.register_builtins();
     host.add_addr(PLUGTCP_V4.parse().unwrap());
-    let rt = Runtime::on(host, Box::new(tun)).unwrap();
+    plugtcp_io::runtime::Runtime::on(host, Box::new(tun)).unwrap()
+}
+
+/// An application's own tokio server on plugtcp over a TUN device (`Runtime::on`): 1,000
+/// concurrent connections from the kernel each echo 64 KiB, every byte checked.
+#[test]
+fn tokio_echo_server_on_tun_serves_a_thousand_kernel_connections() {
+    use plugtcp_io::runtime::Side;
+    let Some(ns) = make_ns("rt-echo") else {
+        return;
+    };
+    let rt = runtime_in(&ns, 13);
     let listener = rt
         .listen(
             Side::A,
@@ -905,9 +916,7 @@ fn tokio_example_serves_curl_and_nc() {
     )
     .unwrap();
     assert!(line.contains("serving echo"), "{line}");
-    ns.must(&["ip", "link", "set", "lo", "up"]);
-    ns.must(&["ip", "addr", "add", &format!("{KERNEL_V4}/24"), "dev", TUN]);
-    ns.must(&["ip", "link", "set", TUN, "up"]);
+    kernel_side_up(&ns);
     let curl = ns.exec(&[
         "curl",
         "-s",
@@ -942,22 +951,11 @@ fn tokio_example_serves_curl_and_nc() {
 /// and a blocked accept returns ENETDOWN instead of waiting forever.
 #[test]
 fn tun_removed_under_the_runtime_ends_it() {
-    use plugtcp_io::runtime::{Runtime, Side};
+    use plugtcp_io::runtime::Side;
     let Some(ns) = make_ns("rt-gone") else {
         return;
     };
-    let name = ns.name().to_string();
-    let tun = std::thread::spawn(move || {
-        netns::enter(&name).unwrap();
-        TunIo::open_with(TUN, false).unwrap()
-    })
-    .join()
-    .unwrap();
-    ns.must(&["ip", "link", "set", TUN, "up"]);
-    let mut host = Host::with_seed(SearchPath::default(), 17);
-    host.register_builtins();
-    host.add_addr(PLUGTCP_V4.parse().unwrap());
-    let rt = Runtime::on(host, Box::new(tun)).unwrap();
+    let rt = runtime_in(&ns, 17);
     let listener = rt
         .listen(Side::A, SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 7), 8)
         .unwrap();

@@ -973,3 +973,117 @@ fn tun_removed_under_the_runtime_ends_it() {
     let e = waiter.join().unwrap().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENETDOWN), "{e}");
 }
+
+/// examples/tokio-client, as its README runs it: inside a namespace, the client on plugtcp
+/// fetches a 1 MiB random body from a kernel HTTP server (a std TcpListener) and writes it to
+/// stdout, digest checked. Twice: on a device made and configured beforehand (`ip tuntap
+/// add`, the README's steps), and with --stack rack --cc cubic on a device the client makes
+/// itself, waiting until the test brings the kernel side up.
+#[test]
+fn tokio_client_example_fetches_over_http() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Some(ns) = make_ns("tokio-cl") else {
+        return;
+    };
+    let exe = common::target_dir().join("plugtcp-tokio-client");
+    assert!(exe.exists(), "{}: build the workspace first", exe.display());
+    let body = payload(1 << 20, 29);
+    let want = Sha256::digest(&body);
+    // The kernel's HTTP server on port 8000 at every address of the namespace; each request
+    // head goes back to the test.
+    let (heads_tx, heads) = mpsc::channel::<String>();
+    let name = ns.name().to_string();
+    let served = body.clone();
+    std::thread::spawn(move || {
+        netns::enter(&name).unwrap();
+        let l = std::net::TcpListener::bind(("0.0.0.0", 8000)).unwrap();
+        heads_tx.send(String::new()).unwrap();
+        while let Ok((mut s, _)) = l.accept() {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                served.len()
+            );
+            let _ = s
+                .write_all(resp.as_bytes())
+                .and_then(|_| s.write_all(&served));
+            let _ = heads_tx.send(String::from_utf8_lossy(&head).into_owned());
+        }
+    });
+    assert_eq!(heads.recv().unwrap(), "", "server listening");
+    let client = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns.name(), "timeout", "60"])
+            .arg(&exe)
+            .args(args);
+        c
+    };
+    let check = |what: &str, out: &Output, stderr: &str, kernel: &str, stack_cc: &str| {
+        assert!(out.status.success(), "{what}: {:?}: {stderr}", out.status);
+        assert_eq!(out.stdout.len(), body.len(), "{what}: {stderr}");
+        assert_eq!(Sha256::digest(&out.stdout), want, "{what}: body digest");
+        assert!(stderr.contains(stack_cc), "{what}: {stderr}");
+        assert!(
+            stderr.contains("200 OK, 1048576 bytes of body"),
+            "{what}: {stderr}"
+        );
+        let head = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            head.starts_with("GET /blob HTTP/1.1\r\n")
+                && head.contains(&format!("Host: {kernel}:8000\r\n")),
+            "{what}: {head:?}"
+        );
+    };
+
+    // The README's steps: the device made and up first, the client attaches to it.
+    ns.must(&["ip", "tuntap", "add", "mode", "tun", "name", TUN]);
+    kernel_side_up(&ns);
+    let url = format!("http://{KERNEL_V4}:8000/blob");
+    let out = client(&["--tun", TUN, "--addr", PLUGTCP_V4, &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(
+        "made first",
+        &out,
+        &stderr,
+        KERNEL_V4,
+        "(stack base, cc newreno)",
+    );
+
+    // The client makes the device and waits for the kernel side; another subnet, as the
+    // first device is still there.
+    let (dev, kernel, plugtcp) = ("ptun1", "198.18.1.1", "198.18.1.2");
+    let url = format!("http://{kernel}:8000/blob");
+    let mut child = client(&[
+        "--tun", dev, "--addr", plugtcp, "--stack", "rack", "--cc", "cubic", &url,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    while !stderr.contains("waiting for") {
+        let n = err.read_line(&mut stderr).unwrap();
+        assert!(n > 0, "the client ended before waiting: {stderr}");
+    }
+    ns.must(&["ip", "addr", "add", &format!("{kernel}/24"), "dev", dev]);
+    ns.must(&["ip", "link", "set", dev, "up"]);
+    let out = child.wait_with_output().unwrap();
+    err.read_to_string(&mut stderr).unwrap();
+    check(
+        "made by the client",
+        &out,
+        &stderr,
+        kernel,
+        "(stack rack, cc cubic)",
+    );
+}

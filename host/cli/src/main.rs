@@ -177,6 +177,22 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Request/response latency: kernel clients doing round trips of a small request
+    /// (TCP_NODELAY) against a tokio echo server on plugtcp over a TUN device, against the
+    /// same server on the kernel over a veth pair, in namespaces of its own (needs root).
+    Echo {
+        /// Concurrent clients, one connection each.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Measured round trips per client.
+        #[arg(long, default_value_t = 5000)]
+        round_trips: u64,
+        /// Bytes per request.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Many concurrent connections: handshakes/s, resident bytes per idle connection, and
     /// bulk throughput with them open against without.
     Conns {
@@ -745,6 +761,30 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(format!("bench tun: {e}")),
         },
+        Cmd::Bench {
+            which:
+                Bench::Echo {
+                    clients,
+                    round_trips,
+                    size,
+                    json,
+                },
+        } => {
+            let cfg = plugtcp_cli::bench::echo::EchoConfig {
+                clients: *clients,
+                round_trips: *round_trips,
+                size: *size,
+                ..Default::default()
+            };
+            match plugtcp_cli::bench::echo::run(&cfg) {
+                Ok(r) if *json => print_report(&r, true),
+                Ok(r) => {
+                    print!("{}", r.text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("bench echo: {e}")),
+            }
+        }
         Cmd::Bench {
             which:
                 Bench::Conns {

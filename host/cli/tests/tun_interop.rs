@@ -1087,3 +1087,24 @@ fn tokio_client_example_fetches_over_http() {
         "(stack rack, cc cubic)",
     );
 }
+
+/// `plugtcp bench echo` end to end with few round trips: both servers answer every request.
+#[test]
+fn bench_echo_runs() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || !Path::new("/dev/net/tun").exists() {
+        eprintln!("not root or no /dev/net/tun: skipping");
+        return;
+    }
+    let cfg = plugtcp_cli::bench::echo::EchoConfig {
+        clients: 4,
+        round_trips: 200,
+        warmup: 10,
+        size: 64,
+    };
+    let r = plugtcp_cli::bench::echo::run(&cfg).unwrap();
+    for s in [&r.plugtcp, &r.kernel] {
+        assert_eq!(s.round_trips, 800, "{r:?}");
+        assert!(s.p50_us > 0.0 && s.p50_us <= s.p99_us, "{r:?}");
+    }
+}

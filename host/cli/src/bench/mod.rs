@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod cc_switch;
 pub mod conns;
 pub mod dispatch;
+pub mod echo;
 pub mod metrics;
 pub mod stack_switch;
 pub mod tun;

@@ -159,6 +159,48 @@ impl Host {
         let globals: &'static CcGlobals = Box::leak(Box::default());
         let sysctl = Arc::new(tree);
         let registry = Arc::new(Registry::new(globals));
+        let host = Self::assemble(search_path, entropy, registry, sysctl, Default::default());
+        host.register_registry_sysctls();
+        host.register_siftr_sysctls();
+        host.refresh_cc_globals();
+        host
+    }
+
+    /// Another shard of this host: the same registry, sysctl tree, plugin search path and
+    /// siftr configuration (one snapshot for all shards: a kldload or sysctl through any
+    /// shard is seen by every one), with its own socket table, timers, buffers and secrets
+    /// (from `entropy`), and the same addresses and MTU. Shard `index` of `shards` takes
+    /// only the ephemeral ports whose flows steer to it ([`crate::steer`]); call
+    /// [`Host::set_shard`] on the first shard too.
+    pub fn new_shard(&self, entropy: Entropy, shards: usize, index: usize) -> Host {
+        let mut h = Self::assemble(
+            self.search_path.clone(),
+            entropy,
+            self.registry.clone(),
+            self.sysctl.clone(),
+            self.siftr_conf.clone(),
+        );
+        for &a in &self.addrs {
+            h.add_addr(a);
+        }
+        h.mtu = self.mtu;
+        h.lro_enabled = self.lro_enabled;
+        h.set_shard(shards, index);
+        h
+    }
+
+    /// Makes this host shard `index` of `shards` (see [`Host::new_shard`]).
+    pub fn set_shard(&mut self, shards: usize, index: usize) {
+        self.table.set_shard(shards, index);
+    }
+
+    fn assemble(
+        search_path: SearchPath,
+        entropy: Entropy,
+        registry: Arc<Registry>,
+        sysctl: Arc<SysctlTree>,
+        siftr_conf: Arc<crate::siftr::SiftrConf>,
+    ) -> Self {
         let tunables = sysctl.load_full();
         let mut rng = entropy.rng();
         let sc_cfg = SynCacheConfig {
@@ -198,15 +240,12 @@ impl Host {
             lro: None,
             deferred: Vec::new(),
             ready: None,
-            siftr_conf: Default::default(),
+            siftr_conf,
             siftr_gen: 0,
         };
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.worker.tso_segs = tso_segs(&host.tunables);
         host.syncache.set_rto(syn_rto(&host.tunables));
-        host.register_registry_sysctls();
-        host.register_siftr_sysctls();
-        host.refresh_cc_globals();
         host
     }
 

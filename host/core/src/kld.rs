@@ -240,31 +240,46 @@ impl Host {
     /// `kldunload NAME [-f]`: deregisters with FreeBSD semantics; forced, the users move to
     /// the default first.
     pub fn kldunload(&mut self, name: &str, force: bool) -> Result<(), Errno> {
-        match self.registry.kind_of(name).ok_or(Errno::ENOENT)? {
+        Self::kldunload_sharded(&mut [self], name, force)
+    }
+
+    /// [`Host::kldunload`] for a host split into shards that share one registry: the
+    /// plugin is deregistered once, and with `force` its users move in every shard before
+    /// it is removed.
+    pub fn kldunload_sharded(
+        hosts: &mut [&mut Host],
+        name: &str,
+        force: bool,
+    ) -> Result<(), Errno> {
+        let registry = hosts.first().ok_or(Errno::ENOENT)?.registry.clone();
+        match registry.kind_of(name).ok_or(Errno::ENOENT)? {
             PluginKind::FunctionBlock => {
-                let primary = self
-                    .registry
+                let primary = registry
                     .snapshot()
                     .block_any(name)
                     .map(|b| b.name.clone())
                     .ok_or(Errno::ENOENT)?;
-                if let Deregistered::MoveUsers(_) =
-                    self.registry.deregister_block(&primary, force)?
-                {
-                    self.move_stack_users(&primary)?;
-                    self.registry.finish_block_removal(&primary)?;
+                if let Deregistered::MoveUsers(_) = registry.deregister_block(&primary, force)? {
+                    for h in hosts.iter_mut() {
+                        h.move_stack_users(&primary)?;
+                    }
+                    registry.finish_block_removal(&primary)?;
                 }
-                self.metrics
+                hosts[0]
+                    .metrics
                     .note_plugin(PluginKind::FunctionBlock, &primary, false);
             }
             PluginKind::CcModule => {
-                if let Deregistered::MoveUsers(_) = self.registry.deregister_cc(name, force)? {
-                    self.move_cc_users(name)?;
-                    self.registry.finish_cc_removal(name)?;
+                if let Deregistered::MoveUsers(_) = registry.deregister_cc(name, force)? {
+                    for h in hosts.iter_mut() {
+                        h.move_cc_users(name)?;
+                    }
+                    registry.finish_cc_removal(name)?;
                 }
-                self.metrics.note_plugin(PluginKind::CcModule, name, false);
-                for key in self.sysctl.list(&format!("net.inet.tcp.cc.{name}")) {
-                    let _ = self.sysctl.unregister_dynamic(&key.0);
+                let h = &hosts[0];
+                h.metrics.note_plugin(PluginKind::CcModule, name, false);
+                for key in h.sysctl.list(&format!("net.inet.tcp.cc.{name}")) {
+                    let _ = h.sysctl.unregister_dynamic(&key.0);
                 }
             }
         }

@@ -40,6 +40,7 @@ pub mod registry;
 pub mod secrets;
 pub mod siftr;
 pub mod socket;
+pub mod steer;
 pub mod sysctl;
 pub mod timer;
 pub mod timewait;

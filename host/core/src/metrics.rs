@@ -124,7 +124,8 @@ impl HostMetrics {
     }
 }
 
-fn describe() {
+/// Describes every metric (name, kind, help) to the current recorder.
+pub fn describe_metrics() {
     for &(name, kind, help) in METRICS {
         match kind {
             "counter" => metrics::describe_counter!(name, help),
@@ -140,9 +141,17 @@ impl Host {
     /// connection's RTT and cwnd into the histograms. A pass over the connections: call it
     /// at an interval, not per packet.
     pub fn publish_metrics(&mut self) {
+        self.publish_host_metrics();
+        self.publish_registry_metrics();
+    }
+
+    /// The part of [`Host::publish_metrics`] that is this host's own: its counters, its
+    /// connections' states and samples, its plugin faults and stack switches. A sharded
+    /// host sums these over its shards.
+    pub fn publish_host_metrics(&mut self) {
         use metrics::{counter, gauge, histogram};
         if !self.metrics.described {
-            describe();
+            describe_metrics();
             self.metrics.described = true;
         }
         let st = &self.stats;
@@ -233,7 +242,6 @@ impl Host {
             (states[TcpState::Established as usize] + states[TcpState::CloseWait as usize]) as f64,
         );
 
-        // Plugins.
         for (p, n) in &self.plugin_faults {
             counter!("plugtcp_plugin_faults_total", "plugin" => p.clone()).absolute(*n);
         }
@@ -241,6 +249,16 @@ impl Host {
             counter!("plugtcp_stack_switches_total",
                 "from" => from.clone(), "to" => to.clone(), "result" => *result)
             .absolute(*n);
+        }
+    }
+
+    /// The part of [`Host::publish_metrics`] that belongs to the registry every shard
+    /// shares: plugin loads, users and the blocks' and modules' own counters.
+    pub fn publish_registry_metrics(&mut self) {
+        use metrics::{counter, gauge};
+        if !self.metrics.described {
+            describe_metrics();
+            self.metrics.described = true;
         }
         {
             let p = self

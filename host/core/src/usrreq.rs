@@ -83,6 +83,29 @@ impl Host {
         reuse_addr: bool,
     ) -> Result<usize, Errno> {
         let lid = self.table.bind_listener(addr, reuse_addr)?;
+        self.install_listener(lid, addr, backlog)
+    }
+
+    /// A transparent listener for the family of `v6`: it accepts connections to any
+    /// address and any port that no other listener or connection takes, as FreeBSD's
+    /// IP_BINDANY with a forwarding rule, or Linux's TPROXY, let a proxy catch the traffic
+    /// routed to it. An accepted connection's local address is the destination the peer
+    /// addressed. EADDRINUSE if the family has one already.
+    pub fn listen_transparent(&mut self, v6: bool, backlog: usize) -> Result<usize, Errno> {
+        let lid = self.table.bind_transparent(v6)?;
+        let addr = self
+            .table
+            .listener_addr(lid)
+            .unwrap_or_else(|| unreachable!("bind_transparent records the address"));
+        self.install_listener(lid, addr, backlog)
+    }
+
+    fn install_listener(
+        &mut self,
+        lid: crate::socket::table::ListenerId,
+        addr: SocketAddr,
+        backlog: usize,
+    ) -> Result<usize, Errno> {
         let idx = lid.0 as usize;
         if self.listeners.len() <= idx {
             self.listeners.resize_with(idx + 1, || None);

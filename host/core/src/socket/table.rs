@@ -160,6 +160,12 @@ pub struct SockTable {
     port_table: [u32; PORT_TABLE_SIZE],
     /// bind(port 0) choices (a CSPRNG: the ports are seen by peers).
     rng: HostRng,
+    /// (shards, this shard's index) when the host is one shard of several: active opens
+    /// take only local ports whose flows this shard owns ([`crate::steer::shard_of`]).
+    shard: Option<(usize, usize)>,
+    /// Transparent listeners (IPv4, IPv6): they take SYNs to any address and port that
+    /// no connection or other listener takes (a proxy catching what is routed to it).
+    transparent: [Option<ListenerId>; 2],
 }
 
 impl SockTable {
@@ -192,7 +198,15 @@ impl SockTable {
             port_key_g,
             port_table: [0; PORT_TABLE_SIZE],
             rng,
+            shard: None,
+            transparent: [None; 2],
         }
+    }
+
+    /// Makes this the table of shard `index` of `shards`: ephemeral ports for active opens
+    /// are only those whose flows steer to it.
+    pub fn set_shard(&mut self, shards: usize, index: usize) {
+        self.shard = (shards > 1).then_some((shards, index));
     }
 
     /// Adds one of the host's own addresses (bind and connect accept only these).
@@ -249,6 +263,24 @@ impl SockTable {
             .get(&(local.ip(), port))
             .or_else(|| self.listeners.get(&(wildcard_of(local.ip()), port)))
             .copied()
+            .or(self.transparent[usize::from(local.is_ipv6())])
+    }
+
+    /// Binds the family's transparent listener (see `transparent`); EADDRINUSE if it has
+    /// one. Its address is the family's unspecified address with port 0.
+    pub fn bind_transparent(&mut self, v6: bool) -> Result<ListenerId, Errno> {
+        if self.transparent[usize::from(v6)].is_some() {
+            return Err(Errno::EADDRINUSE);
+        }
+        let id = self.alloc_listener_id();
+        let ip = if v6 {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        self.listener_addrs.insert(id, SocketAddr::new(ip, 0));
+        self.transparent[usize::from(v6)] = Some(id);
+        Ok(id)
     }
 
     /// The address a listener was bound to (with the chosen port if it asked for port 0).
@@ -326,6 +358,11 @@ impl SockTable {
     /// Removes a listener, returning the address it held.
     pub fn remove_listener(&mut self, id: ListenerId) -> Option<SocketAddr> {
         let addr = self.listener_addrs.remove(&id)?;
+        let family = usize::from(addr.is_ipv6());
+        if self.transparent[family] == Some(id) {
+            self.transparent[family] = None;
+            return Some(addr);
+        }
         self.listeners.remove(&(addr.ip(), addr.port()));
         count_down(&mut self.listener_ports, (addr.ip().is_ipv6(), addr.port()));
         Some(addr)
@@ -386,6 +423,11 @@ impl SockTable {
             self.port_table[index] = ctr.wrapping_add(1);
             // `% num` keeps the sum below 65536, so the cast cannot truncate.
             let port = first + (offset.wrapping_add(u64::from(ctr)) % num) as u16;
+            if let Some((n, me)) = self.shard {
+                if crate::steer::shard_of(port, remote.port(), n) != me {
+                    continue;
+                }
+            }
             if self.listeners.contains_key(&(local_ip, port))
                 || self.listeners.contains_key(&(wild, port))
                 || self.port_reserved(local_ip, port)

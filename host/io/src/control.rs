@@ -96,6 +96,66 @@ const OPTIONS: &[(&str, i32, i32, bool)] = &[
 
 /// Runs a command on `h`.
 pub fn execute(h: &mut Host, cmd: &ControlCmd) -> Reply {
+    execute_sharded(&mut [h], cmd)
+}
+
+/// Runs a command on a host split into shards (`hosts`, at least one): the plugin and
+/// sysctl commands act once, through the first shard, on what all shards share; sockstat
+/// lists every shard's connections; tcpdrop and tcpsso find the connection wherever it is.
+pub fn execute_sharded(hosts: &mut [&mut Host], cmd: &ControlCmd) -> Reply {
+    let mut r = Reply::default();
+    match cmd {
+        ControlCmd::Sockstat { json } => r.stdout = sockstat(hosts, *json),
+        ControlCmd::Tcpdrop { local, remote } => {
+            let found = hosts
+                .iter_mut()
+                .find_map(|h| find_conn(h, *local, *remote).ok().map(|id| (h, id)));
+            match found.ok_or(Errno::ESRCH).and_then(|(h, id)| h.tcpdrop(id)) {
+                Ok(()) => {
+                    let _ = writeln!(r.stdout, "{local} {remote}: dropped");
+                }
+                Err(e) => r.fail(format!("tcpdrop: {local} {remote}: {e}")),
+            }
+        }
+        ControlCmd::Tcpsso {
+            local,
+            remote,
+            option,
+            value,
+        } => {
+            let owner = hosts
+                .iter_mut()
+                .find(|h| find_conn(h, *local, *remote).is_ok());
+            let done = match owner {
+                Some(h) => tcpsso(h, *local, *remote, option, value),
+                None => Err(Errno::ESRCH),
+            };
+            if let Err(e) = done {
+                r.fail(format!("tcpsso: {local} {remote} {option}={value}: {e}"));
+            } else {
+                let _ = writeln!(r.stdout, "{local} {remote}: {option} = {value}");
+            }
+        }
+        ControlCmd::Kldunload { name, force } => {
+            match Host::kldunload_sharded(hosts, name, *force) {
+                Ok(()) => {
+                    let _ = writeln!(r.stdout, "unloaded {name}");
+                }
+                Err(e) => r.fail(format!("kldunload: {name}: {e}")),
+            }
+        }
+        _ => {
+            if let Some(h) = hosts.first_mut() {
+                return execute_shared(h, cmd);
+            }
+            r.fail("no host");
+        }
+    }
+    r
+}
+
+/// The commands that act on what every shard shares (the registry, the sysctl tree).
+fn execute_shared(h: &mut Host, cmd: &ControlCmd) -> Reply {
     let mut r = Reply::default();
     match cmd {
         ControlCmd::Kldload { what } => match h.kldload(what) {
@@ -111,38 +171,15 @@ pub fn execute(h: &mut Host, cmd: &ControlCmd) -> Reply {
             Err(e) => r.fail(format!("kldload: {e}")),
         },
         ControlCmd::Kldstat { json } => r.stdout = kldstat(h, *json),
-        ControlCmd::Sockstat { json } => r.stdout = sockstat(h, *json),
-        ControlCmd::Tcpdrop { local, remote } => {
-            match find_conn(h, *local, *remote).and_then(|slot| h.tcpdrop(slot)) {
-                Ok(()) => {
-                    let _ = writeln!(r.stdout, "{local} {remote}: dropped");
-                }
-                Err(e) => r.fail(format!("tcpdrop: {local} {remote}: {e}")),
-            }
-        }
-        ControlCmd::Kldunload { name, force } => match h.kldunload(name, *force) {
-            Ok(()) => {
-                let _ = writeln!(r.stdout, "unloaded {name}");
-            }
-            Err(e) => r.fail(format!("kldunload: {name}: {e}")),
-        },
         ControlCmd::Sysctl {
             all,
             describe,
             names,
         } => sysctl(h, *all, *describe, names, &mut r),
-        ControlCmd::Tcpsso {
-            local,
-            remote,
-            option,
-            value,
-        } => {
-            if let Err(e) = tcpsso(h, *local, *remote, option, value) {
-                r.fail(format!("tcpsso: {local} {remote} {option}={value}: {e}"));
-            } else {
-                let _ = writeln!(r.stdout, "{local} {remote}: {option} = {value}");
-            }
-        }
+        ControlCmd::Sockstat { .. }
+        | ControlCmd::Tcpdrop { .. }
+        | ControlCmd::Tcpsso { .. }
+        | ControlCmd::Kldunload { .. } => return execute_sharded(&mut [h], cmd),
     }
     r
 }
@@ -256,8 +293,8 @@ pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
 
 /// `ss -ti`'s shape: a line per connection (state, addresses, stack, CC), then its TCP
 /// state indented on the next line as `name:value` pairs. Times in ms, windows in bytes.
-fn sockstat(h: &mut Host, json: bool) -> String {
-    let rows = sock_rows(h);
+fn sockstat(hosts: &mut [&mut Host], json: bool) -> String {
+    let rows: Vec<SockRow> = hosts.iter_mut().flat_map(|h| sock_rows(h)).collect();
     if json {
         return serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n";
     }
@@ -412,9 +449,21 @@ impl ControlServer {
     /// Answers every request waiting. A client that sends garbage gets an error reply; one
     /// that stalls is dropped after a second, and the host carries on.
     pub fn poll(&mut self, h: &mut Host) {
+        self.poll_with(|cmd| execute(h, cmd));
+    }
+
+    /// As [`ControlServer::poll`], each command run by `run` (which finds the hosts: the
+    /// runtime locks its shards only when a request has come).
+    pub fn poll_with(&mut self, mut run: impl FnMut(&ControlCmd) -> Reply) {
         while let Ok((stream, _)) = self.listener.accept() {
-            let _ = serve_one(stream, h);
+            let _ = serve_one(stream, &mut run);
         }
+    }
+
+    /// The listening socket (to wait on it with poll(2)).
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.listener.as_raw_fd()
     }
 }
 
@@ -424,13 +473,13 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve_one(stream: UnixStream, h: &mut Host) -> io::Result<()> {
+fn serve_one(stream: UnixStream, run: &mut dyn FnMut(&ControlCmd) -> Reply) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
     let reply = match serde_json::from_str::<ControlCmd>(&line) {
-        Ok(cmd) => execute(h, &cmd),
+        Ok(cmd) => run(&cmd),
         Err(e) => {
             let mut r = Reply::default();
             r.fail(format!("bad control request: {e}"));

@@ -29,6 +29,14 @@ pub trait PacketIo {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// The encapsulation (UDP) port the packet last received came from, if the backend
+    /// has one: a shard that hands the packet to another passes it along.
+    fn arrival_port(&self) -> Option<u16> {
+        None
+    }
+    /// A packet received by another shard's backend came from the peer's encapsulation
+    /// `port`: answers to its sender go there.
+    fn learn_port(&mut self, _pkt: &[u8], _port: u16) {}
 }
 
 impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
@@ -46,6 +54,12 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).poll_fd()
+    }
+    fn arrival_port(&self) -> Option<u16> {
+        (**self).arrival_port()
+    }
+    fn learn_port(&mut self, pkt: &[u8], port: u16) {
+        (**self).learn_port(pkt, port)
     }
 }
 
@@ -210,6 +224,10 @@ impl<I: PacketIo> Faulty<I> {
 impl<I: PacketIo> PacketIo for Faulty<I> {
     fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
         self.inner.encapsulation_port(pkt, port);
+    }
+
+    fn learn_port(&mut self, pkt: &[u8], port: u16) {
+        self.inner.learn_port(pkt, port);
     }
 
     fn send(&mut self, pkt: &[u8]) -> io::Result<()> {

@@ -5,9 +5,13 @@
 //! (the kernel's TCP as a peer, [`netns`] makes the namespaces); [`udp`] carries TCP over
 //! UDP (no privileges needed); [`pcap`] writes captures from any backend. [`driver`] runs a
 //! host on a real backend with the wall clock and wraps any backend in fault injection;
-//! [`runtime`] gives applications blocking sockets on a host running in its own thread.
+//! [`runtime`] gives applications blocking and tokio sockets on a host running in threads of
+//! its own (one per shard); [`control`] is its control socket and [`exporter`] its Prometheus
+//! endpoint.
 
+pub mod control;
 pub mod driver;
+pub mod exporter;
 pub mod netns;
 pub mod pcap;
 pub mod runtime;

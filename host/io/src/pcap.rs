@@ -71,6 +71,80 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+/// A backend whose every packet, sent and received, is also written to a pcap file
+/// (`plugtcp serve --pcap`). Timestamps count from when the capture began; the file is
+/// flushed when the backend is dropped (the runtime stops).
+pub struct Captured {
+    inner: Box<dyn crate::driver::PacketIo + Send>,
+    pcap: PcapWriter<io::BufWriter<std::fs::File>>,
+    epoch: std::time::Instant,
+}
+
+impl Captured {
+    pub fn new(
+        inner: Box<dyn crate::driver::PacketIo + Send>,
+        path: &std::path::Path,
+    ) -> io::Result<Self> {
+        let f = std::fs::File::create(path)?;
+        Ok(Captured {
+            inner,
+            pcap: PcapWriter::new(io::BufWriter::new(f))?,
+            epoch: std::time::Instant::now(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+impl crate::driver::PacketIo for Captured {
+    fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
+        let _ = self.pcap.write_packet(self.now(), pkt);
+        self.inner.send(pkt)
+    }
+
+    fn recv(
+        &mut self,
+        buf: &mut [u8],
+        wait: Option<std::time::Duration>,
+    ) -> io::Result<Option<usize>> {
+        let n = self.inner.recv(buf, wait)?;
+        if let Some(n) = n {
+            let _ = self.pcap.write_packet(self.now(), &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn mtu(&self) -> u32 {
+        self.inner.mtu()
+    }
+
+    fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
+        self.inner.encapsulation_port(pkt, port)
+    }
+
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.poll_fd()
+    }
+
+    fn arrival_port(&self) -> Option<u16> {
+        self.inner.arrival_port()
+    }
+
+    fn learn_port(&mut self, pkt: &[u8], port: u16) {
+        self.inner.learn_port(pkt, port)
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        if let Err(e) = self.pcap.flush() {
+            eprintln!("plugtcp: pcap: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

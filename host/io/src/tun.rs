@@ -19,6 +19,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
@@ -83,6 +84,40 @@ impl TunIo {
 
     /// As [`TunIo::open`]; with `vnet_hdr`, takes the kernel's checksum and TSO offloads.
     pub fn open_with(name: &str, vnet_hdr: bool) -> io::Result<Self> {
+        Self::open_queue(name, vnet_hdr, false)
+    }
+
+    /// `queues` queues of one multi-queue device (IFF_MULTI_QUEUE), one per shard. The
+    /// kernel sends a flow's packets to the queue that last wrote one of the flow's
+    /// packets (its flow table), and a new flow's by hash; the runtime hands what lands
+    /// on the wrong queue to the right shard. One queue is an ordinary device.
+    pub fn open_queues(name: &str, queues: usize, vnet_hdr: bool) -> io::Result<Vec<Self>> {
+        if queues <= 1 {
+            return Ok(vec![Self::open_with(name, vnet_hdr)?]);
+        }
+        let first = match Self::open_queue(name, vnet_hdr, true) {
+            Ok(t) => t,
+            // A device made earlier without multi_queue takes one queue only: one shard.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                let one = Self::open_with(name, vnet_hdr)?;
+                eprintln!(
+                    "plugtcp: tun {}: not a multi-queue device (`ip tuntap add ... \
+                     multi_queue` makes one): running one shard",
+                    one.name
+                );
+                return Ok(vec![one]);
+            }
+            Err(e) => return Err(e),
+        };
+        let name = first.name.clone();
+        let mut all = vec![first];
+        for _ in 1..queues {
+            all.push(Self::open_queue(&name, vnet_hdr, true)?);
+        }
+        Ok(all)
+    }
+
+    fn open_queue(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<Self> {
         // SAFETY: a NUL-terminated path and plain flags.
         let fd = unsafe {
             libc::open(
@@ -96,7 +131,10 @@ impl TunIo {
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut req = IfReq::new(name)?;
-        let flags = IFF_TUN | IFF_NO_PI | if vnet_hdr { IFF_VNET_HDR } else { 0 };
+        let flags = IFF_TUN
+            | IFF_NO_PI
+            | if vnet_hdr { IFF_VNET_HDR } else { 0 }
+            | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
         req.data[..2].copy_from_slice(&flags.to_ne_bytes());
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which IfReq lays out.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
@@ -249,10 +287,12 @@ impl PacketIo for TunIo {
         if n < 0 {
             let e = io::Error::last_os_error();
             // A full device queue drops the packet, as a NIC's would.
+            // EIO: the link is down (not yet up, or set down): dropped, as a NIC without
+            // carrier drops, until someone brings it up.
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) || e.raw_os_error() == Some(libc::ENOBUFS)
+            ) || matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EIO))
             {
                 return Ok(());
             }

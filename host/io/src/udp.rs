@@ -40,6 +40,8 @@ pub struct UdpIo {
     ports: HashMap<(IpAddr, u16), u16>,
     mtu: u32,
     wait: Option<Wait>,
+    /// The UDP port the last datagram came from.
+    last_from: Option<u16>,
     out: Vec<u8>,
     datagram: Vec<u8>,
     pub stats: UdpStats,
@@ -57,18 +59,62 @@ impl UdpIo {
                 "the udp backend needs a specific local address",
             ));
         }
-        let sock = UdpSocket::bind(local)?;
-        Ok(UdpIo {
-            local_ip: local.ip(),
+        Ok(Self::with_socket(
+            UdpSocket::bind(local)?,
+            default_port,
+            mtu,
+        ))
+    }
+
+    fn with_socket(sock: UdpSocket, default_port: Option<u16>, mtu: u32) -> Self {
+        // A bound socket knows its address; the fallback is never used.
+        let local_ip = sock
+            .local_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        UdpIo {
+            local_ip,
             sock,
             default_port,
             ports: HashMap::new(),
             mtu,
             wait: None,
+            last_from: None,
             out: vec![0; 65536],
             datagram: vec![0; 65536],
             stats: UdpStats::default(),
-        })
+        }
+    }
+
+    /// One socket per shard on the same local port (a `SO_REUSEPORT` group), with a
+    /// classic BPF program that picks the socket of the TCP flow's owning shard
+    /// ([`plugtcp_host::steer::shard_of`] on the TCP ports at the start of the payload), so
+    /// the kernel steers every segment to its shard. `shards == 1` is [`UdpIo::bind`].
+    pub fn bind_group(
+        local: SocketAddr,
+        default_port: Option<u16>,
+        mtu: u32,
+        shards: usize,
+    ) -> io::Result<Vec<Self>> {
+        if shards <= 1 {
+            return Ok(vec![Self::bind(local, default_port, mtu)?]);
+        }
+        if local.ip().is_unspecified() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the udp backend needs a specific local address",
+            ));
+        }
+        let mut addr = local;
+        let mut group = Vec::with_capacity(shards);
+        for i in 0..shards {
+            let sock = reuseport_socket(addr)?;
+            if i == 0 {
+                attach_steering(&sock, shards)?;
+                addr = sock.local_addr()?;
+            }
+            group.push(Self::with_socket(sock, default_port, mtu));
+        }
+        Ok(group)
     }
 
     /// The bound local encapsulation port.
@@ -92,6 +138,128 @@ impl UdpIo {
         self.wait = Some(w);
         Ok(())
     }
+}
+
+/// Most peers (address, TCP port) whose UDP port is remembered: the map is filled from
+/// the wire, so it is bounded; past this it starts again (a live connection's next
+/// datagram teaches its port anew).
+const MAX_PORTS: usize = 1 << 16;
+
+impl UdpIo {
+    fn remember_port(&mut self, ip: IpAddr, tcp_port: u16, udp_port: u16) {
+        if self.ports.len() >= MAX_PORTS && !self.ports.contains_key(&(ip, tcp_port)) {
+            self.ports.clear();
+        }
+        self.ports.insert((ip, tcp_port), udp_port);
+    }
+}
+
+/// A UDP socket bound to `addr` with SO_REUSEPORT (set before bind, as the kernel wants).
+fn reuseport_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use std::os::fd::FromRawFd;
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) arguments.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else; UdpSocket closes it.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: an int option from a live variable.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (storage, len) = sockaddr_of(addr);
+    // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
+    if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data, valid all zero.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// SO_ATTACH_REUSEPORT_CBPF (not in every libc).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// The group's steering: index = (TCP source port + TCP destination port) mod `shards`,
+/// computed on the datagram's payload (the kernel runs the program with the UDP header
+/// pulled off, so offset 0 is the TCP header).
+fn attach_steering(sock: &UdpSocket, shards: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let op = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let prog = [
+        op(0x20, 0),             // ld [0]       A = sport << 16 | dport
+        op(0x07, 0),             // tax          X = A
+        op(0x54, 0xffff),        // and #0xffff  A = dport
+        op(0x02, 0),             // st M[0]
+        op(0x87, 0),             // txa
+        op(0x74, 16),            // rsh #16      A = sport
+        op(0x61, 0),             // ldx M[0]     X = dport
+        op(0x0c, 0),             // add x
+        op(0x94, shards as u32), // mod #shards
+        op(0x16, 0),             // ret a
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: a sock_fprog over a live program; the kernel copies it.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl PacketIo for UdpIo {
@@ -156,8 +324,10 @@ impl PacketIo for UdpIo {
             }
             self.stats.received += 1;
             let sport = u16::from_be_bytes([seg[0], seg[1]]);
-            self.ports.insert((from.ip(), sport), from.port());
-            match wire::wrap_tcp(buf, from.ip(), self.local_ip, seg) {
+            self.last_from = Some(from.port());
+            let wrapped = wire::wrap_tcp(buf, from.ip(), self.local_ip, seg);
+            self.remember_port(from.ip(), sport, from.port());
+            match wrapped {
                 Ok(len) => return Ok(Some(len)),
                 Err(_) => {
                     self.stats.malformed += 1;
@@ -174,8 +344,17 @@ impl PacketIo for UdpIo {
     /// A connection's TCP_REMOTE_UDP_ENCAPS_PORT: its peer is reached there from now on.
     fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
         if let Some((_, dst, seg)) = wire::tcp_segment(pkt).filter(|(_, _, s)| s.len() >= 4) {
-            self.ports
-                .insert((dst, u16::from_be_bytes([seg[2], seg[3]])), port);
+            self.remember_port(dst, u16::from_be_bytes([seg[2], seg[3]]), port);
+        }
+    }
+
+    fn arrival_port(&self) -> Option<u16> {
+        self.last_from
+    }
+
+    fn learn_port(&mut self, pkt: &[u8], port: u16) {
+        if let Some((src, _, seg)) = wire::tcp_segment(pkt).filter(|(_, _, s)| s.len() >= 4) {
+            self.remember_port(src, u16::from_be_bytes([seg[0], seg[1]]), port);
         }
     }
 }

@@ -11,10 +11,11 @@
 pub mod bench;
 pub mod builtins;
 pub mod ccsim;
-pub mod control;
 pub mod demo;
-pub mod exporter;
 pub mod packetdrill;
 pub mod plot;
 pub mod serve;
 pub mod services;
+
+/// The control socket and the Prometheus exporter live with the runtime in `plugtcp-io`.
+pub use plugtcp_io::{control, exporter};

@@ -150,6 +150,15 @@ enum Cmd {
         #[arg(long, value_name = "ADDR", num_args = 0..=1,
               default_missing_value = plugtcp_host::metrics::DEFAULT_ADDR)]
         metrics: Option<std::net::SocketAddr>,
+        /// Threads, each running its own host with its share of the connections
+        /// (default: one per core; one with --pcap).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Accept connections to any address and port routed into the device (the
+        /// connection's local address is where it was addressed); with --service forward,
+        /// each is forwarded to that address through the kernel.
+        #[arg(long)]
+        transparent: bool,
     },
     /// Download an http:// URL over plugtcp (the body to -o FILE, or stdout).
     Get {
@@ -586,6 +595,8 @@ fn main() -> ExitCode {
             stack,
             cc,
             metrics,
+            shards,
+            transparent,
         } => {
             use plugtcp_cli::serve::{serve, ServeConfig, Service};
             use plugtcp_cli::services::Simple;
@@ -602,8 +613,13 @@ fn main() -> ExitCode {
                     None => return fail("serve: --service http needs --root DIR"),
                 },
                 ServiceKind::Forward => match to {
-                    Some(t) => (Service::Forward { to: *t }, 8080),
-                    None => return fail("serve: --service forward needs --to ADDR:PORT"),
+                    Some(t) => (Service::Forward { to: Some(*t) }, 8080),
+                    None if *transparent => (Service::Forward { to: None }, 8080),
+                    None => {
+                        return fail(
+                            "serve: --service forward needs --to ADDR:PORT (or --transparent)",
+                        )
+                    }
                 },
             };
             let cfg = ServeConfig {
@@ -614,6 +630,8 @@ fn main() -> ExitCode {
                 cc: cc.clone(),
                 control: cli.control.clone(),
                 metrics: *metrics,
+                shards: *shards,
+                transparent: *transparent,
             };
             match serve(&cfg) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,8 @@ use plugtcp_host::registry::loader::SearchPath;
 use plugtcp_host::secrets::Entropy;
 use plugtcp_host::Host;
 use plugtcp_io::driver::{Faulty, IoHost, PacketIo};
+use plugtcp_io::pcap::Captured;
+use plugtcp_io::runtime::{default_shards, Runtime, Side};
 use plugtcp_io::sim::SimLinkConfig;
 use plugtcp_io::tun::TunIo;
 use plugtcp_io::udp::UdpIo;
@@ -138,36 +140,54 @@ fn ip(args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the host and its backend. Returns them and the host's addresses.
 /// A host on whichever backend was chosen.
 pub type AnyIoHost = IoHost<Box<dyn PacketIo>>;
 
-/// A service's turn between network polls; returns its open connections.
-type App = Box<dyn FnMut(&mut Host) -> usize>;
+/// One shard's backend.
+type ShardIo = Box<dyn PacketIo + Send>;
 
-fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
-    let mut host = Host::configured(
+/// A service's turn between network polls; returns its open connections.
+type App = Box<dyn FnMut(&mut Host) -> usize + Send>;
+
+/// The host `plugtcp serve` and `get` run: sysctls first, then the plugins.
+fn configured_host(cfg: &IoConfig) -> Result<Host, String> {
+    Host::configured(
         cfg.search_path.clone(),
         Entropy::Os,
         &crate::builtins::plugins(),
         &cfg.sysctls,
-    )?;
-    let (io, addrs): (Box<dyn PacketIo>, Vec<IpAddr>) = match &cfg.io {
+    )
+}
+
+/// Opens the chosen backend for `shards` shards (queues of one TUN device, sockets of one
+/// UDP port), each wrapped in the fault injection and capture asked for, and returns
+/// them with the host's addresses. `host` gives the sysctls the UDP backend reads.
+fn backends(
+    cfg: &IoConfig,
+    host: &Host,
+    shards: usize,
+) -> Result<(Vec<ShardIo>, Vec<IpAddr>), String> {
+    let (raw, addrs): (Vec<Box<dyn PacketIo + Send>>, Vec<IpAddr>) = match &cfg.io {
         IoChoice::Tun {
             name,
             addrs,
             vnet_hdr,
         } => {
-            let tun = TunIo::open_with(name, *vnet_hdr).map_err(|e| format!("tun {name}: {e}"))?;
+            let queues = TunIo::open_queues(name, shards, *vnet_hdr)
+                .map_err(|e| format!("tun {name}: {e}"))?;
             let addrs = if addrs.is_empty() {
-                let dev = tun.name().to_string();
+                let dev = queues[0].name().to_string();
                 ip(&["addr", "add", &format!("{AUTO_KERNEL_V4}/24"), "dev", &dev])?;
                 ip(&["link", "set", &dev, "up"])?;
                 vec![AUTO_PLUGTCP_V4.parse().unwrap_or_else(|_| unreachable!())]
             } else {
                 addrs.clone()
             };
-            (Box::new(tun), addrs)
+            let ios = queues
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn PacketIo + Send>)
+                .collect();
+            (ios, addrs)
         }
         IoChoice::Udp { bind, peer_port } => {
             // FreeBSD: the local port is net.inet.tcp.udp_tunneling_port unless given, and
@@ -178,26 +198,44 @@ fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
                 bind.set_port(t.udp_tunneling_port as u16);
             }
             let mtu = 1500 - t.udp_tunneling_overhead as u32;
-            let udp = UdpIo::bind(bind, *peer_port, mtu).map_err(|e| format!("udp {bind}: {e}"))?;
-            (Box::new(udp), vec![bind.ip()])
+            let socks = UdpIo::bind_group(bind, *peer_port, mtu, shards)
+                .map_err(|e| format!("udp {bind}: {e}"))?;
+            let ios = socks
+                .into_iter()
+                .map(|u| Box::new(u) as Box<dyn PacketIo + Send>)
+                .collect();
+            (ios, vec![bind.ip()])
         }
     };
-    let io: Box<dyn PacketIo> = match (&cfg.fault_out, &cfg.fault_in) {
-        (None, None) => io,
-        (o, i) => Box::new(Faulty::new(
-            io,
-            o.clone().unwrap_or_default(),
-            i.clone().unwrap_or_default(),
-        )),
-    };
+    let mut ios = Vec::with_capacity(raw.len());
+    for (i, io) in raw.into_iter().enumerate() {
+        // Each shard's faults draw from a seed of their own.
+        let seeded = |c: &Option<SimLinkConfig>| {
+            let mut c = c.clone().unwrap_or_default();
+            c.seed = c.seed.wrapping_add(i as u64);
+            c
+        };
+        let io: Box<dyn PacketIo + Send> = match (&cfg.fault_out, &cfg.fault_in) {
+            (None, None) => io,
+            (o, i) => Box::new(Faulty::new(io, seeded(o), seeded(i))),
+        };
+        let io: Box<dyn PacketIo + Send> = match &cfg.pcap {
+            Some(p) => Box::new(Captured::new(io, p).map_err(|e| format!("{}: {e}", p.display()))?),
+            None => io,
+        };
+        ios.push(io);
+    }
+    Ok((ios, addrs))
+}
+
+fn open(cfg: &IoConfig) -> Result<(AnyIoHost, Vec<IpAddr>), String> {
+    let mut host = configured_host(cfg)?;
+    let (mut ios, addrs) = backends(cfg, &host, 1)?;
     for &a in &addrs {
         host.add_addr(a);
     }
-    let mut h = IoHost::new(host, io);
-    if let Some(p) = &cfg.pcap {
-        h.capture(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    }
-    Ok((h, addrs))
+    let io: Box<dyn PacketIo> = ios.remove(0);
+    Ok((IoHost::new(host, io), addrs))
 }
 
 /// What `serve` runs.
@@ -207,9 +245,10 @@ pub enum Service {
     Http {
         root: PathBuf,
     },
-    /// Accepts on plugtcp and connects to this kernel socket address.
+    /// Accepts on plugtcp and connects to this kernel socket address; with `None`
+    /// (transparent mode), to the destination each connection was addressed to.
     Forward {
-        to: SocketAddr,
+        to: Option<SocketAddr>,
     },
 }
 
@@ -224,103 +263,136 @@ pub struct ServeConfig {
     pub control: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (`--metrics [ADDR]`).
     pub metrics: Option<SocketAddr>,
+    /// Threads, each with its own host (default: one per core; one with `--pcap`).
+    pub shards: Option<usize>,
+    /// Accept connections to any address and port routed into the device (`--transparent`).
+    pub transparent: bool,
+}
+
+/// A service's state for one listener of one shard.
+fn app(service: &Service, listener: usize) -> App {
+    match service {
+        Service::Simple(kind) => {
+            let mut s = SimpleServer::new(*kind, listener);
+            Box::new(move |host| {
+                s.poll(host);
+                s.connections()
+            })
+        }
+        Service::Http { root } => {
+            let mut s = Http::new(root.clone(), listener);
+            Box::new(move |host| {
+                s.poll(host);
+                s.connections()
+            })
+        }
+        Service::Forward { to } => {
+            let mut s = Forward::new(listener, *to);
+            Box::new(move |host| {
+                s.poll(host);
+                s.connections()
+            })
+        }
+    }
 }
 
 /// Runs a service until SIGINT or SIGTERM, then closes its connections cleanly. The first
 /// line printed is `ADDRESS:PORT` (the first of the host's addresses).
 pub fn serve(cfg: &ServeConfig) -> Result<(), String> {
     catch_signals();
-    let (mut h, addrs) = open(&cfg.io)?;
-    let mut listeners = Vec::new();
+    let shards = match (cfg.shards, &cfg.io.pcap) {
+        (Some(n), Some(_)) if n > 1 => {
+            return Err("--pcap writes one capture: it needs --shards 1".into())
+        }
+        (Some(0), _) => return Err("--shards: at least one".into()),
+        (Some(n), _) => n,
+        (None, Some(_)) => 1,
+        (None, None) => default_shards(),
+    };
+    let host = configured_host(&cfg.io)?;
+    let (ios, addrs) = backends(&cfg.io, &host, shards)?;
+    let mut b = Runtime::builder().host(host).backends(ios).shards(shards);
     for &a in &addrs {
-        let l = h
-            .host
-            .listen(SocketAddr::new(a, cfg.port), 128)
-            .map_err(|e| format!("listen {a}:{}: {e}", cfg.port))?;
+        b = b.addr(a);
+    }
+    if let Some(p) = &cfg.control {
+        b = b.control(p);
+    }
+    if let Some(a) = cfg.metrics {
+        b = b.metrics(a);
+    }
+    let rt = b.build().map_err(|e| e.to_string())?;
+    if let Some(a) = rt.metrics_addr() {
+        rt.with_hosts(plugtcp_io::exporter::publish_sharded);
+        eprintln!("plugtcp: metrics at http://{a}/metrics");
+    }
+    let mut listeners = Vec::new();
+    if cfg.transparent {
+        for v6 in [false, true] {
+            listeners.push(
+                rt.listen_transparent(Side::A, v6, 128)
+                    .map_err(|e| format!("transparent listener: {e}"))?,
+            );
+        }
+    } else {
+        for &a in &addrs {
+            listeners.push(
+                rt.listen(Side::A, SocketAddr::new(a, cfg.port), 128)
+                    .map_err(|e| format!("listen {a}:{}: {e}", cfg.port))?,
+            );
+        }
+    }
+    for l in &listeners {
         if let Some(s) = &cfg.stack {
-            h.host
-                .listener_setsockopt(l, IPPROTO_TCP, TCP_FUNCTION_BLK, s.as_bytes())
+            l.setsockopt(IPPROTO_TCP, TCP_FUNCTION_BLK, s.as_bytes())
                 .map_err(|e| format!("--stack {s}: {e}"))?;
         }
         if let Some(c) = &cfg.cc {
-            h.host
-                .listener_setsockopt(l, IPPROTO_TCP, TCP_CONGESTION, c.as_bytes())
+            l.setsockopt(IPPROTO_TCP, TCP_CONGESTION, c.as_bytes())
                 .map_err(|e| format!("--cc {c}: {e}"))?;
         }
-        listeners.push(l);
     }
-    let mut control = match &cfg.control {
-        Some(p) => Some(
-            crate::control::ControlServer::bind(p)
-                .map_err(|e| format!("control socket {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
-    // Published from this loop every PUBLISH_INTERVAL, never per packet (see metrics.rs).
-    let mut published = match cfg.metrics {
-        Some(a) => {
-            let (a, _) = crate::exporter::install(a).map_err(|e| format!("--metrics {e}"))?;
-            eprintln!("plugtcp: metrics at http://{a}/metrics");
-            h.host.publish_metrics();
-            Some(Instant::now())
-        }
-        None => None,
-    };
     println!("{}", SocketAddr::new(addrs[0], cfg.port));
     let _ = io::stdout().flush();
-    let mut apps: Vec<App> = Vec::new();
-    for &l in &listeners {
-        apps.push(match &cfg.service {
-            Service::Simple(kind) => {
-                let mut s = SimpleServer::new(*kind, l);
-                Box::new(move |host| {
-                    s.poll(host);
-                    s.connections()
-                })
-            }
-            Service::Http { root } => {
-                let mut s = Http::new(root.clone(), l);
-                Box::new(move |host| {
-                    s.poll(host);
-                    s.connections()
-                })
-            }
-            Service::Forward { to } => {
-                let mut s = Forward::new(l, *to);
-                Box::new(move |host| {
-                    s.poll(host);
-                    s.connections()
-                })
-            }
-        });
+    for shard in 0..rt.shards() {
+        let mut apps: Vec<App> = listeners
+            .iter()
+            .filter_map(|l| l.id_in_shard(shard))
+            .map(|lid| app(&cfg.service, lid))
+            .collect();
+        rt.set_service(
+            shard,
+            Box::new(move |host| {
+                for a in &mut apps {
+                    a(host);
+                }
+            }),
+        );
     }
     while !STOP.load(Ordering::Relaxed) {
-        h.poll(Duration::from_millis(5))
-            .map_err(|e| e.to_string())?;
-        for a in &mut apps {
-            a(&mut h.host);
+        if rt.is_down() {
+            return Err("the network is down".into());
         }
-        if let Some(c) = control.as_mut() {
-            c.poll(&mut h.host);
-        }
-        if let Some(t) = published.as_mut() {
-            if t.elapsed() >= plugtcp_host::metrics::PUBLISH_INTERVAL {
-                h.host.publish_metrics();
-                *t = Instant::now();
-            }
-        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     // Close cleanly: no new connections, FINs out, a short wait for the handshakes.
-    for &l in &listeners {
-        h.host.close_listener(l);
-    }
-    let slots: Vec<ConnId> = h.host.conns.ids().collect();
-    for s in slots {
-        h.host.close(s);
-    }
+    rt.clear_services();
+    drop(listeners);
+    rt.with_hosts(|hosts| {
+        for h in hosts.iter_mut() {
+            let ids: Vec<ConnId> = h.conns.ids().collect();
+            for id in ids {
+                h.close(id);
+            }
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(2);
-    let _ = h.run_until(deadline, |host| host.conns.iter().all(Option::is_none));
-    h.finish_capture().map_err(|e| e.to_string())
+    while Instant::now() < deadline
+        && !rt.with_hosts(|hosts| hosts.iter().all(|h| h.conns.iter().all(Option::is_none)))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// `plugtcp get`: one HTTP/1.1 download over plugtcp, the body to `out`.
@@ -354,7 +426,6 @@ pub fn get(cfg: &IoConfig, url: &str, out: &mut dyn Write) -> Result<u64, String
     .map_err(|e| e.to_string())?;
     // Let the last ACK and our FIN go out.
     let _ = h.run_until(Instant::now() + Duration::from_millis(200), |_| false);
-    h.finish_capture().map_err(|e| e.to_string())?;
     match outcome {
         Some(GetOutcome::Done(200, n)) => Ok(n),
         Some(GetOutcome::Done(code, _)) => Err(format!("{url}: HTTP status {code}")),

@@ -380,13 +380,15 @@ struct Forwarded {
 /// copying both ways; an end of stream on one side becomes a half-close on the other.
 pub struct Forward {
     listener: usize,
-    to: std::net::SocketAddr,
+    /// The kernel address to connect to; `None`: where the connection was addressed
+    /// (a transparent listener's connections).
+    to: Option<std::net::SocketAddr>,
     conns: HashMap<ConnId, Forwarded>,
     buf: Vec<u8>,
 }
 
 impl Forward {
-    pub fn new(listener: usize, to: std::net::SocketAddr) -> Self {
+    pub fn new(listener: usize, to: Option<std::net::SocketAddr>) -> Self {
         Forward {
             listener,
             to,
@@ -401,8 +403,12 @@ impl Forward {
 
     pub fn poll(&mut self, host: &mut Host) {
         while let Ok(s) = host.accept(self.listener) {
+            let Some(to) = self.to.or_else(|| host.local_addr(s)) else {
+                host.abort(s);
+                continue;
+            };
             let kernel =
-                std::net::TcpStream::connect_timeout(&self.to, std::time::Duration::from_secs(5))
+                std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(5))
                     .and_then(|k| k.set_nonblocking(true).map(|()| k));
             match kernel {
                 Ok(kernel) => {

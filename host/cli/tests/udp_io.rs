@@ -361,3 +361,127 @@ fn runtime_builder_errors_name_what_failed() {
     let e = err(Runtime::builder().udp((Ipv4Addr::UNSPECIFIED, 0).into(), None));
     assert!(e.starts_with("udp 0.0.0.0:0"), "{e}");
 }
+
+/// Two hosts of two shards each over TCP over UDP on 127.0.0.1: 64 concurrent tokio
+/// connections each send 256 KiB and get its SHA-256 back. The kernel's SO_REUSEPORT group
+/// steers each datagram to the shard that owns its flow (the BPF program on the TCP ports),
+/// so no packet is handed between shards; both shards of both hosts carry connections.
+#[test]
+fn sharded_runtimes_over_udp_steer_every_flow_to_its_shard() {
+    use plugtcp_io::runtime::{Runtime, Side};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b_port = std::net::UdpSocket::bind((LOCALHOST, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    let build = |bind: u16, peer: Option<u16>| {
+        Runtime::builder()
+            .udp((LOCALHOST, bind).into(), peer)
+            .addr(LOCALHOST)
+            .plugins(plugtcp_cli::builtins::plugins())
+            .shards(2)
+            .seed(41)
+            .build()
+            .unwrap()
+    };
+    let rt_b = build(b_port, None);
+    let rt_a = build(0, Some(b_port));
+    assert_eq!((rt_a.shards(), rt_b.shards()), (2, 2));
+    let addr: SocketAddr = (LOCALHOST, 9000).into();
+    let listener = rt_b.listen(Side::A, addr, 128).unwrap();
+    const N: usize = 64;
+    let server = std::thread::spawn(move || {
+        let exec = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        exec.block_on(async move {
+            let mut tasks = Vec::new();
+            let mut shards = [0usize; 2];
+            for _ in 0..N {
+                let s = listener.accept_async().await.unwrap();
+                shards[s.get_ref().shard()] += 1;
+                tasks.push(tokio::spawn(async move {
+                    let (mut rd, mut wr) = s.into_split();
+                    let (mut sha, mut buf) = (Sha256::new(), vec![0u8; 32 * 1024]);
+                    loop {
+                        let n = rd.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        sha.update(&buf[..n]);
+                    }
+                    wr.write_all(&sha.finalize()).await.unwrap();
+                    wr.shutdown().await.unwrap();
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            shards
+        })
+    });
+    let exec = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let client_shards = exec.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..N {
+            let data = payload(256 << 10, 0x5eed + i as u64);
+            let s = rt_a.connect_async(Side::A, addr).await.unwrap();
+            let shard = s.get_ref().shard();
+            tasks.push(async move {
+                let want = Sha256::digest(&data).to_vec();
+                let (mut rd, mut wr) = s.into_split();
+                let writer = async {
+                    wr.write_all(&data).await.unwrap();
+                    wr.shutdown().await.unwrap();
+                };
+                let reader = async {
+                    let mut got = Vec::new();
+                    rd.read_to_end(&mut got).await.unwrap();
+                    got
+                };
+                let got = tokio::join!(writer, reader).1;
+                assert_eq!(got, want, "connection {i}: digest");
+                shard
+            });
+        }
+        let mut shards = [0usize; 2];
+        for s in futures_join_all(tasks).await {
+            shards[s] += 1;
+        }
+        shards
+    });
+    let server_shards = server.join().unwrap();
+    assert!(client_shards.iter().all(|&n| n > 0), "{client_shards:?}");
+    assert!(server_shards.iter().all(|&n| n > 0), "{server_shards:?}");
+    assert_eq!(
+        client_shards, server_shards,
+        "each flow's shard is the same on both hosts"
+    );
+    assert_eq!((rt_a.handed_over(), rt_b.handed_over()), (0, 0));
+}
+
+/// Runs the futures concurrently on this task, their outputs in order.
+async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut fs: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..fs.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in fs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.unwrap()).collect()
+}

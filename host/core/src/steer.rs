@@ -1,11 +1,11 @@
 //! Which shard owns a flow, when a host is split into shards (one `Host` per thread, each
-//! with its part of the socket table). The owner of a TCP flow is `(local port + remote
-//! port) mod N`: symmetric, so a segment and its answer agree, and simple enough for a
-//! classic BPF program to compute in the kernel (the UDP backend's `SO_REUSEPORT` group
+//! with its part of the socket table). The owner of a TCP flow is a hash of `local port +
+//! remote port`, mod N: symmetric, so a segment and its answer agree, and simple enough
+//! for a classic BPF program to compute in the kernel (the UDP backend's `SO_REUSEPORT` group
 //! steers with it). A shard opening a connection picks a local port it owns
 //! ([`crate::socket::SockTable::set_shard`]), so the answers come back to it.
 //!
-//! The port sum is not keyed: a peer choosing its ports can put its flows on one shard.
+//! The hash is not keyed: a peer choosing its ports can put its flows on one shard.
 //! That costs balance, not correctness; the kernel's own RSS makes the same trade when a
 //! NIC's key is known.
 
@@ -15,7 +15,10 @@ pub fn shard_of(port_a: u16, port_b: u16, shards: usize) -> usize {
     if shards <= 1 {
         return 0;
     }
-    (usize::from(port_a) + usize::from(port_b)) % shards
+    // The sum is symmetric; the multiply (Knuth's golden-ratio hash, 32-bit wrapping)
+    // spreads it, because ports are not uniform: Linux gives connect(2) even ports only.
+    let sum = u32::from(port_a) + u32::from(port_b);
+    (sum.wrapping_mul(0x9e37_79b1) >> 16) as usize % shards
 }
 
 /// The owning shard of an IP packet: by its TCP ports, or for an ICMP error by the ports
@@ -90,6 +93,16 @@ mod tests {
                 assert_eq!(packet_shard(&v4_tcp(a, b), n), Some(shard_of(a, b, n)));
             }
         }
+    }
+
+    #[test]
+    fn even_ports_spread_over_shards() {
+        // Linux's connect(2) takes even ports: a plain sum mod 2 would put them all on one.
+        let mut n = [0usize; 2];
+        for p in (32768..33768u16).step_by(2) {
+            n[shard_of(p, 7, 2)] += 1;
+        }
+        assert!(n.iter().all(|&k| k > 200), "{n:?}");
     }
 
     #[test]

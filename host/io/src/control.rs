@@ -246,6 +246,9 @@ pub struct SockRow {
     pub rxtshift: u32,
     /// Bytes sent and not yet acknowledged.
     pub unacked: u32,
+    /// The shard the connection lives in (0 on a host that is not split).
+    #[serde(default)]
+    pub shard: usize,
 }
 
 pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
@@ -286,6 +289,7 @@ pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
             retransmits: tp.t_sndrexmitpack,
             rxtshift: tp.t_rxtshift,
             unacked: tp.flight_size(),
+            shard: 0,
         });
     }
     rows
@@ -294,7 +298,11 @@ pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
 /// `ss -ti`'s shape: a line per connection (state, addresses, stack, CC), then its TCP
 /// state indented on the next line as `name:value` pairs. Times in ms, windows in bytes.
 fn sockstat(hosts: &mut [&mut Host], json: bool) -> String {
-    let rows: Vec<SockRow> = hosts.iter_mut().flat_map(|h| sock_rows(h)).collect();
+    let sharded = hosts.len() > 1;
+    let mut rows = Vec::new();
+    for (i, h) in hosts.iter_mut().enumerate() {
+        rows.extend(sock_rows(h).into_iter().map(|r| SockRow { shard: i, ..r }));
+    }
     if json {
         return serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n";
     }
@@ -322,7 +330,7 @@ fn sockstat(hosts: &mut [&mut Host], json: bool) -> String {
             out,
             "\t wscale:{},{} rto:{:.3} rtt:{:.3}/{:.3} mss:{} cwnd:{}{ssthresh} \
              bytes_sent:{} bytes_retrans:{} bytes_received:{} unacked:{} \
-             retrans:{}/{} snd_wnd:{} rcv_wnd:{}",
+             retrans:{}/{} snd_wnd:{} rcv_wnd:{}{}",
             r.snd_wscale,
             r.rcv_wscale,
             ms(r.rto_us),
@@ -337,7 +345,12 @@ fn sockstat(hosts: &mut [&mut Host], json: bool) -> String {
             r.rxtshift,
             r.retransmits,
             r.snd_wnd,
-            r.rcv_wnd
+            r.rcv_wnd,
+            if sharded {
+                format!(" shard:{}", r.shard)
+            } else {
+                String::new()
+            }
         );
     }
     out

@@ -219,8 +219,8 @@ fn sockaddr_of(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// SO_ATTACH_REUSEPORT_CBPF (not in every libc).
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 
-/// The group's steering: index = (TCP source port + TCP destination port) mod `shards`,
-/// computed on the datagram's payload (the kernel runs the program with the UDP header
+/// The group's steering: [`plugtcp_host::steer::shard_of`] of the TCP source and
+/// destination ports, computed on the datagram's payload (the kernel runs the program with the UDP header
 /// pulled off, so offset 0 is the TCP header).
 fn attach_steering(sock: &UdpSocket, shards: usize) -> io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -239,6 +239,8 @@ fn attach_steering(sock: &UdpSocket, shards: usize) -> io::Result<()> {
         op(0x74, 16),            // rsh #16      A = sport
         op(0x61, 0),             // ldx M[0]     X = dport
         op(0x0c, 0),             // add x
+        op(0x24, 0x9e37_79b1),   // mul #0x9e3779b1 (steer::shard_of's spreading)
+        op(0x74, 16),            // rsh #16
         op(0x94, shards as u32), // mod #shards
         op(0x16, 0),             // ret a
     ];

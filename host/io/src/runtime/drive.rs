@@ -161,6 +161,9 @@ pub(super) fn drive_real(s: &Shared, me: usize, mut io: Box<dyn PacketIo + Send>
         }
         for (owner, pkts) in away.iter_mut().enumerate() {
             if !pkts.is_empty() {
+                shard
+                    .handed_over
+                    .fetch_add(pkts.len() as u64, Ordering::Relaxed);
                 let to = &s.shards[owner];
                 to.inbox
                     .lock()

@@ -84,6 +84,9 @@ struct Shard {
     kick: Option<OwnedFd>,
     /// Packets for this shard that another shard's queue received.
     inbox: Mutex<Vec<Steered>>,
+    /// Packets this shard's backend received for another shard's flows (the backend's
+    /// steering missed).
+    handed_over: std::sync::atomic::AtomicU64,
     service: Mutex<Option<Service>>,
 }
 
@@ -147,6 +150,7 @@ impl Shard {
             changed: Condvar::new(),
             kick,
             inbox: Mutex::new(Vec::new()),
+            handed_over: Default::default(),
             service: Mutex::new(None),
         }
     }
@@ -342,6 +346,16 @@ impl Runtime {
     /// being dropped. Blocked calls have returned ENETDOWN.
     pub fn is_down(&self) -> bool {
         self.shared.stopped()
+    }
+
+    /// Packets a shard's backend received for another shard's flows and handed over, in
+    /// all: how often the backend's own steering missed.
+    pub fn handed_over(&self) -> u64 {
+        self.shared
+            .shards
+            .iter()
+            .map(|s| s.handed_over.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// How many shards the host is split into.

@@ -1196,3 +1196,210 @@ fn bench_echo_runs() {
         assert!(s.p50_us > 0.0 && s.p50_us <= s.p99_us, "{r:?}");
     }
 }
+
+/// `plugtcp serve --shards 2` on a multi-queue TUN device: 32 kernel connections held open
+/// to its echo service are spread over both shards; sockstat through the control socket
+/// lists every one of them (with its shard), and the Prometheus endpoint counts them once
+/// each (the shards' series summed, the listener not doubled).
+#[test]
+fn serve_with_two_shards_lists_every_connection() {
+    use std::io::{BufRead, BufReader};
+    let Some(ns) = make_ns("shards") else {
+        return;
+    };
+    ns.must(&["ip", "link", "set", "lo", "up"]);
+    let sock = std::env::temp_dir().join(format!("plugtcp-shards-{}.sock", std::process::id()));
+    let served = Served::start_with(
+        &ns,
+        &["--control", sock.to_str().unwrap()],
+        &[
+            "--io",
+            "tun",
+            "--tun",
+            TUN,
+            "--service",
+            "echo",
+            "--shards",
+            "2",
+            "--metrics",
+            "127.0.0.1:9464",
+        ],
+    );
+    assert_eq!(served.addr, "198.18.0.2:7");
+    let script = r#"
+import socket, sys
+conns = []
+for i in range(32):
+    s = socket.create_connection(("198.18.0.2", 7), timeout=20)
+    s.sendall(b"hello %d\n" % i)
+    want = b"hello %d\n" % i
+    got = b""
+    while len(got) < len(want):
+        got += s.recv(100)
+    assert got == want, got
+    conns.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in conns), flush=True)
+sys.stdin.read()
+"#;
+    let mut clients = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "python3", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(clients.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut ports: Vec<u16> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 32, "clients: {line:?}");
+
+    let out = common::ctl(&sock, &["sockstat", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&common::ok(&out)).unwrap();
+    let mut listed: Vec<u16> = Vec::new();
+    let mut shards = [0usize; 2];
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["state"], "ESTABLISHED", "{r}");
+        assert_eq!(r["local"], "198.18.0.2:7");
+        let remote: SocketAddr = r["remote"].as_str().unwrap().parse().unwrap();
+        listed.push(remote.port());
+        shards[r["shard"].as_u64().unwrap() as usize] += 1;
+    }
+    listed.sort_unstable();
+    ports.sort_unstable();
+    assert_eq!(listed, ports, "sockstat lists every connection once");
+    assert!(
+        shards.iter().all(|&n| n > 0),
+        "both shards carry connections: {shards:?}"
+    );
+
+    // The exporter publishes every second: wait for the summed gauges.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m = ns.exec(&["curl", "-s", "http://127.0.0.1:9464/metrics"]);
+        let text = String::from_utf8_lossy(&m.stdout).into_owned();
+        if text.lines().any(|l| l == "plugtcp_tcp_curr_estab 32") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    assert_eq!(value("plugtcp_tcp_curr_estab"), Some(32.0), "{metrics}");
+    assert_eq!(
+        value("plugtcp_tcp_connection_states{state=\"LISTEN\"}"),
+        Some(1.0)
+    );
+    assert_eq!(value("plugtcp_tcp_passive_opens_total"), Some(32.0));
+
+    drop(clients.stdin.take());
+    let _ = clients.wait();
+    let status = served.stop();
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// `plugtcp serve --service forward --transparent`: a terminating proxy. In the proxy's
+/// namespace, what curl sends from 198.18.0.1 is routed into the TUN device (policy
+/// routing); plugtcp accepts the connection to 203.0.113.10:80, an address it does not own,
+/// and forwards it through the kernel to that destination, a python HTTP server in a second
+/// namespace behind a veth pair. The 8 MiB download's digest is intact.
+#[test]
+fn transparent_forward_of_a_download() {
+    let Some(proxy) = make_ns("tproxy") else {
+        return;
+    };
+    let Some(origin) = make_ns("origin") else {
+        return;
+    };
+    let (veth_p, veth_o) = (
+        format!("tpp{}", std::process::id() % 100_000),
+        format!("tpo{}", std::process::id() % 100_000),
+    );
+    proxy.must(&["ip", "link", "set", "lo", "up"]);
+    origin.must(&["ip", "link", "set", "lo", "up"]);
+    proxy.must(&[
+        "ip", "link", "add", &veth_p, "type", "veth", "peer", "name", &veth_o,
+    ]);
+    proxy.must(&["ip", "link", "set", &veth_o, "netns", origin.name()]);
+    proxy.must(&["ip", "addr", "add", "198.19.0.1/24", "dev", &veth_p]);
+    proxy.must(&["ip", "link", "set", &veth_p, "up"]);
+    origin.must(&["ip", "addr", "add", "198.19.0.2/24", "dev", &veth_o]);
+    origin.must(&["ip", "addr", "add", "203.0.113.10/32", "dev", "lo"]);
+    origin.must(&["ip", "link", "set", &veth_o, "up"]);
+    // (No route back to 198.18.0.0/24: only the proxy's own connection, from 198.19.0.1,
+    // can reach the origin, so the download cannot bypass plugtcp.)
+    // The proxy's own connections reach the origin through the veth.
+    proxy.must(&["ip", "route", "add", "203.0.113.0/24", "via", "198.19.0.2"]);
+    for conf in ["all", "default"] {
+        proxy.must(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{conf}.rp_filter=0"),
+        ]);
+    }
+
+    let root = std::env::temp_dir().join(format!("plugtcp-tproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let want = write_file(&root.join("file"), 8 << 20);
+    let mut http = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            origin.name(),
+            "python3",
+            "-m",
+            "http.server",
+        ])
+        .args(["80", "--bind", "203.0.113.10", "--directory"])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&origin, 80);
+
+    let served = Served::start(
+        &proxy,
+        &[
+            "--io",
+            "tun",
+            "--tun",
+            TUN,
+            "--service",
+            "forward",
+            "--transparent",
+            "--cc",
+            "newreno",
+        ],
+    );
+    // What the client sends from the device's kernel address goes into the device.
+    proxy.must(&["ip", "rule", "add", "from", KERNEL_V4, "lookup", "100"]);
+    proxy.must(&["ip", "route", "add", "default", "dev", TUN, "table", "100"]);
+    let out = proxy.exec(&[
+        "curl",
+        "-s",
+        "--max-time",
+        "60",
+        "--interface",
+        KERNEL_V4,
+        "http://203.0.113.10/file",
+    ]);
+    let status = served.stop();
+    let _ = http.kill();
+    let _ = http.wait();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 8 << 20);
+    assert!(Sha256::digest(&out.stdout).to_vec() == want, "digest");
+    assert!(status.success(), "serve exited with {status}");
+}

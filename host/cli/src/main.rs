@@ -202,6 +202,24 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Sharding: two plugtcp hosts over TCP over UDP on loopback, one shard each against two
+    /// each in the same run: aggregate bulk goodput and handshakes per second.
+    Shards {
+        /// Measured seconds per load and configuration.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Concurrent bulk connections in all.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Handshakes in flight in all.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Rounds of both configurations (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Many concurrent connections: handshakes/s, resident bytes per idle connection, and
     /// bulk throughput with them open against without.
     Conns {
@@ -801,6 +819,31 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(format!("bench echo: {e}")),
+            }
+        }
+        Cmd::Bench {
+            which:
+                Bench::Shards {
+                    seconds,
+                    connections,
+                    in_flight,
+                    rounds,
+                    json,
+                },
+        } => {
+            let cfg = plugtcp_cli::bench::shards::ShardsConfig {
+                seconds: *seconds,
+                bulk_connections: *connections,
+                handshakes_in_flight: *in_flight,
+                rounds: *rounds,
+            };
+            match plugtcp_cli::bench::shards::run(&cfg) {
+                Ok(r) if *json => print_report(&r, true),
+                Ok(r) => {
+                    print!("{}", r.text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("bench shards: {e}")),
             }
         }
         Cmd::Bench {

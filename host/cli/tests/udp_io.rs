@@ -485,3 +485,26 @@ async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> 
     .await;
     out.into_iter().map(|o| o.unwrap()).collect()
 }
+
+/// `plugtcp bench shards` end to end, briefly: every configuration moves bytes and completes
+/// handshakes, every shard carries connections, and the SO_REUSEPORT program steers every
+/// datagram to its flow's shard.
+#[test]
+fn bench_shards_runs() {
+    let cfg = plugtcp_cli::bench::shards::ShardsConfig {
+        seconds: 0.4,
+        bulk_connections: 4,
+        handshakes_in_flight: 8,
+        rounds: 1,
+    };
+    let r = plugtcp_cli::bench::shards::run(&cfg).unwrap();
+    for p in [&r.two_hosts, &r.one_host] {
+        for (f, shards) in [(&p.one, 1), (&p.two, 2)] {
+            assert_eq!(f.shards, shards);
+            assert!(f.bulk_gbit_per_s > 0.0, "{r:?}");
+            assert!(f.handshakes_per_s > 0.0, "{r:?}");
+            assert_eq!(f.busy_shards, shards, "{r:?}");
+            assert_eq!(f.handed_over, 0, "{r:?}");
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod conns;
 pub mod dispatch;
 pub mod echo;
 pub mod metrics;
+pub mod shards;
 pub mod stack_switch;
 pub mod tun;
 

@@ -177,12 +177,19 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// The kernel's TCP sending to plugtcp over a TUN device, against kernel to kernel over a
-    /// veth pair, in namespaces of its own (needs root).
+    /// Bulk transfers between the kernel's TCP and plugtcp on a TUN device, both ways, over
+    /// 1 and 8 connections, with and without IFF_VNET_HDR, on one shard and on all, against
+    /// kernel to kernel over a veth pair, in namespaces of its own (needs root).
     Tun {
         /// Bytes per transfer (suffixes K, M, G).
-        #[arg(long, default_value = "1G", value_parser = parse_size)]
+        #[arg(long, default_value = "512M", value_parser = parse_size)]
         bytes: u64,
+        /// Parallel connections (repeatable; default 1 and 8).
+        #[arg(long = "connections")]
+        connections: Vec<usize>,
+        /// Shards for plugtcp (repeatable; default 1 and one per core).
+        #[arg(long = "shards")]
+        shards: Vec<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -778,25 +785,33 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bench {
-            which: Bench::Tun { bytes, json },
-        } => match plugtcp_cli::bench::tun::run(*bytes) {
-            Ok(r) => {
-                if *json {
-                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                } else {
-                    println!(
-                        "{} bytes: kernel -> plugtcp over TUN {:.2} Gbit/s ({:.2} with IFF_VNET_HDR offloads), kernel -> kernel over veth {:.2} Gbit/s, ratio {:.2}x",
-                        r.bytes,
-                        r.plugtcp_gbit_per_s,
-                        r.plugtcp_vnet_hdr_gbit_per_s,
-                        r.kernel_gbit_per_s,
-                        r.ratio
-                    );
-                }
-                ExitCode::SUCCESS
+            which:
+                Bench::Tun {
+                    bytes,
+                    connections,
+                    shards,
+                    json,
+                },
+        } => {
+            let mut cfg = plugtcp_cli::bench::tun::TunConfig {
+                bytes: *bytes,
+                ..Default::default()
+            };
+            if !connections.is_empty() {
+                cfg.connections = connections.clone();
             }
-            Err(e) => fail(format!("bench tun: {e}")),
-        },
+            if !shards.is_empty() {
+                cfg.shards = shards.clone();
+            }
+            match plugtcp_cli::bench::tun::run(&cfg) {
+                Ok(r) if *json => print_report(&r, true),
+                Ok(r) => {
+                    print!("{}", r.text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("bench tun: {e}")),
+            }
+        }
         Cmd::Bench {
             which:
                 Bench::Echo {

@@ -60,6 +60,10 @@ pub struct Worker {
     /// Packets one segment descriptor may become (`Tcpcb::t_tsomax_segs`): [`TSO_MAX_SEGS`]
     /// with `net.inet.tcp.tso` on, else 1.
     pub tso_segs: u32,
+    /// The largest super-packet the backend takes whole and cuts itself (GSO on transmit,
+    /// the TCP checksum left to it: a TUN device with IFF_VNET_HDR); 0: none, the host
+    /// cuts TSO segments into packets.
+    pub tx_gso_max: u32,
     pub offload: OffloadStats,
     /// Totals of connections that closed, by the (stack, CC) they ran on last, for the
     /// metrics (drained when they are published; one entry per pair, so bounded).
@@ -134,6 +138,8 @@ pub struct OffloadStats {
     /// TSO descriptors the host cut into packets, and the packets they became.
     pub tso_sends: u64,
     pub tso_packets: u64,
+    /// TSO descriptors handed to the backend whole, as super-packets it cuts (GSO).
+    pub gso_sends: u64,
     /// LRO (FreeBSD's lro_queued / lro_flushed): packets that went into merged segments,
     /// and the segments handed to stacks.
     pub lro_queued: u64,
@@ -159,6 +165,7 @@ impl Worker {
             pool: ChunkPool::new(),
             tunables: Arc::default(),
             tso_segs: TSO_MAX_SEGS,
+            tx_gso_max: 0,
             offload: OffloadStats::default(),
             departed: Vec::new(),
             observer: None,
@@ -169,10 +176,11 @@ impl Worker {
 
 /// Packets waiting for the I/O backend. Buffers are recycled, so steady state does not
 /// allocate; each keeps the largest size it was ever given. Each packet carries its
-/// connection's UDP encapsulation port (TCP_REMOTE_UDP_ENCAPS_PORT; 0: none).
+/// connection's UDP encapsulation port (TCP_REMOTE_UDP_ENCAPS_PORT; 0: none) and, for a
+/// super-packet the backend is to cut (see [`Worker::tx_gso_max`]), its segment size.
 #[derive(Default)]
 pub struct TxQueue {
-    pkts: Vec<(Vec<u8>, usize, u16)>,
+    pkts: Vec<(Vec<u8>, usize, u16, u16)>,
     free: Vec<Vec<u8>>,
     /// Packets ever queued (TcpOutSegs; a plain add here costs less than counting elsewhere).
     pub sent: u64,
@@ -195,13 +203,25 @@ impl TxQueue {
         port: u16,
         f: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<(), E> {
+        self.push_gso(cap, port, 0, f)
+    }
+
+    /// As `push_tagged`, for a super-packet the backend cuts into packets of `gso_size`
+    /// payload bytes (0: a plain packet).
+    pub fn push_gso<E>(
+        &mut self,
+        cap: usize,
+        port: u16,
+        gso_size: u16,
+        f: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<(), E> {
         let mut b = self.free.pop().unwrap_or_default();
         if b.len() < cap {
             b.resize(cap, 0);
         }
         match f(&mut b[..cap]) {
             Ok(n) => {
-                self.pkts.push((b, n, port));
+                self.pkts.push((b, n, port, gso_size));
                 self.sent += 1;
                 Ok(())
             }
@@ -219,8 +239,13 @@ impl TxQueue {
 
     /// As `drain`, with each packet's UDP encapsulation port.
     pub fn drain_tagged(&mut self, mut f: impl FnMut(&[u8], u16)) {
-        for (b, n, port) in self.pkts.drain(..) {
-            f(&b[..n], port);
+        self.drain_gso(|p, port, _| f(p, port));
+    }
+
+    /// As `drain_tagged`, with each packet's GSO segment size (0: a plain packet).
+    pub fn drain_gso(&mut self, mut f: impl FnMut(&[u8], u16, u16)) {
+        for (b, n, port, gso) in self.pkts.drain(..) {
+            f(&b[..n], port, gso);
             self.free.push(b);
         }
     }
@@ -460,6 +485,15 @@ extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
     if seg.flags & (th::SYN | th::URG | th::CWR) != 0 || len.div_ceil(segsz) > c.worker.tso_segs {
         return HookStatus(Errno::EINVAL.0);
     }
+    // A backend that cuts super-packets itself gets the segment whole (one build, one
+    // write, the checksum left to it).
+    if wire::MAX_HEADER + len as usize <= c.worker.tx_gso_max as usize && segsz <= u16::MAX as u32 {
+        let st = transmit_whole(c, seg, segsz as u16);
+        if st == HookStatus::OK {
+            c.worker.offload.gso_sends += 1;
+        }
+        return st;
+    }
     let mut pkt = SegOut {
         tso_segsz: 0,
         ..*seg
@@ -488,6 +522,12 @@ extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
 
 /// Builds one packet from the send buffer into the transmit queue.
 fn transmit(c: &mut HostCall<'_>, seg: &SegOut) -> HookStatus {
+    transmit_whole(c, seg, 0)
+}
+
+/// Builds one packet, or with `gso_size` one super-packet for the backend to cut (its
+/// checksum partial), from the send buffer into the transmit queue.
+fn transmit_whole(c: &mut HostCall<'_>, seg: &SegOut, gso_size: u16) -> HookStatus {
     let mut slices: [&[u8]; MAX_SLICES] = [&[]; MAX_SLICES];
     let mut n = 0;
     let mut got = 0usize;
@@ -514,8 +554,12 @@ fn transmit(c: &mut HostCall<'_>, seg: &SegOut) -> HookStatus {
         c.worker.ttl
     };
     let cap = wire::MAX_HEADER + got;
-    match c.worker.tx.push_tagged(cap, c.side.udp_port, |buf| {
-        wire::build_with_tos(buf, local, remote, seg, &slices[..n], ttl, tos)
+    match c.worker.tx.push_gso(cap, c.side.udp_port, gso_size, |buf| {
+        if gso_size == 0 {
+            wire::build_with_tos(buf, local, remote, seg, &slices[..n], ttl, tos)
+        } else {
+            wire::build_partial_checksum(buf, local, remote, seg, &slices[..n], ttl, tos)
+        }
     }) {
         Ok(()) => HookStatus::OK,
         Err(e) => HookStatus(e.errno().0),

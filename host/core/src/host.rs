@@ -402,6 +402,20 @@ impl Host {
         self.worker.tx.drain_tagged(f);
     }
 
+    /// As [`Host::transmit_tagged`], with each packet's GSO segment size: nonzero for a
+    /// super-packet the backend is to cut into packets of that many payload bytes (its TCP
+    /// checksum partial, as virtio's NEEDS_CSUM). Only after [`Host::set_tx_gso`].
+    pub fn transmit_gso(&mut self, f: impl FnMut(&[u8], u16, u16)) {
+        self.worker.tx.drain_gso(f);
+    }
+
+    /// The backend takes super-packets of up to `max_bytes` (IP header included) and cuts
+    /// them itself, computing the TCP checksum (GSO and checksum offload on transmit); 0:
+    /// it does not, the host cuts TSO segments into packets.
+    pub fn set_tx_gso(&mut self, max_bytes: u32) {
+        self.worker.tx_gso_max = max_bytes.min(u16::MAX as u32);
+    }
+
     /// Outgoing packets waiting in the transmit queue.
     pub fn tx_len(&self) -> usize {
         self.worker.tx.len()

@@ -20,6 +20,20 @@ pub trait PacketIo {
     fn recv(&mut self, buf: &mut [u8], wait: Option<Duration>) -> io::Result<Option<usize>>;
     /// The largest IP packet the backend carries.
     fn mtu(&self) -> u32;
+    /// The largest TCP super-packet [`PacketIo::send_gso`] takes (IP header included),
+    /// which the backend cuts into packets and whose TCP checksum it completes (GSO and
+    /// checksum offload on transmit); 0: none, every packet goes through `send`.
+    fn gso_max(&self) -> u32 {
+        0
+    }
+    /// Sends a TCP super-packet to be cut into packets of `gso_size` payload bytes; its
+    /// TCP checksum field holds the pseudo-header sum. Only when `gso_max` is nonzero.
+    fn send_gso(&mut self, _pkt: &[u8], _gso_size: u16) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this backend takes no super-packets",
+        ))
+    }
     /// Before `send`: the packet's connection set TCP_REMOTE_UDP_ENCAPS_PORT to `port`
     /// (only the `udp` backend cares).
     fn encapsulation_port(&mut self, _pkt: &[u8], _port: u16) {}
@@ -49,6 +63,12 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     fn mtu(&self) -> u32 {
         (**self).mtu()
     }
+    fn gso_max(&self) -> u32 {
+        (**self).gso_max()
+    }
+    fn send_gso(&mut self, pkt: &[u8], gso_size: u16) -> io::Result<()> {
+        (**self).send_gso(pkt, gso_size)
+    }
     fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
         (**self).encapsulation_port(pkt, port)
     }
@@ -60,6 +80,15 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn learn_port(&mut self, pkt: &[u8], port: u16) {
         (**self).learn_port(pkt, port)
+    }
+}
+
+/// Sends a packet, or a super-packet whole to a backend that cuts it.
+pub(crate) fn send(io: &mut impl PacketIo, pkt: &[u8], gso_size: u16) -> io::Result<()> {
+    if gso_size == 0 {
+        io.send(pkt)
+    } else {
+        io.send_gso(pkt, gso_size)
     }
 }
 
@@ -80,6 +109,7 @@ impl<I: PacketIo> IoHost<I> {
     /// Puts `host` on `io`: its MTU becomes the backend's.
     pub fn new(mut host: Host, io: I) -> Self {
         host.mtu = io.mtu();
+        host.set_tx_gso(io.gso_max());
         // Room for any IP packet: a device with offloads hands over 64 KiB super-packets.
         let buf = vec![0u8; 65536];
         IoHost {
@@ -93,6 +123,8 @@ impl<I: PacketIo> IoHost<I> {
 
     /// Writes every packet sent and received to a pcap file (tcpdump reads it).
     pub fn capture(&mut self, path: &Path) -> io::Result<()> {
+        // The file shows packets as on the wire: the host cuts its own segments.
+        self.host.set_tx_gso(0);
         self.pcap = Some(PcapWriter::new(BufWriter::new(File::create(path)?))?);
         Ok(())
     }
@@ -112,7 +144,7 @@ impl<I: PacketIo> IoHost<I> {
         let now = self.now();
         let (io, pcap) = (&mut self.io, &mut self.pcap);
         let mut result = Ok(());
-        self.host.transmit_tagged(|pkt, port| {
+        self.host.transmit_gso(|pkt, port, gso_size| {
             if let Some(w) = pcap.as_mut() {
                 let _ = w.write_packet(now, pkt);
             }
@@ -120,7 +152,7 @@ impl<I: PacketIo> IoHost<I> {
                 io.encapsulation_port(pkt, port);
             }
             if result.is_ok() {
-                result = io.send(pkt);
+                result = send(io, pkt, gso_size);
             }
         });
         result

@@ -111,6 +111,41 @@ pub fn build_with_tos(
     ttl: u8,
     tos: u8,
 ) -> Result<usize, BuildError> {
+    build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Full)
+}
+
+/// As [`build_with_tos`] for a device that computes the TCP checksum (checksum offload,
+/// virtio's NEEDS_CSUM): the checksum field holds the pseudo-header sum, and the payload is
+/// copied without summing it. Only for a device that completes it.
+pub fn build_partial_checksum(
+    buf: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    seg: &SegOut,
+    payload: &[&[u8]],
+    ttl: u8,
+    tos: u8,
+) -> Result<usize, BuildError> {
+    build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Partial)
+}
+
+#[derive(PartialEq)]
+enum Checksum {
+    Full,
+    Partial,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_inner(
+    buf: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    seg: &SegOut,
+    payload: &[&[u8]],
+    ttl: u8,
+    tos: u8,
+    checksum: Checksum,
+) -> Result<usize, BuildError> {
     if seg.opts.has(to::SIGNATURE) {
         return Err(BuildError::UnsupportedOption);
     }
@@ -198,6 +233,16 @@ pub fn build_with_tos(
     hdr[16..18].copy_from_slice(&[0, 0]);
     hdr[18..20].copy_from_slice(&seg.urp.to_be_bytes());
     hdr[TCP_HLEN..].copy_from_slice(&optbuf[..olen]);
+    if checksum == Checksum::Partial {
+        let mut at = 0;
+        for p in payload {
+            data[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        // The device adds the segment (or each packet it cuts) to the pseudo-header sum.
+        tcp[16..18].copy_from_slice(&(!pseudo.ones_complement()).to_ne_bytes());
+        return Ok(total);
+    }
     // The payload is summed as it is copied in: one pass over it instead of two.
     let mut sum = pseudo.add(hdr);
     let mut at = 0;

@@ -761,3 +761,35 @@ fn tcpdump_reads_built_packets() {
     // tcpdump verifies (and prints) only the TCP checksums.
     assert_eq!(text.matches("(correct)").count(), 3, "{text}");
 }
+
+/// A packet built with a partial checksum (for a device that completes it) is, once the
+/// device adds everything from the TCP header on, the packet built with the full one: the
+/// field held the pseudo-header sum over the whole TCP length.
+#[test]
+fn partial_checksum_completes_to_the_full_one() {
+    let payload = pattern_bytes(3001);
+    for (src, dst, ip_hlen) in [(A4, B4, 20), (A6, B6, 40)] {
+        let seg = ack_seg(&payload);
+        let full = build_vec(src, dst, &seg, &[&payload[..1000], &payload[1000..]]);
+        let mut buf = vec![0u8; MAX_HEADER + 4096];
+        let n = build_partial_checksum(
+            &mut buf,
+            sa(src),
+            sa(dst),
+            &seg,
+            &[&payload[..1000], &payload[1000..]],
+            64,
+            0,
+        )
+        .unwrap();
+        let mut partial = buf[..n].to_vec();
+        assert_eq!(partial.len(), full.len());
+        assert_ne!(partial, full, "the checksum is left to the device");
+        assert!(complete_checksum(&mut partial, ip_hlen, 16));
+        assert_eq!(partial, full);
+    }
+}
+
+fn pattern_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 + 7) as u8).collect()
+}

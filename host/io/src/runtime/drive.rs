@@ -145,12 +145,12 @@ pub(super) fn drive_real(s: &Shared, me: usize, mut io: Box<dyn PacketIo + Send>
         {
             svc(h);
         }
-        h.transmit_tagged(|pkt, port| {
+        h.transmit_gso(|pkt, port, gso_size| {
             if port != 0 {
                 io.encapsulation_port(pkt, port);
             }
             if failed.is_none() {
-                failed = io.send(pkt).err();
+                failed = crate::driver::send(&mut io, pkt, gso_size).err();
             }
         });
         let accept = shard.wake_ready(&mut net, &mut ready);

@@ -306,6 +306,7 @@ impl Runtime {
         let mut shards = Vec::with_capacity(n);
         for (i, (h, io)) in hosts.iter_mut().zip(&ios).enumerate() {
             h.mtu = io.mtu();
+            h.set_tx_gso(io.gso_max());
             h.track_readiness(true);
             h.set_shard(n, i);
         }

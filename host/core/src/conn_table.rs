@@ -12,6 +12,7 @@
 use std::ops::{Deref, DerefMut};
 
 use crate::conn::Conn;
+use plugtcp_abi::Errno;
 
 /// A handle on one connection: its slot in the [`ConnTable`] and the slot's generation when
 /// the connection was made.
@@ -63,6 +64,15 @@ const NO_SLOT: usize = usize::MAX;
 
 impl ConnTable {
     /// An empty slot for a connection about to be made (O(1): freed slots are reused first).
+    /// As [`ConnTable::vacant`], ENOBUFS when memory for another slot cannot be had.
+    pub fn try_vacant(&mut self) -> Result<usize, Errno> {
+        if self.free.is_empty() {
+            self.slots.try_reserve(1).map_err(|_| Errno::ENOBUFS)?;
+            self.gens.try_reserve(1).map_err(|_| Errno::ENOBUFS)?;
+        }
+        Ok(self.vacant())
+    }
+
     pub fn vacant(&mut self) -> usize {
         while let Some(s) = self.free.pop() {
             if self.slots.get(s).is_some_and(Option::is_none) {
@@ -163,5 +173,25 @@ impl DerefMut for ConnTable {
     /// goes through [`ConnTable::put`] and [`ConnTable::take`].
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.slots
+    }
+}
+
+/// `Box::new` that reports allocation failure instead of aborting the process (what
+/// `Box::try_new` will do once it is stable).
+pub fn try_box<T>(value: T) -> Result<Box<T>, Errno> {
+    let layout = std::alloc::Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(Box::new(value));
+    }
+    // SAFETY: the layout has a nonzero size.
+    let p = unsafe { std::alloc::alloc(layout) } as *mut T;
+    if p.is_null() {
+        return Err(Errno::ENOBUFS);
+    }
+    // SAFETY: `p` is a fresh allocation for one `T` from the global allocator with T's
+    // layout, which is what `Box::from_raw` takes ownership of.
+    unsafe {
+        p.write(value);
+        Ok(Box::from_raw(p))
     }
 }

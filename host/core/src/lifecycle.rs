@@ -8,23 +8,23 @@ use plugtcp_abi::stack::ConnEvent;
 use plugtcp_abi::{Errno, TcpState};
 
 use crate::conn::{Conn, ConnFault, Culprit, Worker};
-use crate::conn_table::ConnId;
+use crate::conn_table::{try_box, ConnId};
 use crate::socket::table::ConnKey;
 use crate::Host;
 
 impl Host {
     /// Puts a new connection in the table and a slot.
     pub(crate) fn alloc_conn(&mut self, key: ConnKey) -> Result<usize, Errno> {
-        let slot = self.conns.vacant();
-        self.table.insert_conn(key, self.conns.vacant_id(slot))?;
+        let slot = self.conns.try_vacant()?;
         let t = &self.tunables;
-        let mut c = Conn::new(
+        let mut c = try_box(Conn::new(
             slot,
             self.mss_for(key.local),
             t.sendspace as usize,
             t.recvspace as usize,
             self.registry.cc_globals,
-        );
+        ))?;
+        self.table.insert_conn(key, self.conns.vacant_id(slot))?;
         c.side.local = key.local;
         c.side.remote = key.remote;
         if self.addrs.contains(&key.remote.ip()) {
@@ -33,7 +33,7 @@ impl Host {
         if key.remote.is_ipv6() {
             c.ctx.tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::INET6;
         }
-        self.conns.put(slot, Box::new(c));
+        self.conns.put(slot, c);
         Ok(slot)
     }
 
@@ -265,14 +265,14 @@ impl Host {
     pub fn new_conn(&mut self) -> Result<ConnId, Errno> {
         let snap = self.registry.load_full();
         let t = self.sysctl.load_full();
-        let slot = self.conns.vacant();
-        let mut c = Conn::new(
+        let slot = self.conns.try_vacant()?;
+        let mut c = try_box(Conn::new(
             slot,
             t.mssdflt as u32,
             t.sendspace as usize,
             t.recvspace as usize,
             self.registry.cc_globals,
-        );
+        ))?;
         if let Some(cc) = &snap.default_cc {
             c.set_cc(cc.clone()).map_err(|f| f.errno())?;
         }
@@ -283,7 +283,7 @@ impl Host {
                 return Err(f.errno());
             }
         }
-        Ok(self.conns.put(slot, Box::new(c)))
+        Ok(self.conns.put(slot, c))
     }
 
     /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.

@@ -374,6 +374,8 @@ impl SockTable {
         if key.local.is_ipv4() != key.remote.is_ipv4() {
             return Err(Errno::EAFNOSUPPORT);
         }
+        // Out of memory for the table is this caller's ENOBUFS, not the host's abort.
+        self.conns.try_reserve(1).map_err(|_| Errno::ENOBUFS)?;
         match self.conns.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => return Err(Errno::EADDRINUSE),
             std::collections::hash_map::Entry::Vacant(v) => {

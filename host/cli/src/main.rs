@@ -182,8 +182,11 @@ enum Bench {
     /// kernel to kernel over a veth pair, in namespaces of its own (needs root).
     Tun {
         /// Bytes per transfer (suffixes K, M, G).
-        #[arg(long, default_value = "512M", value_parser = parse_size)]
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
         bytes: u64,
+        /// Rounds of every transfer (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Parallel connections (repeatable; default 1 and 8).
         #[arg(long = "connections")]
         connections: Vec<usize>,
@@ -788,6 +791,7 @@ fn main() -> ExitCode {
             which:
                 Bench::Tun {
                     bytes,
+                    rounds,
                     connections,
                     shards,
                     json,
@@ -795,6 +799,7 @@ fn main() -> ExitCode {
         } => {
             let mut cfg = plugtcp_cli::bench::tun::TunConfig {
                 bytes: *bytes,
+                rounds: *rounds,
                 ..Default::default()
             };
             if !connections.is_empty() {

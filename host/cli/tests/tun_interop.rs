@@ -554,6 +554,7 @@ fn bench_tun_runs() {
         bytes: 16 << 20,
         connections: vec![1, 3],
         shards: vec![1, 2],
+        rounds: 1,
     };
     let r = plugtcp_cli::bench::tun::run(&cfg).unwrap();
     assert_eq!(r.kernel.len(), 2, "{r:?}");

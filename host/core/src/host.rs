@@ -67,6 +67,9 @@ pub struct Host {
     /// How the packet being received arrived, when the caller says
     /// ([`Host::input_with_port`]): over UDP from this port, or plain TCP (0).
     pub(crate) rx_port: Option<u16>,
+    /// The packet being received has a checksum the device left partial and vouches for
+    /// ([`Host::input_checksum_offloaded`]).
+    pub(crate) rx_checksum_offloaded: bool,
     /// Connections held back by TCP_DEFER_ACCEPT.
     pub(crate) deferred: Vec<usize>,
     /// Connections and listeners that may have become ready since the runtime last asked
@@ -236,6 +239,7 @@ impl Host {
             batch_spare: Vec::new(),
             last_demux: None,
             rx_port: None,
+            rx_checksum_offloaded: false,
             lro_enabled: true,
             lro: None,
             deferred: Vec::new(),

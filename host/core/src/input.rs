@@ -29,6 +29,15 @@ impl Host {
         self.rx_port = None;
     }
 
+    /// One received IP packet whose TCP checksum its device left partial and vouches for
+    /// (a TUN device with IFF_VNET_HDR hands over the local kernel's packets with virtio's
+    /// NEEDS_CSUM): its checksum is not verified. Only for such a device.
+    pub fn input_checksum_offloaded(&mut self, pkt: &[u8]) {
+        self.rx_checksum_offloaded = true;
+        self.input(pkt);
+        self.rx_checksum_offloaded = false;
+    }
+
     /// The UDP port the packet being received came from (0: plain TCP or not said).
     pub(crate) fn arrival_port(&self) -> u16 {
         self.rx_port.unwrap_or(0)
@@ -40,7 +49,7 @@ impl Host {
         if self.batch.is_none() {
             self.refresh_tunables();
         }
-        let u = match wire::parse_unverified(pkt) {
+        let mut u = match wire::parse_unverified(pkt) {
             Ok(u) => u,
             Err(wire::DropReason::Fragment) => return self.fragment_input(pkt),
             Err(wire::DropReason::NotTcp) if crate::icmp::is_icmp(pkt) => {
@@ -51,6 +60,9 @@ impl Host {
                 return;
             }
         };
+        if self.rx_checksum_offloaded {
+            u.checksum_offloaded();
+        }
         let h = u.headers();
         let key = ConnKey::new(
             SocketAddr::new(h.dst, h.dst_port),
@@ -65,7 +77,6 @@ impl Host {
                 id.slot()
             }),
         };
-        let mut u = u;
         if let Some(slot) = found {
             if let Some(batch) = self.batch.as_mut() {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {

@@ -43,6 +43,19 @@ pub trait PacketIo {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// From now on, leave partial checksums partial (virtio's NEEDS_CSUM on a TUN device
+    /// with IFF_VNET_HDR) instead of completing them, and say so per packet through
+    /// [`PacketIo::rx_partial_checksum`]; whether the backend will. A driver that hands
+    /// such packets to `Host::input_checksum_offloaded` asks; a wrapper that keeps or
+    /// reorders packets does not pass the request on, so its backend completes them.
+    fn leave_partial_checksums(&mut self) -> bool {
+        false
+    }
+    /// Where the packet last received has its partial checksum: (start, offset) as in
+    /// virtio's csum_start and csum_offset. Only after `leave_partial_checksums`.
+    fn rx_partial_checksum(&self) -> Option<(u16, u16)> {
+        None
+    }
     /// The encapsulation (UDP) port the packet last received came from, if the backend
     /// has one: a shard that hands the packet to another passes it along.
     fn arrival_port(&self) -> Option<u16> {
@@ -78,8 +91,32 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     fn arrival_port(&self) -> Option<u16> {
         (**self).arrival_port()
     }
+    fn leave_partial_checksums(&mut self) -> bool {
+        (**self).leave_partial_checksums()
+    }
+    fn rx_partial_checksum(&self) -> Option<(u16, u16)> {
+        (**self).rx_partial_checksum()
+    }
     fn learn_port(&mut self, pkt: &[u8], port: u16) {
         (**self).learn_port(pkt, port)
+    }
+}
+
+/// Completes a checksum the backend left partial (for a packet that leaves the driver:
+/// another shard, a capture file).
+pub(crate) fn complete_partial(pkt: &mut [u8], partial: Option<(u16, u16)>) {
+    if let Some((start, offset)) = partial {
+        plugtcp_host::wire::complete_checksum(pkt, start.into(), offset.into());
+    }
+}
+
+/// Hands a received packet to the host, unverified if the backend left its checksum
+/// partial (the kernel vouches for it).
+pub(crate) fn input(host: &mut Host, pkt: &[u8], partial: Option<(u16, u16)>) {
+    if partial.is_some() {
+        host.input_checksum_offloaded(pkt);
+    } else {
+        host.input(pkt);
     }
 }
 
@@ -107,9 +144,10 @@ pub struct IoHost<I: PacketIo> {
 
 impl<I: PacketIo> IoHost<I> {
     /// Puts `host` on `io`: its MTU becomes the backend's.
-    pub fn new(mut host: Host, io: I) -> Self {
+    pub fn new(mut host: Host, mut io: I) -> Self {
         host.mtu = io.mtu();
         host.set_tx_gso(io.gso_max());
+        io.leave_partial_checksums();
         // Room for any IP packet: a device with offloads hands over 64 KiB super-packets.
         let buf = vec![0u8; 65536];
         IoHost {
@@ -178,10 +216,13 @@ impl<I: PacketIo> IoHost<I> {
                 self.host.batch_begin();
                 batch = true;
             }
+            let partial = self.io.rx_partial_checksum();
             if let Some(w) = self.pcap.as_mut() {
+                // The file shows the packet with its checksum, as on a wire.
+                complete_partial(&mut self.buf[..n], partial);
                 let _ = w.write_packet(self.epoch.elapsed().as_nanos() as u64, &self.buf[..n]);
             }
-            self.host.input(&self.buf[..n]);
+            input(&mut self.host, &self.buf[..n], partial);
         }
         if batch {
             self.host.batch_end();

@@ -47,6 +47,10 @@ pub struct TunIo {
     name: String,
     mtu: u32,
     vnet_hdr: bool,
+    /// Leave NEEDS_CSUM checksums partial (see `PacketIo::leave_partial_checksums`).
+    leave_partial: bool,
+    /// Where the last packet read has its partial checksum, when left so.
+    partial: Option<(u16, u16)>,
     pub stats: TunStats,
 }
 
@@ -160,6 +164,8 @@ impl TunIo {
             name,
             mtu,
             vnet_hdr,
+            leave_partial: false,
+            partial: None,
             stats: TunStats::default(),
         })
     }
@@ -233,6 +239,18 @@ fn gso_header(pkt: &[u8], gso_size: u16) -> Option<[u8; VNET_HDR_LEN]> {
     // The TCP checksum's offset within the TCP header.
     h[8..10].copy_from_slice(&16u16.to_ne_bytes());
     Some(h)
+}
+
+/// Whether a partial checksum at (`start`, `offset`) is the TCP checksum of `pkt` (the only
+/// one the host can take unverified).
+fn is_tcp_checksum(pkt: &[u8], start: u16, offset: u16) -> bool {
+    const IPPROTO_TCP: u8 = 6;
+    let ip_hlen = match pkt[0] >> 4 {
+        4 if pkt.get(9) == Some(&IPPROTO_TCP) => usize::from(pkt[0] & 0x0f) * 4,
+        6 if pkt.get(6) == Some(&IPPROTO_TCP) => 40,
+        _ => return false,
+    };
+    usize::from(start) == ip_hlen && offset == 16
 }
 
 impl TunIo {
@@ -312,10 +330,18 @@ impl TunIo {
             if hdr[1] != 0 {
                 self.stats.gso += 1;
             }
+            self.partial = None;
             if hdr[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-                let start = usize::from(u16::from_ne_bytes([hdr[6], hdr[7]]));
-                let offset = usize::from(u16::from_ne_bytes([hdr[8], hdr[9]]));
-                if !wire::complete_checksum(&mut buf[..n], start, offset) {
+                let start = u16::from_ne_bytes([hdr[6], hdr[7]]);
+                let offset = u16::from_ne_bytes([hdr[8], hdr[9]]);
+                let field = usize::from(start) + usize::from(offset);
+                if self.leave_partial && field + 2 <= n && is_tcp_checksum(&buf[..n], start, offset)
+                {
+                    self.partial = Some((start, offset));
+                    self.stats.received += 1;
+                    return Ok(Some(n));
+                }
+                if !wire::complete_checksum(&mut buf[..n], start.into(), offset.into()) {
                     self.stats.malformed += 1;
                     return self.read_one(buf);
                 }
@@ -335,6 +361,15 @@ impl PacketIo for TunIo {
     fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
         // With IFF_VNET_HDR, an all-zero header: a whole packet, checksums done.
         self.write_packet(&[0u8; VNET_HDR_LEN], pkt)
+    }
+
+    fn leave_partial_checksums(&mut self) -> bool {
+        self.leave_partial = self.vnet_hdr;
+        self.leave_partial
+    }
+
+    fn rx_partial_checksum(&self) -> Option<(u16, u16)> {
+        self.partial
     }
 
     fn gso_max(&self) -> u32 {

@@ -28,14 +28,17 @@ pub struct TunConfig {
     pub connections: Vec<usize>,
     /// Shard counts to run plugtcp with.
     pub shards: Vec<usize>,
+    /// Rounds of every transfer, interleaved; medians are reported.
+    pub rounds: usize,
 }
 
 impl Default for TunConfig {
     fn default() -> Self {
         TunConfig {
-            bytes: 512 << 20,
+            bytes: 256 << 20,
             connections: vec![1, 8],
             shards: vec![1, plugtcp_io::runtime::default_shards()],
+            rounds: 3,
         }
     }
 }
@@ -80,6 +83,7 @@ pub struct KernelRun {
 #[derive(Debug, serde::Serialize)]
 pub struct TunReport {
     pub bytes: u64,
+    pub rounds: usize,
     pub kernel: Vec<KernelRun>,
     pub plugtcp: Vec<TunRun>,
     /// The best ratio with IFF_VNET_HDR, each way.
@@ -89,7 +93,10 @@ pub struct TunReport {
 
 impl TunReport {
     pub fn text(&self) -> String {
-        let mut out = format!("{} bytes per transfer\n", self.bytes);
+        let mut out = format!(
+            "{} bytes per transfer (medians of {} rounds)\n",
+            self.bytes, self.rounds
+        );
         for k in &self.kernel {
             out += &format!(
                 "kernel -> kernel over veth, {} connection(s): {:.2} Gbit/s\n",
@@ -392,8 +399,9 @@ fn veth_pair(a: &Netns, b: &Netns) -> Result<(), String> {
 }
 
 pub fn run(cfg: &TunConfig) -> Result<TunReport, String> {
-    if cfg.bytes == 0 || cfg.connections.contains(&0) || cfg.shards.contains(&0) {
-        return Err("bytes, connections and shards must be positive".into());
+    if cfg.bytes == 0 || cfg.rounds == 0 || cfg.connections.contains(&0) || cfg.shards.contains(&0)
+    {
+        return Err("bytes, rounds, connections and shards must be positive".into());
     }
     let pid = std::process::id();
     let mk = |tag: &str| {
@@ -404,35 +412,58 @@ pub fn run(cfg: &TunConfig) -> Result<TunReport, String> {
     veth_pair(&a, &b)?;
     let mut shards = cfg.shards.clone();
     shards.dedup();
-    let mut kernel = Vec::new();
-    let mut plugtcp = Vec::new();
-    let mut dev = 0;
+    // Every transfer: None is the kernel over veth, Some the plugtcp variant.
+    let mut runs: Vec<(usize, Option<(Direction, bool, usize)>)> = Vec::new();
     for &conns in &cfg.connections {
-        let k = kernel_run(&a, &b, conns, cfg.bytes)?;
-        let kernel_gbit = cfg.bytes as f64 * 8.0 / k / 1e9;
-        kernel.push(KernelRun {
-            connections: conns,
-            gbit_per_s: kernel_gbit,
-        });
+        runs.push((conns, None));
         for dir in [Direction::ToPlugtcp, Direction::FromPlugtcp] {
             for vnet_hdr in [false, true] {
                 for &n in &shards {
+                    runs.push((conns, Some((dir, vnet_hdr, n))));
+                }
+            }
+        }
+    }
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut dev = 0;
+    // Rounds interleave the transfers, so that the machine's drift falls on all alike.
+    for _ in 0..cfg.rounds {
+        for (i, &(conns, variant)) in runs.iter().enumerate() {
+            let t = match variant {
+                None => kernel_run(&a, &b, conns, cfg.bytes)?,
+                Some((dir, vnet_hdr, n)) => {
                     // A fresh name each run: the kernel unregisters a closed TUN device
                     // asynchronously, so reusing a name at once can meet EBUSY.
                     dev += 1;
-                    let secs =
-                        plugtcp_run(&a, &format!("pbt{dev}"), dir, conns, vnet_hdr, n, cfg.bytes)?;
-                    let gbit = cfg.bytes as f64 * 8.0 / secs / 1e9;
-                    plugtcp.push(TunRun {
-                        direction: dir,
-                        connections: conns,
-                        vnet_hdr,
-                        shards: n,
-                        gbit_per_s: gbit,
-                        ratio: gbit / kernel_gbit,
-                    });
+                    let name = format!("pbt{dev}");
+                    plugtcp_run(&a, &name, dir, conns, vnet_hdr, n, cfg.bytes)?
                 }
+            };
+            secs[i].push(t);
+        }
+    }
+    let gbit = |t: f64| cfg.bytes as f64 * 8.0 / t / 1e9;
+    let mut kernel = Vec::new();
+    let mut plugtcp = Vec::new();
+    let mut kernel_gbit = 0.0;
+    for ((conns, variant), t) in runs.into_iter().zip(secs) {
+        let g = gbit(super::median(t));
+        match variant {
+            None => {
+                kernel_gbit = g;
+                kernel.push(KernelRun {
+                    connections: conns,
+                    gbit_per_s: g,
+                });
             }
+            Some((direction, vnet_hdr, shards)) => plugtcp.push(TunRun {
+                direction,
+                connections: conns,
+                vnet_hdr,
+                shards,
+                gbit_per_s: g,
+                ratio: g / kernel_gbit,
+            }),
         }
     }
     let best = |d: Direction| {
@@ -444,6 +475,7 @@ pub fn run(cfg: &TunConfig) -> Result<TunReport, String> {
     };
     Ok(TunReport {
         bytes: cfg.bytes,
+        rounds: cfg.rounds,
         best_ratio_to_plugtcp: best(Direction::ToPlugtcp),
         best_ratio_from_plugtcp: best(Direction::FromPlugtcp),
         kernel,

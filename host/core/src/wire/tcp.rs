@@ -30,6 +30,7 @@ pub(super) fn parse_tcp(
     let flags = (u16::from(raw[12] & 0x01) << 8) | u16::from(raw[13]);
     Ok(Unverified {
         header_sum: pseudo.add(raw),
+        checksum_offloaded: false,
         parsed: Parsed {
             src,
             dst,

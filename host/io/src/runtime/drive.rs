@@ -121,18 +121,19 @@ pub(super) fn drive_real(s: &Shared, me: usize, mut io: Box<dyn PacketIo + Send>
                     break;
                 }
             };
-            let pkt = &buf[..n];
-            if let Some(owner) = steer::packet_shard(pkt, shards).filter(|&o| o != me) {
+            let partial = io.rx_partial_checksum();
+            if let Some(owner) = steer::packet_shard(&buf[..n], shards).filter(|&o| o != me) {
                 // The backend steered it to the wrong queue (a new flow, or one whose
-                // entry in the device's flow table expired): its owner takes it.
-                away[owner].push((pkt.to_vec(), io.arrival_port()));
+                // entry in the device's flow table expired): its owner takes it, whole.
+                crate::driver::complete_partial(&mut buf[..n], partial);
+                away[owner].push((buf[..n].to_vec(), io.arrival_port()));
                 continue;
             }
             if !batch {
                 h.batch_begin();
                 batch = true;
             }
-            h.input(pkt);
+            crate::driver::input(h, &buf[..n], partial);
         }
         if batch {
             h.batch_end();

@@ -304,9 +304,11 @@ impl Runtime {
         }
         let n = hosts.len();
         let mut shards = Vec::with_capacity(n);
-        for (i, (h, io)) in hosts.iter_mut().zip(&ios).enumerate() {
+        let mut ios = ios;
+        for (i, (h, io)) in hosts.iter_mut().zip(&mut ios).enumerate() {
             h.mtu = io.mtu();
             h.set_tx_gso(io.gso_max());
+            io.leave_partial_checksums();
             h.track_readiness(true);
             h.set_shard(n, i);
         }

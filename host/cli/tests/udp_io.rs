@@ -508,3 +508,57 @@ fn bench_shards_runs() {
         }
     }
 }
+
+/// A super-packet handed to the UDP backend leaves as whole TCP segments, one datagram
+/// each, in one system call (a UDP_SEGMENT train, or one sendmmsg where the kernel lacks
+/// it); the receiving backend takes them in fewer calls than datagrams (UDP_GRO, recvmmsg)
+/// and hands over exactly the segments TSO would have made: consecutive sequence numbers,
+/// PSH and FIN on the last only, the payload in order, checksums that complete correctly.
+#[test]
+fn udp_backend_cuts_super_packets_and_batches_system_calls() {
+    use plugtcp_abi::segment::{th, SegOut};
+    use plugtcp_host::wire;
+    let mut b = UdpIo::bind((LOCALHOST, 0).into(), None, 1500).unwrap();
+    let b_port = b.local_addr().unwrap().port();
+    let mut a = UdpIo::bind((LOCALHOST, 0).into(), Some(b_port), 1500).unwrap();
+    assert!(b.leave_partial_checksums());
+    const SEGS: usize = 20;
+    const GSO: usize = 1000;
+    let data = payload(SEGS * GSO - 123, 77);
+    let seg = SegOut {
+        seq: 5000,
+        ack: 9000,
+        flags: th::ACK | th::PUSH | th::FIN,
+        win: 1024,
+        data_len: data.len() as u32,
+        ..Default::default()
+    };
+    let (src, dst) = ((LOCALHOST, 40000).into(), (LOCALHOST, 5001).into());
+    let mut pkt = vec![0u8; wire::MAX_HEADER + data.len()];
+    let n = wire::build_partial_checksum(&mut pkt, src, dst, &seg, &[&data], 64, 0).unwrap();
+    a.send_gso(&pkt[..n], GSO as u16).unwrap();
+    a.flush().unwrap();
+    assert_eq!(a.stats.sent, SEGS as u64);
+    assert_eq!(a.stats.send_calls, 1, "{:?}", a.stats);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < SEGS && Instant::now() < deadline {
+        let Some(n) = b.recv(&mut buf, Some(Duration::from_millis(100))).unwrap() else {
+            continue;
+        };
+        let (start, offset) = b.rx_partial_checksum().expect("left partial");
+        wire::complete_checksum(&mut buf[..n], start.into(), offset.into());
+        let p = wire::parse(&buf[..n]).expect("a whole, correct TCP packet");
+        got.push((p.seq, p.flags, p.payload.to_vec()));
+    }
+    assert_eq!(got.len(), SEGS, "{:?}", b.stats);
+    assert!(b.stats.recv_calls < SEGS as u64, "{:?}", b.stats);
+    for (i, (seq, flags, bytes)) in got.iter().enumerate() {
+        assert_eq!(*seq, 5000 + (i * GSO) as u32);
+        let last = i + 1 == SEGS;
+        assert_eq!(flags & (th::PUSH | th::FIN) != 0, last, "segment {i}");
+        assert_eq!(flags & th::ACK, th::ACK);
+        assert_eq!(&bytes[..], &data[i * GSO..((i + 1) * GSO).min(data.len())]);
+    }
+}

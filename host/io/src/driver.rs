@@ -20,6 +20,11 @@ pub trait PacketIo {
     fn recv(&mut self, buf: &mut [u8], wait: Option<Duration>) -> io::Result<Option<usize>>;
     /// The largest IP packet the backend carries.
     fn mtu(&self) -> u32;
+    /// Sends what `send` and `send_gso` queued (a backend that batches its system calls
+    /// queues; drivers call this after each transmit drain).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// The largest TCP super-packet [`PacketIo::send_gso`] takes (IP header included),
     /// which the backend cuts into packets and whose TCP checksum it completes (GSO and
     /// checksum offload on transmit); 0: none, every packet goes through `send`.
@@ -75,6 +80,9 @@ impl<T: PacketIo + ?Sized> PacketIo for Box<T> {
     }
     fn mtu(&self) -> u32 {
         (**self).mtu()
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
     }
     fn gso_max(&self) -> u32 {
         (**self).gso_max()
@@ -193,7 +201,7 @@ impl<I: PacketIo> IoHost<I> {
                 result = send(io, pkt, gso_size);
             }
         });
-        result
+        result.and_then(|()| io.flush())
     }
 
     /// One turn: send what is queued, wait (at most `max_wait`, and never past the next
@@ -290,7 +298,7 @@ impl<I: PacketIo> Faulty<I> {
                 result = inner.send(pkt);
             }
         });
-        result
+        result.and_then(|()| inner.flush())
     }
 }
 

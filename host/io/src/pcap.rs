@@ -120,6 +120,10 @@ impl crate::driver::PacketIo for Captured {
         self.inner.mtu()
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
     fn encapsulation_port(&mut self, pkt: &[u8], port: u16) {
         self.inner.encapsulation_port(pkt, port)
     }

@@ -387,7 +387,7 @@ fn median_figures(mut v: Vec<ShardsFigures>) -> ShardsFigures {
 }
 
 pub fn run(cfg: &ShardsConfig) -> Result<ShardsReport, String> {
-    if cfg.rounds == 0 || !(cfg.seconds > 0.0) || cfg.bulk_connections == 0 {
+    if cfg.rounds == 0 || cfg.seconds.is_nan() || cfg.seconds <= 0.0 || cfg.bulk_connections == 0 {
         return Err("rounds, seconds and connections must be positive".into());
     }
     let mut figures: [Vec<ShardsFigures>; 4] = Default::default();

@@ -398,6 +398,9 @@ fn veth_pair(a: &Netns, b: &Netns) -> Result<(), String> {
     setup(b, "pbv1", VETH_B).map_err(|e| e.to_string())
 }
 
+/// A plugtcp transfer: direction, IFF_VNET_HDR, shards.
+type Variant = (Direction, bool, usize);
+
 pub fn run(cfg: &TunConfig) -> Result<TunReport, String> {
     if cfg.bytes == 0 || cfg.rounds == 0 || cfg.connections.contains(&0) || cfg.shards.contains(&0)
     {
@@ -413,7 +416,7 @@ pub fn run(cfg: &TunConfig) -> Result<TunReport, String> {
     let mut shards = cfg.shards.clone();
     shards.dedup();
     // Every transfer: None is the kernel over veth, Some the plugtcp variant.
-    let mut runs: Vec<(usize, Option<(Direction, bool, usize)>)> = Vec::new();
+    let mut runs: Vec<(usize, Option<Variant>)> = Vec::new();
     for &conns in &cfg.connections {
         runs.push((conns, None));
         for dir in [Direction::ToPlugtcp, Direction::FromPlugtcp] {

@@ -246,6 +246,28 @@ pub fn tcp_segment(pkt: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
 /// FreeBSD sends it over UDP, whose checksum covered it) in an IP header from `src` to
 /// `dst`, and sets the TCP checksum. Returns the packet's length in `buf`.
 pub fn wrap_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<usize, BuildError> {
+    wrap_tcp_inner(buf, src, dst, tcp, false)
+}
+
+/// As [`wrap_tcp`], leaving the TCP checksum partial (the pseudo-header sum) for a carrier
+/// whose own checksum already covered the segment: the receive path takes it unverified
+/// (`Host::input_checksum_offloaded`), or completes it with [`complete_checksum`].
+pub fn wrap_tcp_partial(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+) -> Result<usize, BuildError> {
+    wrap_tcp_inner(buf, src, dst, tcp, true)
+}
+
+fn wrap_tcp_inner(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+    partial: bool,
+) -> Result<usize, BuildError> {
     if tcp.len() < TCP_HLEN {
         return Err(BuildError::PayloadLenMismatch);
     }
@@ -295,7 +317,11 @@ pub fn wrap_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Result<
         }
         _ => return Err(BuildError::AddrFamilyMismatch),
     };
-    let c = pseudo.add(seg).ones_complement();
+    let c = if partial {
+        !pseudo.ones_complement()
+    } else {
+        pseudo.add(seg).ones_complement()
+    };
     seg[16..18].copy_from_slice(&c.to_ne_bytes());
     Ok(total)
 }

@@ -154,6 +154,9 @@ pub(super) fn drive_real(s: &Shared, me: usize, mut io: Box<dyn PacketIo + Send>
                 failed = crate::driver::send(&mut io, pkt, gso_size).err();
             }
         });
+        if failed.is_none() {
+            failed = io.flush().err();
+        }
         let accept = shard.wake_ready(&mut net, &mut ready);
         drop(net);
         shard.changed.notify_all();

@@ -82,6 +82,8 @@ pub struct BulkConfig {
     /// Receive and send buffer size of both sockets.
     pub buffer: usize,
     pub cc: Cc,
+    /// The link offers checksum offload: smoltcp neither computes nor verifies checksums.
+    pub checksum_offload: bool,
     /// See [`DEFAULT_STALL_POLLS`].
     pub stall_polls: u64,
 }
@@ -93,6 +95,7 @@ impl BulkConfig {
             mtu,
             buffer,
             cc: Cc::None,
+            checksum_offload: false,
             stall_polls: DEFAULT_STALL_POLLS,
         }
     }
@@ -252,7 +255,9 @@ pub fn run_with_patterns(
     send_pattern: &[u8],
     expect_pattern: &[u8],
 ) -> Result<BulkReport, BenchError> {
-    run_on_link(cfg, send_pattern, expect_pattern, Link::new(cfg.mtu))
+    let mut link = Link::new(cfg.mtu);
+    link.set_checksum_offload(cfg.checksum_offload);
+    run_on_link(cfg, send_pattern, expect_pattern, link)
 }
 
 fn run_on_link(

@@ -43,6 +43,9 @@ pub struct Link {
     b_to_a: Direction,
     /// Test knob: discard every transmitted packet (to exercise stall detection).
     drop_all: bool,
+    /// The device computes and verifies checksums (smoltcp's `Checksum::None` for IPv4
+    /// and TCP): the stack does neither.
+    checksum_offload: bool,
 }
 
 impl Link {
@@ -52,7 +55,13 @@ impl Link {
             a_to_b: Direction::default(),
             b_to_a: Direction::default(),
             drop_all: false,
+            checksum_offload: false,
         }
+    }
+
+    /// Offer checksum offload to both interfaces (see [`Link::port`]).
+    pub fn set_checksum_offload(&mut self, on: bool) {
+        self.checksum_offload = on;
     }
 
     /// Make the link lose every packet from now on.
@@ -86,6 +95,7 @@ impl Link {
         Port {
             mtu: self.mtu,
             drop_all: self.drop_all,
+            checksum_offload: self.checksum_offload,
             tx,
             rx,
         }
@@ -97,6 +107,7 @@ impl Link {
 pub struct Port<'a> {
     mtu: usize,
     drop_all: bool,
+    checksum_offload: bool,
     tx: &'a mut Direction,
     rx: &'a mut Direction,
 }
@@ -138,10 +149,15 @@ impl Device for Port<'_> {
 
     fn capabilities(&self) -> DeviceCapabilities {
         // Default checksum capabilities: computed on transmit and verified on receive in
-        // software, like a stack without offload (plugtcp does the same).
+        // software, like a stack without offload (plugtcp does the same). With checksum
+        // offload the device is said to do both, so smoltcp does neither.
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = self.mtu;
+        if self.checksum_offload {
+            caps.checksum.ipv4 = smoltcp::phy::Checksum::None;
+            caps.checksum.tcp = smoltcp::phy::Checksum::None;
+        }
         caps
     }
 }

@@ -1,10 +1,10 @@
-//! `plugtcp-smoltcp-bulk --bytes N --mtu M --buffer B [--cc none|reno|cubic] [--json] [--verbose]`
+//! `plugtcp-smoltcp-bulk --bytes N --mtu M --buffer B [--cc none|reno|cubic] [--checksum-offload] [--json] [--verbose]`
 
 use std::process::ExitCode;
 
 use plugtcp_smoltcp_bulk::{BulkConfig, BulkReport, Cc, run};
 
-const USAGE: &str = "usage: plugtcp-smoltcp-bulk --bytes N --mtu M --buffer B [--cc none|reno|cubic] [--json] [--verbose]";
+const USAGE: &str = "usage: plugtcp-smoltcp-bulk --bytes N --mtu M --buffer B [--cc none|reno|cubic] [--checksum-offload] [--json] [--verbose]";
 
 struct Args {
     cfg: BulkConfig,
@@ -25,6 +25,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut cc = Cc::None;
     let mut json = false;
     let mut verbose = false;
+    let mut checksum_offload = false;
     while let Some(arg) = it.next() {
         // Accept both `--flag value` and `--flag=value`.
         let (flag, inline) = match arg.split_once('=') {
@@ -41,6 +42,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 cc = Cc::parse(&v).ok_or_else(|| format!("--cc: unknown algorithm {v:?}"))?;
             }
             "--json" if inline.is_none() => json = true,
+            "--checksum-offload" if inline.is_none() => checksum_offload = true,
             "--verbose" if inline.is_none() => verbose = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -53,6 +55,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         buffer.ok_or_else(|| missing("--buffer"))?,
     );
     cfg.cc = cc;
+    cfg.checksum_offload = checksum_offload;
     Ok(Args { cfg, json, verbose })
 }
 

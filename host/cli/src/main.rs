@@ -903,8 +903,8 @@ fn main() -> ExitCode {
                         println!("{}", serde_json::to_string(&cases).unwrap_or_default());
                     } else {
                         println!(
-                            "{:>6} {:>9} {:>14} {:>14} {:>7}",
-                            "MTU", "buffer", "plugtcp Gb/s", "smoltcp Gb/s", "ratio"
+                            "{:>6} {:>9} {:>9} {:>14} {:>14} {:>7}",
+                            "MTU", "buffer", "checksums", "plugtcp Gb/s", "smoltcp Gb/s", "ratio"
                         );
                         for c in &cases {
                             let sm = c
@@ -912,9 +912,14 @@ fn main() -> ExitCode {
                                 .as_ref()
                                 .map_or("-".to_string(), |s| format!("{:.2}", s.gbit_per_s));
                             let r = c.ratio.map_or("-".to_string(), |r| format!("{r:.2}x"));
+                            let sums = if c.checksum_offload {
+                                "offload"
+                            } else {
+                                "computed"
+                            };
                             println!(
-                                "{:>6} {:>9} {:>14.2} {:>14} {:>7}",
-                                c.mtu, c.buffer, c.plugtcp.gbit_per_s, sm, r
+                                "{:>6} {:>9} {:>9} {:>14.2} {:>14} {:>7}",
+                                c.mtu, c.buffer, sums, c.plugtcp.gbit_per_s, sm, r
                             );
                         }
                     }

@@ -64,6 +64,9 @@ pub struct Worker {
     /// the TCP checksum left to it: a TUN device with IFF_VNET_HDR); 0: none, the host
     /// cuts TSO segments into packets.
     pub tx_gso_max: u32,
+    /// The backend computes TCP checksums on transmit (checksum offload): every packet
+    /// leaves with the pseudo-header sum in its checksum field.
+    pub tx_csum_offload: bool,
     pub offload: OffloadStats,
     /// Totals of connections that closed, by the (stack, CC) they ran on last, for the
     /// metrics (drained when they are published; one entry per pair, so bounded).
@@ -166,6 +169,7 @@ impl Worker {
             tunables: Arc::default(),
             tso_segs: TSO_MAX_SEGS,
             tx_gso_max: 0,
+            tx_csum_offload: false,
             offload: OffloadStats::default(),
             departed: Vec::new(),
             observer: None,
@@ -554,8 +558,9 @@ fn transmit_whole(c: &mut HostCall<'_>, seg: &SegOut, gso_size: u16) -> HookStat
         c.worker.ttl
     };
     let cap = wire::MAX_HEADER + got;
+    let partial = gso_size != 0 || c.worker.tx_csum_offload;
     match c.worker.tx.push_gso(cap, c.side.udp_port, gso_size, |buf| {
-        if gso_size == 0 {
+        if !partial {
             wire::build_with_tos(buf, local, remote, seg, &slices[..n], ttl, tos)
         } else {
             wire::build_partial_checksum(buf, local, remote, seg, &slices[..n], ttl, tos)

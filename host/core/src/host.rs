@@ -413,6 +413,13 @@ impl Host {
         self.worker.tx.drain_gso(f);
     }
 
+    /// The backend computes the TCP checksum of every packet the connections send (a
+    /// device's checksum offload): their checksum fields hold the pseudo-header sum. Only
+    /// for such a backend (the in-memory link of `bench bulk`).
+    pub fn set_tx_checksum_offload(&mut self, on: bool) {
+        self.worker.tx_csum_offload = on;
+    }
+
     /// The backend takes super-packets of up to `max_bytes` (IP header included) and cuts
     /// them itself, computing the TCP checksum (GSO and checksum offload on transmit); 0:
     /// it does not, the host cuts TSO segments into packets.

@@ -27,6 +27,9 @@ pub struct SimNet {
     /// Fault injection: packets for which this returns true (given the direction, true for
     /// A to B) are lost on the link. Recorded and captured as sent.
     pub drop_if: Option<DropFilter>,
+    /// The link computes and verifies TCP checksums (a device's checksum offload; see
+    /// [`SimNet::set_checksum_offload`]).
+    checksum_offload: bool,
 }
 
 /// See [`SimNet::drop_if`].
@@ -86,6 +89,7 @@ impl SimNet {
             packets: 0,
             record: None,
             drop_if: None,
+            checksum_offload: false,
         }
     }
 
@@ -134,8 +138,18 @@ impl SimNet {
         self.packets != before
     }
 
+    /// Checksum offload on both hosts' link: packets leave with partial checksums and
+    /// arrive unverified, as over devices that compute and verify them (`bench bulk`
+    /// compares stacks this way). A link that corrupts packets then corrupts data.
+    pub fn set_checksum_offload(&mut self, on: bool) {
+        self.checksum_offload = on;
+        self.a.set_tx_checksum_offload(on);
+        self.b.set_tx_checksum_offload(on);
+    }
+
     fn hand_over(&mut self) {
         let now = self.now;
+        let offload = self.checksum_offload;
         let (pcap, packets, record, drop_if) = (
             &mut self.pcap,
             &mut self.packets,
@@ -150,7 +164,11 @@ impl SimNet {
             tx.drain(|pkt| {
                 observe(pcap, record, packets, now, a_to_b, pkt);
                 if !drop_if.as_mut().is_some_and(|f| f(a_to_b, pkt)) {
-                    to.input(pkt);
+                    if offload {
+                        to.input_checksum_offloaded(pkt);
+                    } else {
+                        to.input(pkt);
+                    }
                 }
             });
             to.batch_end();
@@ -211,11 +229,18 @@ impl SimNet {
         self.b.set_now(now);
         let (a, b) = (&mut self.a, &mut self.b);
         // What one poll delivers arrived together: a receive batch.
+        let input = |h: &mut Host, pkt: &[u8]| {
+            if self.checksum_offload {
+                h.input_checksum_offloaded(pkt);
+            } else {
+                h.input(pkt);
+            }
+        };
         b.batch_begin();
-        self.link.a_to_b.poll(now, |pkt| b.input(pkt));
+        self.link.a_to_b.poll(now, |pkt| input(b, pkt));
         b.batch_end();
         a.batch_begin();
-        self.link.b_to_a.poll(now, |pkt| a.input(pkt));
+        self.link.b_to_a.poll(now, |pkt| input(a, pkt));
         a.batch_end();
         self.a.advance(now);
         self.b.advance(now);

@@ -21,6 +21,9 @@ pub struct BulkResult {
     pub bytes: u64,
     pub mtu: u32,
     pub buffer: u64,
+    /// Checksums left to the link (both stacks alike) rather than computed and verified.
+    #[serde(default)]
+    pub checksum_offload: bool,
     pub seconds: f64,
     pub gbit_per_s: f64,
 }
@@ -30,6 +33,8 @@ pub struct BulkResult {
 pub struct BulkCase {
     pub mtu: u32,
     pub buffer: u64,
+    /// Both stacks with checksum offload (else both compute and verify checksums).
+    pub checksum_offload: bool,
     pub plugtcp: BulkResult,
     pub smoltcp: Option<BulkResult>,
     /// plugtcp Gbit/s over smoltcp Gbit/s.
@@ -47,8 +52,14 @@ fn pattern() -> Vec<u8> {
 }
 
 /// Moves `bytes` from A to B through plugtcp.
-pub fn run_plugtcp(bytes: u64, mtu: u32, buffer: u64) -> Result<BulkResult, String> {
+pub fn run_plugtcp(
+    bytes: u64,
+    mtu: u32,
+    buffer: u64,
+    checksum_offload: bool,
+) -> Result<BulkResult, String> {
     let mut net = SimNet::builtin(SimLinkConfig::default(), 1);
+    net.set_checksum_offload(checksum_offload);
     for h in [&mut net.a, &mut net.b] {
         h.mtu = mtu;
         for name in ["sendspace", "recvspace", "recvbuf_max", "sendbuf_max"] {
@@ -56,7 +67,9 @@ pub fn run_plugtcp(bytes: u64, mtu: u32, buffer: u64) -> Result<BulkResult, Stri
                 .map_err(|e| format!("{name}: {e}"))?;
         }
     }
-    transfer(&mut net, 5001, bytes)
+    let mut r = transfer(&mut net, 5001, bytes)?;
+    r.checksum_offload = checksum_offload;
+    Ok(r)
 }
 
 /// Connects A to B on `port` and moves `bytes`, timing from the first byte written to the
@@ -135,6 +148,7 @@ pub fn transfer_with(
         bytes,
         mtu: net.a.mtu,
         buffer: net.a.tunables.sendspace as u64,
+        checksum_offload: false,
         seconds,
         gbit_per_s: bytes as f64 * 8.0 / seconds / 1e9,
     })
@@ -146,18 +160,23 @@ pub fn run_smoltcp(
     bytes: u64,
     mtu: u32,
     buffer: u64,
+    checksum_offload: bool,
 ) -> Result<BulkResult, String> {
     let bin = exe_dir.join("plugtcp-smoltcp-bulk");
-    let out = Command::new(&bin)
-        .args([
-            "--bytes",
-            &bytes.to_string(),
-            "--mtu",
-            &mtu.to_string(),
-            "--buffer",
-            &buffer.to_string(),
-            "--json",
-        ])
+    let mut cmd = Command::new(&bin);
+    cmd.args([
+        "--bytes",
+        &bytes.to_string(),
+        "--mtu",
+        &mtu.to_string(),
+        "--buffer",
+        &buffer.to_string(),
+        "--json",
+    ]);
+    if checksum_offload {
+        cmd.arg("--checksum-offload");
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     if !out.status.success() {
@@ -174,12 +193,15 @@ pub fn run_smoltcp(
         bytes: v["bytes"].as_u64().unwrap_or(0),
         mtu,
         buffer,
+        checksum_offload,
         seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
         gbit_per_s: v["gbit_per_s"].as_f64().unwrap_or(f64::NAN),
     })
 }
 
-/// Every case, plugtcp then smoltcp, each case back to back so machine noise hits both.
+/// Every case, plugtcp then smoltcp, each case back to back so machine noise hits both;
+/// each with checksums computed and verified by both stacks, then with checksum offload
+/// for both (the pairings: never one stack with offload against one without).
 pub fn run(
     bytes: u64,
     mtus: &[u32],
@@ -189,19 +211,22 @@ pub fn run(
     let mut cases = Vec::new();
     for &mtu in mtus {
         for &buffer in buffers {
-            let plugtcp = run_plugtcp(bytes, mtu, buffer)?;
-            let smoltcp = match exe_dir {
-                Some(d) => Some(run_smoltcp(d, bytes, mtu, buffer)?),
-                None => None,
-            };
-            let ratio = smoltcp.as_ref().map(|s| plugtcp.gbit_per_s / s.gbit_per_s);
-            cases.push(BulkCase {
-                mtu,
-                buffer,
-                plugtcp,
-                smoltcp,
-                ratio,
-            });
+            for checksum_offload in [false, true] {
+                let plugtcp = run_plugtcp(bytes, mtu, buffer, checksum_offload)?;
+                let smoltcp = match exe_dir {
+                    Some(d) => Some(run_smoltcp(d, bytes, mtu, buffer, checksum_offload)?),
+                    None => None,
+                };
+                let ratio = smoltcp.as_ref().map(|s| plugtcp.gbit_per_s / s.gbit_per_s);
+                cases.push(BulkCase {
+                    mtu,
+                    buffer,
+                    checksum_offload,
+                    plugtcp,
+                    smoltcp,
+                    ratio,
+                });
+            }
         }
     }
     Ok(cases)
@@ -211,13 +236,42 @@ pub fn run(
 mod tests {
     use super::*;
 
-    /// Both MTUs move the bytes intact (the transfer checks every byte read against the
-    /// pattern and fails on a difference).
+    /// Both MTUs move the bytes intact, with checksums computed and with checksum offload
+    /// (the transfer checks every byte read against the pattern and fails on a difference).
     #[test]
     fn plugtcp_transfers_verify() {
         for mtu in [1500, 65535] {
-            let r = run_plugtcp(8 << 20, mtu, 64 * 1024).unwrap();
-            assert_eq!((r.bytes, r.mtu), (8 << 20, mtu));
+            for offload in [false, true] {
+                let r = run_plugtcp(8 << 20, mtu, 64 * 1024, offload).unwrap();
+                assert_eq!(
+                    (r.bytes, r.mtu, r.checksum_offload),
+                    (8 << 20, mtu, offload)
+                );
+            }
+        }
+    }
+
+    /// With checksum offload the link carries partial checksums (the pseudo-header sum, for
+    /// the device to complete) and the receiver takes them as they are: the transfer is
+    /// intact, and every packet's checksum completes to the right one.
+    #[test]
+    fn checksum_offload_leaves_checksums_to_the_link() {
+        use plugtcp_host::wire;
+        let mut net = SimNet::builtin(SimLinkConfig::default(), 1);
+        net.set_checksum_offload(true);
+        net.record = Some(Vec::new());
+        transfer(&mut net, 5001, 1 << 20).unwrap();
+        let record = net.record.take().unwrap();
+        let data: Vec<_> = record.iter().filter(|p| p.bytes.len() > 100).collect();
+        assert!(!data.is_empty());
+        for p in data {
+            assert_eq!(
+                wire::parse(&p.bytes).err(),
+                Some(wire::DropReason::BadTcpChecksum)
+            );
+            let mut whole = p.bytes.clone();
+            assert!(wire::complete_checksum(&mut whole, 20, 16));
+            assert!(wire::parse(&whole).is_ok());
         }
     }
 }

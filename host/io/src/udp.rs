@@ -229,20 +229,7 @@ fn reuseport_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     }
     // SAFETY: `fd` was just opened and is owned by nothing else; UdpSocket closes it.
     let sock = unsafe { UdpSocket::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: an int option from a live variable.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    set_int(&sock, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     let (storage, len) = sockaddr_of(addr);
     // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
     if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } < 0 {

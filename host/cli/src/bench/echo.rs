@@ -387,37 +387,7 @@ pub fn run(cfg: &EchoConfig) -> Result<EchoReport, String> {
             .map_err(|e| format!("{e} (bench echo needs root and iproute2)"))
     };
     let (a, b) = (mk("a")?, mk("b")?);
-    // The veth pair: one end in each namespace.
-    let link = std::process::Command::new("ip")
-        .args([
-            "link",
-            "add",
-            "pev0",
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "pev1",
-            "netns",
-            b.name(),
-        ])
-        .output()
-        .map_err(|e| format!("ip link add: {e}"))?;
-    if !link.status.success() {
-        return Err(format!(
-            "ip link add veth: {}",
-            String::from_utf8_lossy(&link.stderr).trim()
-        ));
-    }
-    let setup = |ns: &Netns, dev: &str, addr: &str| -> std::io::Result<()> {
-        ns.ok(&["ip", "link", "set", "lo", "up"])?;
-        ns.ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", dev])?;
-        ns.ok(&["ip", "link", "set", dev, "up"])
-    };
-    setup(&a, "pev0", VETH_A).map_err(|e| e.to_string())?;
-    setup(&b, "pev1", VETH_B).map_err(|e| e.to_string())?;
+    super::veth_pair(&a, &b, ["pev0", "pev1"], [VETH_A, VETH_B])?;
     let plugtcp = plugtcp_case(&a, cfg).map_err(|e| format!("plugtcp over TUN: {e}"))?;
     let kernel = kernel_case(&a, &b, cfg).map_err(|e| format!("kernel over veth: {e}"))?;
     let ratio = |p: f64, k: f64| if k > 0.0 { p / k } else { 0.0 };

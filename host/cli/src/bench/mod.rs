@@ -11,6 +11,43 @@ pub mod shards;
 pub mod stack_switch;
 pub mod tun;
 
+/// A veth pair between namespaces `a` and `b`: `devs[0]` with `addrs[0]`/24 in `a`,
+/// `devs[1]` with `addrs[1]`/24 in `b`, both up, and each namespace's loopback up.
+pub(crate) fn veth_pair(
+    a: &plugtcp_io::netns::Netns,
+    b: &plugtcp_io::netns::Netns,
+    devs: [&str; 2],
+    addrs: [&str; 2],
+) -> Result<(), String> {
+    let link = std::process::Command::new("ip")
+        .args([
+            "link",
+            "add",
+            devs[0],
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+        ])
+        .args(["name", devs[1], "netns", b.name()])
+        .output()
+        .map_err(|e| format!("ip link add: {e}"))?;
+    if !link.status.success() {
+        return Err(format!(
+            "ip link add veth: {}",
+            String::from_utf8_lossy(&link.stderr).trim()
+        ));
+    }
+    for (ns, dev, addr) in [(a, devs[0], addrs[0]), (b, devs[1], addrs[1])] {
+        ns.ok(&["ip", "link", "set", "lo", "up"])
+            .and_then(|()| ns.ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", dev]))
+            .and_then(|()| ns.ok(&["ip", "link", "set", dev, "up"]))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Deterministic pseudo-random bytes (xorshift64), so misplaced data does not match: the
 /// payload of benchmarks and tests.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {

@@ -365,39 +365,6 @@ fn kernel_run(a: &Netns, b: &Netns, conns: usize, bytes: u64) -> Result<f64, Str
     Ok(secs)
 }
 
-fn veth_pair(a: &Netns, b: &Netns) -> Result<(), String> {
-    let link = std::process::Command::new("ip")
-        .args([
-            "link",
-            "add",
-            "pbv0",
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "pbv1",
-            "netns",
-            b.name(),
-        ])
-        .output()
-        .map_err(|e| format!("ip link add: {e}"))?;
-    if !link.status.success() {
-        return Err(format!(
-            "ip link add veth: {}",
-            String::from_utf8_lossy(&link.stderr).trim()
-        ));
-    }
-    let setup = |ns: &Netns, dev: &str, addr: Ipv4Addr| -> std::io::Result<()> {
-        ns.ok(&["ip", "link", "set", "lo", "up"])?;
-        ns.ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", dev])?;
-        ns.ok(&["ip", "link", "set", dev, "up"])
-    };
-    setup(a, "pbv0", VETH_A).map_err(|e| e.to_string())?;
-    setup(b, "pbv1", VETH_B).map_err(|e| e.to_string())
-}
-
 /// A plugtcp transfer: direction, IFF_VNET_HDR, shards.
 type Variant = (Direction, bool, usize);
 
@@ -412,7 +379,12 @@ pub fn run(cfg: &TunConfig) -> Result<TunReport, String> {
             .map_err(|e| format!("{e} (bench tun needs root and iproute2)"))
     };
     let (a, b) = (mk("a")?, mk("b")?);
-    veth_pair(&a, &b)?;
+    super::veth_pair(
+        &a,
+        &b,
+        ["pbv0", "pbv1"],
+        [&VETH_A.to_string(), &VETH_B.to_string()],
+    )?;
     let mut shards = cfg.shards.clone();
     shards.dedup();
     // Every transfer: None is the kernel over veth, Some the plugtcp variant.

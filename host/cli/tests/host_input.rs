@@ -156,3 +156,50 @@ fn malformed_packets_are_counted_and_dropped() {
     assert_eq!(net.b.syncache.len(), 0);
     assert_eq!(net.b.accept(lid), Err(Errno::EAGAIN));
 }
+
+/// blackhole(4) spares segments from the host's own addresses unless `blackhole_local` is
+/// set: a connect from one of them to a closed port is refused at once (the RST comes)
+/// with blackhole=2, and times out in silence once blackhole_local=1 too. log_in_vain=1
+/// logs the SYN to the closed port, once per attempt, naming both ends.
+#[test]
+fn blackhole_local_and_log_in_vain() {
+    let mut net = net(43);
+    // A's address is one of B's own: what B receives from it is "local".
+    net.b.add_addr(ADDR_A);
+    for (name, v) in [("blackhole", "2"), ("log_in_vain", "1")] {
+        net.b
+            .sysctl_set(&format!("net.inet.tcp.{name}"), v)
+            .unwrap();
+    }
+    let refused = net.a.connect((ADDR_B, 81).into(), None).unwrap();
+    let closed = |s: Option<TcpState>| matches!(s, None | Some(TcpState::Closed));
+    net.run_until(net.now + SEC, |n| closed(n.a.state(refused)));
+    assert!(
+        closed(net.a.state(refused)),
+        "the RST came: refused at once"
+    );
+    assert_eq!(net.b.stats.blackholed, 0);
+    let log = net.b.take_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].contains(&format!("[{ADDR_A}]:"))
+            && log[0].contains(&format!("to [{ADDR_B}]:81"))
+            && log[0].contains("Connection attempt to closed port"),
+        "{log:?}"
+    );
+    net.b
+        .sysctl_set("net.inet.tcp.blackhole_local", "1")
+        .unwrap();
+    let silent = net.a.connect((ADDR_B, 81).into(), None).unwrap();
+    net.run_until(net.now + 2 * SEC, |_| false);
+    assert_eq!(
+        net.a.state(silent),
+        Some(TcpState::SynSent),
+        "no RST: still trying"
+    );
+    assert!(
+        net.b.stats.blackholed >= 2,
+        "the SYN and its retransmission"
+    );
+    assert!(net.b.take_log().len() >= 2, "each SYN logged");
+}

@@ -49,6 +49,9 @@ pub struct Host {
     pub metrics: crate::metrics::HostMetrics,
     /// This host's addresses.
     pub addrs: Vec<IpAddr>,
+    /// Messages for the operator (FreeBSD's log(9): `log_in_vain`), bounded (see
+    /// [`Host::take_log`]).
+    pub(crate) log: crate::log::MessageLog,
     /// Link MTU (the MSS we offer is derived from it).
     pub mtu: u32,
     /// The sysctl values in force (refreshed when the tree changes).
@@ -124,6 +127,8 @@ pub struct TcpStat {
     /// ICMP packets dropped: not an error about one of our segments in flight, or
     /// malformed.
     pub icmp_ignored: u64,
+    /// Segments to closed ports dropped without a RST (`net.inet.tcp.blackhole`).
+    pub blackholed: u64,
 }
 
 impl Host {
@@ -228,6 +233,7 @@ impl Host {
             stats: TcpStat::default(),
             metrics: Default::default(),
             addrs: Vec::new(),
+            log: Default::default(),
             mtu: 1500,
             tunables,
             isn_key: sip_key(&mut rng),

@@ -130,7 +130,33 @@ impl Host {
             self.listener_input(lid, key, &p);
             return;
         }
-        self.respond_rst(&key, &p);
+        self.closed_port_input(&key, &p);
+    }
+
+    /// A segment for a port no socket has: logged (`log_in_vain`), then answered with a RST
+    /// unless `blackhole` says to drop it (blackhole(4): 1 for SYNs, 2 for every segment;
+    /// from one of our own addresses only with `blackhole_local`).
+    fn closed_port_input(&mut self, key: &ConnKey, p: &Parsed<'_>) {
+        let syn = p.flags & th::SYN != 0;
+        let t = &self.tunables;
+        if t.log_in_vain == 2 || (t.log_in_vain == 1 && syn) {
+            let line = format!(
+                "TCP: [{}]:{} to [{}]:{} tcpflags 0x{:x}; tcp_input: Connection attempt to closed port",
+                key.remote.ip(),
+                key.remote.port(),
+                key.local.ip(),
+                key.local.port(),
+                p.flags
+            );
+            self.log.push(line);
+        }
+        let blackholed = t.blackhole == 2 || (t.blackhole == 1 && syn);
+        let local = self.addrs.contains(&key.remote.ip());
+        if blackholed && (t.blackhole_local != 0 || !local) && p.flags & th::RST == 0 {
+            self.stats.blackholed += 1;
+            return;
+        }
+        self.respond_rst(key, p);
     }
 
     /// A fragment: held for reassembly, or the datagram it completes goes through the

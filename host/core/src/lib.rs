@@ -31,6 +31,7 @@ pub mod input;
 pub mod ipfrag;
 pub mod kld;
 pub mod lifecycle;
+pub mod log;
 pub mod lro;
 pub mod metrics;
 pub mod observe;

@@ -55,6 +55,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_retrans_segs_total", "counter", "Segments retransmitted (TcpRetransSegs, FreeBSD tcps_sndrexmitpack)."),
     ("plugtcp_tcp_in_errs_total", "counter", "Packets dropped before demux, by reason (TcpInErrs)."),
     ("plugtcp_tcp_out_rsts_total", "counter", "RSTs sent by the host for segments with no socket (TcpOutRsts)."),
+    ("plugtcp_tcp_blackholed_total", "counter", "Segments to closed ports dropped without a RST (net.inet.tcp.blackhole)."),
     ("plugtcp_tcp_listen_overflows_total", "counter", "SYNs dropped or answered with a cookie because a listen queue or the SYN cache was full (TcpExtListenOverflows)."),
     ("plugtcp_tcp_syncookies_sent_total", "counter", "SYN-ACKs that carried a SYN cookie (TcpExtSyncookiesSent)."),
     ("plugtcp_tcp_syncookies_recv_total", "counter", "Connections completed from a valid SYN cookie (TcpExtSyncookiesRecv)."),
@@ -160,6 +161,7 @@ impl Host {
         counter!("plugtcp_tcp_in_segs_total").absolute(st.in_segs);
         counter!("plugtcp_tcp_out_segs_total").absolute(self.worker.tx.sent);
         counter!("plugtcp_tcp_out_rsts_total").absolute(st.out_rsts);
+        counter!("plugtcp_tcp_blackholed_total").absolute(st.blackholed);
         counter!("plugtcp_tcp_listen_overflows_total").absolute(st.listen_overflows);
         counter!("plugtcp_tcp_syncookies_sent_total").absolute(st.syncookies_sent);
         counter!("plugtcp_tcp_syncookies_recv_total").absolute(st.syncookies_recvd);

@@ -257,15 +257,14 @@ mib_table! {
     "Assume SO_KEEPALIVE on all TCP connections";
 
     /// 002 / blackhole(4): 0 off, 1 no RST for SYNs to closed ports, 2 no RST at all. Default 0.
-    /// Not acted on: the host answers closed ports with RSTs regardless.
     blackhole: i64 = 0;
-    "blackhole", Int(0, 2), ReadWrite, acts: false, legacy: false,
+    "blackhole", Int(0, 2), ReadWrite, acts: true, legacy: false,
     "Do not send RST on segments to closed ports";
 
-    /// 002 / blackhole(4): apply `blackhole` to local addresses too. FreeBSD default 0.
-    /// Not acted on: the host answers closed ports with RSTs regardless.
+    /// 002 / blackhole(4): apply `blackhole` to segments from this host's own addresses
+    /// too. FreeBSD default 0.
     blackhole_local: i64 = 0;
-    "blackhole_local", Bool, ReadWrite, acts: false, legacy: false,
+    "blackhole_local", Bool, ReadWrite, acts: true, legacy: false,
     "Enforce net.inet.tcp.blackhole for locally originated packets";
 
     /// mod_cc(4): Alternative Backoff with ECN (RFC 8511). FreeBSD default 0.
@@ -554,9 +553,10 @@ mib_table! {
     "keepintvl", Int(1, INT_MAX), ReadWrite, acts: true, legacy: false,
     "time between keepalive probes (ms)";
 
-    /// 002 "(default is 0, i.e., the logging is disabled)"; any other value also disables.
+    /// 002: 1 logs SYNs to closed ports, 2 every segment to one; "(default is 0, i.e., the
+    /// logging is disabled)"; any other value also disables. Lines go to `Host::take_log`.
     log_in_vain: i64 = 0;
-    "log_in_vain", Int, ReadWrite, acts: false, legacy: false,
+    "log_in_vain", Int, ReadWrite, acts: true, legacy: false,
     "Log all incoming TCP segments to closed ports";
 
     /// 002: kern.ipc.maxsockets / 5. plugtcp assumes maxsockets = 65536, giving 13107.

@@ -236,6 +236,12 @@ impl<I: PacketIo> IoHost<I> {
             self.host.batch_end();
         }
         self.host.advance(self.now());
+        if self.host.has_log() {
+            // The operator's messages (log_in_vain), as the console shows the kernel's.
+            for line in self.host.take_log() {
+                eprintln!("plugtcp: {line}");
+            }
+        }
         self.flush()
     }
 

@@ -157,6 +157,12 @@ pub(super) fn drive_real(s: &Shared, me: usize, mut io: Box<dyn PacketIo + Send>
         if failed.is_none() {
             failed = io.flush().err();
         }
+        if h.has_log() {
+            // The operator's messages (log_in_vain), as the console shows the kernel's.
+            for line in h.take_log() {
+                eprintln!("plugtcp: {line}");
+            }
+        }
         let accept = shard.wake_ready(&mut net, &mut ready);
         drop(net);
         shard.changed.notify_all();

@@ -43,8 +43,8 @@ pub mod ecn {
 /// Which options a [`TcpOpts`] carries.
 ///
 /// On output the host writes MSS, WSCALE, SACKPERM and FASTOPEN only on a SYN, SACK only on
-/// a segment without SYN, TSTAMP on any; it refuses SIGNATURE (EOPNOTSUPP: TCP-MD5 is not
-/// implemented). On input the host sets the bit of every well-formed option it parsed.
+/// a segment without SYN, TSTAMP and SIGNATURE on any (the host computes the digest with
+/// the connection's key; ENOENT without one). On input the host sets the bit of every well-formed option it parsed.
 pub mod to {
     /// TOF_MSS: maximum segment size (`TcpOpts::mss`).
     pub const MSS: u16 = 0x0001;
@@ -58,7 +58,8 @@ pub mod to {
     pub const SACK: u16 = 0x0010;
     /// TOF_FASTOPEN: TCP Fast Open option.
     pub const FASTOPEN: u16 = 0x0020;
-    /// TOF_SIGNATURE: TCP-MD5 signature (RFC 2385); recognised on input, refused on output.
+    /// TOF_SIGNATURE: TCP-MD5 signature (RFC 2385): a stack adds it to every segment of a
+    /// connection with `tf::SIGNATURE` and leaves 20 option bytes for it.
     pub const SIGNATURE: u16 = 0x0040;
 }
 

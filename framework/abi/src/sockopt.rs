@@ -29,7 +29,8 @@ pub const TCP_MAXSEG: i32 = 2;
 pub const TCP_NOPUSH: i32 = 4;
 /// TCP_NOOPT: send no TCP options (stack; `tf::NOOPT`).
 pub const TCP_NOOPT: i32 = 8;
-/// TCP_MD5SIG: RFC 2385 signatures (not implemented; a stack may refuse it).
+/// TCP_MD5SIG: RFC 2385 signatures, handled by the host: FreeBSD's int (sign with the
+/// store's key for the peer) or Linux's `struct tcp_md5sig` (a key into the store).
 pub const TCP_MD5SIG: i32 = 16;
 /// TCP_INFO: `struct tcp_info` (host, through the stack's `info` hook).
 pub const TCP_INFO: i32 = 32;

@@ -153,7 +153,8 @@ pub mod tf {
     pub const FASTRECOVERY: u32 = 0x0010_0000;
     /// TF_WASFRECOVERY: was in fast recovery before an RTO (unused in-tree).
     pub const WASFRECOVERY: u32 = 0x0020_0000;
-    /// TF_SIGNATURE: TCP-MD5 (unused in-tree; the host refuses to send the option).
+    /// TF_SIGNATURE: TCP-MD5 (TCP_MD5SIG, set by the host): every segment carries the
+    /// signature option; the host drops what arrives without a right digest.
     pub const SIGNATURE: u32 = 0x0040_0000;
     /// TF_FORCEDATA: send data even into a closed window (a window probe).
     pub const FORCEDATA: u32 = 0x0080_0000;
@@ -475,6 +476,9 @@ impl Tcpcb {
             opts.flags |= to::TSTAMP;
             opts.tsval = ((now_ns / 1_000_000) as u32).wrapping_add(self.ts_offset);
             opts.tsecr = self.ts_recent;
+        }
+        if self.t_flags & tf::SIGNATURE != 0 {
+            opts.flags |= to::SIGNATURE;
         }
         SegOut {
             seq: if persisting {

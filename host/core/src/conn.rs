@@ -10,7 +10,7 @@ use std::sync::Arc;
 use abi_stable::prefix_type::WithMetadata;
 use abi_stable::std_types::{RSlice, RSliceMut};
 use plugtcp_abi::cc::{CcConn, CcGlobals, CcVar};
-use plugtcp_abi::segment::{th, SegIn, SegOut};
+use plugtcp_abi::segment::{th, to, SegIn, SegOut};
 use plugtcp_abi::sockopt::SockOpt;
 use plugtcp_abi::stack::{
     tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, StackCtx, StackTunables,
@@ -305,6 +305,8 @@ pub struct HostSide {
     /// TCP_REMOTE_UDP_ENCAPS_PORT: the peer's UDP port when this connection runs over UDP
     /// encapsulation (0: not set).
     pub udp_port: u16,
+    /// TCP-MD5: the key its segments are signed and checked with (with `tf::SIGNATURE`).
+    pub md5_key: Option<Arc<[u8]>>,
     /// IP_TOS / IPV6_TCLASS: the DSCP bits its packets carry.
     pub ip_tos: u8,
     /// IP_TTL / IPV6_UNICAST_HOPS (0: the host's default).
@@ -354,6 +356,7 @@ impl HostSide {
             soft_error: None,
             linger_time: 0,
             udp_port: 0,
+            md5_key: None,
             ip_tos: 0,
             ip_ttl: 0,
             read_pos: 0,
@@ -559,8 +562,19 @@ fn transmit_whole(c: &mut HostCall<'_>, seg: &SegOut, gso_size: u16) -> HookStat
     };
     let cap = wire::MAX_HEADER + got;
     let partial = gso_size != 0 || c.worker.tx_csum_offload;
+    let key = if seg.opts.has(to::SIGNATURE) {
+        // TCP-MD5 with no key for the peer: nothing is sent (tcp(4)).
+        match c.side.md5_key.clone() {
+            Some(k) => Some(k),
+            None => return HookStatus(Errno::ENOENT.0),
+        }
+    } else {
+        None
+    };
     match c.worker.tx.push_gso(cap, c.side.udp_port, gso_size, |buf| {
-        if !partial {
+        if let Some(key) = &key {
+            wire::build_signed(buf, local, remote, seg, &slices[..n], ttl, tos, key)
+        } else if !partial {
             wire::build_with_tos(buf, local, remote, seg, &slices[..n], ttl, tos)
         } else {
             wire::build_partial_checksum(buf, local, remote, seg, &slices[..n], ttl, tos)

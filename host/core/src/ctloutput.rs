@@ -40,6 +40,20 @@ impl Host {
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 return self.set_listener_cc(lid, text()?)
             }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_MD5SIG) => {
+                let on = self.md5_sockopt_keys(val)?;
+                let l = self
+                    .listeners
+                    .get_mut(lid)
+                    .and_then(Option::as_mut)
+                    .ok_or(Errno::EBADF)?;
+                if on {
+                    l.tcpcb.t_flags |= plugtcp_abi::tcpcb::tf::SIGNATURE;
+                } else {
+                    l.tcpcb.t_flags &= !plugtcp_abi::tcpcb::tf::SIGNATURE;
+                }
+                return Ok(());
+            }
             _ => {}
         }
         let minmss = self.tunables.minmss as i32;
@@ -175,6 +189,10 @@ impl Host {
         };
         match (level, name) {
             (sockopt::IPPROTO_TCP, sockopt::TCP_SIFTR) => self.siftr_setsockopt(slot, val),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_MD5SIG) => {
+                let on = self.md5_sockopt_keys(val)?;
+                self.set_conn_md5(slot, on)
+            }
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 let name = std::str::from_utf8(val)
                     .map_err(|_| Errno::EINVAL)?
@@ -336,6 +354,11 @@ impl Host {
         let fixed = match (level, name) {
             (sockopt::IPPROTO_TCP, sockopt::TCP_INFO) => {
                 Some(self.tcp_info(id)?.to_freebsd().to_vec())
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_MD5SIG) => {
+                let tp = self.tcpcb(id).ok_or(Errno::EBADF)?;
+                let on = tp.t_flags & plugtcp_abi::tcpcb::tf::SIGNATURE != 0;
+                Some(i32::from(on).to_ne_bytes().to_vec())
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_SIFTR) => {
                 let v = self.siftr_getsockopt(slot)?;

@@ -52,6 +52,9 @@ pub struct Host {
     /// Messages for the operator (FreeBSD's log(9): `log_in_vain`), bounded (see
     /// [`Host::take_log`]).
     pub(crate) log: crate::log::MessageLog,
+    /// TCP-MD5 keys, one store for all shards (see [`crate::tcpmd5`]).
+    pub(crate) md5_keys: crate::tcpmd5::SharedMd5Keys,
+    pub(crate) md5_stats: crate::tcpmd5::Md5Stats,
     /// Link MTU (the MSS we offer is derived from it).
     pub mtu: u32,
     /// The sysctl values in force (refreshed when the tree changes).
@@ -167,7 +170,14 @@ impl Host {
         let globals: &'static CcGlobals = Box::leak(Box::default());
         let sysctl = Arc::new(tree);
         let registry = Arc::new(Registry::new(globals));
-        let host = Self::assemble(search_path, entropy, registry, sysctl, Default::default());
+        let host = Self::assemble(
+            search_path,
+            entropy,
+            registry,
+            sysctl,
+            Default::default(),
+            Default::default(),
+        );
         host.register_registry_sysctls();
         host.register_siftr_sysctls();
         host.refresh_cc_globals();
@@ -187,6 +197,7 @@ impl Host {
             self.registry.clone(),
             self.sysctl.clone(),
             self.siftr_conf.clone(),
+            self.md5_keys.clone(),
         );
         for &a in &self.addrs {
             h.add_addr(a);
@@ -208,6 +219,7 @@ impl Host {
         registry: Arc<Registry>,
         sysctl: Arc<SysctlTree>,
         siftr_conf: Arc<crate::siftr::SiftrConf>,
+        md5_keys: crate::tcpmd5::SharedMd5Keys,
     ) -> Self {
         let tunables = sysctl.load_full();
         let mut rng = entropy.rng();
@@ -234,6 +246,8 @@ impl Host {
             metrics: Default::default(),
             addrs: Vec::new(),
             log: Default::default(),
+            md5_keys,
+            md5_stats: Default::default(),
             mtu: 1500,
             tunables,
             isn_key: sip_key(&mut rng),

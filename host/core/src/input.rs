@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use plugtcp_abi::segment::{th, SegOut};
+use plugtcp_abi::tcpcb::tf;
 use plugtcp_abi::TcpState;
 
 use crate::lro;
@@ -78,6 +79,17 @@ impl Host {
             }),
         };
         if let Some(slot) = found {
+            // TCP-MD5: a signing connection takes only segments with a right digest.
+            let signing = self.conns[slot]
+                .as_ref()
+                .filter(|c| c.ctx.tp.t_flags & tf::SIGNATURE != 0)
+                .map(|c| c.side.md5_key.clone());
+            if let Some(sig_key) = signing {
+                let tcp = wire::tcp_segment(pkt).map_or(&[][..], |(_, _, t)| t);
+                if !self.md5_check(key.local, key.remote, tcp, sig_key.as_deref()) {
+                    return;
+                }
+            }
             if let Some(batch) = self.batch.as_mut() {
                 if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
                     if !c.side.in_batch {
@@ -127,6 +139,13 @@ impl Host {
             }
         }
         if let Some(lid) = self.table.lookup_listener(key.local) {
+            // TCP-MD5 on the listener, with a key for this peer: a signed handshake only.
+            if let Some(sig_key) = self.listener_md5_key(lid.0 as usize, key.remote.ip()) {
+                let tcp = wire::tcp_segment(pkt).map_or(&[][..], |(_, _, t)| t);
+                if !self.md5_check(key.local, key.remote, tcp, Some(&sig_key)) {
+                    return;
+                }
+            }
             self.listener_input(lid, key, &p);
             return;
         }

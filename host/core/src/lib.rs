@@ -43,6 +43,7 @@ pub mod siftr;
 pub mod socket;
 pub mod steer;
 pub mod sysctl;
+pub mod tcpmd5;
 pub mod timer;
 pub mod timewait;
 pub mod usrreq;

@@ -307,9 +307,22 @@ impl Host {
             .map_or((0, 0), |l| (l.inherit.ip_tos, l.inherit.ip_ttl));
         let ttl = if ttl == 0 { self.worker.ttl } else { ttl };
         let (local, remote) = (e.key.local, e.key.remote);
-        let _ = self.worker.tx.push_tagged(wire::MAX_HEADER, e.port, |buf| {
-            wire::build_with_tos(buf, local, remote, &seg, &[], ttl, tos)
-        });
+        let sig_key = if e.noopt {
+            None
+        } else {
+            self.listener_md5_key(e.listener.0 as usize, remote.ip())
+        };
+        let mut seg = seg;
+        if sig_key.is_some() {
+            seg.opts.flags |= to::SIGNATURE;
+        }
+        let _ = self
+            .worker
+            .tx
+            .push_tagged(wire::MAX_HEADER, e.port, |buf| match &sig_key {
+                Some(k) => wire::build_signed(buf, local, remote, &seg, &[], ttl, tos, k),
+                None => wire::build_with_tos(buf, local, remote, &seg, &[], ttl, tos),
+            });
     }
 
     /// The connection a completed handshake makes (syncache_socket): SYN_RECEIVED with the
@@ -320,6 +333,7 @@ impl Host {
             .ok_or(Errno::ECONNABORTED)?;
         let (stack, cc, listener_tp) = (l.stack.clone(), l.cc.clone(), l.tcpcb.clone());
         let inherit = l.inherit.clone();
+        let sig_key = self.listener_md5_key(e.listener.0 as usize, e.key.remote.ip());
         let slot = self.alloc_conn(e.key)?;
         let mss = self.synack_mss(e.key.local, inherit.maxseg, e.port);
         let synack_wnd = self.synack_window(e.listener);
@@ -360,6 +374,10 @@ impl Host {
         if e.sack_ok {
             tp.t_flags |= tf::SACK_PERMIT;
         }
+        // A signed handshake makes a signing connection.
+        if sig_key.is_some() {
+            tp.t_flags |= tf::SIGNATURE;
+        }
         // No RTT sample from the SYN cache (FreeBSD times no SYN-ACK): with timestamps the
         // handshake's ACK gives one through its TS ecr, without them the first data does.
         if e.ecn {
@@ -382,6 +400,7 @@ impl Host {
         tp.t_keepcnt = listener_tp.t_keepcnt;
         tp.t_user_timeout = listener_tp.t_user_timeout;
         let side = &mut c.side;
+        side.md5_key = sig_key;
         if let Some(n) = inherit.sndbuf {
             side.snd.set_hiwat(n);
             side.snd_auto = false;

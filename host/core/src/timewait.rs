@@ -10,7 +10,7 @@ use plugtcp_abi::stack::{tt, ConnEvent};
 use plugtcp_abi::tcpcb::tf;
 use plugtcp_abi::TcpState;
 
-use crate::wire::{self, Parsed};
+use crate::wire::Parsed;
 use crate::Host;
 
 /// What became of a segment for a connection in TIME_WAIT.
@@ -67,6 +67,9 @@ impl Host {
         let max = 65535u32 << tp.rcv_scale;
         let win = (c.side.rcv.space().min(max as usize) as u32 >> tp.rcv_scale).min(65535);
         let mut opts = TcpOpts::default();
+        if tp.t_flags & tf::NOOPT == 0 && tp.t_flags & tf::SIGNATURE != 0 {
+            opts.flags |= to::SIGNATURE;
+        }
         if tp.t_flags & tf::NOOPT == 0 && tp.t_flags & tf::RCVD_TSTMP != 0 {
             opts.flags |= to::TSTAMP;
             opts.tsval = ((self.worker.now / 1_000_000) as u32).wrapping_add(tp.ts_offset);
@@ -80,15 +83,7 @@ impl Host {
             opts,
             ..Default::default()
         };
-        let (local, remote, ttl, port) = (
-            c.side.local,
-            c.side.remote,
-            self.worker.ttl,
-            c.side.udp_port,
-        );
-        let _ = self.worker.tx.push_tagged(wire::MAX_HEADER, port, |buf| {
-            wire::build(buf, local, remote, &seg, &[], ttl)
-        });
+        self.send_conn_segment(slot, &seg);
         TimeWaitVerdict::Done
     }
 }

@@ -243,6 +243,11 @@ impl Host {
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 || c.side.listener.is_some() {
             return Err(Errno::EISCONN);
         }
+        // TCP-MD5 with no key for the peer: the SYN could not go out (FreeBSD's tcp_output
+        // fails the connect with the SA lookup's error).
+        if c.ctx.tp.t_flags & plugtcp_abi::tcpcb::tf::SIGNATURE != 0 && c.side.md5_key.is_none() {
+            return Err(Errno::ENOENT);
+        }
         let key = ConnKey::new(c.side.local, c.side.remote);
         let iss = self.isn(&key);
         let ts_offset = self.ts_offset(&key);
@@ -579,14 +584,7 @@ impl Host {
         }
         let persisting = c.side.timers[plugtcp_abi::stack::tt::PERSIST as usize].is_some();
         let seg = tp.drop_rst(persisting, self.worker.now);
-        let (local, remote, ttl) = (c.side.local, c.side.remote, self.worker.ttl);
-        let port = c.side.udp_port;
-        let _ = self
-            .worker
-            .tx
-            .push_tagged(crate::wire::MAX_HEADER, port, |buf| {
-                crate::wire::build(buf, local, remote, &seg, &[], ttl)
-            });
+        self.send_conn_segment(slot, &seg);
         self.stats.out_rsts += 1;
     }
 

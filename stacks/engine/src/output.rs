@@ -13,6 +13,13 @@ use crate::{ctr, Engine, TCP_MAXRXTSHIFT};
 pub(crate) const TCP_MAXWIN: u32 = 65535;
 /// Bytes of the timestamp option as we send it (NOP, NOP, kind 8 len 10).
 const TS_OPT_LEN: u32 = 12;
+/// The TCP-MD5 signature option with its two NOPs.
+const SIG_OPT_LEN: u32 = 20;
+
+/// TCP-MD5 (TCP_MD5SIG): every segment carries the signature, which the host computes.
+pub(crate) fn signing(tp: &Tcpcb) -> bool {
+    tp.t_flags & tf::SIGNATURE != 0
+}
 
 /// Our timestamp clock: milliseconds, as FreeBSD's tcp_ts_getticks() at hz=1000, plus the
 /// connection's random offset (RFC 7323 section 5.4).
@@ -45,7 +52,10 @@ pub(crate) fn ts_on(tp: &Tcpcb) -> bool {
 
 /// Payload bytes a data segment may carry: t_maxseg less the options every segment carries.
 pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
-    let opt = if ts_on(tp) { TS_OPT_LEN } else { 0 };
+    let mut opt = if ts_on(tp) { TS_OPT_LEN } else { 0 };
+    if signing(tp) {
+        opt += SIG_OPT_LEN;
+    }
     tp.t_maxseg.saturating_sub(opt).max(1)
 }
 
@@ -103,6 +113,9 @@ fn options(eng: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
                 0
             };
         }
+        if signing(tp) {
+            o.flags |= to::SIGNATURE;
+        }
         return o;
     }
     let mut room = 4;
@@ -112,7 +125,15 @@ fn options(eng: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
         o.tsecr = tp.ts_recent;
         room = 3;
     }
-    if tp.t_flags & tf::SACK_PERMIT != 0 && (eng.dsack.is_some() || !eng.reass.is_empty()) {
+    if signing(tp) {
+        // 20 option bytes of 40: with timestamps no SACK block fits, without them two.
+        o.flags |= to::SIGNATURE;
+        room = if ts_on(tp) { 0 } else { 2 };
+    }
+    if tp.t_flags & tf::SACK_PERMIT != 0
+        && room > 0
+        && (eng.dsack.is_some() || !eng.reass.is_empty())
+    {
         let mut blocks = [SackBlock::default(); 4];
         // RFC 2883: a duplicate we received goes first, as a D-SACK block.
         let d = usize::from(eng.dsack.is_some());
@@ -356,6 +377,9 @@ pub(crate) fn respond_ack_at(cx: &mut StackCtx, seq: u32) {
         opts.flags |= to::TSTAMP;
         opts.tsval = ts_now(cx);
         opts.tsecr = tp.ts_recent;
+    }
+    if tp.t_flags & tf::NOOPT == 0 && signing(tp) {
+        opts.flags |= to::SIGNATURE;
     }
     let seg = SegOut {
         seq,

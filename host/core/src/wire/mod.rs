@@ -24,6 +24,7 @@ use plugtcp_abi::Errno;
 mod checksum;
 mod ip;
 mod options;
+mod signature;
 mod tcp;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ mod tests;
 pub use checksum::*;
 pub use ip::*;
 pub use options::*;
+pub use signature::*;
 pub use tcp::*;
 
 /// Largest IP + TCP header `build` writes: IPv6 (40) + TCP with 40 option bytes (60).

@@ -91,7 +91,6 @@ pub(super) fn parse_options(mut cp: &[u8]) -> TcpOpts {
 
 /// Option bytes `build` writes for `opts` on a SYN or non-SYN segment, padding included,
 /// so a stack can take them off its payload size (FreeBSD's t_maxseg excludes options).
-/// `to::SIGNATURE` is not counted: `build` refuses it.
 pub fn options_len(opts: &TcpOpts, syn: bool) -> usize {
     let mut scratch = [0u8; TCP_MAXOLEN];
     add_options(opts, syn, &mut scratch)
@@ -122,9 +121,9 @@ pub(super) fn pad_nop(
     }
 }
 
-/// FreeBSD `tcp_addoptions`: same order (MSS, WS, SACK-permitted, TS, SACK, TFO), same
-/// alignment NOPs, EOL then zero padding to 4 bytes. Returns the option length.
-/// Ignores `to::SIGNATURE` (the caller rejects it).
+/// FreeBSD `tcp_addoptions`: same order (MSS, WS, SACK-permitted, TS, signature, SACK,
+/// TFO), same alignment NOPs, EOL then zero padding to 4 bytes. Returns the option length.
+/// The signature's digest is left zero for the builder to fill in.
 pub(super) fn add_options(opts: &TcpOpts, syn: bool, out: &mut [u8; TCP_MAXOLEN]) -> usize {
     let f = wire_flags(opts, syn);
     let mut n = 0usize;
@@ -158,6 +157,15 @@ pub(super) fn add_options(opts: &TcpOpts, syn: bool, out: &mut [u8; TCP_MAXOLEN]
             out[n + 2..n + 6].copy_from_slice(&opts.tsval.to_be_bytes());
             out[n + 6..n + 10].copy_from_slice(&opts.tsecr.to_be_bytes());
             n += TCPOLEN_TIMESTAMP;
+        }
+    }
+    if f & to::SIGNATURE != 0 {
+        pad_nop(out, &mut n, |l| l == 0 || l % 4 != 2);
+        if TCP_MAXOLEN - n >= TCPOLEN_SIGNATURE {
+            out[n] = TCPOPT_SIGNATURE;
+            out[n + 1] = TCPOLEN_SIGNATURE as u8;
+            out[n + 2..n + TCPOLEN_SIGNATURE].fill(0);
+            n += TCPOLEN_SIGNATURE;
         }
     }
     if f & to::SACK != 0 {

@@ -112,7 +112,33 @@ pub fn build_with_tos(
     ttl: u8,
     tos: u8,
 ) -> Result<usize, BuildError> {
-    build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Full)
+    build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Full, None)
+}
+
+/// As [`build_with_tos`] for a segment carrying the TCP-MD5 signature option
+/// (`to::SIGNATURE`), its digest computed with `key` (RFC 2385).
+#[allow(clippy::too_many_arguments)]
+pub fn build_signed(
+    buf: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    seg: &SegOut,
+    payload: &[&[u8]],
+    ttl: u8,
+    tos: u8,
+    key: &[u8],
+) -> Result<usize, BuildError> {
+    build_inner(
+        buf,
+        src,
+        dst,
+        seg,
+        payload,
+        ttl,
+        tos,
+        Checksum::Full,
+        Some(key),
+    )
 }
 
 /// As [`build_with_tos`] for a device that computes the TCP checksum (checksum offload,
@@ -127,7 +153,17 @@ pub fn build_partial_checksum(
     ttl: u8,
     tos: u8,
 ) -> Result<usize, BuildError> {
-    build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Partial)
+    build_inner(
+        buf,
+        src,
+        dst,
+        seg,
+        payload,
+        ttl,
+        tos,
+        Checksum::Partial,
+        None,
+    )
 }
 
 #[derive(PartialEq)]
@@ -146,8 +182,10 @@ fn build_inner(
     ttl: u8,
     tos: u8,
     checksum: Checksum,
+    key: Option<&[u8]>,
 ) -> Result<usize, BuildError> {
-    if seg.opts.has(to::SIGNATURE) {
+    // A signature needs its key; a key needs the option.
+    if seg.opts.has(to::SIGNATURE) != key.is_some() {
         return Err(BuildError::UnsupportedOption);
     }
     let data_len: usize = payload.iter().map(|p| p.len()).sum();
@@ -234,6 +272,21 @@ fn build_inner(
     hdr[16..18].copy_from_slice(&[0, 0]);
     hdr[18..20].copy_from_slice(&seg.urp.to_be_bytes());
     hdr[TCP_HLEN..].copy_from_slice(&optbuf[..olen]);
+    if let Some(key) = key {
+        // Signed (rare: BGP peers): the payload goes in first, then the digest over it,
+        // then the checksum over everything; three passes, none on the fast path.
+        let mut at = 0;
+        for p in payload {
+            data[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        if !super::sign(src.ip(), dst.ip(), tcp, key) {
+            return Err(BuildError::UnsupportedOption);
+        }
+        let c = pseudo.add(tcp).ones_complement();
+        tcp[16..18].copy_from_slice(&c.to_ne_bytes());
+        return Ok(total);
+    }
     if checksum == Checksum::Partial {
         let mut at = 0;
         for p in payload {

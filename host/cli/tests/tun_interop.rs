@@ -1419,3 +1419,154 @@ fn transparent_forward_of_a_download() {
     assert!(Sha256::digest(&out.stdout).to_vec() == want, "digest");
     assert!(status.success(), "serve exited with {status}");
 }
+
+/// TCP-MD5 with the Linux kernel (its TCP_MD5SIG, `struct tcp_md5sig`), both ways: a kernel
+/// client with the key gets 256 KiB echoed by plugtcp's listener; plugtcp's client gets
+/// 256 KiB echoed by a kernel server; a kernel client with a wrong key never connects (its
+/// SYNs are dropped and counted by plugtcp, never answered).
+#[test]
+fn tcp_md5_with_the_kernel_both_ways() {
+    use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_MD5SIG};
+    use std::io::BufRead;
+    use std::sync::Mutex;
+    let Some(ns) = make_ns("md5") else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(AtomicBool::new(false));
+    let client_result: Arc<Mutex<Option<bool>>> = Arc::default();
+    let stats: Arc<Mutex<plugtcp_host::tcpmd5::Md5Stats>> = Arc::default();
+    let (go2, result2, stats2) = (go.clone(), client_result.clone(), stats.clone());
+    let on = 1i32.to_ne_bytes();
+    let plugtcp = run_plugtcp(&ns, stop.clone(), None, false, move |host| {
+        let kernel: IpAddr = KERNEL_V4.parse().unwrap();
+        host.md5_key_set(kernel, None, b"secret").unwrap();
+        let l = host
+            .listen(SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 179), 16)
+            .unwrap();
+        host.listener_setsockopt(l, IPPROTO_TCP, TCP_MD5SIG, &on)
+            .unwrap();
+        let mut echo = SimpleServer::new(Simple::Echo, l);
+        let data = payload(256 << 10, 0x3d5);
+        let (mut c, mut sent, mut got, mut shut) = (None, 0, Vec::new(), false);
+        Box::new(move |host: &mut Host| {
+            echo.poll(host);
+            *stats2.lock().unwrap() = host.md5_stats();
+            if c.is_none() && go2.load(Ordering::Relaxed) {
+                let id = host.socket(SocketAddr::new(kernel, 1790), None).unwrap();
+                host.setsockopt(id, IPPROTO_TCP, TCP_MD5SIG, &on).unwrap();
+                host.start_connect(id).unwrap();
+                c = Some(id);
+            }
+            let Some(id) = c else { return };
+            if matches!(
+                host.state(id),
+                None | Some(plugtcp_abi::TcpState::SynSent | plugtcp_abi::TcpState::Closed)
+            ) {
+                return;
+            }
+            while sent < data.len() {
+                match host.send(id, &data[sent..]) {
+                    Ok(k) if k > 0 => sent += k,
+                    _ => break,
+                }
+            }
+            if sent == data.len() && !shut {
+                shut = host
+                    .shutdown(id, plugtcp_host::usrreq::Shutdown::Write)
+                    .is_ok();
+            }
+            let mut buf = [0u8; 65536];
+            while let Ok(k) = host.recv(id, &mut buf) {
+                if k == 0 {
+                    *result2.lock().unwrap() = Some(got == data);
+                    break;
+                }
+                got.extend_from_slice(&buf[..k]);
+            }
+        })
+    });
+    let script = format!(
+        r#"
+import socket, struct, sys, threading
+TCP_MD5SIG = 14
+def md5sig(s, peer, key):
+    sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + socket.inet_aton(peer)
+    s.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG,
+                 sa.ljust(128, b"\0") + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(80, b"\0"))
+def read_all(s):
+    got = bytearray()
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return bytes(got)
+        got += b
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+md5sig(srv, "{PLUGTCP_V4}", b"secret")
+srv.bind(("{KERNEL_V4}", 1790))
+srv.listen(1)
+def serve():
+    c, _ = srv.accept()
+    c.settimeout(60)
+    c.sendall(read_all(c))
+    c.close()
+t = threading.Thread(target=serve)
+t.start()
+print("LISTENING", flush=True)
+data = bytes((i * 7 + i // 251) % 256 for i in range(1 << 18))
+s = socket.socket()
+md5sig(s, "{PLUGTCP_V4}", b"secret")
+s.settimeout(60)
+s.connect(("{PLUGTCP_V4}", 179))
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+echoed = read_all(s) == data
+s.close()
+w = socket.socket()
+md5sig(w, "{PLUGTCP_V4}", b"wrong key")
+w.settimeout(3)
+try:
+    w.connect(("{PLUGTCP_V4}", 179))
+    refused = False
+except socket.timeout:
+    refused = True
+t.join(60)
+print("OK" if echoed and refused and not t.is_alive() else "FAIL echoed=%s refused=%s" % (echoed, refused), flush=True)
+"#
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "LISTENING");
+    go.store(true, Ordering::Relaxed);
+    let last = lines.next().and_then(Result::ok).unwrap_or_default();
+    let status = child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client_result.lock().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let csum_errors = ns.csum_errors();
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success() && last == "OK", "{last} {err}");
+    assert_eq!(
+        *client_result.lock().unwrap(),
+        Some(true),
+        "plugtcp's client got its bytes back from the kernel"
+    );
+    let st = *stats.lock().unwrap();
+    assert!(st.rcv_badsig >= 1, "the wrong key's SYNs: {st:?}");
+    assert!(st.rcv_goodsig > 100, "{st:?}");
+    assert_eq!(csum_errors, 0, "TcpInCsumErrors");
+}

@@ -73,6 +73,15 @@ enum Cmd {
         option: String,
         value: String,
     },
+    /// TCP-MD5 keys of a running host (setkey(8)'s tcp-md5 entries): `md5key add ADDR[/LEN]
+    /// KEY` (KEY `-`: read from standard input), `md5key del ADDR[/LEN]`, `md5key list`.
+    /// Needs --control.
+    Md5key {
+        /// add, del or list.
+        op: String,
+        peer: Option<String>,
+        key: Option<String>,
+    },
     /// Drop a connection of a running host, chosen by its 4-tuple, as FreeBSD's tcpdrop(8):
     /// a RST to the peer, ECONNABORTED for the application. Needs --control.
     Tcpdrop {
@@ -475,6 +484,9 @@ fn control(cli: &Cli, cmd: ControlCmd) -> ExitCode {
         None if matches!(cmd, ControlCmd::Tcpdrop { .. }) => {
             return fail("tcpdrop: needs a running host (--control PATH)")
         }
+        None if matches!(cmd, ControlCmd::Md5key { .. }) => {
+            return fail("md5key: needs a running host (--control PATH)")
+        }
         None => plugtcp_cli::control::execute(&mut host(cli), &cmd),
     };
     print!("{}", reply.stdout);
@@ -705,6 +717,30 @@ fn main() -> ExitCode {
         Cmd::Kldload { what } => control(&cli, ControlCmd::Kldload { what: what.clone() }),
         Cmd::Kldstat { json } => control(&cli, ControlCmd::Kldstat { json: *json }),
         Cmd::Sockstat { json } => control(&cli, ControlCmd::Sockstat { json: *json }),
+        Cmd::Md5key { op, peer, key } => {
+            use plugtcp_cli::control::Md5Action;
+            let action = match (op.as_str(), peer, key) {
+                ("add", Some(peer), Some(key)) => {
+                    let key = if key == "-" {
+                        let mut k = String::new();
+                        if let Err(e) = std::io::stdin().read_line(&mut k) {
+                            return fail(format!("md5key: standard input: {e}"));
+                        }
+                        k.trim_end_matches(['\r', '\n']).to_string()
+                    } else {
+                        key.clone()
+                    };
+                    Md5Action::Add {
+                        peer: peer.clone(),
+                        key,
+                    }
+                }
+                ("del", Some(peer), None) => Md5Action::Del { peer: peer.clone() },
+                ("list", None, None) => Md5Action::List,
+                _ => return fail("md5key: add ADDR[/LEN] KEY | del ADDR[/LEN] | list"),
+            };
+            control(&cli, ControlCmd::Md5key { action })
+        }
         Cmd::Tcpdrop { local, remote } => control(
             &cli,
             ControlCmd::Tcpdrop {

@@ -316,6 +316,22 @@ fn every_command_acts_on_the_running_host() {
         &ctl(&sock, &["tcpdrop", "127.0.0.1:8080", "127.0.0.1:1"]),
         "ESRCH",
     );
+    // TCP-MD5 keys: added, listed without the key, replaced, deleted; errors in one line.
+    assert_eq!(
+        ok(&ctl(&sock, &["md5key", "add", "192.0.2.7", "peer secret"])),
+        "added 192.0.2.7\n"
+    );
+    ok(&ctl(&sock, &["md5key", "add", "10.0.0.0/8", "wide"]));
+    let list = ok(&ctl(&sock, &["md5key", "list"]));
+    assert_eq!(list, "192.0.2.7/32\n10.0.0.0/8\n");
+    assert!(!list.contains("secret"));
+    ok(&ctl(&sock, &["md5key", "del", "192.0.2.7"]));
+    refused(&ctl(&sock, &["md5key", "del", "192.0.2.7"]), "ENOENT");
+    refused(
+        &ctl(&sock, &["md5key", "add", "10.0.0.1/33", "k"]),
+        "EINVAL",
+    );
+    assert_eq!(ok(&ctl(&sock, &["md5key", "list"])), "10.0.0.0/8\n");
     assert!(srv.stop(), "serve exits cleanly");
     assert!(!sock.exists(), "socket removed on exit");
 }

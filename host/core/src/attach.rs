@@ -144,7 +144,7 @@ impl Host {
         l.cc = cc;
         l.inherit = inherit;
         let ltp = &mut l.tcpcb;
-        ltp.t_flags |= tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT);
+        ltp.t_flags |= tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT | tf::SIGNATURE);
         ltp.t_flags2 |= tp.t_flags2 & (tf2::KEEPALIVE | tf2::QUICKACK | tf2::CORK);
         ltp.t_keepinit = tp.t_keepinit;
         ltp.t_keepidle = tp.t_keepidle;

@@ -56,6 +56,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_in_errs_total", "counter", "Packets dropped before demux, by reason (TcpInErrs)."),
     ("plugtcp_tcp_out_rsts_total", "counter", "RSTs sent by the host for segments with no socket (TcpOutRsts)."),
     ("plugtcp_tcp_blackholed_total", "counter", "Segments to closed ports dropped without a RST (net.inet.tcp.blackhole)."),
+    ("plugtcp_tcp_md5_total", "counter", "TCP-MD5 signatures checked on input, by result (good, bad, missing: FreeBSD tcps_sig_*)."),
     ("plugtcp_tcp_listen_overflows_total", "counter", "SYNs dropped or answered with a cookie because a listen queue or the SYN cache was full (TcpExtListenOverflows)."),
     ("plugtcp_tcp_syncookies_sent_total", "counter", "SYN-ACKs that carried a SYN cookie (TcpExtSyncookiesSent)."),
     ("plugtcp_tcp_syncookies_recv_total", "counter", "Connections completed from a valid SYN cookie (TcpExtSyncookiesRecv)."),
@@ -162,6 +163,14 @@ impl Host {
         counter!("plugtcp_tcp_out_segs_total").absolute(self.worker.tx.sent);
         counter!("plugtcp_tcp_out_rsts_total").absolute(st.out_rsts);
         counter!("plugtcp_tcp_blackholed_total").absolute(st.blackholed);
+        let md5 = self.md5_stats;
+        for (result, n) in [
+            ("good", md5.rcv_goodsig),
+            ("bad", md5.rcv_badsig),
+            ("missing", md5.err_nosigopt),
+        ] {
+            counter!("plugtcp_tcp_md5_total", "result" => result).absolute(n);
+        }
         counter!("plugtcp_tcp_listen_overflows_total").absolute(st.listen_overflows);
         counter!("plugtcp_tcp_syncookies_sent_total").absolute(st.syncookies_sent);
         counter!("plugtcp_tcp_syncookies_recv_total").absolute(st.syncookies_recvd);

@@ -243,11 +243,15 @@ impl Host {
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 || c.side.listener.is_some() {
             return Err(Errno::EISCONN);
         }
-        // TCP-MD5 with no key for the peer: the SYN could not go out (FreeBSD's tcp_output
-        // fails the connect with the SA lookup's error).
+        // TCP-MD5: the key for the peer, now that the peer is known; with none the SYN could
+        // not go out (FreeBSD's tcp_output fails the connect with the SA lookup's error).
         if c.ctx.tp.t_flags & plugtcp_abi::tcpcb::tf::SIGNATURE != 0 && c.side.md5_key.is_none() {
-            return Err(Errno::ENOENT);
+            let key = self.md5_key_for(c.side.remote.ip()).ok_or(Errno::ENOENT)?;
+            if let Some(c) = self.conns[slot].as_mut() {
+                c.side.md5_key = Some(key);
+            }
         }
+        let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let key = ConnKey::new(c.side.local, c.side.remote);
         let iss = self.isn(&key);
         let ts_offset = self.ts_offset(&key);

@@ -48,6 +48,11 @@ pub enum ControlCmd {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// TCP-MD5 keys, as setkey(8)'s tcp-md5 entries in FreeBSD's SADB: one store for every
+    /// shard.
+    Md5key {
+        action: Md5Action,
+    },
     /// tcpsso(8): a socket option on the connection with this 4-tuple.
     Tcpsso {
         local: SocketAddr,
@@ -55,6 +60,55 @@ pub enum ControlCmd {
         option: String,
         value: String,
     },
+}
+
+/// What `md5key` does: add (or replace) the key for a peer address or prefix
+/// (`ADDR` or `ADDR/LEN`), delete it, or list the peers that have keys (never the keys).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Md5Action {
+    Add { peer: String, key: String },
+    Del { peer: String },
+    List,
+}
+
+/// `ADDR` or `ADDR/LEN`.
+fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u8>), String> {
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (
+            a,
+            Some(p.parse::<u8>().map_err(|_| format!("bad prefix: {s}"))?),
+        ),
+        None => (s, None),
+    };
+    Ok((a.parse().map_err(|_| format!("bad address: {s}"))?, p))
+}
+
+fn md5key(h: &mut Host, action: &Md5Action, r: &mut Reply) {
+    let done = match action {
+        Md5Action::Add { peer, key } => parse_peer(peer).and_then(|(a, p)| {
+            h.md5_key_set(a, p, key.as_bytes())
+                .map_err(|e| format!("{peer}: {e}"))
+                .map(|()| format!("added {peer}"))
+        }),
+        Md5Action::Del { peer } => parse_peer(peer).and_then(|(a, p)| {
+            h.md5_key_del(a, p)
+                .map_err(|e| format!("{peer}: {e}"))
+                .map(|()| format!("deleted {peer}"))
+        }),
+        Md5Action::List => Ok(h
+            .md5_key_list()
+            .iter()
+            .map(|(a, p)| format!("{a}/{p}"))
+            .collect::<Vec<_>>()
+            .join("\n")),
+    };
+    match done {
+        Ok(out) if out.is_empty() => {}
+        Ok(out) => {
+            let _ = writeln!(r.stdout, "{out}");
+        }
+        Err(e) => r.fail(format!("md5key: {e}")),
+    }
 }
 
 /// What a command printed and its exit status.
@@ -171,6 +225,7 @@ fn execute_shared(h: &mut Host, cmd: &ControlCmd) -> Reply {
             Err(e) => r.fail(format!("kldload: {e}")),
         },
         ControlCmd::Kldstat { json } => r.stdout = kldstat(h, *json),
+        ControlCmd::Md5key { action } => md5key(h, action, &mut r),
         ControlCmd::Sysctl {
             all,
             describe,

@@ -205,6 +205,11 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+        if let Some(secret) = &s.tcp_md5_secret {
+            if let Err(e) = host.md5_key_set(s.remote_ip, None, secret.as_bytes()) {
+                setup_error = Some(format!("{}: --tcp_md5_secret: {e}", script.path));
+            }
+        }
         let pcap = opts.pcap.as_ref().and_then(|p| {
             let f = std::fs::File::create(p).ok()?;
             PcapWriter::new(std::io::BufWriter::new(f)).ok()
@@ -729,7 +734,34 @@ impl<'a> Runner<'a> {
             payload: vec![0u8; usize::from(tcp.seq.len())],
             udp,
         };
-        Ok(pkt.build())
+        let mut bytes = pkt.build();
+        // `md5` or `md5 valid` in an inbound packet: signed with the host's key for the
+        // peer (`--tcp_md5_secret`); `md5 invalid`: signed wrong.
+        let md5 = match &tcp.options {
+            TcpOptionsSpec::List(l) => l.iter().find_map(|o| match o {
+                TcpOptionSpec::Md5(plugtcp_packetdrill::Md5Spec::Digest(_)) => None,
+                TcpOptionSpec::Md5(spec) => Some(*spec == plugtcp_packetdrill::Md5Spec::Invalid),
+                _ => None,
+            }),
+            TcpOptionsSpec::Any => None,
+        };
+        if let (Some(corrupt), None) = (md5, udp) {
+            let key = self
+                .host
+                .md5_key_for(src.ip())
+                .ok_or_else(|| Failure::at(line, "an md5 option needs --tcp_md5_secret"))?;
+            packet::sign_md5(&mut bytes, &key, corrupt);
+        }
+        Ok(bytes)
+    }
+
+    /// Whether an outbound packet's TCP-MD5 signature is right for the host's key for its
+    /// destination (`None`: it carries none).
+    fn outbound_md5(&self, bytes: &[u8]) -> Option<bool> {
+        let (src, dst, tcp) = wire::tcp_segment(bytes)?;
+        wire::signature_offset(tcp)?;
+        let key = self.host.md5_key_for(dst)?;
+        wire::md5_signature_ok(src, dst, tcp, &key)
     }
 
     fn inbound_icmp(&mut self, line: u32, spec: &IcmpSpec) -> Result<Vec<u8>, Failure> {
@@ -862,9 +894,10 @@ impl<'a> Runner<'a> {
         for _ in 0..MAX_STEPS {
             self.collect();
             while let Some(s) = self.out.pop_front() {
-                let Some(live) = LivePacket::parse(&s.bytes) else {
+                let Some(mut live) = LivePacket::parse(&s.bytes) else {
                     continue;
                 };
+                live.md5_ok = self.outbound_md5(&s.bytes);
                 if self.belongs(i, &live) {
                     return Ok((s.t_ns, live));
                 }
@@ -1012,6 +1045,9 @@ impl<'a> Runner<'a> {
         }
         if !live.tcp_sum_ok {
             return Err("bad outbound TCP checksum".into());
+        }
+        if live.md5_ok == Some(false) {
+            return Err("bad outbound TCP-MD5 signature".into());
         }
         let want_udp = spec.udp_encapsulation.is_some();
         if want_udp != live.udp.is_some() {

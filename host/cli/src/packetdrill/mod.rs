@@ -69,6 +69,9 @@ pub struct Settings {
     pub non_fatal_packet: bool,
     pub non_fatal_syscall: bool,
     pub strict_segments: bool,
+    /// `--tcp_md5_secret` (nplab): the TCP-MD5 key for the script's peer, as the test
+    /// harness's setkey(8) would install it in the SADB.
+    pub tcp_md5_secret: Option<String>,
 }
 
 impl Settings {
@@ -122,6 +125,7 @@ impl Settings {
             non_fatal_packet: sc.non_fatal_packet || non_fatal("packet"),
             non_fatal_syscall: sc.non_fatal_syscall || non_fatal("syscall"),
             strict_segments: opts.strict_segments,
+            tcp_md5_secret: sc.tcp_md5_secret.clone(),
         })
     }
 }

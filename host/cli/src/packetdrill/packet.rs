@@ -185,6 +185,37 @@ impl TcpPacket {
     }
 }
 
+/// Signs the TCP packet `pkt` with TCP-MD5 `key` (its signature option must be there) and
+/// redoes its checksum; with `corrupt`, the digest is then made wrong (`md5 invalid`).
+pub fn sign_md5(pkt: &mut [u8], key: &[u8], corrupt: bool) -> bool {
+    let Some(live) = LivePacket::parse(pkt) else {
+        return false;
+    };
+    if live.udp.is_some() {
+        return false;
+    }
+    let hlen = if live.src.is_ipv4() {
+        usize::from(pkt[0] & 0xf) * 4
+    } else {
+        40
+    };
+    let (src, dst) = (live.src.ip(), live.dst.ip());
+    let tcp = &mut pkt[hlen..];
+    if !plugtcp_host::wire::sign(src, dst, tcp, key) {
+        return false;
+    }
+    if corrupt {
+        if let Some(at) = plugtcp_host::wire::signature_offset(tcp) {
+            tcp[at] ^= 0x80;
+        }
+    }
+    tcp[16..18].fill(0);
+    let ph = pseudo_header(src, dst, IPPROTO_TCP, tcp.len());
+    let c = checksum(&[&ph, tcp]);
+    tcp[16..18].copy_from_slice(&c);
+    true
+}
+
 /// The IP packet `pkt` (TCP) re-sent as FreeBSD's tunnel sends it: the TCP segment, its
 /// checksum zero, in a UDP datagram from `sport` to `dport` (checksummed), same addresses.
 pub fn encapsulate(pkt: &[u8], sport: u16, dport: u16) -> Option<Vec<u8>> {
@@ -283,6 +314,9 @@ pub struct LivePacket {
     /// The IP header checksum was right (IPv6 has none).
     pub ip_sum_ok: bool,
     pub tcp_sum_ok: bool,
+    /// A TCP-MD5 signature's digest was right for the host's key (`None`: no signature,
+    /// or not checked).
+    pub md5_ok: Option<bool>,
 }
 
 impl LivePacket {
@@ -371,6 +405,7 @@ impl LivePacket {
             udp,
             ip_sum_ok,
             tcp_sum_ok,
+            md5_ok: None,
         })
     }
 }

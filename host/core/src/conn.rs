@@ -307,6 +307,8 @@ pub struct HostSide {
     pub udp_port: u16,
     /// TCP-MD5: the key its segments are signed and checked with (with `tf::SIGNATURE`).
     pub md5_key: Option<Arc<[u8]>>,
+    /// In the host's TIME_WAIT queue (see `timewait.rs`).
+    pub tw_listed: bool,
     /// IP_TOS / IPV6_TCLASS: the DSCP bits its packets carry.
     pub ip_tos: u8,
     /// IP_TTL / IPV6_UNICAST_HOPS (0: the host's default).
@@ -357,6 +359,7 @@ impl HostSide {
             linger_time: 0,
             udp_port: 0,
             md5_key: None,
+            tw_listed: false,
             ip_tos: 0,
             ip_ttl: 0,
             read_pos: 0,

@@ -55,6 +55,8 @@ pub struct Host {
     /// TCP-MD5 keys, one store for all shards (see [`crate::tcpmd5`]).
     pub(crate) md5_keys: crate::tcpmd5::SharedMd5Keys,
     pub(crate) md5_stats: crate::tcpmd5::Md5Stats,
+    /// Connections in TIME_WAIT, oldest first (see `timewait.rs`; may hold ones that left).
+    pub(crate) time_wait: std::collections::VecDeque<crate::conn_table::ConnId>,
     /// Link MTU (the MSS we offer is derived from it).
     pub mtu: u32,
     /// The sysctl values in force (refreshed when the tree changes).
@@ -132,6 +134,8 @@ pub struct TcpStat {
     pub icmp_ignored: u64,
     /// Segments to closed ports dropped without a RST (`net.inet.tcp.blackhole`).
     pub blackholed: u64,
+    /// Connections closed early in TIME_WAIT to keep within `maxtcptw`.
+    pub tw_recycled: u64,
 }
 
 impl Host {
@@ -248,6 +252,7 @@ impl Host {
             log: Default::default(),
             md5_keys,
             md5_stats: Default::default(),
+            time_wait: Default::default(),
             mtu: 1500,
             tunables,
             isn_key: sip_key(&mut rng),

@@ -141,6 +141,16 @@ impl Host {
                 self.stats.active_opens += 1;
             }
         }
+        // Entered TIME_WAIT: counted against maxtcptw.
+        let entered_tw = self.conns[slot].as_mut().is_some_and(|c| {
+            let now_tw = c.state() == TcpState::TimeWait;
+            let entered = now_tw && !c.side.tw_listed;
+            c.side.tw_listed = now_tw;
+            entered
+        });
+        if entered_tw {
+            self.time_wait_entered(slot);
+        }
         let c = self.conns[slot]
             .as_ref()
             .map(|c| (c.side.user_closed, c.side.listener, c.state()));

@@ -561,7 +561,7 @@ mib_table! {
 
     /// 002: kern.ipc.maxsockets / 5. plugtcp assumes maxsockets = 65536, giving 13107.
     maxtcptw: i64 = 65536 / 5;
-    "maxtcptw", Int(0, INT_MAX), ReadWrite, acts: false, legacy: false,
+    "maxtcptw", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
     "Maximum number of compressed TCP TIME_WAIT entries";
 
     /// 002 (no default stated); FreeBSD `TCP_MINMSS` = 216.

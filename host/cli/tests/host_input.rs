@@ -203,3 +203,26 @@ fn blackhole_local_and_log_in_vain() {
     );
     assert!(net.b.take_log().len() >= 2, "each SYN logged");
 }
+
+/// pcbcount is one count for all shards of a host: connections in either shard add to it,
+/// and a shard that goes takes its own out.
+#[test]
+fn pcbcount_sums_the_shards() {
+    use plugtcp_cli::builtins::BuiltinHost as _;
+    use plugtcp_host::secrets::Entropy;
+    let mut first = plugtcp_host::Host::with_seed(Default::default(), 3);
+    first.register_builtins();
+    first.add_addr(ADDR_A);
+    let mut second = first.new_shard(Entropy::Seed(4), 2, 1);
+    first.set_shard(2, 0);
+    let pcbs = |h: &plugtcp_host::Host| h.sysctl.get("net.inet.tcp.pcbcount").unwrap().to_string();
+    assert_eq!(pcbs(&first), "0");
+    first.connect((ADDR_B, 80).into(), None).unwrap();
+    second.connect((ADDR_B, 80).into(), None).unwrap();
+    second.connect((ADDR_B, 81).into(), None).unwrap();
+    first.listen((ADDR_A, 80).into(), 4).unwrap();
+    assert_eq!(pcbs(&first), "4");
+    assert_eq!(pcbs(&second), "4");
+    drop(second);
+    assert_eq!(pcbs(&first), "2");
+}

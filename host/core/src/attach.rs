@@ -19,20 +19,20 @@ impl Host {
     /// socket(2): a connection with no address yet, on the default stack and CC. Free it
     /// with [`Host::close`] if it never connects.
     pub fn open(&mut self, ipv6: bool) -> Result<ConnId, Errno> {
-        let slot = self.conns.vacant();
+        let slot = self.conns.try_vacant()?;
         let t = &self.tunables;
         let mss = self.mtu.saturating_sub(if ipv6 { 60 } else { 40 });
-        let mut c = Conn::new(
+        let mut c = crate::conn_table::try_box(Conn::new(
             slot,
             mss.max(t.minmss as u32),
             t.sendspace as usize,
             t.recvspace as usize,
             self.registry.cc_globals,
-        );
+        ))?;
         if ipv6 {
             c.ctx.tp.t_flags2 |= tf2::INET6;
         }
-        let id = self.conns.put(slot, Box::new(c));
+        let id = self.put_conn(slot, c);
         self.attach_plugins(slot, None, None, None)?;
         Ok(id)
     }

@@ -54,6 +54,8 @@ pub struct Host {
     pub(crate) log: crate::log::MessageLog,
     /// TCP-MD5 keys, one store for all shards (see [`crate::tcpmd5`]).
     pub(crate) md5_keys: crate::tcpmd5::SharedMd5Keys,
+    /// Counts the read-only sysctls report, shared by the shards (see [`crate::gauges`]).
+    pub(crate) gauges: crate::gauges::SharedGauges,
     pub(crate) md5_stats: crate::tcpmd5::Md5Stats,
     /// Connections in TIME_WAIT, oldest first (see `timewait.rs`; may hold ones that left).
     pub(crate) time_wait: std::collections::VecDeque<crate::conn_table::ConnId>,
@@ -181,8 +183,10 @@ impl Host {
             sysctl,
             Default::default(),
             Default::default(),
+            Default::default(),
         );
         host.register_registry_sysctls();
+        host.register_gauge_sysctls();
         host.register_siftr_sysctls();
         host.refresh_cc_globals();
         host
@@ -202,6 +206,7 @@ impl Host {
             self.sysctl.clone(),
             self.siftr_conf.clone(),
             self.md5_keys.clone(),
+            self.gauges.clone(),
         );
         for &a in &self.addrs {
             h.add_addr(a);
@@ -224,6 +229,7 @@ impl Host {
         sysctl: Arc<SysctlTree>,
         siftr_conf: Arc<crate::siftr::SiftrConf>,
         md5_keys: crate::tcpmd5::SharedMd5Keys,
+        gauges: crate::gauges::SharedGauges,
     ) -> Self {
         let tunables = sysctl.load_full();
         let mut rng = entropy.rng();
@@ -251,6 +257,7 @@ impl Host {
             addrs: Vec::new(),
             log: Default::default(),
             md5_keys,
+            gauges,
             md5_stats: Default::default(),
             time_wait: Default::default(),
             mtu: 1500,
@@ -272,6 +279,8 @@ impl Host {
             siftr_conf,
             siftr_gen: 0,
         };
+        let gauges = host.gauges.clone();
+        host.syncache.set_gauges(gauges);
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.worker.tso_segs = tso_segs(&host.tunables);
         host.syncache.set_rto(syn_rto(&host.tunables));

@@ -469,10 +469,10 @@ pub struct StaticPlugins {
 
 /// A host-computed sysctl: a getter, an optional setter (read-only without one), and a
 /// description.
-struct HostNode {
-    get: Box<dyn Fn() -> SysctlValue + Send + Sync>,
-    set: Option<NodeSetter>,
-    description: &'static str,
+pub(crate) struct HostNode {
+    pub(crate) get: Box<dyn Fn() -> SysctlValue + Send + Sync>,
+    pub(crate) set: Option<NodeSetter>,
+    pub(crate) description: &'static str,
 }
 
 impl DynamicNode for HostNode {
@@ -557,4 +557,4 @@ impl DynamicNode for CcParamNode {
     }
 }
 
-type NodeSetter = Box<dyn Fn(&str) -> Result<(), Errno> + Send + Sync>;
+pub(crate) type NodeSetter = Box<dyn Fn(&str) -> Result<(), Errno> + Send + Sync>;

@@ -25,6 +25,7 @@ pub mod attach;
 pub mod conn;
 pub mod conn_table;
 pub mod ctloutput;
+pub mod gauges;
 pub mod host;
 pub mod icmp;
 pub mod input;

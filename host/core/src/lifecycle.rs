@@ -33,7 +33,7 @@ impl Host {
         if key.remote.is_ipv6() {
             c.ctx.tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::INET6;
         }
-        self.conns.put(slot, c);
+        self.put_conn(slot, c);
         Ok(slot)
     }
 
@@ -293,7 +293,13 @@ impl Host {
                 return Err(f.errno());
             }
         }
-        Ok(self.conns.put(slot, c))
+        Ok(self.put_conn(slot, c))
+    }
+
+    /// Puts a new connection in `slot` (from `try_vacant`), counted in `pcbcount`.
+    pub(crate) fn put_conn(&mut self, slot: usize, c: Box<Conn>) -> ConnId {
+        self.gauges.add_pcbs(1);
+        self.conns.put(slot, c)
     }
 
     /// Frees connection `slot`: the stack's fini, the CC's cb_destroy, timers and buffers.
@@ -303,6 +309,7 @@ impl Host {
         self.mark_ready(slot);
         if let Some(mut c) = self.conns.take(slot) {
             c.close(&mut self.worker);
+            self.gauges.add_pcbs(-1);
         }
     }
 

@@ -130,6 +130,7 @@ impl Host {
             defer_accept: 0,
             inherit: ListenerInherit::default(),
         });
+        self.gauges.add_pcbs(1);
         Ok(idx)
     }
 
@@ -180,6 +181,7 @@ impl Host {
             r.note_listener(lid);
         }
         if let Some(l) = self.listeners.get_mut(lid).and_then(Option::take) {
+            self.gauges.add_pcbs(-1);
             self.table
                 .remove_listener(crate::socket::table::ListenerId(lid as u32));
             for slot in l.accept_q {

@@ -216,9 +216,26 @@ pub struct SynCache {
     timers: BinaryHeap<Reverse<(u64, usize)>>,
     stats: SynCacheStats,
     rto: SynRto,
+    /// Where the host's shards add up their entries (`net.inet.tcp.syncache.count`).
+    gauges: Option<crate::gauges::SharedGauges>,
 }
 
 impl SynCache {
+    /// Counts this cache's entries in `gauges` from now on.
+    pub fn set_gauges(&mut self, gauges: crate::gauges::SharedGauges) {
+        gauges
+            .syncache
+            .fetch_add(self.count as i64, std::sync::atomic::Ordering::Relaxed);
+        self.gauges = Some(gauges);
+    }
+
+    /// `count` changed by `delta`.
+    fn counted(&self, delta: i64) {
+        if let Some(g) = &self.gauges {
+            g.syncache
+                .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     /// An empty cache; `seed` keys the bucket hash (tests; a host uses [`SynCache::with_key`]).
     pub fn new(cfg: SynCacheConfig, seed: u64) -> Self {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -248,6 +265,7 @@ impl SynCache {
             timers: BinaryHeap::new(),
             stats: SynCacheStats::default(),
             rto: SynRto::default(),
+            gauges: None,
         }
     }
 
@@ -307,6 +325,7 @@ impl SynCache {
             let old = bucket.entries.remove(0);
             bucket.last_overflow = Some(now);
             self.count -= 1;
+            self.counted(-1);
             self.stats.bucketoverflow += 1;
             InsertOutcome::BucketOverflow { evicted: old.key }
         } else if self.count >= self.cfg.cachelimit {
@@ -321,6 +340,7 @@ impl SynCache {
         entry.next_rexmt = now.saturating_add(self.rto.interval(0));
         self.buckets[b].entries.push(entry);
         self.count += 1;
+        self.counted(1);
         self.stats.added += 1;
         self.update_deadline(b);
         self.prune_timers();
@@ -357,6 +377,7 @@ impl SynCache {
         let i = bucket.entries.iter().position(|e| e.key == *key)?;
         let e = bucket.entries.remove(i);
         self.count -= 1;
+        self.counted(-1);
         self.update_deadline(b);
         self.prune_timers();
         Some(e)
@@ -398,7 +419,9 @@ impl SynCache {
                 out.push(SynCacheEvent::Retransmit(e.key));
                 true
             });
-            self.count -= before - self.buckets[b].entries.len();
+            let gone = before - self.buckets[b].entries.len();
+            self.count -= gone;
+            self.counted(-(gone as i64));
             self.update_deadline(b);
         }
         self.prune_timers();

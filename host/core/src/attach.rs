@@ -19,6 +19,7 @@ impl Host {
     /// socket(2): a connection with no address yet, on the default stack and CC. Free it
     /// with [`Host::close`] if it never connects.
     pub fn open(&mut self, ipv6: bool) -> Result<ConnId, Errno> {
+        self.gauges.admit_socket()?;
         let slot = self.conns.try_vacant()?;
         let t = &self.tunables;
         let mss = self.mtu.saturating_sub(if ipv6 { 60 } else { 40 });

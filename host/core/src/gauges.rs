@@ -9,12 +9,31 @@ use crate::kld::HostNode;
 use crate::sysctl::SysctlValue;
 use crate::Host;
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Gauges {
     /// Protocol control blocks: connections (TIME_WAIT included) and listeners.
     pub pcbs: AtomicI64,
     /// Half-open connections in the SYN caches.
     pub syncache: AtomicI64,
+    /// `kern.ipc.maxsockets`: no new socket past this many PCBs.
+    pub max_sockets: AtomicI64,
+    /// New sockets refused at `max_sockets` (ENOBUFS to their callers).
+    pub refused: AtomicI64,
+}
+
+/// `kern.ipc.maxsockets` by default. FreeBSD sizes it from memory (hundreds of thousands
+/// on a machine of a few GiB); a power of two of that order here.
+pub const MAXSOCKETS_DEFAULT: i64 = 1 << 20;
+
+impl Default for Gauges {
+    fn default() -> Self {
+        Gauges {
+            pcbs: AtomicI64::new(0),
+            syncache: AtomicI64::new(0),
+            max_sockets: AtomicI64::new(MAXSOCKETS_DEFAULT),
+            refused: AtomicI64::new(0),
+        }
+    }
 }
 
 /// The gauges a host's shards share.
@@ -24,11 +43,47 @@ impl Gauges {
     pub(crate) fn add_pcbs(&self, n: i64) {
         self.pcbs.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Room for one more socket under `kern.ipc.maxsockets`; ENOBUFS (counted) when there
+    /// is none, as FreeBSD's socket zone answers when it is full.
+    pub(crate) fn admit_socket(&self) -> Result<(), plugtcp_abi::Errno> {
+        if self.pcbs.load(Ordering::Relaxed) >= self.max_sockets.load(Ordering::Relaxed) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(plugtcp_abi::Errno::ENOBUFS);
+        }
+        Ok(())
+    }
 }
 
 impl Host {
-    /// `net.inet.tcp.pcbcount` and `net.inet.tcp.syncache.count`, read from the gauges.
+    /// New sockets refused because `kern.ipc.maxsockets` was reached.
+    pub fn sockets_refused(&self) -> u64 {
+        self.gauges.refused.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// `net.inet.tcp.pcbcount` and `net.inet.tcp.syncache.count`, read from the gauges, and
+    /// `kern.ipc.maxsockets`.
     pub(crate) fn register_gauge_sysctls(&self) {
+        let (g, w) = (self.gauges.clone(), self.gauges.clone());
+        let max = HostNode {
+            get: Box::new(move || SysctlValue::Int(g.max_sockets.load(Ordering::Relaxed))),
+            // FreeBSD only lets it grow (its zones are sized already); a userspace host can
+            // lower it too: only new sockets are refused.
+            set: Some(Box::new(move |v| {
+                let n = crate::sysctl::parse_int(v)?;
+                if n < 1 {
+                    return Err(plugtcp_abi::Errno::EINVAL);
+                }
+                w.max_sockets.store(n, Ordering::Relaxed);
+                Ok(())
+            })),
+            description: "Maximum number of sockets available",
+        };
+        let ok = self
+            .sysctl
+            .register_dynamic("kern.ipc.maxsockets", Arc::new(max))
+            .is_ok();
+        debug_assert!(ok, "kern.ipc.maxsockets registered twice");
         type Read = fn(&Gauges) -> i64;
         let nodes: [(&str, &'static str, Read); 2] = [
             ("net.inet.tcp.pcbcount", "Number of active PCBs", |g| {

@@ -15,6 +15,7 @@ use crate::Host;
 impl Host {
     /// Puts a new connection in the table and a slot.
     pub(crate) fn alloc_conn(&mut self, key: ConnKey) -> Result<usize, Errno> {
+        self.gauges.admit_socket()?;
         let slot = self.conns.try_vacant()?;
         let t = &self.tunables;
         let mut c = try_box(Conn::new(
@@ -275,6 +276,7 @@ impl Host {
     pub fn new_conn(&mut self) -> Result<ConnId, Errno> {
         let snap = self.registry.load_full();
         let t = self.sysctl.load_full();
+        self.gauges.admit_socket()?;
         let slot = self.conns.try_vacant()?;
         let mut c = try_box(Conn::new(
             slot,

@@ -56,6 +56,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_in_errs_total", "counter", "Packets dropped before demux, by reason (TcpInErrs)."),
     ("plugtcp_tcp_out_rsts_total", "counter", "RSTs sent by the host for segments with no socket (TcpOutRsts)."),
     ("plugtcp_tcp_blackholed_total", "counter", "Segments to closed ports dropped without a RST (net.inet.tcp.blackhole)."),
+    ("plugtcp_tcp_sockets_refused_total", "counter", "New sockets refused with ENOBUFS at kern.ipc.maxsockets."),
     ("plugtcp_tcp_md5_total", "counter", "TCP-MD5 signatures checked on input, by result (good, bad, missing: FreeBSD tcps_sig_*)."),
     ("plugtcp_tcp_listen_overflows_total", "counter", "SYNs dropped or answered with a cookie because a listen queue or the SYN cache was full (TcpExtListenOverflows)."),
     ("plugtcp_tcp_syncookies_sent_total", "counter", "SYN-ACKs that carried a SYN cookie (TcpExtSyncookiesSent)."),
@@ -271,6 +272,8 @@ impl Host {
             describe_metrics();
             self.metrics.described = true;
         }
+        // Shared by the shards like the registry: published once.
+        counter!("plugtcp_tcp_sockets_refused_total").absolute(self.sockets_refused());
         {
             let p = self
                 .metrics

@@ -1185,7 +1185,8 @@ fn apply(t: &mut TcpTunables, e: &MibEntry, value: &str) -> Result<(), Errno> {
 }
 
 /// Roots besides `net.inet.tcp.` that the host hangs dynamic nodes on: siftr(4)'s
-/// `net.inet.siftr.*` (host state, so never tunables) and `kern.ipc.maxsockbuf`.
+/// `net.inet.siftr.*` (host state, so never tunables), `kern.ipc.maxsockbuf` and
+/// `kern.ipc.maxsockets`.
 pub const OTHER_ROOTS: &[&str] = &["net.inet.siftr.", "kern.ipc."];
 
 /// Names must be `net.inet.tcp.` (or one of [`OTHER_ROOTS`]) followed by non-empty

@@ -535,7 +535,16 @@ fn udp_backend_cuts_super_packets_and_batches_system_calls() {
     };
     let (src, dst) = ((LOCALHOST, 40000).into(), (LOCALHOST, 5001).into());
     let mut pkt = vec![0u8; wire::MAX_HEADER + data.len()];
-    let n = wire::build_partial_checksum(&mut pkt, src, dst, &seg, &[&data], 64, 0).unwrap();
+    let n = wire::build_finished(
+        &mut pkt,
+        src,
+        dst,
+        &seg,
+        &[&data],
+        (64, 0),
+        wire::Finish::PartialChecksum,
+    )
+    .unwrap();
     a.send_gso(&pkt[..n], GSO as u16).unwrap();
     a.flush().unwrap();
     assert_eq!(a.stats.sent, SEGS as u64);

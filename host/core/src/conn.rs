@@ -575,13 +575,12 @@ fn transmit_whole(c: &mut HostCall<'_>, seg: &SegOut, gso_size: u16) -> HookStat
         None
     };
     match c.worker.tx.push_gso(cap, c.side.udp_port, gso_size, |buf| {
-        if let Some(key) = &key {
-            wire::build_signed(buf, local, remote, seg, &slices[..n], ttl, tos, key)
-        } else if !partial {
-            wire::build_with_tos(buf, local, remote, seg, &slices[..n], ttl, tos)
-        } else {
-            wire::build_partial_checksum(buf, local, remote, seg, &slices[..n], ttl, tos)
-        }
+        let finish = match &key {
+            Some(k) => wire::Finish::Signed(k),
+            None if partial => wire::Finish::PartialChecksum,
+            None => wire::Finish::Checksum,
+        };
+        wire::build_finished(buf, local, remote, seg, &slices[..n], (ttl, tos), finish)
     }) {
         Ok(()) => HookStatus::OK,
         Err(e) => HookStatus(e.errno().0),

@@ -320,7 +320,15 @@ impl Host {
             .worker
             .tx
             .push_tagged(wire::MAX_HEADER, e.port, |buf| match &sig_key {
-                Some(k) => wire::build_signed(buf, local, remote, &seg, &[], ttl, tos, k),
+                Some(k) => wire::build_finished(
+                    buf,
+                    local,
+                    remote,
+                    &seg,
+                    &[],
+                    (ttl, tos),
+                    wire::Finish::Signed(k),
+                ),
                 None => wire::build_with_tos(buf, local, remote, &seg, &[], ttl, tos),
             });
     }

@@ -280,12 +280,11 @@ impl Host {
             .worker
             .tx
             .push_tagged(crate::wire::MAX_HEADER, port, |buf| {
-                match (&key, seg.opts.has(to::SIGNATURE)) {
-                    (Some(k), true) => {
-                        crate::wire::build_signed(buf, local, remote, seg, &[], ttl, 0, k)
-                    }
-                    _ => crate::wire::build(buf, local, remote, seg, &[], ttl),
-                }
+                let finish = match (&key, seg.opts.has(to::SIGNATURE)) {
+                    (Some(k), true) => crate::wire::Finish::Signed(k),
+                    _ => crate::wire::Finish::Checksum,
+                };
+                crate::wire::build_finished(buf, local, remote, seg, &[], (ttl, 0), finish)
             });
     }
 

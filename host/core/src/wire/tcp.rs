@@ -112,58 +112,61 @@ pub fn build_with_tos(
     ttl: u8,
     tos: u8,
 ) -> Result<usize, BuildError> {
-    build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Full, None)
+    build_finished(buf, src, dst, seg, payload, (ttl, tos), Finish::Checksum)
 }
 
-/// As [`build_with_tos`] for a segment carrying the TCP-MD5 signature option
-/// (`to::SIGNATURE`), its digest computed with `key` (RFC 2385).
-#[allow(clippy::too_many_arguments)]
-pub fn build_signed(
+/// How a built segment is finished.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Finish<'k> {
+    /// The TCP checksum computed (summed while the payload is copied in).
+    Checksum,
+    /// For a device that computes the TCP checksum (checksum offload, virtio's
+    /// NEEDS_CSUM): the field holds the pseudo-header sum and the payload is copied without
+    /// summing it. Only for a device that completes it.
+    PartialChecksum,
+    /// The TCP-MD5 signature option (`to::SIGNATURE`) filled in with this key (RFC 2385),
+    /// then the checksum computed.
+    Signed(&'k [u8]),
+}
+
+/// As [`build_with_tos`] (`ip` is the TTL and the TOS), finished as `finish` says.
+pub fn build_finished(
     buf: &mut [u8],
     src: SocketAddr,
     dst: SocketAddr,
     seg: &SegOut,
     payload: &[&[u8]],
-    ttl: u8,
-    tos: u8,
-    key: &[u8],
+    ip: (u8, u8),
+    finish: Finish<'_>,
 ) -> Result<usize, BuildError> {
-    build_inner(
-        buf,
-        src,
-        dst,
-        seg,
-        payload,
-        ttl,
-        tos,
-        Checksum::Full,
-        Some(key),
-    )
-}
-
-/// As [`build_with_tos`] for a device that computes the TCP checksum (checksum offload,
-/// virtio's NEEDS_CSUM): the checksum field holds the pseudo-header sum, and the payload is
-/// copied without summing it. Only for a device that completes it.
-pub fn build_partial_checksum(
-    buf: &mut [u8],
-    src: SocketAddr,
-    dst: SocketAddr,
-    seg: &SegOut,
-    payload: &[&[u8]],
-    ttl: u8,
-    tos: u8,
-) -> Result<usize, BuildError> {
-    build_inner(
-        buf,
-        src,
-        dst,
-        seg,
-        payload,
-        ttl,
-        tos,
-        Checksum::Partial,
-        None,
-    )
+    let (ttl, tos) = ip;
+    match finish {
+        Finish::Checksum => {
+            build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Full, None)
+        }
+        Finish::PartialChecksum => build_inner(
+            buf,
+            src,
+            dst,
+            seg,
+            payload,
+            ttl,
+            tos,
+            Checksum::Partial,
+            None,
+        ),
+        Finish::Signed(key) => build_inner(
+            buf,
+            src,
+            dst,
+            seg,
+            payload,
+            ttl,
+            tos,
+            Checksum::Full,
+            Some(key),
+        ),
+    }
 }
 
 #[derive(PartialEq)]

@@ -772,14 +772,14 @@ fn partial_checksum_completes_to_the_full_one() {
         let seg = ack_seg(&payload);
         let full = build_vec(src, dst, &seg, &[&payload[..1000], &payload[1000..]]);
         let mut buf = vec![0u8; MAX_HEADER + 4096];
-        let n = build_partial_checksum(
+        let n = build_finished(
             &mut buf,
             sa(src),
             sa(dst),
             &seg,
             &[&payload[..1000], &payload[1000..]],
-            64,
-            0,
+            (64, 0),
+            Finish::PartialChecksum,
         )
         .unwrap();
         let mut partial = buf[..n].to_vec();

@@ -140,53 +140,10 @@ pub fn build_finished(
     finish: Finish<'_>,
 ) -> Result<usize, BuildError> {
     let (ttl, tos) = ip;
-    match finish {
-        Finish::Checksum => {
-            build_inner(buf, src, dst, seg, payload, ttl, tos, Checksum::Full, None)
-        }
-        Finish::PartialChecksum => build_inner(
-            buf,
-            src,
-            dst,
-            seg,
-            payload,
-            ttl,
-            tos,
-            Checksum::Partial,
-            None,
-        ),
-        Finish::Signed(key) => build_inner(
-            buf,
-            src,
-            dst,
-            seg,
-            payload,
-            ttl,
-            tos,
-            Checksum::Full,
-            Some(key),
-        ),
-    }
-}
-
-#[derive(PartialEq)]
-enum Checksum {
-    Full,
-    Partial,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_inner(
-    buf: &mut [u8],
-    src: SocketAddr,
-    dst: SocketAddr,
-    seg: &SegOut,
-    payload: &[&[u8]],
-    ttl: u8,
-    tos: u8,
-    checksum: Checksum,
-    key: Option<&[u8]>,
-) -> Result<usize, BuildError> {
+    let key = match finish {
+        Finish::Signed(k) => Some(k),
+        _ => None,
+    };
     // A signature needs its key; a key needs the option.
     if seg.opts.has(to::SIGNATURE) != key.is_some() {
         return Err(BuildError::UnsupportedOption);
@@ -290,7 +247,7 @@ fn build_inner(
         tcp[16..18].copy_from_slice(&c.to_ne_bytes());
         return Ok(total);
     }
-    if checksum == Checksum::Partial {
+    if finish == Finish::PartialChecksum {
         let mut at = 0;
         for p in payload {
             data[at..at + p.len()].copy_from_slice(p);

@@ -226,3 +226,35 @@ fn pcbcount_sums_the_shards() {
     drop(second);
     assert_eq!(pcbs(&first), "2");
 }
+
+/// `path_mtu_discovery` (tcp(4)): on (FreeBSD's default), IPv4 segments carry DF; off, they
+/// do not, and each has its own IP ID (RFC 6864), the header checksum still right.
+#[test]
+fn path_mtu_discovery_off_clears_df() {
+    let mut net = net(44);
+    net.a
+        .sysctl_set("net.inet.tcp.path_mtu_discovery", "0")
+        .unwrap();
+    net.record = Some(Vec::new());
+    let lid = net.b.listen((ADDR_B, 80).into(), 8).unwrap();
+    let c = net.a.connect((ADDR_B, 80).into(), None).unwrap();
+    let mut s = None;
+    assert!(net.run_until(2 * SEC, |n| {
+        s = s.or_else(|| n.b.accept(lid).ok());
+        s.is_some() && n.a.state(c) == Some(TcpState::Established)
+    }));
+    net.a.send(c, &[7u8; 20_000]).unwrap();
+    net.run_until(net.now + 2 * SEC, |_| false);
+    let record = net.record.take().unwrap();
+    let (from_a, from_b): (Vec<_>, Vec<_>) = record.iter().partition(|p| p.a_to_b);
+    assert!(from_a.len() > 10);
+    let mut ids = std::collections::HashSet::new();
+    for p in &from_a {
+        assert_eq!(p.bytes[6] & 0x40, 0, "A: no DF");
+        assert!(wire::ip_header_sum_ok(&p.bytes[..20]));
+        assert!(ids.insert(u16::from_be_bytes([p.bytes[4], p.bytes[5]])));
+    }
+    for p in &from_b {
+        assert_eq!(p.bytes[6] & 0x40, 0x40, "B keeps DF");
+    }
+}

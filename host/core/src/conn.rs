@@ -186,6 +186,10 @@ impl Worker {
 pub struct TxQueue {
     pkts: Vec<(Vec<u8>, usize, u16, u16)>,
     free: Vec<Vec<u8>>,
+    /// `net.inet.tcp.path_mtu_discovery` off: IPv4 packets leave without DF, each with its
+    /// own IP ID (RFC 6864: a datagram that may be fragmented needs a unique ID).
+    pub no_df: bool,
+    next_ip_id: u16,
     /// Packets ever queued (TcpOutSegs; a plain add here costs less than counting elsewhere).
     pub sent: u64,
 }
@@ -248,7 +252,11 @@ impl TxQueue {
 
     /// As `drain_tagged`, with each packet's GSO segment size (0: a plain packet).
     pub fn drain_gso(&mut self, mut f: impl FnMut(&[u8], u16, u16)) {
-        for (b, n, port, gso) in self.pkts.drain(..) {
+        for (mut b, n, port, gso) in self.pkts.drain(..) {
+            if self.no_df {
+                self.next_ip_id = self.next_ip_id.wrapping_add(1);
+                clear_df(&mut b[..n], self.next_ip_id);
+            }
             f(&b[..n], port, gso);
             self.free.push(b);
         }
@@ -261,6 +269,23 @@ impl TxQueue {
     pub fn is_empty(&self) -> bool {
         self.pkts.is_empty()
     }
+}
+
+/// Takes DF off an IPv4 packet and gives it IP ID `id` (its header checksum redone); other
+/// packets stay as they are.
+fn clear_df(pkt: &mut [u8], id: u16) {
+    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+        return;
+    }
+    let hlen = usize::from(pkt[0] & 0x0f) * 4;
+    if hlen < 20 || hlen > pkt.len() {
+        return;
+    }
+    pkt[4..6].copy_from_slice(&id.to_be_bytes());
+    pkt[6] &= !0x40;
+    pkt[10..12].fill(0);
+    let c = wire::ip_header_checksum(&pkt[..hlen]);
+    pkt[10..12].copy_from_slice(&c);
 }
 
 /// A timer token in the wheel: the connection's slot and which of its timers.
@@ -496,8 +521,11 @@ extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
         return HookStatus(Errno::EINVAL.0);
     }
     // A backend that cuts super-packets itself gets the segment whole (one build, one
-    // write, the checksum left to it).
-    if wire::MAX_HEADER + len as usize <= c.worker.tx_gso_max as usize && segsz <= u16::MAX as u32 {
+    // write, the checksum left to it); not a signed one: each packet carries its own digest.
+    if wire::MAX_HEADER + len as usize <= c.worker.tx_gso_max as usize
+        && segsz <= u16::MAX as u32
+        && !seg.opts.has(to::SIGNATURE)
+    {
         let st = transmit_whole(c, seg, segsz as u16);
         if st == HookStatus::OK {
             c.worker.offload.gso_sends += 1;

@@ -392,6 +392,7 @@ impl Host {
             drop(cur);
             self.worker.tunables = Arc::new(stack_tunables(&self.tunables));
             self.worker.tso_segs = tso_segs(&self.tunables);
+            self.worker.tx.no_df = self.tunables.path_mtu_discovery == 0;
             self.refresh_cc_globals();
             self.syncache.set_rto(syn_rto(&self.tunables));
         }

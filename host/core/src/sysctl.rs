@@ -590,10 +590,10 @@ mib_table! {
     "nolocaltimewait", Bool, ReadWrite, acts: true, legacy: false,
     "Do not create compressed TCP TIME_WAIT entries for local connections";
 
-    /// 002. FreeBSD default 1.
-    /// Not acted on: no ICMP reaches the stacks and DF is not managed.
+    /// 002. FreeBSD default 1: IPv4 segments carry DF (ICMP "fragmentation needed" then
+    /// lowers the MSS, see `icmp.rs`); 0: they do not, each with its own IP ID.
     path_mtu_discovery: i64 = 1;
-    "path_mtu_discovery", Bool, ReadWrite, acts: false, legacy: false,
+    "path_mtu_discovery", Bool, ReadWrite, acts: true, legacy: false,
     "Enable Path MTU Discovery";
 
     /// 002: 0 off, 1 all, 2 random sampling. FreeBSD default 2 (only with `options STATS`;

@@ -559,7 +559,8 @@ mib_table! {
     "log_in_vain", Int, ReadWrite, acts: true, legacy: false,
     "Log all incoming TCP segments to closed ports";
 
-    /// 002: kern.ipc.maxsockets / 5. plugtcp assumes maxsockets = 65536, giving 13107.
+    /// 002: kern.ipc.maxsockets / 5. plugtcp assumes maxsockets = 65536, giving 13107;
+    /// 0 asks for kern.ipc.maxsockets / 5 (FreeBSD's sysctl_maxtcptw).
     maxtcptw: i64 = 65536 / 5;
     "maxtcptw", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
     "Maximum number of compressed TCP TIME_WAIT entries";

@@ -44,7 +44,17 @@ impl Host {
             return;
         };
         self.time_wait.push_back(id);
-        let max = self.tunables.maxtcptw.max(0) as usize;
+        // FreeBSD sysctl_maxtcptw: 0 asks for the automatic size, maxsockets / 5.
+        let max = match self.tunables.maxtcptw {
+            0 => {
+                let sockets = self
+                    .gauges
+                    .max_sockets
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (sockets / 5).max(1) as usize
+            }
+            n => n.max(0) as usize,
+        };
         while self.time_wait.len() > max {
             let Some(old) = self.time_wait.pop_front() else {
                 break;

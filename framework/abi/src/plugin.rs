@@ -11,7 +11,7 @@ use crate::stack::TcpFunctionBlockRef;
 /// The ABI version of this framework. The host refuses a plugin whose version has another
 /// major number, or (while the major is 0) a different minor. Bump the minor on any change
 /// to a type that crosses the boundary other than appending to a prefix type.
-pub const ABI_VERSION: &str = "0.8.0";
+pub const ABI_VERSION: &str = "0.9.0";
 
 /// What a plugin library provides: one function block or one CC module.
 #[repr(u8)]

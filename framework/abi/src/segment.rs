@@ -56,7 +56,8 @@ pub mod to {
     pub const TSTAMP: u16 = 0x0008;
     /// TOF_SACK: SACK blocks (`TcpOpts::sacks`, `TcpOpts::nsacks`).
     pub const SACK: u16 = 0x0010;
-    /// TOF_FASTOPEN: TCP Fast Open option.
+    /// TOF_FASTOPEN: TCP Fast Open option (RFC 7413), its cookie in `TcpOpts::tfo_cookie`
+    /// (`tfo_len` bytes; 0 is a cookie request). On output only on a SYN.
     pub const FASTOPEN: u16 = 0x0020;
     /// TOF_SIGNATURE: TCP-MD5 signature (RFC 2385): a stack adds it to every segment of a
     /// connection with `tf::SIGNATURE` and leaves 20 option bytes for it.
@@ -93,6 +94,11 @@ pub struct TcpOpts {
     pub tsecr: u32,
     /// SACK blocks (`to::SACK`), the first `nsacks` of them valid.
     pub sacks: [SackBlock; 4],
+    /// TCP Fast Open cookie length (`to::FASTOPEN`): 0 for a cookie request, else 4 to 16
+    /// and even (RFC 7413 4.1.1; the host drops other lengths on input as malformed).
+    pub tfo_len: u8,
+    /// TCP Fast Open cookie, the first `tfo_len` bytes valid (FreeBSD to_tfo_cookie).
+    pub tfo_cookie: [u8; 16],
 }
 
 impl TcpOpts {
@@ -100,6 +106,12 @@ impl TcpOpts {
     #[inline]
     pub fn has(&self, bit: u16) -> bool {
         self.flags & bit != 0
+    }
+
+    /// The TCP Fast Open cookie (`tfo_cookie[..tfo_len]`, empty for a cookie request).
+    #[inline]
+    pub fn tfo_cookie(&self) -> &[u8] {
+        &self.tfo_cookie[..(self.tfo_len as usize).min(16)]
     }
 
     /// The valid SACK blocks (`sacks[..nsacks]`, at most 4).

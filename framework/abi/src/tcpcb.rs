@@ -170,7 +170,12 @@ pub mod tf {
     pub const CONGRECOVERY: u32 = 0x2000_0000;
     /// TF_WASCRECOVERY: was in congestion recovery before an RTO (unused in-tree).
     pub const WASCRECOVERY: u32 = 0x4000_0000;
-    /// TF_FASTOPEN: TCP Fast Open in use (unused in-tree).
+    /// TF_FASTOPEN: TCP Fast Open (RFC 7413). Set by the host: on a client that asked for it
+    /// (TCP_FASTOPEN, TCP_FASTOPEN_CONNECT, MSG_FASTOPEN) and whose path is not disabled,
+    /// the stack's first SYN carries the FO option with `t_tfo_cookie` and, with a cookie,
+    /// data; on a passive connection whose SYN carried the FO option (with a valid cookie
+    /// the host made it at once, in SYN_RECEIVED with the SYN's data, nothing sent yet:
+    /// the stack sends the SYN-ACK and may send data before the handshake completes).
     pub const FASTOPEN: u32 = 0x8000_0000;
     /// IN_RECOVERY(): either kind of recovery.
     pub const INRECOVERY: u32 = FASTRECOVERY | CONGRECOVERY;
@@ -449,6 +454,12 @@ pub struct Tcpcb {
     /// TSO: how many packets one `SegOut` may become (1 = no TSO). The host sets it before
     /// each call from its `net.inet.tcp.tso` sysctl (FreeBSD: TF_TSO and t_tsomaxsegcount).
     pub t_tsomax_segs: u32,
+    /// TCP Fast Open client: the cookie the first SYN carries (`t_tfo_cookie[..len]`; 0 is
+    /// a cookie request and no data goes with the SYN). Set by the host from its client
+    /// cookie cache at connect (FreeBSD t_tfo_client_cookie_len, t_tfo_cookie.client).
+    pub t_tfo_client_cookie_len: u8,
+    /// See `t_tfo_client_cookie_len`.
+    pub t_tfo_cookie: [u8; 16],
 }
 
 impl Tcpcb {
@@ -565,6 +576,8 @@ impl Tcpcb {
             t_keepprobe: 0,
             t_softerror: 0,
             t_tsomax_segs: 1,
+            t_tfo_client_cookie_len: 0,
+            t_tfo_cookie: [0; 16],
         }
     }
 

@@ -47,6 +47,18 @@ impl Host {
         remote: SocketAddr,
         local: Option<SocketAddr>,
     ) -> Result<(), Errno> {
+        self.connect_from_inner(id, remote, local, false)
+    }
+
+    /// [`Host::connect_from`]; `msg_fastopen`: asked for with data (sendto with an address,
+    /// MSG_FASTOPEN), which TCP Fast Open may put in the SYN.
+    pub(crate) fn connect_from_inner(
+        &mut self,
+        id: ConnId,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        msg_fastopen: bool,
+    ) -> Result<(), Errno> {
         let slot = self.conns.resolve(id);
         let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         let tp = &c.ctx.tp;
@@ -103,7 +115,7 @@ impl Host {
             tp.t_flags2 |= tf2::LOCAL_PEER;
         }
         self.last_demux = None;
-        self.start_connect(id)
+        self.start_connect_inner(id, msg_fastopen)
     }
 
     /// listen(2) for a connection made by [`Host::open`]: a listener on `addr` whose
@@ -137,6 +149,7 @@ impl Host {
             maxseg: (tp.t_maxseg < default_mss).then_some(tp.t_maxseg),
             sticky: side.sticky.as_deref().cloned().unwrap_or_default(),
         };
+        let tfo_qlen = (tp.t_flags & tf::FASTOPEN != 0).then_some(side.tfo_qlen);
         let lid = self.listen_reusing(addr, backlog, reuse_addr)?;
         let Some(l) = self.listeners.get_mut(lid).and_then(Option::as_mut) else {
             return Err(Errno::ENOMEM);
@@ -144,6 +157,12 @@ impl Host {
         l.stack = stack;
         l.cc = cc;
         l.inherit = inherit;
+        // TCP_FASTOPEN set before listen(2): an int is the queue length, FreeBSD's struct
+        // asks for half the backlog.
+        if let Some(qlen) = tfo_qlen {
+            l.tfo_qlen = qlen.unwrap_or((backlog / 2).max(1) as u32);
+            l.tcpcb.t_flags |= tf::FASTOPEN;
+        }
         let ltp = &mut l.tcpcb;
         ltp.t_flags |= tp.t_flags & (tf::NODELAY | tf::NOPUSH | tf::NOOPT | tf::SIGNATURE);
         ltp.t_flags2 |= tp.t_flags2 & (tf2::KEEPALIVE | tf2::QUICKACK | tf2::CORK);

@@ -334,6 +334,23 @@ pub struct HostSide {
     pub md5_key: Option<Arc<[u8]>>,
     /// In the host's TIME_WAIT queue (see `timewait.rs`).
     pub tw_listed: bool,
+    /// Opened by a TFO SYN: in its listener's accept queue from the SYN on.
+    pub tfo_passive: bool,
+    /// Counted in its listener's `tfo_pending` (opened by a TFO SYN, still in
+    /// SYN_RECEIVED).
+    pub tfo_pending: bool,
+    /// TCP Fast Open client: the SYN asked for TFO on this path (see `fastopen.rs`).
+    pub tfo_active: bool,
+    /// TCP_FASTOPEN as set on this socket before connect or listen: Linux's queue
+    /// length (an int), or `None` for FreeBSD's `struct tcp_fastopen`.
+    pub tfo_qlen: Option<u32>,
+    /// The pre-shared key FreeBSD's `struct tcp_fastopen` gave (PSK mode client).
+    pub tfo_psk: Option<[u8; crate::fastopen::KEY_LEN]>,
+    /// TCP_FASTOPEN_CONNECT (Linux): with a cookie, connect(2) leaves the SYN for the
+    /// first write.
+    pub tfo_connect: bool,
+    /// The SYN waits for the first write (TCP_FASTOPEN_CONNECT with a cookie).
+    pub tfo_defer: bool,
     /// IP_TOS / IPV6_TCLASS: the DSCP bits its packets carry.
     pub ip_tos: u8,
     /// IP_TTL / IPV6_UNICAST_HOPS (0: the host's default).
@@ -385,6 +402,13 @@ impl HostSide {
             udp_port: 0,
             md5_key: None,
             tw_listed: false,
+            tfo_passive: false,
+            tfo_pending: false,
+            tfo_active: false,
+            tfo_qlen: None,
+            tfo_psk: None,
+            tfo_connect: false,
+            tfo_defer: false,
             ip_tos: 0,
             ip_ttl: 0,
             read_pos: 0,

@@ -40,6 +40,9 @@ impl Host {
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 return self.set_listener_cc(lid, text()?)
             }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FASTOPEN) => {
+                return self.set_listener_fastopen(lid, val)
+            }
             (sockopt::IPPROTO_TCP, sockopt::TCP_MD5SIG) => {
                 let on = self.md5_sockopt_keys(val)?;
                 let l = self
@@ -192,6 +195,10 @@ impl Host {
             (sockopt::IPPROTO_TCP, sockopt::TCP_MD5SIG) => {
                 let on = self.md5_sockopt_keys(val)?;
                 self.set_conn_md5(slot, on)
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FASTOPEN) => self.set_conn_fastopen(slot, val),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FASTOPEN_CONNECT) => {
+                self.set_fastopen_connect(slot, val)
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_CONGESTION) => {
                 let name = std::str::from_utf8(val)
@@ -359,6 +366,17 @@ impl Host {
                 let tp = self.tcpcb(id).ok_or(Errno::EBADF)?;
                 let on = tp.t_flags & plugtcp_abi::tcpcb::tf::SIGNATURE != 0;
                 Some(i32::from(on).to_ne_bytes().to_vec())
+            }
+            // Whether TFO is asked for (before connect) or the connection was opened by a
+            // TFO SYN (tcp(4)).
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FASTOPEN) => {
+                let tp = self.tcpcb(id).ok_or(Errno::EBADF)?;
+                let on = tp.t_flags & tf::FASTOPEN != 0;
+                Some(i32::from(on).to_ne_bytes().to_vec())
+            }
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FASTOPEN_CONNECT) => {
+                let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
+                Some(i32::from(c.side.tfo_connect).to_ne_bytes().to_vec())
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_SIFTR) => {
                 let v = self.siftr_getsockopt(slot)?;
@@ -634,6 +652,7 @@ impl Host {
             }),
             (sockopt::IPPROTO_TCP, sockopt::TCP_USER_TIMEOUT) => int(tp.t_user_timeout as i64),
             (sockopt::IPPROTO_TCP, sockopt::TCP_DEFER_ACCEPT) => int(l.defer_accept as i64),
+            (sockopt::IPPROTO_TCP, sockopt::TCP_FASTOPEN) => int(l.tfo_qlen as i64),
             (
                 sockopt::IPPROTO_TCP,
                 sockopt::TCP_WINDOW_CLAMP | sockopt::TCP_SYNCNT | sockopt::TCP_LINGER2,

@@ -56,6 +56,9 @@ pub struct Host {
     pub(crate) md5_keys: crate::tcpmd5::SharedMd5Keys,
     /// Counts the read-only sysctls report, shared by the shards (see [`crate::gauges`]).
     pub(crate) gauges: crate::gauges::SharedGauges,
+    /// TCP Fast Open keys and client cookie cache, one store for all shards (see
+    /// [`crate::fastopen`]).
+    pub(crate) fastopen: crate::fastopen::SharedFastopen,
     pub(crate) md5_stats: crate::tcpmd5::Md5Stats,
     /// Connections in TIME_WAIT, oldest first (see `timewait.rs`; may hold ones that left).
     pub(crate) time_wait: std::collections::VecDeque<crate::conn_table::ConnId>,
@@ -93,6 +96,16 @@ pub struct Host {
     /// `net.inet.siftr.*` as written, and the change count last applied (see `siftr.rs`).
     pub(crate) siftr_conf: Arc<crate::siftr::SiftrConf>,
     pub(crate) siftr_gen: u64,
+}
+
+/// What a host's shards share besides the registry and the sysctl tree (the first shard
+/// makes them; `fastopen` needs the first shard's randomness).
+#[derive(Default)]
+struct Shared {
+    siftr_conf: Arc<crate::siftr::SiftrConf>,
+    md5_keys: crate::tcpmd5::SharedMd5Keys,
+    gauges: crate::gauges::SharedGauges,
+    fastopen: Option<crate::fastopen::SharedFastopen>,
 }
 
 /// What [`Host::take_ready`] hands out: each entry once until taken.
@@ -176,17 +189,10 @@ impl Host {
         let globals: &'static CcGlobals = Box::leak(Box::default());
         let sysctl = Arc::new(tree);
         let registry = Arc::new(Registry::new(globals));
-        let host = Self::assemble(
-            search_path,
-            entropy,
-            registry,
-            sysctl,
-            Default::default(),
-            Default::default(),
-            Default::default(),
-        );
+        let host = Self::assemble(search_path, entropy, registry, sysctl, Shared::default());
         host.register_registry_sysctls();
         host.register_gauge_sysctls();
+        host.register_fastopen_sysctls();
         host.register_siftr_sysctls();
         host.refresh_cc_globals();
         host
@@ -204,9 +210,12 @@ impl Host {
             entropy,
             self.registry.clone(),
             self.sysctl.clone(),
-            self.siftr_conf.clone(),
-            self.md5_keys.clone(),
-            self.gauges.clone(),
+            Shared {
+                siftr_conf: self.siftr_conf.clone(),
+                md5_keys: self.md5_keys.clone(),
+                gauges: self.gauges.clone(),
+                fastopen: Some(self.fastopen.clone()),
+            },
         );
         for &a in &self.addrs {
             h.add_addr(a);
@@ -227,12 +236,20 @@ impl Host {
         entropy: Entropy,
         registry: Arc<Registry>,
         sysctl: Arc<SysctlTree>,
-        siftr_conf: Arc<crate::siftr::SiftrConf>,
-        md5_keys: crate::tcpmd5::SharedMd5Keys,
-        gauges: crate::gauges::SharedGauges,
+        shared: Shared,
     ) -> Self {
+        let Shared {
+            siftr_conf,
+            md5_keys,
+            gauges,
+            fastopen,
+        } = shared;
         let tunables = sysctl.load_full();
         let mut rng = entropy.rng();
+        let fastopen = fastopen.unwrap_or_else(|| {
+            let fo = crate::fastopen::Fastopen::new(&tunables, &mut rng);
+            std::sync::Arc::new(std::sync::Mutex::new(fo))
+        });
         let sc_cfg = SynCacheConfig {
             hashsize: tunables.syncache_hashsize as usize,
             bucketlimit: tunables.syncache_bucketlimit as usize,
@@ -258,6 +275,7 @@ impl Host {
             log: Default::default(),
             md5_keys,
             gauges,
+            fastopen,
             md5_stats: Default::default(),
             time_wait: Default::default(),
             mtu: 1500,
@@ -395,6 +413,7 @@ impl Host {
             self.worker.tx.no_df = self.tunables.path_mtu_discovery == 0;
             self.refresh_cc_globals();
             self.syncache.set_rto(syn_rto(&self.tunables));
+            self.with_fastopen(|_| ());
         }
     }
 

@@ -202,6 +202,8 @@ impl Host {
             IcmpCmd::MsgSize(mtu) => self.mtu_discovered(slot, &e, mtu),
             IcmpCmd::HardUnreach(err) if self.tunables.icmp_may_rst != 0 => {
                 if syn_sent {
+                    // FreeBSD tcp_drop_syn_sent: no TFO on this path for a while.
+                    self.tfo_syn_failed(slot);
                     self.drop_conn(slot, err);
                 }
             }

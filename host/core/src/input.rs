@@ -127,6 +127,9 @@ impl Host {
                 .as_ref()
                 .is_some_and(|c| c.ctx.tp.t_state == TcpState::TimeWait);
             if !time_wait {
+                if p.flags & (th::SYN | th::ACK | th::RST) == th::SYN | th::ACK {
+                    self.tfo_synack(slot, p.ack, &p.opts);
+                }
                 let seg = p.seg();
                 let _ = self.with_slot(slot, |c, w| c.do_segment(w, &seg));
                 self.after_call(slot);

@@ -17,7 +17,8 @@
 //! - [`host`]: the host itself (its parts, time, batches); [`kld`]: kldload, kldstat,
 //!   kldunload and the registry's sysctls; [`registry`]: loaded plugins
 //!   ([`registry::loader`] opens files)
-//! - [`timer`]: the timer wheel; [`timewait`]: TIME_WAIT
+//! - [`timer`]: the timer wheel; [`timewait`]: TIME_WAIT; [`fastopen`]: TCP Fast Open keys
+//!   and client cookie cache; [`tcpmd5`]: TCP-MD5 keys
 //! - [`sysctl`]: the `net.inet.tcp.*` tree; [`secrets`]: where randomness comes from
 //! - [`metrics`]: publishing counters to the `metrics` facade; [`siftr`]: siftr(4) traces
 
@@ -25,6 +26,7 @@ pub mod attach;
 pub mod conn;
 pub mod conn_table;
 pub mod ctloutput;
+pub mod fastopen;
 pub mod gauges;
 pub mod host;
 pub mod icmp;

@@ -122,6 +122,10 @@ impl Host {
                 connected = false;
             }
         }
+        // A connection opened by TCP Fast Open was queued for accept at its SYN.
+        if connected && c.side.tfo_passive {
+            connected = false;
+        }
         if connected {
             if let Some(lid) = c.side.listener {
                 if let Some(l) = self
@@ -141,6 +145,13 @@ impl Host {
             } else {
                 self.stats.active_opens += 1;
             }
+        }
+        self.tfo_unpend(slot, false);
+        // A TFO client's SYN timed out: the path may drop SYNs with data.
+        if self.conns[slot].as_ref().is_some_and(|c| {
+            c.side.tfo_active && c.state() == TcpState::SynSent && c.ctx.tp.t_rxtshift > 0
+        }) {
+            self.tfo_syn_failed(slot);
         }
         // Entered TIME_WAIT: counted against maxtcptw.
         let entered_tw = self.conns[slot].as_mut().is_some_and(|c| {
@@ -217,7 +228,27 @@ impl Host {
                 }
             }
         }
+        self.tfo_unpend(slot, true);
         self.close_conn(slot);
+    }
+
+    /// A connection opened by a TFO SYN that is no longer in SYN_RECEIVED (or is going,
+    /// `gone`) leaves its listener's count of pending TFO connections.
+    fn tfo_unpend(&mut self, slot: usize, gone: bool) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if !c.side.tfo_pending || (c.ctx.tp.t_state == TcpState::SynReceived && !gone) {
+            return;
+        }
+        c.side.tfo_pending = false;
+        if let Some(l) = c
+            .side
+            .listener
+            .and_then(|lid| self.listeners.get_mut(lid as usize)?.as_mut())
+        {
+            l.tfo_pending = l.tfo_pending.saturating_sub(1);
+        }
     }
 
     /// TCP_DEFER_ACCEPT deadlines: a connection that sent no data in time is queued for

@@ -9,6 +9,7 @@ use plugtcp_abi::seq::seq_lt;
 use plugtcp_abi::tcpcb::tf;
 use plugtcp_abi::{Errno, TcpState};
 
+use crate::fastopen::CookieCheck;
 use crate::socket::syncache::{InsertOutcome, SynCacheEntry, SynCacheEvent};
 use crate::socket::table::{ConnKey, ListenerId};
 use crate::wire::{self, Parsed};
@@ -216,6 +217,9 @@ impl Host {
         // RFC 3168 6.1.1: an ECN-setup SYN (ECE and CWR) gets an ECN-setup SYN-ACK (ECE) when
         // ecn.enable is 1 or 2.
         e.ecn = self.tunables.ecn_enable != 0 && p.flags & (th::ECE | th::CWR) == th::ECE | th::CWR;
+        if !noopt && p.opts.has(to::FASTOPEN) && self.tfo_syn(lid, &mut e, p) {
+            return;
+        }
         let cookies = self.tunables.syncookies != 0;
         let cookies_only = cookies && self.tunables.syncookies_only != 0;
         let duplicate = !cookies_only && self.syncache.get(&key).is_some();
@@ -250,6 +254,106 @@ impl Host {
             }
         }
         self.send_synack(&e);
+    }
+
+    /// A SYN with the TCP Fast Open option (FreeBSD syncache_add): to a listener with
+    /// TCP_FASTOPEN and fastopen.server_enable, with room in its queue of pending TFO
+    /// connections, a valid cookie opens the connection at once with the SYN's data (true:
+    /// done); a missing or invalid one gets a cookie in the SYN-ACK.
+    fn tfo_syn(&mut self, lid: ListenerId, e: &mut SynCacheEntry, p: &Parsed<'_>) -> bool {
+        if self.tunables.fastopen_server_enable == 0 {
+            return false;
+        }
+        let Some((qlen, pending)) = self
+            .listener_at(lid.0 as usize)
+            .map(|l| (l.tfo_qlen, l.tfo_pending))
+        else {
+            return false;
+        };
+        if qlen == 0 {
+            return false;
+        }
+        e.tfo = true;
+        if pending >= qlen {
+            // RFC 7413 5.1: past the limit, TFO SYNs are served as plain ones.
+            self.with_fastopen(|f| f.stats.passive_overflow += 1);
+            return false;
+        }
+        let acceptany = self.tunables.fastopen_acceptany != 0;
+        let client = e.key.remote.ip();
+        let cookie = p.opts.tfo_cookie();
+        match self.with_fastopen(|f| f.check_cookie(client, cookie, acceptany)) {
+            CookieCheck::Valid => match self.tfo_open(lid, e, p) {
+                Ok(()) => {
+                    self.with_fastopen(|f| f.stats.passive += 1);
+                    true
+                }
+                Err(_) => false,
+            },
+            CookieCheck::Invalid(c) => {
+                e.tfo_cookie = Some(c);
+                self.with_fastopen(|f| f.stats.passive_fail += 1);
+                false
+            }
+            CookieCheck::NoKey => false,
+        }
+    }
+
+    /// The connection a valid TFO cookie opens (FreeBSD syncache_tfo_expand): in
+    /// SYN_RECEIVED with the SYN's data in its receive buffer and in the accept queue at
+    /// once; its stack sends the SYN-ACK (acknowledging the data) and may send data before
+    /// the handshake completes.
+    fn tfo_open(
+        &mut self,
+        lid: ListenerId,
+        e: &SynCacheEntry,
+        p: &Parsed<'_>,
+    ) -> Result<(), Errno> {
+        let l = self
+            .listener_at(lid.0 as usize)
+            .ok_or(Errno::ECONNABORTED)?;
+        if l.accept_q.len() + l.embryonic > 3 * l.backlog / 2 {
+            return Err(Errno::ENOBUFS);
+        }
+        let slot = self.conn_from_syncache(e)?;
+        let Some(c) = self.conns[slot].as_mut() else {
+            return Err(Errno::ENOMEM);
+        };
+        // What does not fit in the receive buffer is not acknowledged; the client sends it
+        // again.
+        let n = c.side.rcv.write_at(&mut self.worker.pool, 0, p.payload);
+        c.side.rcv.commit(n);
+        let n = n as u32;
+        let tp = &mut c.ctx.tp;
+        tp.snd_nxt = e.iss;
+        tp.snd_max = e.iss;
+        tp.rcv_nxt = e.irs.wrapping_add(1).wrapping_add(n);
+        tp.rcv_adv = tp.rcv_nxt;
+        tp.rcv_up = tp.rcv_nxt;
+        // The window in a SYN is never scaled (RFC 7323 2.2).
+        tp.snd_wnd = u32::from(p.win);
+        tp.max_sndwnd = tp.snd_wnd;
+        tp.snd_wl1 = e.irs;
+        tp.snd_wl2 = e.iss;
+        tp.t_flags |= tf::FASTOPEN;
+        c.side.tfo_passive = true;
+        c.side.tfo_pending = true;
+        c.side.embryonic = false;
+        c.side.queued = true;
+        if n > 0 {
+            c.side.events |= 1 << plugtcp_abi::stack::ConnEvent::Readable as u8;
+        }
+        if let Some(l) = self.listeners[lid.0 as usize].as_mut() {
+            l.embryonic = l.embryonic.saturating_sub(1);
+            l.tfo_pending += 1;
+            l.accept_q.push_back(slot);
+        }
+        if let Some(r) = self.ready.as_mut() {
+            r.note_listener(lid.0 as usize);
+        }
+        let _ = self.with_slot(slot, |c, w| c.output(w));
+        self.after_call(slot);
+        Ok(())
     }
 
     /// FreeBSD syncache_respond(sc, TH_ACK): a challenge ACK for a pending handshake (the
@@ -292,6 +396,11 @@ impl Host {
             o.flags |= to::TSTAMP;
             o.tsval = ((self.worker.now / 1_000_000) as u32).wrapping_add(e.ts_offset);
             o.tsecr = tsecr;
+        }
+        if let Some(cookie) = e.tfo_cookie {
+            o.flags |= to::FASTOPEN;
+            o.tfo_len = cookie.len() as u8;
+            o.tfo_cookie[..cookie.len()].copy_from_slice(&cookie);
         }
         let seg = SegOut {
             seq: e.iss,
@@ -381,6 +490,10 @@ impl Host {
         }
         if e.sack_ok {
             tp.t_flags |= tf::SACK_PERMIT;
+        }
+        // Opened by a TFO SYN, even one that fell back: TCP_FASTOPEN says so (tcp(4)).
+        if e.tfo {
+            tp.t_flags |= tf::FASTOPEN;
         }
         // A signed handshake makes a signing connection.
         if sig_key.is_some() {

@@ -78,6 +78,9 @@ pub enum Access {
     Tunable,
     /// `CTLFLAG_RD`: a constant or a statistic; every write gets EPERM.
     ReadOnly,
+    /// `CTLFLAG_WR`: a command (`fastopen.setkey`); reading it is EINVAL, as FreeBSD's
+    /// handlers answer, and listings leave it out.
+    WriteOnly,
 }
 
 /// Extra validation run on the modified copy of the tunables before it is published; it may
@@ -383,59 +386,59 @@ mib_table! {
 
     /// 002 "The default is 0".
     fastopen_acceptany: i64 = 0;
-    "fastopen.acceptany", Bool, ReadWrite, acts: false, legacy: false,
+    "fastopen.acceptany", Bool, ReadWrite, acts: true, legacy: false,
     "Accept any non-empty cookie";
 
     /// 002 "The default is 120" (seconds). FreeBSD rejects values above UINT_MAX / hz.
     fastopen_autokey: i64 = 120;
-    "fastopen.autokey", UInt(0, UINT_MAX / 1000), ReadWrite, acts: false, legacy: false,
+    "fastopen.autokey", UInt(0, UINT_MAX / 1000), ReadWrite, acts: true, legacy: false,
     "Number of seconds between auto-generation of a new key; zero disables";
 
     /// 002; FreeBSD `TCP_FASTOPEN_CCACHE_BUCKET_LIMIT_DEFAULT` = 16.
     fastopen_ccache_bucket_limit: i64 = 16;
-    "fastopen.ccache_bucket_limit", UInt, ReadWrite, acts: false, legacy: false,
+    "fastopen.ccache_bucket_limit", UInt(1, UINT_MAX / 2), ReadWrite, acts: true, legacy: false,
     "Max entries per bucket in client cookie cache";
 
     /// 002 "Read-only", loader-tunable; FreeBSD `TCP_FASTOPEN_CCACHE_BUCKETS_DEFAULT` = 2048,
     /// which FreeBSD requires to be a power of two.
     fastopen_ccache_buckets: i64 = 2048;
-    "fastopen.ccache_buckets", UInt(1, UINT_MAX), Tunable, acts: false, legacy: false,
+    "fastopen.ccache_buckets", UInt(1, UINT_MAX), Tunable, acts: true, legacy: false,
     check: check_fastopen_ccache_buckets,
     "Client cookie cache number of buckets";
 
     /// 002 "The default is 0".
     fastopen_client_enable: i64 = 0;
-    "fastopen.client_enable", Bool, ReadWrite, acts: false, legacy: false,
+    "fastopen.client_enable", Bool, ReadWrite, acts: true, legacy: false,
     "Enable/disable TCP Fast Open client functionality";
 
     /// 002 "Read-only"; FreeBSD `TCP_FASTOPEN_KEY_LEN` = 16 (SipHash key length).
     fastopen_keylen: i64 = 16;
-    "fastopen.keylen", UInt, ReadOnly, acts: false, legacy: false,
+    "fastopen.keylen", UInt, ReadOnly, acts: true, legacy: false,
     "Key length in bytes";
 
     /// 002 "Read-only"; FreeBSD `TCP_FASTOPEN_MAX_KEYS` = 2.
     fastopen_maxkeys: i64 = 2;
-    "fastopen.maxkeys", UInt, ReadOnly, acts: false, legacy: false,
+    "fastopen.maxkeys", UInt, ReadOnly, acts: true, legacy: false,
     "Maximum number of keys supported";
 
     /// 002 "The default number of concurrent pre-shared keys is 2" (`TCP_RFC7413_MAX_PSKS`).
     fastopen_maxpsks: i64 = 2;
-    "fastopen.maxpsks", UInt, ReadOnly, acts: false, legacy: false,
+    "fastopen.maxpsks", UInt, ReadOnly, acts: true, legacy: false,
     "Maximum number of pre-shared keys supported";
 
     /// 002 names `TCP_FASTOPEN_PATH_DISABLE_TIME_DEFAULT`, which is 900 seconds in FreeBSD.
     fastopen_path_disable_time: i64 = 900;
-    "fastopen.path_disable_time", UInt(0, UINT_MAX / 1000), ReadWrite, acts: false, legacy: false,
+    "fastopen.path_disable_time", UInt(0, UINT_MAX / 1000), ReadWrite, acts: true, legacy: false,
     "Seconds a TFO failure disables a {client_ip, server_ip, server_port} path";
 
     /// 002 "The default is 0".
     fastopen_psk_enable: i64 = 0;
-    "fastopen.psk_enable", Bool, ReadWrite, acts: false, legacy: false,
+    "fastopen.psk_enable", Bool, ReadWrite, acts: true, legacy: false,
     "Enable/disable TCP Fast Open server pre-shared key mode";
 
     /// 002 "The default is 0".
     fastopen_server_enable: i64 = 0;
-    "fastopen.server_enable", Bool, ReadWrite, acts: false, legacy: false,
+    "fastopen.server_enable", Bool, ReadWrite, acts: true, legacy: false,
     "Enable/disable TCP Fast Open server functionality";
 
     /// 002 "Defaults to 60 seconds"; FreeBSD `TCPTV_FINWAIT2_TIMEOUT`, exported in ms.
@@ -982,13 +985,13 @@ pub static HOST_ENTRIES: &[HostEntry] = &[
     host(
         "net.inet.tcp.fastopen.setkey",
         Kind::Opaque,
-        Access::ReadWrite,
+        Access::WriteOnly,
         "Install a new key",
     ),
     host(
         "net.inet.tcp.fastopen.setpsk",
         Kind::Opaque,
-        Access::ReadWrite,
+        Access::WriteOnly,
         "Install a new pre-shared key",
     ),
     host(
@@ -1303,6 +1306,10 @@ impl SysctlTree {
             Some(Static::Tunable(e)) | Some(Static::Alias(_, e)) => {
                 Ok((e.get)(&self.current.load()))
             }
+            Some(Static::Host(h)) if h.access == Access::WriteOnly => {
+                self.dyn_node(name).ok_or(Errno::ENOENT)?;
+                Err(Errno::EINVAL)
+            }
             Some(Static::Host(_)) | None => {
                 self.dyn_node(name).map(|n| n.get()).ok_or(Errno::ENOENT)
             }
@@ -1318,7 +1325,7 @@ impl SysctlTree {
                 .map(|mut old| old.remove(0)),
             Some(Static::Host(h)) => {
                 let node = self.dyn_node(name).ok_or(Errno::ENOENT)?;
-                if h.access != Access::ReadWrite {
+                if !matches!(h.access, Access::ReadWrite | Access::WriteOnly) {
                     return Err(Errno::EPERM);
                 }
                 Self::set_dynamic(node.as_ref(), value)
@@ -1363,10 +1370,11 @@ impl SysctlTree {
     /// `prefix` (empty or `net.inet.tcp` for all), in name order.
     pub fn list(&self, prefix: &str) -> Vec<(String, SysctlValue)> {
         let t = self.current.load_full();
+        let write_only = |n: &str| matches!(static_index().get(n), Some(Static::Host(h)) if h.access == Access::WriteOnly);
         let dynamic: Vec<(String, Arc<dyn DynamicNode>)> = self
             .dyn_read()
             .iter()
-            .filter(|(n, _)| under(n, prefix))
+            .filter(|(n, _)| under(n, prefix) && !write_only(n))
             .map(|(n, node)| (n.clone(), Arc::clone(node)))
             .collect();
         // The dynamic lock is released before calling into nodes.
@@ -1478,6 +1486,7 @@ pub fn markdown_table() -> String {
             Access::ReadWrite => "rw",
             Access::Tunable => "tunable",
             Access::ReadOnly => "ro",
+            Access::WriteOnly => "wo",
         };
         let _ = writeln!(
             out,

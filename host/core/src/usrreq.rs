@@ -34,6 +34,11 @@ pub struct Listener {
     pub tcpcb: Tcpcb,
     /// TCP_DEFER_ACCEPT seconds (0: off).
     pub defer_accept: u32,
+    /// TCP_FASTOPEN: at most this many connections opened by TFO SYNs may be in
+    /// SYN_RECEIVED at once (RFC 7413 5.1; 0: TFO off).
+    pub tfo_qlen: u32,
+    /// Connections opened by a TFO SYN still in SYN_RECEIVED.
+    pub tfo_pending: u32,
     /// What else its connections inherit: socket-level options and the stack options set
     /// on it (see [`StickyOpts`]).
     pub inherit: ListenerInherit,
@@ -128,6 +133,8 @@ impl Host {
             cc: snap.default_cc.clone(),
             tcpcb: tp,
             defer_accept: 0,
+            tfo_qlen: 0,
+            tfo_pending: 0,
             inherit: ListenerInherit::default(),
         });
         self.gauges.add_pcbs(1);
@@ -240,6 +247,16 @@ impl Host {
     /// connect(2) for a connection made by [`Host::socket`]: SYN_SENT, and the stack sends
     /// the SYN. EISCONN once it started.
     pub fn start_connect(&mut self, id: ConnId) -> Result<(), Errno> {
+        self.start_connect_inner(id, false)
+    }
+
+    /// [`Host::start_connect`]; `msg_fastopen`: TCP Fast Open asked for by the send that
+    /// connects (see [`Host::connect_with_data`]).
+    pub(crate) fn start_connect_inner(
+        &mut self,
+        id: ConnId,
+        msg_fastopen: bool,
+    ) -> Result<(), Errno> {
         let slot = self.conns.resolve(id);
         let c = self.conn_at(slot).ok_or(Errno::EBADF)?;
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 || c.side.listener.is_some() {
@@ -279,7 +296,15 @@ impl Host {
             tp.t_flags |= tf::REQ_TSTMP;
             tp.ts_offset = ts_offset;
         }
-        let _ = self.with_slot(slot, |c, w| c.output(w));
+        // TCP Fast Open: the cookie for this path; the SYN may wait for the data.
+        let defer = self.tfo_prepare_connect(slot, msg_fastopen);
+        let defer = defer || self.conn_at(slot).is_some_and(|c| c.side.tfo_defer);
+        if let Some(c) = self.conns[slot].as_mut() {
+            c.side.tfo_defer = defer;
+        }
+        if !defer {
+            let _ = self.with_slot(slot, |c, w| c.output(w));
+        }
         self.after_call(slot);
         Ok(())
     }
@@ -308,6 +333,8 @@ impl Host {
         if n == 0 && !data.is_empty() {
             return Err(Errno::EAGAIN);
         }
+        // TCP_FASTOPEN_CONNECT: the SYN that waited goes now, with this data.
+        c.side.tfo_defer = false;
         let _ = self.with_slot(slot, |c, w| c.output(w));
         self.after_call(slot);
         Ok(n)

@@ -72,6 +72,18 @@ pub(crate) fn do_segment(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         }
         return;
     }
+    // TCP Fast Open: the client sent its SYN (with data) again, so our SYN-ACK was lost;
+    // send it again (the data in the SYN is a duplicate now and is not taken twice).
+    if flags & th::SYN != 0
+        && flags & th::ACK == 0
+        && cx.tp.t_state == TcpState::SynReceived
+        && cx.tp.t_flags & tf::FASTOPEN != 0
+        && seq == cx.tp.irs
+    {
+        cx.tp.snd_nxt = cx.tp.iss;
+        output::tcp_output(eng, cx);
+        return;
+    }
     // RFC 5961 4.2: any SYN on a synchronized connection (SYN_RECEIVED aside: a
     // simultaneous open's SYN-ACK) earns a challenge ACK, wherever it falls.
     if flags & th::SYN != 0 && cx.tp.t_state != TcpState::SynReceived {
@@ -876,7 +888,10 @@ fn established(eng: &mut Engine, cx: &mut StackCtx) {
     // HyStart++ (RFC 9406) for the initial slow start, for the modules that implement it.
     cx.cc.ccv.flags |= ccf::HYSTART_ALLOWED | ccf::HYSTART_CONS_SSTH;
     eng.round_end = cx.tp.snd_max;
-    cx.cc.on_conn_init(&mut cx.tp, iw);
+    if !eng.cc_inited {
+        cx.cc.on_conn_init(&mut cx.tp, iw);
+        eng.cc_inited = true;
+    }
     cx.host.event(ConnEvent::Connected);
     if keepalive_on(cx) {
         let idle = keepidle_ns(cx);
@@ -1034,6 +1049,17 @@ fn syn_sent(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>) {
         if seq_lt(tp.snd_nxt, tp.snd_una) {
             tp.snd_nxt = tp.snd_una;
         }
+        // TCP Fast Open: data our SYN carried and the SYN-ACK acknowledged leaves the send
+        // buffer; what it did not acknowledge is sent again at once (RFC 7413 4.2.2).
+        let syn_data_acked = seg.ack.wrapping_sub(tp.iss.wrapping_add(1));
+        if seq_lt(tp.snd_una, tp.snd_max) {
+            tp.snd_nxt = tp.snd_una;
+        }
+        if syn_data_acked > 0 {
+            cx.host.snd_drop(syn_data_acked.min(cx.host.snd_len()));
+            cx.host.event(ConnEvent::Writable);
+        }
+        let tp = &mut cx.tp;
         // The window in a SYN is never scaled (RFC 7323 2.2).
         tp.snd_wnd = seg.win as u32;
         tp.max_sndwnd = tp.snd_wnd;

@@ -106,6 +106,9 @@ pub struct Engine {
     ooo_fin: Option<u32>,
     /// The MSS our first SYN offered (0 before it): what a SYN-ACK of ours offers too.
     syn_mss: u32,
+    /// The CC's conn_init has run: at ESTABLISHED, or already at the SYN-ACK of a
+    /// connection opened by TCP Fast Open (FreeBSD runs cc_conn_init for it there).
+    cc_inited: bool,
     /// A duplicate segment to report in the next ACK (RFC 2883 D-SACK).
     dsack: Option<plugtcp_abi::segment::SackBlock>,
     /// RFC 6937 PRR: data delivered to the receiver and sent by us since recovery began, and
@@ -172,6 +175,7 @@ impl Engine {
             rcvd_fin: false,
             ooo_fin: None,
             syn_mss: 0,
+            cc_inited: false,
             dsack: None,
             prr_delivered: 0,
             prr_out: 0,

@@ -1,5 +1,6 @@
 //! tcp_output: decides what to send next and turns it into segment descriptors for the host.
 
+use plugtcp_abi::cc::ccf;
 use plugtcp_abi::segment::{ecn, th, to, SackBlock, SegOut, TcpOpts};
 use plugtcp_abi::seq::{seq_geq, seq_gt, seq_lt, seq_max};
 use plugtcp_abi::stack::{tt, StackCtx};
@@ -59,6 +60,89 @@ pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
     tp.t_maxseg.saturating_sub(opt).max(1)
 }
 
+/// Option space of a TCP header.
+const TCP_MAXOLEN_U32: u32 = 40;
+
+/// A TCP Fast Open client's first SYN (FreeBSD: never on a retransmitted SYN, which goes
+/// without the option and without data).
+fn tfo_client_syn(tp: &Tcpcb) -> bool {
+    tp.t_state == TcpState::SynSent
+        && tp.t_flags & tf::FASTOPEN != 0
+        && tp.t_flags & tf::NOOPT == 0
+        && tp.t_rxtshift == 0
+}
+
+/// The bytes the host writes for a SYN's options (its builder's padding rules, FreeBSD
+/// tcp_addoptions): what a SYN carrying data must leave room for.
+fn syn_options_len(o: &TcpOpts) -> u32 {
+    let pad = |n: &mut u32, need: &dyn Fn(u32) -> bool| {
+        while need(*n) && *n < TCP_MAXOLEN_U32 {
+            *n += 1;
+        }
+    };
+    let mut n = 0u32;
+    if o.has(to::MSS) {
+        pad(&mut n, &|l| l % 4 != 0);
+        n += 4;
+    }
+    if o.has(to::WSCALE) {
+        pad(&mut n, &|l| l == 0 || l % 2 != 1);
+        n += 3;
+    }
+    if o.has(to::SACKPERM) {
+        pad(&mut n, &|l| l % 2 != 0);
+        n += 2;
+    }
+    if o.has(to::TSTAMP) {
+        pad(&mut n, &|l| l == 0 || l % 4 != 2);
+        n += 10;
+    }
+    if o.has(to::SIGNATURE) {
+        pad(&mut n, &|l| l == 0 || l % 4 != 2);
+        n += 18;
+    }
+    if o.has(to::FASTOPEN) {
+        n += 2 + u32::from(o.tfo_len);
+    }
+    n.div_ceil(4) * 4
+}
+
+/// Data a TCP Fast Open client's first SYN carries: with a cookie (not with a cookie
+/// request), as much of the send buffer as fits in one segment beside the options.
+fn tfo_syn_data(cx: &StackCtx) -> u32 {
+    let tp = &cx.tp;
+    if !tfo_client_syn(tp) || tp.t_tfo_client_cookie_len == 0 || cx.host.snd_len() == 0 {
+        return 0;
+    }
+    let mut o = TcpOpts {
+        flags: to::MSS | to::FASTOPEN,
+        tfo_len: tp.t_tfo_client_cookie_len.min(16),
+        ..Default::default()
+    };
+    if tp.t_flags & tf::REQ_SCALE != 0 {
+        o.flags |= to::WSCALE;
+    }
+    if cx.tun().sack_enable != 0 {
+        o.flags |= to::SACKPERM;
+    }
+    if tp.t_flags & tf::REQ_TSTMP != 0 {
+        o.flags |= to::TSTAMP;
+    }
+    if signing(tp) {
+        o.flags |= to::SIGNATURE;
+    }
+    let optlen = syn_options_len(&o);
+    if optlen > TCP_MAXOLEN_U32 {
+        return 0; // the option does not fit: no data either
+    }
+    // The server's MSS from last time, which the host put in t_peer_mss.
+    let mss = match tp.t_peer_mss {
+        0 => tp.t_maxseg,
+        peer => tp.t_maxseg.min(peer),
+    };
+    cx.host.snd_len().min(mss.saturating_sub(optlen))
+}
+
 /// The receive window to advertise, in bytes (never shrinking what we already offered, and
 /// avoiding silly-window advertisements: RFC 9293 3.8.6.2.2).
 fn rcv_window(eng: &Engine, cx: &StackCtx) -> u32 {
@@ -116,6 +200,18 @@ fn options(eng: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
         if signing(tp) {
             o.flags |= to::SIGNATURE;
         }
+        if tfo_client_syn(tp) {
+            // The cookie from the host's cache, or an empty option asking for one; left
+            // out when it does not fit (with TCP-MD5), and then no data goes with it.
+            let len = usize::from(tp.t_tfo_client_cookie_len).min(16);
+            let mut with_fo = o;
+            with_fo.flags |= to::FASTOPEN;
+            with_fo.tfo_len = len as u8;
+            with_fo.tfo_cookie[..len].copy_from_slice(&tp.t_tfo_cookie[..len]);
+            if syn_options_len(&with_fo) <= TCP_MAXOLEN_U32 {
+                o = with_fo;
+            }
+        }
         return o;
     }
     let mut room = 4;
@@ -164,7 +260,14 @@ pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags:
     }
     // FreeBSD: PSH on every segment that reaches the end of the send buffer, new data or a
     // retransmission (RACK's probes and SACK retransmits included).
-    if len > 0 && seq.wrapping_add(len) == data_start(&cx.tp).wrapping_add(cx.host.snd_len()) {
+    // Where the payload sits in sequence space: after the SYN when one goes with it (TCP
+    // Fast Open).
+    let dseq = seq.wrapping_add((flags & th::SYN != 0) as u32);
+    // (FreeBSD: never on a SYN, which carries data only with TCP Fast Open.)
+    if len > 0
+        && flags & th::SYN == 0
+        && dseq.wrapping_add(len) == data_start(&cx.tp).wrapping_add(cx.host.snd_len())
+    {
         flags |= th::PUSH;
     }
     if flags & th::SYN != 0 && eng.syn_mss == 0 {
@@ -204,7 +307,7 @@ pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags:
         (win.div_ceil(unit)).min(TCP_MAXWIN)
     };
     let data_off = if len > 0 {
-        seq.wrapping_sub(data_start(tp))
+        dseq.wrapping_sub(data_start(tp))
     } else {
         0
     };
@@ -302,10 +405,11 @@ pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags:
     } else {
         tp.t_snd_bytes += len as u64;
     }
-    crate::rack::on_transmit(eng, now, seq, len, retransmit);
+    crate::rack::on_transmit(eng, now, dseq, len, retransmit);
     let tp = &mut cx.tp;
     if len > 0 {
         let flight = tp.flight_size();
+        let seq = dseq;
         let data_end = seq.wrapping_add(len);
         if retransmit {
             let old_end = if seq_lt(tp.snd_max, data_end) {
@@ -450,6 +554,10 @@ pub(crate) fn tcp_output(eng: &mut Engine, cx: &mut StackCtx) {
             return;
         }
         TcpState::SynSent | TcpState::SynReceived => {
+            // A connection opened by a TCP Fast Open SYN may send data before the
+            // handshake completes (RFC 7413 4.2.2), after its first SYN-ACK.
+            let tfo_server =
+                cx.tp.t_state == TcpState::SynReceived && cx.tp.t_flags & tf::FASTOPEN != 0;
             // (Re)send our SYN (a SYN-ACK in a simultaneous open) when snd_nxt is at it.
             if cx.tp.snd_nxt == cx.tp.iss {
                 let flags = if cx.tp.t_state == TcpState::SynSent {
@@ -457,15 +565,28 @@ pub(crate) fn tcp_output(eng: &mut Engine, cx: &mut StackCtx) {
                 } else {
                     th::SYN | th::ACK
                 };
+                if tfo_server && !eng.cc_inited {
+                    // FreeBSD runs cc_conn_init here for TFO: data may follow at once.
+                    let iw = cx.tun().initcwnd_segments;
+                    cx.cc.ccv.flags |= ccf::HYSTART_ALLOWED | ccf::HYSTART_CONS_SSTH;
+                    cx.cc.on_conn_init(&mut cx.tp, iw);
+                    eng.cc_inited = true;
+                }
                 let iss = cx.tp.iss;
-                send_seg(eng, cx, iss, flags, 0);
+                let len = tfo_syn_data(cx);
+                send_seg(eng, cx, iss, flags, len);
                 if cx.host.timer_remaining(tt::KEEP).is_none() {
                     cx.host.timer_start(tt::KEEP, keepinit_ns(cx));
                 }
-            } else if cx.tp.t_flags & tf::ACKNOW != 0 && cx.tp.t_state == TcpState::SynReceived {
-                send_ack(eng, cx);
+                if !(tfo_server && cx.tp.t_rxtshift == 0) {
+                    return;
+                }
+            } else if !tfo_server {
+                if cx.tp.t_flags & tf::ACKNOW != 0 && cx.tp.t_state == TcpState::SynReceived {
+                    send_ack(eng, cx);
+                }
+                return;
             }
-            return;
         }
         _ => {}
     }
@@ -483,7 +604,9 @@ pub(crate) fn tcp_output(eng: &mut Engine, cx: &mut StackCtx) {
     // FreeBSD decides "idle" (nothing in flight) once per tcp_output call: the tail of a
     // write larger than a segment still goes out with its head (Nagle waits only when
     // data was in flight before the call).
-    let idle = cx.tp.snd_max == cx.tp.snd_una;
+    // The unacknowledged SYN of a connection TCP Fast Open opened is no small segment in
+    // flight: Nagle does not hold the answer to the SYN's request for the handshake's end.
+    let idle = cx.tp.snd_max == data_start(&cx.tp);
     // Each pass sends at most one segment; the bound only guards against a logic error
     // turning into an endless loop.
     for _ in 0..100_000 {

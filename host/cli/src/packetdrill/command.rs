@@ -87,7 +87,13 @@ fn sysctl(r: &mut Runner<'_>, args: &[&str]) -> Result<String, String> {
                         .host
                         .sysctl_set(name, value)
                         .map_err(|e| format!("sysctl: {name}: {}", e.message()))?;
-                    let new = r.host.sysctl.get(name).map_err(|e| e.to_string())?;
+                    // A write-only node (fastopen.setkey) has no value to show.
+                    let new = r
+                        .host
+                        .sysctl
+                        .get(name)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
                     if !quiet {
                         out.push_str(&format!("{name}: {old} -> {new}\n"));
                     }

@@ -573,16 +573,9 @@ fn start(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
             let res = r.posix.connect(&mut r.host, fd, addr);
             if res.is_ok() || res == Err(Errno::EINPROGRESS) {
                 let i = script_socket(r, fd);
-                let host_addr = match addr {
-                    SocketAddr::V6(a) => a
-                        .ip()
-                        .to_ipv4_mapped()
-                        .map_or(addr, |v4| SocketAddr::new(IpAddr::V4(v4), a.port())),
-                    a => a,
-                };
                 let s = &mut r.sockets[i];
                 s.state = SockState::ActiveConnecting;
-                s.remote = Some(host_addr);
+                s.remote = Some(host_side(addr));
                 s.local = None;
                 r.under_test = Some(i);
             }
@@ -624,15 +617,40 @@ fn start(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
                 if let Some(a) = call
                     .args
                     .get(4)
-                    .filter(|a| !a.is_ellipsis() && !matches!(a.kind, ExprKind::Null))
+                    .filter(|a| !matches!(a.kind, ExprKind::Null))
                 {
-                    // An address on a connected TCP socket: FreeBSD says EISCONN.
-                    let _ = sockaddr(r, a, false)?;
-                    if r.posix
-                        .conn_id(fd)
-                        .is_some_and(|s| r.host.state(s).is_some_and(|st| st != TcpState::Closed))
+                    // An address on a connected TCP socket: FreeBSD says EISCONN (`...`,
+                    // the script's peer, is taken as no address there).
+                    let addr = sockaddr(r, a, false)?;
+                    if !a.is_ellipsis()
+                        && r.posix.conn_id(fd).is_some_and(|s| {
+                            r.host.state(s).is_some_and(|st| st != TcpState::Closed)
+                        })
                     {
                         return Ok(errno(Err(Errno::EISCONN)));
+                    }
+                    // On a socket not connected yet: an implied connect with the data
+                    // (TCP Fast Open puts it in the SYN).
+                    let fresh = r.posix.conn_id(fd).is_some_and(|s| {
+                        r.host
+                            .tcpcb(s)
+                            .is_some_and(|tp| tp.t_state == TcpState::Closed && tp.iss == 0)
+                    });
+                    if fresh {
+                        let data = vec![0u8; len];
+                        let res = r.posix.sendto(&mut r.host, fd, &data, flags, addr);
+                        let started = r.posix.conn_id(fd).is_some_and(|s| {
+                            r.host.state(s).is_some_and(|st| st != TcpState::Closed)
+                        });
+                        if started {
+                            let i = script_socket(r, fd);
+                            let s = &mut r.sockets[i];
+                            s.state = SockState::ActiveConnecting;
+                            s.remote = Some(host_side(addr));
+                            s.local = None;
+                            r.under_test = Some(i);
+                        }
+                        return Ok(errno(res.map(|n| n as i64)));
                     }
                 }
             }
@@ -769,6 +787,17 @@ fn recv(r: &mut Runner<'_>, fd: i32, len: usize, flags: i32) -> R<Step> {
             waitall: flags & MSG_WAITALL != 0,
         },
     )
+}
+
+/// The address as the host sees it: an IPv4-mapped IPv6 address is IPv4 on the wire.
+fn host_side(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map_or(addr, |v4| SocketAddr::new(IpAddr::V4(v4), a.port())),
+        a => a,
+    }
 }
 
 fn send(r: &mut Runner<'_>, fd: i32, len: usize, flags: i32) -> R<Step> {

@@ -348,6 +348,8 @@ impl Posix {
                 nf.bound = None;
                 match h.state(slot) {
                     Some(s) if s.have_established() => Ok(()),
+                    // TCP_FASTOPEN_CONNECT with a cookie: the SYN goes with the first write.
+                    _ if h.tfo_deferred(slot) => Ok(()),
                     _ => Err(Errno::EINPROGRESS),
                 }
             }
@@ -464,6 +466,13 @@ impl Posix {
     pub fn send(&mut self, h: &mut Host, fd: i32, data: &[u8], flags: i32) -> Result<usize, Errno> {
         let slot = self.connected_slot(fd)?;
         match h.state(slot) {
+            // TCP_FASTOPEN_CONNECT: connect(2) returned with the SYN waiting for this data.
+            Some(TcpState::SynSent) if h.tfo_deferred(slot) => {}
+            // Opened by a TFO SYN: connected for the application already (FreeBSD
+            // syncache_tfo_expand calls soisconnected).
+            Some(TcpState::SynReceived)
+                if h.tcpcb(slot)
+                    .is_some_and(|tp| tp.t_flags & plugtcp_abi::tcpcb::tf::FASTOPEN != 0) => {}
             Some(TcpState::SynSent | TcpState::SynReceived) => return Err(Errno::ENOTCONN),
             Some(TcpState::Closed) | None => {
                 // A connection that never got anywhere, or one that was dropped.
@@ -487,6 +496,52 @@ impl Posix {
             }
             r => r,
         }
+    }
+
+    /// sendto(2) with an address: on a socket that is not connected, an implied connect
+    /// with the data (FreeBSD's PRUS with an address, Linux's MSG_FASTOPEN), which TCP Fast
+    /// Open may carry in the SYN; EISCONN on a connected one, EOPNOTSUPP on a listener.
+    pub fn sendto(
+        &mut self,
+        h: &mut Host,
+        fd: i32,
+        data: &[u8],
+        flags: i32,
+        addr: SocketAddr,
+    ) -> Result<usize, Errno> {
+        let f = self.file(fd)?.clone();
+        let slot = match f.kind {
+            Kind::Listening(_) => return Err(Errno::EOPNOTSUPP),
+            Kind::Conn(_) => return Err(Errno::EISCONN),
+            Kind::Fresh(slot) => slot,
+        };
+        let remote = Self::host_addr(&f, addr)?;
+        match remote.ip() {
+            ip if ip.is_multicast() => return Err(Errno::EAFNOSUPPORT),
+            IpAddr::V4(v4) if v4.is_broadcast() => return Err(Errno::EACCES),
+            _ => {}
+        }
+        let nonblocking = self.is_nonblocking(fd);
+        let msg_fastopen = flags & MSG_FASTOPEN != 0;
+        // Linux: MSG_FASTOPEN while client TFO is off is refused, nothing connects.
+        if msg_fastopen && h.tunables.fastopen_client_enable == 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if let Some(b) = f.bound {
+            h.table.release_addr(b);
+        }
+        let r = h.connect_with_data(slot, remote, f.bound, data, msg_fastopen, nonblocking);
+        if h.state(slot).is_none_or(|s| s == TcpState::Closed) {
+            if let Some(b) = f.bound {
+                let _ = h.table.reserve_addr(b, true);
+            }
+            return r;
+        }
+        let _ = h.set_ip_header(slot, f.tos, f.ttl);
+        let nf = self.file_mut(fd)?;
+        nf.kind = Kind::Conn(slot);
+        nf.bound = None;
+        r
     }
 
     /// shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR (EINVAL otherwise); ENOTCONN unless

@@ -59,6 +59,12 @@ pub struct SynCacheEntry {
     pub noopt: bool,
     /// The peer's UDP port when the SYN came over UDP (FreeBSD sc_port; 0: plain TCP).
     pub port: u16,
+    /// The SYN carried the TCP Fast Open option to a TFO listener: the connection reports
+    /// TCP_FASTOPEN although it fell back (tcp(4)).
+    pub tfo: bool,
+    /// The cookie the SYN-ACK hands out (FreeBSD sc_tfo_cookie): the SYN asked for one or
+    /// carried an invalid one.
+    pub tfo_cookie: Option<[u8; crate::fastopen::COOKIE_LEN]>,
 }
 
 impl SynCacheEntry {
@@ -82,6 +88,8 @@ impl SynCacheEntry {
             ecn: false,
             noopt: false,
             port: 0,
+            tfo: false,
+            tfo_cookie: None,
         }
     }
 }

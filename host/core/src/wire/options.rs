@@ -81,6 +81,8 @@ pub(super) fn parse_options(mut cp: &[u8]) -> TcpOpts {
                     || (TCPOLEN_FAST_OPEN_MIN..=TCPOLEN_FAST_OPEN_MAX).contains(&optlen) =>
             {
                 o.flags |= to::FASTOPEN;
+                o.tfo_len = body.len() as u8;
+                o.tfo_cookie[..body.len()].copy_from_slice(body);
             }
             _ => {}
         }
@@ -185,10 +187,13 @@ pub(super) fn add_options(opts: &TcpOpts, syn: bool, out: &mut [u8; TCP_MAXOLEN]
             }
         }
     }
-    if f & to::FASTOPEN != 0 && TCP_MAXOLEN - n >= TCPOLEN_FAST_OPEN_EMPTY {
-        // No cookie field in TcpOpts: this is the client's cookie request (RFC 7413 4.1.1).
-        out[n..n + 2].copy_from_slice(&[TCPOPT_FAST_OPEN, TCPOLEN_FAST_OPEN_EMPTY as u8]);
-        n += TCPOLEN_FAST_OPEN_EMPTY;
+    // FreeBSD writes it unaligned, and leaves it out when it does not fit.
+    let cookie = opts.tfo_cookie();
+    let fo_len = TCPOLEN_FAST_OPEN_EMPTY + cookie.len();
+    if f & to::FASTOPEN != 0 && TCP_MAXOLEN - n >= fo_len {
+        out[n..n + 2].copy_from_slice(&[TCPOPT_FAST_OPEN, fo_len as u8]);
+        out[n + 2..n + fo_len].copy_from_slice(cookie);
+        n += fo_len;
     }
     // EOL, then zero padding: both are zero bytes.
     while !n.is_multiple_of(4) {

@@ -191,6 +191,7 @@ fn non_syn_ts_and_sack_layout() {
         sacks: blocks,
         mss: 1460,
         wscale: 3,
+        ..Default::default()
     };
     // SYN-only options are not sent on a non-SYN; TS leaves room for 3 blocks.
     assert_eq!(options_len(&s.opts, false), 40);
@@ -502,6 +503,10 @@ fn expected_opts(o: &TcpOpts, syn: bool) -> TcpOpts {
             e.wscale = o.wscale;
         }
         e.flags |= o.flags & (to::SACKPERM | to::FASTOPEN);
+        if o.has(to::FASTOPEN) {
+            e.tfo_len = o.tfo_len;
+            e.tfo_cookie = o.tfo_cookie;
+        }
     }
     if o.has(to::TSTAMP) {
         e.flags |= to::TSTAMP;
@@ -587,16 +592,35 @@ fn arb_opts() -> impl Strategy<Value = TcpOpts> {
         0u8..=4,
         any::<(u32, u32)>(),
         prop::array::uniform4(any::<(u32, u32)>()),
+        // A cookie request, or a cookie of 4, 6 or 8 bytes (longer ones need not fit
+        // beside all the other SYN options, and are then left out).
+        (prop::sample::select(vec![0u8, 4, 6, 8]), any::<[u8; 8]>()),
     )
-        .prop_map(|(flags, mss, wscale, nsacks, (tsval, tsecr), s)| TcpOpts {
-            flags,
-            mss,
-            wscale,
-            nsacks,
-            tsval,
-            tsecr,
-            sacks: s.map(|(start, end)| SackBlock { start, end }),
-        })
+        .prop_map(
+            |(flags, mss, wscale, nsacks, (tsval, tsecr), s, (tfo_len, cookie))| {
+                let mut tfo_cookie = [0u8; 16];
+                tfo_cookie[..usize::from(tfo_len)].copy_from_slice(&cookie[..usize::from(tfo_len)]);
+                TcpOpts {
+                    flags,
+                    mss,
+                    wscale,
+                    nsacks,
+                    tsval,
+                    tsecr,
+                    sacks: s.map(|(start, end)| SackBlock { start, end }),
+                    tfo_len: if flags & to::FASTOPEN != 0 {
+                        tfo_len
+                    } else {
+                        0
+                    },
+                    tfo_cookie: if flags & to::FASTOPEN != 0 {
+                        tfo_cookie
+                    } else {
+                        [0; 16]
+                    },
+                }
+            },
+        )
 }
 
 proptest! {

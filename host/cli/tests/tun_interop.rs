@@ -1570,3 +1570,176 @@ print("OK" if echoed and refused and not t.is_alive() else "FAIL echoed=%s refus
     assert!(st.rcv_goodsig > 100, "{st:?}");
     assert_eq!(csum_errors, 0, "TcpInCsumErrors");
 }
+
+/// TCP Fast Open with the kernel (net.ipv4.tcp_fastopen=3 in the namespace), on a path of
+/// 100 ms round trip (plugtcp's side delays 50 ms each way). A kernel client sends its
+/// request with MSG_FASTOPEN to a plugtcp server: the first time it gets a cookie and the
+/// answer takes two round trips, the second time the request rides in the SYN and the
+/// answer comes after one. plugtcp's client does the same to a kernel TFO server, which
+/// reports (TCPI_OPT_SYN_DATA) that the second connection's SYN carried the data.
+#[test]
+fn tcp_fast_open_with_the_kernel_both_ways() {
+    use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_FASTOPEN};
+    use std::io::BufRead;
+    use std::sync::Mutex;
+    let Some(ns) = make_ns("tfo") else {
+        return;
+    };
+    ns.must(&["sysctl", "-qw", "net.ipv4.tcp_fastopen=3"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(AtomicBool::new(false));
+    let answers: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let stats: Arc<Mutex<plugtcp_host::fastopen::FastopenStats>> = Arc::default();
+    let (go2, answers2, stats2) = (go.clone(), answers.clone(), stats.clone());
+    let delay = SimLinkConfig {
+        delay_ns: 50_000_000,
+        ..SimLinkConfig::default()
+    };
+    let plugtcp = run_plugtcp(&ns, stop.clone(), Some(delay), false, move |host| {
+        for (k, v) in [
+            ("net.inet.tcp.fastopen.server_enable", "1"),
+            ("net.inet.tcp.fastopen.client_enable", "1"),
+        ] {
+            host.sysctl_set(k, v).unwrap();
+        }
+        let l = host
+            .listen(SocketAddr::new(PLUGTCP_V4.parse().unwrap(), 8081), 16)
+            .unwrap();
+        host.listener_setsockopt(l, IPPROTO_TCP, TCP_FASTOPEN, &16i32.to_ne_bytes())
+            .unwrap();
+        // The server answers each request with "re:" and the request, then closes.
+        let mut served = Vec::new();
+        let kernel = SocketAddr::new(KERNEL_V4.parse().unwrap(), 8082);
+        let (mut client, mut got, mut round) = (None, Vec::new(), 0);
+        Box::new(move |host: &mut Host| {
+            *stats2.lock().unwrap() = host.fastopen_stats();
+            while let Ok(id) = host.accept(l) {
+                served.push(id);
+            }
+            served.retain(|&id| {
+                let mut buf = [0u8; 256];
+                match host.recv(id, &mut buf) {
+                    Ok(n) if n > 0 => {
+                        let mut answer = b"re:".to_vec();
+                        answer.extend_from_slice(&buf[..n]);
+                        let _ = host.send(id, &answer);
+                        host.close(id);
+                        false
+                    }
+                    Ok(_) => {
+                        host.close(id);
+                        false
+                    }
+                    Err(_) => true,
+                }
+            });
+            // plugtcp's client: two requests, one connection each, one after the other.
+            if !go2.load(Ordering::Relaxed) || round >= 2 {
+                return;
+            }
+            let id = *client.get_or_insert_with(|| {
+                let id = host.open(false).unwrap();
+                let req = format!("plugtcp {round}");
+                host.connect_with_data(id, kernel, None, req.as_bytes(), true, false)
+                    .unwrap();
+                id
+            });
+            let mut buf = [0u8; 256];
+            match host.recv(id, &mut buf) {
+                Ok(0) => {
+                    answers2.lock().unwrap().push(std::mem::take(&mut got));
+                    host.close(id);
+                    client = None;
+                    round += 1;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        })
+    });
+    let script = format!(
+        r#"
+import socket, threading, time
+TCP_FASTOPEN, MSG_FASTOPEN, TCPI_OPT_SYN_DATA = 23, 0x20000000, 32
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
+srv.bind(("{KERNEL_V4}", 8082))
+srv.listen(16)
+syn_data = []
+def serve():
+    for _ in range(2):
+        c, _ = srv.accept()
+        c.settimeout(30)
+        info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        syn_data.append(bool(info[5] & TCPI_OPT_SYN_DATA))
+        req = c.recv(256)
+        c.sendall(b"kernel re:" + req)
+        c.close()
+t = threading.Thread(target=serve)
+t.start()
+print("LISTENING", flush=True)
+times = []
+for i in range(2):
+    s = socket.socket()
+    t0 = time.monotonic()
+    # Blocking: without a cookie the kernel connects first, then sends.
+    s.sendto(b"kernel %d" % i, MSG_FASTOPEN, ("{PLUGTCP_V4}", 8081))
+    s.settimeout(30)
+    got = s.recv(256)
+    times.append(time.monotonic() - t0)
+    assert got == b"re:kernel %d" % i, got
+    s.close()
+t.join(60)
+print("OK %.3f %.3f %s" % (times[0], times[1], syn_data), flush=True)
+"#
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "LISTENING");
+    go.store(true, Ordering::Relaxed);
+    let last = lines.next().and_then(Result::ok).unwrap_or_default();
+    let status = child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answers.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success() && last.starts_with("OK "), "{last} {err}");
+    eprintln!("kernel client's requests (s) and kernel server's SYN data: {last}");
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    let (first_rt, second_rt): (f64, f64) =
+        (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    // 100 ms round trips: two of them without a cookie, one with.
+    assert!(first_rt >= 0.19, "first request took {first_rt} s");
+    assert!(
+        second_rt < 0.15,
+        "the TFO request took {second_rt} s: {last}"
+    );
+    assert!(
+        last.ends_with("[False, True]"),
+        "kernel server's TCPI_OPT_SYN_DATA: {last}"
+    );
+    assert_eq!(
+        *answers.lock().unwrap(),
+        vec![
+            b"kernel re:plugtcp 0".to_vec(),
+            b"kernel re:plugtcp 1".to_vec()
+        ]
+    );
+    let st = *stats.lock().unwrap();
+    assert_eq!(st.passive, 1, "one connection opened with SYN data: {st:?}");
+    assert_eq!(st.passive_fail, 1, "one cookie request answered: {st:?}");
+}

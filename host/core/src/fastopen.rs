@@ -48,8 +48,9 @@ pub const MIN_COOKIE_LEN: usize = 4;
 /// What a server makes of the cookie in a SYN (FreeBSD tcp_fastopen_check_cookie).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CookieCheck {
-    /// Valid: the connection opens with the SYN's data.
-    Valid,
+    /// Valid: the connection opens with the SYN's data; its SYN-ACK hands out the newest
+    /// cookie (FreeBSD: zeros with `acceptany` and no key).
+    Valid([u8; COOKIE_LEN]),
     /// Missing or invalid: the SYN-ACK carries this cookie, the newest.
     Invalid([u8; COOKIE_LEN]),
     /// No key installed: no cookie to give.
@@ -237,13 +238,13 @@ impl Fastopen {
     /// The server's check of a SYN's cookie from `client` (`acceptany`: every cookie is
     /// valid, FreeBSD's testing aid).
     pub fn check_cookie(&self, client: IpAddr, cookie: &[u8], acceptany: bool) -> CookieCheck {
+        let latest = self.keys.keys.front().map(|k| make_cookie(k, client));
         if acceptany {
-            return CookieCheck::Valid;
+            return CookieCheck::Valid(latest.unwrap_or_default());
         }
-        let Some(newest) = self.keys.keys.front() else {
+        let Some(latest) = latest else {
             return CookieCheck::NoKey;
         };
-        let latest = make_cookie(newest, client);
         if cookie.len() != COOKIE_LEN {
             return CookieCheck::Invalid(latest);
         }
@@ -258,7 +259,7 @@ impl Fastopen {
                 constant_time_eq(&ours, cookie)
             };
             if ok {
-                return CookieCheck::Valid;
+                return CookieCheck::Valid(latest);
             }
         }
         CookieCheck::Invalid(latest)
@@ -639,7 +640,9 @@ impl crate::Host {
                 // tcp_mss with the cached MSS); the SYN still offers ours.
                 tp.t_peer_mss = u32::from(server_mss);
                 c.side.tfo_active = true;
-                c.side.tfo_connect || msg_fastopen
+                let defer = c.side.tfo_connect || msg_fastopen;
+                self.with_fastopen(|f| f.stats.active += 1);
+                defer
             }
         }
     }
@@ -712,7 +715,7 @@ impl crate::Host {
         if !c.side.tfo_active || tp.t_state != TcpState::SynSent || !acceptable {
             return;
         }
-        let (local, remote) = (c.side.local.ip(), c.side.remote);
+        let (local, remote, tp_iss) = (c.side.local.ip(), c.side.remote, tp.iss);
         let now = self.worker.now;
         let mss = if opts.has(to::MSS) {
             opts.mss
@@ -724,7 +727,10 @@ impl crate::Host {
         if opts.has(to::FASTOPEN) {
             let cookie = opts.tfo_cookie().to_vec();
             self.with_fastopen(|f| f.update_cache(local, remote, mss, &cookie, now));
-        } else {
+        } else if seq_leq(ack, tp_iss.wrapping_add(1)) {
+            // FreeBSD disables the path on any SYN-ACK without the option; Linux servers
+            // leave it out when they took the SYN's data, so a SYN-ACK that acknowledges
+            // data keeps the cookie (as Linux's client does).
             self.with_fastopen(|f| f.disable_path(local, remote, now));
         }
         if let Some(c) = self.conns[slot].as_mut() {
@@ -837,7 +843,7 @@ mod tests {
         let CookieCheck::Invalid(c1) = fo.check_cookie(client, &[], false) else {
             panic!("no cookie given")
         };
-        assert_eq!(fo.check_cookie(client, &c1, false), CookieCheck::Valid);
+        assert_eq!(fo.check_cookie(client, &c1, false), CookieCheck::Valid(c1));
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(matches!(
             fo.check_cookie(other, &c1, false),
@@ -845,7 +851,11 @@ mod tests {
         ));
         // A new key: the old cookie stays valid (two keys), a third key retires it.
         fo.add_key([7; 16]);
-        assert_eq!(fo.check_cookie(client, &c1, false), CookieCheck::Valid);
+        assert_eq!(
+            fo.check_cookie(client, &c1, false),
+            CookieCheck::Valid(make_cookie(&[7; 16], client)),
+            "valid, and the SYN-ACK gives the newest cookie"
+        );
         fo.add_key([8; 16]);
         assert_eq!(fo.num_keys(), 2);
         assert!(matches!(
@@ -867,7 +877,7 @@ mod tests {
         let with_psk = psk_cookie(&[9; 16], &plain);
         assert_eq!(
             fo.check_cookie(client, &with_psk, false),
-            CookieCheck::Valid
+            CookieCheck::Valid(plain)
         );
         // Disabling the server removes keys and PSKs.
         fo.sync(&TcpTunables::default(), 0, &mut rng);
@@ -899,7 +909,10 @@ mod tests {
             panic!()
         };
         assert_ne!(first, second);
-        assert_eq!(fo.check_cookie(client, &first, false), CookieCheck::Valid);
+        assert_eq!(
+            fo.check_cookie(client, &first, false),
+            CookieCheck::Valid(second)
+        );
         fo.sync(&t, 20_000_000_000, &mut rng);
         assert!(matches!(
             fo.check_cookie(client, &first, false),

@@ -57,6 +57,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_out_rsts_total", "counter", "RSTs sent by the host for segments with no socket (TcpOutRsts)."),
     ("plugtcp_tcp_blackholed_total", "counter", "Segments to closed ports dropped without a RST (net.inet.tcp.blackhole)."),
     ("plugtcp_tcp_sockets_refused_total", "counter", "New sockets refused with ENOBUFS at kern.ipc.maxsockets."),
+    ("plugtcp_tcp_fastopen_total", "counter", "TCP Fast Open events, by event (passive: opened with SYN data; passive_fail: cookie missing or invalid; passive_overflow: past the listener's TFO queue; active: client SYN with a cookie; path_disabled)."),
     ("plugtcp_tcp_md5_total", "counter", "TCP-MD5 signatures checked on input, by result (good, bad, missing: FreeBSD tcps_sig_*)."),
     ("plugtcp_tcp_listen_overflows_total", "counter", "SYNs dropped or answered with a cookie because a listen queue or the SYN cache was full (TcpExtListenOverflows)."),
     ("plugtcp_tcp_syncookies_sent_total", "counter", "SYN-ACKs that carried a SYN cookie (TcpExtSyncookiesSent)."),
@@ -274,6 +275,16 @@ impl Host {
         }
         // Shared by the shards like the registry: published once.
         counter!("plugtcp_tcp_sockets_refused_total").absolute(self.sockets_refused());
+        let fo = self.fastopen_stats();
+        for (event, n) in [
+            ("passive", fo.passive),
+            ("passive_fail", fo.passive_fail),
+            ("passive_overflow", fo.passive_overflow),
+            ("active", fo.active),
+            ("path_disabled", fo.paths_disabled),
+        ] {
+            counter!("plugtcp_tcp_fastopen_total", "event" => event).absolute(n);
+        }
         {
             let p = self
                 .metrics

@@ -283,7 +283,7 @@ impl Host {
         let client = e.key.remote.ip();
         let cookie = p.opts.tfo_cookie();
         match self.with_fastopen(|f| f.check_cookie(client, cookie, acceptany)) {
-            CookieCheck::Valid => match self.tfo_open(lid, e, p) {
+            CookieCheck::Valid(latest) => match self.tfo_open(lid, e, p, latest) {
                 Ok(()) => {
                     self.with_fastopen(|f| f.stats.passive += 1);
                     true
@@ -308,6 +308,7 @@ impl Host {
         lid: ListenerId,
         e: &SynCacheEntry,
         p: &Parsed<'_>,
+        cookie: [u8; crate::fastopen::COOKIE_LEN],
     ) -> Result<(), Errno> {
         let l = self
             .listener_at(lid.0 as usize)
@@ -336,6 +337,9 @@ impl Host {
         tp.snd_wl1 = e.irs;
         tp.snd_wl2 = e.iss;
         tp.t_flags |= tf::FASTOPEN;
+        // FreeBSD's TFO SYN-ACK hands out the newest cookie too (t_tfo_cookie.server).
+        tp.t_tfo_client_cookie_len = cookie.len() as u8;
+        tp.t_tfo_cookie[..cookie.len()].copy_from_slice(&cookie);
         c.side.tfo_passive = true;
         c.side.tfo_pending = true;
         c.side.embryonic = false;

@@ -108,7 +108,7 @@ pub struct Engine {
     syn_mss: u32,
     /// The CC's conn_init has run: at ESTABLISHED, or already at the SYN-ACK of a
     /// connection opened by TCP Fast Open (FreeBSD runs cc_conn_init for it there).
-    cc_inited: bool,
+    pub(crate) cc_inited: bool,
     /// A duplicate segment to report in the next ACK (RFC 2883 D-SACK).
     dsack: Option<plugtcp_abi::segment::SackBlock>,
     /// RFC 6937 PRR: data delivered to the receiver and sent by us since recovery began, and

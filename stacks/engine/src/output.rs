@@ -63,10 +63,12 @@ pub(crate) fn max_payload(tp: &Tcpcb) -> u32 {
 /// Option space of a TCP header.
 const TCP_MAXOLEN_U32: u32 = 40;
 
-/// A TCP Fast Open client's first SYN (FreeBSD: never on a retransmitted SYN, which goes
-/// without the option and without data).
-fn tfo_client_syn(tp: &Tcpcb) -> bool {
-    tp.t_state == TcpState::SynSent
+/// A TCP Fast Open client's first SYN, or the first SYN-ACK of a connection a TFO SYN
+/// opened (FreeBSD: it hands out the server's newest cookie); never a retransmission, which
+/// goes without the option and without data.
+fn tfo_first_syn(tp: &Tcpcb) -> bool {
+    let server = tp.t_state == TcpState::SynReceived && tp.t_tfo_client_cookie_len > 0;
+    (tp.t_state == TcpState::SynSent || server)
         && tp.t_flags & tf::FASTOPEN != 0
         && tp.t_flags & tf::NOOPT == 0
         && tp.t_rxtshift == 0
@@ -111,7 +113,8 @@ fn syn_options_len(o: &TcpOpts) -> u32 {
 /// request), as much of the send buffer as fits in one segment beside the options.
 fn tfo_syn_data(cx: &StackCtx) -> u32 {
     let tp = &cx.tp;
-    if !tfo_client_syn(tp) || tp.t_tfo_client_cookie_len == 0 || cx.host.snd_len() == 0 {
+    let client = tp.t_state == TcpState::SynSent && tfo_first_syn(tp);
+    if !client || tp.t_tfo_client_cookie_len == 0 || cx.host.snd_len() == 0 {
         return 0;
     }
     let mut o = TcpOpts {
@@ -200,7 +203,7 @@ fn options(eng: &Engine, cx: &StackCtx, flags: u16) -> TcpOpts {
         if signing(tp) {
             o.flags |= to::SIGNATURE;
         }
-        if tfo_client_syn(tp) {
+        if tfo_first_syn(tp) {
             // The cookie from the host's cache, or an empty option asking for one; left
             // out when it does not fit (with TCP-MD5), and then no data goes with it.
             let len = usize::from(tp.t_tfo_client_cookie_len).min(16);

@@ -79,7 +79,8 @@ fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
     } else {
         eng.prev_rto = None;
     }
-    if cx.tp.t_state.have_established() {
+    // (A connection TCP Fast Open opened has its CC running from the SYN-ACK on.)
+    if cx.tp.t_state.have_established() || eng.cc_inited {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
     } else {
         // FreeBSD: a SYN (or SYN-ACK) timed out, so the connection starts with one segment

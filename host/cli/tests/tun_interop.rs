@@ -1743,3 +1743,173 @@ print("OK %.3f %.3f %s" % (times[0], times[1], syn_data), flush=True)
     assert_eq!(st.passive, 1, "one connection opened with SYN data: {st:?}");
     assert_eq!(st.passive_fail, 1, "one cookie request answered: {st:?}");
 }
+
+/// Path MTU discovery through a Linux router: plugtcp on the TUN device sends 4 MiB,
+/// signed with TCP-MD5, to a kernel server in a second namespace behind a veth link of
+/// MTU 1200. The router answers the first full-sized packets with ICMP "fragmentation
+/// needed" (MTU 1200); plugtcp lowers its MSS, sends again, and the transfer completes:
+/// the server's SHA-256 of what it read is plugtcp's, every segment signed right.
+#[test]
+fn icmp_lowered_path_mtu_keeps_a_signed_transfer_going() {
+    use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_MD5SIG};
+    use std::sync::Mutex;
+    let Some(router) = make_ns("pmtu") else {
+        return;
+    };
+    let Ok(server) = Netns::create(&format!("plugtcp-pmtu-srv-{}", std::process::id())) else {
+        eprintln!("no second namespace: skipping");
+        return;
+    };
+    const SERVER_V4: &str = "198.19.0.2";
+    let stop = Arc::new(AtomicBool::new(false));
+    let result: Arc<Mutex<Option<(String, String, u32, u64)>>> = Arc::default();
+    let result2 = result.clone();
+    let data = payload(4 << 20, 0x9e37);
+    let want: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let go = Arc::new(AtomicBool::new(false));
+    let go2 = go.clone();
+    let plugtcp = run_plugtcp(&router, stop.clone(), None, false, move |host| {
+        let srv: IpAddr = SERVER_V4.parse().unwrap();
+        host.md5_key_set(srv, None, b"pmtu secret").unwrap();
+        let on = 1i32.to_ne_bytes();
+        let (mut c, mut sent, mut shut, mut reply) = (None, 0, false, Vec::new());
+        Box::new(move |host: &mut Host| {
+            if c.is_none() && go2.load(Ordering::Relaxed) {
+                let id = host.socket(SocketAddr::new(srv, 8179), None).unwrap();
+                host.setsockopt(id, IPPROTO_TCP, TCP_MD5SIG, &on).unwrap();
+                host.start_connect(id).unwrap();
+                c = Some(id);
+            }
+            let Some(id) = c else { return };
+            if !host.state(id).is_some_and(|s| s.have_established()) {
+                return;
+            }
+            while sent < data.len() {
+                match host.send(id, &data[sent..]) {
+                    Ok(k) if k > 0 => sent += k,
+                    _ => break,
+                }
+            }
+            if sent == data.len() && !shut {
+                shut = host
+                    .shutdown(id, plugtcp_host::usrreq::Shutdown::Write)
+                    .is_ok();
+            }
+            let mut buf = [0u8; 256];
+            while let Ok(k) = host.recv(id, &mut buf) {
+                if k == 0 {
+                    let mss = host.tcpcb(id).map_or(0, |t| t.t_maxseg);
+                    *result2.lock().unwrap() = Some((
+                        String::from_utf8_lossy(&reply).into_owned(),
+                        want.clone(),
+                        mss,
+                        host.stats.icmp_errors,
+                    ));
+                    break;
+                }
+                reply.extend_from_slice(&buf[..k]);
+            }
+        })
+    });
+    // The router: forwards between the TUN device and a veth link of MTU 1200.
+    router.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    router.must(&[
+        "ip",
+        "link",
+        "add",
+        "pv0",
+        "mtu",
+        "1200",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pv1",
+        "netns",
+        server.name(),
+    ]);
+    router.must(&["ip", "addr", "add", "198.19.0.1/24", "dev", "pv0"]);
+    router.must(&["ip", "link", "set", "pv0", "up"]);
+    server.ok(&["ip", "link", "set", "lo", "up"]).unwrap();
+    server
+        .ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{SERVER_V4}/24"),
+            "dev",
+            "pv1",
+        ])
+        .unwrap();
+    // The server's side of the link takes 1500-byte packets: only the router's egress is
+    // narrow, so the server offers MSS 1460 and the path, not the peer, must say less.
+    server
+        .ok(&["ip", "link", "set", "pv1", "mtu", "1500", "up"])
+        .unwrap();
+    server
+        .ok(&["ip", "route", "add", "default", "via", "198.19.0.1"])
+        .unwrap();
+    let script = format!(
+        r#"
+import hashlib, socket, struct
+TCP_MD5SIG = 14
+def md5sig(s, peer, key):
+    sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + socket.inet_aton(peer)
+    s.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG,
+                 sa.ljust(128, b"\0") + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(80, b"\0"))
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+md5sig(srv, "{PLUGTCP_V4}", b"pmtu secret")
+srv.bind(("{SERVER_V4}", 8179))
+srv.listen(1)
+print("LISTENING", flush=True)
+c, _ = srv.accept()
+c.settimeout(60)
+h = hashlib.sha256()
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+c.sendall(h.hexdigest().encode())
+c.close()
+print("OK", n, flush=True)
+"#
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", server.name(), "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "LISTENING");
+    go.store(true, Ordering::Relaxed);
+    let last = lines.next().and_then(Result::ok).unwrap_or_default();
+    let status = child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while result.lock().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    plugtcp.join().unwrap();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "{last} {err}");
+    assert_eq!(last, format!("OK {}", 4 << 20), "{err}");
+    let (reply, want, mss, icmp) = result.lock().unwrap().clone().expect("no reply");
+    eprintln!("MSS after PMTUD {mss}, ICMP errors acted on {icmp}");
+    assert_eq!(reply, want, "the server's SHA-256 of what it read");
+    assert!(icmp >= 1, "ICMP fragmentation needed acted on");
+    assert!(mss <= 1200 - 40, "MSS {mss} fits the 1200-byte link");
+}

@@ -727,6 +727,13 @@ pub struct StackTunables {
     pub rack_tlp_limit: u32,
     /// `rack.timers.tlpminto`: the shortest probe timeout, microseconds.
     pub rack_tlpminto: u32,
+    /// `pmtud_blackhole_detection`: 0 off, 1 IPv4 and IPv6, 2 IPv4 only, 3 IPv6 only
+    /// (tcp(4)): full-sized segments timing out make the stack try a smaller MSS.
+    pub pmtud_blackhole_detection: u32,
+    /// `pmtud_blackhole_mss`: the MSS to try over IPv4.
+    pub pmtud_blackhole_mss: u32,
+    /// `v6pmtud_blackhole_mss`: the MSS to try over IPv6.
+    pub v6pmtud_blackhole_mss: u32,
 }
 
 impl Default for StackTunables {
@@ -783,6 +790,9 @@ impl StackTunables {
         rack_pktdelay: 1,
         rack_tlp_limit: 2,
         rack_tlpminto: 10_000,
+        pmtud_blackhole_detection: 0,
+        pmtud_blackhole_mss: 1200,
+        v6pmtud_blackhole_mss: 1220,
     };
 }
 

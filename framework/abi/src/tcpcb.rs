@@ -184,8 +184,12 @@ pub mod tf {
 /// `t_flags2` bits: FreeBSD's values for FreeBSD's bits, and plugtcp's own (marked so)
 /// above them.
 pub mod tf2 {
-    /// TF2_PLPMTU_BLACKHOLE: PMTU blackhole detection (unused in-tree).
+    /// TF2_PLPMTU_BLACKHOLE: PMTU blackhole detection lowered the MSS after timeouts of
+    /// full-sized segments (`t_pmtud_saved_maxseg` holds the MSS before).
     pub const PLPMTU_BLACKHOLE: u32 = 0x0000_0001;
+    /// TF2_PLPMTU_MAXSEGSNT: the last segment sent was full-sized (blackhole detection only
+    /// suspects the path when such segments time out).
+    pub const PLPMTU_MAXSEGSNT: u32 = 0x0000_0004;
     /// TF2_LOG_AUTO: BB logging chosen automatically (unused in-tree).
     pub const LOG_AUTO: u32 = 0x0000_0020;
     /// TF2_DROP_AF_DATA: drop data after FIN (unused in-tree).
@@ -460,6 +464,9 @@ pub struct Tcpcb {
     pub t_tfo_client_cookie_len: u8,
     /// See `t_tfo_client_cookie_len`.
     pub t_tfo_cookie: [u8; 16],
+    /// The MSS before PMTU blackhole detection lowered it (FreeBSD t_pmtud_saved_maxseg);
+    /// put back when the smaller one does not help either.
+    pub t_pmtud_saved_maxseg: u32,
 }
 
 impl Tcpcb {
@@ -578,6 +585,7 @@ impl Tcpcb {
             t_tsomax_segs: 1,
             t_tfo_client_cookie_len: 0,
             t_tfo_cookie: [0; 16],
+            t_pmtud_saved_maxseg: 0,
         }
     }
 

@@ -665,6 +665,9 @@ fn stack_tunables(t: &TcpTunables) -> StackTunables {
         rack_pktdelay: u(t.rack_pktdelay),
         rack_tlp_limit: u(t.rack_tlp_limit),
         rack_tlpminto: u(t.rack_timers_tlpminto),
+        pmtud_blackhole_detection: u(t.pmtud_blackhole_detection),
+        pmtud_blackhole_mss: u(t.pmtud_blackhole_mss),
+        v6pmtud_blackhole_mss: u(t.v6pmtud_blackhole_mss),
     }
 }
 

@@ -624,12 +624,12 @@ mib_table! {
 
     /// 002: 0 off, 1 IPv4+IPv6, 2 IPv4 only, 3 IPv6 only. FreeBSD default 0.
     pmtud_blackhole_detection: i64 = 0;
-    "pmtud_blackhole_detection", Int(0, 3), ReadWrite, acts: false, legacy: false,
+    "pmtud_blackhole_detection", Int(0, 3), ReadWrite, acts: true, legacy: false,
     "Path MTU Discovery Black Hole Detection Enabled";
 
     /// 002; FreeBSD default 1200.
     pmtud_blackhole_mss: i64 = 1200;
-    "pmtud_blackhole_mss", Int(0, MSS_MAX), ReadWrite, acts: false, legacy: false,
+    "pmtud_blackhole_mss", Int(0, MSS_MAX), ReadWrite, acts: true, legacy: false,
     "Path MTU Discovery Black Hole Detection lowered MSS";
 
     /// 002: limit per reassembly queue; FreeBSD `tcp_reass_maxqueuelen` = 100.
@@ -832,7 +832,7 @@ mib_table! {
 
     /// 002; FreeBSD default 1220.
     v6pmtud_blackhole_mss: i64 = 1220;
-    "v6pmtud_blackhole_mss", Int(0, MSS_MAX), ReadWrite, acts: false, legacy: false,
+    "v6pmtud_blackhole_mss", Int(0, MSS_MAX), ReadWrite, acts: true, legacy: false,
     "Path MTU Discovery IPv6 Black Hole Detection lowered MSS";
 
     /// Legacy (004): inflight limiting. FreeBSD 5/6 default 1; removed in FreeBSD 7.

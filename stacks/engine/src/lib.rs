@@ -47,6 +47,7 @@ pub mod ctr {
     pub const RACK_LOST: usize = 14;
     pub const RACK_DSACK: usize = 15;
     pub const SNDREXMITBAD: usize = 16;
+    pub const PMTUD_BLACKHOLE: usize = 17;
 }
 
 /// Most retransmissions of one segment before the connection is dropped (FreeBSD
@@ -456,6 +457,8 @@ pub const COUNTERS: &[RStr<'static>] = &[
     RStr::from_str("rack_loss_marks"),
     RStr::from_str("rack_dsack"),
     RStr::from_str("sndrexmitbad"),
+    // FreeBSD tcps_pmtud_blackhole_activated (+ _min_mss, _failed): MSS changes.
+    RStr::from_str("pmtud_blackhole"),
 ];
 
 impl Engine {

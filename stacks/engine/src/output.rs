@@ -378,6 +378,14 @@ pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags:
     }
     let tp = &mut cx.tp;
     tp.t_flags &= !(tf::ACKNOW | tf::FORCEDATA);
+    // PMTU blackhole detection watches whether full-sized segments time out.
+    if len > 0 {
+        if len >= max_payload(tp) {
+            tp.t_flags2 |= tf2::PLPMTU_MAXSEGSNT;
+        } else {
+            tp.t_flags2 &= !tf2::PLPMTU_MAXSEGSNT;
+        }
+    }
     tp.t_snd_segs += u64::from(len.div_ceil(max_payload(tp)).max(1));
     tp.t_sndtime = now;
 

@@ -47,6 +47,61 @@ pub(crate) fn fire(eng: &mut Engine, cx: &mut StackCtx, which: u32) {
     }
 }
 
+/// PMTU blackhole detection (FreeBSD tcp_timer_rexmt, `pmtud_blackhole_detection`): a
+/// path that drops big packets without an ICMP error looks like one where full-sized
+/// segments time out. At the 2nd and 4th timeout of a full-sized segment the MSS drops to
+/// `pmtud_blackhole_mss` (`v6pmtud_blackhole_mss`), then to `mssdflt` (`v6mssdflt`),
+/// each stage with two chances; from the 6th the old MSS comes back (it was no blackhole).
+fn pmtud_blackhole(cx: &mut StackCtx) {
+    let t = cx.tun();
+    let v6 = cx.tp.t_flags2 & tf2::INET6 != 0;
+    let on = match t.pmtud_blackhole_detection {
+        1 => true,
+        2 => !v6,
+        3 => v6,
+        _ => false,
+    };
+    let (probe_mss, dflt_mss) = if v6 {
+        (t.v6pmtud_blackhole_mss, t.v6mssdflt)
+    } else {
+        (t.pmtud_blackhole_mss, t.mssdflt)
+    };
+    let minmss = t.minmss;
+    let tp = &mut cx.tp;
+    if !on || !matches!(tp.t_state, TcpState::Established | TcpState::FinWait1) {
+        return;
+    }
+    let shift = tp.t_rxtshift;
+    let changed =
+        if tp.t_flags2 & tf2::PLPMTU_MAXSEGSNT != 0 && (2..6).contains(&shift) && shift % 2 == 0 {
+            if tp.t_flags2 & tf2::PLPMTU_BLACKHOLE == 0 {
+                tp.t_flags2 |= tf2::PLPMTU_BLACKHOLE;
+                tp.t_pmtud_saved_maxseg = tp.t_maxseg;
+            }
+            let target = if tp.t_maxseg > probe_mss {
+                probe_mss
+            } else {
+                dflt_mss
+            };
+            let target = target.max(minmss);
+            let lowered = target < tp.t_maxseg;
+            tp.t_maxseg = tp.t_maxseg.min(target);
+            lowered
+        } else if tp.t_flags2 & tf2::PLPMTU_BLACKHOLE != 0 && shift >= 6 {
+            tp.t_flags2 &= !tf2::PLPMTU_BLACKHOLE;
+            tp.t_maxseg = tp.t_pmtud_saved_maxseg.max(tp.t_maxseg);
+            true
+        } else {
+            false
+        };
+    if changed {
+        cx.count(ctr::PMTUD_BLACKHOLE, 1);
+        // The slow-start numbers depend on the MSS (FreeBSD calls cc conn_init).
+        let iw = cx.tun().initcwnd_segments;
+        cx.cc.on_conn_init(&mut cx.tp, iw);
+    }
+}
+
 /// Retransmission timeout (RFC 6298 5.4-5.7): back off, collapse cwnd through the CC, and
 /// resend from snd_una.
 fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
@@ -74,6 +129,7 @@ fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
     }
     cx.count(ctr::RTO, 1);
     cx.tp.t_rexmttimeo += 1;
+    pmtud_blackhole(cx);
     if cx.tp.t_rxtshift == 1 && cx.tp.t_state.have_established() {
         crate::save_prev_rto(eng, cx);
     } else {

@@ -467,6 +467,16 @@ pub struct Tcpcb {
     /// The MSS before PMTU blackhole detection lowered it (FreeBSD t_pmtud_saved_maxseg);
     /// put back when the smaller one does not help either.
     pub t_pmtud_saved_maxseg: u32,
+    /// Host cache hints for a new connection (FreeBSD cc_conn_init reads them from the host
+    /// cache): the peer's smoothed RTT and variance (microseconds) from earlier
+    /// connections, for a stack to start its estimator with when the handshake gave no
+    /// sample, and the ssthresh (bytes) to start with. 0: nothing known. Set by the host
+    /// before the handshake.
+    pub t_hc_rtt: u32,
+    /// See `t_hc_rtt`.
+    pub t_hc_rttvar: u32,
+    /// See `t_hc_rtt`.
+    pub t_hc_ssthresh: u32,
 }
 
 impl Tcpcb {
@@ -586,6 +596,9 @@ impl Tcpcb {
             t_tfo_client_cookie_len: 0,
             t_tfo_cookie: [0; 16],
             t_pmtud_saved_maxseg: 0,
+            t_hc_rtt: 0,
+            t_hc_rttvar: 0,
+            t_hc_ssthresh: 0,
         }
     }
 

@@ -1762,7 +1762,9 @@ fn icmp_lowered_path_mtu_keeps_a_signed_transfer_going() {
     };
     const SERVER_V4: &str = "198.19.0.2";
     let stop = Arc::new(AtomicBool::new(false));
-    let result: Arc<Mutex<Option<(String, String, u32, u64)>>> = Arc::default();
+    /// The server's reply, the digest plugtcp expects, the final MSS, ICMP errors acted on.
+    type Outcome = (String, String, u32, u64);
+    let result: Arc<Mutex<Option<Outcome>>> = Arc::default();
     let result2 = result.clone();
     let data = payload(4 << 20, 0x9e37);
     let want: String = Sha256::digest(&data)

@@ -59,6 +59,8 @@ pub struct Host {
     /// TCP Fast Open keys and client cookie cache, one store for all shards (see
     /// [`crate::fastopen`]).
     pub(crate) fastopen: crate::fastopen::SharedFastopen,
+    /// The host cache, one for all shards (see [`crate::hostcache`]).
+    pub(crate) hostcache: crate::hostcache::SharedHostCache,
     pub(crate) md5_stats: crate::tcpmd5::Md5Stats,
     /// Connections in TIME_WAIT, oldest first (see `timewait.rs`; may hold ones that left).
     pub(crate) time_wait: std::collections::VecDeque<crate::conn_table::ConnId>,
@@ -106,6 +108,7 @@ struct Shared {
     md5_keys: crate::tcpmd5::SharedMd5Keys,
     gauges: crate::gauges::SharedGauges,
     fastopen: Option<crate::fastopen::SharedFastopen>,
+    hostcache: Option<crate::hostcache::SharedHostCache>,
 }
 
 /// What [`Host::take_ready`] hands out: each entry once until taken.
@@ -193,6 +196,7 @@ impl Host {
         host.register_registry_sysctls();
         host.register_gauge_sysctls();
         host.register_fastopen_sysctls();
+        host.register_hostcache_sysctls();
         host.register_siftr_sysctls();
         host.refresh_cc_globals();
         host
@@ -215,6 +219,7 @@ impl Host {
                 md5_keys: self.md5_keys.clone(),
                 gauges: self.gauges.clone(),
                 fastopen: Some(self.fastopen.clone()),
+                hostcache: Some(self.hostcache.clone()),
             },
         );
         for &a in &self.addrs {
@@ -243,9 +248,14 @@ impl Host {
             md5_keys,
             gauges,
             fastopen,
+            hostcache,
         } = shared;
         let tunables = sysctl.load_full();
         let mut rng = entropy.rng();
+        let hostcache = hostcache.unwrap_or_else(|| {
+            let hc = crate::hostcache::HostCache::new(&tunables, &mut rng);
+            std::sync::Arc::new(std::sync::Mutex::new(hc))
+        });
         let fastopen = fastopen.unwrap_or_else(|| {
             let fo = crate::fastopen::Fastopen::new(&tunables, &mut rng);
             std::sync::Arc::new(std::sync::Mutex::new(fo))
@@ -276,6 +286,7 @@ impl Host {
             md5_keys,
             gauges,
             fastopen,
+            hostcache,
             md5_stats: Default::default(),
             time_wait: Default::default(),
             mtu: 1500,

@@ -263,6 +263,8 @@ impl Host {
         if tp.t_flags & tf::SACK_PERMIT != 0 {
             tp.t_flags &= !tf::FASTRECOVERY;
         }
+        // The next connection to this peer starts with the smaller MSS (tcp_hc_updatemtu).
+        self.hostcache_mtu(e.remote.ip(), mtu);
         let _ = self.with_slot(slot, |c, w| c.mtu_chg(w, mtu));
         let _ = self.with_slot(slot, |c, w| c.output(w));
         self.after_call(slot);

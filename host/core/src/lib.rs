@@ -18,7 +18,7 @@
 //!   kldunload and the registry's sysctls; [`registry`]: loaded plugins
 //!   ([`registry::loader`] opens files)
 //! - [`timer`]: the timer wheel; [`timewait`]: TIME_WAIT; [`fastopen`]: TCP Fast Open keys
-//!   and client cookie cache; [`tcpmd5`]: TCP-MD5 keys
+//!   and client cookie cache; [`tcpmd5`]: TCP-MD5 keys; [`hostcache`]: per-peer metrics
 //! - [`sysctl`]: the `net.inet.tcp.*` tree; [`secrets`]: where randomness comes from
 //! - [`metrics`]: publishing counters to the `metrics` facade; [`siftr`]: siftr(4) traces
 
@@ -29,6 +29,7 @@ pub mod ctloutput;
 pub mod fastopen;
 pub mod gauges;
 pub mod host;
+pub mod hostcache;
 pub mod icmp;
 pub mod input;
 pub mod ipfrag;

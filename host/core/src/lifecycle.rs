@@ -229,6 +229,7 @@ impl Host {
             }
         }
         self.tfo_unpend(slot, true);
+        self.hostcache_learn(slot);
         self.close_conn(slot);
     }
 

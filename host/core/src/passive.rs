@@ -2,8 +2,6 @@
 //! listener, the SYN cache and its SYN-ACKs, SYN cookies, and the connection made when
 //! the handshake completes.
 
-use std::net::SocketAddr;
-
 use plugtcp_abi::segment::{th, to, SegOut, TcpOpts};
 use plugtcp_abi::seq::seq_lt;
 use plugtcp_abi::tcpcb::tf;
@@ -184,8 +182,19 @@ impl Host {
 
     /// The MSS a listener's SYN-ACKs offer: the link's, lowered by TCP_MAXSEG on the
     /// listener and, over UDP (`udp_port` not 0), by udp_tunneling_overhead.
-    fn synack_mss(&self, local: SocketAddr, maxseg: Option<u32>, udp_port: u16) -> u32 {
-        let mss = self.tunneled_mss(self.mss_for(local), udp_port);
+    fn synack_mss(&mut self, key: &ConnKey, maxseg: Option<u32>, udp_port: u16) -> u32 {
+        let mss = self.tunneled_mss(self.mss_for(key.local), udp_port);
+        // A path MTU the host cache remembers for the peer (FreeBSD tcp_mssopt).
+        let mss = match self.hostcache_mtu_of(key.remote.ip()) {
+            Some(mtu) => {
+                let hdr = if key.remote.is_ipv4() { 40 } else { 60 };
+                mss.min(
+                    mtu.saturating_sub(hdr)
+                        .max(self.tunables.minmss.max(0) as u32),
+                )
+            }
+            None => mss,
+        };
         maxseg.map_or(mss, |m| mss.min(m))
     }
 
@@ -386,7 +395,7 @@ impl Host {
             .and_then(|l| l.inherit.maxseg);
         let mut o = TcpOpts {
             flags: if e.noopt { 0 } else { to::MSS },
-            mss: self.synack_mss(e.key.local, maxseg, e.port) as u16,
+            mss: self.synack_mss(&e.key, maxseg, e.port) as u16,
             ..Default::default()
         };
         if e.snd_wscale.is_some() {
@@ -456,7 +465,7 @@ impl Host {
         let inherit = l.inherit.clone();
         let sig_key = self.listener_md5_key(e.listener.0 as usize, e.key.remote.ip());
         let slot = self.alloc_conn(e.key)?;
-        let mss = self.synack_mss(e.key.local, inherit.maxseg, e.port);
+        let mss = self.synack_mss(&e.key, inherit.maxseg, e.port);
         let synack_wnd = self.synack_window(e.listener);
         let c = self.conns[slot].as_mut().ok_or(Errno::ENOMEM)?;
         c.side.listener = Some(e.listener.0);
@@ -542,6 +551,7 @@ impl Host {
         if !inherit.sticky.is_empty() {
             side.sticky = Some(Box::new(inherit.sticky.clone()));
         }
+        self.hostcache_apply(slot);
         self.attach_plugins(slot, stack, cc, Some(&listener_tp))?;
         self.replay_sticky(slot);
         self.stats.passive_opens += 1;

@@ -453,39 +453,39 @@ mib_table! {
 
     /// 002 "Defaults to 30"; a loader tunable (`CTLFLAG_RDTUN`) in FreeBSD.
     hostcache_bucketlimit: i64 = 30;
-    "hostcache.bucketlimit", UInt(1, UINT_MAX), Tunable, acts: false, legacy: false,
+    "hostcache.bucketlimit", UInt(1, UINT_MAX), Tunable, acts: true, legacy: false,
     "Per-bucket hash limit for hostcache";
 
     /// 002 "Defaults to hashsize * bucketlimit" = 512 * 30; loader tunable. When the loader sets
     /// hashsize or bucketlimit but not this, it is recomputed.
     hostcache_cachelimit: i64 = 512 * 30;
-    "hostcache.cachelimit", UInt(1, UINT_MAX), Tunable, acts: false, legacy: false,
+    "hostcache.cachelimit", UInt(1, UINT_MAX), Tunable, acts: true, legacy: false,
     "Overall entry limit for hostcache";
 
     /// 002 "(default)" is 1.
     hostcache_enable: i64 = 1;
-    "hostcache.enable", Bool, ReadWrite, acts: false, legacy: false,
+    "hostcache.enable", Bool, ReadWrite, acts: true, legacy: false,
     "Enable the TCP hostcache";
 
     /// 002 "Defaults to 3600 (1 hour)" (seconds).
     hostcache_expire: i64 = 3600;
-    "hostcache.expire", Int(0, INT_MAX), ReadWrite, acts: false, legacy: false,
+    "hostcache.expire", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
     "Expire time of TCP hostcache entries (s)";
 
     /// 002 "Defaults to 512"; "has to be a power of two, or will be rejected". Loader tunable.
     hostcache_hashsize: i64 = 512;
-    "hostcache.hashsize", UInt(1, UINT_MAX), Tunable, acts: false, legacy: false,
+    "hostcache.hashsize", UInt(1, UINT_MAX), Tunable, acts: true, legacy: false,
     check: check_hostcache_hashsize,
     "Size of TCP hostcache hashtable";
 
     /// 002 "Defaults to 300 (5 minutes)" (seconds).
     hostcache_prune: i64 = 300;
-    "hostcache.prune", Int(0, INT_MAX), ReadWrite, acts: false, legacy: false,
+    "hostcache.prune", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
     "Time between purge runs (s)";
 
     /// 002: 0 "(default)", 1 purge all on next prune, 2 also reseed the hash salt.
     hostcache_purge: i64 = 0;
-    "hostcache.purge", Int(0, 2), ReadWrite, acts: false, legacy: false,
+    "hostcache.purge", Int(0, 2), ReadWrite, acts: true, legacy: false,
     "Expire all entries on next purge run";
 
     /// 002. FreeBSD default 1. Needs ICMP delivered to TCP, hence acts false for now.

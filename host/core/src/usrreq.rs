@@ -296,6 +296,8 @@ impl Host {
             tp.t_flags |= tf::REQ_TSTMP;
             tp.ts_offset = ts_offset;
         }
+        // What the host cache remembers of the peer (MTU now, RTT and ssthresh as hints).
+        self.hostcache_apply(slot);
         // TCP Fast Open: the cookie for this path; the SYN may wait for the data.
         let defer = self.tfo_prepare_connect(slot, msg_fastopen);
         let defer = defer || self.conn_at(slot).is_some_and(|c| c.side.tfo_defer);

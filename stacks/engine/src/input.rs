@@ -888,6 +888,20 @@ fn established(eng: &mut Engine, cx: &mut StackCtx) {
     // HyStart++ (RFC 9406) for the initial slow start, for the modules that implement it.
     cx.cc.ccv.flags |= ccf::HYSTART_ALLOWED | ccf::HYSTART_CONS_SSTH;
     eng.round_end = cx.tp.snd_max;
+    // The host cache's hints (FreeBSD cc_conn_init): the RTT when the handshake timed none,
+    // the ssthresh the path had.
+    if !eng.rtt.has_sample() && cx.tp.t_hc_rtt > 0 {
+        let var = if cx.tp.t_hc_rttvar > 0 {
+            cx.tp.t_hc_rttvar
+        } else {
+            cx.tp.t_hc_rtt / 4
+        };
+        eng.rtt.seed(cx.tp.t_hc_rtt, var);
+        eng.publish_rtt(&mut cx.tp);
+    }
+    if cx.tp.t_hc_ssthresh > 0 && !eng.cc_inited {
+        cx.tp.snd_ssthresh = cx.tp.t_hc_ssthresh.max(2 * cx.tp.maxseg());
+    }
     if !eng.cc_inited {
         cx.cc.on_conn_init(&mut cx.tp, iw);
         eng.cc_inited = true;

@@ -72,28 +72,30 @@ fn pmtud_blackhole(cx: &mut StackCtx) {
         return;
     }
     let shift = tp.t_rxtshift;
-    let changed =
-        if tp.t_flags2 & tf2::PLPMTU_MAXSEGSNT != 0 && (2..6).contains(&shift) && shift % 2 == 0 {
-            if tp.t_flags2 & tf2::PLPMTU_BLACKHOLE == 0 {
-                tp.t_flags2 |= tf2::PLPMTU_BLACKHOLE;
-                tp.t_pmtud_saved_maxseg = tp.t_maxseg;
-            }
-            let target = if tp.t_maxseg > probe_mss {
-                probe_mss
-            } else {
-                dflt_mss
-            };
-            let target = target.max(minmss);
-            let lowered = target < tp.t_maxseg;
-            tp.t_maxseg = tp.t_maxseg.min(target);
-            lowered
-        } else if tp.t_flags2 & tf2::PLPMTU_BLACKHOLE != 0 && shift >= 6 {
-            tp.t_flags2 &= !tf2::PLPMTU_BLACKHOLE;
-            tp.t_maxseg = tp.t_pmtud_saved_maxseg.max(tp.t_maxseg);
-            true
+    let changed = if tp.t_flags2 & tf2::PLPMTU_MAXSEGSNT != 0
+        && (2..6).contains(&shift)
+        && shift.is_multiple_of(2)
+    {
+        if tp.t_flags2 & tf2::PLPMTU_BLACKHOLE == 0 {
+            tp.t_flags2 |= tf2::PLPMTU_BLACKHOLE;
+            tp.t_pmtud_saved_maxseg = tp.t_maxseg;
+        }
+        let target = if tp.t_maxseg > probe_mss {
+            probe_mss
         } else {
-            false
+            dflt_mss
         };
+        let target = target.max(minmss);
+        let lowered = target < tp.t_maxseg;
+        tp.t_maxseg = tp.t_maxseg.min(target);
+        lowered
+    } else if tp.t_flags2 & tf2::PLPMTU_BLACKHOLE != 0 && shift >= 6 {
+        tp.t_flags2 &= !tf2::PLPMTU_BLACKHOLE;
+        tp.t_maxseg = tp.t_pmtud_saved_maxseg.max(tp.t_maxseg);
+        true
+    } else {
+        false
+    };
     if changed {
         cx.count(ctr::PMTUD_BLACKHOLE, 1);
         // The slow-start numbers depend on the MSS (FreeBSD calls cc conn_init).

@@ -411,6 +411,10 @@ fn ack_processing(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u3
             && news
             && tp.snd_max != tp.snd_una
             && cx.host.timer_remaining(tt::REXMT).is_some();
+        if dupack {
+            crate::frto::before_ack(eng, cx, ack, true);
+            crate::frto::on_dupack(eng);
+        }
         if dupack && eng.rack.is_some() {
             // RACK counts no duplicate ACKs; what they SACKed went through rack::on_ack.
             cx.count(ctr::RCVDUPACK, 1);
@@ -424,10 +428,12 @@ fn ack_processing(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u3
         }
     } else {
         let tsecr = echoed_ts(cx, seg);
+        crate::frto::before_ack(eng, cx, ack, false);
         on_new_ack(eng, cx, ack, now, tsecr);
         if cx.tp.t_state == TcpState::Closed {
             return false;
         }
+        crate::frto::after_new_ack(eng, cx);
     }
     // Window update (RFC 9293 3.10.7.4, SND.WL1/WL2).
     let tp = &mut cx.tp;

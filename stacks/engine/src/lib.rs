@@ -12,6 +12,7 @@
 //! - `output.rs`: tcp_output (what to send next, and building segment descriptors)
 //! - `timer.rs`: retransmit, delayed ACK, persist, keepalive, 2MSL
 
+mod frto;
 mod input;
 mod output;
 mod rack;
@@ -94,6 +95,8 @@ pub struct Engine {
     /// and the recovery flags, to put back if the timeout proves spurious (FreeBSD
     /// TF_PREVVALID, snd_cwnd_prev, CC_RTO_ERR).
     prev_rto: Option<PrevRto>,
+    /// F-RTO (RFC 5682) after a first timeout, without timestamps (see `frto.rs`).
+    frto: Option<frto::Frto>,
     /// FreeBSD t_badrxtwin: an ACK echoing a timestamp older than this (our clock, no
     /// offset) acknowledges the original transmission, not the retransmission.
     badrxtwin_ts: Option<u32>,
@@ -171,6 +174,7 @@ impl Engine {
             ack_war_start: 0,
             ack_war_count: 0,
             prev_rto: None,
+            frto: None,
             badrxtwin_ts: None,
             badrxtwin_ns: None,
             rcvd_fin: false,

@@ -137,6 +137,8 @@ fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
     } else {
         eng.prev_rto = None;
     }
+    let was_recovering = cx.tp.in_fastrecovery();
+    crate::frto::on_rto(eng, cx, was_recovering);
     // (A connection TCP Fast Open opened has its CC running from the SYN-ACK on.)
     if cx.tp.t_state.have_established() || eng.cc_inited {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);

@@ -19,11 +19,22 @@ pub struct Gauges {
     pub max_sockets: AtomicI64,
     /// New sockets refused at `max_sockets` (ENOBUFS to their callers).
     pub refused: AtomicI64,
+    /// Bytes of socket-buffer storage the shards' chunk pools hold (lent or free).
+    pub buf_bytes: AtomicI64,
+    /// `kern.ipc.maxmbufmem`: no pool grows past this many bytes in all.
+    pub max_buf_bytes: AtomicI64,
+    /// Chunks refused at `max_buf_bytes` (a send got less or ENOBUFS; received data was
+    /// not taken and is sent again by the peer).
+    pub buf_refused: AtomicI64,
 }
 
 /// `kern.ipc.maxsockets` by default. FreeBSD sizes it from memory (hundreds of thousands
 /// on a machine of a few GiB); a power of two of that order here.
 pub const MAXSOCKETS_DEFAULT: i64 = 1 << 20;
+
+/// `kern.ipc.maxmbufmem` by default: FreeBSD takes half the machine's memory; a host that
+/// does no I/O of its own cannot ask, so 2 GiB (set it to the deployment's budget).
+pub const MAXBUFMEM_DEFAULT: i64 = 2 << 30;
 
 impl Default for Gauges {
     fn default() -> Self {
@@ -32,6 +43,9 @@ impl Default for Gauges {
             syncache: AtomicI64::new(0),
             max_sockets: AtomicI64::new(MAXSOCKETS_DEFAULT),
             refused: AtomicI64::new(0),
+            buf_bytes: AtomicI64::new(0),
+            max_buf_bytes: AtomicI64::new(MAXBUFMEM_DEFAULT),
+            buf_refused: AtomicI64::new(0),
         }
     }
 }
@@ -46,6 +60,24 @@ impl Gauges {
 
     /// Room for one more socket under `kern.ipc.maxsockets`; ENOBUFS (counted) when there
     /// is none, as FreeBSD's socket zone answers when it is full.
+    /// Room for `bytes` more socket-buffer storage under `kern.ipc.maxmbufmem`, taken if
+    /// there is; counted when there is not.
+    pub(crate) fn take_buf(&self, bytes: usize) -> bool {
+        let bytes = bytes as i64;
+        let max = self.max_buf_bytes.load(Ordering::Relaxed);
+        let before = self.buf_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > max {
+            self.buf_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.buf_refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn release_buf(&self, bytes: usize) {
+        self.buf_bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
+    }
+
     pub(crate) fn admit_socket(&self) -> Result<(), plugtcp_abi::Errno> {
         if self.pcbs.load(Ordering::Relaxed) >= self.max_sockets.load(Ordering::Relaxed) {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -56,6 +88,16 @@ impl Gauges {
 }
 
 impl Host {
+    /// Socket-buffer storage held by all shards' pools, bytes, and the chunks refused at
+    /// `kern.ipc.maxmbufmem`.
+    pub fn buffer_memory(&self) -> (u64, u64) {
+        let g = &self.gauges;
+        (
+            g.buf_bytes.load(Ordering::Relaxed).max(0) as u64,
+            g.buf_refused.load(Ordering::Relaxed).max(0) as u64,
+        )
+    }
+
     /// New sockets refused because `kern.ipc.maxsockets` was reached.
     pub fn sockets_refused(&self) -> u64 {
         self.gauges.refused.load(Ordering::Relaxed).max(0) as u64
@@ -84,6 +126,26 @@ impl Host {
             .register_dynamic("kern.ipc.maxsockets", Arc::new(max))
             .is_ok();
         debug_assert!(ok, "kern.ipc.maxsockets registered twice");
+        let (g, w) = (self.gauges.clone(), self.gauges.clone());
+        let maxmem = HostNode {
+            get: Box::new(move || SysctlValue::Int(g.max_buf_bytes.load(Ordering::Relaxed))),
+            // FreeBSD takes it at boot only; here it can change at run time (lowering it
+            // refuses new storage, what is held stays).
+            set: Some(Box::new(move |v| {
+                let n = crate::sysctl::parse_int(v)?;
+                if n < crate::socket::buffer::CHUNK as i64 {
+                    return Err(plugtcp_abi::Errno::EINVAL);
+                }
+                w.max_buf_bytes.store(n, Ordering::Relaxed);
+                Ok(())
+            })),
+            description: "Maximum real memory allocatable to various mbuf types",
+        };
+        let ok = self
+            .sysctl
+            .register_dynamic("kern.ipc.maxmbufmem", Arc::new(maxmem))
+            .is_ok();
+        debug_assert!(ok, "kern.ipc.maxmbufmem registered twice");
         type Read = fn(&Gauges) -> i64;
         let nodes: [(&str, &'static str, Read); 2] = [
             ("net.inet.tcp.pcbcount", "Number of active PCBs", |g| {

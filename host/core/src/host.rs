@@ -309,6 +309,7 @@ impl Host {
             siftr_gen: 0,
         };
         let gauges = host.gauges.clone();
+        host.worker.pool = crate::socket::buffer::ChunkPool::with_budget(gauges.clone());
         host.syncache.set_gauges(gauges);
         host.worker.tunables = Arc::new(stack_tunables(&host.tunables));
         host.worker.tso_segs = tso_segs(&host.tunables);

@@ -57,6 +57,8 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_out_rsts_total", "counter", "RSTs sent by the host for segments with no socket (TcpOutRsts)."),
     ("plugtcp_tcp_blackholed_total", "counter", "Segments to closed ports dropped without a RST (net.inet.tcp.blackhole)."),
     ("plugtcp_tcp_sockets_refused_total", "counter", "New sockets refused with ENOBUFS at kern.ipc.maxsockets."),
+    ("plugtcp_tcp_buffer_bytes", "gauge", "Socket-buffer storage held by the host's pools, bytes (bounded by kern.ipc.maxmbufmem)."),
+    ("plugtcp_tcp_buffer_refused_total", "counter", "Buffer chunks refused at kern.ipc.maxmbufmem (sends got ENOBUFS or less, received data was not taken)."),
     ("plugtcp_tcp_fastopen_total", "counter", "TCP Fast Open events, by event (passive: opened with SYN data; passive_fail: cookie missing or invalid; passive_overflow: past the listener's TFO queue; active: client SYN with a cookie; path_disabled)."),
     ("plugtcp_tcp_md5_total", "counter", "TCP-MD5 signatures checked on input, by result (good, bad, missing: FreeBSD tcps_sig_*)."),
     ("plugtcp_tcp_listen_overflows_total", "counter", "SYNs dropped or answered with a cookie because a listen queue or the SYN cache was full (TcpExtListenOverflows)."),
@@ -275,6 +277,9 @@ impl Host {
         }
         // Shared by the shards like the registry: published once.
         counter!("plugtcp_tcp_sockets_refused_total").absolute(self.sockets_refused());
+        let (buf_bytes, buf_refused) = self.buffer_memory();
+        metrics::gauge!("plugtcp_tcp_buffer_bytes").set(buf_bytes as f64);
+        counter!("plugtcp_tcp_buffer_refused_total").absolute(buf_refused);
         let fo = self.fastopen_stats();
         for (event, n) in [
             ("passive", fo.passive),

@@ -331,9 +331,16 @@ impl Host {
         if tp.t_state == TcpState::Closed {
             return Err(Errno::ENOTCONN);
         }
+        let room = c.side.snd.space();
         let n = c.side.snd.append(&mut self.worker.pool, data);
         if n == 0 && !data.is_empty() {
-            return Err(Errno::EAGAIN);
+            // Room in the buffer but no storage for it (kern.ipc.maxmbufmem): ENOBUFS, as
+            // FreeBSD's sosend when it gets no mbufs.
+            return Err(if room > 0 {
+                Errno::ENOBUFS
+            } else {
+                Errno::EAGAIN
+            });
         }
         // TCP_FASTOPEN_CONNECT: the SYN that waited goes now, with this data.
         c.side.tfo_defer = false;

@@ -491,7 +491,12 @@ impl Posix {
         };
         match r {
             // FreeBSD checks "can't send more" before so_error: a dropped connection is EPIPE.
-            Err(e) if e != Errno::EAGAIN && e != Errno::EPIPE && e != Errno::EINVAL => {
+            Err(e)
+                if e != Errno::EAGAIN
+                    && e != Errno::EPIPE
+                    && e != Errno::EINVAL
+                    && e != Errno::ENOBUFS =>
+            {
                 Err(Errno::EPIPE)
             }
             r => r,

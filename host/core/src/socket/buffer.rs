@@ -36,6 +36,16 @@ pub type Chunk = Box<[u8; CHUNK]>;
 pub struct ChunkPool {
     free: Vec<Chunk>,
     allocated: usize,
+    /// The host-wide storage budget (`kern.ipc.maxmbufmem`); none: unbounded.
+    budget: Option<crate::gauges::SharedGauges>,
+}
+
+impl Drop for ChunkPool {
+    fn drop(&mut self) {
+        if let Some(g) = &self.budget {
+            g.release_buf(self.allocated * CHUNK);
+        }
+    }
 }
 
 impl fmt::Debug for ChunkPool {
@@ -68,13 +78,33 @@ impl ChunkPool {
         self.allocated - self.free.len()
     }
 
-    /// Allocate `n` more free chunks up front.
+    /// A pool whose chunks count against the host's storage budget.
+    pub fn with_budget(budget: crate::gauges::SharedGauges) -> Self {
+        ChunkPool {
+            free: Vec::new(),
+            allocated: 0,
+            budget: Some(budget),
+        }
+    }
+
+    /// Allocate up to `n` more free chunks up front (fewer when the budget runs out).
     pub fn reserve(&mut self, n: usize) {
         self.free.reserve(n);
         for _ in 0..n {
+            if !self.grow() {
+                break;
+            }
             self.free.push(Box::new([0; CHUNK]));
-            self.allocated += 1;
         }
+    }
+
+    /// Room in the budget for one more chunk, counted as allocated.
+    fn grow(&mut self) -> bool {
+        if self.budget.as_ref().is_some_and(|g| !g.take_buf(CHUNK)) {
+            return false;
+        }
+        self.allocated += 1;
+        true
     }
 
     /// Give free chunks back to the allocator until at most `keep` are free.
@@ -82,18 +112,18 @@ impl ChunkPool {
         while self.free.len() > keep {
             self.free.pop();
             self.allocated -= 1;
+            if let Some(g) = &self.budget {
+                g.release_buf(CHUNK);
+            }
         }
     }
 
-    /// A chunk with unspecified contents (possibly another connection's
-    /// old bytes: callers only expose bytes they wrote).
-    fn take(&mut self) -> Chunk {
+    /// A chunk with unspecified contents (possibly another connection's old bytes: callers
+    /// only expose bytes they wrote); `None` when the storage budget is spent.
+    fn take(&mut self) -> Option<Chunk> {
         match self.free.pop() {
-            Some(c) => c,
-            None => {
-                self.allocated += 1;
-                Box::new([0; CHUNK])
-            }
+            Some(c) => Some(c),
+            None => self.grow().then(|| Box::new([0; CHUNK])),
         }
     }
 
@@ -171,7 +201,11 @@ impl SendBuf {
             let pos = self.head + self.len;
             let (ci, co) = (pos / CHUNK, pos % CHUNK);
             if ci == self.chunks.len() {
-                self.chunks.push_back(pool.take());
+                // Out of storage: what fit so far (the caller says ENOBUFS for nothing).
+                let Some(c) = pool.take() else {
+                    return n - src.len();
+                };
+                self.chunks.push_back(c);
             }
             let k = (CHUNK - co).min(src.len());
             self.chunks[ci][co..co + k].copy_from_slice(&src[..k]);
@@ -430,11 +464,15 @@ impl RecvBuf {
     }
 
     /// The chunk for slot `ci`, taken from the pool if the slot has none.
-    fn chunk_mut(&mut self, pool: &mut ChunkPool, ci: usize) -> &mut RawChunk {
+    /// `None` when the pool's storage budget is spent.
+    fn chunk_mut(&mut self, pool: &mut ChunkPool, ci: usize) -> Option<&mut RawChunk> {
         while self.chunks.len() <= ci {
             self.chunks.push_back(None);
         }
-        self.chunks[ci].get_or_insert_with(|| RawChunk::new(pool.take()))
+        if self.chunks[ci].is_none() {
+            self.chunks[ci] = Some(RawChunk::new(pool.take()?));
+        }
+        self.chunks[ci].as_mut()
     }
 
     /// Store `data` at `off` bytes past the end of the readable region
@@ -454,13 +492,17 @@ impl RecvBuf {
             let pos = self.head + start + done;
             let (ci, co) = (pos / CHUNK, pos % CHUNK);
             let k = (CHUNK - co).min(n - done);
-            self.chunk_mut(pool, ci).write(co, &data[done..done + k]);
+            // Out of storage: the bytes so far are taken, the peer sends the rest again.
+            let Some(chunk) = self.chunk_mut(pool, ci) else {
+                break;
+            };
+            chunk.write(co, &data[done..done + k]);
             done += k;
         }
-        if n > 0 {
-            self.written_end = self.written_end.max(start + n);
+        if done > 0 {
+            self.written_end = self.written_end.max(start + done);
         }
-        n
+        done
     }
 
     /// Direct data placement: room for `len` bytes at `off` past the readable region, to
@@ -484,11 +526,11 @@ impl RecvBuf {
         let pos = self.head + start;
         let (ci, co) = (pos / CHUNK, pos % CHUNK);
         let first = len.min(CHUNK - co);
-        self.placed_end = self.placed_end.max(clamp_u32(end));
-        self.chunk_mut(pool, ci);
+        self.chunk_mut(pool, ci)?;
         if first < len {
-            self.chunk_mut(pool, ci + 1);
+            self.chunk_mut(pool, ci + 1)?;
         }
+        self.placed_end = self.placed_end.max(clamp_u32(end));
         let mut slots = self.chunks.range_mut(ci..);
         let head = slots.next()?.as_mut()?.slice_mut(co, first);
         let tail = if first < len {

@@ -734,6 +734,9 @@ pub struct StackTunables {
     pub pmtud_blackhole_mss: u32,
     /// `v6pmtud_blackhole_mss`: the MSS to try over IPv6.
     pub v6pmtud_blackhole_mss: u32,
+    /// `reass.maxqueuelen`: out-of-order segments (ranges) a connection holds at most; the
+    /// lower of this and the receive buffer in segments (0: that alone).
+    pub reass_maxqueuelen: u32,
 }
 
 impl Default for StackTunables {
@@ -793,6 +796,7 @@ impl StackTunables {
         pmtud_blackhole_detection: 0,
         pmtud_blackhole_mss: 1200,
         v6pmtud_blackhole_mss: 1220,
+        reass_maxqueuelen: 100,
     };
 }
 

@@ -190,6 +190,9 @@ pub mod tf2 {
     /// TF2_PLPMTU_MAXSEGSNT: the last segment sent was full-sized (blackhole detection only
     /// suspects the path when such segments time out).
     pub const PLPMTU_MAXSEGSNT: u32 = 0x0000_0004;
+    /// plugtcp: the host's `sack.globalmaxholes` is reached: the stack makes no new SACK
+    /// holes for now (set by the host before each call).
+    pub const SACK_HOLES_FULL: u32 = 0x4000_0000;
     /// TF2_LOG_AUTO: BB logging chosen automatically (unused in-tree).
     pub const LOG_AUTO: u32 = 0x0000_0020;
     /// TF2_DROP_AF_DATA: drop data after FIN (unused in-tree).
@@ -477,6 +480,13 @@ pub struct Tcpcb {
     pub t_hc_rttvar: u32,
     /// See `t_hc_rtt`.
     pub t_hc_ssthresh: u32,
+    /// Out-of-order segments (ranges) held for reassembly (FreeBSD t_segqlen). Kept by the
+    /// stack; the host sums them for `reass.cursegments` and enforces
+    /// `reass.maxsegments` over all connections.
+    pub t_segqlen: u32,
+    /// Holes in the SACK scoreboard (FreeBSD snd_numholes). Kept by the stack; the host
+    /// sums them for `sack.globalholes`.
+    pub snd_numholes: u32,
 }
 
 impl Tcpcb {
@@ -599,6 +609,8 @@ impl Tcpcb {
             t_hc_rtt: 0,
             t_hc_rttvar: 0,
             t_hc_ssthresh: 0,
+            t_segqlen: 0,
+            snd_numholes: 0,
         }
     }
 

@@ -173,6 +173,11 @@ impl ReassQueue {
         self.ranges.is_empty()
     }
 
+    /// Changes the bound (capped at [`REASS_MAXQUEUELEN_LIMIT`]); ranges held stay.
+    pub fn set_maxqueuelen(&mut self, maxqueuelen: usize) {
+        self.maxqueuelen = maxqueuelen.min(REASS_MAXQUEUELEN_LIMIT);
+    }
+
     /// Total bytes tracked.
     pub fn len_bytes(&self) -> u32 {
         self.ranges

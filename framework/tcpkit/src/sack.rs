@@ -65,6 +65,16 @@ impl SackScoreboard {
         }
     }
 
+    /// Changes the bound (capped at [`SACK_MAXHOLES_LIMIT`]); ranges held stay.
+    pub fn set_maxholes(&mut self, maxholes: usize) {
+        self.maxholes = maxholes.min(SACK_MAXHOLES_LIMIT);
+    }
+
+    /// Number of SACKed ranges held (holes are as many, or one fewer).
+    pub fn num_ranges(&self) -> usize {
+        self.sacked.len()
+    }
+
     /// DupThresh used by `pipe` and `next_seg` (e.g. after reordering is detected).
     pub fn set_dupthresh(&mut self, dupthresh: u32) {
         self.dupthresh = dupthresh;

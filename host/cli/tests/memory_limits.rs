@@ -11,7 +11,7 @@ use plugtcp_cli::builtins::BuiltinNet as _;
 use plugtcp_host::conn_table::ConnId;
 use plugtcp_host::wire;
 use plugtcp_io::sim::SimLinkConfig;
-use plugtcp_io::simnet::{SimNet, ADDR_A, ADDR_B};
+use plugtcp_io::simnet::{SimNet, ADDR_B};
 use sha2::{Digest, Sha256};
 
 const SEC: u64 = 1_000_000_000;

@@ -351,6 +351,9 @@ pub struct HostSide {
     pub tfo_connect: bool,
     /// The SYN waits for the first write (TCP_FASTOPEN_CONNECT with a cookie).
     pub tfo_defer: bool,
+    /// Its stack's `t_segqlen` and `snd_numholes` as last added to the host-wide sums.
+    pub segq_seen: u32,
+    pub holes_seen: u32,
     /// IP_TOS / IPV6_TCLASS: the DSCP bits its packets carry.
     pub ip_tos: u8,
     /// IP_TTL / IPV6_UNICAST_HOPS (0: the host's default).
@@ -409,6 +412,8 @@ impl HostSide {
             tfo_psk: None,
             tfo_connect: false,
             tfo_defer: false,
+            segq_seen: 0,
+            holes_seen: 0,
             ip_tos: 0,
             ip_ttl: 0,
             read_pos: 0,

@@ -26,6 +26,12 @@ pub struct Gauges {
     /// Chunks refused at `max_buf_bytes` (a send got less or ENOBUFS; received data was
     /// not taken and is sent again by the peer).
     pub buf_refused: AtomicI64,
+    /// Out-of-order segments held for reassembly by all connections (`reass.cursegments`).
+    pub reass_segs: AtomicI64,
+    /// SACK holes of all connections (`sack.globalholes`).
+    pub sack_holes: AtomicI64,
+    /// Out-of-order segments dropped at `reass.maxsegments`.
+    pub reass_refused: AtomicI64,
 }
 
 /// `kern.ipc.maxsockets` by default. FreeBSD sizes it from memory (hundreds of thousands
@@ -46,6 +52,9 @@ impl Default for Gauges {
             buf_bytes: AtomicI64::new(0),
             max_buf_bytes: AtomicI64::new(MAXBUFMEM_DEFAULT),
             buf_refused: AtomicI64::new(0),
+            reass_segs: AtomicI64::new(0),
+            sack_holes: AtomicI64::new(0),
+            reass_refused: AtomicI64::new(0),
         }
     }
 }
@@ -88,6 +97,46 @@ impl Gauges {
 }
 
 impl Host {
+    /// Reassembly segments and SACK holes of the connection in `slot` as its stack last
+    /// reported them go into the host-wide sums (`reass.cursegments`, `sack.globalholes`);
+    /// `gone`: it leaves, and takes its share out.
+    pub(crate) fn account_queues(&mut self, slot: usize, gone: bool) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let (segq, holes) = if gone {
+            (0, 0)
+        } else {
+            (c.ctx.tp.t_segqlen, c.ctx.tp.snd_numholes)
+        };
+        let g = &self.gauges;
+        if segq != c.side.segq_seen {
+            g.reass_segs.fetch_add(
+                i64::from(segq) - i64::from(c.side.segq_seen),
+                Ordering::Relaxed,
+            );
+            c.side.segq_seen = segq;
+        }
+        if holes != c.side.holes_seen {
+            g.sack_holes.fetch_add(
+                i64::from(holes) - i64::from(c.side.holes_seen),
+                Ordering::Relaxed,
+            );
+            c.side.holes_seen = holes;
+        }
+    }
+
+    /// Whether the host-wide `reass.maxsegments` leaves room for one more out-of-order
+    /// segment (counted when it does not).
+    pub(crate) fn reass_room(&self) -> bool {
+        let g = &self.gauges;
+        if g.reass_segs.load(Ordering::Relaxed) >= self.tunables.reass_maxsegments {
+            g.reass_refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
     /// Socket-buffer storage held by all shards' pools, bytes, and the chunks refused at
     /// `kern.ipc.maxmbufmem`.
     pub fn buffer_memory(&self) -> (u64, u64) {
@@ -147,7 +196,17 @@ impl Host {
             .is_ok();
         debug_assert!(ok, "kern.ipc.maxmbufmem registered twice");
         type Read = fn(&Gauges) -> i64;
-        let nodes: [(&str, &'static str, Read); 2] = [
+        let nodes: [(&str, &'static str, Read); 4] = [
+            (
+                "net.inet.tcp.reass.cursegments",
+                "Global number of TCP Segments currently in Reassembly Queue",
+                |g| g.reass_segs.load(Ordering::Relaxed),
+            ),
+            (
+                "net.inet.tcp.sack.globalholes",
+                "Global number of TCP SACK holes currently allocated",
+                |g| g.sack_holes.load(Ordering::Relaxed),
+            ),
             ("net.inet.tcp.pcbcount", "Number of active PCBs", |g| {
                 g.pcbs.load(Ordering::Relaxed)
             }),

@@ -680,6 +680,7 @@ fn stack_tunables(t: &TcpTunables) -> StackTunables {
         pmtud_blackhole_detection: u(t.pmtud_blackhole_detection),
         pmtud_blackhole_mss: u(t.pmtud_blackhole_mss),
         v6pmtud_blackhole_mss: u(t.v6pmtud_blackhole_mss),
+        reass_maxqueuelen: u(t.reass_maxqueuelen),
     }
 }
 

@@ -127,10 +127,22 @@ impl Host {
                 .as_ref()
                 .is_some_and(|c| c.ctx.tp.t_state == TcpState::TimeWait);
             if !time_wait {
+                // reass.maxsegments: out-of-order data beyond the host-wide bound is
+                // dropped before the stack sees it (FreeBSD's reassembly zone is full).
+                let out_of_order = !p.payload.is_empty()
+                    && self.conns[slot].as_ref().is_some_and(|c| {
+                        c.ctx.tp.t_state.have_established() && p.seq != c.ctx.tp.rcv_nxt
+                    });
+                // (Its ACK still counts: only the data goes, and the FIN with it.)
+                let drop_data = out_of_order && !self.reass_room();
                 if p.flags & (th::SYN | th::ACK | th::RST) == th::SYN | th::ACK {
                     self.tfo_synack(slot, p.ack, &p.opts);
                 }
-                let seg = p.seg();
+                let mut seg = p.seg();
+                if drop_data {
+                    seg.payload = Default::default();
+                    seg.flags &= !th::FIN;
+                }
                 let _ = self.with_slot(slot, |c, w| c.do_segment(w, &seg));
                 self.after_call(slot);
                 return;

@@ -147,6 +147,7 @@ impl Host {
             }
         }
         self.tfo_unpend(slot, false);
+        self.account_queues(slot, false);
         // A TFO client's SYN timed out: the path may drop SYNs with data.
         if self.conns[slot].as_ref().is_some_and(|c| {
             c.side.tfo_active && c.state() == TcpState::SynSent && c.ctx.tp.t_rxtshift > 0
@@ -229,6 +230,7 @@ impl Host {
             }
         }
         self.tfo_unpend(slot, true);
+        self.account_queues(slot, true);
         self.hostcache_learn(slot);
         self.close_conn(slot);
     }
@@ -364,11 +366,22 @@ impl Host {
         slot: usize,
         f: impl FnOnce(&mut Conn, &mut Worker) -> Result<R, ConnFault>,
     ) -> Result<R, Errno> {
+        let holes_full = self
+            .gauges
+            .sack_holes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= self.tunables.sack_globalmaxholes;
         let c = self
             .conns
             .get_mut(slot)
             .and_then(Option::as_mut)
             .ok_or(Errno::ENOTCONN)?;
+        // sack.globalmaxholes: the stack makes no new holes while the host is at it.
+        if holes_full {
+            c.ctx.tp.t_flags2 |= plugtcp_abi::tcpcb::tf2::SACK_HOLES_FULL;
+        } else {
+            c.ctx.tp.t_flags2 &= !plugtcp_abi::tcpcb::tf2::SACK_HOLES_FULL;
+        }
         match f(c, &mut self.worker) {
             Ok(r) => Ok(r),
             Err(fault) => {

@@ -635,14 +635,14 @@ mib_table! {
     /// 002: limit per reassembly queue; FreeBSD `tcp_reass_maxqueuelen` = 100.
     /// Not acted on: the reassembly queue is bounded by the receive window, not by this.
     reass_maxqueuelen: i64 = 100;
-    "reass.maxqueuelen", UInt, ReadWrite, acts: false, legacy: false,
+    "reass.maxqueuelen", UInt, ReadWrite, acts: true, legacy: false,
     "Maximum number of TCP Segments per Reassembly Queue";
 
     /// 002 "can be adjusted as a tunable"; FreeBSD uses nmbclusters / 16. plugtcp assumes
     /// nmbclusters = 262144, giving 16384.
     /// Not acted on: the reassembly queue is bounded by the receive window, not by this.
     reass_maxsegments: i64 = 262_144 / 16;
-    "reass.maxsegments", Int(0, INT_MAX), Tunable, acts: false, legacy: false,
+    "reass.maxsegments", Int(0, INT_MAX), Tunable, acts: true, legacy: false,
     "Global maximum number of TCP Segments in Reassembly Queue";
 
     /// 002. FreeBSD default 1.
@@ -712,7 +712,7 @@ mib_table! {
     /// 002 "Defaults to 65536".
     /// Not acted on: holes are bounded per connection (sack.maxholes) only.
     sack_globalmaxholes: i64 = 65_536;
-    "sack.globalmaxholes", Int(0, INT_MAX), ReadWrite, acts: false, legacy: false,
+    "sack.globalmaxholes", Int(0, INT_MAX), ReadWrite, acts: true, legacy: false,
     "Global maximum number of TCP SACK holes";
 
     /// 002 "Defaults to 128".

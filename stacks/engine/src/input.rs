@@ -382,9 +382,19 @@ fn ack_processing(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u3
     let mut sack_news = 0;
     eng.sacked_before = eng.sack.sacked_bytes();
     if tp.t_flags & tf::SACK_PERMIT != 0 && seg.opts.has(to::SACK) {
+        // sack.globalmaxholes reached (the host says): no new holes, as FreeBSD's
+        // tcp_sackhole_alloc fails then.
+        let maxholes = if tp.t_flags2 & tf2::SACK_HOLES_FULL != 0 {
+            eng.sack.num_ranges()
+        } else {
+            cx.tun().sack_maxholes.max(1) as usize
+        };
+        eng.sack.set_maxholes(maxholes);
+        let tp = &cx.tp;
         let r = eng
             .sack
             .update(tp.snd_una, tp.snd_max, seg.opts.sack_blocks());
+        cx.tp.snd_numholes = eng.sack.num_ranges() as u32;
         sack_news = r.new_sacked_bytes;
         if let Some(d) = r.dsack {
             cx.tp.t_dsack_bytes += d.end.wrapping_sub(d.start) as u64;
@@ -718,6 +728,7 @@ fn on_new_ack(eng: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u3
         eng.high_rxt = tp.snd_una;
     }
     eng.sack.on_cumack(tp.snd_una);
+    tp.snd_numholes = eng.sack.num_ranges() as u32;
     // (In RACK mode PRR already counted this ACK's delivery in rack::on_ack.)
     if tp.in_fastrecovery() && tp.t_flags & tf::SACK_PERMIT != 0 && eng.rack.is_none() {
         let delivered = acked
@@ -748,6 +759,11 @@ fn on_new_ack(eng: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u3
 
 /// Incoming data and FIN for a synchronized connection.
 fn receive_data(eng: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
+    receive_data_inner(eng, cx, seq, data, fin);
+    cx.tp.t_segqlen = eng.reass.num_ranges() as u32;
+}
+
+fn receive_data_inner(eng: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin: bool) {
     let accepts_data = matches!(
         cx.tp.t_state,
         TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynReceived
@@ -773,16 +789,28 @@ fn receive_data(eng: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8], fin:
                 delay_ack(eng, cx, data.len() as u32);
             }
         } else {
+            // reass.maxqueuelen, and never more segments than the buffer holds (FreeBSD
+            // tcp_reass): past it the segment is dropped; the peer sends it again.
+            let by_buffer = cx.host.rcv_hiwat() / tp.t_maxseg.max(1) + 1;
+            let limit = match cx.tun().reass_maxqueuelen {
+                0 => by_buffer,
+                n => n.min(by_buffer),
+            };
+            eng.reass.set_maxqueuelen(limit.max(1) as usize);
             let off = seq.wrapping_sub(tp.rcv_nxt);
             let n = cx.host.rcv_write(off, data);
             if fin && n as usize == data.len() {
                 eng.ooo_fin = Some(seq.wrapping_add(n));
             }
-            if n > 0 && eng.reass.insert(tp.rcv_nxt, seq, n) == Insert::Duplicate {
-                eng.dsack = Some(SackBlock {
-                    start: seq,
-                    end: seq.wrapping_add(n),
-                });
+            match (n > 0).then(|| eng.reass.insert(tp.rcv_nxt, seq, n)) {
+                Some(Insert::Duplicate) => {
+                    eng.dsack = Some(SackBlock {
+                        start: seq,
+                        end: seq.wrapping_add(n),
+                    });
+                }
+                Some(Insert::Overflow) => cx.count(ctr::REASS_OVERFLOW, 1),
+                _ => {}
             }
             cx.tp.t_rcvoopack += 1;
             cx.count(ctr::RCVOOPACK, 1);

@@ -49,6 +49,7 @@ pub mod ctr {
     pub const RACK_DSACK: usize = 15;
     pub const SNDREXMITBAD: usize = 16;
     pub const PMTUD_BLACKHOLE: usize = 17;
+    pub const REASS_OVERFLOW: usize = 18;
 }
 
 /// Most retransmissions of one segment before the connection is dropped (FreeBSD
@@ -463,6 +464,8 @@ pub const COUNTERS: &[RStr<'static>] = &[
     RStr::from_str("sndrexmitbad"),
     // FreeBSD tcps_pmtud_blackhole_activated (+ _min_mss, _failed): MSS changes.
     RStr::from_str("pmtud_blackhole"),
+    // FreeBSD tcps_rcvreassfull: out-of-order segments dropped at reass.maxqueuelen.
+    RStr::from_str("rcvreassfull"),
 ];
 
 impl Engine {

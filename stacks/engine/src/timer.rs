@@ -151,6 +151,7 @@ fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
     eng.send_times.clear();
     crate::rack::on_rto(eng, cx);
     eng.sack.clear();
+    cx.tp.snd_numholes = 0;
     let tp = &mut cx.tp;
     tp.snd_nxt = if matches!(tp.t_state, TcpState::SynSent | TcpState::SynReceived) {
         tp.iss

@@ -1424,10 +1424,42 @@ fn transparent_forward_of_a_download() {
 /// client with the key gets 256 KiB echoed by plugtcp's listener; plugtcp's client gets
 /// 256 KiB echoed by a kernel server; a kernel client with a wrong key never connects (its
 /// SYNs are dropped and counted by plugtcp, never answered).
+/// Linux's TCP_MD5SIG from Python (`struct tcp_md5sig`: the peer, the key), for the
+/// scripts below (they import socket and struct).
+const PY_MD5SIG: &str = r#"TCP_MD5SIG = 14
+def md5sig(s, peer, key):
+    sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + socket.inet_aton(peer)
+    s.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG,
+                 sa.ljust(128, b"\0") + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(80, b"\0"))
+"#;
+
+/// Runs python3 `script` in `ns`: it prints LISTENING once ready, then `go` runs, then the
+/// script prints its result line and ends. Returns the result line, whether the script
+/// succeeded, and what it wrote to stderr.
+fn python_in(ns: &Netns, script: &str, go: impl FnOnce()) -> (String, bool, String) {
+    use std::io::{BufRead, Read};
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "python3", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "LISTENING");
+    go();
+    let last = lines.next().and_then(Result::ok).unwrap_or_default();
+    let ok = child.wait().unwrap().success();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (last, ok, err)
+}
+
 #[test]
 fn tcp_md5_with_the_kernel_both_ways() {
     use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_MD5SIG};
-    use std::io::BufRead;
     use std::sync::Mutex;
     let Some(ns) = make_ns("md5") else {
         return;
@@ -1489,12 +1521,7 @@ fn tcp_md5_with_the_kernel_both_ways() {
     let script = format!(
         r#"
 import socket, struct, sys, threading
-TCP_MD5SIG = 14
-def md5sig(s, peer, key):
-    sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + socket.inet_aton(peer)
-    s.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG,
-                 sa.ljust(128, b"\0") + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(80, b"\0"))
-def read_all(s):
+{PY_MD5SIG}def read_all(s):
     got = bytearray()
     while True:
         b = s.recv(65536)
@@ -1535,18 +1562,7 @@ t.join(60)
 print("OK" if echoed and refused and not t.is_alive() else "FAIL echoed=%s refused=%s" % (echoed, refused), flush=True)
 "#
     );
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "python3", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert_eq!(first, "LISTENING");
-    go.store(true, Ordering::Relaxed);
-    let last = lines.next().and_then(Result::ok).unwrap_or_default();
-    let status = child.wait().unwrap();
+    let (last, ok, err) = python_in(&ns, &script, || go.store(true, Ordering::Relaxed));
     let deadline = Instant::now() + Duration::from_secs(30);
     while client_result.lock().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -1554,12 +1570,7 @@ print("OK" if echoed and refused and not t.is_alive() else "FAIL echoed=%s refus
     let csum_errors = ns.csum_errors();
     stop.store(true, Ordering::Relaxed);
     plugtcp.join().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success() && last == "OK", "{last} {err}");
+    assert!(ok && last == "OK", "{last} {err}");
     assert_eq!(
         *client_result.lock().unwrap(),
         Some(true),
@@ -1580,7 +1591,6 @@ print("OK" if echoed and refused and not t.is_alive() else "FAIL echoed=%s refus
 #[test]
 fn tcp_fast_open_with_the_kernel_both_ways() {
     use plugtcp_abi::sockopt::{IPPROTO_TCP, TCP_FASTOPEN};
-    use std::io::BufRead;
     use std::sync::Mutex;
     let Some(ns) = make_ns("tfo") else {
         return;
@@ -1694,30 +1704,14 @@ t.join(60)
 print("OK %.3f %.3f %s" % (times[0], times[1], syn_data), flush=True)
 "#
     );
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "python3", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert_eq!(first, "LISTENING");
-    go.store(true, Ordering::Relaxed);
-    let last = lines.next().and_then(Result::ok).unwrap_or_default();
-    let status = child.wait().unwrap();
+    let (last, ok, err) = python_in(&ns, &script, || go.store(true, Ordering::Relaxed));
     let deadline = Instant::now() + Duration::from_secs(30);
     while answers.lock().unwrap().len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
     plugtcp.join().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success() && last.starts_with("OK "), "{last} {err}");
+    assert!(ok && last.starts_with("OK "), "{last} {err}");
     eprintln!("kernel client's requests (s) and kernel server's SYN data: {last}");
     let fields: Vec<&str> = last.split_whitespace().collect();
     let (first_rt, second_rt): (f64, f64) =
@@ -1857,12 +1851,7 @@ fn icmp_lowered_path_mtu_keeps_a_signed_transfer_going() {
     let script = format!(
         r#"
 import hashlib, socket, struct
-TCP_MD5SIG = 14
-def md5sig(s, peer, key):
-    sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + socket.inet_aton(peer)
-    s.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG,
-                 sa.ljust(128, b"\0") + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(80, b"\0"))
-srv = socket.socket()
+{PY_MD5SIG}srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 md5sig(srv, "{PLUGTCP_V4}", b"pmtu secret")
 srv.bind(("{SERVER_V4}", 8179))
@@ -1883,31 +1872,14 @@ c.close()
 print("OK", n, flush=True)
 "#
     );
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", server.name(), "python3", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert_eq!(first, "LISTENING");
-    go.store(true, Ordering::Relaxed);
-    let last = lines.next().and_then(Result::ok).unwrap_or_default();
-    let status = child.wait().unwrap();
+    let (last, ok, err) = python_in(&server, &script, || go.store(true, Ordering::Relaxed));
     let deadline = Instant::now() + Duration::from_secs(30);
     while result.lock().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
     plugtcp.join().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "{last} {err}");
+    assert!(ok, "{last} {err}");
     assert_eq!(last, format!("OK {}", 4 << 20), "{err}");
     let (reply, want, mss, icmp) = result.lock().unwrap().clone().expect("no reply");
     eprintln!("MSS after PMTUD {mss}, ICMP errors acted on {icmp}");

@@ -477,8 +477,7 @@ impl crate::Host {
                 set: None,
                 description,
             };
-            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
-            debug_assert!(ok, "{name} registered twice");
+            self.register_host_node(name, node);
         }
         for (name, description, write) in writes {
             let store = Arc::clone(&self.fastopen);
@@ -491,8 +490,7 @@ impl crate::Host {
                 })),
                 description,
             };
-            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
-            debug_assert!(ok, "{name} registered twice");
+            self.register_host_node(name, node);
         }
     }
 }
@@ -512,12 +510,10 @@ fn parse_fastopen_opt(val: &[u8]) -> Result<(i32, Option<[u8; KEY_LEN]>), Errno>
 }
 
 impl crate::Host {
-    /// TCP_FASTOPEN on a listener (FreeBSD tcp_ctloutput): EPERM unless
-    /// `fastopen.server_enable`; an int is the most connections opened by TFO SYNs that may
-    /// be pending at once (Linux's queue length), FreeBSD's struct asks for half the
-    /// backlog. 0 turns TFO off for new SYNs.
-    pub(crate) fn set_listener_fastopen(&mut self, lid: usize, val: &[u8]) -> Result<(), Errno> {
-        let (enable, _) = parse_fastopen_opt(val)?;
+    /// TCP_FASTOPEN's value, checked as FreeBSD's tcp_ctloutput does first: EPERM while TFO
+    /// is off both ways, EINVAL for a negative value.
+    fn fastopen_opt(&self, val: &[u8]) -> Result<(i32, Option<[u8; KEY_LEN]>), Errno> {
+        let (enable, psk) = parse_fastopen_opt(val)?;
         let t = &self.tunables;
         if t.fastopen_client_enable == 0 && t.fastopen_server_enable == 0 {
             return Err(Errno::EPERM);
@@ -525,7 +521,16 @@ impl crate::Host {
         if enable < 0 {
             return Err(Errno::EINVAL);
         }
-        if enable != 0 && t.fastopen_server_enable == 0 {
+        Ok((enable, psk))
+    }
+
+    /// TCP_FASTOPEN on a listener (FreeBSD tcp_ctloutput): EPERM unless
+    /// `fastopen.server_enable`; an int is the most connections opened by TFO SYNs that may
+    /// be pending at once (Linux's queue length), FreeBSD's struct asks for half the
+    /// backlog. 0 turns TFO off for new SYNs.
+    pub(crate) fn set_listener_fastopen(&mut self, lid: usize, val: &[u8]) -> Result<(), Errno> {
+        let (enable, _) = self.fastopen_opt(val)?;
+        if enable != 0 && self.tunables.fastopen_server_enable == 0 {
             return Err(Errno::EPERM);
         }
         let l = self
@@ -551,14 +556,7 @@ impl crate::Host {
     /// EPERM while TFO is off both ways, EINVAL once connecting; FreeBSD's struct may carry
     /// a pre-shared key for PSK mode.
     pub(crate) fn set_conn_fastopen(&mut self, slot: usize, val: &[u8]) -> Result<(), Errno> {
-        let (enable, psk) = parse_fastopen_opt(val)?;
-        let t = &self.tunables;
-        if t.fastopen_client_enable == 0 && t.fastopen_server_enable == 0 {
-            return Err(Errno::EPERM);
-        }
-        if enable < 0 {
-            return Err(Errno::EINVAL);
-        }
+        let (enable, psk) = self.fastopen_opt(val)?;
         let int_form = val.len() == 4;
         let c = self.conn_mut(slot)?;
         if c.ctx.tp.t_state != TcpState::Closed || c.ctx.tp.iss != 0 {

@@ -170,11 +170,7 @@ impl Host {
             })),
             description: "Maximum number of sockets available",
         };
-        let ok = self
-            .sysctl
-            .register_dynamic("kern.ipc.maxsockets", Arc::new(max))
-            .is_ok();
-        debug_assert!(ok, "kern.ipc.maxsockets registered twice");
+        self.register_host_node("kern.ipc.maxsockets", max);
         let (g, w) = (self.gauges.clone(), self.gauges.clone());
         let maxmem = HostNode {
             get: Box::new(move || SysctlValue::Int(g.max_buf_bytes.load(Ordering::Relaxed))),
@@ -190,11 +186,7 @@ impl Host {
             })),
             description: "Maximum real memory allocatable to various mbuf types",
         };
-        let ok = self
-            .sysctl
-            .register_dynamic("kern.ipc.maxmbufmem", Arc::new(maxmem))
-            .is_ok();
-        debug_assert!(ok, "kern.ipc.maxmbufmem registered twice");
+        self.register_host_node("kern.ipc.maxmbufmem", maxmem);
         type Read = fn(&Gauges) -> i64;
         let nodes: [(&str, &'static str, Read); 4] = [
             (
@@ -223,8 +215,7 @@ impl Host {
                 set: None,
                 description,
             };
-            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
-            debug_assert!(ok, "{name} registered twice");
+            self.register_host_node(name, node);
         }
     }
 }

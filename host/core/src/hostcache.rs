@@ -358,8 +358,7 @@ impl crate::Host {
                 set: None,
                 description,
             };
-            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
-            debug_assert!(ok, "{name} registered twice");
+            self.register_host_node(name, node);
         }
         let store = Arc::clone(&self.hostcache);
         // The key for `purgenow=2` comes from the OS: the node outlives any one shard's
@@ -380,11 +379,7 @@ impl crate::Host {
             })),
             description: "Immediately purge all entries",
         };
-        let ok = self
-            .sysctl
-            .register_dynamic("net.inet.tcp.hostcache.purgenow", Arc::new(node))
-            .is_ok();
-        debug_assert!(ok, "purgenow registered twice");
+        self.register_host_node("net.inet.tcp.hostcache.purgenow", node);
     }
 }
 

@@ -438,11 +438,15 @@ impl Host {
             },
         )]);
         for (name, node) in nodes {
-            // These names are reserved for the host in the sysctl table; registering twice
-            // would be a bug.
-            let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
-            debug_assert!(ok, "{name} registered twice");
+            self.register_host_node(name, node);
         }
+    }
+
+    /// Puts a host-computed sysctl under `name` (a name reserved for the host in the sysctl
+    /// table: registering it twice would be a bug).
+    pub(crate) fn register_host_node(&self, name: &str, node: HostNode) {
+        let ok = self.sysctl.register_dynamic(name, Arc::new(node)).is_ok();
+        debug_assert!(ok, "{name} registered twice");
     }
 }
 

@@ -572,12 +572,7 @@ fn start(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
             let addr = sockaddr(r, arg(call, 1)?, false)?;
             let res = r.posix.connect(&mut r.host, fd, addr);
             if res.is_ok() || res == Err(Errno::EINPROGRESS) {
-                let i = script_socket(r, fd);
-                let s = &mut r.sockets[i];
-                s.state = SockState::ActiveConnecting;
-                s.remote = Some(host_side(addr));
-                s.local = None;
-                r.under_test = Some(i);
+                connecting(r, fd, addr);
             }
             match res {
                 Err(Errno::EINPROGRESS) if !r.posix.is_nonblocking(fd) => {
@@ -643,12 +638,7 @@ fn start(r: &mut Runner<'_>, call: &SyscallEvent) -> R<Step> {
                             r.host.state(s).is_some_and(|st| st != TcpState::Closed)
                         });
                         if started {
-                            let i = script_socket(r, fd);
-                            let s = &mut r.sockets[i];
-                            s.state = SockState::ActiveConnecting;
-                            s.remote = Some(host_side(addr));
-                            s.local = None;
-                            r.under_test = Some(i);
+                            connecting(r, fd, addr);
                         }
                         return Ok(errno(res.map(|n| n as i64)));
                     }
@@ -787,6 +777,16 @@ fn recv(r: &mut Runner<'_>, fd: i32, len: usize, flags: i32) -> R<Step> {
             waitall: flags & MSG_WAITALL != 0,
         },
     )
+}
+
+/// `fd` started connecting to `addr`: the script's socket under test, its peer known.
+fn connecting(r: &mut Runner<'_>, fd: i32, addr: SocketAddr) {
+    let i = script_socket(r, fd);
+    let s = &mut r.sockets[i];
+    s.state = SockState::ActiveConnecting;
+    s.remote = Some(host_side(addr));
+    s.local = None;
+    r.under_test = Some(i);
 }
 
 /// The address as the host sees it: an IPv4-mapped IPv6 address is IPv4 on the wire.

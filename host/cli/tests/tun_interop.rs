@@ -1424,6 +1424,45 @@ fn transparent_forward_of_a_download() {
 /// client with the key gets 256 KiB echoed by plugtcp's listener; plugtcp's client gets
 /// 256 KiB echoed by a kernel server; a kernel client with a wrong key never connects (its
 /// SYNs are dropped and counted by plugtcp, never answered).
+/// A client's side of one request: sends all of the data once connected, half-closes,
+/// and collects the reply.
+#[derive(Default)]
+struct Exchange {
+    sent: usize,
+    shut: bool,
+    reply: Vec<u8>,
+    done: bool,
+}
+
+impl Exchange {
+    /// One poll of the connection `id`; true once, when the reply has ended.
+    fn poll(&mut self, host: &mut Host, id: plugtcp_host::conn_table::ConnId, data: &[u8]) -> bool {
+        if self.done || !host.state(id).is_some_and(|s| s.have_established()) {
+            return false;
+        }
+        while self.sent < data.len() {
+            match host.send(id, &data[self.sent..]) {
+                Ok(k) if k > 0 => self.sent += k,
+                _ => break,
+            }
+        }
+        if self.sent == data.len() && !self.shut {
+            self.shut = host
+                .shutdown(id, plugtcp_host::usrreq::Shutdown::Write)
+                .is_ok();
+        }
+        let mut buf = [0u8; 65536];
+        while let Ok(k) = host.recv(id, &mut buf) {
+            if k == 0 {
+                self.done = true;
+                return true;
+            }
+            self.reply.extend_from_slice(&buf[..k]);
+        }
+        false
+    }
+}
+
 /// Linux's TCP_MD5SIG from Python (`struct tcp_md5sig`: the peer, the key), for the
 /// scripts below (they import socket and struct).
 const PY_MD5SIG: &str = r#"TCP_MD5SIG = 14
@@ -1480,7 +1519,7 @@ fn tcp_md5_with_the_kernel_both_ways() {
             .unwrap();
         let mut echo = SimpleServer::new(Simple::Echo, l);
         let data = payload(256 << 10, 0x3d5);
-        let (mut c, mut sent, mut got, mut shut) = (None, 0, Vec::new(), false);
+        let (mut c, mut x) = (None, Exchange::default());
         Box::new(move |host: &mut Host| {
             echo.poll(host);
             *stats2.lock().unwrap() = host.md5_stats();
@@ -1490,31 +1529,10 @@ fn tcp_md5_with_the_kernel_both_ways() {
                 host.start_connect(id).unwrap();
                 c = Some(id);
             }
-            let Some(id) = c else { return };
-            if matches!(
-                host.state(id),
-                None | Some(plugtcp_abi::TcpState::SynSent | plugtcp_abi::TcpState::Closed)
-            ) {
-                return;
-            }
-            while sent < data.len() {
-                match host.send(id, &data[sent..]) {
-                    Ok(k) if k > 0 => sent += k,
-                    _ => break,
+            if let Some(id) = c {
+                if x.poll(host, id, &data) {
+                    *result2.lock().unwrap() = Some(x.reply == data);
                 }
-            }
-            if sent == data.len() && !shut {
-                shut = host
-                    .shutdown(id, plugtcp_host::usrreq::Shutdown::Write)
-                    .is_ok();
-            }
-            let mut buf = [0u8; 65536];
-            while let Ok(k) = host.recv(id, &mut buf) {
-                if k == 0 {
-                    *result2.lock().unwrap() = Some(got == data);
-                    break;
-                }
-                got.extend_from_slice(&buf[..k]);
             }
         })
     });
@@ -1771,7 +1789,7 @@ fn icmp_lowered_path_mtu_keeps_a_signed_transfer_going() {
         let srv: IpAddr = SERVER_V4.parse().unwrap();
         host.md5_key_set(srv, None, b"pmtu secret").unwrap();
         let on = 1i32.to_ne_bytes();
-        let (mut c, mut sent, mut shut, mut reply) = (None, 0, false, Vec::new());
+        let (mut c, mut x) = (None, Exchange::default());
         Box::new(move |host: &mut Host| {
             if c.is_none() && go2.load(Ordering::Relaxed) {
                 let id = host.socket(SocketAddr::new(srv, 8179), None).unwrap();
@@ -1779,34 +1797,16 @@ fn icmp_lowered_path_mtu_keeps_a_signed_transfer_going() {
                 host.start_connect(id).unwrap();
                 c = Some(id);
             }
-            let Some(id) = c else { return };
-            if !host.state(id).is_some_and(|s| s.have_established()) {
-                return;
-            }
-            while sent < data.len() {
-                match host.send(id, &data[sent..]) {
-                    Ok(k) if k > 0 => sent += k,
-                    _ => break,
-                }
-            }
-            if sent == data.len() && !shut {
-                shut = host
-                    .shutdown(id, plugtcp_host::usrreq::Shutdown::Write)
-                    .is_ok();
-            }
-            let mut buf = [0u8; 256];
-            while let Ok(k) = host.recv(id, &mut buf) {
-                if k == 0 {
+            if let Some(id) = c {
+                if x.poll(host, id, &data) {
                     let mss = host.tcpcb(id).map_or(0, |t| t.t_maxseg);
                     *result2.lock().unwrap() = Some((
-                        String::from_utf8_lossy(&reply).into_owned(),
+                        String::from_utf8_lossy(&x.reply).into_owned(),
                         want.clone(),
                         mss,
                         host.stats.icmp_errors,
                     ));
-                    break;
                 }
-                reply.extend_from_slice(&buf[..k]);
             }
         })
     });

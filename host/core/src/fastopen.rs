@@ -325,30 +325,8 @@ impl Fastopen {
             self.disable_path(local, server, now);
             return;
         }
-        let Some(b) = self.bucket_of(local, server) else {
+        let Some(e) = self.entry_or_new(local, server) else {
             return;
-        };
-        let bucket = &mut self.buckets[b];
-        let e = match bucket
-            .iter()
-            .position(|e| e.local == local && e.server == server)
-        {
-            Some(i) => &mut bucket[i],
-            None => {
-                // At the bucket's limit the oldest entry makes room (FreeBSD reclaims the
-                // tail).
-                if bucket.len() >= self.bucket_limit {
-                    bucket.pop_back();
-                }
-                bucket.push_front(CcacheEntry {
-                    local,
-                    server,
-                    server_mss: 0,
-                    cookie: Vec::new(),
-                    disabled_at: None,
-                });
-                &mut bucket[0]
-            }
         };
         e.server_mss = mss;
         e.cookie = cookie.to_vec();
@@ -358,31 +336,40 @@ impl Fastopen {
     /// No TFO from `local` to `server` for `path_disable_time` (FreeBSD
     /// tcp_fastopen_disable_path): a disabled path keeps its first disable time.
     pub fn disable_path(&mut self, local: IpAddr, server: SocketAddr, now: u64) {
-        let Some(b) = self.bucket_of(local, server) else {
+        let Some(e) = self.entry_or_new(local, server) else {
             return;
         };
+        e.server_mss = 0;
+        e.cookie.clear();
+        e.disabled_at.get_or_insert(now);
         self.stats.paths_disabled += 1;
+    }
+
+    /// The entry for the path, made if there is none: at the bucket's limit the oldest
+    /// entry makes room (FreeBSD reclaims the tail). `None` while client TFO is off.
+    fn entry_or_new(&mut self, local: IpAddr, server: SocketAddr) -> Option<&mut CcacheEntry> {
+        let b = self.bucket_of(local, server)?;
         let limit = self.bucket_limit;
         let bucket = &mut self.buckets[b];
-        if let Some(e) = bucket
-            .iter_mut()
-            .find(|e| e.local == local && e.server == server)
+        match bucket
+            .iter()
+            .position(|e| e.local == local && e.server == server)
         {
-            e.server_mss = 0;
-            e.cookie.clear();
-            e.disabled_at.get_or_insert(now);
-            return;
+            Some(i) => bucket.get_mut(i),
+            None => {
+                if bucket.len() >= limit {
+                    bucket.pop_back();
+                }
+                bucket.push_front(CcacheEntry {
+                    local,
+                    server,
+                    server_mss: 0,
+                    cookie: Vec::new(),
+                    disabled_at: None,
+                });
+                bucket.front_mut()
+            }
         }
-        if bucket.len() >= limit {
-            bucket.pop_back();
-        }
-        bucket.push_front(CcacheEntry {
-            local,
-            server,
-            server_mss: 0,
-            cookie: Vec::new(),
-            disabled_at: Some(now),
-        });
     }
 
     /// `fastopen.ccache_list`, as FreeBSD prints it: the seconds a disabled path has left,

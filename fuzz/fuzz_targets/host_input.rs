@@ -4,7 +4,8 @@
 //! arbitrary flags, sequence and acknowledgment offsets, window, options and payload (the
 //! checksum right, so they reach the stacks), time passing, and application calls. Each
 //! record's answers go to the peer host and back once. Nothing may panic, in the host or in
-//! the stacks (a panic caught in a stack would still be a defect).
+//! the stacks (a panic caught in a stack would still be a defect). The first byte picks the
+//! stack and whether the listener takes TCP Fast Open SYNs.
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
@@ -64,10 +65,24 @@ struct Pair {
     now: u64,
 }
 
-fn setup(rack: bool) -> Pair {
+/// `mode` bit 0: the rack stack; bit 1: the listener takes TCP Fast Open SYNs (bit 2: any
+/// cookie, `fastopen.acceptany`), so SYNs with data open connections at once.
+fn setup(mode: u8) -> Pair {
+    let rack = mode & 1 == 1;
     let mut a = host("10.0.0.1", 1, rack);
     let mut b = host("10.0.0.2", 2, rack);
     let lid = b.listen("10.0.0.2:80".parse().unwrap(), 8).unwrap();
+    if mode & 2 != 0 {
+        let _ = b.sysctl_set("net.inet.tcp.fastopen.server_enable", "1");
+        let acceptany = if mode & 4 != 0 { "1" } else { "0" };
+        let _ = b.sysctl_set("net.inet.tcp.fastopen.acceptany", acceptany);
+        let _ = b.listener_setsockopt(
+            lid,
+            plugtcp_abi::sockopt::IPPROTO_TCP,
+            plugtcp_abi::sockopt::TCP_FASTOPEN,
+            &4i32.to_ne_bytes(),
+        );
+    }
     let client = a.connect("10.0.0.2:80".parse().unwrap(), None).unwrap();
     let mut now = MS;
     a.advance(now);
@@ -178,7 +193,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&first, mut data)) = input.split_first() else {
         return;
     };
-    let mut p = setup(first & 1 == 1);
+    let mut p = setup(first);
     let mut buf = [0u8; 4096];
     for _ in 0..64 {
         let Some(kind) = take(&mut data, 1) else {

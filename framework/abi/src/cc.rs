@@ -21,6 +21,7 @@
 //! | `after_idle` | stack | sending again after an idle period of at least one RTO |
 //! | `ecnpkt_handler` | stack | every ACK-bearing segment of an ECN connection |
 //! | `newround`, `rttsample` | stack | a new round trip begins; an ACK gives an RTT sample |
+//! | `cong_control` | stack ([`CcConn::cong_control`]) | rate-based modules only: every ACK of new or SACKed data, with a [`RateSample`]; after `conn_init`; after an RTO |
 //! | `ctl_output` | host | getsockopt/setsockopt(TCP_CCALGOOPT) |
 //! | `param_check` | host | `sysctl net.inet.tcp.cc.<module>.<param>=...` |
 //!
@@ -322,6 +323,127 @@ pub struct CcAlgo {
     #[sabi(last_prefix_field)]
     pub param_check:
         Option<extern "C" fn(u32, i64, &CcGlobals, RSlice<'_, AtomicIsize>) -> HookStatus>,
+    /// [`cc_feature`] bits (ABI 0.9.1; a module built before reads as 0).
+    pub features: u32,
+    /// [`CcAlgorithm::cong_control`] (ABI 0.9.1); `None` unless `WANTS_RATE_SAMPLE`.
+    /// (Spelled out: abi_stable describes a function pointer from its syntax.)
+    pub cong_control:
+        Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &RateSample, &mut CcPacing) -> HookStatus>,
+}
+
+/// The type of [`CcAlgo::cong_control`].
+pub type CongControlFn =
+    extern "C" fn(&mut CcVar, &mut Tcpcb, &RateSample, &mut CcPacing) -> HookStatus;
+
+/// A module's `cong_control` as the host hands it to a stack
+/// ([`crate::stack::HostOps::cc_cong_control`]; a struct because abi_stable cannot describe
+/// a function returning a function pointer).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct CongControlHook {
+    /// The hook; `None` when the module is not rate-based (or there is no module).
+    pub func:
+        Option<extern "C" fn(&mut CcVar, &mut Tcpcb, &RateSample, &mut CcPacing) -> HookStatus>,
+}
+
+/// What a module says it wants, in [`CcAlgo::features`].
+pub mod cc_feature {
+    /// The module takes a delivery-rate sample on every ACK through `cong_control` and
+    /// sets cwnd, the pacing rate and the send quantum there (Linux's `cong_control`): a
+    /// rate-based module (BBR). The stack then leaves cwnd in loss recovery to it (no PRR).
+    pub const RATE_SAMPLE: u32 = 0x0001;
+}
+
+/// [`RateSample::flags`].
+pub mod rs_flags {
+    /// The sample measured a delivery rate: `delivery_rate`, `interval_us`, `delivered`,
+    /// `prior_delivered`, `tx_in_flight`, `lost` and `is_app_limited` mean something.
+    /// Without it only the ACK's own fields (`newly_acked`, `newly_lost`, `rtt_us`, the
+    /// totals) do.
+    pub const VALID: u32 = 0x0001;
+    /// The ACK carried ECE (ECN-Echo).
+    pub const ECE: u32 = 0x0002;
+    /// Not an ACK: the stack calls `cong_control` once after `conn_init` (and, for a
+    /// module attached to an established connection, on its next call) so that the module
+    /// can set its initial pacing rate before data flows.
+    pub const INIT: u32 = 0x0004;
+    /// The sampled data had been retransmitted (its send time is the retransmission's).
+    pub const RETRANS: u32 = 0x0008;
+    /// A retransmission timeout fired: everything in flight was marked lost (the call
+    /// follows `cong_signal(CC_RTO)`; no ACK).
+    pub const RTO: u32 = 0x0010;
+}
+
+/// A delivery-rate sample (draft-cheng-iccrg-delivery-rate-estimation), built by the stack
+/// for every ACK that acknowledges or SACKs data (plugtcp's stacks: `plugtcp_tcpkit::rate`)
+/// and given to `cong_control`. Byte counts are payload bytes; the totals count from the
+/// connection's start on this stack.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSample {
+    /// The host clock at this ACK, nanoseconds (a module reads no clock of its own).
+    pub now_ns: u64,
+    /// [`rs_flags`] bits.
+    pub flags: u32,
+    /// Bytes delivered over the interval divided by it, bytes per second (0 unless VALID).
+    pub delivery_rate: u64,
+    /// The sample's interval: the longer of its send and ACK intervals, microseconds.
+    pub interval_us: u64,
+    /// Bytes delivered over the interval (rs.delivered).
+    pub delivered: u64,
+    /// Of those, bytes acknowledged by ACKs carrying ECE (an estimate of CE-marked data
+    /// without AccECN, as Linux counts `delivered_ce` for classic ECN).
+    pub delivered_ce: u64,
+    /// The connection's delivered total when the sampled data was sent (rs.prior_delivered;
+    /// BBR's round counting compares it with its round's end).
+    pub prior_delivered: u64,
+    /// Bytes in flight when the sampled data was sent, that data included (BBR's
+    /// tx_in_flight).
+    pub tx_in_flight: u32,
+    /// Bytes marked lost between the sampled data's sending and this ACK (rs.lost).
+    pub lost: u32,
+    /// Bytes this ACK newly acknowledged or SACKed.
+    pub newly_acked: u32,
+    /// Bytes this ACK made the stack mark lost.
+    pub newly_lost: u32,
+    /// The RTT this ACK measured, microseconds (0: none, e.g. only retransmitted data).
+    pub rtt_us: u32,
+    /// Bytes in flight before this ACK (the stack's pipe estimate).
+    pub prior_in_flight: u32,
+    /// Bytes in flight after this ACK.
+    pub in_flight: u32,
+    /// The sampled data was sent while the application, not cwnd or the pacing rate, limited
+    /// sending: the rate is a lower bound, not the path's.
+    pub is_app_limited: bool,
+    /// The connection's total of bytes delivered (C.delivered).
+    pub tot_delivered: u64,
+    /// The connection's total of bytes marked lost (C.lost).
+    pub tot_lost: u64,
+    /// The connection's total of bytes delivered by ACKs with ECE.
+    pub tot_delivered_ce: u64,
+}
+
+impl RateSample {
+    /// Whether the sample measured a rate.
+    #[inline]
+    pub fn valid(&self) -> bool {
+        self.flags & rs_flags::VALID != 0
+    }
+}
+
+/// The pacing a rate-based module sets from `cong_control`. The stack fills it with what is
+/// in force before the call and hands the module's values to the host's pacer after it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CcPacing {
+    /// Bytes per second the connection's packets leave at (IP packets, headers included,
+    /// as Linux's fq counts them); 0: not paced. The host caps it at SO_MAX_PACING_RATE.
+    pub pacing_rate: u64,
+    /// The largest burst (one TSO descriptor) the stack sends at once, bytes; 0: the
+    /// stack's own choice.
+    pub send_quantum: u32,
+    /// SO_MAX_PACING_RATE as the application set it (u64::MAX: none); read only.
+    pub max_pacing_rate: u64,
 }
 
 /// The per-connection hooks a stack calls on the module's state, written once: this table
@@ -460,6 +582,22 @@ impl CcConn {
             faulted: false,
         }
     }
+
+    /// A rate-based module's `cong_control`, `hook` as the host gives it
+    /// ([`crate::stack::HostIf::cc_cong_control`]: `CcHooks` has no room for it in ABI 0.9).
+    /// A panic sets `faulted`.
+    #[inline]
+    pub fn cong_control(
+        &mut self,
+        hook: CongControlFn,
+        tp: &mut Tcpcb,
+        rs: &RateSample,
+        pacing: &mut CcPacing,
+    ) {
+        if hook(&mut self.ccv, tp, rs, pacing) == HookStatus::PANICKED {
+            self.faulted = true;
+        }
+    }
 }
 
 /// What a CC module implements. Hooks that a module does not need keep the default, and the
@@ -486,6 +624,9 @@ pub trait CcAlgorithm: Sized + Send + 'static {
     const HAS_CTL_OUTPUT: bool = false;
     /// Whether `ecnpkt_handler` is implemented (else the stack skips the per-packet call).
     const HAS_ECNPKT_HANDLER: bool = false;
+    /// Whether the module is rate-based: it wants `cong_control` with a delivery-rate
+    /// sample on every ACK ([`cc_feature::RATE_SAMPLE`]).
+    const WANTS_RATE_SAMPLE: bool = false;
 
     /// FreeBSD `mod_init`: the module is being registered (kldload, static registration,
     /// or a reload under a new version), before any connection can use it. An error
@@ -575,6 +716,26 @@ pub trait CcAlgorithm: Sized + Send + 'static {
         _fas: u32,
     ) {
     }
+    /// Linux's `cong_control` (ABI 0.9.1): a delivery-rate sample, for a module with
+    /// `WANTS_RATE_SAMPLE`. Called by the stack on every ACK that acknowledges or SACKs data,
+    /// after everything else the ACK does (its `ack_received`, `cong_signal`,
+    /// `post_recovery`, `rttsample` calls, the stack's own cwnd changes), so what it sets
+    /// stands; also once with [`rs_flags::INIT`] (no ACK) after `conn_init` (at the
+    /// handshake, or on the stack's next call once the host attached the module to an
+    /// established connection), and after a retransmission timeout's
+    /// `cong_signal(CC_RTO)` with [`rs_flags::RTO`]. May set
+    /// `tp.snd_cwnd` (also in loss recovery: the stack then runs no PRR of its own),
+    /// `tp.snd_ssthresh`, and `pacing.pacing_rate` and `pacing.send_quantum`, which the
+    /// stack hands to the host's pacer. When the connection leaves the module, the host
+    /// turns its pacing off (SO_MAX_PACING_RATE aside).
+    fn cong_control(
+        &mut self,
+        _ccv: &mut CcVar,
+        _tp: &mut Tcpcb,
+        _rs: &RateSample,
+        _pacing: &mut CcPacing,
+    ) {
+    }
     /// FreeBSD `ctl_output`: getsockopt/setsockopt(TCP_CCALGOOPT) on a connection using
     /// this module, called by the host (not through the stack), only if `HAS_CTL_OUTPUT`.
     /// The value is the module's own structure (at most
@@ -658,6 +819,20 @@ extern "C" fn param_check<T: CcAlgorithm>(
     guard(|| T::param_check(idx, value, globals, current.as_slice()))
 }
 
+extern "C" fn cong_control<T: CcAlgorithm>(
+    ccv: &mut CcVar,
+    tp: &mut Tcpcb,
+    rs: &RateSample,
+    pacing: &mut CcPacing,
+) -> HookStatus {
+    guard(|| {
+        // SAFETY: as in `state`.
+        let st = unsafe { state::<T>(ccv) }.ok_or(Errno::EINVAL)?;
+        st.cong_control(ccv, tp, rs, pacing);
+        Ok(())
+    })
+}
+
 /// Builds the ABI descriptor of `T`. Used by [`crate::export_cc_module!`].
 pub struct CcVtable<T>(PhantomData<T>);
 
@@ -681,6 +856,8 @@ impl<T: CcAlgorithm> CcVtable<T> {
             rttsample: Some(shim::rttsample::<T>),
             ctl_output: if T::HAS_CTL_OUTPUT { Some(ctl_output::<T>) } else { None },
             param_check: Some(param_check::<T>),
+            features: if T::WANTS_RATE_SAMPLE { cc_feature::RATE_SAMPLE } else { 0 },
+            cong_control: if T::WANTS_RATE_SAMPLE { Some(cong_control::<T>) } else { None },
         })
     }
 

@@ -10,8 +10,10 @@ use crate::stack::TcpFunctionBlockRef;
 
 /// The ABI version of this framework. The host refuses a plugin whose version has another
 /// major number, or (while the major is 0) a different minor. Bump the minor on any change
-/// to a type that crosses the boundary other than appending to a prefix type.
-pub const ABI_VERSION: &str = "0.9.0";
+/// to a type that crosses the boundary other than appending to a prefix type; appends bump
+/// the patch, and plugins built against an earlier patch keep loading (0.9.1 appended the
+/// rate-sample hook, pacing and stack parameters to 0.9.0).
+pub const ABI_VERSION: &str = "0.9.1";
 
 /// What a plugin library provides: one function block or one CC module.
 #[repr(u8)]

@@ -18,6 +18,10 @@ pub const SO_OOBINLINE: i32 = 0x0100;
 pub const SO_SNDBUF: i32 = 0x1001;
 /// SO_RCVBUF: receive buffer size; turns receive-buffer auto-sizing off (host only).
 pub const SO_RCVBUF: i32 = 0x1002;
+/// SO_MAX_PACING_RATE (FreeBSD's value; "Linux name"): the most bytes per second the
+/// host's pacer lets the socket's packets leave at; an int (FreeBSD, Linux) or a 64-bit
+/// value (Linux). `u32::MAX`/`u64::MAX`: no limit. Host.
+pub const SO_MAX_PACING_RATE: i32 = 0x1018;
 
 // FreeBSD <netinet/tcp.h> option names and values. "Stack" below means the host passes the
 // option to the stack's `ctloutput`; "host" that the host answers it itself.

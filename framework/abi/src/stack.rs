@@ -239,6 +239,22 @@
 //! A `SegOut` without TSO is one packet whatever its length: the host is the NIC and does
 //! not enforce the MSS. Counting packets (`t_snd_segs`) is the stack's job.
 //!
+//! ## Pacing
+//!
+//! The host paces (FreeBSD's hpts, Linux's fq do this job): each connection has a pacing
+//! rate (bytes per second of IP packets, headers included) and a send quantum, set by its
+//! stack with [`HostOps::pacing_set`] (plugtcp's stacks hand on what a rate-based CC
+//! module sets in `cong_control`), capped by the application's SO_MAX_PACING_RATE, which
+//! also paces a connection whose stack sets no rate. Every `output` call is one burst: it
+//! leaves no earlier than the rate allows after the previous one (earliest departure time,
+//! the burst's bytes divided by the rate), and a burst that comes too early is held by the
+//! host and released by the timer wheel at its time, so any stack is paced. A stack that
+//! knows about pacing asks [`HostOps::pacing`] before each burst and stops while `wait_ns`
+//! is not 0; the host then calls `output` when the time has come (one wakeup per
+//! connection on the wheel, no thread, no polling), and its send times stay true. It also
+//! keeps each burst (a TSO descriptor) within `quantum`. A connection that sent nothing
+//! for a while gets at most one timer tick's worth of credit (10 µs), not a burst.
+//!
 //! ## Batching
 //!
 //! When the host's driver receives packets in batches (`Host::batch_begin`/`batch_end`:
@@ -502,6 +518,38 @@ pub struct HostOps {
     /// LRO flush) and calls `output` once at the batch's end, so the stack may leave its
     /// output (the ACK) to that call. False in every other call.
     pub input_batch: extern "C" fn(host: *mut c_void) -> bool,
+    /// The connection's pacing (ABI 0.9.1): rate, quantum, and how long until the next
+    /// burst may leave. When `wait_ns` is not 0 the host calls `output` once that time has
+    /// come (FreeBSD's hpts): a stack that must wait just returns. See "Pacing" in the
+    /// module docs.
+    pub pacing: extern "C" fn(host: *mut c_void) -> Pacing,
+    /// Sets the connection's pacing rate (bytes per second, 0: not paced) and send quantum
+    /// (bytes; 0: the host's default) (ABI 0.9.1). The host caps the rate at
+    /// SO_MAX_PACING_RATE.
+    pub pacing_set: extern "C" fn(host: *mut c_void, rate: u64, quantum: u32),
+    /// The `cong_control` hook of the connection's CC module, if it is rate-based
+    /// (ABI 0.9.1; see [`crate::cc::CcConn::cong_control`]).
+    pub cc_cong_control: extern "C" fn(host: *mut c_void) -> crate::cc::CongControlHook,
+    /// The value of the stack's parameter `idx` (ABI 0.9.1): an index into
+    /// [`TcpFunctionBlock::params`] (`net.inet.tcp.<block>.<name>`); `i64::MIN` when the
+    /// block has no parameter `idx`.
+    pub stack_param: extern "C" fn(host: *mut c_void, idx: u32) -> i64,
+}
+
+/// A connection's pacing as the host runs it ([`HostOps::pacing`]).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pacing {
+    /// The rate in force, bytes per second of IP packets (headers included); 0: not paced.
+    /// The lower of the stack's rate and SO_MAX_PACING_RATE (which paces on its own when
+    /// the stack sets no rate).
+    pub rate: u64,
+    /// The send quantum: the largest burst to hand the host at once, bytes (0: not paced).
+    pub quantum: u32,
+    /// Nanoseconds until the next burst may leave (0: now).
+    pub wait_ns: u64,
+    /// SO_MAX_PACING_RATE (u64::MAX: none).
+    pub max_rate: u64,
 }
 
 /// `which` values of [`HostOps::autosize`].
@@ -617,6 +665,32 @@ impl HostIf {
     #[inline]
     pub fn event(&self, ev: ConnEvent) {
         (self.ops.event())(self.host, ev)
+    }
+    /// [`HostOps::pacing`]: the connection's pacing; when `wait_ns` is not 0 the host
+    /// calls `output` once it has passed.
+    #[inline]
+    pub fn pacing(&self) -> Pacing {
+        (self.ops.pacing())(self.host)
+    }
+    /// [`HostOps::pacing_set`]: pace at `rate` bytes per second (0: not paced) in bursts of
+    /// at most `quantum` bytes (0: the host's default).
+    #[inline]
+    pub fn pacing_set(&self, rate: u64, quantum: u32) {
+        (self.ops.pacing_set())(self.host, rate, quantum)
+    }
+    /// [`HostOps::cc_cong_control`]: the CC module's `cong_control`, if it is rate-based.
+    #[inline]
+    pub fn cc_cong_control(&self) -> Option<crate::cc::CongControlFn> {
+        (self.ops.cc_cong_control())(self.host).func
+    }
+    /// [`HostOps::stack_param`]: parameter `idx` of [`TcpStack::PARAMS`], or `default`
+    /// when there is none at `idx`.
+    #[inline]
+    pub fn stack_param(&self, idx: u32, default: i64) -> i64 {
+        match (self.ops.stack_param())(self.host, idx) {
+            i64::MIN => default,
+            v => v,
+        }
     }
 }
 
@@ -1089,6 +1163,13 @@ pub mod tcpi_off {
     pub const RCV_ADV: usize = 188;
     /// `u_int32_t tcpi_dupacks`.
     pub const DUPACKS: usize = 192;
+    /// plugtcp's own, in FreeBSD's spare words (`__tcpi_pad`): `u_int64_t` pacing rate in
+    /// force, bytes per second of IP packets (0: not paced), as Linux's tcpi_pacing_rate.
+    /// Filled by the host (the pacer is the host's), not from [`super::TcpInfo`].
+    pub const PACING_RATE: usize = 200;
+    /// plugtcp's own: `u_int64_t` SO_MAX_PACING_RATE (0: none, so that an unpaced
+    /// connection's spare words stay zero), Linux's tcpi_max_pacing_rate.
+    pub const MAX_PACING_RATE: usize = 208;
 }
 
 impl TcpInfo {
@@ -1395,6 +1476,10 @@ pub struct TcpFunctionBlock {
     /// [`TcpStack::inherit`].
     #[sabi(last_prefix_field)]
     pub inherit: Option<extern "C" fn(*mut c_void, &mut StackCtx, &Tcpcb) -> HookStatus>,
+    /// The block's own tunables (ABI 0.9.1), exposed as `net.inet.tcp.<name>.<param>` (as
+    /// FreeBSD's bbr and rack stacks register `net.inet.tcp.bbr.*`); a connection reads
+    /// the current values with [`HostIf::stack_param`], by index in this table.
+    pub params: RSlice<'static, crate::cc::CcParamDesc>,
 }
 
 /// What a stack implements. [`crate::export_function_block!`] wraps it into the ABI.
@@ -1418,6 +1503,11 @@ pub trait TcpStack: Sized + Send + 'static {
     /// indices given to [`StackCtx::count`]. The host exports them and sums counters of
     /// the same name over blocks.
     const COUNTERS: &'static [RStr<'static>] = &[];
+    /// The block's tunables, `net.inet.tcp.<NAME>.<param>` (ABI 0.9.1): a connection reads
+    /// the current value of one with [`HostIf::stack_param`] by its index here. The host
+    /// checks a new value against `min` and `max` (EINVAL) and keeps values across a reload
+    /// of the block when the name stays.
+    const PARAMS: &'static [crate::cc::CcParamDesc] = &[];
 
     /// Builds the stack's per-connection state (FreeBSD tfb_tcp_fb_init).
     ///
@@ -1657,6 +1747,7 @@ macro_rules! stateful_hooks {
                     aliases: RSlice::from_slice(T::ALIASES),
                     flags: T::FLAGS,
                     counters: RSlice::from_slice(T::COUNTERS),
+                    params: RSlice::from_slice(T::PARAMS),
                     init: Some(stack_init::<T>),
                     fini: Some(stack_fini::<T>),
                     handoff_ok: Some(stack_handoff_ok::<T>),

@@ -4,7 +4,7 @@
 //!
 //! - [`rtt`]: the RFC 6298 estimator with FreeBSD's fixed point; [`reass`]: out-of-order
 //!   tracking and the SACK blocks we send; [`sack`]: the RFC 6675 scoreboard; [`rack`]:
-//!   RACK-TLP's send map (RFC 8985).
+//!   RACK-TLP's send map (RFC 8985); [`rate`]: delivery-rate samples for rate-based CC.
 //! - [`cc`]: what mod_cc modules share: cc.c's NewReno functions ([`cc::common`]), HyStart++
 //!   ([`cc::hystart`]), h_ertt ([`cc::ertt`]), delay helpers ([`cc::delay`]), and with the
 //!   `testing` feature a fake host for unit tests of a module (`cc::testing`).
@@ -13,6 +13,7 @@
 
 pub mod cc;
 pub mod rack;
+pub mod rate;
 pub mod reass;
 pub mod rtt;
 pub mod sack;

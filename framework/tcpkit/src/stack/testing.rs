@@ -570,6 +570,12 @@ struct TestHost {
     events: Vec<ConnEvent>,
     /// Inside [`TestConn::input_batch`] (what `HostIf::input_batch` answers).
     in_batch: bool,
+    /// What the stack set with `pacing_set` (recorded, not enforced: the fake host sends
+    /// everything at once and `pacing` always says "now").
+    pacing_rate: u64,
+    pacing_quantum: u32,
+    /// The attached CC module's `cong_control`, when it is rate-based.
+    cc_rate_hook: Option<plugtcp_abi::cc::CongControlFn>,
 }
 
 fn host<'a>(p: *mut c_void) -> Option<&'a mut TestHost> {
@@ -759,6 +765,31 @@ extern "C" fn op_event(p: *mut c_void, ev: ConnEvent) {
     }
 }
 
+extern "C" fn op_pacing(p: *mut c_void) -> plugtcp_abi::stack::Pacing {
+    let (rate, quantum) = host(p).map_or((0, 0), |h| (h.pacing_rate, h.pacing_quantum));
+    plugtcp_abi::stack::Pacing {
+        rate,
+        quantum,
+        wait_ns: 0,
+        max_rate: u64::MAX,
+    }
+}
+extern "C" fn op_pacing_set(p: *mut c_void, rate: u64, quantum: u32) {
+    if let Some(h) = host(p) {
+        h.pacing_rate = rate;
+        h.pacing_quantum = quantum;
+    }
+}
+extern "C" fn op_cc_cong_control(p: *mut c_void) -> plugtcp_abi::cc::CongControlHook {
+    plugtcp_abi::cc::CongControlHook {
+        func: host(p).and_then(|h| h.cc_rate_hook),
+    }
+}
+extern "C" fn op_stack_param(_p: *mut c_void, _idx: u32) -> i64 {
+    // The fake host has no sysctl tree: every parameter reads as its default.
+    i64::MIN
+}
+
 const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     output: op_output,
     snd_len: op_snd_len,
@@ -776,6 +807,10 @@ const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     now: op_now,
     event: op_event,
     input_batch: op_input_batch,
+    pacing: op_pacing,
+    pacing_set: op_pacing_set,
+    cc_cong_control: op_cc_cong_control,
+    stack_param: op_stack_param,
 });
 
 /// The fake host's operations, as a stack sees them in `cx.host.ops`.
@@ -957,6 +992,9 @@ impl TestConn {
             sent: Vec::new(),
             events: Vec::new(),
             in_batch: false,
+            pacing_rate: 0,
+            pacing_quantum: 0,
+            cc_rate_hook: None,
         });
         TestConn {
             cx: StackCtx {
@@ -1613,6 +1651,7 @@ impl TestConn {
         }
         self.cx.cc.hooks = CcHooks::of(algo);
         self.cx.cc.ccv = ccv;
+        self.host.cc_rate_hook = algo.cong_control().flatten();
         if self.cx.tp.t_state.have_established() {
             self.cx.cc.conn_init(&mut self.cx.tp);
             assert!(

@@ -144,6 +144,11 @@ impl Host {
             linger: side.linger,
             linger_time: side.linger_time,
             oobinline: side.oobinline,
+            max_pacing_rate: side
+                .pacer
+                .as_ref()
+                .map(|p| p.max_rate)
+                .filter(|&r| r != crate::pacing::NO_MAX_RATE),
             ip_tos: side.ip_tos,
             ip_ttl: side.ip_ttl,
             maxseg: (tp.t_maxseg < default_mss).then_some(tp.t_maxseg),

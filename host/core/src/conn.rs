@@ -13,8 +13,8 @@ use plugtcp_abi::cc::{CcConn, CcGlobals, CcVar};
 use plugtcp_abi::segment::{th, to, SegIn, SegOut};
 use plugtcp_abi::sockopt::SockOpt;
 use plugtcp_abi::stack::{
-    tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, StackCtx, StackTunables,
-    TcpInfo,
+    tt, ConnEvent, HostIf, HostOps, HostOpsRef, InitMode, OldStack, Pacing, StackCtx,
+    StackTunables, TcpInfo,
 };
 use plugtcp_abi::{Errno, HookError, HookStatus, TcpState, Tcpcb};
 
@@ -68,6 +68,8 @@ pub struct Worker {
     /// leaves with the pseudo-header sum in its checksum field.
     pub tx_csum_offload: bool,
     pub offload: OffloadStats,
+    /// What the pacer did (see `pacing.rs`).
+    pub pacing: crate::pacing::PacingStats,
     /// Totals of connections that closed, by the (stack, CC) they ran on last, for the
     /// metrics (drained when they are published; one entry per pair, so bounded).
     pub departed: Vec<Attribution>,
@@ -171,6 +173,7 @@ impl Worker {
             tx_gso_max: 0,
             tx_csum_offload: false,
             offload: OffloadStats::default(),
+            pacing: Default::default(),
             departed: Vec::new(),
             observer: None,
             sb_max: Arc::new(std::sync::atomic::AtomicU64::new(SB_MAX_DEFAULT)),
@@ -266,6 +269,52 @@ impl TxQueue {
         self.pkts.len()
     }
 
+    /// Takes back the packets queued after the first `keep` (a paced burst that must wait),
+    /// oldest first, with their lengths in bytes summed into `bytes`.
+    pub fn take_tail(
+        &mut self,
+        keep: usize,
+        depart_ns: u64,
+        out: &mut std::collections::VecDeque<crate::pacing::HeldPacket>,
+    ) {
+        for (buf, len, udp_port, gso_size) in self.pkts.drain(keep..) {
+            self.sent -= 1;
+            out.push_back(crate::pacing::HeldPacket {
+                depart_ns,
+                buf,
+                len,
+                udp_port,
+                gso_size,
+            });
+        }
+    }
+
+    /// Queues a packet the pacer held.
+    pub fn push_held(&mut self, p: crate::pacing::HeldPacket) {
+        self.pkts.push((p.buf, p.len, p.udp_port, p.gso_size));
+        self.sent += 1;
+    }
+
+    /// Gives a held packet's buffer back for reuse (its connection went away).
+    pub fn recycle(&mut self, p: crate::pacing::HeldPacket) {
+        self.free.push(p.buf);
+    }
+
+    /// Wire bytes of the packets queued after the first `from`: a GSO super-packet counts
+    /// each packet it becomes with its own headers.
+    pub fn bytes_after(&self, from: usize, payload: u32) -> u64 {
+        self.pkts[from.min(self.pkts.len())..]
+            .iter()
+            .map(|&(_, len, _, gso)| {
+                if gso == 0 || payload <= gso as u32 {
+                    return len as u64;
+                }
+                let header = len as u64 - payload as u64;
+                len as u64 + (payload.div_ceil(gso as u32) as u64 - 1) * header
+            })
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pkts.is_empty()
     }
@@ -287,6 +336,10 @@ fn clear_df(pkt: &mut [u8], id: u16) {
     let c = wire::ip_header_checksum(&pkt[..hlen]);
     pkt[10..12].copy_from_slice(&c);
 }
+
+/// The `which` of a connection's pacing wakeup in the wheel (the host's own, beside the
+/// stack's `tt::*` timers).
+pub const PACE_TIMER: u32 = 0xff;
 
 /// A timer token in the wheel: the connection's slot and which of its timers.
 #[inline]
@@ -379,6 +432,12 @@ pub struct HostSide {
     pub ready_marked: bool,
     /// The connection's own observer (its TCP_SIFTR trace).
     pub observer: Option<Box<dyn ConnObserver>>,
+    /// Its pacing (see `pacing.rs`), once set by its stack or SO_MAX_PACING_RATE.
+    pub pacer: Option<Box<crate::pacing::Pacer>>,
+    /// The `cong_control` hook of its CC module when that is rate-based.
+    pub cc_rate_hook: Option<plugtcp_abi::cc::CongControlFn>,
+    /// Its stack's parameter values (`net.inet.tcp.<block>.*`).
+    pub stack_params: &'static [std::sync::atomic::AtomicIsize],
     /// Stack options set on it, set again on the next stack after a switch (boxed: most
     /// connections never set one).
     pub sticky: Option<Box<crate::socket::sticky::StickyOpts>>,
@@ -428,7 +487,26 @@ impl HostSide {
             ready_marked: false,
             observer: None,
             sticky: None,
+            pacer: None,
+            cc_rate_hook: None,
+            stack_params: &[],
         }
+    }
+
+    /// SO_MAX_PACING_RATE: caps the pacing rate, and paces on its own when the stack sets
+    /// none (`NO_MAX_RATE`: no cap).
+    pub fn set_max_pacing_rate(&mut self, rate: u64) {
+        if rate == crate::pacing::NO_MAX_RATE && self.pacer.is_none() {
+            return;
+        }
+        self.pacer.get_or_insert_with(Default::default).max_rate = rate;
+    }
+
+    /// SO_MAX_PACING_RATE as set (`NO_MAX_RATE`: none).
+    pub fn max_pacing_rate(&self) -> u64 {
+        self.pacer
+            .as_ref()
+            .map_or(crate::pacing::NO_MAX_RATE, |p| p.max_rate)
     }
 
     /// Cancels every timer of the connection; returns their deadlines so that a failed stack
@@ -504,6 +582,14 @@ impl HostSide {
     /// Releases buffer chunks and timers (the connection is being freed).
     pub fn release(&mut self, w: &mut Worker) {
         self.stop_timers(w);
+        if let Some(mut p) = self.pacer.take() {
+            if let Some((id, _)) = p.timer.take() {
+                w.wheel.cancel(id);
+            }
+            for h in p.held.drain(..) {
+                w.tx.recycle(h);
+            }
+        }
         self.snd.clear(&mut w.pool);
         self.rcv.clear(&mut w.pool);
     }
@@ -541,6 +627,73 @@ extern "C" fn op_output(host: *mut c_void, seg: &SegOut) -> HookStatus {
     let Some(c) = call(host) else {
         return HookStatus(Errno::ENOTCONN.0);
     };
+    // Pure ACKs (and RSTs) are not paced: they carry no data for the rate to spread, and
+    // holding them would only delay the peer's clock.
+    let no_data = seg.data_len == 0 && seg.flags & (th::SYN | th::FIN) == 0;
+    if no_data || c.side.pacer.as_ref().is_none_or(|p| p.rate() == 0) {
+        return output_now(c, seg);
+    }
+    let queued = c.worker.tx.len();
+    if c.side
+        .pacer
+        .as_ref()
+        .is_some_and(|p| p.held.len() >= crate::pacing::MAX_HELD_PACKETS)
+    {
+        c.worker.pacing.refused += 1;
+        return HookStatus(Errno::ENOBUFS.0);
+    }
+    let st = output_now(c, seg);
+    let now = c.worker.now;
+    let bytes = c.worker.tx.bytes_after(queued, seg.data_len);
+    if bytes == 0 {
+        return st;
+    }
+    let Some(p) = c.side.pacer.as_mut() else {
+        return st;
+    };
+    let depart = p.depart(now, bytes);
+    c.worker.pacing.bursts += 1;
+    c.worker.pacing.bytes += bytes;
+    if depart > now {
+        // Too early: the burst waits in the pacer, in order behind what already waits.
+        c.worker.pacing.held += 1;
+        c.worker.tx.take_tail(queued, depart, &mut p.held);
+    } else if !p.held.is_empty() {
+        // Never overtake held packets: on time, but behind them.
+        let at = p.held.back().map_or(depart, |h| h.depart_ns);
+        c.worker.tx.take_tail(queued, at, &mut p.held);
+    }
+    arm_pacer(c.side, c.worker);
+    st
+}
+
+/// Puts the connection's pacing wakeup on the wheel for when it is next due (or takes it
+/// off when nothing is).
+pub fn arm_pacer(side: &mut HostSide, w: &mut Worker) {
+    let slot = side.slot;
+    let Some(p) = side.pacer.as_mut() else { return };
+    match (p.wakeup_at(), p.timer) {
+        (Some(at), Some((_, armed))) if armed == at => {}
+        (Some(at), Some((id, _))) => {
+            if w.wheel.reschedule(id, at) {
+                p.timer = Some((id, at));
+            } else {
+                p.timer = Some((w.wheel.schedule(at, timer_token(slot, PACE_TIMER)), at));
+            }
+        }
+        (Some(at), None) => {
+            p.timer = Some((w.wheel.schedule(at, timer_token(slot, PACE_TIMER)), at));
+        }
+        (None, Some((id, _))) => {
+            w.wheel.cancel(id);
+            p.timer = None;
+        }
+        (None, None) => {}
+    }
+}
+
+/// Builds the packets of one segment descriptor into the transmit queue, now.
+fn output_now(c: &mut HostCall<'_>, seg: &SegOut) -> HookStatus {
     let (segsz, len) = (seg.tso_segsz, seg.data_len);
     if segsz == 0 || len <= segsz {
         return transmit(c, seg);
@@ -742,6 +895,53 @@ extern "C" fn op_event(host: *mut c_void, ev: ConnEvent) {
         c.side.events |= 1 << ev as u8;
     }
 }
+extern "C" fn op_pacing(host: *mut c_void) -> Pacing {
+    let Some(c) = call(host) else {
+        return Pacing::default();
+    };
+    let now = c.worker.now;
+    let Some(p) = c.side.pacer.as_mut() else {
+        return Pacing {
+            max_rate: crate::pacing::NO_MAX_RATE,
+            ..Pacing::default()
+        };
+    };
+    let wait_ns = p.wait_ns(now);
+    if wait_ns > 0 && !p.wake_stack {
+        p.wake_stack = true;
+        arm_pacer(c.side, c.worker);
+    }
+    let Some(p) = c.side.pacer.as_ref() else {
+        return Pacing::default();
+    };
+    Pacing {
+        rate: p.rate(),
+        quantum: p.quantum(),
+        wait_ns,
+        max_rate: p.max_rate,
+    }
+}
+extern "C" fn op_pacing_set(host: *mut c_void, rate: u64, quantum: u32) {
+    let Some(c) = call(host) else { return };
+    if rate == 0 && c.side.pacer.is_none() {
+        return;
+    }
+    let p = c.side.pacer.get_or_insert_with(Default::default);
+    p.stack_rate = rate;
+    p.stack_quantum = quantum;
+}
+extern "C" fn op_cc_cong_control(host: *mut c_void) -> plugtcp_abi::cc::CongControlHook {
+    plugtcp_abi::cc::CongControlHook {
+        func: call(host).and_then(|c| c.side.cc_rate_hook),
+    }
+}
+extern "C" fn op_stack_param(host: *mut c_void, idx: u32) -> i64 {
+    call(host)
+        .and_then(|c| c.side.stack_params.get(idx as usize))
+        .map_or(i64::MIN, |v| {
+            v.load(std::sync::atomic::Ordering::Relaxed) as i64
+        })
+}
 
 const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     output: op_output,
@@ -760,6 +960,10 @@ const HOST_OPS_WM: &WithMetadata<HostOps> = &WithMetadata::new(HostOps {
     now: op_now,
     event: op_event,
     input_batch: op_input_batch,
+    pacing: op_pacing,
+    pacing_set: op_pacing_set,
+    cc_cong_control: op_cc_cong_control,
+    stack_param: op_stack_param,
 });
 
 /// The host operations every connection's stack sees.
@@ -892,6 +1096,14 @@ impl Conn {
         self.detach_cc();
         self.ctx.cc.hooks = entry.hooks;
         self.ctx.cc.ccv = ccv;
+        let rate_hook = entry.algo.cong_control().flatten();
+        if std::mem::replace(&mut self.side.cc_rate_hook, rate_hook).is_some() {
+            // The rate-based module being left set the pacing: it goes with it.
+            if let Some(p) = self.side.pacer.as_mut() {
+                p.stack_rate = 0;
+                p.stack_quantum = 0;
+            }
+        }
         self.cc = Some(entry);
         if self.ctx.tp.t_state.have_established() {
             self.ctx.cc.conn_init(&mut self.ctx.tp);
@@ -969,6 +1181,7 @@ impl Conn {
         let saved = self.side.stop_timers(w);
         let old_counters = self.ctx.counters;
         self.ctx.counters = entry.counters.into();
+        let old_params = std::mem::replace(&mut self.side.stack_params, entry.params);
         let mut state = std::ptr::null_mut();
         let r = self.with_call(w, |old, cx| {
             let oldq = old.as_ref().map_or(OldStack::NONE, |o| OldStack {
@@ -983,6 +1196,7 @@ impl Conn {
         if let Err(e) = r {
             entry.release();
             self.ctx.counters = old_counters;
+            self.side.stack_params = old_params;
             // What the failed init armed is not the old stack's.
             self.side.stop_timers(w);
             self.side.restore_timers(w, saved);
@@ -1013,6 +1227,7 @@ impl Conn {
             // timers: whatever it stops or starts is its own business and is undone.
             let new_counters = self.ctx.counters;
             self.ctx.counters = old_counters;
+            let new_params = std::mem::replace(&mut self.side.stack_params, old_params);
             let new_timers = std::mem::take(&mut self.side.timers);
             self.with_call(w, |_, cx| {
                 if let Some(fini) = old.entry.hooks.fini {
@@ -1022,6 +1237,7 @@ impl Conn {
             self.side.stop_timers(w);
             self.side.timers = new_timers;
             self.ctx.counters = new_counters;
+            self.side.stack_params = new_params;
             old.entry.release();
         }
         self.stack = Some(AttachedStack { entry, state });
@@ -1166,10 +1382,43 @@ impl Conn {
         which: u32,
         id: TimerId,
     ) -> Result<(), ConnFault> {
+        if which == PACE_TIMER {
+            return self.pacing_fired(w, id);
+        }
         if self.side.timers.get(which as usize) != Some(&Some(id)) {
             return Ok(());
         }
         self.timer(w, which)
+    }
+
+    /// The pacing wakeup: held packets whose time has come go to the transmit queue, and a
+    /// stack that waited for its turn gets its `output` call.
+    fn pacing_fired(&mut self, w: &mut Worker, id: TimerId) -> Result<(), ConnFault> {
+        let now = w.now;
+        let Some(p) = self.side.pacer.as_mut() else {
+            return Ok(());
+        };
+        if p.timer.map(|(t, _)| t) != Some(id) {
+            return Ok(());
+        }
+        p.timer = None;
+        while let Some(h) = p.held.pop_front() {
+            if h.depart_ns > now {
+                p.held.push_front(h);
+                break;
+            }
+            w.tx.push_held(h);
+        }
+        let wake = p.wake_stack && p.wait_ns(now) == 0;
+        if wake {
+            p.wake_stack = false;
+        }
+        arm_pacer(&mut self.side, w);
+        if wake {
+            self.output(w)
+        } else {
+            Ok(())
+        }
     }
 
     /// Timer `which` is due: the stack's timer hook runs, the timer no longer armed.

@@ -139,6 +139,9 @@ impl Host {
                 l.inherit.linger_time = secs;
             }
             (sockopt::SOL_SOCKET, SO_OOBINLINE) => l.inherit.oobinline = int()? != 0,
+            (sockopt::SOL_SOCKET, sockopt::SO_MAX_PACING_RATE) => {
+                l.inherit.max_pacing_rate = Some(parse_pacing_rate(val)?);
+            }
             (
                 sockopt::IPPROTO_TCP,
                 sockopt::TCP_KEEPINIT
@@ -278,6 +281,17 @@ impl Host {
                 c.side.oobinline = on;
                 Ok(())
             }
+            (sockopt::SOL_SOCKET, sockopt::SO_MAX_PACING_RATE) => {
+                let rate = parse_pacing_rate(val)?;
+                let c = self.conn_mut(slot)?;
+                c.side.set_max_pacing_rate(rate);
+                // Sending may have waited on the old rate.
+                let _ = self.with_slot(slot, |c, w| {
+                    crate::conn::arm_pacer(&mut c.side, w);
+                    Ok(())
+                });
+                Ok(())
+            }
             (sockopt::SOL_SOCKET, SO_LINGER) => {
                 let (on, secs) = parse_linger(val)?;
                 let side = &mut self.conn_mut(slot)?.side;
@@ -360,7 +374,27 @@ impl Host {
         let slot = self.conns.resolve(id);
         let fixed = match (level, name) {
             (sockopt::IPPROTO_TCP, sockopt::TCP_INFO) => {
-                Some(self.tcp_info(id)?.to_freebsd().to_vec())
+                let mut info = self.tcp_info(id)?.to_freebsd();
+                // FreeBSD's spare words stay zero for a connection that is not paced.
+                let (rate, max) = self.conns.get_by_id(id).map_or((0, 0), |c| {
+                    c.side.pacer.as_ref().map_or((0, 0), |p| {
+                        let max = p.max_rate;
+                        (
+                            p.rate(),
+                            if max == crate::pacing::NO_MAX_RATE {
+                                0
+                            } else {
+                                max
+                            },
+                        )
+                    })
+                });
+                use plugtcp_abi::stack::tcpi_off;
+                info[tcpi_off::PACING_RATE..tcpi_off::PACING_RATE + 8]
+                    .copy_from_slice(&rate.to_ne_bytes());
+                info[tcpi_off::MAX_PACING_RATE..tcpi_off::MAX_PACING_RATE + 8]
+                    .copy_from_slice(&max.to_ne_bytes());
+                Some(info.to_vec())
             }
             (sockopt::IPPROTO_TCP, sockopt::TCP_MD5SIG) => {
                 let tp = self.tcpcb(id).ok_or(Errno::EBADF)?;
@@ -441,6 +475,9 @@ impl Host {
             }
             (sockopt::SOL_SOCKET, SO_KEEPALIVE) => int((tp.t_flags2 & tf2::KEEPALIVE != 0) as i64),
             (sockopt::SOL_SOCKET, SO_OOBINLINE) => int(c.side.oobinline as i64),
+            (sockopt::SOL_SOCKET, sockopt::SO_MAX_PACING_RATE) => {
+                pacing_rate_bytes(c.side.max_pacing_rate(), buf.len())
+            }
             (sockopt::SOL_SOCKET, SO_SNDBUF) => int(c.side.snd.hiwat() as i64),
             (sockopt::SOL_SOCKET, SO_RCVBUF) => int(c.side.rcv.hiwat() as i64),
             (sockopt::SOL_SOCKET, SO_LINGER) => {
@@ -622,6 +659,12 @@ impl Host {
         let out = match (level, name) {
             (sockopt::SOL_SOCKET, SO_KEEPALIVE) => int((tp.t_flags2 & tf2::KEEPALIVE != 0) as i64),
             (sockopt::SOL_SOCKET, SO_OOBINLINE) => int(l.inherit.oobinline as i64),
+            (sockopt::SOL_SOCKET, sockopt::SO_MAX_PACING_RATE) => pacing_rate_bytes(
+                l.inherit
+                    .max_pacing_rate
+                    .unwrap_or(crate::pacing::NO_MAX_RATE),
+                buf.len(),
+            ),
             (sockopt::SOL_SOCKET, SO_SNDBUF) => {
                 int(l.inherit.sndbuf.unwrap_or(t.sendspace as usize) as i64)
             }
@@ -684,5 +727,36 @@ impl Host {
         let dst = buf.get_mut(..out.len()).ok_or(Errno::EINVAL)?;
         dst.copy_from_slice(&out);
         Ok(out.len())
+    }
+}
+
+/// SO_MAX_PACING_RATE's value: a 32-bit int (FreeBSD, Linux) or 64-bit (Linux), bytes per
+/// second; the all-ones value of either width is "no limit". Anything else is EINVAL.
+fn parse_pacing_rate(val: &[u8]) -> Result<u64, Errno> {
+    match val.len() {
+        4 => {
+            let v = u32::from_ne_bytes([val[0], val[1], val[2], val[3]]);
+            Ok(if v == u32::MAX {
+                crate::pacing::NO_MAX_RATE
+            } else {
+                v as u64
+            })
+        }
+        8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(val);
+            Ok(u64::from_ne_bytes(b))
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// SO_MAX_PACING_RATE read back: 64 bits when the caller's buffer holds them, else a 32-bit
+/// value saturated at u32::MAX (Linux does the same).
+fn pacing_rate_bytes(rate: u64, room: usize) -> Vec<u8> {
+    if room >= 8 {
+        rate.to_ne_bytes().to_vec()
+    } else {
+        (rate.min(u32::MAX as u64) as u32).to_ne_bytes().to_vec()
     }
 }

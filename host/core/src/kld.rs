@@ -77,15 +77,19 @@ impl Host {
             version: env!("CARGO_PKG_VERSION").into(),
         };
         for &b in &statics.function_blocks {
-            if self.registry.kind_of(b.name().as_str()).is_none()
-                && self.registry.register_block(b, info()).is_ok()
+            if self
+                .registry
+                .snapshot()
+                .block_any(b.name().as_str())
+                .is_none()
+                && self.register_block(b, info()).is_ok()
             {
                 let kind = PluginKind::FunctionBlock;
                 self.metrics.note_plugin(kind, b.name().as_str(), true);
             }
         }
         for &c in &statics.cc_modules {
-            if self.registry.kind_of(c.name().as_str()).is_none() {
+            if self.registry.snapshot().cc_any(c.name().as_str()).is_none() {
                 if self.register_cc(c, info()).is_err() {
                     // A static module that fails to register is a bug in the build, not input.
                     debug_assert!(false, "static CC module {} refused", c.name());
@@ -141,13 +145,32 @@ impl Host {
         Ok(())
     }
 
+    fn register_block(
+        &self,
+        block: plugtcp_abi::stack::TcpFunctionBlockRef,
+        info: PluginInfo,
+    ) -> Result<Arc<crate::registry::BlockEntry>, Errno> {
+        let entry = self.registry.register_block(block, info)?;
+        for d in &entry.param_descs {
+            let name = format!("net.inet.tcp.{}.{}", entry.name, d.name);
+            let node = Arc::new(ParamNode {
+                registry: self.registry.clone(),
+                owner: ParamOwner::Stack(entry.name.clone()),
+                param: d.name.to_string(),
+                description: d.description.to_string(),
+            });
+            let _ = self.sysctl.register_dynamic(&name, node);
+        }
+        Ok(entry)
+    }
+
     /// `net.inet.tcp.cc.<module>.<param>` nodes for a module's parameters.
     fn register_cc_sysctls(&self, entry: &crate::registry::CcEntry) {
         for d in &entry.param_descs {
             let name = format!("net.inet.tcp.cc.{}.{}", entry.name, d.name);
-            let node = Arc::new(CcParamNode {
+            let node = Arc::new(ParamNode {
                 registry: self.registry.clone(),
-                module: entry.name.clone(),
+                owner: ParamOwner::Cc(entry.name.clone()),
                 param: d.name.to_string(),
                 description: d.description.to_string(),
             });
@@ -181,7 +204,7 @@ impl Host {
                         "declares a function block but exports none".into(),
                     ),
                 })?;
-                let e = self.registry.register_block(get(), info).map_err(refused)?;
+                let e = self.register_block(get(), info).map_err(refused)?;
                 self.metrics.note_plugin(kind, &e.name, true);
                 Ok((kind, e.names().map(str::to_owned).collect()))
             }
@@ -238,7 +261,8 @@ impl Host {
     }
 
     /// `kldunload NAME [-f]`: deregisters with FreeBSD semantics; forced, the users move to
-    /// the default first.
+    /// the default first. NAME is a block's or a CC module's name, or FreeBSD's kld names
+    /// `tcp_<block>` and `cc_<module>` (needed when a name is both, as `bbr` is).
     pub fn kldunload(&mut self, name: &str, force: bool) -> Result<(), Errno> {
         Self::kldunload_sharded(&mut [self], name, force)
     }
@@ -252,7 +276,9 @@ impl Host {
         force: bool,
     ) -> Result<(), Errno> {
         let registry = hosts.first().ok_or(Errno::ENOENT)?.registry.clone();
-        match registry.kind_of(name).ok_or(Errno::ENOENT)? {
+        let (kind, name) = registry.resolve_kld_name(name)?;
+        let name = name.as_str();
+        match kind {
             PluginKind::FunctionBlock => {
                 let primary = registry
                     .snapshot()
@@ -527,31 +553,49 @@ fn cc_available(r: &Registry) -> String {
     out
 }
 
-/// `net.inet.tcp.cc.<module>.<param>`.
-struct CcParamNode {
+/// Whose parameter a [`ParamNode`] is.
+enum ParamOwner {
+    /// A CC module's: `net.inet.tcp.cc.<module>.<param>`.
+    Cc(String),
+    /// A function block's: `net.inet.tcp.<block>.<param>` (FreeBSD's bbr and rack stacks
+    /// register theirs under their names).
+    Stack(String),
+}
+
+/// A plugin's parameter as a sysctl node; the value lives in the registry entry.
+struct ParamNode {
     registry: Arc<Registry>,
-    module: String,
+    owner: ParamOwner,
     param: String,
     description: String,
 }
 
-impl DynamicNode for CcParamNode {
+impl DynamicNode for ParamNode {
     fn get(&self) -> SysctlValue {
         let s = self.registry.snapshot();
-        let v = s
-            .cc_any(&self.module)
-            .and_then(|c| {
-                c.param_index(&self.param)
-                    .map(|i| c.params[i].load(std::sync::atomic::Ordering::Relaxed))
-            })
-            .unwrap_or(0);
+        let (descs, values) = match &self.owner {
+            ParamOwner::Cc(m) => match s.cc_any(m) {
+                Some(c) => (&c.param_descs, c.params),
+                None => return SysctlValue::Int(0),
+            },
+            ParamOwner::Stack(b) => match s.block_any(b) {
+                Some(b) => (&b.param_descs, b.params),
+                None => return SysctlValue::Int(0),
+            },
+        };
+        let v = descs
+            .iter()
+            .position(|d| d.name.as_str() == self.param)
+            .map_or(0, |i| values[i].load(std::sync::atomic::Ordering::Relaxed));
         SysctlValue::Int(v as i64)
     }
     fn set(&self, v: &str) -> Result<(), Errno> {
         let v = crate::sysctl::parse_int(v)?;
-        self.registry
-            .set_cc_param(&self.module, &self.param, v)
-            .map(|_| ())
+        match &self.owner {
+            ParamOwner::Cc(m) => self.registry.set_cc_param(m, &self.param, v),
+            ParamOwner::Stack(b) => self.registry.set_stack_param(b, &self.param, v),
+        }
+        .map(|_| ())
     }
     fn description(&self) -> String {
         self.description.clone()

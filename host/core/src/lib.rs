@@ -39,6 +39,7 @@ pub mod log;
 pub mod lro;
 pub mod metrics;
 pub mod observe;
+pub mod pacing;
 pub mod passive;
 pub mod posix;
 pub mod registry;

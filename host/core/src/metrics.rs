@@ -72,6 +72,9 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("plugtcp_tcp_received_bytes_total", "counter", "In-order data bytes received, by stack and CC (tcps_rcvbyte)."),
     ("plugtcp_tcp_sent_segs_total", "counter", "Segments connections sent, by stack and CC."),
     ("plugtcp_tcp_received_segs_total", "counter", "Segments connections received (an LRO merge counts once), by stack and CC."),
+    ("plugtcp_tcp_paced_connections", "gauge", "Connections with a pacing rate (set by their stack or CC module, or SO_MAX_PACING_RATE)."),
+    ("plugtcp_tcp_pacing_bursts_total", "counter", "Bursts (output calls) of paced connections, by outcome (sent: on time; held: waited in the pacer; refused: hold queue full, ENOBUFS)."),
+    ("plugtcp_tcp_paced_bytes_total", "counter", "Wire bytes (IP packets) of paced connections."),
     ("plugtcp_tcp_rtt_seconds", "histogram", "Smoothed RTT of each established connection, sampled once per publish interval."),
     ("plugtcp_tcp_cwnd_bytes", "histogram", "Congestion window of each established connection, sampled once per publish interval."),
     ("plugtcp_plugin_faults_total", "counter", "Panics caught at the plugin boundary, by plugin."),
@@ -219,6 +222,16 @@ impl Host {
         states[TcpState::Listen as usize] = self.listeners.iter().flatten().count() as u64;
         // FreeBSD counts its SYN cache entries in tcps_states[TCPS_SYN_RECEIVED] too.
         states[TcpState::SynReceived as usize] = self.syncache.len() as u64;
+        let ps = self.worker.pacing;
+        for (outcome, n) in [
+            ("sent", ps.bursts - ps.held),
+            ("held", ps.held),
+            ("refused", ps.refused),
+        ] {
+            counter!("plugtcp_tcp_pacing_bursts_total", "outcome" => outcome).absolute(n);
+        }
+        counter!("plugtcp_tcp_paced_bytes_total").absolute(ps.bytes);
+        let mut paced = 0u64;
         let rtt = histogram!("plugtcp_tcp_rtt_seconds");
         let cwnd = histogram!("plugtcp_tcp_cwnd_bytes");
         for c in self.conns.iter().flatten() {
@@ -228,6 +241,7 @@ impl Host {
             });
             let tp = &c.ctx.tp;
             states[tp.t_state as usize] += 1;
+            paced += u64::from(c.side.pacer.as_ref().is_some_and(|p| p.rate() > 0));
             if tp.t_state.have_established() && tp.t_state != TcpState::TimeWait {
                 if tp.t_srtt > 0 {
                     rtt.record(f64::from(tp.t_srtt) / 1e6);
@@ -256,6 +270,7 @@ impl Host {
         gauge!("plugtcp_tcp_curr_estab").set(
             (states[TcpState::Established as usize] + states[TcpState::CloseWait as usize]) as f64,
         );
+        gauge!("plugtcp_tcp_paced_connections").set(paced as f64);
 
         for (p, n) in &self.plugin_faults {
             counter!("plugtcp_plugin_faults_total", "plugin" => p.clone()).absolute(*n);

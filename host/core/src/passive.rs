@@ -548,6 +548,9 @@ impl Host {
         side.ip_tos = inherit.ip_tos;
         side.ip_ttl = inherit.ip_ttl;
         side.oobinline = inherit.oobinline;
+        if let Some(rate) = inherit.max_pacing_rate {
+            side.set_max_pacing_rate(rate);
+        }
         if !inherit.sticky.is_empty() {
             side.sticky = Some(Box::new(inherit.sticky.clone()));
         }

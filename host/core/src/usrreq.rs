@@ -55,6 +55,8 @@ pub struct ListenerInherit {
     /// The SO_LINGER time last set, on or off.
     pub linger_time: u32,
     pub oobinline: bool,
+    /// SO_MAX_PACING_RATE (bytes/s) set on the listener.
+    pub max_pacing_rate: Option<u64>,
     /// IP_TOS / IPV6_TCLASS and IP_TTL / IPV6_UNICAST_HOPS (0: the default) for its
     /// SYN-ACKs and connections.
     pub ip_tos: u8,

@@ -301,6 +301,9 @@ pub struct SockRow {
     pub rxtshift: u32,
     /// Bytes sent and not yet acknowledged.
     pub unacked: u32,
+    /// The host's pacing rate for it, bytes/s of IP packets (0: not paced).
+    #[serde(default)]
+    pub pacing_rate: u64,
     /// The shard the connection lives in (0 on a host that is not split).
     #[serde(default)]
     pub shard: usize,
@@ -344,6 +347,7 @@ pub fn sock_rows(h: &mut Host) -> Vec<SockRow> {
             retransmits: tp.t_sndrexmitpack,
             rxtshift: tp.t_rxtshift,
             unacked: tp.flight_size(),
+            pacing_rate: c.side.pacer.as_ref().map_or(0, |p| p.rate()),
             shard: 0,
         });
     }
@@ -385,7 +389,7 @@ fn sockstat(hosts: &mut [&mut Host], json: bool) -> String {
             out,
             "\t wscale:{},{} rto:{:.3} rtt:{:.3}/{:.3} mss:{} cwnd:{}{ssthresh} \
              bytes_sent:{} bytes_retrans:{} bytes_received:{} unacked:{} \
-             retrans:{}/{} snd_wnd:{} rcv_wnd:{}{}",
+             retrans:{}/{} snd_wnd:{} rcv_wnd:{}{}{}",
             r.snd_wscale,
             r.rcv_wscale,
             ms(r.rto_us),
@@ -401,6 +405,12 @@ fn sockstat(hosts: &mut [&mut Host], json: bool) -> String {
             r.retransmits,
             r.snd_wnd,
             r.rcv_wnd,
+            if r.pacing_rate > 0 {
+                // ss's form: bits per second.
+                format!(" pacing_rate {}bps", r.pacing_rate.saturating_mul(8))
+            } else {
+                String::new()
+            },
             if sharded {
                 format!(" shard:{}", r.shard)
             } else {

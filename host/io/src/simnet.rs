@@ -24,6 +24,9 @@ pub struct SimNet {
     pub packets: u64,
     /// When set, every packet that enters the link is kept here (tests inspect segments).
     pub record: Option<Vec<Captured>>,
+    /// When set, sees every packet that enters the link (time, direction: true for A to B,
+    /// bytes) without keeping it: for measurements over many packets.
+    pub tap: Option<Tap>,
     /// Fault injection: packets for which this returns true (given the direction, true for
     /// A to B) are lost on the link. Recorded and captured as sent.
     pub drop_if: Option<DropFilter>,
@@ -35,15 +38,27 @@ pub struct SimNet {
 /// See [`SimNet::drop_if`].
 pub type DropFilter = Box<dyn FnMut(bool, &[u8]) -> bool + Send>;
 
+/// See [`SimNet::tap`].
+pub type Tap = Box<dyn FnMut(u64, bool, &[u8]) + Send>;
+
+/// What sees packets enter the link: the pcap capture, the record, the tap.
+type Observers<'a> = (
+    &'a mut Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
+    &'a mut Option<Vec<Captured>>,
+    &'a mut Option<Tap>,
+);
+
 /// Capture and counting for a packet entering the link.
 fn observe(
-    pcap: &mut Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
-    record: &mut Option<Vec<Captured>>,
+    (pcap, record, tap): Observers<'_>,
     packets: &mut u64,
     now: u64,
     a_to_b: bool,
     pkt: &[u8],
 ) {
+    if let Some(t) = tap.as_mut() {
+        t(now, a_to_b, pkt);
+    }
     if let Some(w) = pcap.as_mut() {
         let _ = w.write_packet(now, pkt);
     }
@@ -88,6 +103,7 @@ impl SimNet {
             pcap: None,
             packets: 0,
             record: None,
+            tap: None,
             drop_if: None,
             checksum_offload: false,
         }
@@ -115,15 +131,22 @@ impl SimNet {
             return self.packets != before;
         }
         let now = self.now;
-        let (link, pcap, packets, record, drop_if) = (
+        let (link, pcap, packets, record, tap, drop_if) = (
             &mut self.link,
             &mut self.pcap,
             &mut self.packets,
             &mut self.record,
+            &mut self.tap,
             &mut self.drop_if,
         );
         let mut take = |a_to_b: bool, pkt: &[u8]| {
-            observe(pcap, record, packets, now, a_to_b, pkt);
+            observe(
+                (&mut *pcap, &mut *record, &mut *tap),
+                packets,
+                now,
+                a_to_b,
+                pkt,
+            );
             if drop_if.as_mut().is_some_and(|f| f(a_to_b, pkt)) {
                 return;
             }
@@ -150,10 +173,11 @@ impl SimNet {
     fn hand_over(&mut self) {
         let now = self.now;
         let offload = self.checksum_offload;
-        let (pcap, packets, record, drop_if) = (
+        let (pcap, packets, record, tap, drop_if) = (
             &mut self.pcap,
             &mut self.packets,
             &mut self.record,
+            &mut self.tap,
             &mut self.drop_if,
         );
         let mut deliver = |from: &mut Host, to: &mut Host, a_to_b: bool| {
@@ -162,7 +186,13 @@ impl SimNet {
             let mut tx = std::mem::take(&mut from.worker.tx);
             to.batch_begin();
             tx.drain(|pkt| {
-                observe(pcap, record, packets, now, a_to_b, pkt);
+                observe(
+                    (&mut *pcap, &mut *record, &mut *tap),
+                    packets,
+                    now,
+                    a_to_b,
+                    pkt,
+                );
                 if !drop_if.as_mut().is_some_and(|f| f(a_to_b, pkt)) {
                     if offload {
                         to.input_checksum_offloaded(pkt);

@@ -3,7 +3,8 @@
 //! Option names at IPPROTO_TCP are plugtcp_abi::sockopt's; SOL_SOCKET's are there too.
 
 pub use plugtcp_abi::sockopt::{
-    IPPROTO_TCP, SOL_SOCKET, SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_SNDBUF,
+    IPPROTO_TCP, SOL_SOCKET, SO_KEEPALIVE, SO_LINGER, SO_MAX_PACING_RATE, SO_OOBINLINE, SO_RCVBUF,
+    SO_SNDBUF,
 };
 
 pub const AF_INET: i32 = 2;

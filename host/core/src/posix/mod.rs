@@ -682,7 +682,7 @@ impl Posix {
                 }
                 self.set_on_socket(h, &f, level, name, &v.to_ne_bytes())
             }
-            (SOL_SOCKET, SO_KEEPALIVE | SO_OOBINLINE | SO_LINGER) => {
+            (SOL_SOCKET, SO_KEEPALIVE | SO_OOBINLINE | SO_LINGER | SO_MAX_PACING_RATE) => {
                 self.set_on_socket(h, &f, level, name, val)
             }
             (SOL_SOCKET, SO_ERROR | SO_TYPE | SO_ACCEPTCONN) => Err(Errno::ENOPROTOOPT),
@@ -801,7 +801,7 @@ impl Posix {
                 // FreeBSD returns the option's bit, not 1.
                 put_int(if i32::from_ne_bytes(b) != 0 { name } else { 0 })
             }
-            (SOL_SOCKET, SO_SNDBUF | SO_RCVBUF | SO_LINGER) => {
+            (SOL_SOCKET, SO_SNDBUF | SO_RCVBUF | SO_LINGER | SO_MAX_PACING_RATE) => {
                 self.get_from_socket(h, &f, level, name, buf)
             }
             (SOL_SOCKET, _) => Err(Errno::ENOPROTOOPT),

@@ -90,7 +90,30 @@ pub fn open_plugin(path: &Path) -> Result<PluginModuleRef, LoadError> {
             other => LoadFailure::NotAPlugin(first_line(&other.to_string())),
         })
     })?;
-    header.init_root_module::<PluginModuleRef>().map_err(|e| {
+    let loaded = match header.init_root_module::<PluginModuleRef>() {
+        Err(LibraryError::AbiInstability(e)) => match header.layout() {
+            // A plugin built against an earlier patch of this ABI: its prefix types (the
+            // descriptors it exports, the host interface it calls) may be shorter than ours,
+            // and every other type must be the same. abi_stable's checker accepts an
+            // implementation with *more* prefix fields than the interface (a newer
+            // library), so the older plugin is checked with the roles swapped; the fields
+            // appended since then read as absent through the prefix accessors.
+            Some(theirs)
+                if abi_stable::abi_stability::check_layout_compatibility(
+                    theirs,
+                    <PluginModuleRef as abi_stable::StableAbi>::LAYOUT,
+                )
+                .is_ok() =>
+            {
+                // SAFETY: the swapped check above proved the layouts compatible in the way
+                // prefix types allow (see the comment); the version was checked too.
+                unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
+            }
+            _ => Err(LibraryError::AbiInstability(e)),
+        },
+        other => other,
+    };
+    loaded.map_err(|e| {
         fail(match e {
             LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadFailure::AbiMismatch(format!(
                 "built against framework ABI {actual_version}, this host speaks ABI {ABI_VERSION}"

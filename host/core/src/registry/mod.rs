@@ -77,6 +77,10 @@ pub struct BlockEntry {
     pub info: PluginInfo,
     pub counter_names: Vec<String>,
     pub counters: &'static [AtomicUsize],
+    /// The block's tunables (`net.inet.tcp.<name>.<param>`, ABI 0.9.1) and their current
+    /// values, shared with every connection on it (`HostOps::stack_param`).
+    pub param_descs: Vec<CcParamDesc>,
+    pub params: &'static [AtomicIsize],
     refcnt: AtomicUsize,
     being_removed: AtomicBool,
 }
@@ -328,6 +332,24 @@ impl Registry {
             .iter()
             .map(|c| c.as_str().to_owned())
             .collect();
+        // A block built before ABI 0.9.1 has no parameter table.
+        let param_descs: Vec<CcParamDesc> = block
+            .params()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default();
+        for d in &param_descs {
+            check_name(d.name.as_str(), 64)?;
+            if d.min > d.max || !(d.min..=d.max).contains(&d.default) {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let params: &'static [AtomicIsize] = Box::leak(
+            param_descs
+                .iter()
+                .map(|d| AtomicIsize::new(d.default as isize))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
         let entry = Arc::new(BlockEntry {
             id: self.id(),
             name,
@@ -351,6 +373,8 @@ impl Registry {
             info,
             counters: leak_counters(counter_names.len()),
             counter_names,
+            param_descs,
+            params,
             refcnt: AtomicUsize::new(0),
             being_removed: AtomicBool::new(false),
         });
@@ -642,15 +666,47 @@ impl Registry {
         Ok(c.params[i].swap(value as isize, Ordering::Relaxed) as i64)
     }
 
-    /// Which kind of plugin goes by `name`, if any.
-    pub fn kind_of(&self, name: &str) -> Option<PluginKind> {
-        let s = self.snapshot();
-        if s.block_any(name).is_some() {
-            Some(PluginKind::FunctionBlock)
-        } else if s.cc_any(name).is_some() {
-            Some(PluginKind::CcModule)
-        } else {
-            None
+    /// Sets a function block's parameter (`net.inet.tcp.<block>.<param>`): ENOENT unknown,
+    /// EINVAL outside the declared range. Returns the old value.
+    pub fn set_stack_param(&self, block: &str, param: &str, value: i64) -> Result<i64, Errno> {
+        let snap = self.snapshot();
+        let b = snap.block_any(block).ok_or(Errno::ENOENT)?;
+        let i = b
+            .param_descs
+            .iter()
+            .position(|d| d.name.as_str() == param)
+            .ok_or(Errno::ENOENT)?;
+        let d = &b.param_descs[i];
+        if !(d.min..=d.max).contains(&value) {
+            return Err(Errno::EINVAL);
         }
+        Ok(b.params[i].swap(value as isize, Ordering::Relaxed) as i64)
+    }
+
+    /// Which plugin `name` means, and its name within its kind: a block's or a CC
+    /// module's name (function blocks and CC modules have separate namespaces, as in
+    /// FreeBSD, so `bbr` may be both), or FreeBSD's kld module names `tcp_<block>` and
+    /// `cc_<module>`. ENOENT for none; EEXIST when a bare name is both a block and a CC
+    /// module (the kld name says which).
+    pub fn resolve_kld_name(&self, name: &str) -> Result<(PluginKind, String), Errno> {
+        let s = self.snapshot();
+        let block = s.block_any(name).is_some();
+        let cc = s.cc_any(name).is_some();
+        match (block, cc) {
+            (true, true) => return Err(Errno::EEXIST),
+            (true, false) => return Ok((PluginKind::FunctionBlock, name.to_owned())),
+            (false, true) => return Ok((PluginKind::CcModule, name.to_owned())),
+            (false, false) => {}
+        }
+        if let Some(b) = name
+            .strip_prefix("tcp_")
+            .filter(|b| s.block_any(b).is_some())
+        {
+            return Ok((PluginKind::FunctionBlock, b.to_owned()));
+        }
+        if let Some(c) = name.strip_prefix("cc_").filter(|c| s.cc_any(c).is_some()) {
+            return Ok((PluginKind::CcModule, c.to_owned()));
+        }
+        Err(Errno::ENOENT)
     }
 }

@@ -378,9 +378,11 @@ fn ack_processing(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u3
         output::tcp_output(eng, cx);
         return false;
     }
+    crate::rate::on_ack_begin(eng, cx, seg, now);
     // SACK blocks (RFC 2018, D-SACK RFC 2883) update the scoreboard before loss detection.
     let mut sack_news = 0;
     eng.sacked_before = eng.sack.sacked_bytes();
+    let tp = &cx.tp;
     if tp.t_flags & tf::SACK_PERMIT != 0 && seg.opts.has(to::SACK) {
         // sack.globalmaxholes reached (the host says): no new holes, as FreeBSD's
         // tcp_sackhole_alloc fails then.
@@ -464,6 +466,7 @@ fn ack_processing(eng: &mut Engine, cx: &mut StackCtx, seg: &SegIn<'_>, tlen: u3
             }
         }
     }
+    crate::rate::on_ack_end(eng, cx);
     true
 }
 
@@ -481,7 +484,7 @@ fn on_dupack(eng: &mut Engine, cx: &mut StackCtx, sacked_something: bool) {
         if sack {
             let delivered = eng.sack.sacked_bytes().saturating_sub(eng.sacked_before);
             prr_apply(eng, cx, delivered);
-        } else {
+        } else if !eng.rate_based() {
             // NewReno: inflate by one segment per dupack (RFC 6582).
             cx.tp.snd_cwnd = cx.tp.snd_cwnd.saturating_add(mss);
         }
@@ -515,11 +518,14 @@ fn enter_recovery(eng: &mut Engine, cx: &mut StackCtx) {
     eng.high_rxt = cx.tp.snd_una;
     cx.count(ctr::SACK_RECOVERY, 1);
     cx.tp.t_sack_recovery_episode += 1;
+    let rate_based = eng.rate_based();
     let tp = &mut cx.tp;
     if sack {
         // RFC 6675: cwnd = ssthresh; the first lost segment goes out at once; then PRR
         // (RFC 6937) paces the rest of recovery by the data the receiver gets.
-        tp.snd_cwnd = tp.snd_ssthresh;
+        if !rate_based {
+            tp.snd_cwnd = tp.snd_ssthresh;
+        }
         eng.prr_delivered = 0;
         eng.prr_out = 0;
         eng.recover_fs = tp.snd_max.wrapping_sub(tp.snd_una);
@@ -527,7 +533,9 @@ fn enter_recovery(eng: &mut Engine, cx: &mut StackCtx) {
         let delivered = eng.sack.sacked_bytes().saturating_sub(eng.sacked_before);
         prr_apply(eng, cx, delivered);
     } else {
-        tp.snd_cwnd = tp.snd_ssthresh.saturating_add(DUPTHRESH * mss);
+        if !rate_based {
+            tp.snd_cwnd = tp.snd_ssthresh.saturating_add(DUPTHRESH * mss);
+        }
         retransmit_first(eng, cx);
     }
     output::tcp_output(eng, cx);
@@ -537,6 +545,10 @@ fn enter_recovery(eng: &mut Engine, cx: &mut StackCtx) {
 /// pipe is above ssthresh, sending follows delivery at ssthresh/RecoverFS; below it, the
 /// slow-start reduction bound (or, with `do_prr_conservative`, strict packet conservation).
 pub(crate) fn prr_apply(eng: &mut Engine, cx: &mut StackCtx, delivered: u32) {
+    if eng.rate_based() {
+        // A rate-based CC sets cwnd in recovery itself (Linux skips tcp_cwnd_reduction).
+        return;
+    }
     let (do_prr, conservative) = (cx.tun().do_prr != 0, cx.tun().do_prr_conservative != 0);
     // RACK always paces its recovery with PRR (FreeBSD's rack does).
     if !do_prr && eng.rack.is_none() {
@@ -679,6 +691,7 @@ fn on_new_ack(eng: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u3
     // The CC sees an RTT sample on every ACK that gives one, then the start of a new round
     // (RFC 9406: a round ends when the ACK passes what was outstanding when it began).
     if let Some((sample_us, fas)) = eng.send_times.on_ack(ack, now) {
+        crate::rate::on_rtt(eng, sample_us);
         let shift = cx.tp.t_rxtshift;
         cx.cc.rttsample(&mut cx.tp, sample_us, shift, fas);
     }
@@ -703,7 +716,9 @@ fn on_new_ack(eng: &mut Engine, cx: &mut StackCtx, ack: u32, now: u64, tsecr: u3
         tp.snd_una = ack;
         if tp.t_flags & tf::SACK_PERMIT == 0 {
             let mss = output::max_payload(tp);
-            tp.snd_cwnd = tp.snd_cwnd.saturating_sub(acked).saturating_add(mss);
+            if eng.rate_hook.is_none() {
+                tp.snd_cwnd = tp.snd_cwnd.saturating_sub(acked).saturating_add(mss);
+            }
             retransmit_first(eng, cx);
         }
     } else {
@@ -939,6 +954,7 @@ fn established(eng: &mut Engine, cx: &mut StackCtx) {
     if !eng.cc_inited {
         cx.cc.on_conn_init(&mut cx.tp, iw);
         eng.cc_inited = true;
+        crate::rate::on_conn_init(eng, cx);
     }
     cx.host.event(ConnEvent::Connected);
     if keepalive_on(cx) {

@@ -16,6 +16,7 @@ mod frto;
 mod input;
 mod output;
 mod rack;
+mod rate;
 #[cfg(test)]
 mod tests;
 mod timer;
@@ -143,6 +144,18 @@ pub struct Engine {
     /// TCP_LINGER2: seconds an orphaned connection may stay in FIN_WAIT_2 (0: the
     /// finwait2_timeout sysctl; negative: straight to closed, as Linux).
     linger2: i32,
+    /// Rate-based CC (see `rate.rs`): the `cong_control` in force for the current call,
+    /// the block's own one if it brings one (the `bbr` block), and the delivery-rate
+    /// state once one was seen.
+    rate_hook: Option<plugtcp_abi::cc::CongControlFn>,
+    own_rate_hook: Option<plugtcp_abi::cc::CongControlFn>,
+    rate: Option<Box<rate::RateState>>,
+    /// rack's own pacing (`net.inet.tcp.rack.use_pacing`): the rate and quantum last set.
+    rack_pacing: Option<(u64, u32)>,
+    /// A tail loss probe is being sent (its retransmission is no loss repair).
+    probing: bool,
+    /// A rate-based CC module arrived on the running connection: its INIT call is due.
+    rate_init_due: bool,
 }
 
 impl Engine {
@@ -196,6 +209,12 @@ impl Engine {
             rfbuf_ts: 0,
             rfbuf_cnt: 0,
             linger2: 0,
+            rate_hook: None,
+            own_rate_hook: None,
+            rate: None,
+            rack_pacing: None,
+            probing: false,
+            rate_init_due: false,
         }
     }
 
@@ -369,9 +388,69 @@ pub trait Personality: Send + 'static {
     const ALIASES: &'static [RStr<'static>] = &[];
     const FLAGS: u32 = tcp_func::DEFAULT_OK;
     const LOSS: LossDetection;
+    /// The block's own tunables (`net.inet.tcp.<NAME>.*`, see [`TcpStack::PARAMS`]); rack's
+    /// are [`RACK_PARAMS`].
+    const PARAMS: &'static [plugtcp_abi::cc::CcParamDesc] = &[];
     /// Whether this block takes over the connection now (FreeBSD tfb_tcp_handoff_ok).
     fn handoff_ok(cx: &StackCtx) -> Result<(), Errno>;
 }
+
+/// Indices of [`RACK_PARAMS`].
+pub mod rack_param {
+    pub const USE_PACING: u32 = 0;
+    pub const PACE_MAX_SEG: u32 = 1;
+    pub const RATE_CAP: u32 = 2;
+    pub const GP_PER_SS: u32 = 3;
+    pub const GP_PER_CA: u32 = 4;
+    pub const GP_PER_REC: u32 = 5;
+}
+
+/// The rack block's pacing tunables, FreeBSD's names and defaults
+/// (`net.inet.tcp.rack.use_pacing` and `net.inet.tcp.rack.pacing.*`).
+pub const RACK_PARAMS: &[plugtcp_abi::cc::CcParamDesc] = &[
+    plugtcp_abi::cc::CcParamDesc::new(
+        "use_pacing",
+        "If set we use pacing, if clear we use only the original burst mitigation",
+        0,
+        0,
+        1,
+    ),
+    plugtcp_abi::cc::CcParamDesc::new(
+        "pacing.pace_max_seg",
+        "What size is the max for TSO segments in pacing (segments)",
+        40,
+        1,
+        1000,
+    ),
+    plugtcp_abi::cc::CcParamDesc::new(
+        "pacing.rate_cap",
+        "If set we apply this value to the absolute rate cap used by pacing (bytes/s)",
+        0,
+        0,
+        i64::MAX,
+    ),
+    plugtcp_abi::cc::CcParamDesc::new(
+        "pacing.gp_per_ss",
+        "Percentage of the bandwidth estimate to pace at in slow start",
+        250,
+        10,
+        1000,
+    ),
+    plugtcp_abi::cc::CcParamDesc::new(
+        "pacing.gp_per_ca",
+        "Percentage of the bandwidth estimate to pace at in congestion avoidance",
+        200,
+        10,
+        1000,
+    ),
+    plugtcp_abi::cc::CcParamDesc::new(
+        "pacing.gp_per_rec",
+        "Percentage of the bandwidth estimate to pace at in recovery",
+        200,
+        10,
+        1000,
+    ),
+];
 
 /// A function block: the engine with a personality.
 pub struct Stack<P: Personality> {
@@ -383,6 +462,18 @@ impl<P: Personality> Stack<P> {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    /// A block that brings its own rate-based congestion control (the `bbr` block) hands
+    /// the engine its `cong_control`: the engine then calls that one, not the CC module's.
+    pub fn set_own_rate_hook(&mut self, hook: Option<plugtcp_abi::cc::CongControlFn>) {
+        self.engine.own_rate_hook = hook;
+    }
+
+    /// The rate-based CC in force sets its first pacing rate (`cong_control` with
+    /// `rs_flags::INIT`), for a block that attaches one mid-connection.
+    pub fn start_rate_control(&mut self, cx: &mut StackCtx) {
+        rate::on_conn_init(&mut self.engine, cx);
+    }
 }
 
 impl<P: Personality> TcpStack for Stack<P> {
@@ -390,6 +481,7 @@ impl<P: Personality> TcpStack for Stack<P> {
     const ALIASES: &'static [RStr<'static>] = P::ALIASES;
     const FLAGS: u32 = P::FLAGS;
     const COUNTERS: &'static [RStr<'static>] = COUNTERS;
+    const PARAMS: &'static [plugtcp_abi::cc::CcParamDesc] = P::PARAMS;
 
     fn init(cx: &mut StackCtx, mode: InitMode, old: OldStack) -> Result<Self, Errno> {
         Ok(Stack {

@@ -429,12 +429,15 @@ pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags:
                 data_end
             };
             eng.send_times.on_send(seq, old_end, now, flight, true);
+            crate::rate::on_send(eng, seq, old_end, now, flight, true);
             if seq_gt(data_end, tp.snd_max) {
                 eng.send_times
                     .on_send(tp.snd_max, data_end, now, flight, false);
+                crate::rate::on_send(eng, tp.snd_max, data_end, now, flight, false);
             }
         } else {
             eng.send_times.on_send(seq, data_end, now, flight, false);
+            crate::rate::on_send(eng, seq, data_end, now, flight, false);
         }
     }
     if seq_gt(end, tp.snd_nxt) {
@@ -582,6 +585,7 @@ pub(crate) fn tcp_output(eng: &mut Engine, cx: &mut StackCtx) {
                     cx.cc.ccv.flags |= ccf::HYSTART_ALLOWED | ccf::HYSTART_CONS_SSTH;
                     cx.cc.on_conn_init(&mut cx.tp, iw);
                     eng.cc_inited = true;
+                    crate::rate::on_conn_init(eng, cx);
                 }
                 let iss = cx.tp.iss;
                 let len = tfo_syn_data(cx);
@@ -618,12 +622,25 @@ pub(crate) fn tcp_output(eng: &mut Engine, cx: &mut StackCtx) {
     // The unacknowledged SYN of a connection TCP Fast Open opened is no small segment in
     // flight: Nagle does not hold the answer to the SYN's request for the handshake's end.
     let idle = cx.tp.snd_max == data_start(&cx.tp);
+    if eng.refresh_rate_hook(cx).is_some() {
+        eng.init_if_due(cx);
+    }
     // Each pass sends at most one segment; the bound only guards against a logic error
     // turning into an endless loop.
     for _ in 0..100_000 {
         if !output_one(eng, cx, idle) {
             break;
         }
+    }
+    if eng.rate_based() {
+        let tp = &cx.tp;
+        let data_end = data_start(tp).wrapping_add(cx.host.snd_len());
+        let unsent = if seq_lt(tp.snd_nxt, data_end) {
+            data_end.wrapping_sub(tp.snd_nxt)
+        } else {
+            0
+        };
+        crate::rate::check_app_limited(eng, cx, unsent);
     }
     arm_persist(eng, cx);
 }
@@ -661,6 +678,10 @@ pub(crate) fn keepinit_ns(cx: &StackCtx) -> u64 {
 /// Sends one segment if one is due; false when there is nothing (more) to send. `idle`:
 /// nothing was in flight when this output began.
 fn output_one(eng: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
+    // The host's pacer: a burst waits for its time (the host calls output then).
+    let Some(budget) = crate::rate::burst_budget(cx) else {
+        return maybe_pure_ack(eng, cx);
+    };
     let tp = &cx.tp;
     let snd_len = cx.host.snd_len();
     let dstart = data_start(tp);
@@ -728,7 +749,10 @@ fn output_one(eng: &mut Engine, cx: &mut StackCtx, idle: bool) -> bool {
     if tp.t_flags & tf::FORCEDATA != 0 && usable == 0 && unsent > 0 {
         usable = 1; // a window probe
     }
-    let mut len = unsent.min(usable).min(tso_max(eng, tp, mss));
+    let mut len = unsent
+        .min(usable)
+        .min(tso_max(eng, tp, mss))
+        .min(budget.max(mss));
     if len > mss && (len < unsent || tp.t_flags2 & tf2::CORK != 0) {
         // TSO sends whole segments unless this empties the buffer (FreeBSD: "prevent the
         // last segment from being fractional unless the send sockbuf can be emptied");

@@ -215,7 +215,11 @@ pub(crate) fn tlp_fire(eng: &mut Engine, cx: &mut StackCtx) {
             } else {
                 s
             };
-            retransmit_range(eng, cx, s, e)
+            // A probe, not a repair: the delivery-rate state does not count it lost.
+            eng.probing = true;
+            let sent = retransmit_range(eng, cx, s, e);
+            eng.probing = false;
+            sent
         }
         TlpAction::None => false,
     };

@@ -142,6 +142,7 @@ fn rexmt(eng: &mut Engine, cx: &mut StackCtx) {
     // (A connection TCP Fast Open opened has its CC running from the SYN-ACK on.)
     if cx.tp.t_state.have_established() || eng.cc_inited {
         cx.cc.on_cong_signal(&mut cx.tp, CC_RTO);
+        crate::rate::on_rto(eng, cx);
     } else {
         // FreeBSD: a SYN (or SYN-ACK) timed out, so the connection starts with one segment
         // (cc_conn_init reads snd_cwnd == 1).

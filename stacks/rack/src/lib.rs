@@ -4,6 +4,14 @@
 //! (rack_handoff_ok): CLOSED and LISTEN fine; SYN_SENT and SYN_RCVD EAGAIN (come back when
 //! the handshake is done); a FIN sent with more than one byte outstanding EAGAIN; a
 //! connection without SACK EINVAL (RACK needs it).
+//!
+//! Pacing as FreeBSD's rack, behind `net.inet.tcp.rack.use_pacing` (0 by default, as in
+//! FreeBSD): when set, the host paces the connection at `pacing.gp_per_ss` (250) percent
+//! of its bandwidth estimate in slow start and `pacing.gp_per_ca`/`gp_per_rec` (200)
+//! otherwise, in bursts of at most `pacing.pace_max_seg` (40) segments, capped at
+//! `pacing.rate_cap` bytes/s when set. (FreeBSD estimates bandwidth from goodput
+//! measurements; plugtcp's rack uses cwnd/srtt, as Linux's internal pacing does.) A
+//! rate-based CC module's pacing takes precedence.
 
 use plugtcp_abi::seq::seq_gt;
 use plugtcp_abi::stack::StackCtx;
@@ -18,6 +26,7 @@ pub struct RackPersonality;
 impl Personality for RackPersonality {
     const NAME: &'static str = "rack";
     const LOSS: LossDetection = LossDetection::RackTlp;
+    const PARAMS: &'static [plugtcp_abi::cc::CcParamDesc] = plugtcp_tcp_engine::RACK_PARAMS;
 
     fn handoff_ok(cx: &StackCtx) -> Result<(), Errno> {
         let tp = &cx.tp;

@@ -9,12 +9,13 @@ use plugtcp_host::Host;
 use plugtcp_io::sim::SimLinkConfig;
 use plugtcp_io::simnet::SimNet;
 
-/// The built-in bundle: the base and rack blocks and the eight CC modules.
+/// The built-in bundle: the base, rack and bbr blocks and the nine CC modules.
 pub fn plugins() -> StaticPlugins {
     StaticPlugins {
         function_blocks: vec![
             plugtcp_stack_base::function_block(),
             plugtcp_stack_rack::function_block(),
+            plugtcp_stack_bbr::function_block(),
         ],
         cc_modules: vec![
             plugtcp_cc_newreno::cc_algo(),
@@ -25,6 +26,7 @@ pub fn plugins() -> StaticPlugins {
             plugtcp_cc_cdg::cc_algo(),
             plugtcp_cc_chd::cc_algo(),
             plugtcp_cc_hd::cc_algo(),
+            plugtcp_cc_bbr::cc_algo(),
         ],
     }
 }

@@ -17,6 +17,16 @@ pub const FREEBSD_MODULES: [&str; 8] = [
     "newreno", "cubic", "htcp", "vegas", "dctcp", "cdg", "chd", "hd",
 ];
 
+/// The rows of the rate-based table: (row name, CC module, block). The bbr block ignores
+/// the CC module (its connections keep newreno).
+pub const RATE_ROWS: [(&str, &str, &str); 5] = [
+    ("bbr", "bbr", "base"),
+    ("bbr", "bbr", "rack"),
+    ("bbr block", "newreno", "bbr"),
+    ("cubic", "cubic", "base"),
+    ("newreno", "newreno", "base"),
+];
+
 /// One experiment.
 #[derive(Clone, Debug)]
 pub struct CcExperiment {
@@ -35,6 +45,20 @@ pub struct CcExperiment {
     pub seed: u64,
     /// Sysctls set on both hosts first (`net.inet.tcp.` may be left out).
     pub sysctls: Vec<(String, String)>,
+    /// The function block every flow runs on (`functions_default`; `None`: base).
+    pub stack: Option<String>,
+    /// Random loss of the data direction (A to B), before the bottleneck queue.
+    pub loss: f64,
+    /// The second flow runs this CC module and block instead (a competitor: bbr against
+    /// cubic, say).
+    pub competitor: Option<FlowSpec>,
+}
+
+/// A flow's CC module and function block.
+#[derive(Clone, Debug)]
+pub struct FlowSpec {
+    pub cc: String,
+    pub stack: String,
 }
 
 impl CcExperiment {
@@ -52,6 +76,9 @@ impl CcExperiment {
             measure_ns: 30_000_000_000,
             seed: 7,
             sysctls: Vec::new(),
+            stack: None,
+            loss: 0.0,
+            competitor: None,
         }
     }
 
@@ -133,18 +160,53 @@ pub struct BulkFlows {
 impl BulkFlows {
     /// Listens on B and connects `flows` times from A.
     pub fn start(net: &mut SimNet, flows: usize) -> Result<Self, String> {
+        Self::start_with(net, flows, None)
+    }
+
+    /// As [`BulkFlows::start`], the second flow with `competitor`'s CC and block.
+    pub fn start_with(
+        net: &mut SimNet,
+        flows: usize,
+        competitor: Option<&FlowSpec>,
+    ) -> Result<Self, String> {
         let server: SocketAddr = (ADDR_B, 5001).into();
         let lid = net
             .b
             .listen(server, 64)
             .map_err(|e| format!("listen: {e}"))?;
         let mut senders = Vec::new();
-        for _ in 0..flows {
-            senders.push(
+        for i in 0..flows {
+            let other = competitor.filter(|_| i == 1);
+            // A block is chosen before the SYN (rack and bbr take no handoff mid-handshake):
+            // the default for the moment of this connect.
+            let mut default = None;
+            if let Some(f) = other {
+                default = Some(
+                    net.a
+                        .sysctl_set("net.inet.tcp.functions_default", &f.stack)
+                        .map_err(|e| format!("{}: {e}", f.stack))?,
+                );
+            }
+            let c = net
+                .a
+                .connect(server, None)
+                .map_err(|e| format!("connect: {e}"))?;
+            if let Some(f) = other {
+                if let Some(d) = &default {
+                    let _ = net
+                        .a
+                        .sysctl_set("net.inet.tcp.functions_default", &d.to_string());
+                }
                 net.a
-                    .connect(server, None)
-                    .map_err(|e| format!("connect: {e}"))?,
-            );
+                    .setsockopt(
+                        c,
+                        plugtcp_abi::sockopt::IPPROTO_TCP,
+                        plugtcp_abi::sockopt::TCP_CONGESTION,
+                        f.cc.as_bytes(),
+                    )
+                    .map_err(|e| format!("{}: {e}", f.cc))?;
+            }
+            senders.push(c);
         }
         let sender_ports = senders
             .iter()
@@ -204,7 +266,12 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
     cfg.queue_limit_bytes = (cfg.queue_limit_bytes as f64 * exp.queue_bdp) as usize;
     cfg.ecn_threshold_bytes = exp.ecn_threshold_bytes;
     cfg.seed = exp.seed;
-    let mut net = SimNet::builtin(cfg, exp.seed);
+    let mut net = SimNet::builtin(cfg.clone(), exp.seed);
+    if exp.loss > 0.0 {
+        let mut data = cfg;
+        data.loss = exp.loss;
+        net.link.a_to_b.set_config(data);
+    }
     let bdp = plugtcp_io::sim::bdp_bytes(exp.bandwidth_bps, exp.rtt_ns);
     let bufmax = (4 * bdp).max(2 << 20).to_string();
     for h in [&mut net.a, &mut net.b] {
@@ -214,6 +281,9 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
                 .map_err(|e| format!("{k}={v}: {e}"))
         };
         set(h, "net.inet.tcp.cc.algorithm", &exp.cc)?;
+        if let Some(stack) = &exp.stack {
+            set(h, "net.inet.tcp.functions_default", stack)?;
+        }
         set(h, "net.inet.tcp.recvbuf_max", &bufmax)?;
         set(h, "net.inet.tcp.sendbuf_max", &bufmax)?;
         if exp.ecn_threshold_bytes.is_some() {
@@ -235,7 +305,7 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
 /// (both ends) on `exp.cc`.
 pub fn run(exp: &CcExperiment) -> Result<CcResult, String> {
     let mut net = simnet(exp)?;
-    let mut flows = BulkFlows::start(&mut net, exp.flows)?;
+    let mut flows = BulkFlows::start_with(&mut net, exp.flows, exp.competitor.as_ref())?;
     flows.run_until(&mut net, exp.warmup_ns);
     let before = net.link.a_to_b.stats().clone();
     let rexmit_before = rexmits(&net);
@@ -294,4 +364,86 @@ impl CcResult {
     }
 
     pub const HEADER: &'static str = "| cc | flows | utilisation | Jain | mean queue delay (ms) | max queue (B) | queue drops | CE marks | retransmits |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |";
+}
+
+/// The rate-based CC scenarios of `plugtcp bench cc` (100 Mbit/s, 40 ms RTT), for one CC
+/// module on one block: what BBR is for, next to what loss-based CC does there.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RateRow {
+    /// The row's name: the module, or "bbr block" for the block with its own model.
+    pub name: String,
+    pub cc: String,
+    pub stack: String,
+    /// Utilisation with 1 % random loss (one BDP of queue).
+    pub util_loss1: f64,
+    /// Utilisation with a 0.1-BDP queue.
+    pub util_shallow: f64,
+    /// Mean queueing delay with a 4-BDP queue (ms).
+    pub delay_deep_ms: f64,
+    /// Jain's index of two flows of this CC (one BDP).
+    pub jain_pair: f64,
+    /// Jain's index of this CC against cubic on base (one BDP), and their goodputs (Mbit/s).
+    pub jain_vs_cubic: f64,
+    pub mbps_vs_cubic: (f64, f64),
+}
+
+impl RateRow {
+    pub const HEADER: &'static str = "| cc | block | util. 1% loss | util. 0.1-BDP queue | mean queue delay 4-BDP (ms) | Jain 2 flows | Jain vs cubic (Mbit/s) |\n| --- | --- | --- | --- | --- | --- | --- |";
+
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.1}% | {:.1}% | {:.2} | {:.3} | {:.3} ({:.1} / {:.1}) |",
+            self.name,
+            self.stack,
+            self.util_loss1 * 100.0,
+            self.util_shallow * 100.0,
+            self.delay_deep_ms,
+            self.jain_pair,
+            self.jain_vs_cubic,
+            self.mbps_vs_cubic.0,
+            self.mbps_vs_cubic.1,
+        )
+    }
+}
+
+/// Runs the five scenarios for `cc` on `stack` (`base` for the modules), `base` and `seed`
+/// as given for every experiment (warm-up, measured span, seed, sysctls).
+pub fn rate_row(name: &str, cc: &str, stack: &str, base: &CcExperiment) -> Result<RateRow, String> {
+    let exp = |flows: usize| CcExperiment {
+        cc: cc.to_string(),
+        flows,
+        stack: Some(stack.to_string()),
+        ..base.clone()
+    };
+    let loss1 = run(&CcExperiment {
+        loss: 0.01,
+        ..exp(1)
+    })?;
+    let shallow = run(&CcExperiment {
+        queue_bdp: 0.1,
+        ..exp(1)
+    })?;
+    let deep = run(&CcExperiment {
+        queue_bdp: 4.0,
+        ..exp(1)
+    })?;
+    let pair = run(&exp(2))?;
+    let mixed = run(&CcExperiment {
+        competitor: Some(FlowSpec {
+            cc: "cubic".into(),
+            stack: "base".into(),
+        }),
+        ..exp(2)
+    })?;
+    Ok(RateRow {
+        name: name.to_string(),
+        cc: cc.to_string(),
+        stack: stack.to_string(),
+        util_loss1: loss1.utilisation,
+        util_shallow: shallow.utilisation,
+        delay_deep_ms: deep.mean_queue_delay_ms,
+        jain_pair: pair.jain,
+        jain_vs_cubic: mixed.jain,
+        mbps_vs_cubic: (mixed.flow_mbps[0], mixed.flow_mbps[1]),
+    })
 }

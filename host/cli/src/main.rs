@@ -270,9 +270,12 @@ enum Bench {
     },
     /// Congestion-control experiments on the simulated link (virtual time, deterministic):
     /// one flow and two competing flows per module on 100 Mbit/s, 40 ms RTT, a one-BDP queue
-    /// (dctcp with CE marking above BDP/7): utilisation, Jain's index, queueing delay.
+    /// (dctcp with CE marking above BDP/7): utilisation, Jain's index, queueing delay; then
+    /// the rate-based table: utilisation with 1% loss and with a 0.1-BDP queue, queueing
+    /// delay with a 4-BDP queue, Jain's index of two flows and against cubic.
     Cc {
-        /// Modules to run (default: the eight FreeBSD ships).
+        /// Modules to run (default: the eight FreeBSD ships and bbr); bbr, cubic and newreno
+        /// also get rows in the rate-based table (bbr on base and rack, and the bbr block).
         #[arg(long = "cc")]
         ccs: Vec<String>,
         /// Measured virtual seconds (after 10 s of warm-up).
@@ -979,6 +982,7 @@ fn main() -> ExitCode {
             let ccs: Vec<String> = if ccs.is_empty() {
                 plugtcp_cli::ccsim::FREEBSD_MODULES
                     .iter()
+                    .chain(&["bbr"])
                     .map(|s| s.to_string())
                     .collect()
             } else {
@@ -1019,8 +1023,44 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            // The rate-based table: bbr (module on base and rack, and the bbr block) next
+            // to the loss-based modules asked for.
+            let mut rate_rows = Vec::new();
+            let rows = plugtcp_cli::ccsim::RATE_ROWS
+                .iter()
+                .filter(|(name, cc, _)| {
+                    // "bbr" asks for the module's rows and the bbr block's.
+                    ccs.iter()
+                        .any(|c| c == cc || name.split(' ').next() == Some(c.as_str()))
+                });
+            let mut base = plugtcp_cli::ccsim::CcExperiment::standard("newreno", 1);
+            base.measure_ns = seconds * 1_000_000_000;
+            base.warmup_ns = warmup * 1_000_000_000;
+            base.seed = *seed;
+            for kv in sysctls {
+                if let Some((k, v)) = kv.split_once('=') {
+                    base.sysctls.push((k.to_string(), v.to_string()));
+                }
+            }
+            for (i, (name, cc, stack)) in rows.enumerate() {
+                if i == 0 && !*json {
+                    println!("\n{}", plugtcp_cli::ccsim::RateRow::HEADER);
+                }
+                match plugtcp_cli::ccsim::rate_row(name, cc, stack, &base) {
+                    Ok(r) => {
+                        if !*json {
+                            println!("{}", r.row());
+                        }
+                        rate_rows.push(r);
+                    }
+                    Err(e) => return fail(format!("bench cc: {name} on {stack}: {e}")),
+                }
+            }
             if *json {
-                println!("{}", serde_json::to_string(&results).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::json!({ "cc": results, "rate": rate_rows })
+                );
             }
             ExitCode::SUCCESS
         }

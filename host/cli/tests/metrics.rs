@@ -77,7 +77,7 @@ fn lossy() -> SimLinkConfig {
 fn assert_no_four_tuple(text: &str) {
     let allowed: BTreeSet<&str> = [
         "reason", "state", "stack", "cc", "plugin", "from", "to", "result", "kind", "name",
-        "counter", "le", "event",
+        "counter", "le", "event", "outcome",
     ]
     .into();
     for (n, l, _) in samples(text) {

@@ -305,6 +305,8 @@ fn cc_registration_defaults_and_params() {
         rttsample: a.rttsample(),
         ctl_output: a.ctl_output(),
         param_check: a.param_check(),
+        features: 0,
+        cong_control: None,
     };
     let wm: &'static WithMetadata<CcAlgo> = Box::leak(Box::new(WithMetadata::new(broken)));
     assert_eq!(

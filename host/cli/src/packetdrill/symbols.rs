@@ -42,6 +42,7 @@ pub fn lookup(name: &str) -> Option<i64> {
         "SO_NOSIGPIPE" => SO_NOSIGPIPE.into(),
         "SO_SNDBUF" => SO_SNDBUF.into(),
         "SO_RCVBUF" => SO_RCVBUF.into(),
+        "SO_MAX_PACING_RATE" => SO_MAX_PACING_RATE.into(),
         "SO_SNDLOWAT" => SO_SNDLOWAT.into(),
         "SO_RCVLOWAT" => SO_RCVLOWAT.into(),
         "SO_SNDTIMEO" => SO_SNDTIMEO.into(),

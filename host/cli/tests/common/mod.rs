@@ -304,6 +304,7 @@ pub fn block_variant(
         chg_query: b.chg_query(),
         info: b.info(),
         inherit: b.inherit(),
+        params: b.params().unwrap_or_default(),
     };
     f(&mut d);
     let wm: &'static WithMetadata<plugtcp_abi::stack::TcpFunctionBlock> =

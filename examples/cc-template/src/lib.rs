@@ -86,6 +86,11 @@ impl CcAlgorithm for Aimd {
     fn after_idle(&mut self, ccv: &mut CcVar, tp: &mut Tcpcb) {
         common::newreno_cc_after_idle(ccv, tp);
     }
+
+    // A rate-based module (BBR, Copa, PCC) would also set `const WANTS_RATE_SAMPLE: bool =
+    // true` and implement `cong_control(ccv, tp, rs, pacing)`: a delivery-rate sample on
+    // every ACK, and cwnd, `pacing.pacing_rate` and `pacing.send_quantum` to set, which the
+    // host's pacer honours. cc-modules/bbr is the worked example.
 }
 
 plugtcp_abi::export_cc_module!(Aimd);

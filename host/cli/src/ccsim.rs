@@ -4,6 +4,7 @@
 //! tests, `plugtcp bench cc` and the table in docs/cc.md.
 
 use plugtcp_host::conn_table::ConnId;
+use plugtcp_host::registry::loader::SearchPath;
 use std::net::SocketAddr;
 
 use plugtcp_abi::TcpState;
@@ -52,6 +53,9 @@ pub struct CcExperiment {
     /// The second flow runs this CC module and block instead (a competitor: bbr against
     /// cubic, say).
     pub competitor: Option<FlowSpec>,
+    /// Where the hosts look for plugin files (a module built out of tree), as the demo does;
+    /// the built-ins fill the names no file took. Empty: the built-ins alone.
+    pub search_path: SearchPath,
 }
 
 /// A flow's CC module and function block.
@@ -79,6 +83,7 @@ impl CcExperiment {
             stack: None,
             loss: 0.0,
             competitor: None,
+            search_path: SearchPath::default(),
         }
     }
 
@@ -266,7 +271,7 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
     cfg.queue_limit_bytes = (cfg.queue_limit_bytes as f64 * exp.queue_bdp) as usize;
     cfg.ecn_threshold_bytes = exp.ecn_threshold_bytes;
     cfg.seed = exp.seed;
-    let mut net = SimNet::builtin(cfg.clone(), exp.seed);
+    let mut net = SimNet::with_plugins(cfg.clone(), exp.seed, exp.search_path.clone());
     if exp.loss > 0.0 {
         let mut data = cfg;
         data.loss = exp.loss;
@@ -280,7 +285,9 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
                 .map(|_| ())
                 .map_err(|e| format!("{k}={v}: {e}"))
         };
-        set(h, "net.inet.tcp.cc.algorithm", &exp.cc)?;
+        if let Err(e) = h.sysctl_set("net.inet.tcp.cc.algorithm", &exp.cc) {
+            return Err(unknown_module(h, &exp.cc, e, &exp.search_path));
+        }
         if let Some(stack) = &exp.stack {
             set(h, "net.inet.tcp.functions_default", stack)?;
         }
@@ -446,4 +453,36 @@ pub fn rate_row(name: &str, cc: &str, stack: &str, base: &CcExperiment) -> Resul
         jain_vs_cubic: mixed.jain,
         mbps_vs_cubic: (mixed.flow_mbps[0], mixed.flow_mbps[1]),
     })
+}
+
+/// `cc.algorithm=name` refused: the error says which modules there are and where files were
+/// looked for (a module built out of tree is found with `--plugin-dir`).
+fn unknown_module(
+    h: &plugtcp_host::Host,
+    name: &str,
+    e: plugtcp_abi::Errno,
+    search_path: &SearchPath,
+) -> String {
+    let have: Vec<String> = h
+        .registry
+        .snapshot()
+        .ccs
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let looked = if search_path.dirs.is_empty() {
+        "no plugin directory".to_string()
+    } else {
+        search_path
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "no CC module `{name}` ({e}): looked for libplugtcp_cc_{name}.so in {looked} \
+         (--plugin-dir, PLUGTCP_PLUGIN_PATH, the executable's directory); modules: {}",
+        have.join(", ")
+    )
 }

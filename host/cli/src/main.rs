@@ -458,6 +458,16 @@ fn host(cli: &Cli) -> Host {
     h
 }
 
+/// Where the simulated hosts of a bench look for plugin files: the standard search path,
+/// none with `--no-autoload` (the built-ins alone).
+fn bench_search_path(cli: &Cli) -> SearchPath {
+    if cli.no_autoload {
+        SearchPath::default()
+    } else {
+        SearchPath::from_env(&cli.plugin_dir)
+    }
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("plugtcp: {msg}");
     ExitCode::FAILURE
@@ -995,6 +1005,7 @@ fn main() -> ExitCode {
             for cc in &ccs {
                 for flows in [1, 2] {
                     let mut exp = plugtcp_cli::ccsim::CcExperiment::standard(cc, flows);
+                    exp.search_path = bench_search_path(&cli);
                     exp.measure_ns = seconds * 1_000_000_000;
                     exp.warmup_ns = warmup * 1_000_000_000;
                     exp.queue_bdp = *queue_bdp;
@@ -1034,6 +1045,7 @@ fn main() -> ExitCode {
                         .any(|c| c == cc || name.split(' ').next() == Some(c.as_str()))
                 });
             let mut base = plugtcp_cli::ccsim::CcExperiment::standard("newreno", 1);
+            base.search_path = bench_search_path(&cli);
             base.measure_ns = seconds * 1_000_000_000;
             base.warmup_ns = warmup * 1_000_000_000;
             base.seed = *seed;

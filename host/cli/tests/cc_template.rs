@@ -106,3 +106,50 @@ fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
     assert!(server_status.success());
     assert!(!sock.exists(), "socket removed on exit");
 }
+
+/// `plugtcp bench cc --plugin-dir DIR --cc aimd` runs a module built out of tree, as the demo
+/// would: the simulated hosts load the plugin files on the search path. An unknown module's
+/// error names it, says where it looked and what there is.
+#[test]
+fn bench_cc_runs_the_template_from_the_plugin_dir() {
+    let so = build_template();
+    let dir = so.parent().unwrap();
+    let bench = |cc: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+            .arg("--plugin-dir")
+            .arg(dir)
+            .args([
+                "bench",
+                "cc",
+                "--cc",
+                cc,
+                "--seconds",
+                "2",
+                "--warmup",
+                "1",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = bench("aimd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["cc"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "one and two flows: {v}");
+    for r in rows {
+        assert_eq!(r["cc"], "aimd");
+        assert!(r["utilisation"].as_f64().unwrap() > 0.5, "{r}");
+    }
+    let out = bench("nosuch");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no CC module `nosuch`"), "{err}");
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(err.contains("aimd"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

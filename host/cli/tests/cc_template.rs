@@ -59,6 +59,8 @@ fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
         err.contains("Invalid argument") || err.contains("EINVAL"),
         "{err}"
     );
+    // The refusal names the parameter's range.
+    assert!(err.contains("takes 1 to 64"), "{err}");
     ok(&ctl(
         &sock,
         &[

@@ -222,8 +222,14 @@ fn every_command_acts_on_the_running_host() {
         ok(&ctl(&sock, &["sysctl", &format!("{knob}=7")])),
         format!("{knob}: 1 -> 7\n")
     );
-    refused(&ctl(&sock, &["sysctl", &format!("{knob}=101")]), "EINVAL");
+    let err = refused(&ctl(&sock, &["sysctl", &format!("{knob}=101")]), "EINVAL");
+    assert!(err.contains("takes 0 to 100"), "the range named: {err}");
     refused(&ctl(&sock, &["sysctl", &format!("{knob}=seven")]), "EINVAL");
+    let err = refused(
+        &ctl(&sock, &["sysctl", "net.inet.tcp.keepcnt=-1"]),
+        "EINVAL",
+    );
+    assert!(err.contains("takes 0 to"), "{err}");
     refused(&ctl(&sock, &["sysctl", "net.inet.tcp.nosuch"]), "ENOENT");
     refused(&ctl(&sock, &["sysctl", "net.inet.tcp.nosuch=1"]), "ENOENT");
     assert_eq!(ok(&ctl(&sock, &["sysctl", knob])), format!("{knob}: 7\n"));

@@ -603,6 +603,15 @@ impl DynamicNode for ParamNode {
     fn read_only(&self) -> bool {
         false
     }
+    fn range(&self) -> Option<(i64, i64)> {
+        let s = self.registry.snapshot();
+        let descs = match &self.owner {
+            ParamOwner::Cc(m) => &s.cc_any(m)?.param_descs,
+            ParamOwner::Stack(b) => &s.block_any(b)?.param_descs,
+        };
+        let d = descs.iter().find(|d| d.name.as_str() == self.param)?;
+        Some((d.min, d.max))
+    }
 }
 
 pub(crate) type NodeSetter = Box<dyn Fn(&str) -> Result<(), Errno> + Send + Sync>;

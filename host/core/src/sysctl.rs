@@ -1099,6 +1099,11 @@ pub trait DynamicNode: Send + Sync {
     fn set(&self, v: &str) -> Result<(), Errno>;
     fn description(&self) -> String;
     fn read_only(&self) -> bool;
+    /// The values `set` accepts, inclusive, when it is a numeric range (an EINVAL then says
+    /// so).
+    fn range(&self) -> Option<(i64, i64)> {
+        None
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -1313,6 +1318,18 @@ impl SysctlTree {
             Some(Static::Host(_)) | None => {
                 self.dyn_node(name).map(|n| n.get()).ok_or(Errno::ENOENT)
             }
+        }
+    }
+
+    /// The range of values a numeric variable takes, inclusive (what an EINVAL for an
+    /// out-of-range value should name), if it has one.
+    pub fn range(&self, name: &str) -> Option<(i64, i64)> {
+        match static_index().get(name) {
+            Some(Static::Tunable(e)) | Some(Static::Alias(_, e)) => match e.kind {
+                Kind::Int | Kind::UInt | Kind::Bool => Some((e.min, e.max)),
+                Kind::Str | Kind::Opaque => None,
+            },
+            Some(Static::Host(_)) | None => self.dyn_node(name).and_then(|n| n.range()),
         }
     }
 

@@ -463,7 +463,17 @@ fn sysctl(h: &mut Host, all: bool, describe: bool, names: &[String], r: &mut Rep
                     let new = h.sysctl.get(k).map(|v| v.to_string()).unwrap_or_default();
                     let _ = writeln!(r.stdout, "{k}: {old} -> {new}");
                 }
-                Err(e) => r.fail(format!("sysctl: {k}: {e}")),
+                Err(e) => match (e, h.sysctl.range(k)) {
+                    // A value out of range (or not a number) names the range, a module's
+                    // parameter included; an EINVAL from a check across variables does not.
+                    (Errno::EINVAL, Some((lo, hi)))
+                        if v.trim().parse::<i64>().is_err()
+                            || !(lo..=hi).contains(&v.trim().parse::<i64>().unwrap_or(lo)) =>
+                    {
+                        r.fail(format!("sysctl: {k}: {e}: takes {lo} to {hi}"))
+                    }
+                    _ => r.fail(format!("sysctl: {k}: {e}")),
+                },
             }
         } else if describe {
             match h.sysctl.describe(&n) {

@@ -2,7 +2,7 @@
 //! avoidance cwnd grows by `ai` segments per RTT; on loss or ECN it is cut to `md` percent.
 //! Copy it, rename `NAME`, and change the arithmetic.
 //!
-//! Build: `cargo build --release`, then `plugtcp kldload target/release/libplugtcp_cc_template.so`
+//! Build: `cargo build --release`, then `plugtcp kldload target/release/libplugtcp_cc_aimd.so`
 //! (see README.md for loading it into a running host and switching a live connection).
 
 use plugtcp_tcpkit::cc::common::{self, max_cwnd, may_grow, scaled_window, slow_start_increase};
@@ -14,6 +14,10 @@ use plugtcp_abi::{Errno, Tcpcb};
 /// `net.inet.tcp.cc.aimd.ai` and `net.inet.tcp.cc.aimd.md`.
 pub const PARAM_AI: usize = 0;
 pub const PARAM_MD: usize = 1;
+/// The parameters' defaults, in one place: the sysctls start at them, and a connection
+/// whose host gives no value uses them.
+pub const DEFAULT_AI: i64 = 1;
+pub const DEFAULT_MD: i64 = 50;
 
 /// Per-connection state. The host keeps cwnd and ssthresh in the Tcpcb; a module keeps only
 /// what is its own. Values are read at cb_init, so a sysctl change applies to new
@@ -29,17 +33,23 @@ impl CcAlgorithm for Aimd {
         CcParamDesc::new(
             "ai",
             "segments added per RTT in congestion avoidance",
-            1,
+            DEFAULT_AI,
             1,
             64,
         ),
-        CcParamDesc::new("md", "percent of cwnd kept on congestion", 50, 10, 95),
+        CcParamDesc::new(
+            "md",
+            "percent of cwnd kept on congestion",
+            DEFAULT_MD,
+            10,
+            95,
+        ),
     ];
 
     fn cb_init(ccv: &CcVar, _tp: &Tcpcb) -> Result<Self, Errno> {
         Ok(Aimd {
-            ai: ccv.param(PARAM_AI, 1) as u32,
-            md: ccv.param(PARAM_MD, 50) as u32,
+            ai: ccv.param(PARAM_AI, DEFAULT_AI) as u32,
+            md: ccv.param(PARAM_MD, DEFAULT_MD) as u32,
         })
     }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 /// Tests and builds the template as its README says, into a target directory of its own.
 fn build_template() -> PathBuf {
-    common::build_example("cc-template", "libplugtcp_cc_template.so").1
+    common::build_example("cc-template", "libplugtcp_cc_aimd.so").1
 }
 
 use common::{ctl, ok};
@@ -31,7 +31,7 @@ fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
         &dir,
         port,
         Some(&sock),
-        &["--fault-out", "rate=40m,delay=10ms"],
+        &["--fault-out", "rate=40m,delay=10ms,loss=0.002"],
     );
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "control socket for its owner only");
@@ -77,6 +77,22 @@ fn template_kldloaded_into_a_running_host_takes_over_a_live_connection() {
             .any(|l| l.contains(&remote) && l.contains("aimd")),
         "{rows}"
     );
+    // On the lossy path cwnd visibly moves under aimd (sampled until it changes).
+    let cwnd = || -> Option<u64> {
+        let rows = ok(&ctl(&sock, &["sockstat"]));
+        let mut lines = rows.lines();
+        lines.find(|l| l.contains(&remote) && l.contains("aimd"))?;
+        let detail = lines.next()?;
+        let v = detail.split("cwnd:").nth(1)?.split_whitespace().next()?;
+        v.parse().ok()
+    };
+    let first = cwnd();
+    let moved = (0..40).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = cwnd();
+        now.is_some() && now != first
+    });
+    assert!(moved, "cwnd stayed at {first:?}");
     let stat = ok(&ctl(&sock, &["kldstat"]));
     let row = stat.lines().find(|l| l.contains(" aimd ")).unwrap();
     assert!(row.contains(" 1 "), "one PCB on aimd: {row}");

@@ -5,10 +5,10 @@
 //! Build: `cargo build --release`, then `plugtcp kldload target/release/libplugtcp_cc_aimd.so`
 //! (see README.md for loading it into a running host and switching a live connection).
 
-use plugtcp_tcpkit::cc::common::{self, max_cwnd, may_grow, scaled_window, slow_start_increase};
 use plugtcp_abi::cc::{ccf, CcAlgorithm, CcParamDesc, CcVar, CC_ECN, CC_NDUPACK, CC_RTO};
 use plugtcp_abi::tcpcb::tf;
 use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_tcpkit::cc::common::{self, max_cwnd, may_grow, scaled_window, slow_start_increase};
 
 /// Parameter indices in [`Aimd::PARAMS`]; the host exposes them as
 /// `net.inet.tcp.cc.aimd.ai` and `net.inet.tcp.cc.aimd.md`.
@@ -108,8 +108,8 @@ plugtcp_abi::export_cc_module!(Aimd);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugtcp_tcpkit::cc::testing::{self, TestConn};
     use plugtcp_abi::cc::CC_ACK;
+    use plugtcp_tcpkit::cc::testing::{self, TestConn};
 
     const MSS: u32 = 1000;
 

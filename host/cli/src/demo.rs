@@ -29,6 +29,10 @@ pub struct DemoOptions {
     pub trace: Option<std::path::PathBuf>,
     /// Give up after this much virtual time.
     pub deadline_ns: u64,
+    /// Publish the sending host's metrics into the process's recorder (the Prometheus
+    /// exporter `--metrics` installs) about every this much wall time while the transfer
+    /// runs, and once at its end.
+    pub publish_every: Option<std::time::Duration>,
 }
 
 impl Default for DemoOptions {
@@ -45,6 +49,7 @@ impl Default for DemoOptions {
             pcap: None,
             trace: None,
             deadline_ns: 600_000_000_000,
+            publish_every: None,
         }
     }
 }
@@ -172,7 +177,17 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
     let mut eof = false;
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut last = (0u32, 0u32, 0u32);
+    let mut published = Instant::now();
+    let mut steps = 0u32;
     let done = net.run_until(opts.deadline_ns, |n| {
+        // Live watching: a clock read every 1024 steps, a publish about once a period.
+        steps = steps.wrapping_add(1);
+        if let Some(every) = opts.publish_every {
+            if steps.is_multiple_of(1024) && published.elapsed() >= every {
+                n.a.publish_metrics();
+                published = Instant::now();
+            }
+        }
         if n.a.state(c) == Some(TcpState::Established) {
             while sent < opts.bytes {
                 if chunk_pos == chunk_len {
@@ -217,6 +232,9 @@ pub fn run(opts: &DemoOptions, search_path: SearchPath) -> Result<DemoReport, St
         }
         eof
     });
+    if opts.publish_every.is_some() {
+        net.a.publish_metrics();
+    }
     let transfer_seconds = net.now as f64 / 1e9;
     net.finish_capture().map_err(|e| e.to_string())?;
     if !done {

@@ -121,6 +121,16 @@ enum Cmd {
         /// Write the sender's siftr trace (a CSV line per ACK) to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Serve the sending host's Prometheus metrics over HTTP on ADDR while the demo runs
+        /// (127.0.0.1:9464 when the flag has no value; port 0 picks a free port, printed on
+        /// stderr), published every second of wall time and at the end.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1,
+              default_missing_value = plugtcp_host::metrics::DEFAULT_ADDR)]
+        metrics: Option<std::net::SocketAddr>,
+        /// With --metrics: keep serving this many seconds after the transfer, so that
+        /// Prometheus scrapes the final values.
+        #[arg(long, default_value_t = 0, requires = "metrics")]
+        hold: u64,
     },
     /// Run packetdrill scripts against one host on the virtual clock, the script playing
     /// the remote peer; exit status 0 when every script passes (or fails as a `.exfail`
@@ -806,7 +816,15 @@ fn main() -> ExitCode {
             cc,
             pcap,
             trace,
+            metrics,
+            hold,
         } => {
+            if let Some(addr) = metrics {
+                match plugtcp_io::exporter::install(*addr) {
+                    Ok((a, _)) => eprintln!("plugtcp: metrics at http://{a}/metrics"),
+                    Err(e) => return fail(format!("demo: --metrics {e}")),
+                }
+            }
             let opts = plugtcp_cli::demo::DemoOptions {
                 bytes: *size,
                 bandwidth_bps: *bandwidth,
@@ -818,9 +836,10 @@ fn main() -> ExitCode {
                 cc: cc.clone(),
                 pcap: pcap.clone(),
                 trace: trace.clone(),
+                publish_every: metrics.map(|_| std::time::Duration::from_secs(1)),
                 ..Default::default()
             };
-            match plugtcp_cli::demo::run(&opts, SearchPath::from_env(&cli.plugin_dir)) {
+            let code = match plugtcp_cli::demo::run(&opts, SearchPath::from_env(&cli.plugin_dir)) {
                 Ok(r) => {
                     if *json {
                         println!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -834,7 +853,14 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => fail(format!("demo: {e}")),
+            };
+            if metrics.is_some() && *hold > 0 {
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                eprintln!("plugtcp: serving the final metrics for {hold} s");
+                std::thread::sleep(std::time::Duration::from_secs(*hold));
             }
+            code
         }
         Cmd::Bench {
             which:

@@ -590,3 +590,53 @@ fn a_syn_flood_shows_in_the_syncache_cookie_and_state_series() {
         held
     );
 }
+
+/// `plugtcp demo --metrics ADDR --hold S`: the sending host's metrics are served while the
+/// demo runs and for S seconds after it, the final values included, so Prometheus can watch
+/// the demo.
+#[test]
+fn demo_serves_its_metrics_and_holds_the_final_values() {
+    let maddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+        .args(["demo", "--size", "8M", "--json", "--hold", "5", "--metrics"])
+        .arg(maddr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scrape = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(maddr).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        Some(r.split_once("\r\n\r\n")?.1.to_string())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let done = scrape().filter(|t| {
+            get(
+                t,
+                "plugtcp_tcp_sent_bytes_total",
+                &[("stack", "base"), ("cc", "newreno")],
+            ) == Some((8 << 20) as f64)
+        });
+        if let Some(t) = done {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "no final metrics");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(get(&text, "plugtcp_tcp_active_opens_total", &[]), Some(1.0));
+    assert_no_four_tuple(&text);
+    let out = demo.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["intact"], true);
+}

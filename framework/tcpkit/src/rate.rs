@@ -81,8 +81,6 @@ pub struct DeliveryRate {
     newly_acked: u32,
     newly_lost: u32,
     ece: bool,
-    /// Samples produced and how many of them measured a rate (for tests and TCP_INFO).
-    last_rate: u64,
 }
 
 impl DeliveryRate {
@@ -342,16 +340,7 @@ impl DeliveryRate {
         rs.delivered_ce = (self.delivered_ce - n.delivered_ce).min(rs.delivered);
         rs.delivery_rate = (rs.delivered as u128 * 1_000_000_000 / interval_ns as u128) as u64;
         rs.flags |= rs_flags::VALID;
-        if !rs.is_app_limited || rs.delivery_rate > self.last_rate {
-            self.last_rate = rs.delivery_rate;
-        }
         Some(rs)
-    }
-
-    /// The last delivery rate measured (bytes/s; app-limited samples only when higher), as
-    /// Linux's tcpi_delivery_rate.
-    pub fn last_rate(&self) -> u64 {
-        self.last_rate
     }
 
     /// Bytes delivered so far.

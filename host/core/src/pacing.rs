@@ -130,11 +130,6 @@ impl Pacer {
             (a, b) => a.or(b),
         }
     }
-
-    /// Whether the pacer has nothing to keep: no rate, nothing held, no wakeup.
-    pub fn idle(&self) -> bool {
-        self.rate() == 0 && self.held.is_empty() && self.timer.is_none()
-    }
 }
 
 #[cfg(test)]

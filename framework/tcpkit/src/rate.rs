@@ -368,7 +368,14 @@ impl DeliveryRate {
 }
 
 /// Splits the run containing `seq` (strictly inside it) in two.
+///
+/// Not once the list holds [`DeliveryRate::MAX_RUNS`]: SACK blocks come from the peer, and a
+/// hostile one could otherwise split the map byte by byte. The run is then taken whole
+/// (a SACK marks all of it; the totals stay right, the sample is coarser).
 fn split_at(runs: &mut VecDeque<TxRun>, seq: u32) {
+    if runs.len() >= DeliveryRate::MAX_RUNS {
+        return;
+    }
     let i = runs.partition_point(|r| seq_leq(r.end, seq));
     let Some(r) = runs.get(i).copied() else {
         return;
@@ -488,6 +495,29 @@ mod tests {
         assert!(!rs.valid());
         assert_eq!(rs.delivery_rate, 0);
         assert_eq!(rs.newly_acked, 1000);
+    }
+
+    #[test]
+    fn hostile_sack_blocks_cannot_grow_the_map() {
+        // One 4 MB burst, then ACKs SACKing 4 one-byte ranges each, never the same.
+        let mut d = DeliveryRate::default();
+        d.on_send(0, 4_000_000, 0, 0, false);
+        for k in 0..10_000u32 {
+            let blocks: Vec<SackBlock> = (0..4)
+                .map(|j| {
+                    let s = 1 + (k * 4 + j) * 97 % 3_999_000;
+                    block(s, s + 1)
+                })
+                .collect();
+            d.on_ack(0, &blocks, k as u64 * MS, false);
+            let _ = d.sample(k as u64 * MS, 0, 0, 0, 0);
+            assert!(d.runs() <= DeliveryRate::MAX_RUNS + 1, "{}", d.runs());
+        }
+        // The cumulative ACK still accounts every byte exactly once.
+        d.on_ack(4_000_000, &[], 20 * 1000 * MS, false);
+        let _ = d.sample(20 * 1000 * MS, 0, 0, 0, 0);
+        assert_eq!(d.delivered(), 4_000_000);
+        assert_eq!(d.runs(), 0);
     }
 
     #[test]

@@ -858,31 +858,28 @@ fn receive_data_inner(eng: &mut Engine, cx: &mut StackCtx, seq: u32, data: &[u8]
     }
 }
 
-/// Receive-buffer auto-sizing (FreeBSD tcp_autorcvbuf): when more than 7/8 of the buffer
-/// arrives within one smoothed RTT, the buffer doubles (up to recvbuf_max), so the window
-/// keeps ahead of the sender.
+/// Receive-buffer auto-sizing (FreeBSD 13+ tcp_autorcvbuf): a measurement starts when a
+/// segment is sent (output.rs) and ends with the first data after half a smoothed RTT; if
+/// more than 3/8 of the buffer arrived by then (the sender would fill it within an RTT),
+/// the buffer grows by half, up to recvbuf_max. At most two steps per RTT, and only while
+/// the stream keeps up: the buffer follows the path's bandwidth-delay product.
 fn autorcvbuf(eng: &mut Engine, cx: &mut StackCtx, bytes: u32) {
     if cx.tun().recvbuf_auto == 0 {
         return;
     }
     let now = cx.host.now();
     let srtt_ns = eng.rtt.srtt() as u64 * 1000;
-    if srtt_ns == 0 {
-        return;
+    if srtt_ns != 0 && eng.rfbuf_ts != 0 && now.saturating_sub(eng.rfbuf_ts) > srtt_ns / 2 {
+        let hiwat = cx.host.rcv_hiwat();
+        if eng.rfbuf_cnt > hiwat / 2 / 4 * 3 {
+            cx.host.autosize(0, hiwat.saturating_add(hiwat / 2));
+        }
+        // Start over with the next segment sent.
+        eng.rfbuf_ts = 0;
+        eng.rfbuf_cnt = 0;
+    } else {
+        eng.rfbuf_cnt = eng.rfbuf_cnt.saturating_add(bytes);
     }
-    if eng.rfbuf_ts == 0 {
-        eng.rfbuf_ts = now;
-    }
-    eng.rfbuf_cnt = eng.rfbuf_cnt.saturating_add(bytes);
-    if now.saturating_sub(eng.rfbuf_ts) < srtt_ns {
-        return;
-    }
-    let hiwat = cx.host.rcv_hiwat();
-    if eng.rfbuf_cnt > hiwat / 8 * 7 {
-        cx.host.autosize(0, hiwat.saturating_mul(2));
-    }
-    eng.rfbuf_ts = now;
-    eng.rfbuf_cnt = 0;
 }
 
 /// Delayed ACK (RFC 9293 3.8.6.3, FreeBSD: every second full segment at once).

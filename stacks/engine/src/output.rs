@@ -279,6 +279,11 @@ pub(crate) fn send_seg(eng: &mut Engine, cx: &mut StackCtx, seq: u32, mut flags:
         eng.syn_mss = cx.tp.t_maxseg;
     }
     let opts = options(eng, cx, flags);
+    // FreeBSD tcp_output: receive-buffer auto-sizing measures from the first segment sent
+    // after a measurement ended (see input.rs autorcvbuf). 0 means unset.
+    if eng.rfbuf_ts == 0 && cx.tun().recvbuf_auto != 0 {
+        eng.rfbuf_ts = cx.host.now().max(1);
+    }
     if opts.has(to::TSTAMP) && cx.tp.t_rxtshift == 1 && eng.prev_rto.is_some() {
         // FreeBSD t_badrxtwin: the retransmission's timestamp, without the offset.
         eng.badrxtwin_ts = Some(opts.tsval.wrapping_sub(cx.tp.ts_offset));

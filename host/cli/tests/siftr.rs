@@ -30,8 +30,8 @@ fn lossy_net() -> SimNet {
 
 /// Sends `len` bytes on each of `conns` (A's slots, connecting to B's listener `lid`),
 /// reading on B, until every byte of every connection is acknowledged. No close, so the
-/// connections and their traces are still there.
-fn move_bytes(net: &mut SimNet, lid: usize, conns: &[ConnId], len: usize) {
+/// connections and their traces are still there. Returns B's ends of the connections.
+fn move_bytes(net: &mut SimNet, lid: usize, conns: &[ConnId], len: usize) -> Vec<ConnId> {
     let data = vec![0x5au8; len];
     let mut sent = vec![0usize; conns.len()];
     let mut accepted = Vec::new();
@@ -61,6 +61,7 @@ fn move_bytes(net: &mut SimNet, lid: usize, conns: &[ConnId], len: usize) {
         done
     });
     assert!(ok, "transfer did not finish");
+    accepted
 }
 
 struct Line<'a>(Vec<&'a str>);
@@ -382,7 +383,7 @@ fn plot_refuses_a_bad_csv_in_one_line() {
         (
             "nan.csv",
             &format!(
-                "{HEADER}0.1,10.0.0.1,1,10.0.0.2,2,ESTABLISHED,SS,x,1,1,1,1,1,1,1,1,1,1,1,1,1,1\n"
+                "{HEADER}0.1,10.0.0.1,1,10.0.0.2,2,ESTABLISHED,SS,x,1,1,1,1,1,1,1,1,1,1,1,1,1,1,base,newreno\n"
             ),
             "line 2: 'x' is not a number (snd_cwnd)",
         ),
@@ -400,4 +401,77 @@ fn plot_refuses_a_bad_csv_in_one_line() {
     let out = plugtcp(&["plot", "/nonexistent.csv", "-o", png.to_str().unwrap()]);
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+/// The trace names the stack and CC module of every line, so a live switch shows where it
+/// happened; `plugtcp plot` marks it.
+#[test]
+fn trace_names_stack_and_cc_and_marks_live_switches() {
+    use plugtcp_abi::sockopt::{TCP_CONGESTION, TCP_FUNCTION_BLK};
+    let mut net = lossy_net();
+    let server: SocketAddr = (ADDR_B, 80).into();
+    let lid = net.b.listen(server, 8).unwrap();
+    let c = net.a.socket(server, None).unwrap();
+    let buf = SiftrBuffer::new();
+    net.a.siftr_attach(c, Box::new(buf.clone())).unwrap();
+    net.a.start_connect(c).unwrap();
+    let peer = move_bytes(&mut net, lid, &[c], 200_000)[0];
+    let more = |net: &mut SimNet, len: usize| {
+        let data = vec![0x5au8; len];
+        let mut sent = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        let ok = net.run_until(net.now + 30_000_000_000, |n| {
+            while matches!(n.b.recv(peer, &mut buf), Ok(k) if k > 0) {}
+            while sent < len {
+                match n.a.send(c, &data[sent..]) {
+                    Ok(k) if k > 0 => sent += k,
+                    _ => break,
+                }
+            }
+            let tp = n.a.tcpcb(c).unwrap();
+            sent == len && tp.snd_una == tp.snd_max
+        });
+        assert!(ok, "transfer did not finish");
+    };
+    let t1 = net.now;
+    net.a
+        .setsockopt(c, IPPROTO_TCP, TCP_CONGESTION, b"cubic")
+        .unwrap();
+    more(&mut net, 200_000);
+    let t2 = net.now;
+    net.a
+        .setsockopt(c, IPPROTO_TCP, TCP_FUNCTION_BLK, b"rack")
+        .unwrap();
+    more(&mut net, 200_000);
+    net.a.siftr_flush(c).unwrap();
+    let text = String::from_utf8(buf.contents()).unwrap();
+    let ls = lines(&text);
+    assert_eq!((ls[0].col("stack"), ls[0].col("cc")), ("base", "newreno"));
+    let last = ls.last().unwrap();
+    assert_eq!((last.col("stack"), last.col("cc")), ("rack", "cubic"));
+
+    let t = plugtcp_host::siftr::parse_trace(&text).unwrap();
+    assert_eq!((t.stack.as_str(), t.cc.as_str()), ("base", "newreno"));
+    let names: Vec<&str> = t.switches.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, ["base/cubic", "rack/cubic"]);
+    // Each switch shows at the first ACK after it.
+    assert!(t.switches[0].0 >= t1 as f64 / 1e9 && t.switches[0].0 < t2 as f64 / 1e9);
+    assert!(t.switches[1].0 >= t2 as f64 / 1e9);
+
+    // The plot draws the markers (purple dashes) where an unswitched trace has none.
+    let png = plugtcp_cli::plot::render_png(&t, 1280, 800).unwrap();
+    let mut plain = t.clone();
+    plain.switches.clear();
+    let png_plain = plugtcp_cli::plot::render_png(&plain, 1280, 800).unwrap();
+    let purple = |png: &[u8]| {
+        let dec = png::Decoder::new(std::io::Cursor::new(png));
+        let mut r = dec.read_info().unwrap();
+        let mut img = vec![0; r.output_buffer_size()];
+        r.next_frame(&mut img).unwrap();
+        img.chunks(3)
+            .filter(|p| p[0] == 140 && p[1] == 40 && p[2] == 160)
+            .count()
+    };
+    assert!(purple(&png) > 200, "{}", purple(&png));
+    assert_eq!(purple(&png_plain), 0);
 }

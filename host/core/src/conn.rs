@@ -1346,6 +1346,8 @@ impl Conn {
             flags,
             acked: tp.snd_una.wrapping_sub(una),
             snd_queued: side.snd.len(),
+            stack: self.stack.as_ref().map_or("", |s| s.entry.name.as_str()),
+            cc: self.cc.as_ref().map_or("", |c| c.name.as_str()),
         };
         if let Some(o) = side.observer.as_mut() {
             o.segment(&seen);

@@ -24,6 +24,9 @@ pub struct SegmentSeen<'a> {
     pub acked: u32,
     /// Bytes in the send buffer after the call.
     pub snd_queued: usize,
+    /// The connection's function block and CC module now (a live switch shows as a change).
+    pub stack: &'a str,
+    pub cc: &'a str,
 }
 
 /// An observer of one connection, kept with it (TCP_SIFTR's trace).

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use plugtcp_abi::segment::th;
-use plugtcp_abi::{Errno, Tcpcb};
+use plugtcp_abi::Errno;
 
 use crate::conn::Conn;
 use crate::conn_table::ConnId;
@@ -37,14 +37,15 @@ use crate::Host;
 /// (FreeBSD's tcpstates names), `phase` the congestion phase (SS slow start, CA congestion
 /// avoidance, FR fast recovery, CR congestion recovery), sizes in bytes, times in
 /// microseconds, `acked` the bytes this ACK acknowledged, `flight` snd_max - snd_una after
-/// it, `rcv_wnd` the window last advertised, `rexmits` the connection's retransmitted segments so far, `sndbuf` the bytes in the
-/// send buffer.
+/// it, `rcv_wnd` the window last advertised, `rexmits` the connection's retransmitted
+/// segments so far, `sndbuf` the bytes in the send buffer, `stack` and `cc` the function
+/// block and CC module that handled the ACK (a live switch shows where they change).
 pub const HEADER: &str = "time,laddr,lport,faddr,fport,state,phase,snd_cwnd,snd_ssthresh,\
 srtt_us,rttvar_us,rto_us,flight,acked,snd_una,snd_max,snd_wnd,rcv_wnd,maxseg,dupacks,\
-rexmits,sndbuf\n";
+rexmits,sndbuf,stack,cc\n";
 
 /// Number of columns in [`HEADER`].
-pub const COLUMNS: usize = 22;
+pub const COLUMNS: usize = 24;
 
 /// Buffered lines are written out when this much has gathered.
 const FLUSH_AT: usize = 64 * 1024;
@@ -113,15 +114,7 @@ impl LineSink {
         if seen.flags & th::ACK == 0 {
             return;
         }
-        format_line(
-            &mut self.buf,
-            seen.now,
-            &seen.local,
-            &seen.remote,
-            seen.tp,
-            seen.acked,
-            seen.snd_queued,
-        );
+        format_line(&mut self.buf, seen);
         if self.buf.len() >= FLUSH_AT {
             let _ = self.flush();
         }
@@ -210,15 +203,8 @@ impl Write for SiftrBuffer {
 }
 
 /// Appends one CSV line (with its newline) to `out`. No allocation once `out` has room.
-fn format_line(
-    out: &mut Vec<u8>,
-    now_ns: u64,
-    local: &SocketAddr,
-    remote: &SocketAddr,
-    tp: &Tcpcb,
-    acked: u32,
-    sndbuf: usize,
-) {
+fn format_line(out: &mut Vec<u8>, seen: &SegmentSeen<'_>) {
+    let (now_ns, local, remote, tp) = (seen.now, &seen.local, &seen.remote, seen.tp);
     let phase = if tp.in_fastrecovery() {
         "FR"
     } else if tp.in_congrecovery() {
@@ -232,7 +218,7 @@ fn format_line(
     // Writing into a Vec cannot fail.
     let _ = writeln!(
         out,
-        "{}.{:06},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{}.{:06},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         us / 1_000_000,
         us % 1_000_000,
         local.ip(),
@@ -247,7 +233,7 @@ fn format_line(
         tp.t_rttvar,
         tp.t_rxtcur,
         tp.flight_size(),
-        acked,
+        seen.acked,
         tp.snd_una,
         tp.snd_max,
         tp.snd_wnd,
@@ -256,7 +242,9 @@ fn format_line(
         tp.t_maxseg,
         tp.t_dupacks,
         tp.t_sndrexmitpack,
-        sndbuf,
+        seen.snd_queued,
+        seen.stack,
+        seen.cc,
     );
 }
 
@@ -541,6 +529,11 @@ pub enum Phase {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trace {
     pub points: Vec<TracePoint>,
+    /// The function block and CC module of the first line ("" in a trace from before they
+    /// were logged), and every change after it: (time, `stack/cc` from then on).
+    pub stack: String,
+    pub cc: String,
+    pub switches: Vec<(f64, String)>,
     /// The connection drawn: `laddr:lport -> faddr:fport`.
     pub flow: String,
     /// Lines of other connections (a host-wide log holds many), left out.
@@ -570,6 +563,13 @@ pub fn parse_trace(text: &str) -> Result<Trace, String> {
         col("phase")?,
     );
     let flow_cols = [col("laddr")?, col("lport")?, col("faddr")?, col("fport")?];
+    let names = (
+        header.iter().position(|h| *h == "stack"),
+        header.iter().position(|h| *h == "cc"),
+    );
+    let mut current: Option<(String, String)> = None;
+    let mut first_names = (String::new(), String::new());
+    let mut switches = Vec::new();
     let mut flow: Option<[&str; 4]> = None;
     let mut other_lines = 0;
     let mut points = Vec::new();
@@ -607,6 +607,18 @@ pub fn parse_trace(text: &str) -> Result<Trace, String> {
             "CR" => Phase::CongRecovery,
             other => return Err(format!("line {n}: unknown phase '{other}'")),
         };
+        let now_names = (
+            names.0.map_or("", |c| f[c]).to_string(),
+            names.1.map_or("", |c| f[c]).to_string(),
+        );
+        match &current {
+            None => first_names = now_names.clone(),
+            Some(prev) if *prev != now_names => {
+                switches.push((time, format!("{}/{}", now_names.0, now_names.1)));
+            }
+            _ => {}
+        }
+        current = Some(now_names);
         points.push(TracePoint {
             time,
             snd_cwnd: num(cw)?,
@@ -621,6 +633,9 @@ pub fn parse_trace(text: &str) -> Result<Trace, String> {
     };
     Ok(Trace {
         points,
+        stack: first_names.0,
+        cc: first_names.1,
+        switches,
         flow: format!("{la}:{lp} -> {fa}:{fp}"),
         other_lines,
     })

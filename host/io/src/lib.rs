@@ -7,14 +7,18 @@
 //! host on a real backend with the wall clock and wraps any backend in fault injection;
 //! [`runtime`] gives applications blocking and tokio sockets on a host running in threads of
 //! its own (one per shard); [`control`] is its control socket and [`exporter`] its Prometheus
-//! endpoint.
+//! endpoint. [`shaped`] is a bottleneck with a real queue, dequeued when the link is free, so
+//! the AQMs in [`qdisc`] act as in a kernel; its capacity can follow a [`mahimahi`] trace.
 
 pub mod control;
 pub mod driver;
 pub mod exporter;
+pub mod mahimahi;
 pub mod netns;
 pub mod pcap;
+pub mod qdisc;
 pub mod runtime;
+pub mod shaped;
 pub mod sim;
 pub mod simnet;
 pub mod tun;

@@ -449,7 +449,7 @@ const ECN_CE: u8 = 0b11;
 /// Sets the ECN field of an ECT(0)/ECT(1) IP packet to CE, fixing the IPv4 header checksum.
 /// Returns whether the packet was marked; non-ECT, already-CE and malformed packets are left
 /// alone.
-fn mark_ce(pkt: &mut [u8]) -> bool {
+pub(crate) fn mark_ce(pkt: &mut [u8]) -> bool {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
             if pkt.len() < 20 {

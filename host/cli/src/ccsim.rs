@@ -278,7 +278,11 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
         net.link.a_to_b.set_config(data);
     }
     let bdp = plugtcp_io::sim::bdp_bytes(exp.bandwidth_bps, exp.rtt_ns);
-    let bufmax = (4 * bdp).max(2 << 20).to_string();
+    // Windows never hold a flow back: buffers start at twice what the path and its queue
+    // hold (FreeBSD's auto-sizing would stop near 4/3 of the BDP, below what cwnd reaches
+    // over a deep queue, and the experiment would measure the receive window).
+    let path_bytes = (bdp as f64 * (1.0 + exp.queue_bdp)) as usize;
+    let bufmax = (2 * path_bytes).max(2 << 20).to_string();
     for h in [&mut net.a, &mut net.b] {
         let set = |h: &mut plugtcp_host::Host, k: &str, v: &str| {
             h.sysctl_set(k, v)
@@ -293,6 +297,8 @@ pub fn simnet(exp: &CcExperiment) -> Result<SimNet, String> {
         }
         set(h, "net.inet.tcp.recvbuf_max", &bufmax)?;
         set(h, "net.inet.tcp.sendbuf_max", &bufmax)?;
+        set(h, "net.inet.tcp.recvspace", &bufmax)?;
+        set(h, "net.inet.tcp.sendspace", &bufmax)?;
         if exp.ecn_threshold_bytes.is_some() {
             set(h, "net.inet.tcp.ecn.enable", "1")?;
         }
@@ -457,7 +463,7 @@ pub fn rate_row(name: &str, cc: &str, stack: &str, base: &CcExperiment) -> Resul
 
 /// `cc.algorithm=name` refused: the error says which modules there are and where files were
 /// looked for (a module built out of tree is found with `--plugin-dir`).
-fn unknown_module(
+pub(crate) fn unknown_module(
     h: &plugtcp_host::Host,
     name: &str,
     e: plugtcp_abi::Errno,

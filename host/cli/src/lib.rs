@@ -12,6 +12,7 @@ pub mod bench;
 pub mod builtins;
 pub mod ccsim;
 pub mod demo;
+pub mod lab;
 pub mod packetdrill;
 pub mod plot;
 pub mod serve;

@@ -192,6 +192,48 @@ enum Cmd {
         #[command(subcommand)]
         which: Bench,
     },
+    /// The CC lab: experiments described in scenario files (docs/lab.md).
+    Lab {
+        #[command(subcommand)]
+        which: LabCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Runs every sweep point and seed of SCENARIO on the simulated network (and with
+    /// --kernel on the Linux kernel's TCP too), prints the summary and writes the results
+    /// directory: CSV time series, summary.json/csv, plots and report.html.
+    Run {
+        scenario: PathBuf,
+        /// Results directory (default: lab-results/<scenario name>).
+        #[arg(short = 'o', long)]
+        out: Option<PathBuf>,
+        /// Simulator runs at once (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// Also run each point with the Linux kernel's TCP over veth pairs shaped by tc
+        /// (needs root and iproute2), reported side by side.
+        #[arg(long)]
+        kernel: bool,
+        /// Replace the scenario's duration (e.g. 5s for a quick look).
+        #[arg(long, value_parser = parse_dur)]
+        duration: Option<plugtcp_cli::lab::units::Dur>,
+        /// Print the results as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Serve each run's samples as Prometheus gauges on ADDR while the lab runs.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1,
+              default_missing_value = plugtcp_host::metrics::DEFAULT_ADDR)]
+        metrics: Option<std::net::SocketAddr>,
+        /// With --metrics: keep serving this many seconds after the last run.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
+    },
+}
+
+fn parse_dur(s: &str) -> Result<plugtcp_cli::lab::units::Dur, String> {
+    plugtcp_cli::lab::units::Dur::parse(s)
 }
 
 #[derive(Subcommand)]
@@ -804,6 +846,76 @@ fn main() -> ExitCode {
                 value: value.clone(),
             },
         ),
+        Cmd::Lab {
+            which:
+                LabCmd::Run {
+                    scenario,
+                    out,
+                    jobs,
+                    kernel,
+                    duration,
+                    json,
+                    metrics,
+                    hold,
+                },
+        } => {
+            use plugtcp_cli::lab::driver;
+            if let Some(addr) = metrics {
+                match plugtcp_io::exporter::install(*addr) {
+                    Ok((a, _)) => eprintln!("plugtcp: metrics at http://{a}/metrics"),
+                    Err(e) => return fail(format!("lab: --metrics {e}")),
+                }
+            }
+            let file = match plugtcp_cli::lab::scenario::load(scenario) {
+                Ok(f) => f,
+                Err(e) => return fail(e),
+            };
+            let out = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("lab-results").join(&file.name));
+            let opts = driver::LabOptions {
+                scenario: scenario.clone(),
+                out: Some(out.clone()),
+                jobs: *jobs,
+                kernel: *kernel,
+                duration: *duration,
+                search_path: SearchPath::from_env(&cli.plugin_dir),
+                metrics: metrics.is_some(),
+            };
+            let code = match driver::run_file(file, &opts) {
+                Ok(r) => {
+                    if *json {
+                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    } else {
+                        print!("{}", driver::render_table(&r));
+                        println!("results: {}", out.join("report.html").display());
+                    }
+                    let mut broken = false;
+                    for run in &r.runs {
+                        for v in driver::invariant_violations(run) {
+                            broken = true;
+                            eprintln!(
+                                "lab: {} seed {} ({}): {v}",
+                                run.point,
+                                run.seed,
+                                run.engine.name()
+                            );
+                        }
+                    }
+                    if broken {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(format!("lab: {e}")),
+            };
+            if metrics.is_some() && *hold > 0 {
+                eprintln!("plugtcp: serving the final metrics for {hold} s");
+                std::thread::sleep(std::time::Duration::from_secs(*hold));
+            }
+            code
+        }
         Cmd::Demo {
             json,
             size,

@@ -323,3 +323,97 @@ fn prometheus_scrapes_serve_while_data_moves() {
     );
     eprintln!("downloads: small {t1:?}, large {t2:?}");
 }
+
+/// `plugtcp demo --metrics ADDR --hold S` and `plugtcp lab run --metrics ADDR --hold S`:
+/// Prometheus scrapes what they publish, and the final values stay while they hold.
+#[test]
+fn prometheus_scrapes_demo_and_lab_while_they_hold() {
+    let Some(bin) = prometheus_binary() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("plugtcp-prometheus-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut g = Guard {
+        children: Vec::new(),
+        dir: dir.clone(),
+    };
+    let plugtcp = env!("CARGO_BIN_EXE_plugtcp");
+
+    // The demo: 8 MiB on the simulated link, then 60 s of holding its final metrics.
+    let maddr = free_tcp_port();
+    let demo = Command::new(plugtcp)
+        .args([
+            "demo",
+            "--size",
+            "8M",
+            "--loss",
+            "0",
+            "--hold",
+            "60",
+            "--metrics",
+        ])
+        .arg(maddr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    g.children.push(demo);
+    let prom = start_prometheus(&bin, &dir, maddr, &mut g);
+    let [up, sent, opens] = prom.wait_for(
+        "demo's final metrics",
+        [
+            "up{job=\"plugtcp\"}",
+            "sum(plugtcp_tcp_sent_bytes_total)",
+            "plugtcp_tcp_active_opens_total",
+        ],
+        |v| v[1].is_some_and(|s| s >= (8 << 20) as f64),
+    );
+    assert_eq!(up, Some(1.0));
+    let sent = sent.unwrap();
+    assert!(sent < (8 << 20) as f64 + 4096.0, "sent {sent}");
+    assert_eq!(opens, Some(1.0));
+
+    // The lab: one flow for 5 s of virtual time; its samples as gauges.
+    let scenario = dir.join("one.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"watched\"\nduration = \"5s\"\n[[link]]\nbandwidth = \"20Mbit\"\n\
+         delay = \"10ms\"\n[[flow]]\ncc = \"cubic\"\n",
+    )
+    .unwrap();
+    let laddr = free_tcp_port();
+    let lab = Command::new(plugtcp)
+        .args(["lab", "run"])
+        .arg(&scenario)
+        .arg("-o")
+        .arg(dir.join("out"))
+        .args(["--hold", "60", "--metrics"])
+        .arg(laddr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    g.children.push(lab);
+    let prom2dir = dir.join("prom2");
+    std::fs::create_dir_all(&prom2dir).unwrap();
+    let prom2 = start_prometheus(&bin, &prom2dir, laddr, &mut g);
+    let sel = "{point=\"base\",seed=\"1\",flow=\"cubic/base\"}";
+    let [goodput, cwnd, vtime] = prom2.wait_for(
+        "lab's last samples",
+        [
+            &format!("plugtcp_lab_flow_goodput_mbps{sel}"),
+            &format!("plugtcp_lab_flow_cwnd_bytes{sel}"),
+            "plugtcp_lab_virtual_time_seconds{point=\"base\",seed=\"1\"}",
+        ],
+        |v| v[2].is_some_and(|t| t >= 4.9),
+    );
+    // A 20 Mbit/s link: the flow's goodput in its last sample is most of it.
+    let goodput = goodput.unwrap();
+    assert!(goodput > 10.0 && goodput <= 20.0, "goodput {goodput}");
+    assert!(cwnd.unwrap() > 10_000.0, "cwnd {cwnd:?}");
+    assert!(vtime.unwrap() <= 5.0);
+    assert!(prom2
+        .one("plugtcp_lab_queue_backlog_bytes{point=\"base\",seed=\"1\",link=\"link0\"}")
+        .is_some());
+}

@@ -219,6 +219,10 @@ enum LabCmd {
         /// Replace the scenario's duration (e.g. 5s for a quick look).
         #[arg(long, value_parser = parse_dur)]
         duration: Option<plugtcp_cli::lab::units::Dur>,
+        /// Set a field before the sweep, as `[sweep]` names it: `--set flow.cc=mine`,
+        /// `--set link.queue=4bdp`, `--set flow.1.rtt=80ms` (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
         /// Print the results as JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -230,6 +234,13 @@ enum LabCmd {
         #[arg(long, default_value_t = 0)]
         hold: u64,
     },
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}`: expected FIELD=VALUE"))
 }
 
 fn parse_dur(s: &str) -> Result<plugtcp_cli::lab::units::Dur, String> {
@@ -854,6 +865,7 @@ fn main() -> ExitCode {
                     jobs,
                     kernel,
                     duration,
+                    sets,
                     json,
                     metrics,
                     hold,
@@ -866,7 +878,7 @@ fn main() -> ExitCode {
                     Err(e) => return fail(format!("lab: --metrics {e}")),
                 }
             }
-            let file = match plugtcp_cli::lab::scenario::load(scenario) {
+            let file = match plugtcp_cli::lab::scenario::load_with(scenario, sets) {
                 Ok(f) => f,
                 Err(e) => return fail(e),
             };
@@ -881,6 +893,7 @@ fn main() -> ExitCode {
                 duration: *duration,
                 search_path: SearchPath::from_env(&cli.plugin_dir),
                 metrics: metrics.is_some(),
+                sets: sets.clone(),
             };
             let code = match driver::run_file(file, &opts) {
                 Ok(r) => {

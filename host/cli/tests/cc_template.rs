@@ -171,3 +171,51 @@ fn bench_cc_runs_the_template_from_the_plugin_dir() {
     assert!(err.contains("aimd"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// docs/lab.md's way from a new module to a report: the template's module against cubic in
+/// `examples/lab/vs-cubic.toml`, set with `--set`, loaded from `--plugin-dir`.
+#[test]
+fn lab_runs_the_template_against_cubic_into_a_report() {
+    let so = build_template();
+    let dir = so.parent().unwrap();
+    let out_dir = std::env::temp_dir().join(format!("plugtcp-template-lab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lab/vs-cubic.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+        .arg("--plugin-dir")
+        .arg(dir)
+        .args(["lab", "run"])
+        .arg(&scenario)
+        .args(["--set", "flow.0.cc=aimd", "--duration", "5s", "-o"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both sweep points ran, aimd and cubic both moved data.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| queue="))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    for run in v["runs"].as_array().unwrap() {
+        let flows = run["flows"].as_array().unwrap();
+        assert_eq!(flows[0]["cc"], "aimd");
+        assert_eq!(flows[1]["cc"], "cubic");
+        for f in flows {
+            assert!(f["bytes"].as_u64().unwrap() > 1_000_000, "{f}");
+            assert_eq!(f["intact"], true);
+        }
+    }
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("aimd"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

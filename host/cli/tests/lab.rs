@@ -412,8 +412,18 @@ start = "1s"
     assert_invariants(&r);
     let report = out.join("report.html");
     let html = std::fs::read_to_string(&report).unwrap();
-    for want in ["rendered", "cc=cubic", "cc=newreno", "early", "late", "utilisation"] {
+    for want in [
+        "rendered",
+        "cc=cubic",
+        "cc=newreno",
+        "early",
+        "late",
+        "utilisation",
+    ] {
         assert!(html.contains(want), "report lacks {want}");
     }
-    chromium::check_report_in_chromium(&report, &["rendered", "cc=cubic", "cc=newreno", "utilisation"]);
+    chromium::check_report_in_chromium(
+        &report,
+        &["rendered", "cc=cubic", "cc=newreno", "utilisation"],
+    );
 }

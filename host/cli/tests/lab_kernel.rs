@@ -335,17 +335,32 @@ fn lab_run_kernel_prints_both_rows() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}{stderr}");
     assert!(out.status.success(), "{stderr}");
-    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| base |")).collect();
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| base |"))
+        .collect();
     assert_eq!(rows.len(), 2, "{stdout}");
     assert!(rows[0].starts_with("| base | plugtcp |"), "{stdout}");
     assert!(rows[1].starts_with("| base | kernel |"), "{stdout}");
     // Both rows fill most of the 20 Mbit/s link.
     for r in &rows {
-        let util: f64 = r.split('|').nth(4).unwrap().trim().split('%').next().unwrap().parse().unwrap();
+        let util: f64 = r
+            .split('|')
+            .nth(4)
+            .unwrap()
+            .trim()
+            .split('%')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((50.0..=100.5).contains(&util), "{r}");
     }
     let summary = std::fs::read_to_string(out_dir.join("summary.csv")).unwrap();
-    assert!(summary.lines().any(|l| l.starts_with("base,kernel,")), "{summary}");
+    assert!(
+        summary.lines().any(|l| l.starts_with("base,kernel,")),
+        "{summary}"
+    );
     assert!(out_dir.join("report.html").is_file());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     assert_no_namespaces();

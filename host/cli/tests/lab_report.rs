@@ -238,6 +238,7 @@ fn synthetic() -> LabResults {
         }
     }
     LabResults {
+        overrides: Vec::new(),
         scenario: SCENARIO.into(),
         description: "Two flows share a 50 Mbit/s bottleneck <with a 1 BDP queue> & compete."
             .into(),

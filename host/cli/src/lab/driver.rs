@@ -28,6 +28,9 @@ pub struct LabOptions {
     pub search_path: SearchPath,
     /// Publish each run's samples as Prometheus gauges (the exporter is the caller's).
     pub metrics: bool,
+    /// `--set FIELD=VALUE` overrides, applied when the scenario was loaded (recorded in the
+    /// report).
+    pub sets: Vec<(String, String)>,
 }
 
 /// A rule a run broke: the lab's results cannot be trusted with it.
@@ -61,7 +64,7 @@ pub fn invariant_violations(r: &RunResult) -> Vec<String> {
 
 /// Runs the scenario as asked; writes the results directory when `opts.out` is set.
 pub fn run_lab(opts: &LabOptions) -> Result<LabResults, String> {
-    let file = scenario::load(&opts.scenario).map_err(|e| e.to_string())?;
+    let file = scenario::load_with(&opts.scenario, &opts.sets).map_err(|e| e.to_string())?;
     run_file(file, opts)
 }
 
@@ -77,6 +80,13 @@ pub fn run_file(mut file: ScenarioFile, opts: &LabOptions) -> Result<LabResults,
                     f.start = Dur(0);
                 }
             }
+        }
+    }
+    {
+        use crate::builtins::BuiltinHost as _;
+        let (_, errors) = plugtcp_host::Host::with_plugins(opts.search_path.clone());
+        for e in errors {
+            eprintln!("plugtcp: lab: plugin not loaded: {e}");
         }
     }
     let jobs: Vec<(usize, u64)> = file
@@ -153,6 +163,7 @@ pub fn run_file(mut file: ScenarioFile, opts: &LabOptions) -> Result<LabResults,
         scenario: file.name.clone(),
         description: first.map_or_else(String::new, |s| s.description.clone()),
         source,
+        overrides: opts.sets.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         runs,
         points,
     };

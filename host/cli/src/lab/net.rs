@@ -297,12 +297,11 @@ impl LabNet {
             access_fwd.push(delay_line(extra / 2, 3));
             access_rev.push(delay_line(extra - extra / 2, 4));
             for (role, addr) in [(0u64, sender_addr(i)), (1, receiver_addr(i))] {
-                let (mut h, errors) =
+                // A plugin file that fails to load is reported once by the driver; the run
+                // fails only if a flow needs what it would have provided.
+                let (mut h, _) =
                     Host::with_seed(search_path.clone(), sub_seed(seed, 5 + role, i as u64))
                         .autoload(&statics);
-                if let Some(e) = errors.first() {
-                    return Err(format!("plugin: {e}"));
-                }
                 h.add_addr(addr);
                 let set = |h: &mut Host, k: &str, v: &str| -> Result<(), String> {
                     let full = if k.starts_with("net.") || k.starts_with("kern.") {

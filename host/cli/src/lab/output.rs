@@ -451,6 +451,7 @@ mod tests {
         assert!(!slug("..").starts_with('.'));
         assert!(slug(&"x".repeat(300)).len() <= 100);
         let r = LabResults {
+            overrides: Vec::new(),
             scenario: "s".into(),
             description: String::new(),
             source: String::new(),
@@ -504,6 +505,7 @@ mod tests {
             ));
         }
         let r = LabResults {
+            overrides: Vec::new(),
             scenario: "unit".into(),
             description: "d".into(),
             source: "name = \"unit\"\n".into(),

@@ -849,6 +849,7 @@ mod tests {
             );
         }
         let r = LabResults {
+            overrides: Vec::new(),
             scenario: "empty".into(),
             description: String::new(),
             source: String::new(),

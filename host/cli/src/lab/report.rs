@@ -329,6 +329,19 @@ fn render_html(r: &LabResults, comparison: &[Plot], per_run: &[(&RunResult, Vec<
     if r.source.trim().is_empty() {
         h.push_str("<p class=\"note\">Not recorded.</p>\n");
     } else {
+        if !r.overrides.is_empty() {
+            let _ = writeln!(
+                h,
+                "<p>Run with <code>{}</code>.</p>",
+                escape(
+                    &r.overrides
+                        .iter()
+                        .map(|o| format!("--set {o}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            );
+        }
         let _ = writeln!(h, "<pre class=\"source\">{}</pre>", escape(&r.source));
     }
     h.push_str(
@@ -360,8 +373,18 @@ fn flow_names(r: &LabResults, label: &str, n: usize) -> Vec<String> {
     let run = r.runs.iter().find(|x| x.point == label);
     (0..n)
         .map(|i| {
-            run.and_then(|x| x.flows.get(i))
-                .map_or_else(|| format!("flow {i}"), |f| f.name.clone())
+            run.and_then(|x| x.flows.get(i)).map_or_else(
+                || format!("flow {i}"),
+                |f| {
+                    // The CC module and stack are part of what a reader compares.
+                    let what = format!("{}/{}", f.cc, f.stack);
+                    if f.name.starts_with(&what) {
+                        f.name.clone()
+                    } else {
+                        format!("{} ({what})", f.name)
+                    }
+                },
+            )
         })
         .collect()
 }
@@ -746,6 +769,7 @@ mod tests {
                 .map_or(0, |d| d.subsec_nanos())
         ));
         let r = LabResults {
+            overrides: Vec::new(),
             scenario: "<none>".into(),
             description: String::new(),
             source: String::new(),

@@ -275,8 +275,11 @@ impl PointSummary {
 pub struct LabResults {
     pub scenario: String,
     pub description: String,
-    /// The scenario file's text, shown in the report.
+    /// The scenario file's text, shown in the report, and the `--set` overrides applied to
+    /// it (`flow.cc=mine`).
     pub source: String,
+    #[serde(default)]
+    pub overrides: Vec<String>,
     pub runs: Vec<RunResult>,
     pub points: Vec<PointSummary>,
 }

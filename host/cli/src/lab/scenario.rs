@@ -338,13 +338,31 @@ pub struct ScenarioFile {
 
 /// Reads and checks `path`.
 pub fn load(path: &Path) -> Result<ScenarioFile, ScenarioError> {
+    load_with(path, &[])
+}
+
+/// As [`load`], with `overrides` (`lab run --set flow.cc=mine`): field paths as `[sweep]`
+/// takes them, each set before the sweep is applied.
+pub fn load_with(
+    path: &Path,
+    overrides: &[(String, String)],
+) -> Result<ScenarioFile, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         line: None,
         field: None,
         message: e.to_string(),
     })?;
-    parse(path, &text)
+    parse_with(path, &text, overrides)
+}
+
+/// A `--set` value as TOML (`0.01`, `true`, `[1, 2]`), or else the text itself (`mine`,
+/// `4bdp`).
+pub fn override_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
 }
 
 /// Line (1-based) of byte `offset` in `text`.
@@ -354,6 +372,15 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// Parses `text` (read from `path`, which relative trace paths are resolved against).
 pub fn parse(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
+    parse_with(path, text, &[])
+}
+
+/// As [`parse`], with overrides (see [`load_with`]).
+pub fn parse_with(
+    path: &Path,
+    text: &str,
+    overrides: &[(String, String)],
+) -> Result<ScenarioFile, ScenarioError> {
     let err = |line: Option<usize>, field: Option<String>, message: String| ScenarioError {
         file: path.to_path_buf(),
         line,
@@ -366,9 +393,16 @@ pub fn parse(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
         err(line, field, message)
     };
     // The file as written: syntax and field errors come with their spans.
-    let base: Scenario = toml::from_str(text).map_err(from_toml)?;
+    let mut base: Scenario = toml::from_str(text).map_err(from_toml)?;
     let locator = Locator::new(text);
-    let table: toml::Table = toml::from_str(text).map_err(from_toml)?;
+    let mut table: toml::Table = toml::from_str(text).map_err(from_toml)?;
+    for (key, value) in overrides {
+        let set_err = |m: String| err(None, Some(format!("--set {key}")), m);
+        set_path(&mut table, key, &override_value(value)).map_err(set_err)?;
+        base = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| set_err(e.message().trim().to_string()))?;
+    }
     validate(&base, path, &locator)?;
 
     let mut points = Vec::new();
@@ -952,6 +986,21 @@ count = 2
         assert_eq!(f.points[3].scenario.flows[0].cc, "newreno");
         assert_eq!(f.points[3].scenario.links[0].queue, QueueSize::Bdp(4.0));
         assert_eq!(f.points[0].scenario.expanded_flows().len(), 2);
+    }
+
+    #[test]
+    fn overrides_set_fields_before_the_sweep() {
+        let sets = [
+            ("flow.rtt".to_string(), "60ms".to_string()),
+            ("link.loss".to_string(), "0.01".to_string()),
+        ];
+        let f = parse_with(Path::new("t.toml"), GOOD, &sets).unwrap();
+        assert_eq!(f.points.len(), 4);
+        assert_eq!(f.points[2].scenario.flows[0].rtt, Some(Dur(60_000_000)));
+        assert_eq!(f.points[2].scenario.links[0].loss, 0.01);
+        let bad = [("link.loss".to_string(), "lots".to_string())];
+        let e = parse_with(Path::new("t.toml"), GOOD, &bad).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("--set link.loss"), "{e}");
     }
 
     #[test]

@@ -338,15 +338,18 @@ fn lab_run_refuses_a_bad_scenario_naming_file_line_and_field() {
         "duration = \"5s\"\n[[link]]\nbandwidth = \"10Mbit\"\nqdisc = \"codle\"\n[[flow]]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
-        .args(["lab", "run"])
-        .arg(&path)
-        .arg("-o")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
+            .args(["lab", "run"])
+            .arg(&path)
+            .arg("-o")
+            .arg(dir.join("out"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused();
     assert!(
         err.contains(&format!("{}:4:", path.display())) && err.contains("codle"),
         "{err}"
@@ -359,15 +362,7 @@ fn lab_run_refuses_a_bad_scenario_naming_file_line_and_field() {
         "duration = \"5s\"\n[[link]]\nbandwidth = \"10Mbit\"\n[[flow]]\ncc = \"mine\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugtcp"))
-        .args(["lab", "run"])
-        .arg(&path)
-        .arg("-o")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused();
     assert!(
         err.contains("no CC module `mine`") && err.contains("libplugtcp_cc_mine.so"),
         "{err}"

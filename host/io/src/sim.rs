@@ -494,32 +494,7 @@ mod tests {
     const MS: u64 = 1_000_000;
     const US: u64 = 1_000;
 
-    /// Full IPv4 header checksum recomputation, independent of the incremental update.
-    fn ipv4_checksum_ok(pkt: &[u8]) -> bool {
-        let ihl = usize::from(pkt[0] & 0x0f) * 4;
-        let mut sum: u32 = 0;
-        for w in pkt[..ihl].chunks(2) {
-            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum == 0xffff
-    }
-
-    fn set_ipv4_checksum(pkt: &mut [u8]) {
-        pkt[10] = 0;
-        pkt[11] = 0;
-        let ihl = usize::from(pkt[0] & 0x0f) * 4;
-        let mut sum: u32 = 0;
-        for w in pkt[..ihl].chunks(2) {
-            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        pkt[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    }
+    use crate::qdisc::testutil::{ipv4_checksum_ok, set_ipv4_checksum};
 
     /// An IPv4/UDP-ish packet of `len` bytes (>= 28) carrying `id` in its first payload bytes.
     fn ipv4_pkt(len: usize, id: u32, ecn: u8) -> Vec<u8> {

@@ -149,24 +149,16 @@ fn qdisc_config(spec: &LinkSpec, bdp: u64, limit: u64) -> QdiscConfig {
         QdiscKind::Codel => {
             let mut c = CodelConfig::default();
             if let Some(s) = &spec.codel {
-                if let Some(t) = s.target {
-                    c.target_ns = t.0;
-                }
-                if let Some(i) = s.interval {
-                    c.interval_ns = i.0;
-                }
+                c.target_ns = s.target.map_or(c.target_ns, |d| d.0);
+                c.interval_ns = s.interval.map_or(c.interval_ns, |d| d.0);
             }
             QdiscConfig::Codel(c)
         }
         QdiscKind::FqCodel => {
             let mut c = FqCodelConfig::default();
             if let Some(s) = &spec.fq_codel {
-                if let Some(t) = s.target {
-                    c.target_ns = t.0;
-                }
-                if let Some(i) = s.interval {
-                    c.interval_ns = i.0;
-                }
+                c.target_ns = s.target.map_or(c.target_ns, |d| d.0);
+                c.interval_ns = s.interval.map_or(c.interval_ns, |d| d.0);
                 if let Some(f) = s.flows {
                     c.flows = f as usize;
                 }

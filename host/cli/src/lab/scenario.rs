@@ -728,6 +728,15 @@ fn validate(s: &Scenario, path: &Path, loc: &Locator) -> Result<(), ScenarioErro
             }
         }
         if let Some(g) = &l.generated_trace {
+            // One line per 1500-byte opportunity: bounded so a trace fits in memory.
+            let lines = g.mean.0 as f64 * g.period.secs() / 12_000.0;
+            if lines > 50e6 {
+                return Err(err_at(
+                    at("generated_trace"),
+                    field("generated_trace"),
+                    format!("{lines:.0} opportunities: more than 50 million (shorten the period)"),
+                ));
+            }
             if g.mean.0 < 12_000 || !(0.0..=1.0).contains(&g.variability) || g.period.0 < 1_000_000
             {
                 return Err(err_at(

@@ -1,11 +1,14 @@
-//! Drop-tail FIFO (Linux's pfifo/bfifo, both limits at once).
+//! Drop-tail FIFO (Linux's pfifo/bfifo, both limits at once), optionally with step marking
+//! (see [`super::step`]).
 
-use super::{count_dequeue, Fifo, QPacket, Qdisc, QdiscStats, QueueLimit};
+use super::{count_dequeue, set_ce, Fifo, QPacket, Qdisc, QdiscStats, QueueLimit};
 
 pub(crate) struct DropTail {
     q: Fifo,
     limit: QueueLimit,
     stats: QdiscStats,
+    /// Step marking: CE on an ECT arrival while more than this many bytes wait.
+    mark_above: Option<usize>,
 }
 
 impl DropTail {
@@ -14,6 +17,15 @@ impl DropTail {
             q: Fifo::default(),
             limit,
             stats: QdiscStats::default(),
+            mark_above: None,
+        }
+    }
+
+    /// DCTCP's step marking at `threshold` bytes over a drop-tail queue.
+    pub(crate) fn marking_above(limit: QueueLimit, threshold: usize) -> Self {
+        DropTail {
+            mark_above: Some(threshold),
+            ..DropTail::new(limit)
         }
     }
 }
@@ -26,6 +38,9 @@ impl Qdisc for DropTail {
         {
             self.stats.dropped_overlimit += 1;
             return Err(pkt);
+        }
+        if self.mark_above.is_some_and(|k| self.q.bytes() > k) && set_ce(&mut pkt.data) {
+            self.stats.ce_marked += 1;
         }
         pkt.enqueued_at = now;
         self.q.push(pkt);

@@ -158,7 +158,9 @@ pub fn build(cfg: &QdiscConfig, limit: QueueLimit, ecn: bool, seed: u64) -> Box<
         QdiscConfig::Codel(c) => Box::new(codel::Codel::new(c, limit, ecn)),
         QdiscConfig::FqCodel(c) => Box::new(fq_codel::FqCodel::new(c, limit, ecn, seed)),
         QdiscConfig::Pie(c) => Box::new(pie::Pie::new(c, limit, ecn, seed)),
-        QdiscConfig::Step(c) => Box::new(step::Step::new(c, limit)),
+        QdiscConfig::Step(c) => {
+            Box::new(droptail::DropTail::marking_above(limit, c.threshold_bytes))
+        }
     }
 }
 
@@ -231,7 +233,7 @@ pub(crate) mod testutil {
         sum == 0xffff
     }
 
-    fn set_ipv4_checksum(pkt: &mut [u8]) {
+    pub fn set_ipv4_checksum(pkt: &mut [u8]) {
         pkt[10] = 0;
         pkt[11] = 0;
         let ihl = usize::from(pkt[0] & 0x0f) * 4;

@@ -1,8 +1,6 @@
 //! Step marking for DCTCP: CE-mark ECN-capable arrivals while the instantaneous queue is above a
 //! threshold K (what Linux gets from RED with min = max = K and probability 1, or from fq's
-//! `ce_threshold`); otherwise a drop-tail FIFO.
-
-use super::{count_dequeue, set_ce, Fifo, QPacket, Qdisc, QdiscStats, QueueLimit};
+//! `ce_threshold`); otherwise a drop-tail FIFO ([`super::droptail`] does both).
 
 /// Parameters of [`super::QdiscConfig::Step`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,65 +19,10 @@ impl Default for StepConfig {
     }
 }
 
-pub(crate) struct Step {
-    q: Fifo,
-    limit: QueueLimit,
-    threshold: usize,
-    stats: QdiscStats,
-}
-
-impl Step {
-    pub(crate) fn new(cfg: &StepConfig, limit: QueueLimit) -> Self {
-        Step {
-            q: Fifo::default(),
-            limit,
-            threshold: cfg.threshold_bytes,
-            stats: QdiscStats::default(),
-        }
-    }
-}
-
-impl Qdisc for Step {
-    fn enqueue(&mut self, now: u64, mut pkt: QPacket) -> Result<(), QPacket> {
-        if !self
-            .limit
-            .admits(self.q.len(), self.q.bytes(), pkt.data.len())
-        {
-            self.stats.dropped_overlimit += 1;
-            return Err(pkt);
-        }
-        if self.q.bytes() > self.threshold && set_ce(&mut pkt.data) {
-            self.stats.ce_marked += 1;
-        }
-        pkt.enqueued_at = now;
-        self.q.push(pkt);
-        self.stats.enqueued += 1;
-        Ok(())
-    }
-
-    fn dequeue(&mut self, _now: u64) -> Option<QPacket> {
-        let pkt = self.q.pop()?;
-        count_dequeue(&mut self.stats, &pkt);
-        Some(pkt)
-    }
-
-    fn backlog_bytes(&self) -> usize {
-        self.q.bytes()
-    }
-
-    fn backlog_packets(&self) -> usize {
-        self.q.len()
-    }
-
-    fn stats(&self) -> &QdiscStats {
-        &self.stats
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
-    use super::super::{build, ecn_codepoint, QdiscConfig};
+    use super::super::{build, ecn_codepoint, QdiscConfig, QueueLimit};
     use super::*;
 
     #[test]

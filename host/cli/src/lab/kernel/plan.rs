@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Mutex;
 
-use plugtcp_io::mahimahi::{self, Trace};
+use plugtcp_io::mahimahi::Trace;
 
 use crate::lab::scenario::{AppKind, LinkSpec, QdiscKind, Scenario, SysctlValue};
 use crate::lab::units::QueueSize;
@@ -238,39 +238,21 @@ pub fn map_sysctl(key: &str, v: &SysctlValue) -> Result<Vec<HostSetting>, String
     })
 }
 
-/// Capacity steps of a link and the bits it offers over `duration_ns`.
+/// Capacity steps of a link and the bits it offers over `duration_ns` (the simulator's
+/// capacity, so both engines offer the same; a trace as 100 ms average rates).
 fn capacity(
     spec: &LinkSpec,
     scenario_path: &Path,
     duration_ns: u64,
 ) -> Result<(Vec<(u64, u64)>, f64), String> {
-    let secs = duration_ns as f64 / 1e9;
-    if let Some(b) = spec.bandwidth {
-        return Ok((vec![(0, b.0)], b.0 as f64 * secs));
-    }
-    if let Some(steps) = &spec.schedule {
-        let steps: Vec<(u64, u64)> = steps.iter().map(|s| (s.at.0, s.bandwidth.0)).collect();
-        let mut bits = 0.0;
-        for (k, &(at, bps)) in steps.iter().enumerate() {
-            let end = steps
-                .get(k + 1)
-                .map_or(duration_ns, |s| s.0)
-                .min(duration_ns);
-            if end > at {
-                bits += bps as f64 * (end - at) as f64 / 1e9;
-            }
-        }
-        return Ok((steps, bits));
-    }
-    let trace: Trace = if let Some(g) = &spec.generated_trace {
-        let text = mahimahi::generate(g.seed, g.mean.mbps(), g.period.0 / 1_000_000, g.variability);
-        mahimahi::parse(&text).map_err(|e| format!("generated trace: {e}"))?
-    } else if let Some(p) = &spec.trace {
-        mahimahi::load(crate::lab::scenario::resolve(scenario_path, p))?
-    } else {
-        return Err("a link needs a capacity".into());
-    };
-    Ok(trace_steps(&trace, duration_ns))
+    use plugtcp_io::shaped::Capacity;
+    let cap = crate::lab::net::capacity(spec, scenario_path)?;
+    let bits = crate::lab::net::mean_rate_bps(&cap, duration_ns) * duration_ns as f64 / 1e9;
+    Ok(match &cap {
+        Capacity::Rate(r) => (vec![(0, *r)], bits),
+        Capacity::Schedule(steps) => (steps.clone(), bits),
+        Capacity::Trace(t) => trace_steps(t, duration_ns),
+    })
 }
 
 /// A trace as capacity steps: the mean rate of each [`TRACE_BIN_NS`] (the queue is a real

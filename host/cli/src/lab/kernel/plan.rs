@@ -637,7 +637,7 @@ mod tests {
             }
         }
         text.push_str("400\n");
-        let t = mahimahi::parse(&text).unwrap();
+        let t = plugtcp_io::mahimahi::parse(&text).unwrap();
         let (steps, bits) = trace_steps(&t, 400_000_000);
         assert_eq!(steps, [(0, 1_200_000), (200_000_000, 2_400_000)]);
         assert_eq!(bits, 60.0 * 12_000.0);

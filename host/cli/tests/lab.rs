@@ -422,3 +422,92 @@ start = "1s"
         &["rendered", "cc=cubic", "cc=newreno", "utilisation"],
     );
 }
+
+/// A chain of two links (the second the bottleneck, its capacity on a schedule), a sized
+/// flow with its completion time, an on/off flow silent when off, and a link driven by a
+/// generated cellular trace that delivers no more than the trace allows.
+#[test]
+fn chains_schedules_sized_and_on_off_flows_and_generated_traces() {
+    let dir = temp_dir("chain");
+    let r = run_text(
+        &dir,
+        r#"
+name = "chain"
+duration = "12s"
+sample = "50ms"
+[sysctls]
+recvspace = 1048576
+sendspace = 1048576
+[[link]]
+name = "access"
+bandwidth = "100Mbit"
+delay = "5ms"
+[[link]]
+name = "core"
+delay = "10ms"
+queue = "100p"
+schedule = [{ at = "0s", bandwidth = "40Mbit" }, { at = "6s", bandwidth = "10Mbit" }]
+[[flow]]
+name = "sized"
+cc = "cubic"
+size = "5MB"
+[[flow]]
+name = "blinking"
+cc = "newreno"
+app = "on_off"
+on = "1s"
+off = "1s"
+"#,
+        None,
+    );
+    assert_invariants(&r);
+    let run = &r.runs[0];
+    assert_eq!(run.links.len(), 2);
+    assert_eq!(run.links[run.bottleneck].name, "core");
+    // 40 Mbit/s for 6 s and 10 Mbit/s for 6 s.
+    let core = &run.links[1];
+    assert!((core.capacity_bits - 300e6).abs() < 1.0, "{core:?}");
+    assert!(core.delivered_bits <= core.capacity_bits);
+    let sized = &run.flows[0];
+    assert_eq!(sized.bytes, 5_000_000);
+    let fct = sized.fct_s.expect("the sized flow completed");
+    // 5 MB at 40 Mbit/s at most: 1 s or more, and well within the run.
+    assert!(fct > 1.0 && fct < 8.0, "fct {fct}");
+    // The on/off flow's goodput samples during its off seconds are (nearly) zero.
+    let off: Vec<f64> = run
+        .flow_series
+        .iter()
+        .filter(|s| s.flow == 1 && (s.t % 2.0) > 1.3 && (s.t % 2.0) < 1.95)
+        .map(|s| s.goodput_mbps)
+        .collect();
+    assert!(!off.is_empty());
+    assert!(off.iter().all(|&g| g < 0.5), "{off:?}");
+    assert_eq!(run.flows[1].limited_by.name(), "application");
+
+    let r = run_text(
+        &dir,
+        r#"
+name = "generated"
+duration = "15s"
+[sysctls]
+recvspace = 1048576
+sendspace = 1048576
+[[link]]
+delay = "20ms"
+queue = "150p"
+generated_trace = { mean = "8Mbit", variability = 0.7, seed = 5, period = "10s" }
+[[flow]]
+cc = "cubic"
+count = 2
+"#,
+        None,
+    );
+    assert_invariants(&r);
+    let l = &r.runs[0].links[0];
+    let trace =
+        plugtcp_io::mahimahi::parse(&plugtcp_io::mahimahi::generate(5, 8.0, 10_000, 0.7)).unwrap();
+    let allowed = trace.opportunities_between(0, 15_000_000_000) as f64 * 1500.0 * 8.0;
+    assert!((l.capacity_bits - allowed).abs() < 1.0, "{l:?}");
+    assert!(l.delivered_bits <= allowed, "{l:?}");
+    assert!(l.utilisation > 0.6, "{l:?}");
+}

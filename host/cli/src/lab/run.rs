@@ -23,6 +23,9 @@ const DATA_PORT: u16 = 5001;
 /// the responses, the bulk of the bytes, cross the path forward).
 const RR_PORT: u16 = 5002;
 
+/// Unsent bytes an on/off flow keeps queued while on (what it writes ahead of the window).
+const ON_OFF_UNSENT: usize = 64 * 1024;
+
 /// Every stream carries this pattern from offset 0: byte `o` is `pattern()[o % len]`. Its
 /// length is no multiple of any segment size, so data delivered at the wrong offset shows.
 fn pattern() -> &'static [u8] {
@@ -668,7 +671,19 @@ fn pump(
                 if let Some(c) = f.tx {
                     let h = &mut net.senders[i];
                     if sending && h.state(c) == Some(TcpState::Established) {
-                        f.data.write(h, c, f.size);
+                        let mut limit = f.size;
+                        if f.app == AppKind::OnOff {
+                            // An on/off source keeps little unsent data queued, so that
+                            // its "off" is silence on the wire, not a send buffer draining.
+                            let flight = h
+                                .tcpcb(c)
+                                .map_or(0, |tp| tp.snd_max.wrapping_sub(tp.snd_una) as usize);
+                            let unsent = h.unacked(c).saturating_sub(flight);
+                            let room = ON_OFF_UNSENT.saturating_sub(unsent) as u64;
+                            let cap = f.data.bytes + room;
+                            limit = Some(limit.map_or(cap, |l| l.min(cap)));
+                        }
+                        f.data.write(h, c, limit);
                         if f.size.is_some_and(|sz| f.data.bytes >= sz) {
                             let _ = h.shutdown(c, Shutdown::Write);
                         }

@@ -296,6 +296,17 @@ fn connect(ctx: &EndCtx<'_>, port: u16, cc: Option<&str>) -> Result<TcpStream, S
         set_cc(fd.as_raw_fd(), cc).map_err(|e| format!("TCP_CONGESTION {cc}: {e}"))?;
     }
     sockopts(fd.as_raw_fd(), ctx).map_err(what)?;
+    if ctx.flow.app == AppKind::OnOff {
+        // As the simulator's on/off source: little unsent data queued, so "off" is silence
+        // on the wire rather than a send buffer draining (writes block above it).
+        set_int(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            64 * 1024,
+        )
+        .map_err(what)?;
+    }
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),

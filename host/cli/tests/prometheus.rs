@@ -116,7 +116,18 @@ impl Prom {
         exprs: [&str; N],
         ok: impl Fn(&[Option<f64>; N]) -> bool,
     ) -> [Option<f64>; N] {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_within(what, exprs, ok, Duration::from_secs(10))
+    }
+
+    /// As [`Prom::wait_for`], polling for up to `limit`.
+    fn wait_for_within<const N: usize>(
+        &self,
+        what: &str,
+        exprs: [&str; N],
+        ok: impl Fn(&[Option<f64>; N]) -> bool,
+        limit: Duration,
+    ) -> [Option<f64>; N] {
+        let deadline = Instant::now() + limit;
         loop {
             let vals = exprs.map(|e| self.one(e));
             if ok(&vals) {
@@ -374,20 +385,24 @@ fn prometheus_scrapes_demo_and_lab_while_they_hold() {
     assert!(sent < (8 << 20) as f64 + 4096.0, "sent {sent}");
     assert_eq!(opens, Some(1.0));
 
-    // The lab: one flow for 5 s of virtual time; its samples as gauges.
+    // The lab: one flow for 12 s (virtual time; with --kernel also 12 s of real time, so
+    // Prometheus, ready a few seconds after it starts, scrapes the kernel run as it runs).
     let scenario = dir.join("one.toml");
     std::fs::write(
         &scenario,
-        "name = \"watched\"\nduration = \"5s\"\n[[link]]\nbandwidth = \"20Mbit\"\n\
+        "name = \"watched\"\nduration = \"12s\"\n[[link]]\nbandwidth = \"20Mbit\"\n\
          delay = \"10ms\"\n[[flow]]\ncc = \"cubic\"\n",
     )
     .unwrap();
     let laddr = free_tcp_port();
+    // With root and iproute2 the kernel runs too, in real time: watched as it runs.
+    let kernel = plugtcp_cli::lab::kernel::available().is_ok();
     let lab = Command::new(plugtcp)
         .args(["lab", "run"])
         .arg(&scenario)
         .arg("-o")
         .arg(dir.join("out"))
+        .args(if kernel { &["--kernel"][..] } else { &[][..] })
         .args(["--hold", "60", "--metrics"])
         .arg(laddr.to_string())
         .stdout(Stdio::null())
@@ -398,22 +413,50 @@ fn prometheus_scrapes_demo_and_lab_while_they_hold() {
     let prom2dir = dir.join("prom2");
     std::fs::create_dir_all(&prom2dir).unwrap();
     let prom2 = start_prometheus(&bin, &prom2dir, laddr, &mut g);
-    let sel = "{point=\"base\",seed=\"1\",flow=\"cubic/base\"}";
+    let sel = "{engine=\"plugtcp\",point=\"base\",seed=\"1\",flow=\"cubic/base\"}";
     let [goodput, cwnd, vtime] = prom2.wait_for(
         "lab's last samples",
         [
             &format!("plugtcp_lab_flow_goodput_mbps{sel}"),
             &format!("plugtcp_lab_flow_cwnd_bytes{sel}"),
-            "plugtcp_lab_virtual_time_seconds{point=\"base\",seed=\"1\"}",
+            "plugtcp_lab_run_time_seconds{engine=\"plugtcp\",point=\"base\",seed=\"1\"}",
         ],
-        |v| v[2].is_some_and(|t| t >= 4.9),
+        |v| v[2].is_some_and(|t| t >= 11.9),
     );
     // A 20 Mbit/s link: the flow's goodput in its last sample is most of it.
     let goodput = goodput.unwrap();
     assert!(goodput > 10.0 && goodput <= 20.0, "goodput {goodput}");
     assert!(cwnd.unwrap() > 10_000.0, "cwnd {cwnd:?}");
-    assert!(vtime.unwrap() <= 5.0);
+    assert!(vtime.unwrap() <= 12.0);
     assert!(prom2
-        .one("plugtcp_lab_queue_backlog_bytes{point=\"base\",seed=\"1\",link=\"link0\"}")
+        .one("plugtcp_lab_queue_backlog_bytes{engine=\"plugtcp\",point=\"base\",seed=\"1\",link=\"link0\"}")
         .is_some());
+    if !kernel {
+        eprintln!("skipping the kernel half: --kernel cannot run here");
+        return;
+    }
+    // The kernel run: its samples were scraped while it ran (its clock seen to move), and
+    // its last ones are a busy 20 Mbit/s link.
+    let ksel = "{engine=\"kernel\",point=\"base\",seed=\"1\"}";
+    let [ktime, kchanges] = prom2.wait_for_within(
+        "the kernel run's samples",
+        [
+            &format!("plugtcp_lab_run_time_seconds{ksel}"),
+            &format!("changes(plugtcp_lab_run_time_seconds{ksel}[1m])"),
+        ],
+        |v| v[0].is_some_and(|t| t >= 11.5),
+        Duration::from_secs(30),
+    );
+    assert!(ktime.unwrap() <= 12.5, "{ktime:?}");
+    assert!(
+        kchanges.unwrap() >= 2.0,
+        "scraped {kchanges:?} changes: not live"
+    );
+    let kgoodput = prom2
+        .one("plugtcp_lab_flow_goodput_mbps{engine=\"kernel\",point=\"base\",seed=\"1\",flow=\"cubic/base\"}")
+        .unwrap();
+    assert!(
+        kgoodput > 5.0 && kgoodput < 25.0,
+        "kernel goodput {kgoodput}"
+    );
 }

@@ -135,8 +135,9 @@ pub fn run_file(mut file: ScenarioFile, opts: &LabOptions) -> Result<LabResults,
     if opts.kernel {
         super::kernel::available()?;
         for (p, seed) in &jobs {
-            let r = super::kernel::run_kernel(&file.path, &file.points[*p], *seed)
-                .map_err(|e| format!("{} seed {seed} (kernel): {e}", file.points[*p].label))?;
+            let r =
+                super::kernel::run_kernel_with(&file.path, &file.points[*p], *seed, opts.metrics)
+                    .map_err(|e| format!("{} seed {seed} (kernel): {e}", file.points[*p].label))?;
             runs.push(r);
         }
     }

@@ -390,7 +390,7 @@ pub fn run_sim(
                 }
                 let x = sample_flow(&mut net, f, k, t, sample);
                 if opts.metrics {
-                    publish_flow(&point.label, seed, &f.name, &x);
+                    publish_flow(Engine::Plugtcp, &point.label, seed, &f.name, &x);
                 }
                 flow_series.push(x);
             }
@@ -414,9 +414,15 @@ pub fn run_sim(
             if opts.metrics {
                 let at = queue_series.len() - nlinks;
                 for q in &queue_series[at..] {
-                    publish_queue(&point.label, seed, &net.links[q.link].name, q);
+                    publish_queue(
+                        Engine::Plugtcp,
+                        &point.label,
+                        seed,
+                        &net.links[q.link].name,
+                        q,
+                    );
                 }
-                metrics::gauge!("plugtcp_lab_virtual_time_seconds", "point" => point.label.clone(), "seed" => seed.to_string()).set(t);
+                publish_time(Engine::Plugtcp, &point.label, seed, t);
             }
             next_sample += sample;
         }
@@ -583,9 +589,10 @@ fn sample_flow(net: &mut LabNet, f: &mut Flow, k: usize, t: f64, sample_ns: u64)
     out
 }
 
-/// A flow's sample as gauges labelled by sweep point, seed and flow.
-fn publish_flow(point: &str, seed: u64, flow: &str, x: &FlowSample) {
+/// A flow's sample as gauges labelled by engine, sweep point, seed and flow.
+pub(crate) fn publish_flow(engine: Engine, point: &str, seed: u64, flow: &str, x: &FlowSample) {
     let labels = [
+        ("engine", engine.name().to_string()),
         ("point", point.to_string()),
         ("seed", seed.to_string()),
         ("flow", flow.to_string()),
@@ -598,9 +605,21 @@ fn publish_flow(point: &str, seed: u64, flow: &str, x: &FlowSample) {
     metrics::gauge!("plugtcp_lab_flow_retransmits", &labels).set(x.retransmits as f64);
 }
 
+/// How far a run is (s of its own time: virtual for the simulator, real for the kernel).
+pub(crate) fn publish_time(engine: Engine, point: &str, seed: u64, t: f64) {
+    metrics::gauge!(
+        "plugtcp_lab_run_time_seconds",
+        "engine" => engine.name(),
+        "point" => point.to_string(),
+        "seed" => seed.to_string()
+    )
+    .set(t);
+}
+
 /// A link's queue sample as gauges.
-fn publish_queue(point: &str, seed: u64, link: &str, q: &QueueSample) {
+pub(crate) fn publish_queue(engine: Engine, point: &str, seed: u64, link: &str, q: &QueueSample) {
     let labels = [
+        ("engine", engine.name().to_string()),
         ("point", point.to_string()),
         ("seed", seed.to_string()),
         ("link", link.to_string()),

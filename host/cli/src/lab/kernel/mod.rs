@@ -103,6 +103,17 @@ pub fn run_kernel(
     point: &SweepPoint,
     seed: u64,
 ) -> Result<RunResult, String> {
+    run_kernel_with(scenario_path, point, seed, false)
+}
+
+/// As [`run_kernel`]; with `metrics`, every sample is also published as the lab's gauges
+/// (`lab run --kernel --metrics`: a kernel run is real time, so it is watched as it runs).
+pub fn run_kernel_with(
+    scenario_path: &Path,
+    point: &SweepPoint,
+    seed: u64,
+    metrics: bool,
+) -> Result<RunResult, String> {
     available()?;
     let s = &point.scenario;
     let name = if s.name.is_empty() {
@@ -123,7 +134,8 @@ pub fn run_kernel(
     }
     topo::remove_stale();
     let lab = Lab::build(&plan)?;
-    let m = execute(&plan, &lab);
+    let publish = metrics.then(|| (point.label.as_str(), seed));
+    let m = execute(&plan, &lab, publish);
     drop(lab);
     let m = m?;
     Ok(summarise(&plan, point, m))
@@ -236,7 +248,8 @@ fn tun_drops(ns: &str, dev: &str) -> u64 {
 
 /// Builds the rest (delay lines, routes, qdiscs), runs the flows for the duration and
 /// samples them.
-fn execute(plan: &Plan, lab: &Lab) -> Result<Measured, String> {
+/// `publish`: the run's sweep point and seed, when its samples are to be published.
+fn execute(plan: &Plan, lab: &Lab, publish: Option<(&str, u64)>) -> Result<Measured, String> {
     let over = AtomicBool::new(false);
     let gate = Gate::default();
     let specs = line_specs(plan, lab);
@@ -341,7 +354,7 @@ fn execute(plan: &Plan, lab: &Lab) -> Result<Measured, String> {
                 .map_err(|e| format!("flow setup: {e}"))?;
         }
 
-        let m = sample_run(plan, lab, &gate, &shared, &line_stats, &over);
+        let m = sample_run(plan, lab, &gate, &shared, &line_stats, &over, publish);
         over.store(true, Ordering::Relaxed);
         let mut m = m?;
         for k in 0..plan.links.len() {
@@ -395,7 +408,7 @@ fn percentile(xs: &[f64], q: f64) -> f64 {
 }
 
 /// Opens the gate and, until the end of the run, samples every `sample` and applies the
-/// capacity steps at their times.
+/// capacity steps at their times (publishing each sample with `publish`).
 fn sample_run(
     plan: &Plan,
     lab: &Lab,
@@ -403,6 +416,7 @@ fn sample_run(
     shared: &[FlowShared],
     line_stats: &[LineStats],
     over: &AtomicBool,
+    publish: Option<(&str, u64)>,
 ) -> Result<Measured, String> {
     let nl = plan.links.len();
     let info_of = |j: usize| -> Option<TcpInfo> {
@@ -516,6 +530,9 @@ fn sample_run(
                         }
                     }
                 }
+                if let Some((point, seed)) = publish {
+                    crate::lab::run::publish_flow(Engine::Kernel, point, seed, &f.name, &s);
+                }
                 m.flow_series.push(s);
             }
             for (k, b) in base.iter().enumerate() {
@@ -528,7 +545,7 @@ fn sample_run(
                 lm.max_backlog = lm.max_backlog.max(q.backlog_bytes);
                 lm.delays_ms.push(delay_ms);
                 lm.sent_at.push((t, q.bytes, q.packets));
-                m.queue_series.push(QueueSample {
+                let sample = QueueSample {
                     t,
                     link: k,
                     backlog_bytes: q.backlog_bytes,
@@ -536,7 +553,15 @@ fn sample_run(
                     drops: q.drops,
                     marks: q.marks,
                     delay_ms,
-                });
+                };
+                if let Some((point, seed)) = publish {
+                    let link = &plan.links[k].name;
+                    crate::lab::run::publish_queue(Engine::Kernel, point, seed, link, &sample);
+                }
+                m.queue_series.push(sample);
+            }
+            if let Some((point, seed)) = publish {
+                crate::lab::run::publish_time(Engine::Kernel, point, seed, t);
             }
             last_t = t;
             next_sample += plan.sample_ns;

@@ -134,7 +134,7 @@ pub fn run_kernel_with(
     }
     topo::remove_stale();
     let lab = Lab::build(&plan)?;
-    let publish = metrics.then(|| (point.label.as_str(), seed));
+    let publish = metrics.then_some((point.label.as_str(), seed));
     let m = execute(&plan, &lab, publish);
     drop(lab);
     let m = m?;

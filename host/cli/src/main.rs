@@ -206,7 +206,7 @@ enum LabCmd {
     /// directory: CSV time series, summary.json/csv, plots and report.html.
     Run {
         scenario: PathBuf,
-        /// Results directory (default: lab-results/<scenario name>).
+        /// Results directory (default: lab-results/<scenario name, made a file name>).
         #[arg(short = 'o', long)]
         out: Option<PathBuf>,
         /// Simulator runs at once (default: one per core).
@@ -882,9 +882,9 @@ fn main() -> ExitCode {
                 Ok(f) => f,
                 Err(e) => return fail(e),
             };
-            let out = out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("lab-results").join(&file.name));
+            let out = out.clone().unwrap_or_else(|| {
+                PathBuf::from("lab-results").join(plugtcp_cli::lab::output::slug(&file.name))
+            });
             let opts = driver::LabOptions {
                 scenario: scenario.clone(),
                 out: Some(out.clone()),

@@ -387,14 +387,18 @@ pub fn parse_with(
         field,
         message,
     };
+    let locator = Locator::new(text);
     let from_toml = |e: toml::de::Error| {
         let line = e.span().map(|s| line_of(text, s.start));
         let (field, message) = split_field(e.message());
-        err(line, field, message)
+        err(
+            line,
+            field.or_else(|| line.and_then(|l| locator.field_at(l))),
+            message,
+        )
     };
     // The file as written: syntax and field errors come with their spans.
     let mut base: Scenario = toml::from_str(text).map_err(from_toml)?;
-    let locator = Locator::new(text);
     let mut table: toml::Table = toml::from_str(text).map_err(from_toml)?;
     for (key, value) in overrides {
         let set_err = |m: String| err(None, Some(format!("--set {key}")), m);
@@ -629,6 +633,22 @@ impl Locator {
     fn line(&self, section: &str, index: usize, field: &str) -> Option<usize> {
         let (header, fields) = self.tables.get(&(section.to_string(), index))?;
         Some(fields.get(field).copied().unwrap_or(*header))
+    }
+
+    /// The field written on `line`: `link[0].bandwidth`, `duration`, `sweep.flow.cc`.
+    fn field_at(&self, line: usize) -> Option<String> {
+        for ((section, index), (_, fields)) in &self.tables {
+            if let Some((k, _)) = fields.iter().find(|(_, &l)| l == line) {
+                return Some(format!("{section}[{index}].{k}"));
+            }
+        }
+        if let Some((k, _)) = self.sweep.iter().find(|(_, &l)| l == line) {
+            return Some(format!("sweep.{k}"));
+        }
+        self.top
+            .iter()
+            .find(|(_, &l)| l == line)
+            .map(|(k, _)| k.clone())
     }
 
     fn top_line(&self, field: &str) -> Option<usize> {
@@ -1028,6 +1048,7 @@ count = 2
         let bad = GOOD.replace("bandwidth = \"100Mbit\"", "bandwidth = \"100 furlongs\"");
         let e = parse(Path::new("x.toml"), &bad).unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
+        assert_eq!(e.field.as_deref(), Some("link[0].bandwidth"), "{e}");
         assert!(e.message.contains("unknown rate unit"), "{e}");
 
         let bad = GOOD.replace("\"link.queue\"", "\"link.qeueu\"");

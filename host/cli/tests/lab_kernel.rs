@@ -365,3 +365,48 @@ fn lab_run_kernel_prints_both_rows() {
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     assert_no_namespaces();
 }
+
+/// Flows of different RTTs share the first link's delay line: each keeps its own RTT (a
+/// short-RTT flow's packets never wait behind a long-RTT flow's).
+#[test]
+fn flows_keep_their_own_rtts_through_a_shared_delay_line() {
+    let Some(_serial) = can_run() else {
+        return;
+    };
+    let r = run(
+        "rtts",
+        r#"
+name = "kernel-rtts"
+duration = "3s"
+[[link]]
+bandwidth = "50Mbit"
+delay = "5ms"
+queue = "1bdp"
+[[flow]]
+cc = "cubic"
+rtt = "20ms"
+start = "1s"
+[[flow]]
+cc = "cubic"
+rtt = "80ms"
+"#,
+    )
+    .unwrap();
+    print_row(&r);
+    let min_srtt = |flow: usize| {
+        r.flow_series
+            .iter()
+            .filter(|s| s.flow == flow && s.srtt_ms > 0.0)
+            .map(|s| s.srtt_ms)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (short, long) = (min_srtt(0), min_srtt(1));
+    eprintln!("smallest srtt: {short:.1} ms and {long:.1} ms");
+    // The queue (1 BDP of the 20 ms RTT) adds at most 20 ms. (Had the short flow's packets
+    // waited behind the long flow's, already sending when it starts, its RTT would be
+    // the long one's.)
+    assert!((19.0..45.0).contains(&short), "{short}");
+    assert!((79.0..110.0).contains(&long), "{long}");
+    assert!(r.flows.iter().all(|f| f.intact && f.bytes > 0));
+    assert_no_namespaces();
+}

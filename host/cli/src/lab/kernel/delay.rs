@@ -115,25 +115,41 @@ struct Line {
     spec: LineSpec,
     fd: OwnedFd,
     rng: Rng,
-    queue: VecDeque<(Instant, Vec<u8>)>,
-    last_release: Option<Instant>,
+    /// One FIFO per `[[flow]]` table (the last for packets of none): order is kept within
+    /// a table's flows, while a short-RTT table's packets never wait behind a long-RTT
+    /// table's in the same line.
+    queues: Vec<VecDeque<(Instant, Vec<u8>)>>,
+    last_release: Vec<Option<Instant>>,
 }
 
 impl Line {
-    /// The delay of one packet (IPv4 header in `pkt`).
-    fn delay_of(&mut self, pkt: &[u8]) -> u64 {
+    fn new(spec: LineSpec, fd: OwnedFd) -> Self {
+        let n = spec.per_table_ns.len() + 1;
+        Line {
+            rng: Rng::new(spec.seed),
+            spec,
+            fd,
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            last_release: vec![None; n],
+        }
+    }
+
+    /// The delay of one packet (IPv4 header in `pkt`) and the queue it waits in.
+    fn delay_of(&mut self, pkt: &[u8]) -> (u64, usize) {
         let mut d = self.spec.delay_ns;
         if self.spec.jitter_ns > 0 {
             d += (self.rng.unit() * self.spec.jitter_ns as f64) as u64;
         }
+        let mut queue = self.queues.len() - 1;
         if pkt.len() >= 20 && pkt[0] >> 4 == 4 {
             let at = if self.spec.by_dst { 16 } else { 12 };
             let a = u32::from_be_bytes([pkt[at], pkt[at + 1], pkt[at + 2], pkt[at + 3]]);
-            if let Some(t) = sender_table(a) {
-                d += self.spec.per_table_ns.get(t).copied().unwrap_or(0);
+            if let Some(t) = sender_table(a).filter(|&t| t < self.spec.per_table_ns.len()) {
+                d += self.spec.per_table_ns[t];
+                queue = t;
             }
         }
-        d
+        (d, queue)
     }
 
     /// Reads what the kernel handed over, queueing each packet with its release time.
@@ -151,30 +167,35 @@ impl Line {
                 continue;
             }
             let now = Instant::now();
-            let mut at = now + Duration::from_nanos(self.delay_of(pkt));
-            // Never reorder: jitter and differing access delays only hold packets longer.
-            if let Some(last) = self.last_release {
+            let (delay, q) = self.delay_of(pkt);
+            let mut at = now + Duration::from_nanos(delay);
+            // Never reorder within a table: jitter only holds packets longer.
+            if let Some(last) = self.last_release[q] {
                 at = at.max(last);
             }
-            self.last_release = Some(at);
-            self.queue.push_back((at, pkt.to_vec()));
+            self.last_release[q] = Some(at);
+            self.queues[q].push_back((at, pkt.to_vec()));
         }
     }
 
     /// Writes back what is due; returns when the next packet is.
     fn release(&mut self, now: Instant) -> Option<Instant> {
-        while let Some((at, _)) = self.queue.front() {
-            if *at > now {
-                return Some(*at);
-            }
-            let (_, pkt) = self.queue.pop_front().expect("front exists");
-            // SAFETY: writing pkt.len() bytes from pkt. A failed write (the device going
-            // down at the end) loses the packet, as a wire would.
-            unsafe {
-                libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len());
+        let mut next: Option<Instant> = None;
+        for queue in &mut self.queues {
+            while let Some((at, _)) = queue.front() {
+                if *at > now {
+                    next = Some(next.map_or(*at, |n| n.min(*at)));
+                    break;
+                }
+                let (_, pkt) = queue.pop_front().expect("front exists");
+                // SAFETY: writing pkt.len() bytes from pkt. A failed write (the device
+                // going down at the end) loses the packet, as a wire would.
+                unsafe {
+                    libc::write(self.fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len());
+                }
             }
         }
-        None
+        next
     }
 }
 
@@ -183,13 +204,7 @@ impl Line {
 pub fn run(lines: Vec<(LineSpec, OwnedFd)>, stats: &[LineStats], stop: &AtomicBool) {
     let mut lines: Vec<Line> = lines
         .into_iter()
-        .map(|(spec, fd)| Line {
-            rng: Rng::new(spec.seed),
-            spec,
-            fd,
-            queue: VecDeque::new(),
-            last_release: None,
-        })
+        .map(|(spec, fd)| Line::new(spec, fd))
         .collect();
     let mut buf = vec![0u8; 65_536];
     let mut pfds: Vec<libc::pollfd> = lines

@@ -68,14 +68,17 @@ fn print_row(r: &RunResult) {
     }
     for f in &r.flows {
         eprintln!(
-            "flow {} ({}): {:.2} Mbit/s, {} bytes, {} retransmits, intact {}, limited by {}",
+            "flow {} ({}): {:.2} Mbit/s, {} bytes, {} retransmits, intact {}, limited by {} \
+             (receive window {:.0}%, send buffer {:.0}% of busy time)",
             f.name,
             f.cc,
             f.goodput_mbps,
             f.bytes,
             f.retransmits,
             f.intact,
-            f.limited_by.name()
+            f.limited_by.name(),
+            f.rwnd_limited * 100.0,
+            f.sndbuf_limited * 100.0
         );
     }
     eprintln!(
@@ -282,7 +285,7 @@ rtt = "50ms"
 [[flow]]
 name = "small-window"
 cc = "cubic"
-sysctls = { recvspace = 16384, recvbuf_auto = 0, "cc.abe" = 1 }
+sysctls = { recvspace = 8192, recvbuf_auto = 0, "cc.abe" = 1 }
 "#;
     let r = run("chain", text).unwrap();
     print_row(&r);

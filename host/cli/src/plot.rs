@@ -11,6 +11,9 @@ use plotters::style::{register_font, FontStyle};
 
 use plugtcp_host::siftr::{parse_trace, Phase, Trace};
 
+pub(crate) mod text;
+pub(crate) use text::GlyphBackend;
+
 /// Default picture size.
 pub const WIDTH: u32 = 1280;
 pub const HEIGHT: u32 = 800;
@@ -30,11 +33,7 @@ pub(crate) fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is a constant of a crate we build with: it parses.
-        let _ = register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::HACK_REGULAR,
-        );
+        let _ = register_font("sans-serif", FontStyle::Normal, text::FONT_BYTES);
     });
 }
 
@@ -84,7 +83,7 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 fn draw(t: &Trace, rgb: &mut [u8], width: u32, height: u32) -> DrawResult {
     fonts();
     let pts = &t.points;
-    let root = BitMapBackend::with_buffer(rgb, (width, height)).into_drawing_area();
+    let root = GlyphBackend(BitMapBackend::with_buffer(rgb, (width, height))).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(height * 62 / 100);
     let t0 = pts.first().map_or(0.0, |p| p.time);

@@ -20,7 +20,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::output::{point_labels, point_slugs, slug_of};
 use super::results::{Engine, FlowSample, LabResults, QueueSample, RunResult, Spread};
-use crate::plot::{encode_png, fonts};
+use crate::plot::{encode_png, fonts, GlyphBackend};
 
 /// Picture size: wide enough for a time series, short enough that a report page shows two.
 pub const WIDTH: u32 = 1000;
@@ -423,7 +423,7 @@ fn aggregate_goodput(run: &RunResult) -> Vec<(f64, f64)> {
 
 // ---- drawing ----
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+type Area<'a> = DrawingArea<GlyphBackend<BitMapBackend<'a>>, Shift>;
 type DrawResult = Result<(), Box<dyn Error>>;
 
 /// One line of a line chart.
@@ -465,8 +465,8 @@ fn text(size: u32) -> TextStyle<'static> {
     TextStyle::from(("sans-serif", size).into_font()).color(&BLACK)
 }
 
-/// An axis tick: integers without a fraction (plotters' text drops the glyphs' left
-/// bearing, which makes "70.0" read as "70. 0"), others with up to 3 decimals.
+/// An axis tick: integers without a fraction ("70", not "70.0"), others with up to 3
+/// decimals.
 fn tick(v: &f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{v:.0}")
@@ -480,7 +480,8 @@ fn render(draw: impl FnOnce(&Area<'_>) -> DrawResult) -> Result<Vec<u8>, String>
     fonts();
     let mut rgb = vec![255u8; WIDTH as usize * HEIGHT as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+        let root =
+            GlyphBackend(BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT))).into_drawing_area();
         root.fill(&WHITE).map_err(|e| format!("plot: {e}"))?;
         draw(&root).map_err(|e| format!("plot: {e}"))?;
         root.present().map_err(|e| format!("plot: {e}"))?;

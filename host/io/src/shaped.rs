@@ -21,8 +21,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::mahimahi::{Trace, OPPORTUNITY_BYTES};
 use crate::qdisc::{self, QPacket, Qdisc, QdiscConfig, QdiscStats, QueueLimit};
-
-const NS_PER_SEC: u128 = 1_000_000_000;
+use crate::sim::{chance, tx_time_ns};
 
 /// Seed offset for the qdisc's own randomness, so it does not share the loss/jitter stream.
 const QDISC_SEED_XOR: u64 = 0x5bd1_e995_9e37_79b9;
@@ -350,26 +349,6 @@ impl TraceCursor {
                 return at;
             }
         }
-    }
-}
-
-/// Serialization time of `len` bytes at `bps`, rounded up; 0 for infinite (0) bandwidth.
-fn tx_time_ns(bps: u64, len: usize) -> u64 {
-    if bps == 0 {
-        return 0;
-    }
-    let ns = (len as u128 * 8 * NS_PER_SEC).div_ceil(u128::from(bps));
-    u64::try_from(ns).unwrap_or(u64::MAX)
-}
-
-/// A Bernoulli draw tolerating out-of-range and NaN probabilities.
-fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
-    if p.is_nan() || p <= 0.0 {
-        false
-    } else if p >= 1.0 {
-        true
-    } else {
-        rng.random::<f64>() < p
     }
 }
 

@@ -423,7 +423,7 @@ impl SimLink {
 }
 
 /// Serialization time of `len` bytes, rounded up so the link never exceeds its rate.
-fn tx_time_ns(bandwidth_bps: u64, len: usize) -> u64 {
+pub(crate) fn tx_time_ns(bandwidth_bps: u64, len: usize) -> u64 {
     if bandwidth_bps == 0 {
         return 0;
     }
@@ -433,7 +433,7 @@ fn tx_time_ns(bandwidth_bps: u64, len: usize) -> u64 {
 }
 
 /// A Bernoulli draw that tolerates out-of-range and NaN probabilities instead of panicking.
-fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
+pub(crate) fn chance(rng: &mut Xoshiro256PlusPlus, p: f64) -> bool {
     if p.is_nan() || p <= 0.0 {
         false
     } else if p >= 1.0 {

@@ -63,6 +63,26 @@ pub struct LabNet {
     pub offered: u64,
 }
 
+/// A lossless, unlimited drop-tail line that records no sojourn times: the ACK direction of
+/// a link, and the access delay lines.
+fn plain_line(capacity: Capacity, delay_ns: u64, seed: u64) -> ShapedLink {
+    let mut line = ShapedLink::new(ShapedLinkConfig {
+        capacity,
+        delay_ns,
+        jitter_ns: 0,
+        loss: 0.0,
+        qdisc: QdiscConfig::DropTail,
+        limit: QueueLimit {
+            packets: None,
+            bytes: None,
+        },
+        ecn: false,
+        seed,
+    });
+    line.set_record_sojourns(false);
+    line
+}
+
 /// Seeds for the parts of a run, all derived from the run's seed.
 pub(crate) fn sub_seed(seed: u64, what: u64, i: u64) -> u64 {
     let mut x =
@@ -235,20 +255,7 @@ impl LabNet {
                 ecn: spec.ecn,
                 seed: sub_seed(seed, 1, k as u64),
             });
-            let mut reverse = ShapedLink::new(ShapedLinkConfig {
-                capacity: cap.clone(),
-                delay_ns: spec.delay.0,
-                jitter_ns: 0,
-                loss: 0.0,
-                qdisc: QdiscConfig::DropTail,
-                limit: QueueLimit {
-                    packets: None,
-                    bytes: None,
-                },
-                ecn: false,
-                seed: sub_seed(seed, 2, k as u64),
-            });
-            reverse.set_record_sojourns(false);
+            let reverse = plain_line(cap.clone(), spec.delay.0, sub_seed(seed, 2, k as u64));
             links.push(PathLink {
                 name: if spec.name.is_empty() {
                     format!("link{k}")
@@ -270,21 +277,7 @@ impl LabNet {
         for (i, f) in s.flows.iter().enumerate() {
             let extra = s.flow_rtt_ns(f).saturating_sub(2 * path_delay);
             let delay_line = |d: u64, what: u64| {
-                let mut l = ShapedLink::new(ShapedLinkConfig {
-                    capacity: Capacity::Rate(0),
-                    delay_ns: d,
-                    jitter_ns: 0,
-                    loss: 0.0,
-                    qdisc: QdiscConfig::DropTail,
-                    limit: QueueLimit {
-                        packets: None,
-                        bytes: None,
-                    },
-                    ecn: false,
-                    seed: sub_seed(seed, what, i as u64),
-                });
-                l.set_record_sojourns(false);
-                l
+                plain_line(Capacity::Rate(0), d, sub_seed(seed, what, i as u64))
             };
             access_fwd.push(delay_line(extra / 2, 3));
             access_rev.push(delay_line(extra - extra / 2, 4));

@@ -73,6 +73,21 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// What held a flow back: the application for anything but a bulk flow, else the
+    /// receive window or the send buffer when it held the flow more than half of its busy
+    /// time (`rwnd_share`, `sndbuf_share`), else its CC.
+    pub fn classify(bulk: bool, rwnd_share: f64, sndbuf_share: f64) -> Limit {
+        if !bulk {
+            Limit::Application
+        } else if rwnd_share > 0.5 {
+            Limit::ReceiveWindow
+        } else if sndbuf_share > 0.5 {
+            Limit::SendBuffer
+        } else {
+            Limit::Cc
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Limit::Cc => "cc",
@@ -134,6 +149,15 @@ pub struct LinkSummary {
     pub drops: u64,
     pub random_losses: u64,
     pub marks: u64,
+}
+
+/// The index of the link that used the largest share of its capacity: the run's bottleneck.
+pub fn busiest_link(links: &[LinkSummary]) -> usize {
+    links
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.utilisation.total_cmp(&b.1.utilisation))
+        .map_or(0, |(k, _)| k)
 }
 
 /// One run (one sweep point, one seed).

@@ -14,7 +14,9 @@ use plugtcp_host::usrreq::Shutdown;
 use plugtcp_host::Host;
 
 use super::net::{mean_rate_bps, receiver_addr, sender_addr, sub_seed, LabNet};
-use super::results::{Engine, FlowSample, FlowSummary, Limit, LinkSummary, QueueSample, RunResult};
+use super::results::{
+    busiest_link, Engine, FlowSample, FlowSummary, Limit, LinkSummary, QueueSample, RunResult,
+};
 use super::scenario::{AppKind, FlowSpec, SweepPoint};
 
 /// Port the receivers listen on (bulk and on/off data flows from sender to receiver).
@@ -458,11 +460,7 @@ pub fn run_sim(
             marks: st.qdisc.ce_marked,
         });
     }
-    let bottleneck = links
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.utilisation.total_cmp(&b.1.utilisation))
-        .map_or(0, |(k, _)| k);
+    let bottleneck = busiest_link(&links);
     let flows_out: Vec<FlowSummary> = flows
         .iter()
         .map(|f| {
@@ -471,16 +469,10 @@ pub fn run_sim(
                 f.tx.and_then(|c| h.tcp_info(c).ok())
                     .map_or(0, |i| i.tcpi_snd_rexmitpack as u64);
             let active = f.active_ns().max(1) as f64 / 1e9;
-            let limited_by = if f.app != AppKind::Bulk {
-                Limit::Application
-            } else if f.rwnd_samples * 2 > f.busy_samples.max(1) {
-                Limit::ReceiveWindow
-            } else if f.sndbuf_samples * 2 > f.busy_samples.max(1) {
-                Limit::SendBuffer
-            } else {
-                Limit::Cc
-            };
             let busy = f.busy_samples.max(1) as f64;
+            let (rwnd_share, sndbuf_share) =
+                (f.rwnd_samples as f64 / busy, f.sndbuf_samples as f64 / busy);
+            let limited_by = Limit::classify(f.app == AppKind::Bulk, rwnd_share, sndbuf_share);
             FlowSummary {
                 name: f.name.clone(),
                 cc: f.cc.clone(),
@@ -497,8 +489,8 @@ pub fn run_sim(
                 queue_delay_p50_ms: table_hist[bottleneck][f.spec].quantile(0.5) as f64 / 1e6,
                 queue_delay_p95_ms: table_hist[bottleneck][f.spec].quantile(0.95) as f64 / 1e6,
                 limited_by,
-                rwnd_limited: f.rwnd_samples as f64 / busy,
-                sndbuf_limited: f.sndbuf_samples as f64 / busy,
+                rwnd_limited: rwnd_share,
+                sndbuf_limited: sndbuf_share,
             }
         })
         .collect();

@@ -220,8 +220,8 @@ pub(crate) mod testutil {
     pub(crate) use super::MS;
     use super::*;
 
-    /// Full IPv4 header checksum check, independent of the incremental update.
-    pub fn ipv4_checksum_ok(pkt: &[u8]) -> bool {
+    /// The folded one's-complement sum of the IPv4 header, computed afresh.
+    fn header_sum(pkt: &[u8]) -> u16 {
         let ihl = usize::from(pkt[0] & 0x0f) * 4;
         let mut sum: u32 = 0;
         for w in pkt[..ihl].chunks(2) {
@@ -230,21 +230,19 @@ pub(crate) mod testutil {
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }
-        sum == 0xffff
+        sum as u16
+    }
+
+    /// Full IPv4 header checksum check, independent of the incremental update.
+    pub fn ipv4_checksum_ok(pkt: &[u8]) -> bool {
+        header_sum(pkt) == 0xffff
     }
 
     pub fn set_ipv4_checksum(pkt: &mut [u8]) {
         pkt[10] = 0;
         pkt[11] = 0;
-        let ihl = usize::from(pkt[0] & 0x0f) * 4;
-        let mut sum: u32 = 0;
-        for w in pkt[..ihl].chunks(2) {
-            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        pkt[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let sum = header_sum(pkt);
+        pkt[10..12].copy_from_slice(&(!sum).to_be_bytes());
     }
 
     /// An IPv4/UDP packet of `len` bytes (>= 28) from port `sport`, carrying `id` right after

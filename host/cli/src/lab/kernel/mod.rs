@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use plugtcp_io::netns;
 
-use super::results::{Engine, FlowSample, FlowSummary, Limit, LinkSummary, QueueSample, RunResult};
+use super::results::{
+    busiest_link, Engine, FlowSample, FlowSummary, Limit, LinkSummary, QueueSample, RunResult,
+};
 use super::scenario::{AppKind, SweepPoint};
 use delay::{LineSpec, LineStats};
 use plan::{addr, receiver_net, sender_net, HostSetting, Plan};
@@ -646,11 +648,7 @@ fn summarise(plan: &Plan, point: &SweepPoint, m: Measured) -> RunResult {
             marks: lm.stats.marks,
         });
     }
-    let bottleneck = links
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.utilisation.total_cmp(&b.1.utilisation))
-        .map_or(0, |(k, _)| k);
+    let bottleneck = busiest_link(&links);
     let flows: Vec<FlowSummary> = plan
         .flows
         .iter()
@@ -683,15 +681,7 @@ fn summarise(plan: &Plan, point: &SweepPoint, m: Measured) -> RunResult {
                 }) if b > 0 => (r as f64 / b as f64, s as f64 / b as f64),
                 _ => (fm.rwnd_samples as f64 / fm.busy_samples.max(1) as f64, 0.0),
             };
-            let limited_by = if f.app != AppKind::Bulk {
-                Limit::Application
-            } else if rwnd > 0.5 {
-                Limit::ReceiveWindow
-            } else if sndbuf > 0.5 {
-                Limit::SendBuffer
-            } else {
-                Limit::Cc
-            };
+            let limited_by = Limit::classify(f.app == AppKind::Bulk, rwnd, sndbuf);
             FlowSummary {
                 name: f.name.clone(),
                 cc: f.cc.clone(),
